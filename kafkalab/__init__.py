@@ -1,0 +1,1 @@
+"""kafkalab: learn how Apache Kafka really works by running and breaking a real cluster."""
