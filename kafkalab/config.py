@@ -138,3 +138,81 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("unclean.leader.election.enable", bool, False,
               "let an out-of-sync replica become leader (and lose data)"),
 )
+
+
+# Broker (and controller) configs. Two profiles: "kafka" keeps Kafka's real defaults, "lab"
+# shortens timeouts so that failures show their effects within a second or two.
+BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
+    ConfigDef("broker.heartbeat.interval.ms", int, 2000, "broker -> controller heartbeat period",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("broker.session.timeout.ms", int, 9000, "controller fences a silent broker after this",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("replica.lag.time.max.ms", int, 30000, "a follower not caught up for this long leaves the ISR",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("replica.fetch.wait.max.ms", int, 500, "follower fetch long-poll",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("replica.fetch.max.bytes", int, 1_048_576, "", check=_positive, check_doc="must be > 0"),
+    ConfigDef("replica.fetch.backoff.ms", int, 1000, "pause after a failed follower fetch",
+              check=_nonneg, check_doc="must be >= 0"),
+    ConfigDef("metadata.max.idle.interval.ms", int, 500, "controller metadata long-poll",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("auto.create.topics.enable", bool, True, "create unknown topics on Metadata"),
+    ConfigDef("num.partitions", int, 1, "partitions of an auto-created topic", check=_positive,
+              check_doc="must be >= 1"),
+    ConfigDef("default.replication.factor", int, 1, "replicas of an auto-created topic",
+              check=_positive, check_doc="must be >= 1"),
+    ConfigDef("min.insync.replicas", int, 1, "default for topics", check=_positive, check_doc="must be >= 1"),
+    ConfigDef("unclean.leader.election.enable", bool, False, "default for topics"),
+    ConfigDef("log.retention.check.interval.ms", int, 300_000, "how often the cleaner looks",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("log.cleaner.backoff.ms", int, 15_000, "", check=_positive, check_doc="must be > 0"),
+    ConfigDef("log.flush.interval.ms", int, -1, "fsync period (-1: leave it to the OS, as Kafka)",
+              check=_ms_or_unlimited, check_doc="must be >= -1"),
+    ConfigDef("socket.request.max.bytes", int, 104_857_600, "largest request frame",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("offsets.topic.num.partitions", int, 50, "", check=_positive, check_doc="must be >= 1"),
+    ConfigDef("offsets.topic.replication.factor", int, 3, "", check=_positive, check_doc="must be >= 1"),
+    ConfigDef("transaction.state.log.num.partitions", int, 50, "", check=_positive, check_doc="must be >= 1"),
+    ConfigDef("request.timeout.ms", int, 30_000, "broker -> controller request timeout",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("metrics.publish.interval.ms", int, 1000, "how often processes publish metrics",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("fetch.sendfile.enable", bool, True, "send Fetch record data with os.sendfile"),
+)
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "kafka": {},
+    "lab": {
+        "broker.heartbeat.interval.ms": 100,
+        "broker.session.timeout.ms": 500,
+        "replica.lag.time.max.ms": 1500,
+        "replica.fetch.wait.max.ms": 200,
+        "replica.fetch.backoff.ms": 100,
+        "metadata.max.idle.interval.ms": 200,
+        "log.retention.check.interval.ms": 1000,
+        "log.cleaner.backoff.ms": 1000,
+        "offsets.topic.num.partitions": 6,
+        "transaction.state.log.num.partitions": 6,
+        "request.timeout.ms": 2000,
+        "metrics.publish.interval.ms": 250,
+    },
+}
+
+
+def broker_config(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Resolved broker config for a profile ("lab" or "kafka") plus the user's overrides."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    merged = dict(PROFILES[profile])
+    merged.update(overrides or {})
+    return resolve(merged, BROKER_CONFIGS, "broker")
+
+
+def topic_config(broker: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A topic's effective config: topic defaults, broker-level defaults, then its overrides."""
+    merged: dict[str, Any] = {
+        "min.insync.replicas": broker["min.insync.replicas"],
+        "unclean.leader.election.enable": broker["unclean.leader.election.enable"],
+    }
+    merged.update(overrides or {})
+    return resolve(merged, TOPIC_CONFIGS, "topic")

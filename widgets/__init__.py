@@ -1,0 +1,26 @@
+"""Live views (Plotly FigureWidgets) and controls (ipywidgets) over a kafkalab cluster.
+
+Everything reads a metrics source: the live `cluster.metrics` collector or a saved
+`kafkalab.metrics.MetricsSnapshot`.
+"""
+
+from .controls import BrokerControls, LoadControls, NetworkControls
+from .dashboard import Dashboard
+from .rates import LagView, ThroughputView
+from .replicas import ReplicaView, SegmentView
+from .timelines import IsrTimeline, RebalanceTimeline
+from .transactions import TransactionView
+
+__all__ = [
+    "BrokerControls",
+    "Dashboard",
+    "IsrTimeline",
+    "LagView",
+    "LoadControls",
+    "NetworkControls",
+    "RebalanceTimeline",
+    "ReplicaView",
+    "SegmentView",
+    "ThroughputView",
+    "TransactionView",
+]

@@ -109,3 +109,19 @@ def set_base_offset(buf: bytearray | memoryview, base_offset: int, pos: int = 0)
 def set_partition_leader_epoch(buf: bytearray | memoryview, epoch: int, pos: int = 0) -> None:
     """Stamp the leader epoch in place (outside the CRC, so no checksum change)."""
     struct.pack_into(">i", buf, pos + 12, epoch)
+
+
+def set_log_append_time(buf: bytearray | memoryview, timestamp_ms: int, pos: int = 0) -> None:
+    """Stamp the broker's clock as a batch's LogAppendTime, in place.
+
+    Sets the timestamp-type bit and max_timestamp (readers then report it as every
+    record's timestamp) and recomputes the CRC, since both sit inside it.
+    """
+    import crc32c  # local: the rest of this module needs no checksum
+
+    (attributes,) = struct.unpack_from(">h", buf, pos + 21)
+    struct.pack_into(">h", buf, pos + 21, attributes | TIMESTAMP_TYPE_BIT)
+    struct.pack_into(">q", buf, pos + 35, timestamp_ms)
+    batch_length = struct.unpack_from(">i", buf, pos + 8)[0]
+    crc = crc32c.crc32c(memoryview(buf)[pos + CRC_START : pos + LOG_OVERHEAD + batch_length])
+    struct.pack_into(">I", buf, pos + 17, crc)

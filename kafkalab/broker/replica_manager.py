@@ -1,0 +1,364 @@
+"""The broker's data path: which replicas it hosts, and Produce / Fetch / ListOffsets on them.
+
+Pure apart from the segment files its Logs write: requests come in with the current time and a
+callback for the response; a request that must wait (acks=all until the ISR has the data, a
+fetch until fetch.min.bytes are there) parks in a purgatory and completes when the data moves
+or its deadline passes (`tick`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v12 import request as fetch_req
+from kio.schema.fetch.v12 import response as fetch_resp
+from kio.schema.list_offsets.v7 import request as lo_req
+from kio.schema.list_offsets.v7 import response as lo_resp
+from kio.schema.offset_for_leader_epoch.v4 import request as ofle_req
+from kio.schema.offset_for_leader_epoch.v4 import response as ofle_resp
+from kio.schema.produce.v9 import request as produce_req
+from kio.schema.produce.v9 import response as produce_resp
+
+from kafkalab.broker.partition import Partition
+from kafkalab.config import topic_config
+from kafkalab.controller.image import MetadataImage
+from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
+from kafkalab.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, parse_header
+from kafkalab.storage import Log
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+NO_THROTTLE = datetime.timedelta(0)
+
+
+@dataclass
+class DelayedProduce:
+    acks: int
+    deadline_ms: int
+    # (topic, partition) -> [error, base_offset, required_offset, log_start_offset]
+    results: dict[TP, list[int]]
+    on_done: Callable[[produce_resp.ProduceResponse], None]
+
+
+@dataclass
+class DelayedFetch:
+    request: fetch_req.FetchRequest
+    deadline_ms: int
+    on_done: Callable[[fetch_resp.FetchResponse], None]
+    replica_id: int = -1
+    tps: list[TP] = field(default_factory=list)
+
+
+class ReplicaManager:
+    def __init__(self, broker_id: int, data_dir: str, broker_config: dict[str, Any]):
+        self.broker_id = broker_id
+        self.data_dir = data_dir
+        self.config = broker_config
+        self.partitions: dict[TP, Partition] = {}
+        self.image = MetadataImage()
+        self.delayed_produce: list[DelayedProduce] = []
+        self.delayed_fetch: list[DelayedFetch] = []
+        self.on_event: Callable[[str, dict[str, Any]], None] = lambda e, d: None
+        self.counters = {"bytes_in": 0, "bytes_out": 0, "messages_in": 0,
+                         "produce_requests": 0, "fetch_requests": 0}
+        os.makedirs(data_dir, exist_ok=True)
+
+    # -- metadata --------------------------------------------------------------------------
+    def apply_metadata(self, image: MetadataImage, now_ms: int) -> dict[TP, str]:
+        """Host the replicas the image assigns here; returns role changes by partition."""
+        self.image = image
+        changes: dict[TP, str] = {}
+        for topic in image.topics.values():
+            cfg = topic_config(self.config, topic.configs)
+            for pid, reg in topic.partitions.items():
+                tp = (topic.name, pid)
+                if self.broker_id not in reg.replicas:
+                    continue
+                part = self.partitions.get(tp)
+                if part is None:
+                    part = self._open_partition(tp, cfg, now_ms)
+                part.config = {**cfg, **self._replication_config()}
+                role = part.apply_registration(reg, now_ms)
+                if role is not None:
+                    changes[tp] = role
+                    self.on_event("role_change", {"topic": tp[0], "partition": tp[1], "detail": role,
+                                                  "leader": reg.leader, "leader_epoch": reg.leader_epoch})
+        for tp in [tp for tp in self.partitions if tp[0] not in image.topics]:
+            self._remove_partition(tp)
+        self.try_complete(now_ms)
+        return changes
+
+    def _replication_config(self) -> dict[str, Any]:
+        return {"replica.lag.time.max.ms": self.config["replica.lag.time.max.ms"]}
+
+    def _open_partition(self, tp: TP, cfg: dict[str, Any], now_ms: int) -> Partition:
+        path = os.path.join(self.data_dir, f"{tp[0]}-{tp[1]}")
+        plog = Log(path, cfg, now_ms=now_ms)
+        part = Partition(tp[0], tp[1], self.broker_id, plog, cfg)
+        self.partitions[tp] = part
+        return part
+
+    def _remove_partition(self, tp: TP) -> None:
+        part = self.partitions.pop(tp)
+        part.log.close()
+        shutil.rmtree(os.path.join(self.data_dir, f"{tp[0]}-{tp[1]}"), ignore_errors=True)
+
+    def close(self) -> None:
+        for part in self.partitions.values():
+            part.log.close()
+
+    # -- produce ---------------------------------------------------------------------------
+    def produce(self, req: produce_req.ProduceRequest, now_ms: int,
+                on_done: Callable[[produce_resp.ProduceResponse], None]) -> None:
+        self.counters["produce_requests"] += 1
+        acks = int(req.acks)
+        results: dict[TP, list[int]] = {}
+        for topic_data in req.topic_data:
+            for pd in topic_data.partition_data:
+                tp = (str(topic_data.name), int(pd.index))
+                results[tp] = self._append(tp, pd.records or b"", acks, now_ms)
+        timeout_ms = int(req.timeout.total_seconds() * 1000)
+        op = DelayedProduce(acks, now_ms + timeout_ms, results, on_done)
+        if acks == -1 and any(r[0] == ErrorCode.none for r in results.values()):
+            self.delayed_produce.append(op)
+            self.try_complete(now_ms)
+        else:
+            on_done(self._produce_response(op))
+
+    def _append(self, tp: TP, records: bytes, acks: int, now_ms: int) -> list[int]:
+        part = self.partitions.get(tp)
+        if part is None:
+            code = ErrorCode.unknown_topic_or_partition if self.image.partition(*tp) is None \
+                else ErrorCode.not_leader_or_follower
+            return [code, -1, -1, -1]
+        err = part.check_leader(-1)
+        if err == ErrorCode.none:
+            err = part.check_min_isr(acks)
+        if err != ErrorCode.none:
+            return [err, -1, -1, -1]
+        err = self._validate(part, records)
+        if err != ErrorCode.none:
+            return [err, -1, -1, -1]
+        try:
+            base, last = part.append_as_leader(bytearray(records), now_ms)
+        except CorruptRecordError as e:
+            log.warning("rejected corrupt batch for %s-%d: %s", tp[0], tp[1], e)
+            return [ErrorCode.corrupt_message, -1, -1, -1]
+        self.counters["bytes_in"] += len(records)
+        self.counters["messages_in"] += last - base + 1
+        return [ErrorCode.none, base, last + 1, part.log_start_offset]
+
+    def _validate(self, part: Partition, records: bytes) -> ErrorCode:
+        if len(records) < HEADER_SIZE:
+            return ErrorCode.corrupt_message
+        if len(records) > part.config["max.message.bytes"] + LOG_OVERHEAD:
+            return ErrorCode.message_too_large
+        pos = 0
+        while pos < len(records):
+            if len(records) - pos < HEADER_SIZE:
+                return ErrorCode.corrupt_message
+            h = parse_header(records, pos)
+            if h.magic != MAGIC:
+                return ErrorCode.unsupported_for_message_format
+            if h.size > len(records) - pos or h.batch_length < HEADER_SIZE - LOG_OVERHEAD:
+                return ErrorCode.corrupt_message
+            pos += h.size
+        return ErrorCode.none
+
+    def _produce_response(self, op: DelayedProduce) -> produce_resp.ProduceResponse:
+        by_topic: dict[str, list[produce_resp.PartitionProduceResponse]] = {}
+        for (topic, pid), (err, base, _required, lso) in op.results.items():
+            by_topic.setdefault(topic, []).append(produce_resp.PartitionProduceResponse(
+                index=pid, error_code=ErrorCode(err), base_offset=base, log_append_time=None,
+                log_start_offset=lso, record_errors=(), error_message=None))
+        return produce_resp.ProduceResponse(
+            responses=tuple(produce_resp.TopicProduceResponse(name=t, partition_responses=tuple(ps))
+                            for t, ps in by_topic.items()),
+            throttle_time=NO_THROTTLE)
+
+    def _produce_ready(self, op: DelayedProduce, now_ms: int) -> bool:
+        done = True
+        for tp, r in op.results.items():
+            if r[0] != ErrorCode.none:
+                continue
+            part = self.partitions.get(tp)
+            if part is None or not part.is_leader:
+                r[0] = ErrorCode.not_leader_or_follower
+                continue
+            if part.high_watermark >= r[2]:
+                # The ISR has it; Kafka still refuses if the ISR shrank below the minimum.
+                if len(part.isr) < part.config["min.insync.replicas"]:
+                    r[0] = ErrorCode.not_enough_replicas_after_append
+                continue
+            if now_ms >= op.deadline_ms:
+                r[0] = ErrorCode.request_timed_out
+                continue
+            done = False
+        return done
+
+    # -- fetch -----------------------------------------------------------------------------
+    def fetch(self, req: fetch_req.FetchRequest, now_ms: int,
+              on_done: Callable[[fetch_resp.FetchResponse], None]) -> None:
+        self.counters["fetch_requests"] += 1
+        replica_id = int(req.replica_id)
+        if replica_id >= 0:
+            for t in req.topics:
+                for p in t.partitions:
+                    part = self.partitions.get((str(t.topic), int(p.partition)))
+                    if part is not None and part.is_leader:
+                        part.record_follower_fetch(replica_id, int(p.fetch_offset), now_ms)
+            self.try_complete(now_ms)  # a follower's progress may complete acks=all produces
+        wait_ms = int(req.max_wait.total_seconds() * 1000)
+        op = DelayedFetch(req, now_ms + wait_ms, on_done, replica_id)
+        resp, size, has_error = self._fetch_response(op)
+        if size >= int(req.min_bytes) or has_error or wait_ms <= 0:
+            self.counters["bytes_out"] += size
+            on_done(resp)
+        else:
+            self.delayed_fetch.append(op)
+
+    def _fetch_response(self, op: DelayedFetch) -> tuple[fetch_resp.FetchResponse, int, bool]:
+        req = op.request
+        total, budget, has_error = 0, int(req.max_bytes), False
+        topics = []
+        for t in req.topics:
+            parts = []
+            for p in t.partitions:
+                pd, n = self._fetch_partition(str(t.topic), p, op.replica_id, int(req.isolation_level),
+                                              max(0, min(int(p.partition_max_bytes), budget)) if total else int(p.partition_max_bytes))
+                has_error |= pd.error_code != ErrorCode.none
+                total += n
+                budget -= n
+                parts.append(pd)
+            topics.append(fetch_resp.FetchableTopicResponse(topic=t.topic, partitions=tuple(parts)))
+        return fetch_resp.FetchResponse(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0,
+                                        responses=tuple(topics)), total, has_error
+
+    def _fetch_partition(self, topic: str, p: fetch_req.FetchPartition, replica_id: int,
+                         isolation_level: int, max_bytes: int) -> tuple[fetch_resp.PartitionData, int]:
+        pid = int(p.partition)
+        part = self.partitions.get((topic, pid))
+
+        def error(code: ErrorCode, part: Partition | None = None) -> fetch_resp.PartitionData:
+            leader = fetch_resp.LeaderIdAndEpoch(leader_id=part.leader if part else -1,
+                                                 leader_epoch=part.leader_epoch if part else -1)
+            return fetch_resp.PartitionData(partition_index=pid, error_code=code, high_watermark=-1,
+                                            last_stable_offset=-1, log_start_offset=-1,
+                                            current_leader=leader, aborted_transactions=None,
+                                            records=None)
+
+        if part is None:
+            code = ErrorCode.unknown_topic_or_partition if self.image.partition(topic, pid) is None \
+                else ErrorCode.not_leader_or_follower
+            return error(code), 0
+        code = part.check_leader(int(p.current_leader_epoch))
+        if code != ErrorCode.none:
+            return error(code, part), 0
+        fetch_offset = int(p.fetch_offset)
+        diverging = None
+        if replica_id >= 0 and int(p.last_fetched_epoch) >= 0:
+            epoch, end = part.end_offset_for_epoch(int(p.last_fetched_epoch))
+            if epoch != int(p.last_fetched_epoch) or end < fetch_offset:
+                diverging = fetch_resp.EpochEndOffset(epoch=epoch, end_offset=end)
+        hw = part.high_watermark
+        if diverging is not None:
+            return fetch_resp.PartitionData(
+                partition_index=pid, error_code=ErrorCode.none, high_watermark=hw,
+                last_stable_offset=hw, log_start_offset=part.log_start_offset,
+                diverging_epoch=diverging, aborted_transactions=None, records=None), 0
+        # Consumers never read past the high watermark; followers read to the log end.
+        max_offset = None if replica_id >= 0 else hw
+        try:
+            data = part.log.read_bytes(fetch_offset, max_bytes, max_offset=max_offset)
+        except OffsetOutOfRangeError:
+            return error(ErrorCode.offset_out_of_range, part), 0
+        except CorruptRecordError as e:
+            log.error("corrupt data in %s-%d: %s", topic, pid, e)
+            return error(ErrorCode.corrupt_message, part), 0
+        return fetch_resp.PartitionData(
+            partition_index=pid, error_code=ErrorCode.none, high_watermark=hw,
+            last_stable_offset=hw, log_start_offset=part.log_start_offset,
+            aborted_transactions=() if isolation_level == 1 else None,
+            records=bytes(data)), len(data)
+
+    # -- purgatory -------------------------------------------------------------------------
+    def try_complete(self, now_ms: int) -> None:
+        if self.delayed_produce:
+            still = []
+            for op in self.delayed_produce:
+                if self._produce_ready(op, now_ms):
+                    op.on_done(self._produce_response(op))
+                else:
+                    still.append(op)
+            self.delayed_produce = still
+        if self.delayed_fetch:
+            still_f = []
+            for op in self.delayed_fetch:
+                resp, size, has_error = self._fetch_response(op)
+                if size >= int(op.request.min_bytes) or has_error or now_ms >= op.deadline_ms:
+                    self.counters["bytes_out"] += size
+                    op.on_done(resp)
+                else:
+                    still_f.append(op)
+            self.delayed_fetch = still_f
+
+    def next_deadline_ms(self) -> int | None:
+        deadlines = [op.deadline_ms for op in self.delayed_produce] + [op.deadline_ms for op in self.delayed_fetch]
+        return min(deadlines) if deadlines else None
+
+    # -- offsets ---------------------------------------------------------------------------
+    def list_offsets(self, req: lo_req.ListOffsetsRequest) -> lo_resp.ListOffsetsResponse:
+        topics = []
+        for t in req.topics:
+            parts = []
+            for p in t.partitions:
+                pid = int(p.partition_index)
+                part = self.partitions.get((str(t.name), pid))
+                code, ts, off = ErrorCode.none, -1, -1
+                if part is None:
+                    code = ErrorCode.unknown_topic_or_partition if self.image.partition(str(t.name), pid) is None \
+                        else ErrorCode.not_leader_or_follower
+                else:
+                    code = part.check_leader(int(p.current_leader_epoch))
+                if code == ErrorCode.none:
+                    target = int(p.timestamp)
+                    if target == EARLIEST:
+                        off = part.log_start_offset
+                    elif target in (LATEST, MAX_TIMESTAMP):
+                        # read_committed would use the LSO; without transactions LSO == HW.
+                        off = part.high_watermark
+                    else:
+                        found = part.log.offset_for_timestamp(target)
+                        off = -1 if found is None or found >= part.high_watermark else found
+                        ts = target if off >= 0 else -1
+                parts.append(lo_resp.ListOffsetsPartitionResponse(
+                    partition_index=pid, error_code=code, timestamp=ts, offset=off,
+                    leader_epoch=part.leader_epoch if part else -1))
+            topics.append(lo_resp.ListOffsetsTopicResponse(name=t.name, partitions=tuple(parts)))
+        return lo_resp.ListOffsetsResponse(throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+    def offset_for_leader_epoch(self, req: ofle_req.OffsetForLeaderEpochRequest) -> ofle_resp.OffsetForLeaderEpochResponse:
+        topics = []
+        for t in req.topics:
+            parts = []
+            for p in t.partitions:
+                pid = int(p.partition)
+                part = self.partitions.get((str(t.topic), pid))
+                if part is None or not part.is_leader:
+                    parts.append(ofle_resp.EpochEndOffset(partition=pid, error_code=ErrorCode.not_leader_or_follower,
+                                                          leader_epoch=-1, end_offset=-1))
+                    continue
+                epoch, end = part.end_offset_for_epoch(int(p.leader_epoch))
+                parts.append(ofle_resp.EpochEndOffset(partition=pid, error_code=ErrorCode.none,
+                                                      leader_epoch=epoch, end_offset=end))
+            topics.append(ofle_resp.OffsetForLeaderTopicResult(topic=t.topic, partitions=tuple(parts)))
+        return ofle_resp.OffsetForLeaderEpochResponse(throttle_time=NO_THROTTLE, topics=tuple(topics))

@@ -1,0 +1,446 @@
+"""The broker process: wires the ReplicaManager to ZeroMQ, the controller and the followers.
+
+One thread, one event loop: client and follower requests on the RPC socket, heartbeats and a
+metadata long-poll to the controller, one fetcher per leader this broker follows, periodic ISR
+checks and metrics.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from kio.schema.allocate_producer_ids.v0.request import AllocateProducerIdsRequest
+from kio.schema.alter_partition.v2 import request as ap_req
+from kio.schema.broker_heartbeat.v2.request import BrokerHeartbeatRequest
+from kio.schema.broker_registration.v4 import request as reg_req
+from kio.schema.create_topics.v7 import request as ct_req
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v12 import request as fetch_req
+
+from kafkalab.broker.replica_manager import NO_THROTTLE, TP, ReplicaManager
+from kafkalab.controller.image import NO_LEADER, MetadataImage
+from kafkalab.controller.requests import metadata_response
+from kafkalab.controller.server import METADATA_TOPIC, apply_batches
+from kafkalab.process import die_with_parent, parent_alive
+from kafkalab.protocol.apis import response_class
+from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.loop import EventLoop
+from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcClient, RpcServer
+
+log = logging.getLogger(__name__)
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _td(ms: int) -> datetime.timedelta:
+    return datetime.timedelta(milliseconds=ms)
+
+
+def broker_node(broker_id: int) -> str:
+    return f"broker-{broker_id}"
+
+
+@dataclass
+class Fetcher:
+    """The follower's fetch session with one leader."""
+
+    leader: int
+    client: RpcClient
+    partitions: set[TP] = field(default_factory=set)
+    in_flight: int | None = None
+    sent_at: float = 0.0
+    backoff_until: float = 0.0
+
+
+class BrokerServer:
+    def __init__(self, *, broker_id: int, port: int, kafka_port: int, data_dir: str,
+                 config: dict[str, Any], controller_endpoint: str, fault_endpoint: str,
+                 metrics_endpoint: str | None, faults_json: str | None = None):
+        self.broker_id = broker_id
+        self.node = broker_node(broker_id)
+        self.config = config
+        self.kafka_port = kafka_port
+        self.ctx = zmq.Context()
+        self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
+        self.loop = EventLoop()
+        self.server = RpcServer(self.ctx, self.node, port, self.faults)
+        self.controller = RpcClient(self.ctx, self.node, "controller", controller_endpoint, self.faults)
+        self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
+        from kafkalab.controller.server import _publisher
+        self.metrics = _publisher(self.ctx, metrics_endpoint, self.node)
+        self.rm = ReplicaManager(broker_id, data_dir, config)
+        self.rm.on_event = self._event
+        self.image = MetadataImage()
+        self.broker_epoch = -1
+        self.registered = False
+        self.fenced = True
+        self.want_shut_down = False
+        self.controller_calls: dict[int, Any] = {}  # correlation id -> callback(response)
+        self.metadata_fetch_cid: int | None = None
+        self.fetchers: dict[int, Fetcher] = {}
+        self.producer_ids: list[int] = []  # [next, end) of this broker's block
+        self.pending_init_pid: list[Envelope] = []
+        self.latencies: list[float] = []
+        self._allocating = False
+
+        self.loop.add_socket(self.server.socket, self._on_requests)
+        self.loop.add_due_source(self.server.next_due, self._on_requests)
+        self.loop.add_socket(self.controller.socket, self._on_controller)
+        self.loop.add_due_source(self.controller.next_due, self._on_controller)
+        self.loop.add_socket(self.fault_sub.socket, self.fault_sub.drain)
+        self.loop.call_every(config["broker.heartbeat.interval.ms"] / 1000, self._heartbeat)
+        self.loop.call_every(0.05, self._tick)
+        self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
+        self.loop.call_every(config["log.retention.check.interval.ms"] / 1000, self._clean)
+        self._register()
+
+    # -- controller ------------------------------------------------------------------------
+    def _call_controller(self, request: Any, callback: Any) -> None:
+        cid = self.controller.send(request)
+        self.controller_calls[cid] = callback
+
+    def _on_controller(self) -> None:
+        for cid, resp in self.controller.receive(time.monotonic()):
+            cb = self.controller_calls.pop(cid, None)
+            if cb is not None:
+                try:
+                    cb(resp)
+                except Exception:
+                    log.exception("%s: failed to handle controller response", self.node)
+
+    def _register(self) -> None:
+        listeners = (
+            reg_req.Listener(name="ZMQ", host="127.0.0.1", port=self.server.port, security_protocol=0),
+            reg_req.Listener(name="PLAINTEXT", host="127.0.0.1", port=self.kafka_port, security_protocol=0),
+        )
+        req = reg_req.BrokerRegistrationRequest(
+            broker_id=self.broker_id, cluster_id="kafkalab", incarnation_id=uuid.uuid4(),
+            listeners=listeners, features=(), rack=None)
+        self._call_controller(req, self._on_registered)
+        self.registered = False
+
+    def _on_registered(self, resp: Any) -> None:
+        if resp.error_code != ErrorCode.none:
+            self.loop.call_later(0.2, self._register)
+            return
+        self.broker_epoch = int(resp.broker_epoch)
+        self.registered = True
+        self._fetch_metadata()
+
+    def _heartbeat(self) -> None:
+        # Requests the controller never answered (cut, paused) are forgotten after a timeout.
+        for cid in self.controller.expire(time.monotonic(), self.config["request.timeout.ms"] / 1000):
+            cb = self.controller_calls.pop(cid, None)
+            if cb == self._on_metadata:
+                self.metadata_fetch_cid = None
+            if cb == self._on_producer_ids:
+                self._allocating = False
+        if not self.registered:
+            if self._on_registered not in self.controller_calls.values():
+                self._register()
+            return
+        req = BrokerHeartbeatRequest(broker_id=self.broker_id, broker_epoch=self.broker_epoch,
+                                     current_metadata_offset=self.image.offset, want_fence=False,
+                                     want_shut_down=self.want_shut_down)
+        self._call_controller(req, self._on_heartbeat)
+        if self.metadata_fetch_cid is None:
+            self._fetch_metadata()
+
+    def _on_heartbeat(self, resp: Any) -> None:
+        if resp.error_code == ErrorCode.stale_broker_epoch:
+            self._register()
+            return
+        self.fenced = bool(resp.is_fenced)
+        if self.want_shut_down and resp.should_shut_down:
+            self.loop.stop()
+
+    def _fetch_metadata(self) -> None:
+        req = fetch_req.FetchRequest(
+            replica_id=self.broker_id, max_wait=_td(self.config["metadata.max.idle.interval.ms"]),
+            min_bytes=1, topics=(fetch_req.FetchTopic(topic=METADATA_TOPIC, partitions=(
+                fetch_req.FetchPartition(partition=0, fetch_offset=self.image.offset,
+                                         partition_max_bytes=1 << 20),)),),
+            forgotten_topics_data=())
+        self.metadata_fetch_cid = self.controller.send(req)
+        self.controller_calls[self.metadata_fetch_cid] = self._on_metadata
+
+    def _on_metadata(self, resp: Any) -> None:
+        self.metadata_fetch_cid = None
+        data = resp.responses[0].partitions[0].records or b""
+        if data:
+            apply_batches(bytes(data), self.image, self.image.offset)
+            self._metadata_changed()
+        self._fetch_metadata()
+
+    def _metadata_changed(self) -> None:
+        now = _ms()
+        self.rm.apply_metadata(self.image, now)
+        self._update_fetchers()
+        self._answer_init_pid()
+
+    # -- follower fetchers -----------------------------------------------------------------
+    def _update_fetchers(self) -> None:
+        wanted: dict[int, set[TP]] = {}
+        for tp, part in self.rm.partitions.items():
+            if not part.is_leader and part.leader != NO_LEADER:
+                wanted.setdefault(part.leader, set()).add(tp)
+        for leader, tps in wanted.items():
+            f = self.fetchers.get(leader)
+            reg = self.image.brokers.get(leader)
+            if f is None and reg is not None:
+                client = RpcClient(self.ctx, self.node, broker_node(leader), reg.endpoint, self.faults)
+                f = self.fetchers[leader] = Fetcher(leader, client)
+                self.loop.add_socket(client.socket, lambda f=f: self._on_fetch_response(f))
+                self.loop.add_due_source(client.next_due, lambda f=f: self._on_fetch_response(f))
+            if f is not None:
+                f.partitions = tps
+        for leader, f in self.fetchers.items():
+            if leader not in wanted:
+                f.partitions = set()
+        self._send_fetches()
+
+    def _send_fetches(self) -> None:
+        now = time.monotonic()
+        for f in self.fetchers.values():
+            if f.in_flight is not None and now - f.sent_at > self.config["request.timeout.ms"] / 1000:
+                f.client.forget(f.in_flight)
+                f.in_flight = None
+            if f.in_flight is not None or not f.partitions or now < f.backoff_until:
+                continue
+            topics: dict[str, list[Any]] = {}
+            for tp in sorted(f.partitions):
+                part = self.rm.partitions.get(tp)
+                if part is None:
+                    continue
+                latest = part.latest_epoch
+                topics.setdefault(tp[0], []).append(fetch_req.FetchPartition(
+                    partition=tp[1], current_leader_epoch=part.leader_epoch,
+                    fetch_offset=part.log_end_offset, last_fetched_epoch=-1 if latest is None else latest,
+                    log_start_offset=part.log_start_offset,
+                    partition_max_bytes=self.config["replica.fetch.max.bytes"]))
+            if not topics:
+                continue
+            req = fetch_req.FetchRequest(
+                replica_id=self.broker_id, max_wait=_td(self.config["replica.fetch.wait.max.ms"]),
+                min_bytes=1, topics=tuple(fetch_req.FetchTopic(topic=t, partitions=tuple(ps))
+                                          for t, ps in topics.items()),
+                forgotten_topics_data=())
+            f.in_flight = f.client.send(req)
+            f.sent_at = now
+
+    def _on_fetch_response(self, f: Fetcher) -> None:
+        now_ms = _ms()
+        for cid, resp in f.client.receive(time.monotonic()):
+            if cid != f.in_flight:
+                continue
+            f.in_flight = None
+            failed = False
+            for t in resp.responses:
+                for p in t.partitions:
+                    tp = (str(t.topic), int(p.partition_index))
+                    part = self.rm.partitions.get(tp)
+                    if part is None or part.is_leader or part.leader != f.leader:
+                        continue
+                    if p.error_code != ErrorCode.none:
+                        failed = True
+                        continue
+                    div = p.diverging_epoch
+                    if div is not None and int(div.end_offset) >= 0:
+                        # Our log has a tail the leader never had: cut it before fetching on.
+                        target = min(int(div.end_offset), part.log_end_offset)
+                        removed = part.truncate_to(target)
+                        self._event("truncate", {"topic": tp[0], "partition": tp[1], "broker": self.broker_id,
+                                                 "detail": f"truncated {removed} offsets to {target}"})
+                        continue
+                    try:
+                        part.append_as_follower(bytes(p.records or b""), int(p.high_watermark), now_ms)
+                    except Exception:
+                        log.exception("%s: follower append failed for %s", self.node, tp)
+                        failed = True
+            if failed:
+                f.backoff_until = time.monotonic() + self.config["replica.fetch.backoff.ms"] / 1000
+        self._send_fetches()
+
+    # -- requests --------------------------------------------------------------------------
+    def _on_requests(self) -> None:
+        for env in self.server.receive(time.monotonic()):
+            try:
+                self._handle(env)
+            except Exception:  # a broker survives any single bad request
+                log.exception("%s: failed to handle %s from %s", self.node, env.api_name, env.sender)
+
+    def _reply(self, env: Envelope) -> Any:
+        start = time.monotonic()
+
+        def done(resp: Any) -> None:
+            self.latencies.append((time.monotonic() - start) * 1000)
+            self.server.reply(env, resp)
+        return done
+
+    def _handle(self, env: Envelope) -> None:
+        key, req, now = env.api_key, env.body, _ms()
+        if key == 0:
+            self.rm.produce(req, now, self._reply(env))
+            self._send_fetches()
+        elif key == 1:
+            self.rm.fetch(req, now, self._reply(env))
+        elif key == 2:
+            self.server.reply(env, self.rm.list_offsets(req))
+        elif key == 3:
+            self.server.reply(env, self._metadata(req, response_class(3, env.version)))
+        elif key == 23:
+            self.server.reply(env, self.rm.offset_for_leader_epoch(req))
+        elif key == 22:
+            self.pending_init_pid.append(env)
+            self._answer_init_pid()
+        elif key in (19, 20):  # CreateTopics / DeleteTopics are the controller's: forward
+            self._call_controller(req, lambda resp, env=env: self.server.reply(env, resp))
+        else:
+            log.warning("%s: %s is not supported yet; ignored", self.node, env.api_name)
+
+    def _metadata(self, req: Any, resp_cls: Any) -> Any:
+        missing: dict[str, ErrorCode] = {}
+        if req.topics and req.allow_auto_topic_creation and self.config["auto.create.topics.enable"]:
+            new = [str(t.name) for t in req.topics if t.name and str(t.name) not in self.image.topics]
+            if new:
+                rf = min(self.config["default.replication.factor"], max(1, len(self.image.live_brokers())))
+                self._call_controller(ct_req.CreateTopicsRequest(
+                    topics=tuple(ct_req.CreatableTopic(name=n, num_partitions=self.config["num.partitions"],
+                                                       replication_factor=rf, assignments=(), configs=())
+                                 for n in new), timeout=_td(5000)), lambda resp: None)
+                missing = {n: ErrorCode.leader_not_available for n in new}
+        return metadata_response(self.image, req, resp_cls, controller_id=-1, missing=missing)
+
+    def _answer_init_pid(self) -> None:
+        while self.pending_init_pid:
+            if not self.producer_ids or self.producer_ids[0] >= self.producer_ids[1]:
+                if not self._allocating:
+                    self._allocating = True
+                    self._call_controller(AllocateProducerIdsRequest(broker_id=self.broker_id,
+                                                                     broker_epoch=self.broker_epoch),
+                                          self._on_producer_ids)
+                return
+            env = self.pending_init_pid.pop(0)
+            pid = self.producer_ids[0]
+            self.producer_ids[0] += 1
+            self.server.reply(env, response_class(22, env.version)(
+                throttle_time=NO_THROTTLE, error_code=ErrorCode.none, producer_id=pid, producer_epoch=0))
+
+    def _on_producer_ids(self, resp: Any) -> None:
+        self._allocating = False
+        if resp.error_code == ErrorCode.none:
+            start = int(resp.producer_id_start)
+            self.producer_ids = [start, start + int(resp.producer_id_len)]
+        self._answer_init_pid()
+
+    # -- timers ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = _ms()
+        self.rm.try_complete(now)
+        for tp, part in self.rm.partitions.items():
+            proposal = part.isr_change_to_propose(now)
+            if proposal is None:
+                continue
+            topic = self.image.topics.get(tp[0])
+            if topic is None:
+                part.isr_change_failed()
+                continue
+            req = ap_req.AlterPartitionRequest(
+                broker_id=self.broker_id, broker_epoch=self.broker_epoch,
+                topics=(ap_req.TopicData(topic_id=uuid.UUID(topic.topic_id), partitions=(
+                    ap_req.PartitionData(partition_index=tp[1], leader_epoch=part.leader_epoch,
+                                         new_isr=tuple(proposal), partition_epoch=part.partition_epoch),)),))
+            self._call_controller(req, lambda resp, part=part: self._on_alter_partition(part, resp))
+        self._send_fetches()
+
+    def _on_alter_partition(self, part: Any, resp: Any) -> None:
+        p = resp.topics[0].partitions[0] if resp.topics else None
+        if p is None or p.error_code != ErrorCode.none:
+            part.isr_change_failed()
+            return
+        # Committed: adopt it now rather than waiting for the metadata to arrive.
+        if int(p.leader_epoch) == part.leader_epoch:
+            part.isr = [int(b) for b in p.isr]
+            part.partition_epoch = int(p.partition_epoch)
+            part.pending_isr = None
+            part.maybe_advance_high_watermark()
+            self.rm.try_complete(_ms())
+
+    def _clean(self) -> None:
+        now = _ms()
+        for part in self.rm.partitions.values():
+            try:
+                part.log.apply_retention(now) if hasattr(part.log, "apply_retention") else None
+            except Exception:
+                log.exception("%s: retention failed for %s-%d", self.node, part.topic, part.partition)
+
+    def _event(self, event: str, detail: dict[str, Any]) -> None:
+        self.metrics.publish("event", {"event": event, "broker": self.broker_id, **detail,
+                                       "detail": str(detail.get("detail", ""))})
+
+    def _publish(self) -> None:
+        now = _ms()
+        for (topic, pid), part in self.rm.partitions.items():
+            leader_leo = None
+            if not part.is_leader:
+                # A follower estimates its lag from the leader's HW it last heard of.
+                lag = max(0, part.high_watermark - part.log_end_offset)
+                lag_ms = 0
+            else:
+                lag, lag_ms = 0, 0
+                leader_leo = part.log_end_offset
+            self.metrics.publish("replica", {
+                "broker": self.broker_id, "topic": topic, "partition": pid, "is_leader": part.is_leader,
+                "leader": part.leader, "leader_epoch": part.leader_epoch,
+                "log_start_offset": part.log_start_offset, "log_end_offset": part.log_end_offset,
+                "high_watermark": part.high_watermark, "last_stable_offset": part.high_watermark,
+                "isr": list(part.isr), "segments": len(part.log.segments), "size_bytes": part.log.size_bytes,
+                "lag_offsets": lag, "lag_ms": lag_ms,
+                "follower_lag": {b: part.follower_lag(b, now)[0] for b in part.followers} if leader_leo is not None else {},
+            })
+        lat = sorted(self.latencies[-1000:])
+        self.latencies = lat[-1000:] if len(self.latencies) > 5000 else self.latencies
+        c = self.rm.counters
+        self.metrics.publish("broker", {
+            "broker": self.broker_id, "state": "fenced" if self.fenced else "running", **c,
+            "request_latency_ms_p50": lat[len(lat) // 2] if lat else 0.0,
+            "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else 0.0,
+        })
+
+    def shutdown_gracefully(self) -> None:
+        """SIGTERM: controlled shutdown, moving leadership away before exiting."""
+        self.want_shut_down = True
+        self._heartbeat()
+        self.loop.call_later(5.0, self.loop.stop)
+
+    def close(self) -> None:
+        self.rm.close()
+        for f in self.fetchers.values():
+            f.client.close()
+        self.server.close()
+        self.controller.close()
+        self.fault_sub.close()
+        self.metrics.close()
+        self.ctx.term()
+
+
+def broker_main(*, parent_pid: int, **kwargs: Any) -> None:
+    """Entry point of a broker process."""
+    die_with_parent(parent_pid)
+    logging.basicConfig(level=logging.WARNING, format=f"broker-{kwargs['broker_id']} %(levelname)s %(message)s")
+    server = BrokerServer(**kwargs)
+    signal.signal(signal.SIGTERM, lambda *_: server.loop.call_later(0, server.shutdown_gracefully))
+    server.loop.call_every(0.5, lambda: parent_alive(parent_pid) or server.loop.stop())
+    try:
+        server.loop.run_forever()
+    finally:
+        server.close()

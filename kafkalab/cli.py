@@ -1,0 +1,98 @@
+"""`kafkalab up | demo | bench NAME | dump-log PATH | lab`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+
+def _up(args: argparse.Namespace) -> int:
+    from kafkalab import Cluster
+
+    with Cluster(brokers=args.brokers, profile=args.profile, data_dir=args.data_dir) as cluster:
+        print(f"kafkalab: {args.brokers} brokers up ({args.profile} profile)")
+        print(f"  bootstrap.servers = {cluster.bootstrap_servers}")
+        print(f"  data dir          = {cluster.data_dir}")
+        print("  stop with Ctrl-C")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("kafkalab: shutting down")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kafkalab.demo import run_demo
+
+    return run_demo(records=args.records)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from kafkalab.bench import load, table
+
+    kwargs = {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        kwargs[key.replace("-", "_")] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    rows = load(args.name)(**kwargs)
+    print(json.dumps(rows, indent=2) if args.json else table(rows))
+    return 0
+
+
+def _dump_log(args: argparse.Namespace) -> int:
+    from kafkalab.tools.dump_log import dump_log
+
+    for path in args.paths:
+        if not os.path.exists(path):
+            print(f"kafkalab dump-log: no such file {path!r}", file=sys.stderr)
+            return 2
+        print(f"Dumping {path}")
+        dump_log(path, print_records=not args.no_records)
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    labs = os.path.join(here, "labs")
+    if not os.path.isdir(labs):
+        labs = os.getcwd()
+    os.execvp(sys.executable, [sys.executable, "-m", "jupyter", "lab", labs])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kafkalab", description="Learn Kafka by running and breaking it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="run a cluster in the foreground")
+    p.add_argument("--brokers", type=int, default=3)
+    p.add_argument("--profile", choices=["lab", "kafka"], default="lab")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=_up)
+    p = sub.add_parser("demo", help="the story in a terminal: start, produce, kill the leader, check")
+    p.add_argument("--records", type=int, default=5000)
+    p.set_defaults(func=_demo)
+    p = sub.add_parser("bench", help="measure: storage, startup, failover, ...")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print rows as JSON")
+    p.add_argument("--param", action="append", help="KEY=VALUE passed to the bench")
+    p.set_defaults(func=_bench)
+    p = sub.add_parser("dump-log", help="print a segment's batches like Kafka's DumpLogSegments")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--no-records", action="store_true")
+    p.set_defaults(func=_dump_log)
+    p = sub.add_parser("lab", help="open the labs in JupyterLab")
+    p.set_defaults(func=_lab)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

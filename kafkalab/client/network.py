@@ -1,0 +1,169 @@
+"""The I/O half of a client: one thread's ZeroMQ sockets to the brokers, and its wake-up pipe.
+
+Thin wiring only. A `ClientNetwork` belongs to the client's own thread (ZeroMQ sockets are
+not thread-safe): it opens an RpcClient per broker on first use, sends requests with a
+callback, and `poll`s the sockets, the wake-up pipe (other threads write a byte to it when
+there is new work) and request timeouts, calling back with the response or a KafkaError.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from kafkalab.client.context import ClientContext
+from kafkalab.client.metadata import MetadataCache
+from kafkalab.protocol.build import metadata_request, metadata_results
+from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.transport.rpc import RequestTimeoutError, RpcClient
+
+METADATA_RETRY_S = 1.0
+
+Callback = Callable[[Any], None]  # gets the response, or a KafkaError
+
+
+def broker_node_name(node_id: int) -> str:
+    """A broker's name on the lab network (what the FaultTable's cuts and delays name)."""
+    return f"broker-{node_id}"
+
+
+class Waker:
+    """A pipe any thread may write to, to wake the I/O thread out of poll()."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already full of wake-ups, or closed: either way the thread will look
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class ClientNetwork:
+    def __init__(self, ctx: ClientContext, request_timeout_ms: int, waker: Waker):
+        if not ctx.brokers:
+            raise ValueError("ClientContext.brokers is empty: the client needs at least one "
+                             "broker endpoint {node_id: 'tcp://127.0.0.1:port'}")
+        self.ctx = ctx
+        self.zmq = zmq.Context()
+        self.waker = waker
+        self.request_timeout_s = request_timeout_ms / 1000.0
+        self.clients: dict[int, RpcClient] = {}
+        self.callbacks: dict[tuple[int, int], Callback] = {}  # (node, corr) -> callback
+        self.metadata = MetadataCache()
+        self._metadata_sent_at = float("-inf")
+        self._bootstrap_turn = 0
+        self._poller = zmq.Poller()
+        self._poller.register(waker.read_fd, zmq.POLLIN)
+
+    # ---- sending -----------------------------------------------------------------------
+    def client(self, node_id: int) -> RpcClient:
+        c = self.clients.get(node_id)
+        if c is None:
+            endpoint = self.ctx.brokers.get(node_id)
+            if endpoint is None:
+                raise KafkaError(ErrorCode.broker_not_available,
+                                 f"broker {node_id} has no endpoint in ClientContext.brokers")
+            c = RpcClient(self.zmq, self.ctx.node, broker_node_name(node_id), endpoint, self.ctx.faults)
+            self.clients[node_id] = c
+            self._poller.register(c.socket, zmq.POLLIN)
+        return c
+
+    def send(self, node_id: int, request: Any, callback: Callback | None, now: float) -> int:
+        """Send; `callback` gets the response or a KafkaError. None: no response expected."""
+        c = self.client(node_id)
+        corr = c.send(request, now)
+        if callback is None:
+            c.forget(corr)
+        else:
+            self.callbacks[(node_id, corr)] = callback
+        return corr
+
+    def in_flight(self, node_id: int) -> int:
+        c = self.clients.get(node_id)
+        return c.pending if c else 0
+
+    def any_broker(self) -> int:
+        """A broker to ask for metadata: the bootstrap list, in turn (the next after a timeout)."""
+        ids = sorted(self.ctx.brokers)
+        self._bootstrap_turn += 1
+        return ids[self._bootstrap_turn % len(ids)]
+
+    def refresh_metadata(self, topics: list[str] | None, now: float,
+                         then: Callable[[Any], None] | None = None) -> bool:
+        """Ask for metadata unless a request is already out; `then` gets results or an error."""
+        # One request at a time, but a request to a dead broker must not stall failover
+        # for request.timeout.ms: after METADATA_RETRY_S ask the next broker as well.
+        if now - self._metadata_sent_at < METADATA_RETRY_S:
+            return False
+        self._metadata_sent_at = now
+
+        def done(resp: Any) -> None:
+            self._metadata_sent_at = float("-inf")
+            if isinstance(resp, Exception):
+                if then:
+                    then(resp)
+                return
+            results = metadata_results(resp)
+            self.metadata.update(results, time.monotonic())
+            if then:
+                then(results)
+
+        self.send(self.any_broker(), metadata_request(topics, allow_auto_topic_creation=False),
+                  done, now)
+        return True
+
+    # ---- receiving ---------------------------------------------------------------------
+    def poll(self, timeout_s: float) -> int:
+        """Wait up to timeout_s for responses (or a wake-up); run their callbacks. Returns
+        how many callbacks ran."""
+        now = time.monotonic()
+        due = [d for c in self.clients.values() if (d := c.next_due(now)) is not None]
+        if due:
+            timeout_s = min(timeout_s, max(0.0, min(due) - now))
+        events = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
+        if self.waker.read_fd in events:
+            self.waker.drain()
+        now = time.monotonic()
+        ran = 0
+        for node_id, c in list(self.clients.items()):
+            for corr, response in c.receive(now):
+                cb = self.callbacks.pop((node_id, corr), None)
+                if cb is not None:
+                    cb(response)
+                    ran += 1
+            for corr in c.expire(now, self.request_timeout_s):
+                cb = self.callbacks.pop((node_id, corr), None)
+                if cb is not None:
+                    cb(RequestTimeoutError(
+                        f"{self.ctx.node} -> {broker_node_name(node_id)}: no response within "
+                        f"request.timeout.ms={int(self.request_timeout_s * 1000)}"))
+                    ran += 1
+        return ran
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+        self.clients.clear()
+        self.zmq.term()

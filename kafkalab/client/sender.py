@@ -1,0 +1,303 @@
+"""Sender: the producer's I/O thread. Drains the accumulator into ProduceRequests per leader.
+
+It keeps metadata for the topics produce() has seen, gets a producer id (InitProducerId) when
+enable.idempotence is on, sends at most max.in.flight.requests.per.connection requests per
+broker, retries retriable errors after retry.backoff.ms (refreshing metadata when the leader
+moved), fails batches older than delivery.timeout.ms, and queues delivery reports for the
+application's thread: callbacks never run here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from kafkalab.client.accumulator import ProducerBatch, RecordAccumulator
+from kafkalab.client.context import ClientContext
+from kafkalab.client.io_thread import IoThread
+from kafkalab.client.metadata import METADATA_ERRORS
+from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
+from kafkalab.protocol.build import ms, produce_request, produce_results
+from kafkalab.protocol.errors import ErrorCode, KafkaError
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    batch: ProducerBatch
+    error: KafkaError | None
+    base_offset: int
+    log_append_time_ms: int
+
+
+class ReportQueue:
+    """Delivery reports from the sender to poll()/flush(), with a condition to wait on."""
+
+    def __init__(self) -> None:
+        self.items: deque[DeliveryReport] = deque()
+        self.cond = threading.Condition(threading.Lock())
+
+    def put(self, report: DeliveryReport) -> None:
+        self.items.append(report)
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        with self.cond:
+            if not self.items:
+                self.cond.wait(timeout_s)
+
+
+class Sender(IoThread):
+    client_type = "producer"
+
+    def __init__(self, ctx: ClientContext, cfg: dict[str, Any], accumulator: RecordAccumulator,
+                 lock: threading.Lock, memory_freed: threading.Condition,
+                 metadata_changed: threading.Condition, reports: ReportQueue):
+        super().__init__(ctx, cfg["request.timeout.ms"], name=f"kafkalab-sender-{ctx.node}")
+        self.cfg = cfg
+        self.acc = accumulator
+        self.lock = lock
+        self.memory_freed = memory_freed
+        self.metadata_changed = metadata_changed
+        self.reports = reports
+        self.acks = cfg["acks"]
+        self.max_in_flight = cfg["max.in.flight.requests.per.connection"]
+        self.retries = cfg["retries"]
+        self.backoff_s = cfg["retry.backoff.ms"] / 1000.0
+        self.metadata_max_age_s = cfg["metadata.max.age.ms"] / 1000.0
+        self.idempotent = cfg["enable.idempotence"]
+        self.compression = cfg["compression.type"]
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self._pid_next_try = 0.0
+        self._pid_in_flight = False
+        # Topics produce() asked about; their (partition count, available) land in topic_info.
+        self.wanted: set[str] = set()
+        self.topic_info: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.topic_errors: dict[str, tuple[KafkaError, int]] = {}  # error, answers in a row
+        self.need_metadata = False
+        self._next_metadata = 0.0  # metadata.max.age.ms
+        self._metadata_not_before = 0.0  # retry.backoff.ms between refreshes
+        self._in_flight: dict[int, list[ProducerBatch]] = {}
+        self._token = 0
+        self.closing = False
+        self.records_sent = self.bytes_sent = self.batches_sent = self.errors = 0
+
+    # ---- metadata -----------------------------------------------------------------------
+    def want_topic(self, topic: str) -> None:
+        """Called from produce() (any thread): fetch this topic's metadata."""
+        self.wanted.add(topic)
+        self.need_metadata = True
+        self.waker.wake()
+
+    def on_metadata(self, results: dict[str, Any]) -> None:
+        assert self.net is not None
+        md = self.net.metadata
+        for topic in results["topics"]:
+            info = md.partition_info(topic)
+            err = md.topic_error(topic)
+            if err is not None:
+                seen = self.topic_errors.get(topic, (err, 0))[1]
+                self.topic_errors[topic] = (err, seen + 1)
+                self.topic_info.pop(topic, None)
+            elif info is not None:
+                self.topic_errors.pop(topic, None)
+                self.topic_info[topic] = info
+        with self.metadata_changed:
+            self.metadata_changed.notify_all()
+
+    def _refresh_metadata(self, now: float) -> None:
+        assert self.net is not None
+        if not self.wanted:
+            return
+        if self.net.refresh_metadata(sorted(self.wanted), now, self._metadata_done):
+            self.need_metadata = False
+            self._next_metadata = now + self.metadata_max_age_s
+            self._metadata_not_before = now + self.backoff_s
+
+    def _metadata_done(self, results: Any) -> None:
+        if isinstance(results, Exception):
+            self.need_metadata = True
+            return
+        self.on_metadata(results)
+        if any(t in self.topic_errors for t in self.wanted):
+            self.need_metadata = True  # retry (auto-creation, a topic still being created)
+
+    # ---- producer id ------------------------------------------------------------------
+    def _init_producer_id(self, now: float) -> None:
+        assert self.net is not None
+        if self._pid_in_flight or now < self._pid_next_try:
+            return
+        cls = request_class(22, ZMQ_VERSIONS[22])
+        req = cls(transactional_id=None, transaction_timeout=ms(self.cfg["transaction.timeout.ms"]),
+                  producer_id=-1, producer_epoch=-1)
+        self._pid_in_flight = True
+        self.net.send(self.net.any_broker(), req, self._pid_done, now)
+
+    def _pid_done(self, resp: Any) -> None:
+        self._pid_in_flight = False
+        err = resp if isinstance(resp, KafkaError) else (
+            KafkaError(resp.error_code) if resp.error_code else None)
+        if isinstance(resp, BaseException) and not isinstance(resp, KafkaError):
+            raise resp
+        if err is not None:
+            self._pid_next_try = time.monotonic() + self.backoff_s
+            if not err.retriable:
+                self.errors += 1
+            return
+        self.producer_id, self.producer_epoch = resp.producer_id, resp.producer_epoch
+        with self.lock:
+            self.acc.reset_sequences()
+
+    # ---- the loop ---------------------------------------------------------------------
+    def step(self, now: float) -> float:
+        now_ms = now * 1000.0
+        if (self.need_metadata and now >= self._metadata_not_before) or now >= self._next_metadata:
+            self._refresh_metadata(now)
+        if self.idempotent and self.producer_id < 0:
+            self._init_producer_id(now)
+        assert self.net is not None
+        leader_for = self.net.metadata.leader_for
+        sleep_s = 0.25
+        drained: dict[int, list[ProducerBatch]] = {}
+        with self.lock:
+            expired = self.acc.expire(now_ms)
+            if self.idempotent and self.producer_id < 0:
+                check = None
+            else:
+                check = self.acc.ready(now_ms, leader_for)
+                nodes = [n for n in check.ready_nodes if self.net.in_flight(n) < self.max_in_flight]
+                if nodes:
+                    drained = self.acc.drain(nodes, leader_for, now_ms, self.producer_id)
+            if expired:
+                self.memory_freed.notify_all()
+        for b in expired:
+            self._report(b, KafkaError(
+                ErrorCode.request_timed_out,
+                f"{b.record_count} record(s) for {b.topic}[{b.partition}] expired: "
+                f"{now_ms - b.created_ms:.0f} ms since the batch was created exceeds "
+                f"delivery.timeout.ms={self.cfg['delivery.timeout.ms']}"), -1, -1)
+        if check is not None:
+            if check.unknown_leader_topics:
+                self.wanted |= check.unknown_leader_topics
+                self.need_metadata = True
+                sleep_s = min(sleep_s, self.backoff_s)
+            sleep_s = min(sleep_s, check.next_ready_in_ms / 1000.0)
+        else:
+            sleep_s = min(sleep_s, self.backoff_s)
+        for node, batches in drained.items():
+            self._send(node, batches, now)
+        return sleep_s
+
+    def _send(self, node: int, batches: list[ProducerBatch], now: float) -> None:
+        assert self.net is not None
+        topics: dict[str, dict[int, bytes]] = {}
+        for b in batches:
+            if b.wire is None:
+                b.wire = b.builder.build(
+                    producer_id=self.producer_id, producer_epoch=self.producer_epoch,
+                    base_sequence=b.base_sequence, compression=self.compression)
+                self.acc.record_wire_size(b, len(b.wire))
+            topics.setdefault(b.topic, {})[b.partition] = b.wire
+        req = produce_request(self.acks, self.cfg["request.timeout.ms"], topics,
+                              transactional_id=self.cfg["transactional.id"])
+        if self.acks == 0:
+            # No response comes for acks=0: the batch counts as sent once it is on the socket.
+            try:
+                self.net.send(node, req, None, now)
+            except KafkaError as e:
+                self._handle(node, batches, e)
+                return
+            self._handle(node, batches, None)
+            return
+        self._token += 1
+        token = self._token
+        self._in_flight[token] = batches
+
+        def done(resp: Any) -> None:
+            if self._in_flight.pop(token, None) is not None:
+                self._handle(node, batches, resp)
+
+        try:
+            self.net.send(node, req, done, now)
+        except KafkaError as e:
+            done(e)
+
+    def _handle(self, node: int, batches: list[ProducerBatch], resp: Any) -> None:
+        now_ms = time.monotonic() * 1000.0
+        if isinstance(resp, BaseException) and not isinstance(resp, KafkaError):
+            raise resp
+        results = None if resp is None or isinstance(resp, KafkaError) else produce_results(resp)
+        done: list[tuple[ProducerBatch, KafkaError | None, int, int]] = []
+        with self.lock:
+            for b in batches:
+                if resp is None:
+                    done.append((b, None, -1, -1))
+                    self.acc.complete(b)
+                    continue
+                if isinstance(resp, KafkaError):
+                    err: KafkaError | None = resp
+                    row: dict[str, Any] = {}
+                else:
+                    assert results is not None
+                    row = results.get(b.topic, {}).get(b.partition) or {
+                        "error_code": ErrorCode.unknown_server_error,
+                        "error_message": "the response left this partition out"}
+                    code = row["error_code"]
+                    err = None
+                    if code and code != ErrorCode.duplicate_sequence_number:
+                        err = KafkaError(code, row.get("error_message") or "")
+                if err is None:
+                    done.append((b, None, row.get("base_offset", -1), row.get("log_append_time_ms", -1)))
+                    self.acc.complete(b)
+                    continue
+                if err.code in METADATA_ERRORS or isinstance(resp, KafkaError):
+                    self.need_metadata = True
+                if self._retriable(err) and self.acc.can_retry(b, now_ms, self.retries) and not self.closing:
+                    self.acc.reenqueue(b, now_ms)
+                else:
+                    done.append((b, err, -1, -1))
+                    self.acc.complete(b)
+            self.memory_freed.notify_all()
+        for b, err, base, lat in done:
+            self._report(b, err, base, lat)
+
+    def _retriable(self, err: KafkaError) -> bool:
+        # An idempotent producer's later batches are rejected out of sequence when an earlier
+        # one failed; they go back in order behind it.
+        return err.retriable or (self.idempotent and err.code == ErrorCode.out_of_order_sequence_number)
+
+    def _report(self, batch: ProducerBatch, err: KafkaError | None, base_offset: int, log_append_ms: int) -> None:
+        if err is None:
+            self.records_sent += batch.record_count
+            self.bytes_sent += len(batch.wire or b"")
+            self.batches_sent += 1
+        else:
+            self.errors += 1
+        self.reports.put(DeliveryReport(batch, err, base_offset, log_append_ms))
+
+    def counters(self) -> dict[str, int]:
+        return {"records_sent": self.records_sent, "bytes_sent": self.bytes_sent,
+                "batches_sent": self.batches_sent, "errors": self.errors}
+
+    def on_stop(self) -> None:
+        self._fail_all(KafkaError(ErrorCode.unknown_server_error,
+                                  "the producer was closed before these records were sent"))
+
+    def on_failure(self, error: BaseException) -> None:
+        self._fail_all(KafkaError(ErrorCode.unknown_server_error, f"the sender thread failed: {error!r}"))
+
+    def _fail_all(self, err: KafkaError) -> None:
+        with self.lock:
+            gone = self.acc.abort_all()
+            for batches in self._in_flight.values():
+                for b in batches:
+                    self.acc.complete(b)
+                    gone.append(b)
+            self._in_flight.clear()
+            self.memory_freed.notify_all()
+        for b in gone:
+            self._report(b, err, -1, -1)

@@ -1,0 +1,530 @@
+"""Cluster: the one object a notebook holds. It starts, supervises, breaks and describes a
+real cluster — a controller process and N broker processes on this machine.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import itertools
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pandas as pd
+import zmq
+from kio.schema.create_topics.v7 import request as ct_req
+from kio.schema.delete_topics.v6 import request as dt_req
+from kio.schema.errors import ErrorCode
+from kio.schema.metadata.v12 import request as md_req
+
+from kafkalab.broker.server import broker_node
+from kafkalab.config import TOPIC_CONFIGS, broker_config, resolve
+from kafkalab.controller.server import CONTROLLER_NODE
+from kafkalab.errors import KafkaLabError
+from kafkalab.metrics import MetricsCollector
+from kafkalab.process import run_role, spawner
+from kafkalab.protocol.errors import KafkaError
+from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.rpc import FaultPublisher, RpcClient
+
+_live: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for c in list(_live):
+        c.close()
+
+
+atexit.register(_close_all)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll condition() until it returns something truthy; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class _CollectorPublisher:
+    """Lets in-process clients publish into the collector like a process would."""
+
+    def __init__(self, collector: MetricsCollector, node: str):
+        self.collector, self.node = collector, node
+
+    def publish(self, kind: str, row: dict[str, Any]) -> None:
+        self.collector.record(kind, {"time": time.time(), "node": self.node, **row})
+
+    def close(self) -> None:
+        pass
+
+
+class Cluster:
+    """A controller and `brokers` broker processes (ids 1..N) on 127.0.0.1.
+
+    profile="lab" shortens timeouts so failures show within a second; profile="kafka" keeps
+    Kafka's defaults. `config` overrides broker configs by Kafka's names.
+    """
+
+    def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
+                 config: dict[str, Any] | None = None, *, keep_data: bool = False,
+                 start: bool = True, startup_timeout: float = 30.0):
+        if not isinstance(brokers, int) or brokers < 1:
+            raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
+        self.config = broker_config(profile, config)
+        self.profile = profile
+        self.num_brokers = brokers
+        self.keep_data = keep_data or data_dir is not None
+        self._own_data_dir = data_dir is None
+        if data_dir is None:
+            data_dir = tempfile.mkdtemp(prefix="kafkalab-")  # mode 0700
+        else:
+            os.makedirs(data_dir, exist_ok=True)
+            if not os.access(data_dir, os.W_OK):
+                raise PermissionError(f"data_dir {data_dir!r} is not writable: choose another directory")
+        self.data_dir = os.path.abspath(data_dir)
+        self.startup_timeout = startup_timeout
+        self.faults = FaultTable()
+        self._procs: dict[str, Any] = {}
+        self._states: dict[str, str] = {}
+        self._args: dict[str, dict[str, Any]] = {}
+        self._lock = threading.RLock()
+        self._client_ids = itertools.count(1)
+        self._clients: list[Any] = []
+        self._closed = False
+        self._started = False
+        self.metrics: MetricsCollector | None = None
+        if start:
+            self.start()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Cluster:
+        if self._started:
+            return self
+        if self._closed:
+            raise KafkaLabError("this Cluster was closed; create a new one")
+        self._started = True
+        _live.add(self)
+        try:
+            self._ctx = zmq.Context()
+            self.metrics = MetricsCollector()
+            self._fault_pub = FaultPublisher(self._ctx)
+            self.controller_port = _free_port()
+            self._ports = {b: (_free_port(), _free_port()) for b in self.broker_ids}
+            self._spawn_controller()
+            self._admin = RpcClient(self._ctx, "admin", CONTROLLER_NODE,
+                                    f"tcp://127.0.0.1:{self.controller_port}", self.faults)
+            for b in self.broker_ids:
+                self._spawn_broker(b)
+            self._republisher = threading.Thread(target=self._republish_loop, name="kafkalab-faults",
+                                                 daemon=True)
+            self._republisher.start()
+            self._wait_brokers_unfenced(self.broker_ids, self.startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _spawn_controller(self) -> None:
+        args = dict(port=self.controller_port, data_dir=os.path.join(self.data_dir, "controller"),
+                    config=self.config, fault_endpoint=self._fault_pub.endpoint,
+                    metrics_endpoint=self.metrics.endpoint)
+        self._args[CONTROLLER_NODE] = args
+        self._start_process(CONTROLLER_NODE, "controller", args)
+
+    def _spawn_broker(self, broker_id: int) -> None:
+        zmq_port, kafka_port = self._ports[broker_id]
+        args = dict(broker_id=broker_id, port=zmq_port, kafka_port=kafka_port,
+                    data_dir=os.path.join(self.data_dir, f"broker-{broker_id}"), config=self.config,
+                    controller_endpoint=f"tcp://127.0.0.1:{self.controller_port}",
+                    fault_endpoint=self._fault_pub.endpoint, metrics_endpoint=self.metrics.endpoint)
+        self._args[broker_node(broker_id)] = args
+        self._start_process(broker_node(broker_id), "broker", args)
+
+    def _start_process(self, node: str, role: str, args: dict[str, Any]) -> None:
+        proc = spawner().spawn(run_role, node, role=role, parent_pid=os.getpid(), faults_json=self.faults.to_json(), **args)
+        self._procs[node] = proc
+        self._states[node] = "running"
+        self._record_state(node, "starting")
+
+    def _republish_loop(self) -> None:
+        # PUB/SUB drops what a subscriber missed while (re)connecting: repeat the table.
+        while not self._closed:
+            with self._lock:
+                if self._closed:
+                    return
+                self._fault_pub.publish(self.faults)
+            time.sleep(0.25)
+
+    def close(self) -> None:
+        """Stop every process and client; remove the data dir unless keep_data. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for client in self._clients:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing must go on
+                pass
+        for proc in self._procs.values():
+            try:
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, AttributeError, ValueError):
+                pass
+        for proc in self._procs.values():
+            try:
+                proc.join(timeout=5)
+            except (AssertionError, ValueError):
+                pass
+        for closer in ("_admin", "_fault_pub"):
+            obj = getattr(self, closer, None)
+            if obj is not None:
+                obj.close()
+        if getattr(self, "_ctx", None) is not None:
+            self._ctx.term()
+        if self.metrics is not None:
+            self.metrics.close()
+        if self._own_data_dir and not self.keep_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        _live.discard(self)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- names -----------------------------------------------------------------------------
+    @property
+    def broker_ids(self) -> list[int]:
+        return list(range(1, self.num_brokers + 1))
+
+    @property
+    def node_names(self) -> list[str]:
+        clients = [c.node for c in self._clients if getattr(c, "node", None)]
+        return [CONTROLLER_NODE, *[broker_node(b) for b in self.broker_ids], *clients]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{self._ports[b][1]}" for b in self.broker_ids)
+
+    @property
+    def broker_endpoints(self) -> dict[int, str]:
+        return {b: f"tcp://127.0.0.1:{self._ports[b][0]}" for b in self.broker_ids}
+
+    def _node(self, x: int | str) -> str:
+        if isinstance(x, int) and not isinstance(x, bool):
+            self._check_broker(x)
+            return broker_node(x)
+        if isinstance(x, str):
+            if x.isdigit():
+                return self._node(int(x))
+            if x in self.node_names:
+                return x
+        raise KafkaLabError(f"unknown node {x!r}: use a broker id ({self.broker_ids}) or one of {self.node_names}")
+
+    def _check_broker(self, broker_id: int) -> None:
+        if broker_id not in self.broker_ids:
+            raise KafkaLabError(f"there is no broker {broker_id!r}: this cluster has brokers {self.broker_ids}")
+
+    # -- admin -----------------------------------------------------------------------------
+    def _call(self, request: Any, timeout: float = 10.0) -> Any:
+        with self._lock:
+            self._check_open()
+            return self._admin.call(request, timeout)
+
+    def _check_open(self) -> None:
+        if self._closed or not self._started:
+            raise KafkaLabError("the cluster is not running: call start() or create a new Cluster")
+
+    def _controller_metadata(self, topics: list[str] | None = None) -> Any:
+        req = md_req.MetadataRequest(
+            topics=None if topics is None else tuple(md_req.MetadataRequestTopic(topic_id=None, name=t) for t in topics),
+            allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+        return self._call(req)
+
+    def _wait_brokers_unfenced(self, ids: Iterable[int], timeout: float) -> None:
+        wanted = set(ids)
+
+        def ready() -> bool:
+            for node in [CONTROLLER_NODE, *(broker_node(b) for b in wanted)]:
+                proc = self._procs[node]
+                if not proc.is_alive():
+                    raise KafkaLabError(f"{node} exited during start-up (exit code {proc.exitcode}); "
+                                        "see its log lines above")
+            try:
+                md = self._controller_metadata([])
+            except KafkaError:
+                return False
+            return wanted <= {int(b.node_id) for b in md.brokers}
+        wait_until(ready, timeout, f"brokers {sorted(wanted)} to register with the controller")
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
+                     config: dict[str, Any] | None = None, *, timeout: float = 10.0) -> None:
+        """Create a topic and wait until every partition has a leader serving it."""
+        resolve(config or {}, TOPIC_CONFIGS, "topic")  # a typo fails here, naming the closest key
+        req = ct_req.CreateTopicsRequest(topics=(ct_req.CreatableTopic(
+            name=name, num_partitions=partitions, replication_factor=replication_factor, assignments=(),
+            configs=tuple(ct_req.CreatableTopicConfig(name=k, value=_config_str(v))
+                          for k, v in (config or {}).items())),), timeout=datetime.timedelta(seconds=timeout))
+        result = self._call(req).topics[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or f"cannot create topic {name!r}")
+        self._record_event("topic_created", f"{name}: {partitions} partitions, RF {replication_factor}")
+        wait_until(lambda: self._topic_served(name), timeout, f"leaders of topic {name!r}")
+
+    def _topic_served(self, name: str) -> bool:
+        md = self._controller_metadata([name])
+        t = md.topics[0]
+        if t.error_code != ErrorCode.none or any(p.leader_id < 0 for p in t.partitions):
+            return False
+        # Every leader must have learned it leads (metadata reaches brokers by long-poll).
+        rows = self.metrics.latest_replicas() if self.metrics else pd.DataFrame()
+        if rows.empty:
+            return False
+        for p in t.partitions:
+            r = rows[(rows.topic == name) & (rows.partition == int(p.partition_index))
+                     & (rows.broker == int(p.leader_id))]
+            if r.empty or not bool(r.iloc[-1].is_leader) or int(r.iloc[-1].leader_epoch) != int(p.leader_epoch):
+                return False
+        return True
+
+    def delete_topic(self, name: str, timeout: float = 10.0) -> None:
+        req = dt_req.DeleteTopicsRequest(topics=(dt_req.DeleteTopicState(name=name, topic_id=None),),
+                                         timeout=datetime.timedelta(seconds=timeout))
+        result = self._call(req).responses[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, f"cannot delete topic {name!r}")
+
+    def list_topics(self) -> list[str]:
+        return sorted(str(t.name) for t in self._controller_metadata().topics)
+
+    # -- clients ---------------------------------------------------------------------------
+    def _client_context(self) -> Any:
+        from kafkalab.client.context import ClientContext
+        node = f"client-{next(self._client_ids)}"
+        return ClientContext(node=node, brokers=self.broker_endpoints, faults=self.faults,
+                             metrics=_CollectorPublisher(self.metrics, node))
+
+    def producer(self, config: dict[str, Any] | None = None) -> Any:
+        from kafkalab.client import Producer
+        self._check_open()
+        p = Producer(config or {}, self._client_context())
+        self._clients.append(p)
+        return p
+
+    def consumer(self, config: dict[str, Any] | None = None) -> Any:
+        from kafkalab.client import Consumer
+        self._check_open()
+        c = Consumer(config or {}, self._client_context())
+        self._clients.append(c)
+        return c
+
+    # -- faults ----------------------------------------------------------------------------
+    def _proc(self, broker_id: int) -> Any:
+        self._check_broker(broker_id)
+        return self._procs[broker_node(broker_id)]
+
+    def kill_broker(self, broker_id: int) -> None:
+        """SIGKILL: no controlled shutdown, nothing flushed beyond what the OS already has."""
+        proc = self._proc(broker_id)
+        if not proc.is_alive():
+            raise KafkaLabError(f"broker {broker_id} is not running (state {self.broker_state(broker_id)}); "
+                                f"restart_broker({broker_id}) first")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=5)
+        self._set_state(broker_node(broker_id), "killed")
+
+    def stop_broker(self, broker_id: int, timeout: float = 10.0) -> None:
+        """Controlled shutdown: the controller moves leadership away, then the broker exits."""
+        proc = self._proc(broker_id)
+        if not proc.is_alive():
+            raise KafkaLabError(f"broker {broker_id} is not running; nothing to stop")
+        if self._states[broker_node(broker_id)] == "paused":
+            os.kill(proc.pid, signal.SIGCONT)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.join(timeout=timeout)
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(timeout=5)
+        self._set_state(broker_node(broker_id), "stopped")
+
+    def restart_broker(self, broker_id: int, timeout: float = 30.0) -> None:
+        """Start a stopped or killed broker again on the same id, ports and data dir (log
+        recovery runs as it opens its segments)."""
+        proc = self._proc(broker_id)
+        if proc.is_alive():
+            raise KafkaLabError(f"broker {broker_id} is still running; kill_broker({broker_id}) or "
+                                f"stop_broker({broker_id}) first")
+        self._start_process(broker_node(broker_id), "broker", self._args[broker_node(broker_id)])
+        self._record_event("restart", f"broker {broker_id}", broker=broker_id)
+        self._wait_brokers_unfenced([broker_id], timeout)
+
+    def pause_broker(self, broker_id: int) -> None:
+        """SIGSTOP: the process freezes mid-flight (a GC pause, a stalled disk, a hung VM)."""
+        proc = self._proc(broker_id)
+        if not proc.is_alive() or self._states[broker_node(broker_id)] == "paused":
+            raise KafkaLabError(f"broker {broker_id} is not running, cannot pause it "
+                                f"(state {self.broker_state(broker_id)})")
+        os.kill(proc.pid, signal.SIGSTOP)
+        self._set_state(broker_node(broker_id), "paused")
+
+    def resume_broker(self, broker_id: int) -> None:
+        proc = self._proc(broker_id)
+        if self._states[broker_node(broker_id)] != "paused":
+            raise KafkaLabError(f"broker {broker_id} is not paused (state {self.broker_state(broker_id)})")
+        os.kill(proc.pid, signal.SIGCONT)
+        self._set_state(broker_node(broker_id), "running")
+
+    def broker_state(self, broker_id: int) -> str:
+        proc = self._proc(broker_id)
+        state = self._states[broker_node(broker_id)]
+        if state in ("running", "paused") and not proc.is_alive():
+            return "crashed"
+        return state
+
+    def _apply_faults(self, event: str, detail: str) -> None:
+        with self._lock:
+            self._fault_pub.publish(self.faults)
+        self._record_event(event, detail)
+
+    def partition(self, *groups: Iterable[int | str]) -> None:
+        """Cut every link between nodes of different groups: partition([1], [2, 3])."""
+        if len(groups) < 2:
+            raise KafkaLabError("partition() needs at least two groups, e.g. partition([1], [2, 3])")
+        named = [[self._node(x) for x in g] for g in groups]
+        self.faults.partition(*named)
+        self._apply_faults("cut", " | ".join(",".join(g) for g in named))
+
+    def cut(self, a: int | str, b: int | str, one_way: bool = False) -> None:
+        na, nb = self._node(a), self._node(b)
+        self.faults.cut(na, nb, one_way=one_way)
+        self._apply_faults("cut", f"{na} {'->' if one_way else '<->'} {nb}")
+
+    def delay(self, a: int | str, b: int | str, ms: int, one_way: bool = False) -> None:
+        na, nb = self._node(a), self._node(b)
+        self.faults.delay(na, nb, ms, one_way=one_way)
+        self._apply_faults("delay", f"{na} {'->' if one_way else '<->'} {nb}: {ms} ms")
+
+    def isolate(self, x: int | str) -> None:
+        node = self._node(x)
+        self.faults.isolate(node, [n for n in self.node_names if n != node])
+        self._apply_faults("cut", f"{node} isolated")
+
+    def heal(self) -> None:
+        self.faults.heal()
+        self._apply_faults("heal", "all links restored")
+
+    # -- description ------------------------------------------------------------------------
+    def describe_topic(self, name: str, fresh: bool = True) -> pd.DataFrame:
+        """A row per partition: partition, leader (-1 if none), leader_epoch, replicas, isr,
+        high_watermark, log_end_offsets {broker: LEO}."""
+        since = time.time()
+        md = self._controller_metadata([name]).topics[0]
+        if md.error_code != ErrorCode.none:
+            raise KafkaError(md.error_code, f"topic {name!r}")
+        if fresh:
+            self._wait_fresh_metrics(since)
+        rows = self.metrics.latest_replicas()
+        out = []
+        for p in sorted(md.partitions, key=lambda p: p.partition_index):
+            pid = int(p.partition_index)
+            mine = rows[(rows.topic == name) & (rows.partition == pid)] if not rows.empty else rows
+            leos = {int(r.broker): int(r.log_end_offset) for r in mine.itertuples()
+                    if self.broker_state(int(r.broker)) == "running"}
+            lead = mine[mine.broker == int(p.leader_id)] if not mine.empty else mine
+            hw = int(lead.iloc[-1].high_watermark) if not lead.empty else -1
+            out.append({"partition": pid, "leader": int(p.leader_id), "leader_epoch": int(p.leader_epoch),
+                        "replicas": [int(b) for b in p.replica_nodes], "isr": [int(b) for b in p.isr_nodes],
+                        "high_watermark": hw, "log_end_offsets": leos})
+        return pd.DataFrame(out, columns=["partition", "leader", "leader_epoch", "replicas", "isr",
+                                          "high_watermark", "log_end_offsets"])
+
+    def _wait_fresh_metrics(self, since: float) -> None:
+        running = [b for b in self.broker_ids if self.broker_state(b) == "running"]
+
+        def fresh() -> bool:
+            rows = self.metrics.brokers()
+            if rows.empty:
+                return False
+            newest = rows.groupby("broker")["time"].max()
+            return all(b in newest.index and newest[b] >= since for b in running)
+        try:
+            wait_until(fresh, 3 * self.config["metrics.publish.interval.ms"] / 1000 + 1, "fresh metrics")
+        except TimeoutError:
+            pass  # a cut or paused broker publishes nothing: describe with what we have
+
+    def describe_cluster(self) -> pd.DataFrame:
+        """A row per broker: broker, state, fenced, pid, endpoint, kafka port."""
+        try:
+            md = self._controller_metadata([])
+            unfenced = {int(b.node_id) for b in md.brokers}
+        except KafkaError:
+            unfenced = set()
+        rows = []
+        for b in self.broker_ids:
+            proc = self._procs[broker_node(b)]
+            rows.append({"broker": b, "state": self.broker_state(b), "fenced": b not in unfenced,
+                         "pid": proc.pid, "endpoint": self.broker_endpoints[b],
+                         "kafka_port": self._ports[b][1]})
+        return pd.DataFrame(rows)
+
+    def elect_preferred_leaders(self) -> None:
+        from kio.schema.elect_leaders.v2 import request as el_req
+        self._call(el_req.ElectLeadersRequest(election_type=0, topic_partitions=None,
+                                              timeout=datetime.timedelta(seconds=5)))
+
+    # -- metrics helpers ---------------------------------------------------------------------
+    def _set_state(self, node: str, state: str) -> None:
+        self._states[node] = state
+        self._record_state(node, state)
+        verb = {"killed": "kill", "stopped": "stop", "paused": "pause", "running": "resume"}[state]
+        self._record_event(verb, node, broker=int(node.split("-")[1]) if node.startswith("broker-") else None)
+
+    def _record_state(self, node: str, state: str) -> None:
+        if self.metrics is not None and node.startswith("broker-"):
+            self.metrics.record("broker", {"time": time.time(), "node": node,
+                                           "broker": int(node.split("-")[1]), "state": state})
+
+    def _record_event(self, event: str, detail: str, **extra: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.record("event", {"time": time.time(), "node": "cluster", "event": event,
+                                          "detail": detail, **{k: v for k, v in extra.items() if v is not None}})
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._started else "not started")
+        return f"<Cluster {self.num_brokers} brokers, profile={self.profile!r}, {state}, data_dir={self.data_dir!r}>"
+
+
+def _config_str(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list | tuple):
+        return ",".join(map(str, v))
+    return str(v)

@@ -1,0 +1,432 @@
+"""Metrics: every process publishes its state on ZeroMQ; the notebook's collector keeps history.
+
+Processes hold a `MetricsPublisher` (kafkalab.metrics_publisher: a PUB socket that
+*connects* to the collector, so a restarted broker simply reconnects). The notebook holds one `MetricsCollector` (a SUB socket
+bound on loopback, drained by a daemon thread into bounded per-kind deques). Widgets and labs
+read pandas frames from it, or from a `MetricsSnapshot` saved to JSON for static rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import zmq
+
+# The publishing half lives apart so lab processes need not import pandas; it is re-exported
+# here so `from kafkalab.metrics import MetricsPublisher` keeps working.
+from .metrics_publisher import MetricsPublisher, NullPublisher
+from .metrics_publisher import _json_default as _json_default
+
+__all__ = [
+    "KIND_COLUMNS",
+    "MetricsCollector",
+    "MetricsPublisher",
+    "MetricsSnapshot",
+    "MetricsSource",
+    "NullPublisher",
+    "throughput_from_frames",
+]
+
+# The columns every named view returns, even when no row of that kind has arrived yet.
+KIND_COLUMNS: dict[str, list[str]] = {
+    "replica": [
+        "time", "node", "broker", "topic", "partition", "is_leader", "leader", "leader_epoch",
+        "log_start_offset", "log_end_offset", "high_watermark", "last_stable_offset", "isr",
+        "segments", "size_bytes", "lag_offsets", "lag_ms",
+    ],
+    "broker": [
+        "time", "node", "broker", "state", "bytes_in", "bytes_out", "messages_in",
+        "produce_requests", "fetch_requests", "request_latency_ms_p50", "request_latency_ms_p99",
+    ],
+    "event": [
+        "time", "node", "event", "detail", "topic", "partition", "broker", "isr", "leader",
+        "leader_epoch", "group", "generation",
+    ],
+    "client": [
+        "time", "node", "client_type", "records_sent", "bytes_sent", "batches_sent",
+        "records_received", "bytes_received", "errors",
+    ],
+    "group": ["time", "group", "state", "generation", "members", "protocol", "assignment"],
+    "lag": ["time", "group", "topic", "partition", "committed_offset", "log_end_offset", "lag"],
+    "txn": ["time", "transactional_id", "state", "producer_id", "producer_epoch", "partitions"],
+    "controller": ["time", "node", "controller_id", "active", "metadata_offset", "brokers"],
+}
+
+THROUGHPUT_COLUMNS = [
+    "time", "records_in_per_s", "mb_in_per_s", "records_out_per_s", "mb_out_per_s",
+    "broker_mb_in_per_s", "broker_mb_out_per_s",
+]
+
+_REPLICA_KEY = ("broker", "topic", "partition")
+
+
+# --------------------------------------------------------------------------------------------
+# Pure derivations over frames (shared by the live collector and saved snapshots)
+
+
+def _to_frame(rows: Iterable[Mapping[str, Any]], kind: str) -> pd.DataFrame:
+    columns = KIND_COLUMNS.get(kind, ["time", "node"])
+    rows = list(rows)
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame.from_records(rows)
+    extras = [c for c in frame.columns if c not in columns]
+    return frame.reindex(columns=columns + extras)
+
+
+def latest_by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The newest row per key, sorted by key."""
+    if frame.empty:
+        return frame
+    newest = frame.sort_values("time", kind="stable").drop_duplicates(keys, keep="last")
+    return newest.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _counter_increments(frame: pd.DataFrame, keys: list[str], counters: list[str]) -> pd.DataFrame:
+    """Per-row increments of cumulative counters, per series identified by `keys`.
+
+    A counter that goes down means its process restarted from zero, so the whole new value
+    is the increment. A series' first row only establishes the baseline.
+    """
+    frame = frame.sort_values("time", kind="stable")
+    out = pd.DataFrame({"time": frame["time"].astype(float)}, index=frame.index)
+    for counter in counters:
+        values = pd.to_numeric(frame[counter], errors="coerce")
+        previous = values.groupby([frame[k] for k in keys], dropna=False).shift(1)
+        step = values - previous
+        step = step.where(step >= 0, values)  # went down: restarted, counting from zero
+        out[counter] = step.where(previous.notna(), 0.0).fillna(0.0)
+    return out
+
+
+def throughput_from_frames(
+    clients: pd.DataFrame, brokers: pd.DataFrame, window_s: float = 1.0
+) -> pd.DataFrame:
+    """Rates per window: records/s and MB/s produced (in) and consumed (out).
+
+    Client counters give the records; brokers' bytes_in/bytes_out (which include replication
+    traffic) are reported alongside. `time` is the window start (epoch seconds).
+    """
+    if window_s <= 0:
+        raise ValueError(f"window_s must be positive, got {window_s}")
+    parts = []
+    if not clients.empty:
+        inc = _counter_increments(
+            clients, ["node", "client_type"],
+            ["records_sent", "bytes_sent", "records_received", "bytes_received"],
+        )
+        parts.append(pd.DataFrame({
+            "time": inc["time"],
+            "records_in_per_s": inc["records_sent"],
+            "mb_in_per_s": inc["bytes_sent"] / 1e6,
+            "records_out_per_s": inc["records_received"],
+            "mb_out_per_s": inc["bytes_received"] / 1e6,
+        }))
+    if not brokers.empty:
+        running = brokers[pd.to_numeric(brokers["bytes_in"], errors="coerce").notna()]
+        if not running.empty:
+            inc = _counter_increments(running, ["broker"], ["bytes_in", "bytes_out"])
+            parts.append(pd.DataFrame({
+                "time": inc["time"],
+                "broker_mb_in_per_s": inc["bytes_in"] / 1e6,
+                "broker_mb_out_per_s": inc["bytes_out"] / 1e6,
+            }))
+    if not parts:
+        return pd.DataFrame(columns=THROUGHPUT_COLUMNS)
+    steps = pd.concat(parts, ignore_index=True).reindex(columns=THROUGHPUT_COLUMNS).fillna(0.0)
+    bucket = (steps.pop("time") // window_s).astype("int64")
+    sums = steps.groupby(bucket).sum()
+    # Windows in which nothing was reported still happened: they show as zero.
+    sums = sums.reindex(range(int(bucket.min()), int(bucket.max()) + 1), fill_value=0.0)
+    rates = sums / window_s
+    rates.insert(0, "time", rates.index.to_numpy() * window_s)
+    return rates.reset_index(drop=True).reindex(columns=THROUGHPUT_COLUMNS)
+
+
+def _int_keys(mapping: Any) -> Any:
+    """JSON turns int keys into strings; give broker ids back their type."""
+    if not isinstance(mapping, dict):
+        return mapping
+    return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v
+            for k, v in mapping.items()}
+
+
+class MetricsSource:
+    """The read side shared by the live collector and saved snapshots.
+
+    Subclasses provide `_rows(kind, since)`; every read returns a fresh DataFrame.
+    """
+
+    start_time: float = 0.0
+
+    def _rows(self, kind: str, since: float | None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @property
+    def version(self) -> int:
+        """Grows whenever a row arrives; views skip redraws when it has not moved."""
+        return 0
+
+    def kinds(self) -> list[str]:
+        raise NotImplementedError
+
+    def frame(self, kind: str, since: float | None = None) -> pd.DataFrame:
+        return _to_frame(self._rows(kind, since), kind)
+
+    def replicas(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("replica", since)
+
+    def latest_replicas(self) -> pd.DataFrame:
+        return latest_by(self.replicas(), list(_REPLICA_KEY))
+
+    def brokers(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("broker", since)
+
+    def events(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("event", since)
+
+    def clients(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("client", since)
+
+    def groups(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("group", since)
+
+    def lag(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("lag", since)
+
+    def transactions(self, since: float | None = None) -> pd.DataFrame:
+        return self.frame("txn", since)
+
+    def controller(self, since: float | None = None) -> pd.DataFrame:
+        frame = self.frame("controller", since)
+        if not frame.empty:
+            frame["brokers"] = frame["brokers"].map(_int_keys)
+        return frame
+
+    def throughput(self, window_s: float = 1.0, since: float | None = None) -> pd.DataFrame:
+        # Read one row before the window too, so its first increment is not lost.
+        lead_in = None if since is None else since - window_s
+        return throughput_from_frames(self.clients(lead_in), self.brokers(lead_in), window_s)
+
+    def latest_time(self) -> float | None:
+        """The newest row time over all kinds (None when empty)."""
+        newest = [rows[-1]["time"] for k in self.kinds() if (rows := self._rows(k, None))]
+        return max(newest) if newest else None
+
+    def now(self) -> float:
+        """The present as this source sees it: the clock when live, the last row when saved.
+
+        Views measure windows and staleness from it, so a snapshot renders as it looked.
+        """
+        latest = self.latest_time()
+        return self.start_time if latest is None else latest
+
+    def snapshot(self) -> MetricsSnapshot:
+        return MetricsSnapshot({k: self._rows(k, None) for k in self.kinds()},
+                               start_time=self.start_time)
+
+
+class MetricsCollector(MetricsSource):
+    """Binds a SUB socket on 127.0.0.1 and keeps bounded history per kind.
+
+    A daemon thread with its own ZeroMQ context drains the socket; reads copy the rows under
+    the lock and build frames outside it.
+    """
+
+    def __init__(self, port: int = 0, history_seconds: float = 600.0,
+                 max_rows_per_kind: int = 200_000) -> None:
+        self.history_seconds = float(history_seconds)
+        self.max_rows_per_kind = int(max_rows_per_kind)
+        self.start_time = time.time()
+        self.malformed = 0
+        self._lock = threading.Lock()
+        self._rows_by_kind: dict[str, deque[dict[str, Any]]] = {}
+        self._latest_replica: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._version = 0
+        self._stop = threading.Event()
+        self._closed = False
+        self._ctx = zmq.Context()
+        self._socket = self._ctx.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVHWM, 100_000)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            self._socket.bind(f"tcp://127.0.0.1:{port or '*'}")
+        except zmq.ZMQError:
+            self._socket.close()
+            self._ctx.term()
+            raise
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self._thread = threading.Thread(target=self._drain, name="kafkalab-metrics", daemon=True)
+        self._thread.start()
+
+    # -- writing
+
+    def record(self, kind: str, row: Mapping[str, Any]) -> None:
+        """Add a row from this process (fault events, client counters)."""
+        message = dict(row)
+        message.setdefault("time", time.time())
+        message.setdefault("node", "notebook")
+        self._append(kind, message)
+
+    def _append(self, kind: str, row: dict[str, Any]) -> None:
+        with self._lock:
+            rows = self._rows_by_kind.get(kind)
+            if rows is None:
+                rows = self._rows_by_kind[kind] = deque(maxlen=self.max_rows_per_kind)
+            rows.append(row)
+            cutoff = row["time"] - self.history_seconds
+            while rows and rows[0]["time"] < cutoff:
+                rows.popleft()
+            if kind == "replica":
+                key = tuple(row.get(k) for k in _REPLICA_KEY)
+                held = self._latest_replica.get(key)
+                if held is None or held["time"] <= row["time"]:
+                    self._latest_replica[key] = row
+            self._version += 1
+
+    def _drain(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if not poller.poll(100):
+                    continue
+                while True:
+                    try:
+                        frames = self._socket.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._ingest(frames)
+        finally:
+            self._socket.close(linger=0)
+            self._ctx.term()
+
+    def _ingest(self, frames: list[bytes]) -> None:
+        try:
+            kind = frames[0].decode()
+            row = json.loads(frames[1])
+            if not isinstance(row, dict):
+                raise ValueError("row is not an object")
+            row["time"] = float(row.get("time", time.time()))
+        except (IndexError, UnicodeDecodeError, ValueError, TypeError):
+            self.malformed += 1  # a broken sender must not stop the collector
+            return
+        self._append(kind, row)
+
+    # -- reading
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def kinds(self) -> list[str]:
+        with self._lock:
+            return list(self._rows_by_kind)
+
+    def _rows(self, kind: str, since: float | None) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows_by_kind.get(kind)
+            copied = list(rows) if rows else []
+        if since is not None:
+            copied = [r for r in copied if r["time"] >= since]
+        return copied
+
+    def now(self) -> float:
+        return time.time()
+
+    def row_count(self, kind: str) -> int:
+        with self._lock:
+            rows = self._rows_by_kind.get(kind)
+            return len(rows) if rows else 0
+
+    def latest_replicas(self) -> pd.DataFrame:
+        with self._lock:
+            rows = list(self._latest_replica.values())
+        frame = _to_frame(rows, "replica")
+        return frame.sort_values(list(_REPLICA_KEY), kind="stable").reset_index(drop=True) \
+            if not frame.empty else frame
+
+    def wait_for(self, predicate: Callable[[MetricsCollector], bool],
+                 timeout: float = 10.0, interval: float = 0.05) -> bool:
+        """Poll `predicate(self)` until it holds or `timeout` passes; returns whether it held."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate(self):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self._stop.wait(interval)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> MetricsCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MetricsSnapshot(MetricsSource):
+    """Saved rows with the same read methods, for static rendering (docs, nbval)."""
+
+    FORMAT = "kafkalab-metrics-snapshot/1"
+
+    def __init__(self, rows: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+                 start_time: float | None = None) -> None:
+        self._rows_by_kind = {
+            kind: sorted((dict(r) for r in kind_rows), key=lambda r: r["time"])
+            for kind, kind_rows in (rows or {}).items()
+        }
+        if start_time is None:
+            times = [r[0]["time"] for r in self._rows_by_kind.values() if r]
+            start_time = min(times) if times else 0.0
+        self.start_time = float(start_time)
+
+    def kinds(self) -> list[str]:
+        return list(self._rows_by_kind)
+
+    def _rows(self, kind: str, since: float | None) -> list[dict[str, Any]]:
+        rows = self._rows_by_kind.get(kind, [])
+        return [dict(r) for r in rows if since is None or r["time"] >= since]
+
+    def add(self, kind: str, row: Mapping[str, Any]) -> None:
+        """Append a row (tests and docs build snapshots by hand)."""
+        message = dict(row)
+        message.setdefault("time", time.time())
+        # A new list, not an in-place sort: a dashboard thread may be reading the old one.
+        rows = [*self._rows_by_kind.get(kind, []), message]
+        self._rows_by_kind[kind] = sorted(rows, key=lambda r: r["time"])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        document = {"format": self.FORMAT, "start_time": self.start_time,
+                    "rows": self._rows_by_kind}
+        path.write_text(json.dumps(document, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> MetricsSnapshot:
+        document = json.loads(Path(path).read_text())
+        if not isinstance(document, dict) or document.get("format") != cls.FORMAT:
+            raise ValueError(f"{path} is not a kafkalab metrics snapshot "
+                             f"(expected format {cls.FORMAT!r}); save one with "
+                             f"collector.snapshot().save(path)")
+        return cls(document["rows"], start_time=document.get("start_time"))

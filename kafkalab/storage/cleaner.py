@@ -1,0 +1,237 @@
+"""Log compaction (cleanup.policy=compact): keep the latest record per key, offsets intact.
+
+clean(log, now_ms) is pure storage logic (no threads, no clock reads). One pass:
+
+1. Map every key to its latest offset over the whole log, the active segment included
+   (it supplies "latest" information but is never rewritten, as Kafka). Records of aborted
+   transactions (known from the .txnindex files) are not counted: they are removed.
+2. Rewrite each cleanable segment (not the active one, and none whose newest batch is younger
+   than min.compaction.lag.ms) into a `.cleaned` segment keeping, per batch, the records that
+   are still the latest for their key. A batch that keeps all its records is copied byte for
+   byte; one that loses some is re-encoded with its surviving records at their original
+   offsets (its base offset and last offset delta stay, so the batch still ends where it did).
+3. Swap it in: `.cleaned` -> `.swap` (the commit point) -> old files removed -> final names,
+   indexes rebuilt by the append. A crash anywhere leaves either the old or the new segment
+   (Log's open completes a `.swap` and drops a `.cleaned`).
+
+Delete-horizon rule (tombstones and transaction markers): a tombstone (null value) is kept
+while now_ms <= (largest timestamp of the segment holding it) + delete.retention.ms, so a
+consumer that read up to the log end within delete.retention.ms still sees the delete; after
+that it is removed. A COMMIT/ABORT marker is removed once no record of its transaction
+remains in the log and the same horizon has passed. (Kafka 3.1+ stamps the horizon into the
+batch header instead; the effect for a reader is the same.) Keyless records are dropped (the
+broker rejects them on a compacted topic at produce time).
+
+min.cleanable.dirty.ratio: clean only when the dirty bytes (segments at or after the first
+dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+
+import crc32c
+
+from kafkalab.records.batch import Record, decode_batch
+from kafkalab.records.header import (
+    COMPRESSION_MASK,
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    MAGIC,
+    BatchHeader,
+    parse_header,
+)
+from kafkalab.records.varint import write_varint
+from kafkalab.storage.files import CLEANED_SUFFIX, SEGMENT_SUFFIXES, segment_path
+from kafkalab.storage.log import Log
+from kafkalab.storage.segment import LogSegment
+from kafkalab.storage.txn_index import AbortedTxn
+
+
+def _batches(seg: LogSegment) -> Iterator[tuple[int, BatchHeader, bytes]]:
+    for pos, h, data in seg.scan(0, with_bytes=True):
+        yield pos, h, bytes(data)
+
+
+def _is_aborted(h: BatchHeader, offset: int, aborted: dict[int, list[AbortedTxn]]) -> bool:
+    if not h.is_transactional or h.is_control:
+        return False
+    return any(t.first_offset <= offset <= t.last_offset for t in aborted.get(h.producer_id, ()))
+
+
+def encode_retained(h: BatchHeader, records: list[Record]) -> bytes:
+    """A batch with some of its records, each at its original offset (uncompressed)."""
+    base_ts = records[0].timestamp
+    body = bytearray()
+    for r in records:
+        rec = bytearray(b"\x00")
+        write_varint(rec, r.timestamp - base_ts)
+        write_varint(rec, r.offset - h.base_offset)
+        for field in (r.key, r.value):
+            if field is None:
+                write_varint(rec, -1)
+            else:
+                write_varint(rec, len(field))
+                rec += field
+        write_varint(rec, len(r.headers))
+        for hk, hv in r.headers:
+            kb = hk.encode()
+            write_varint(rec, len(kb))
+            rec += kb
+            if hv is None:
+                write_varint(rec, -1)
+            else:
+                write_varint(rec, len(hv))
+                rec += hv
+        write_varint(body, len(rec))
+        body += rec
+    attributes = h.attributes & ~COMPRESSION_MASK
+    tail = struct.pack(
+        ">hiqqqhii", attributes, h.last_offset_delta, base_ts, max(r.timestamp for r in records),
+        h.producer_id, h.producer_epoch, h.base_sequence, len(records),
+    ) + bytes(body)
+    head = struct.pack(">qiibI", h.base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body),
+                       h.partition_leader_epoch, MAGIC, crc32c.crc32c(tail))
+    return head + tail
+
+
+def dirty_ratio(log: Log, first_dirty_offset: int) -> tuple[float, int, int]:
+    """(ratio, clean bytes, dirty bytes) over the non-active segments."""
+    segs = log.segments[:-1]
+    clean = sum(s.size for s in segs if s.next_offset <= first_dirty_offset)
+    dirty = sum(s.size for s in segs if s.next_offset > first_dirty_offset)
+    total = clean + dirty
+    return (dirty / total if total else 0.0), clean, dirty
+
+
+class Cleaner:
+    """Remembers each log's first dirty offset (Kafka's cleaner-offset-checkpoint)."""
+
+    def __init__(self) -> None:
+        self.first_dirty: dict[str, int] = {}
+
+    def clean(self, log: Log, now_ms: int) -> dict:
+        first_dirty = max(self.first_dirty.get(log.dir, 0), log.log_start_offset)
+        stats = clean(log, now_ms, first_dirty_offset=first_dirty)
+        if stats["cleaned"]:
+            self.first_dirty[log.dir] = stats["first_dirty_offset"]
+        return stats
+
+
+def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None, force: bool = False) -> dict:
+    """Compact `log` once if its policy and dirty ratio call for it; returns statistics."""
+    stats: dict = {"cleaned": False, "reason": None, "segments_cleaned": 0, "records_read": 0,
+                   "records_kept": 0, "records_removed": 0, "tombstones_removed": 0,
+                   "aborted_removed": 0, "keyless_removed": 0, "markers_removed": 0,
+                   "bytes_before": 0, "bytes_after": 0}
+    if "compact" not in log.config["cleanup.policy"]:
+        stats["reason"] = "cleanup.policy does not include compact"
+        return stats
+    first_dirty = log.log_start_offset if first_dirty_offset is None else first_dirty_offset
+    ratio, _, _ = dirty_ratio(log, first_dirty)
+    stats["dirty_ratio"] = ratio
+    if not force and (ratio == 0 or ratio < log.config["min.cleanable.dirty.ratio"]):
+        stats["reason"] = f"dirty ratio {ratio:.2f} < min.cleanable.dirty.ratio"
+        return stats
+    lag = log.config["min.compaction.lag.ms"]
+    cleanable: list[LogSegment] = []
+    for seg in log.segments[:-1]:
+        if lag and seg.max_timestamp_so_far > now_ms - lag:
+            break
+        cleanable.append(seg)
+    if not cleanable:
+        stats["reason"] = "no segment is cleanable yet (active segment or min.compaction.lag.ms)"
+        return stats
+
+    aborted: dict[int, list[AbortedTxn]] = {}
+    for seg in log.segments:
+        for t in seg.txn_index.entries:
+            aborted.setdefault(t.producer_id, []).append(t)
+
+    # Pass 1: latest offset per key over the whole log.
+    latest: dict[bytes, int] = {}
+    for seg in log.segments:
+        for _, h, data in _batches(seg):
+            if h.is_control:
+                continue
+            for r in decode_batch(data, verify_crc=False).records:
+                if r.key is not None and not _is_aborted(h, r.offset, aborted):
+                    latest[r.key] = r.offset
+
+    # Pass 2: which transactions keep data (markers of emptied ones may go).
+    txn_has_data: dict[int, bool] = {}  # marker offset -> any record of its txn survives
+    open_txn: dict[int, bool] = {}
+    for seg in log.segments:
+        for _, h, data in _batches(seg):
+            if not h.is_transactional:
+                continue
+            if h.is_control:
+                txn_has_data[h.base_offset] = open_txn.pop(h.producer_id, False)
+                continue
+            keeps = any(
+                r.key is not None and latest.get(r.key) == r.offset and not _is_aborted(h, r.offset, aborted)
+                for r in decode_batch(data, verify_crc=False).records
+            )
+            open_txn[h.producer_id] = open_txn.get(h.producer_id, False) or keeps
+
+    for seg in cleanable:
+        horizon_passed = now_ms > seg.largest_timestamp + log.config["delete.retention.ms"]
+        cleaned = _new_cleaned(log, seg)
+        out = bytearray()
+        headers: list[tuple[int, BatchHeader]] = []
+        for _, h, data in _batches(seg):
+            stats["bytes_before"] += h.size
+            if h.is_control:
+                if txn_has_data.get(h.base_offset, False) or not horizon_passed:
+                    headers.append((len(out), h))
+                    out += data
+                else:
+                    stats["markers_removed"] += 1
+                continue
+            records = decode_batch(data, verify_crc=False).records
+            kept = []
+            for r in records:
+                stats["records_read"] += 1
+                if r.key is None:
+                    stats["keyless_removed"] += 1
+                elif _is_aborted(h, r.offset, aborted):
+                    stats["aborted_removed"] += 1
+                elif latest.get(r.key) != r.offset:
+                    pass
+                elif r.value is None and horizon_passed:
+                    stats["tombstones_removed"] += 1
+                else:
+                    kept.append(r)
+            stats["records_kept"] += len(kept)
+            stats["records_removed"] += len(records) - len(kept)
+            if not kept:
+                continue
+            new = data if len(kept) == len(records) and not h.compression else encode_retained(h, kept)
+            headers.append((len(out), parse_header(new)))
+            out += new
+        if headers:
+            cleaned.append(out, headers)
+        for t in seg.txn_index.entries:
+            cleaned.txn_index.append(t)
+        cleaned.on_become_inactive()
+        stats["bytes_after"] += cleaned.size
+        log.replace_segment(seg, cleaned)
+        stats["segments_cleaned"] += 1
+    stats["cleaned"] = True
+    stats["first_dirty_offset"] = log.segments[len(cleanable)].base_offset
+    return stats
+
+
+def _new_cleaned(log: Log, seg: LogSegment) -> LogSegment:
+    for suffix in SEGMENT_SUFFIXES:  # a stale .cleaned from an earlier crash
+        stale = segment_path(log.dir, seg.base_offset, suffix) + CLEANED_SUFFIX
+        if os.path.exists(stale):
+            os.unlink(stale)
+    return LogSegment(
+        log.dir, seg.base_offset,
+        index_interval_bytes=log.config["index.interval.bytes"],
+        max_index_size=log.config["segment.index.bytes"],
+        created_ms=seg.created_ms, active=False, suffix=CLEANED_SUFFIX,
+    )

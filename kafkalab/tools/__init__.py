@@ -1,0 +1,1 @@
+"""Command-line tools over kafkalab's files (dump-log)."""

@@ -1,0 +1,192 @@
+"""EventLoop: one thread's poll loop over zmq sockets, plain sockets, timers and due sources.
+
+A process's wiring registers its sockets (RpcServer.socket, RpcClient.socket, the fault
+SUB ...) with a callback, its periodic work as timers, and its delay queues as due
+sources, then calls run_forever(). The poll timeout is the earliest timer or due time, so
+the loop sleeps exactly until there is something to do. A callback that raises is logged
+with its traceback and the loop goes on: one bad event must not stop a broker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+__all__ = ["EventLoop", "Handle"]
+
+log = logging.getLogger(__name__)
+
+DueSource = Callable[[float], "float | None"]
+
+
+class Handle:
+    """A scheduled timer or due source; cancel() stops it (idempotent)."""
+
+    __slots__ = ("callback", "when", "interval", "cancelled", "source")
+
+    def __init__(
+        self,
+        callback: Callable[[], Any] | None,
+        when: float = 0.0,
+        interval: float | None = None,
+        source: DueSource | None = None,
+    ):
+        self.callback = callback
+        self.when = when
+        self.interval = interval
+        self.source = source
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class EventLoop:
+    # run_forever() wakes at least this often, so stop() from another thread or a signal
+    # handler takes effect promptly.
+    idle_wake_s = 0.25
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._poller = zmq.Poller()
+        self._callbacks: dict[Any, Callable[[], Any]] = {}
+        self._timers: list[tuple[float, int, Handle]] = []
+        self._seq = itertools.count()
+        self._sources: list[Handle] = []
+        self._stopped = False
+
+    # -- registration ----------------------------------------------------------------------
+
+    def add_socket(self, sock: Any, callback: Callable[[], Any]) -> None:
+        """Call callback() whenever sock is readable (zmq socket, socket object or fd)."""
+        key = self._key(sock)
+        self._poller.register(key, zmq.POLLIN)
+        self._callbacks[key] = callback
+
+    def remove_socket(self, sock: Any) -> None:
+        key = self._key(sock)
+        if self._callbacks.pop(key, None) is not None:
+            self._poller.unregister(key)
+
+    @staticmethod
+    def _key(sock: Any) -> Any:
+        # zmq.Poller reports plain sockets by file descriptor, so register those by fd.
+        if isinstance(sock, zmq.Socket) or isinstance(sock, int):
+            return sock
+        return sock.fileno()
+
+    def call_at(self, when: float, fn: Callable[[], Any]) -> Handle:
+        """Run fn() once at clock time `when`."""
+        handle = Handle(fn, when)
+        heapq.heappush(self._timers, (when, next(self._seq), handle))
+        return handle
+
+    def call_later(self, delay_s: float, fn: Callable[[], Any]) -> Handle:
+        return self.call_at(self.clock() + delay_s, fn)
+
+    def call_every(self, interval_s: float, fn: Callable[[], Any]) -> Handle:
+        """Run fn() every interval_s, first after one interval. Late runs are not bunched up."""
+        if not interval_s > 0:
+            raise ValueError(f"call_every() needs an interval > 0 seconds, not {interval_s!r}")
+        handle = Handle(fn, self.clock() + interval_s, interval_s)
+        heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
+        return handle
+
+    def add_due_source(
+        self, fn: DueSource, callback: Callable[[], Any] | None = None
+    ) -> Handle:
+        """Wake up when fn(now) says (absolute clock time or None), e.g. RpcServer.next_due.
+
+        If callback is given it is called when that time has come; pass the same callback
+        as the source's socket, so that delayed messages are released by receive().
+        """
+        handle = Handle(callback, source=fn)
+        self._sources.append(handle)
+        return handle
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run_once(self, max_wait_s: float | None = None) -> int:
+        """Poll once (up to max_wait_s, None = until something is due), run what is ready.
+
+        Returns the number of callbacks run.
+        """
+        now = self.clock()
+        wake = self._next_wake(now)
+        if max_wait_s is not None:
+            wake = min(wake, now + max_wait_s) if wake is not None else now + max_wait_s
+        if wake is None:
+            timeout_ms = None
+        else:
+            timeout_ms = max(0, math.ceil((wake - now) * 1000))
+        ran = 0
+        if not self._callbacks:  # zmq polls an empty set without waiting
+            if timeout_ms is None:
+                return 0  # nothing registered could ever wake us
+            time.sleep(timeout_ms / 1000)
+        for sock, _ in self._poller.poll(timeout_ms) if self._callbacks else ():
+            callback = self._callbacks.get(sock)
+            if callback is not None:
+                ran += self._run(callback)
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, handle = heapq.heappop(self._timers)
+            if handle.cancelled:
+                continue
+            if handle.interval is not None:
+                handle.when = max(handle.when + handle.interval, now)
+                heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
+            ran += self._run(handle.callback)
+        self._sources = [h for h in self._sources if not h.cancelled]
+        for handle in self._sources:
+            if handle.callback is not None:
+                due = self._due(handle, now)
+                if due is not None and due <= now:
+                    ran += self._run(handle.callback)
+        return ran
+
+    def run_forever(self) -> None:
+        """Run until stop() is called."""
+        self._stopped = False
+        while not self._stopped:
+            self.run_once(self.idle_wake_s)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _next_wake(self, now: float) -> float | None:
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        times = [self._timers[0][0]] if self._timers else []
+        for handle in self._sources:
+            if not handle.cancelled:
+                due = self._due(handle, now)
+                if due is not None:
+                    times.append(due)
+        return min(times) if times else None
+
+    def _due(self, handle: Handle, now: float) -> float | None:
+        try:
+            return handle.source(now)  # type: ignore[misc]
+        except Exception:
+            log.exception("due source %r failed; ignoring it this round", handle.source)
+            return None
+
+    @staticmethod
+    def _run(callback: Callable[[], Any] | None) -> int:
+        if callback is None:
+            return 0
+        try:
+            callback()
+        except Exception:
+            log.exception("event loop callback %r failed; carrying on", callback)
+        return 1

@@ -1,0 +1,402 @@
+"""Kafka API messages over ZeroMQ: RpcServer (ROUTER), RpcClient (DEALER), fault table sync.
+
+Wire format, one ZeroMQ multipart message per request or response:
+
+    [api_key: int16 BE][api_version: int16 BE][correlation_id: int32 BE][body]
+
+(a ROUTER adds the peer's identity frame in front). The body is the kio-encoded message,
+with no Kafka header: the first three frames are the header. A DEALER's identity is its
+node name, so the server knows who is talking, and the fault table can be applied to the
+link sender -> receiver on every receive. Faults are enforced by the receiving side only.
+
+Threading: one zmq.Context per process, and each object here is used by one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from kafkalab.errors import KafkaLabError
+from kafkalab.protocol.apis import api_key_of, api_name, decode_request, decode_response, encode
+from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.inbox import Inbox
+
+__all__ = [
+    "Envelope",
+    "FaultPublisher",
+    "FaultSubscriber",
+    "RequestTimeoutError",
+    "RpcClient",
+    "RpcServer",
+]
+
+log = logging.getLogger(__name__)
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_DRAIN_LIMIT = 1000  # messages per receive(); the socket stays readable for the rest
+
+
+class RequestTimeoutError(KafkaError):
+    """No response within the timeout (Kafka's REQUEST_TIMED_OUT, so it is retriable)."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(ErrorCode.request_timed_out, message)
+
+    def __reduce__(self):
+        return (type(self), (self.message,))
+
+
+def _check_node(node: str) -> bytes:
+    identity = node.encode() if isinstance(node, str) else b""
+    if not identity or len(identity) > 255 or identity[0] == 0:
+        raise ValueError(
+            f"node name {node!r} cannot be a ZeroMQ identity: use a non-empty name of at "
+            "most 255 bytes, such as 'broker-1' or 'client-7'"
+        )
+    return identity
+
+
+def _header(frames: list[bytes], first: int) -> tuple[int, int, int]:
+    api, version, corr = frames[first : first + 3]
+    if len(api) != 2 or len(version) != 2 or len(corr) != 4:
+        raise ValueError(
+            f"header frames are {len(api)}, {len(version)}, {len(corr)} bytes, "
+            "expected 2 (api key), 2 (version), 4 (correlation id)"
+        )
+    return _I16.unpack(api)[0], _I16.unpack(version)[0], _I32.unpack(corr)[0]
+
+
+def _frames(entity: Any, correlation_id: int) -> list[bytes]:
+    api_key, version = api_key_of(entity)
+    return [_I16.pack(api_key), _I16.pack(version), _I32.pack(correlation_id), encode(entity)]
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One request as a server sees it. received_at: when it was delivered (after any delay)."""
+
+    sender: str
+    api_key: int
+    version: int
+    correlation_id: int
+    body: Any
+    received_at: float
+
+    @property
+    def api_name(self) -> str:
+        return api_name(self.api_key)
+
+
+class RpcServer:
+    """ROUTER socket on 127.0.0.1 serving Kafka requests to named DEALER peers."""
+
+    def __init__(self, ctx: zmq.Context, node: str, port: int, faults: FaultTable):
+        _check_node(node)
+        self.node = node
+        self.faults = faults
+        self.inbox: Inbox[Envelope] = Inbox(faults, node)
+        self.malformed = 0  # messages dropped as undecodable, for metrics
+        self.socket = ctx.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its name
+        try:
+            if port == 0:
+                self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+            else:
+                _bind_retrying(self.socket, f"tcp://127.0.0.1:{port}")
+                self.port = port
+        except BaseException:
+            self.socket.close(linger=0)
+            raise
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+
+    def receive(self, now: float) -> list[Envelope]:
+        """Requests deliverable at now: drains the socket without blocking, applies faults."""
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            envelope = self._parse(frames, now)
+            if envelope is not None:
+                self.inbox.offer(envelope.sender, envelope, now)
+        delivered = self.inbox.take(now)
+        for envelope in delivered:
+            envelope.received_at = now
+        return delivered
+
+    def reply(self, envelope: Envelope, response: Any) -> None:
+        """Send the response to envelope's request back to its sender."""
+        api_key, version = api_key_of(response)
+        if (api_key, version) != (envelope.api_key, envelope.version) or not type(
+            response
+        ).__name__.endswith("Response"):
+            raise ValueError(
+                f"reply to {envelope.api_name} v{envelope.version} must be its response at "
+                f"the same version, not {type(response).__name__} v{version}"
+            )
+        frames = [envelope.sender.encode(), *_frames(response, envelope.correlation_id)]
+        try:
+            # A ROUTER drops messages to peers that are gone or over their high-water mark.
+            self.socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("%s: reply to %s dropped (peer queue full)", self.node, envelope.sender)
+
+    def next_due(self, now: float) -> float | None:
+        """Absolute time (clock of now) when a held request becomes due, or None."""
+        return self.inbox.next_due()
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self) -> RpcServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _parse(self, frames: list[bytes], now: float) -> Envelope | None:
+        # A broker survives any single bad request: log it, count it, drop it.
+        sender = "?"
+        try:
+            sender = frames[0].decode()
+            if len(frames) != 5:
+                raise ValueError(
+                    f"{len(frames) - 1} frames after the identity, expected 4 "
+                    "(api key, version, correlation id, body)"
+                )
+            api_key, version, corr = _header(frames, 1)
+            if self.faults.is_cut(sender, self.node):
+                self.inbox.dropped += 1
+                return None
+            body = decode_request(api_key, version, frames[4])
+        except (ValueError, KafkaLabError) as e:  # UnicodeDecodeError is a ValueError
+            self.malformed += 1
+            log.warning("%s: dropped malformed request from %s: %s", self.node, sender, e)
+            return None
+        return Envelope(sender, api_key, version, corr, body, now)
+
+
+class RpcClient:
+    """DEALER socket named `node`, talking to the RpcServer of node `peer` at endpoint."""
+
+    def __init__(
+        self, ctx: zmq.Context, node: str, peer: str, endpoint: str, faults: FaultTable
+    ):
+        identity = _check_node(node)
+        self.node = node
+        self.peer = peer
+        self.endpoint = endpoint
+        self.faults = faults
+        self.inbox: Inbox[tuple[int, Any]] = Inbox(faults, node)
+        self._pending: dict[int, tuple[int, int, float]] = {}  # corr -> (api, version, sent_at)
+        self._next_corr = 0
+        self.unmatched = 0  # responses to no pending request (late, duplicate), for metrics
+        self.socket = ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.IDENTITY, identity)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 50)  # pick up a restarted server fast
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        try:
+            self.socket.connect(endpoint)
+        except BaseException:
+            self.socket.close(linger=0)
+            raise
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def send(self, request: Any, now: float | None = None) -> int:
+        """Queue a request for the peer; returns its correlation id.
+
+        Raises KafkaError(NETWORK_EXCEPTION) if the send queue is full (the peer has been
+        unreachable for a long time). Requests queued while the peer is down are delivered
+        when it comes back; their responses, if late, are dropped as unknown ids.
+        """
+        if not type(request).__name__.endswith("Request"):
+            raise TypeError(f"send() takes a kio request, not {type(request).__name__}")
+        api_key, version = api_key_of(request)
+        corr = self._next_corr
+        self._next_corr = (corr + 1) & 0x7FFFFFFF
+        frames = _frames(request, corr)
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            raise KafkaError(
+                ErrorCode.network_exception,
+                f"{self.node} -> {self.peer}: send queue full, the peer is not reading",
+            ) from None
+        self._pending[corr] = (api_key, version, time.monotonic() if now is None else now)
+        return corr
+
+    def receive(self, now: float) -> list[tuple[int, Any]]:
+        """(correlation_id, response) pairs deliverable at now, faults applied on peer -> node."""
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if self.faults.is_cut(self.peer, self.node):
+                self.inbox.dropped += 1
+                continue
+            response = self._parse(frames)
+            if response is not None:
+                self.inbox.offer(self.peer, response, now)
+        return self.inbox.take(now)
+
+    def next_due(self, now: float) -> float | None:
+        return self.inbox.next_due()
+
+    def forget(self, correlation_id: int) -> None:
+        """Stop waiting for a response; if it arrives it is dropped."""
+        self._pending.pop(correlation_id, None)
+
+    def expire(self, now: float, timeout_s: float) -> list[int]:
+        """Forget requests sent before now - timeout_s; returns their correlation ids."""
+        old = [c for c, (_, _, sent) in self._pending.items() if sent <= now - timeout_s]
+        for corr in old:
+            del self._pending[corr]
+        return old
+
+    def call(self, request: Any, timeout_s: float) -> Any:
+        """Send and wait for the response (blocking). Raises RequestTimeoutError.
+
+        Other responses that arrive meanwhile are kept for the next receive().
+        """
+        start = time.monotonic()
+        deadline = start + timeout_s
+        corr = self.send(request, now=start)
+        others: list[tuple[int, Any]] = []
+        try:
+            while True:
+                now = time.monotonic()
+                for got, response in self.receive(now):
+                    if got == corr:
+                        return response
+                    others.append((got, response))
+                if now >= deadline:
+                    self.forget(corr)
+                    raise RequestTimeoutError(
+                        f"{self.node} -> {self.peer}: no response to "
+                        f"{type(request).__name__} within {timeout_s:g} s; "
+                        "is the peer up and the link not cut?"
+                    )
+                wake = min(deadline, self.inbox.next_due() or deadline)
+                self.socket.poll(max(1, int((wake - now) * 1000) + 1), zmq.POLLIN)
+        finally:
+            self.inbox.put_back(others)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _parse(self, frames: list[bytes]) -> tuple[int, Any] | None:
+        try:
+            if len(frames) != 4:
+                raise ValueError(f"{len(frames)} frames, expected 4")
+            api_key, version, corr = _header(frames, 0)
+            expected = self._pending.get(corr)
+            if expected is None:
+                self.unmatched += 1
+                log.debug("%s: dropped response with unknown correlation id %d", self.node, corr)
+                return None
+            if expected[:2] != (api_key, version):
+                raise ValueError(
+                    f"response {corr} is api {api_key} v{version}, "
+                    f"but the request was api {expected[0]} v{expected[1]}"
+                )
+            del self._pending[corr]
+            return corr, decode_response(api_key, version, frames[3])
+        except (ValueError, KafkaLabError) as e:
+            log.warning("%s: dropped malformed response from %s: %s", self.node, self.peer, e)
+            return None
+
+
+class FaultPublisher:
+    """PUB socket that broadcasts the authoritative FaultTable (the Cluster owns one)."""
+
+    def __init__(self, ctx: zmq.Context, port: int = 0):
+        self.socket = ctx.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        try:
+            if port == 0:
+                self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+            else:
+                _bind_retrying(self.socket, f"tcp://127.0.0.1:{port}")
+                self.port = port
+        except BaseException:
+            self.socket.close(linger=0)
+            raise
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+
+    def publish(self, table: FaultTable) -> None:
+        """Send the table; republish periodically, as a SUB that joins late misses earlier ones."""
+        try:
+            self.socket.send(table.to_json().encode(), zmq.NOBLOCK)
+        except zmq.Again:  # PUB drops rather than blocks; kept for safety
+            pass
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+class FaultSubscriber:
+    """SUB socket that keeps `table` up to date with what a FaultPublisher sends."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, table: FaultTable):
+        self.table = table
+        self.socket = ctx.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 50)
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            self.socket.connect(endpoint)
+        except BaseException:
+            self.socket.close(linger=0)
+            raise
+
+    def drain(self) -> bool:
+        """Apply every update received (older versions are ignored); True if the table changed."""
+        changed = False
+        while True:
+            try:
+                data = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return changed
+            try:
+                changed |= self.table.update_from(FaultTable.from_json(data))
+            except ValueError as e:
+                log.warning("ignored a bad fault table update: %s", e)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+def _bind_retrying(socket: zmq.Socket, endpoint: str, timeout_s: float = 2.0) -> None:
+    # A socket closed a moment ago (a restart on the same port) may still hold the port
+    # while ZeroMQ's I/O thread tears it down.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.bind(endpoint)
+            return
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise zmq.ZMQError(
+                    e.errno, f"cannot bind {endpoint}: {e}; pick another port or 0 for a free one"
+                ) from e
+            time.sleep(0.02)

@@ -1,0 +1,166 @@
+"""Producer end to end against the fake broker (tests/unit/test_client_fakebroker.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_client_fakebroker import FakeCluster, wait_for
+
+from kafkalab.client import Producer
+from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.records import decode_batch, parse_header
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, dict]] = []
+
+    def publish(self, kind: str, row: dict) -> None:
+        self.rows.append((kind, row))
+
+
+@pytest.fixture
+def cluster():
+    fc = FakeCluster((1, 2), {"t": 2})
+    try:
+        yield fc
+    finally:
+        fc.close()
+
+
+@pytest.fixture
+def make_producer(cluster):
+    made: list[Producer] = []
+
+    def make(config: dict | None = None, **ctx_kw) -> Producer:
+        p = Producer(config or {}, cluster.context(f"client-{len(made) + 1}", **ctx_kw))
+        made.append(p)
+        return p
+
+    try:
+        yield make
+    finally:
+        for p in made:
+            p.close(timeout=1)
+
+
+def stored(cluster: FakeCluster, tp: tuple[str, int]) -> list:
+    return [r for _, b in cluster.logs[tp] for r in decode_batch(b).records]
+
+
+def test_produce_and_read_back_with_delivery_reports(cluster, make_producer):
+    p = make_producer({"linger.ms": 20})
+    reports = []
+    for i in range(50):
+        p.produce("t", value=f"v{i}", key="k", partition=i % 2, headers={"n": str(i)},
+                  on_delivery=lambda err, msg: reports.append((err, msg)))
+    assert len(p) == 50
+    assert p.flush(10) == 0 and len(p) == 0
+    assert len(reports) == 50 and all(err is None for err, _ in reports)
+    by_offset = {(m.partition(), m.offset()): m.value() for _, m in reports}
+    for part in (0, 1):
+        records = stored(cluster, ("t", part))
+        assert [r.value for r in records] == [f"v{i}".encode() for i in range(part, 50, 2)]
+        assert {(part, r.offset): r.value for r in records} == {k: v for k, v in by_offset.items() if k[0] == part}
+        assert records[0].key == b"k" and records[0].headers == [("n", str(part).encode())]
+    assert all(m.latency() is not None and m.latency() >= 0 for _, m in reports)
+
+
+def test_idempotent_producer_sends_producer_id_and_sequences(cluster, make_producer):
+    p = make_producer({"linger.ms": 0})
+    for _ in range(3):
+        p.produce("t", value=b"x", partition=0)
+        p.flush(10)
+    headers = [parse_header(b) for _, b in cluster.logs[("t", 0)]]
+    assert {h.producer_id for h in headers} == {cluster.next_pid}
+    assert [h.base_sequence for h in headers] == [0, 1, 2]
+
+
+def test_retry_after_leader_moves(cluster, make_producer):
+    p = make_producer({"linger.ms": 0, "retry.backoff.ms": 10})
+    p.produce("t", value=b"before", partition=0)
+    assert p.flush(10) == 0
+    with cluster.lock:
+        cluster.leaders[("t", 0)] = 2  # broker 1 now answers NOT_LEADER_OR_FOLLOWER
+    errors = []
+    p.produce("t", value=b"after", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(10) == 0 and errors == [None]
+    produced_to = [(b, body) for b, api, body in cluster.requests if api == "Produce"]
+    assert [b for b, _ in produced_to] [-2:] == [1, 2]  # refused by 1, then sent to 2
+    assert [r.value for r in stored(cluster, ("t", 0))] == [b"before", b"after"]
+
+
+def test_retriable_error_is_retried_and_fatal_error_reported(cluster, make_producer):
+    p = make_producer({"linger.ms": 0, "retry.backoff.ms": 10})
+    cluster.produce_errors[("t", 0)].extend([ErrorCode.not_enough_replicas, ErrorCode.not_enough_replicas])
+    got = []
+    p.produce("t", value=b"once", partition=0, on_delivery=lambda err, msg: got.append((err, msg.offset())))
+    assert p.flush(10) == 0 and got == [(None, 0)]
+    assert [r.value for r in stored(cluster, ("t", 0))] == [b"once"]
+    cluster.produce_errors[("t", 1)].append(ErrorCode.invalid_record)
+    p.produce("t", value=b"bad", partition=1, on_delivery=lambda err, msg: got.append((err, msg.offset())))
+    p.flush(10)
+    err, offset = got[-1]
+    assert isinstance(err, KafkaError) and err.code == ErrorCode.invalid_record and offset == -1
+
+
+def test_acks_zero_completes_without_offsets(cluster, make_producer):
+    p = make_producer({"acks": 0, "linger.ms": 0})
+    got = []
+    for _ in range(5):
+        p.produce("t", value=b"fire", partition=1, on_delivery=lambda err, msg: got.append((err, msg.offset())))
+    assert p.flush(10) == 0
+    assert got == [(None, -1)] * 5
+    wait_for(lambda: len(stored(cluster, ("t", 1))) == 5, what="acks=0 records to land")
+
+
+def test_buffer_full_blocks_for_max_block_ms_then_raises(cluster, make_producer):
+    p = make_producer({"buffer.memory": 2000, "batch.size": 1000, "max.block.ms": 300,
+                       "linger.ms": 0})
+    p.produce("t", value=b"warm-up", partition=1)  # metadata and producer id first
+    assert p.flush(10) == 0
+    cluster.faults.cut("client-1", "broker-1")  # nothing completes, so memory is never freed
+    p.produce("t", value=b"x" * 900, partition=0)
+    p.produce("t", value=b"x" * 900, partition=0)
+    start = time.monotonic()
+    with pytest.raises(BufferError, match="buffer.memory"):
+        p.produce("t", value=b"x" * 900, partition=0)
+    assert 0.25 <= time.monotonic() - start < 5
+
+
+def test_unknown_topic_and_bad_partition_are_clear_errors(cluster, make_producer):
+    p = make_producer({"retry.backoff.ms": 10})
+    with pytest.raises(KafkaError, match="create it first"):
+        p.produce("nope", value=b"x")
+    with pytest.raises(ValueError, match="has 2 partitions"):
+        p.produce("t", value=b"x", partition=5)
+    with pytest.raises(TypeError, match="bytes or str"):
+        p.produce("t", value=12)
+
+
+def test_null_keys_stick_to_one_partition_per_batch(cluster, make_producer):
+    p = make_producer({"linger.ms": 1000, "batch.size": 100_000})
+    reports = []
+    for _ in range(20):
+        p.produce("t", value=b"v", on_delivery=lambda err, msg: reports.append(msg.partition()))
+    p.flush(10)
+    assert len(set(reports)) == 1
+
+
+def test_metrics_are_published(cluster, make_producer):
+    rows = Rows()
+    p = make_producer({"linger.ms": 0}, metrics=rows)
+    p.produce("t", value=b"m", partition=0)
+    p.flush(10)
+    row = wait_for(lambda: [r for k, r in rows.rows if k == "client" and r["records_sent"] == 1],
+                   what="a client metrics row")[0]
+    assert row["client_type"] == "producer" and row["node"] == "client-1" and row["bytes_sent"] > 0
+
+
+def test_list_topics(cluster, make_producer):
+    md = make_producer().list_topics(timeout=5)
+    assert set(md.brokers) == {1, 2} and sorted(md.topics["t"].partitions) == [0, 1]
+    assert md.topics["t"].partitions[1].leader == 2

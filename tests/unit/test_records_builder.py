@@ -1,0 +1,88 @@
+"""BatchBuilder: the producer's size-limited batch accumulation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kafkalab.records import HEADER_SIZE, BatchBuilder, decode_batch, encode_batch, parse_header
+
+optional_bytes = st.none() | st.binary(max_size=200)
+record = st.tuples(optional_bytes, optional_bytes, st.lists(st.tuples(st.text(max_size=8), optional_bytes), max_size=2), st.integers(0, 2**40))
+
+
+@settings(max_examples=50, deadline=None)
+@given(recs=st.lists(record, min_size=1, max_size=60), max_bytes=st.integers(1, 4000))
+def test_batches_respect_max_bytes_and_lose_nothing(recs, max_bytes):
+    batches, builder = [], BatchBuilder(max_bytes)
+    for r in recs:
+        before = (builder.record_count, builder.estimated_size)
+        if not builder.append(*r):
+            assert (builder.record_count, builder.estimated_size) == before  # rejected: nothing kept
+            assert builder.record_count > 0  # the first record is never rejected
+            batches.append(builder.build())
+            builder = BatchBuilder(max_bytes)
+            assert builder.append(*r)
+    batches.append(builder.build())
+    got = []
+    for b in batches:
+        h = parse_header(b)
+        assert len(b) <= max_bytes or h.records_count == 1
+        got += [(r.key, r.value, r.headers, r.timestamp) for r in decode_batch(b).records]
+    assert got == [(k, v, list(h), ts) for k, v, h, ts in recs]
+
+
+def test_estimated_size_is_exact_without_compression():
+    builder = BatchBuilder(1 << 20)
+    assert builder.estimated_size == HEADER_SIZE and builder.record_count == 0
+    for i in range(300):
+        builder.append(b"key-%d" % i, b"x" * i, [("h", b"1")] if i % 2 else None, 1_000 + i * 3)
+        assert builder.estimated_size == len(builder.build())
+    assert builder.record_count == len(builder) == 300
+
+
+def test_fills_to_the_limit_exactly():
+    value = b"v" * 100
+    builder = BatchBuilder(16_384)
+    while builder.append(None, value, None, 0):
+        pass
+    one_more = builder.estimated_size
+    assert one_more <= 16_384
+    # the rejected record would have fit only with more room than was left
+    bigger = BatchBuilder(one_more + 200)
+    for _ in range(builder.record_count + 1):
+        assert bigger.append(None, value, None, 0)
+
+
+def test_build_matches_encode_batch_and_can_be_repeated():
+    recs = [(b"k", b"v" * i, None, 10 + i) for i in range(50)]
+    builder = BatchBuilder(1 << 20)
+    for r in recs:
+        builder.append(*r)
+    kwargs = dict(base_offset=7, producer_id=9, producer_epoch=1, base_sequence=100, transactional=True, compression="zstd")
+    first = builder.build(**kwargs)
+    assert builder.build(**kwargs) == first == encode_batch(recs, **kwargs)
+    assert parse_header(first).last_sequence == 149
+
+
+def test_bad_use_is_explained():
+    with pytest.raises(ValueError, match="max_bytes must be a positive int"):
+        BatchBuilder(0)
+    with pytest.raises(ValueError, match="append\\(\\) before build\\(\\)"):
+        BatchBuilder(100).build()
+    builder = BatchBuilder(1000)
+    with pytest.raises(TypeError, match="header key must be str"):
+        builder.append(None, b"x", [(b"raw", b"y")], 0)
+    assert builder.record_count == 0
+    builder.append(None, b"x", None, 0)
+    with pytest.raises(ValueError, match="base_sequence"):
+        builder.build(base_sequence=-5)
+
+
+def test_headers_in_confluent_kafka_forms():
+    builder = BatchBuilder(1000)
+    builder.append(None, b"x", {"a": b"1", "b": "two", "c": None}, 0)
+    builder.append(None, b"y", [("a", "1")], 0)
+    got = [r.headers for r in decode_batch(builder.build()).records]
+    assert got == [[("a", b"1"), ("b", b"two"), ("c", None)], [("a", b"1")]]

@@ -1,0 +1,207 @@
+"""Retention (delete) and compaction (compact) over real segment files."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from kafkalab.records.batch import decode_batch, encode_batch
+from kafkalab.storage import Log
+from kafkalab.storage.cleaner import Cleaner, clean
+from kafkalab.storage.retention import apply_retention, deletable_segments
+
+DAY = 86_400_000
+
+
+def records(log: Log) -> list[tuple[int, bytes | None, bytes | None]]:
+    out = []
+    for seg in log.segments:
+        for _, h, data in seg.scan(0, with_bytes=True, verify_crc=True):
+            if h.is_control:
+                out.append((h.base_offset, b"<marker>", None))
+                continue
+            out += [(r.offset, r.key, r.value) for r in decode_batch(data).records]
+    return out
+
+
+def put(log: Log, kvs, ts: int, **kw) -> tuple[int, int]:
+    return log.append(encode_batch([(k, v, [], ts) for k, v in kvs], **kw), now_ms=ts)
+
+
+# -- retention --------------------------------------------------------------
+
+def test_retention_ms_deletes_old_segments_never_the_active_one(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300, "retention.ms": 1000}, now_ms=0)
+    for i in range(20):
+        put(lg, [(b"k", b"x" * 50)], ts=i * 100)
+    n = len(lg.segments)
+    segs, reason = deletable_segments(lg, now_ms=2500)
+    assert reason == "retention.ms"
+    assert all(now - s.largest_timestamp > 1000 for s in segs for now in [2500])
+    result = apply_retention(lg, now_ms=2500)
+    assert len(lg.segments) == n - len(segs)
+    assert lg.log_start_offset == lg.segments[0].base_offset > 0
+    assert all(p.endswith(".log") for p in result["deleted_segments"])
+    assert os.path.exists(result["deleted_segments"][0] + ".deleted")
+    lg.delete_expired_files(2500 + 60_000)
+    assert not os.path.exists(result["deleted_segments"][0] + ".deleted")
+    apply_retention(lg, now_ms=10**9)  # everything expired: the active segment stays
+    assert len(lg.segments) == 1 and lg.log_end_offset == 20
+    lg.close()
+
+
+def test_retention_bytes_keeps_log_at_or_above_limit(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300, "retention.bytes": 700, "retention.ms": -1}, now_ms=0)
+    for _ in range(20):
+        put(lg, [(b"k", b"x" * 50)], ts=0)
+    apply_retention(lg, now_ms=0)
+    seg_size = lg.segments[0].size
+    assert 700 <= lg.size_bytes < 700 + seg_size + lg.active_segment.size
+    lg.close()
+
+
+def test_delete_records_then_retention_drops_segments_below_log_start(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300, "cleanup.policy": "compact"}, now_ms=0)
+    for _ in range(20):
+        put(lg, [(b"k", b"x" * 50)], ts=0)
+    third = lg.segments[2].base_offset
+    lg.delete_records(third + 1)
+    result = apply_retention(lg, now_ms=0)
+    assert result["reasons"] == ["log start offset"]
+    assert lg.segments[0].base_offset == third
+    assert lg.log_start_offset == third + 1
+    lg.close()
+
+
+def test_compact_only_policy_ignores_retention_ms(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300, "retention.ms": 1, "cleanup.policy": "compact"}, now_ms=0)
+    for _ in range(10):
+        put(lg, [(b"k", b"x" * 50)], ts=0)
+    assert deletable_segments(lg, now_ms=10**9) == ([], None)
+    lg.close()
+
+
+# -- compaction ---------------------------------------------------------------
+
+CCFG = {"segment.bytes": 400, "cleanup.policy": "compact", "min.cleanable.dirty.ratio": 0.01}
+
+
+def test_compaction_keeps_latest_per_key_with_original_offsets(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), CCFG, now_ms=0)
+    expected_latest: dict[bytes, tuple[int, bytes]] = {}
+    for i in range(40):
+        key = b"user-%d" % (i % 5)
+        val = b"v%d" % i
+        off, _ = put(lg, [(key, val), (None, b"keyless")], ts=1000)
+        expected_latest[key] = (off, val)
+    before = records(lg)
+    active_base = lg.active_segment.base_offset
+    stats = clean(lg, now_ms=2000)
+    assert stats["cleaned"] and stats["segments_cleaned"] == len(lg.segments) - 1
+    after = records(lg)
+    # every survivor below the active segment is the latest for its key, at its old offset
+    for off, key, val in after:
+        if off < active_base:
+            assert key is not None
+            assert expected_latest[key] == (off, val)
+    assert set(after) <= set(before)
+    assert [r for r in after if r[0] >= active_base] == [r for r in before if r[0] >= active_base]
+    assert lg.log_end_offset == 80
+    assert stats["keyless_removed"] > 0 and stats["bytes_after"] < stats["bytes_before"]
+    # reads and indexes still work, and a reopen finds a clean log
+    lg.close()
+    lg = Log(lg.dir, CCFG, recovery_point=0, now_ms=0)
+    assert lg.recovery_report.problems == [] and records(lg) == after
+    assert not [n for n in os.listdir(lg.dir) if n.endswith((".cleaned", ".swap"))]
+    lg.close()
+
+
+def test_tombstones_live_for_delete_retention_ms(tmp_path):
+    cfg = {**CCFG, "delete.retention.ms": DAY}
+    lg = Log(str(tmp_path / "t-0"), cfg, now_ms=0)
+    put(lg, [(b"a", b"1"), (b"b", b"1")], ts=1000)
+    put(lg, [(b"a", None)], ts=1000)  # tombstone for a
+    for _ in range(10):
+        put(lg, [(b"c", b"x" * 60)], ts=1000)
+    clean(lg, now_ms=2000)
+    assert (2, b"a", None) in records(lg)  # within the horizon: kept
+    assert (0, b"a", b"1") not in records(lg)
+    stats = clean(lg, now_ms=1000 + DAY + 1, force=True)
+    assert stats["tombstones_removed"] == 1
+    assert not [r for r in records(lg) if r[1] == b"a"]
+    assert (1, b"b", b"1") in records(lg)
+    lg.close()
+
+
+def test_dirty_ratio_gates_cleaning(tmp_path):
+    cfg = {**CCFG, "min.cleanable.dirty.ratio": 0.5}
+    lg = Log(str(tmp_path / "t-0"), cfg, now_ms=0)
+    for i in range(30):
+        put(lg, [(b"k%d" % (i % 3), b"x" * 40)], ts=0)
+    cleaner = Cleaner()
+    assert cleaner.clean(lg, 0)["cleaned"]
+    # just cleaned: nothing is dirty, so the next run declines
+    again = cleaner.clean(lg, 0)
+    assert not again["cleaned"] and "dirty ratio" in again["reason"]
+    lg.close()
+
+
+def test_aborted_records_and_their_marker_are_removed(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {**CCFG, "delete.retention.ms": 0}, now_ms=0)
+    txn = {"producer_id": 9, "producer_epoch": 0, "base_sequence": 0, "transactional": True}
+    put(lg, [(b"a", b"committed")], ts=100)
+    put(lg, [(b"a", b"aborted"), (b"z", b"aborted")], ts=100, **txn)
+    abort = encode_batch([(struct.pack(">hh", 0, 0), struct.pack(">hi", 0, 0), [], 100)],
+                         producer_id=9, producer_epoch=0, transactional=True, control=True)
+    lg.append(abort, now_ms=100)
+    for _ in range(8):
+        put(lg, [(b"pad", b"x" * 60)], ts=100)
+    assert lg.collect_aborted_transactions(0, 100) == [(9, 1, 3, 4)]
+    stats = clean(lg, now_ms=1000)
+    assert stats["aborted_removed"] == 2 and stats["markers_removed"] == 1
+    recs = records(lg)
+    assert (0, b"a", b"committed") in recs
+    assert not [r for r in recs if r[2] == b"aborted" or r[1] == b"<marker>"]
+    lg.close()
+
+
+def test_non_compacted_topic_is_not_cleaned(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300}, now_ms=0)
+    put(lg, [(b"a", b"1")], ts=0)
+    assert not clean(lg, 0)["cleaned"]
+    lg.close()
+
+
+@pytest.mark.parametrize("crash_at", ["cleaned", "swap"])
+def test_interrupted_swap_recovers(tmp_path, crash_at, monkeypatch):
+    lg = Log(str(tmp_path / "t-0"), CCFG, now_ms=0)
+    for i in range(30):
+        put(lg, [(b"k%d" % (i % 3), b"x" * 40)], ts=0)
+    before = records(lg)
+
+    def crash(*a, **k):
+        raise RuntimeError("crash")
+
+    from kafkalab.storage import log as log_mod
+
+    if crash_at == "cleaned":
+        monkeypatch.setattr(log_mod.LogSegment, "change_suffix", crash)
+    else:
+        real = log_mod.LogSegment.delete_files
+        monkeypatch.setattr(log_mod.LogSegment, "delete_files",
+                            lambda self: crash() if self.suffix == "" and ".swap" not in self.log_path else real(self))
+    with pytest.raises(RuntimeError):
+        clean(lg, 0)
+    monkeypatch.undo()
+    lg.close(flush=False)
+    lg = Log(lg.dir, CCFG, now_ms=0)
+    after = records(lg)
+    if crash_at == "cleaned":
+        assert after == before
+    else:
+        assert lg.recovery_report.completed_swaps
+        assert set(after) <= set(before) and len(after) < len(before)
+    assert not [n for n in os.listdir(lg.dir) if n.endswith((".cleaned", ".swap"))]
+    lg.close()

@@ -1,0 +1,53 @@
+"""dump-log prints segments and indexes in DumpLogSegments' shape."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from kafkalab.records.batch import encode_batch
+from kafkalab.storage import Log
+from kafkalab.tools.dump_log import dump_log
+
+
+def test_dump_log_batches_records_and_indexes(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"index.interval.bytes": 10}, now_ms=0)
+    lg.append(encode_batch([(b"k1", b"hello", [("h", b"1")], 1000), (None, b"x", [], 1001)]),
+              leader_epoch=3, now_ms=0)
+    lg.append(encode_batch([(b"k2", None, [], 2000)]), leader_epoch=3, now_ms=0)
+    seg = lg.active_segment
+    lg.close()
+    out = io.StringIO()
+    dump_log(seg.log_path, out=out)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "Log starting offset: 0"
+    assert lines[2].startswith("baseOffset: 0 lastOffset: 1 count: 2 baseSequence: -1")
+    assert "partitionLeaderEpoch: 3" in lines[2] and "position: 0 CreateTime: 1001" in lines[2]
+    assert lines[2].endswith("isvalid: true") and "compresscodec: none" in lines[2]
+    assert lines[3] == ("| offset: 0 CreateTime: 1000 keySize: 2 valueSize: 5 sequence: -1 "
+                        "headerKeys: [h] key: k1 payload: hello")
+    assert "keySize: -1" in lines[4]
+    assert "valueSize: -1" in lines[6] and "payload: null" in lines[6]
+    out = io.StringIO()
+    dump_log(seg.index.path, out=out)
+    assert out.getvalue().splitlines()[1:] == [f"offset: {o} position: {p}" for o, p in seg.index.entries]
+    assert len(seg.index.entries) == 1
+    out = io.StringIO()
+    dump_log(seg.time_index.path, out=out)
+    assert "timestamp: 2000 offset: 2" in out.getvalue()
+
+
+def test_dump_log_reports_damage_with_position(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), now_ms=0)
+    lg.append(encode_batch([(b"k", b"v", [], 1)]), now_ms=0)
+    path = lg.active_segment.log_path
+    size = lg.active_segment.size
+    lg.close()
+    with open(path, "ab") as f:
+        f.write(b"\x00" * 20)
+    out = io.StringIO()
+    dump_log(path, out=out)
+    assert f"at byte {size}" in out.getvalue().splitlines()[-1]
+    with pytest.raises(ValueError, match="not a segment file"):
+        dump_log(str(tmp_path / "t-0" / "leader-epoch-checkpoint"), out=out)

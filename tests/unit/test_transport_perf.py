@@ -1,0 +1,100 @@
+"""Round-trip latency and pipelined throughput of a small request between two processes.
+
+Prints the figures (run with -s to see them); the bounds are loose sanity checks that
+catch a broken poll timeout or per-message reconnects, not a benchmark gate.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+
+import pytest
+import zmq
+
+from kafkalab.protocol import build
+from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.loop import EventLoop
+from kafkalab.transport.rpc import RpcClient, RpcServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+def serve(port_out, stop) -> None:  # runs in a spawned child process
+    ctx = zmq.Context()
+    loop = EventLoop()
+    loop.idle_wake_s = 0.02
+    response = build.metadata_response({1: ("127.0.0.1", 1)}, {})
+    with RpcServer(ctx, "broker-1", 0, FaultTable()) as server:
+
+        def on_readable() -> None:
+            for env in server.receive(time.monotonic()):
+                server.reply(env, response)
+
+        loop.add_socket(server.socket, on_readable)
+        loop.call_every(0.02, lambda: stop.is_set() and loop.stop())
+        port_out.send(server.port)
+        loop.run_forever()
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture(scope="module")
+def server_port():
+    mp = multiprocessing.get_context("spawn")
+    parent, child = mp.Pipe()
+    stop = mp.Event()
+    proc = mp.Process(target=serve, args=(child, stop), daemon=True)
+    proc.start()
+    try:
+        assert parent.poll(30), "echo server did not start"
+        yield parent.recv()
+    finally:
+        stop.set()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+def test_round_trip_latency(server_port: int) -> None:
+    ctx = zmq.Context()
+    try:
+        with RpcClient(ctx, "client-bench", "broker-1", f"tcp://127.0.0.1:{server_port}", FaultTable()) as c:
+            request = build.metadata_request(["orders"])
+            for _ in range(200):  # warm up: connection, caches
+                c.call(request, timeout_s=5)
+            samples = []
+            for _ in range(2000):
+                start = time.perf_counter()
+                c.call(request, timeout_s=5)
+                samples.append(time.perf_counter() - start)
+    finally:
+        ctx.destroy(linger=0)
+    samples.sort()
+    median, p99 = statistics.median(samples), samples[int(len(samples) * 0.99)]
+    print(f"\nround trip: median {median * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us")
+    assert median < 0.02
+
+
+def test_pipelined_throughput(server_port: int) -> None:
+    ctx = zmq.Context()
+    try:
+        with RpcClient(ctx, "client-pipe", "broker-1", f"tcp://127.0.0.1:{server_port}", FaultTable()) as c:
+            request = build.metadata_request(["orders"])
+            c.call(request, timeout_s=5)
+            window, done, total = 200, 0, 20_000
+            start = time.perf_counter()
+            sent = 0
+            while done < total:
+                while sent < total and c.pending < window:
+                    c.send(request)
+                    sent += 1
+                c.socket.poll(1000)
+                done += len(c.receive(time.monotonic()))
+            elapsed = time.perf_counter() - start
+    finally:
+        ctx.destroy(linger=0)
+    rate = total / elapsed
+    print(f"\npipelined: {rate:,.0f} requests/s ({total} in {elapsed:.2f} s, window {window})")
+    assert rate > 1000

@@ -1,0 +1,239 @@
+"""Controls call the right Cluster methods; Dashboard's updater applies actions and stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+from kafkalab.widgets import BrokerControls, Dashboard, LoadControls, NetworkControls
+from kafkalab.widgets.controls import STATE_COLORS, broker_tile_states
+
+from kafkalab.metrics import MetricsSnapshot
+
+T0 = 5_000.0
+
+
+class FakeCluster:
+    """Records every call; describes brokers from a settable state table."""
+
+    def __init__(self, broker_ids=(1, 2, 3), metrics=None, load=True):
+        self.broker_ids = list(broker_ids)
+        self.node_names = ["controller"] + [f"broker-{b}" for b in broker_ids] + ["producer-1"]
+        self.metrics = metrics if metrics is not None else MetricsSnapshot(start_time=T0)
+        self.states = {b: "running" for b in broker_ids}
+        self.calls: list[tuple] = []
+        self.called = threading.Condition()
+        self.threads: set[str] = set()
+        if load:
+            self.start_load = self._recorder("start_load")
+            self.stop_load = self._recorder("stop_load")
+
+    def _record(self, name, *args, **kwargs):
+        with self.called:
+            self.calls.append((name, args, kwargs))
+            self.threads.add(threading.current_thread().name)
+            self.called.notify_all()
+
+    def _recorder(self, name):
+        return lambda *a, **k: self._record(name, *a, **k)
+
+    def kill_broker(self, broker):
+        self._record("kill_broker", broker)
+        self.states[broker] = "killed"
+
+    def restart_broker(self, broker):
+        self._record("restart_broker", broker)
+        self.states[broker] = "running"
+
+    def pause_broker(self, broker):
+        self._record("pause_broker", broker)
+        self.states[broker] = "paused"
+
+    def resume_broker(self, broker):
+        self._record("resume_broker", broker)
+        self.states[broker] = "running"
+
+    def cut(self, a, b, one_way=False):
+        self._record("cut", a, b, one_way=one_way)
+
+    def delay(self, a, b, ms):
+        self._record("delay", a, b, ms)
+
+    def partition(self, *groups):
+        self._record("partition", *groups)
+
+    def heal(self):
+        self._record("heal")
+
+    def describe_cluster(self):
+        return pd.DataFrame({"broker": list(self.states), "state": list(self.states.values())})
+
+    def wait_calls(self, n, timeout=5.0):
+        with self.called:
+            return self.called.wait_for(lambda: len(self.calls) >= n, timeout)
+
+
+def leader_row(t, broker, partition, epoch=0, topic="orders"):
+    return {"time": t, "broker": broker, "topic": topic, "partition": partition,
+            "is_leader": True, "leader": broker, "leader_epoch": epoch, "isr": [1, 2, 3],
+            "log_end_offset": 1, "high_watermark": 1}
+
+
+def test_broker_buttons_name_the_broker_and_call_the_cluster():
+    cluster = FakeCluster()
+    controls = BrokerControls(cluster)
+    assert controls.buttons[(2, "kill")].description == "Kill broker 2"
+    expected = []
+    for verb, method in (("kill", "kill_broker"), ("restart", "restart_broker"),
+                         ("pause", "pause_broker"), ("resume", "resume_broker")):
+        for broker in (1, 3):
+            controls.buttons[(broker, verb)].click()
+            expected.append((method, (broker,), {}))
+    assert cluster.calls == expected
+
+
+def test_tiles_show_state_and_leadership_from_describe_cluster_and_metrics():
+    snap = MetricsSnapshot(start_time=T0)
+    for p in range(3):
+        snap.add("replica", leader_row(T0 + 10, 1, p))
+    snap.add("replica", leader_row(T0 + 10, 2, 3))
+    snap.add("replica", leader_row(T0 + 1, 3, 4))  # stale: broker 3 is gone
+    cluster = FakeCluster(metrics=snap)
+    controls = BrokerControls(cluster)
+    controls.buttons[(3, "kill")].click()
+    controls.buttons[(2, "pause")].click()
+    controls.refresh()
+    assert "leader of 3 partitions" in controls.labels[1].value
+    assert STATE_COLORS["running"] in controls.labels[1].value
+    assert "paused" in controls.labels[2].value and "leader" not in controls.labels[2].value
+    assert "killed" in controls.labels[3].value
+    assert STATE_COLORS["killed"] in controls.labels[3].value
+
+
+def test_tile_state_falls_back_on_fault_events():
+    events = pd.DataFrame([
+        {"time": 1.0, "event": "kill", "broker": 2}, {"time": 2.0, "event": "restart", "broker": 2},
+        {"time": 3.0, "event": "pause", "broker": 3}])
+    empty = MetricsSnapshot().latest_replicas()
+    tiles = broker_tile_states([1, 2, 3], None, empty, events)
+    assert [tiles[b].state for b in (1, 2, 3)] == ["running", "running", "paused"]
+    tiles = broker_tile_states([1, 2, 3], pd.DataFrame({"broker": [3], "state": ["fenced"]}),
+                               empty, events)
+    assert tiles[3].label == "fenced"
+
+
+def test_network_buttons_call_cut_heal_partition_and_delay():
+    cluster = FakeCluster()
+    net = NetworkControls(cluster)
+    assert net.a.options == tuple(cluster.node_names)  # clients too
+    net.a.value, net.b.value = "broker-1", "producer-1"
+    net.buttons["cut"].click()
+    net.buttons["cut_one_way"].click()
+    net.delay_ms.value = 250
+    net.buttons["delay"].click()
+    net.buttons["isolate"].click()
+    net.buttons["heal"].click()
+    rest = [n for n in cluster.node_names if n != "broker-1"]
+    assert cluster.calls == [
+        ("cut", ("broker-1", "producer-1"), {"one_way": False}),
+        ("cut", ("broker-1", "producer-1"), {"one_way": True}),
+        ("delay", ("broker-1", "producer-1", 250), {}),
+        ("partition", (["broker-1"], rest), {}),
+        ("heal", (), {}),
+    ]
+
+
+def test_cutting_a_node_from_itself_is_refused():
+    cluster = FakeCluster()
+    net = NetworkControls(cluster)
+    net.a.value = net.b.value = "broker-2"
+    with pytest.raises(ValueError, match="two different nodes"):
+        net.press("cut")
+    assert cluster.calls == []
+
+
+def test_load_controls_start_and_stop_load():
+    cluster = FakeCluster()
+    load = LoadControls(cluster)
+    load.rate.value, load.acks.value, load.compression.value = 5000, "1", "zstd"
+    load.start.click()
+    load.stop.click()
+    assert cluster.calls == [("start_load", (), {"rate": 5000, "acks": "1",
+                                                 "compression": "zstd"}),
+                             ("stop_load", (), {})]
+
+
+def test_load_controls_are_disabled_with_a_note_without_load_support():
+    cluster = FakeCluster(load=False)
+    load = LoadControls(cluster)
+    assert load.start.disabled and load.rate.disabled
+    assert "cannot generate load" in load.note.value
+    load.start.click()
+    assert cluster.calls == []
+
+
+# -- Dashboard
+
+
+@pytest.fixture
+def dashboard_and_cluster():
+    snap = MetricsSnapshot(start_time=T0)
+    snap.add("replica", leader_row(T0 + 1, 1, 0))
+    cluster = FakeCluster(metrics=snap)
+    dash = Dashboard(cluster, topic="orders", group="billing", refresh_hz=10)
+    yield dash, cluster
+    dash.close()
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_dashboard_clicks_only_enqueue_and_the_updater_runs_them(dashboard_and_cluster):
+    dash, cluster = dashboard_and_cluster
+    dash.brokers.buttons[(2, "kill")].click()
+    dash.network.buttons["heal"].click()
+    assert cluster.wait_calls(2)
+    assert [c[0] for c in cluster.calls] == ["kill_broker", "heal"]
+    assert cluster.threads == {"kafkalab-dashboard"}  # not the clicking thread
+    assert wait_until(lambda: "heal the network: done" in dash.status.value)
+    assert wait_until(lambda: "killed" in dash.brokers.labels[2].value)
+
+
+def test_dashboard_refreshes_views_and_stops_cleanly(dashboard_and_cluster):
+    dash, cluster = dashboard_and_cluster
+    assert wait_until(lambda: dash.refreshes >= 2)
+    assert dash.views["replicas"].figure.data[0].y == (1,)
+    cluster.metrics.add("replica", {**leader_row(T0 + 2, 1, 0), "log_end_offset": 42})
+    assert wait_until(lambda: dash.views["replicas"].figure.data[0].y == (42,))
+    dash.close()
+    assert not dash.running
+    seen = dash.refreshes
+    dash.brokers.buttons[(1, "kill")].click()  # queued, but nobody runs it any more
+    assert cluster.calls == [] and dash.refreshes == seen
+
+
+def test_dashboard_reports_a_failing_action_and_keeps_going(dashboard_and_cluster):
+    dash, cluster = dashboard_and_cluster
+
+    def boom():
+        raise RuntimeError("broker 9 does not exist")
+
+    dash.submit("kill broker 9", boom)
+    assert wait_until(lambda: "broker 9 does not exist" in dash.status.value)
+    assert "failed" in dash.status.value
+    dash.load.start.click()
+    assert cluster.wait_calls(1)
+    assert dash.running
+
+
+def test_dashboard_rejects_silly_refresh_rates():
+    with pytest.raises(ValueError, match="refresh_hz"):
+        Dashboard(FakeCluster(), refresh_hz=0, start=False)

@@ -1,0 +1,147 @@
+"""What every view shares: the figure-data shape, applying it to a FigureWidget, colours.
+
+A view's pure function returns `FigureData`: {"data": [trace dicts], "layout": {...}}, plain
+Python values only, so tests compare numbers and colours without a kernel or a browser.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import pandas as pd
+import plotly.graph_objects as go
+
+FigureData = dict[str, Any]
+
+IN_SYNC = "#2ca02c"       # green: a member of the ISR
+OUT_OF_SYNC = "#ff7f0e"   # orange: a replica the leader has dropped from the ISR
+OFFLINE = "#9e9e9e"       # grey: no report lately (killed, paused, cut off from the notebook)
+HIGH_WATERMARK = "#d62728"
+LEADER_OUTLINE = "#222222"
+EVENT_LINE = "#7f7f7f"
+
+FIGURE_HEIGHT = 320
+TIME_AXIS_TITLE = "seconds since start"
+
+
+class Source(Protocol):
+    """A MetricsCollector or MetricsSnapshot (kafkalab.metrics); views only read it."""
+
+    start_time: float
+
+    def now(self) -> float: ...
+    def latest_replicas(self) -> pd.DataFrame: ...
+    def replicas(self, since: float | None = None) -> pd.DataFrame: ...
+    def events(self, since: float | None = None) -> pd.DataFrame: ...
+    def groups(self, since: float | None = None) -> pd.DataFrame: ...
+    def lag(self, since: float | None = None) -> pd.DataFrame: ...
+    def transactions(self, since: float | None = None) -> pd.DataFrame: ...
+    def throughput(self, window_s: float = 1.0, since: float | None = None) -> pd.DataFrame: ...
+
+
+def plain(values: Any) -> list[Any]:
+    """A column as a JSON-friendly list (None for NaN), for traces and comparisons."""
+    out = []
+    for v in list(values):
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        out.append(v)
+    return out
+
+
+def base_layout(title: str, **extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "title": {"text": title},
+        "height": FIGURE_HEIGHT,
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+        "legend": {"orientation": "h", "y": -0.25},
+        "shapes": [],
+        "annotations": [],
+    }
+    layout.update(extra)
+    return layout
+
+
+def empty_note(text: str) -> dict[str, Any]:
+    return {"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+            "showarrow": False, "font": {"color": EVENT_LINE}}
+
+
+def pick_topic(frame: pd.DataFrame, topic: str | None) -> str | None:
+    """The topic asked for, or the first one the data knows when none was."""
+    if topic is not None:
+        return topic
+    if frame.empty:
+        return None
+    return str(sorted(frame["topic"].dropna().unique())[0]) if frame["topic"].notna().any() else None
+
+
+def current_leaders(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of replicas that lead with the newest epoch; a deposed zombie leader is dropped."""
+    leaders = frame[frame["is_leader"].fillna(False).astype(bool)]
+    if leaders.empty:
+        return leaders
+    newest = leaders.sort_values(["leader_epoch", "time"], kind="stable")
+    return newest.drop_duplicates(["topic", "partition"], keep="last")
+
+
+def apply_figure(fig: go.FigureWidget, data: FigureData) -> None:
+    """Make `fig` show `data`, in one batch; traces are updated in place when they line up."""
+    traces = data.get("data", [])
+    layout = dict(data.get("layout", {}))
+    arrays = {k: layout.pop(k) for k in ("shapes", "annotations") if k in layout}
+    with fig.batch_update():
+        same_shape = [(t.type, t.name) for t in fig.data] == [
+            (t.get("type", "scatter"), t.get("name")) for t in traces]
+        if same_shape:
+            for trace, new in zip(fig.data, traces, strict=True):
+                trace.update({k: v for k, v in new.items() if k != "type"}, overwrite=True)
+        else:
+            fig.data = []
+            if traces:
+                fig.add_traces([dict(t) for t in traces])
+        fig.layout.update(layout)
+        for key, value in arrays.items():
+            setattr(fig.layout, key, value)
+
+
+class View:
+    """A live figure over a metrics source: `.widget`, `refresh()`, `figure_data()`.
+
+    Subclasses implement `figure_data()` by reading the source and calling their pure
+    function; `refresh()` only touches the widget when the figure data changed.
+    """
+
+    def __init__(self, source: Source, window_s: float = 120.0) -> None:
+        self.source = source
+        self.window_s = float(window_s)
+        self.figure = go.FigureWidget()
+        self._shown: FigureData | None = None
+        self.refresh()
+
+    @property
+    def widget(self) -> Any:
+        return self.figure
+
+    def since(self, now: float) -> float:
+        return now - self.window_s
+
+    def figure_data(self) -> FigureData:
+        raise NotImplementedError
+
+    def to_figure(self) -> go.Figure:
+        """A static Plotly figure of the current data (docs, nbval, saving to HTML)."""
+        data = self.figure_data()
+        return go.Figure(data=data["data"], layout=data["layout"])
+
+    def refresh(self) -> bool:
+        """Recompute from the source; returns whether the figure changed."""
+        data = self.figure_data()
+        if data == self._shown:
+            return False
+        apply_figure(self.figure, data)
+        self._shown = data
+        return True

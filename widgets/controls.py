@@ -1,0 +1,245 @@
+"""Buttons that break the cluster on purpose: brokers, network links, load.
+
+Every button hands an action to `submit(description, action)`. Alone, a control runs it at
+once; inside a Dashboard, `submit` queues it for the updater thread, so a slow restart never
+blocks the kernel and every widget mutation stays on one thread.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+
+from .base import IN_SYNC, OFFLINE, OUT_OF_SYNC, current_leaders
+from .replicas import STALE_AFTER_S
+
+Action = Callable[[], object]
+Submit = Callable[[str, Action], None]
+
+
+def run_now(description: str, action: Action) -> None:
+    action()
+
+
+STATE_COLORS = {
+    "running": IN_SYNC, "fenced": OUT_OF_SYNC, "starting": OUT_OF_SYNC,
+    "paused": "#bcbd22", "killed": "#d62728", "stopped": OFFLINE,
+}
+# What the learner did last, when the cluster cannot say (event -> state).
+EVENT_STATES = {"kill": "killed", "pause": "paused", "resume": "running", "restart": "running",
+                "stop": "stopped"}
+
+
+@dataclass(frozen=True)
+class TileState:
+    broker: int
+    state: str
+    leader_of: int
+    label: str
+    color: str
+
+
+def broker_tile_states(broker_ids: list[int], cluster_frame: pd.DataFrame | None,
+                       latest: pd.DataFrame, events: pd.DataFrame,
+                       now: float | None = None) -> dict[int, TileState]:
+    """Each broker's state and label: "up · leader of 3 partitions", "killed", "paused" ...
+
+    The cluster's own description wins; the latest fault event fills in for a broker it
+    does not describe. Only fresh reports from a running broker count towards leadership.
+    """
+    states: dict[int, str] = {}
+    if not events.empty and "broker" in events:
+        faults = events[events["event"].isin(list(EVENT_STATES)) & events["broker"].notna()]
+        for _, event in faults.sort_values("time", kind="stable").iterrows():
+            states[int(event["broker"])] = EVENT_STATES[event["event"]]
+    if cluster_frame is not None and not cluster_frame.empty:
+        for broker, state in zip(cluster_frame["broker"], cluster_frame["state"], strict=True):
+            states[int(broker)] = str(state)
+    leaders = current_leaders(latest) if not latest.empty else latest
+    if not leaders.empty and now is not None:
+        leaders = leaders[now - leaders["time"] <= STALE_AFTER_S]
+    tiles = {}
+    for broker in broker_ids:
+        state = states.get(broker, "running")
+        count = int((leaders["broker"] == broker).sum()) if not leaders.empty else 0
+        if state != "running":
+            count = 0
+        if state == "running":
+            label = "up" + (f" · leader of {count} partition{'s' if count != 1 else ''}"
+                            if count else "")
+        else:
+            label = state
+        tiles[broker] = TileState(broker, state, count, label,
+                                  STATE_COLORS.get(state, OFFLINE))
+    return tiles
+
+
+def tile_html(tile: TileState) -> str:
+    return (f"<div style='border-left:6px solid {tile.color};padding:2px 8px'>"
+            f"<b>broker {tile.broker}</b><br>"
+            f"<span style='color:{tile.color}'>{html.escape(tile.label)}</span></div>")
+
+
+class BrokerControls:
+    """A tile per broker: its state, and Kill / Restart / Pause / Resume buttons."""
+
+    ACTIONS = (("Kill", "kill_broker", "danger"), ("Restart", "restart_broker", "success"),
+               ("Pause", "pause_broker", "warning"), ("Resume", "resume_broker", "info"))
+
+    def __init__(self, cluster: Any, source: Any = None, submit: Submit = run_now) -> None:
+        self.cluster = cluster
+        self.source = source if source is not None else getattr(cluster, "metrics", None)
+        self.submit = submit
+        self.broker_ids = [int(b) for b in cluster.broker_ids]
+        self.labels: dict[int, w.HTML] = {}
+        self.buttons: dict[tuple[int, str], w.Button] = {}
+        tiles = []
+        for broker in self.broker_ids:
+            label = self.labels[broker] = w.HTML(tile_html(
+                TileState(broker, "running", 0, "up", STATE_COLORS["running"])))
+            row = []
+            for verb, method, style in self.ACTIONS:
+                button = w.Button(description=f"{verb} broker {broker}", button_style=style,
+                                  layout=w.Layout(width="auto"))
+                button.on_click(self._handler(verb, method, broker))
+                self.buttons[(broker, verb.lower())] = button
+                row.append(button)
+            tiles.append(w.VBox([label, w.HBox(row)],
+                                layout=w.Layout(border="1px solid #ddd", padding="4px",
+                                                margin="2px")))
+        self.widget = w.HBox(tiles, layout=w.Layout(flex_flow="row wrap"))
+
+    def _handler(self, verb: str, method: str, broker: int) -> Callable[[w.Button], None]:
+        def on_click(_: w.Button) -> None:
+            self.submit(f"{verb.lower()} broker {broker}",
+                        lambda: getattr(self.cluster, method)(broker))
+        return on_click
+
+    def tile_states(self) -> dict[int, TileState]:
+        source = self.source
+        empty = pd.DataFrame(columns=["time", "broker", "event", "topic", "partition",
+                                      "is_leader", "leader_epoch"])
+        return broker_tile_states(
+            self.broker_ids, self.cluster.describe_cluster(),
+            source.latest_replicas() if source is not None else empty,
+            source.events() if source is not None else empty,
+            source.now() if source is not None else None)
+
+    def refresh(self) -> None:
+        for broker, tile in self.tile_states().items():
+            value = tile_html(tile)
+            if self.labels[broker].value != value:
+                self.labels[broker].value = value
+
+
+class NetworkControls:
+    """Pick two nodes and cut the link between them (both ways or one), isolate, heal."""
+
+    def __init__(self, cluster: Any, submit: Submit = run_now) -> None:
+        self.cluster = cluster
+        self.submit = submit
+        names = [str(n) for n in cluster.node_names]
+        self.a = w.Dropdown(options=names, value=names[0] if names else None,
+                            description="from", layout=w.Layout(width="220px"))
+        self.b = w.Dropdown(options=names, value=names[1] if len(names) > 1 else None,
+                            description="to", layout=w.Layout(width="220px"))
+        self.delay_ms = w.BoundedIntText(value=200, min=0, max=60_000, description="delay ms",
+                                         layout=w.Layout(width="180px"))
+        self.buttons = {
+            "cut": w.Button(description="Cut", button_style="danger",
+                            tooltip="drop every message between the two nodes"),
+            "cut_one_way": w.Button(description="Cut one-way", button_style="warning",
+                                    tooltip="drop messages from the first node to the second"),
+            "isolate": w.Button(description="Isolate", button_style="danger",
+                                tooltip="cut the first node off from every other node"),
+            "delay": w.Button(description="Delay", tooltip="add latency between the two nodes"),
+            "heal": w.Button(description="Heal", button_style="success",
+                             tooltip="restore every link"),
+        }
+        for name, button in self.buttons.items():
+            button.on_click(lambda _, name=name: self.press(name))
+        self.widget = w.VBox([
+            w.HTML("<b>Network</b>"), w.HBox([self.a, self.b]),
+            w.HBox([self.buttons["cut"], self.buttons["cut_one_way"], self.buttons["isolate"]]),
+            w.HBox([self.delay_ms, self.buttons["delay"], self.buttons["heal"]]),
+        ])
+
+    def press(self, name: str) -> None:
+        """What clicking the button `name` does (also handy from code)."""
+        cluster, a, b = self.cluster, self.a.value, self.b.value
+        if name == "heal":
+            self.submit("heal the network", cluster.heal)
+        elif name == "isolate":
+            rest = [n for n in self.a.options if n != a]
+            self.submit(f"isolate {a}", lambda: cluster.partition([a], rest))
+        elif name in ("cut", "cut_one_way"):
+            one_way = name == "cut_one_way"
+            arrow = "->" if one_way else "<->"
+            self.submit(f"cut {a} {arrow} {b}",
+                        lambda: cluster.cut(*self._checked(a, b), one_way=one_way))
+        elif name == "delay":
+            ms = int(self.delay_ms.value)
+            self.submit(f"delay {a} <-> {b} by {ms} ms",
+                        lambda: cluster.delay(*self._checked(a, b), ms))
+        else:
+            raise ValueError(f"unknown network action {name!r}")
+
+    @staticmethod
+    def _checked(a: str | None, b: str | None) -> tuple[str, str]:
+        if a is None or b is None or a == b:
+            raise ValueError(f"pick two different nodes (got {a!r} and {b!r})")
+        return a, b
+
+    def refresh(self) -> None:
+        pass
+
+
+class LoadControls:
+    """Producer load: rate, acks, compression; start and stop."""
+
+    ACKS = ["all", "1", "0"]
+    COMPRESSION = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+    def __init__(self, cluster: Any, submit: Submit = run_now) -> None:
+        self.cluster = cluster
+        self.submit = submit
+        self.available = callable(getattr(cluster, "start_load", None)) and callable(
+            getattr(cluster, "stop_load", None))
+        self.rate = w.IntSlider(value=1000, min=0, max=50_000, step=100,
+                                description="records/s", continuous_update=False)
+        self.acks = w.Dropdown(options=self.ACKS, value="all", description="acks")
+        self.compression = w.Dropdown(options=self.COMPRESSION, value="none",
+                                      description="compression")
+        self.start = w.Button(description="Start load", button_style="primary")
+        self.stop = w.Button(description="Stop load")
+        self.start.on_click(lambda _: self.press("start"))
+        self.stop.on_click(lambda _: self.press("stop"))
+        note = "" if self.available else (
+            "<i>This cluster cannot generate load (no start_load/stop_load).</i>")
+        self.note = w.HTML(note)
+        for control in (self.rate, self.acks, self.compression, self.start, self.stop):
+            control.disabled = not self.available
+        self.widget = w.VBox([w.HTML("<b>Load</b>"), self.rate,
+                              w.HBox([self.acks, self.compression]),
+                              w.HBox([self.start, self.stop]), self.note])
+
+    def press(self, name: str) -> None:
+        if not self.available:
+            return
+        if name == "start":
+            rate, acks, compression = int(self.rate.value), self.acks.value, self.compression.value
+            self.submit(f"start load: {rate} records/s, acks={acks}, compression={compression}",
+                        lambda: self.cluster.start_load(rate=rate, acks=acks,
+                                                        compression=compression))
+        elif name == "stop":
+            self.submit("stop load", self.cluster.stop_load)
+        else:
+            raise ValueError(f"unknown load action {name!r}")
+
+    def refresh(self) -> None:
+        pass
