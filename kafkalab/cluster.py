@@ -97,9 +97,13 @@ class Cluster:
         if data_dir is None:
             data_dir = tempfile.mkdtemp(prefix="kafkalab-")  # mode 0700
         else:
-            os.makedirs(data_dir, exist_ok=True)
+            try:
+                os.makedirs(data_dir, exist_ok=True)
+            except OSError as e:
+                raise KafkaLabError(f"data_dir {data_dir!r} cannot be used ({e.strerror}): "
+                                    "give a writable directory, or none for a temporary one") from None
             if not os.access(data_dir, os.W_OK):
-                raise PermissionError(f"data_dir {data_dir!r} is not writable: choose another directory")
+                raise KafkaLabError(f"data_dir {data_dir!r} is not writable: choose another directory")
         self.data_dir = os.path.abspath(data_dir)
         self.startup_timeout = startup_timeout
         self.faults = FaultTable()

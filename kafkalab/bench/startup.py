@@ -28,7 +28,7 @@ def run(runs: int = 5, brokers: int = 3) -> list[dict[str, Any]]:
             t_topic = time.perf_counter()
             producer = cluster.producer({"acks": "all", "linger.ms": 0})
             acked: list[Any] = []
-            producer.produce("startup", value=b"first", on_delivery=lambda err, msg: acked.append(err))
+            producer.produce("startup", value=b"first", on_delivery=lambda err, msg, acked=acked: acked.append(err))
             producer.flush(10)
             t_ack = time.perf_counter()
             if acked != [None]:

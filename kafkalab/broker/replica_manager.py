@@ -131,7 +131,7 @@ class ReplicaManager:
         if acks == -1 and any(r[0] == ErrorCode.none for r in results.values()):
             self.delayed_produce.append(op)
             self.try_complete(now_ms)
-        else:
+        elif acks != 0:  # Kafka never answers acks=0: the producer is not listening
             on_done(self._produce_response(op))
 
     def _append(self, tp: TP, records: bytes, acks: int, now_ms: int) -> list[int]:

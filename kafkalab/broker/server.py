@@ -88,7 +88,7 @@ class BrokerServer:
         self.metadata_fetch_cid: int | None = None
         self.fetchers: dict[int, Fetcher] = {}
         self.producer_ids: list[int] = []  # [next, end) of this broker's block
-        self.pending_init_pid: list[Envelope] = []
+        self.pending_init_pid: list[tuple[int, Any]] = []
         self.latencies: list[float] = []
         self._allocating = False
 
@@ -287,25 +287,32 @@ class BrokerServer:
         return done
 
     def _handle(self, env: Envelope) -> None:
-        key, req, now = env.api_key, env.body, _ms()
-        if key == 0:
-            self.rm.produce(req, now, self._reply(env))
+        self.handle(env.api_key, env.version, env.body, self._reply(env))
+
+    def handle(self, api_key: int, version: int, req: Any, reply: Any) -> bool:
+        """Serve one request from either transport; `reply(response)` may be called later
+        (purgatory). Returns False for an API this broker does not serve."""
+        now = _ms()
+        if api_key == 0:
+            self.rm.produce(req, now, reply)
             self._send_fetches()
-        elif key == 1:
-            self.rm.fetch(req, now, self._reply(env))
-        elif key == 2:
-            self.server.reply(env, self.rm.list_offsets(req))
-        elif key == 3:
-            self.server.reply(env, self._metadata(req, response_class(3, env.version)))
-        elif key == 23:
-            self.server.reply(env, self.rm.offset_for_leader_epoch(req))
-        elif key == 22:
-            self.pending_init_pid.append(env)
+        elif api_key == 1:
+            self.rm.fetch(req, now, reply)
+        elif api_key == 2:
+            reply(self.rm.list_offsets(req))
+        elif api_key == 3:
+            reply(self._metadata(req, response_class(3, version)))
+        elif api_key == 23:
+            reply(self.rm.offset_for_leader_epoch(req))
+        elif api_key == 22:
+            self.pending_init_pid.append((version, reply))
             self._answer_init_pid()
-        elif key in (19, 20):  # CreateTopics / DeleteTopics are the controller's: forward
-            self._call_controller(req, lambda resp, env=env: self.server.reply(env, resp))
+        elif api_key in (19, 20):  # CreateTopics / DeleteTopics are the controller's: forward
+            self._call_controller(req, reply)
         else:
-            log.warning("%s: %s is not supported yet; ignored", self.node, env.api_name)
+            log.warning("%s: api key %d is not supported yet; ignored", self.node, api_key)
+            return False
+        return True
 
     def _metadata(self, req: Any, resp_cls: Any) -> Any:
         missing: dict[str, ErrorCode] = {}
@@ -329,10 +336,10 @@ class BrokerServer:
                                                                      broker_epoch=self.broker_epoch),
                                           self._on_producer_ids)
                 return
-            env = self.pending_init_pid.pop(0)
+            version, reply = self.pending_init_pid.pop(0)
             pid = self.producer_ids[0]
             self.producer_ids[0] += 1
-            self.server.reply(env, response_class(22, env.version)(
+            reply(response_class(22, version)(
                 throttle_time=NO_THROTTLE, error_code=ErrorCode.none, producer_id=pid, producer_epoch=0))
 
     def _on_producer_ids(self, resp: Any) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from kafkalab.client.context import ClientContext
 from kafkalab.client.metadata import MetadataCache
@@ -76,6 +77,10 @@ class ClientNetwork:
         self._bootstrap_turn = 0
         self._poller = zmq.Poller()
         self._poller.register(waker.read_fd, zmq.POLLIN)
+        # A killed broker closes its TCP connections: like a Kafka client seeing its socket
+        # drop, fail what was in flight there at once instead of waiting request.timeout.ms.
+        self._monitors: dict[Any, int] = {}
+        self._down: set[int] = set()  # brokers whose connection dropped and is not back yet
 
     # ---- sending -----------------------------------------------------------------------
     def client(self, node_id: int) -> RpcClient:
@@ -88,11 +93,25 @@ class ClientNetwork:
             c = RpcClient(self.zmq, self.ctx.node, broker_node_name(node_id), endpoint, self.ctx.faults)
             self.clients[node_id] = c
             self._poller.register(c.socket, zmq.POLLIN)
+            monitor = c.socket.get_monitor_socket(
+                zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECTED
+                | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            self._monitors[monitor] = node_id
+            self._poller.register(monitor, zmq.POLLIN)
         return c
 
     def send(self, node_id: int, request: Any, callback: Callback | None, now: float) -> int:
         """Send; `callback` gets the response or a KafkaError. None: no response expected."""
         c = self.client(node_id)
+        if node_id in self._down:
+            # Kafka's client does not queue for a broker it cannot reach: fail now, so the
+            # caller refreshes metadata and finds the new leader.
+            err = KafkaError(ErrorCode.network_exception,
+                             f"{self.ctx.node}: {broker_node_name(node_id)} is not reachable")
+            if callback is None:
+                raise err
+            callback(err)
+            return -1
         corr = c.send(request, now)
         if callback is None:
             c.forget(corr)
@@ -107,7 +126,11 @@ class ClientNetwork:
     def any_broker(self) -> int:
         """A broker to ask for metadata: the bootstrap list, in turn (the next after a timeout)."""
         ids = sorted(self.ctx.brokers)
-        self._bootstrap_turn += 1
+        for _ in ids:
+            self._bootstrap_turn += 1
+            node = ids[self._bootstrap_turn % len(ids)]
+            if node not in self._down:
+                return node
         return ids[self._bootstrap_turn % len(ids)]
 
     def refresh_metadata(self, topics: list[str] | None, now: float,
@@ -130,8 +153,11 @@ class ClientNetwork:
             if then:
                 then(results)
 
-        self.send(self.any_broker(), metadata_request(topics, allow_auto_topic_creation=False),
-                  done, now)
+        try:
+            self.send(self.any_broker(), metadata_request(topics, allow_auto_topic_creation=False),
+                      done, now)
+        except KafkaError as e:
+            done(e)
         return True
 
     # ---- receiving ---------------------------------------------------------------------
@@ -147,6 +173,9 @@ class ClientNetwork:
             self.waker.drain()
         now = time.monotonic()
         ran = 0
+        for monitor, node_id in self._monitors.items():
+            if monitor in events:
+                ran += self._on_disconnect(monitor, node_id)
         for node_id, c in list(self.clients.items()):
             for corr, response in c.receive(now):
                 cb = self.callbacks.pop((node_id, corr), None)
@@ -162,8 +191,32 @@ class ClientNetwork:
                     ran += 1
         return ran
 
+    def _on_disconnect(self, monitor: Any, node_id: int) -> int:
+        disconnected = False
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            if event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED):  # dropped, or refused
+                disconnected = True
+                self._down.add(node_id)
+            else:
+                self._down.discard(node_id)
+        if not disconnected:
+            return 0
+        ran = 0
+        for corr in self.clients[node_id].expire(float("inf"), 0.0):
+            cb = self.callbacks.pop((node_id, corr), None)
+            if cb is not None:
+                cb(KafkaError(ErrorCode.network_exception,
+                              f"{self.ctx.node}: connection to {broker_node_name(node_id)} lost"))
+                ran += 1
+        return ran
+
     def close(self) -> None:
+        for monitor in self._monitors:
+            monitor.close(linger=0)
+        self._monitors.clear()
         for c in self.clients.values():
+            c.socket.disable_monitor()
             c.close()
         self.clients.clear()
         self.zmq.term()

@@ -19,7 +19,7 @@ from kio.schema.errors import ErrorCode
 from kafkalab.controller.controller import Controller
 from kafkalab.controller.image import MetadataImage, decode_record, encode_record
 from kafkalab.process import die_with_parent, parent_alive
-from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
+from kafkalab.protocol.apis import response_class
 from kafkalab.records import decode_batch, encode_batch
 from kafkalab.records.header import parse_header
 from kafkalab.storage import Log
