@@ -56,6 +56,9 @@ class DelayedFetch:
     on_done: Callable[[fetch_resp.FetchResponse], None]
     replica_id: int = -1
     tps: list[TP] = field(default_factory=list)
+    # For the Kafka listener's sendfile path: `records` holds a storage FileRegion (path,
+    # position, length) instead of bytes, and the listener streams it from the file.
+    zero_copy: bool = False
 
 
 class ReplicaManager:
@@ -207,7 +210,7 @@ class ReplicaManager:
 
     # -- fetch -----------------------------------------------------------------------------
     def fetch(self, req: fetch_req.FetchRequest, now_ms: int,
-              on_done: Callable[[fetch_resp.FetchResponse], None]) -> None:
+              on_done: Callable[[fetch_resp.FetchResponse], None], *, zero_copy: bool = False) -> None:
         self.counters["fetch_requests"] += 1
         replica_id = int(req.replica_id)
         if replica_id >= 0:
@@ -218,7 +221,7 @@ class ReplicaManager:
                         part.record_follower_fetch(replica_id, int(p.fetch_offset), now_ms)
             self.try_complete(now_ms)  # a follower's progress may complete acks=all produces
         wait_ms = int(req.max_wait.total_seconds() * 1000)
-        op = DelayedFetch(req, now_ms + wait_ms, on_done, replica_id)
+        op = DelayedFetch(req, now_ms + wait_ms, on_done, replica_id, zero_copy=zero_copy)
         resp, size, has_error = self._fetch_response(op)
         if size >= int(req.min_bytes) or has_error or wait_ms <= 0:
             self.counters["bytes_out"] += size
@@ -234,7 +237,8 @@ class ReplicaManager:
             parts = []
             for p in t.partitions:
                 pd, n = self._fetch_partition(str(t.topic), p, op.replica_id, int(req.isolation_level),
-                                              max(0, min(int(p.partition_max_bytes), budget)) if total else int(p.partition_max_bytes))
+                                              max(0, min(int(p.partition_max_bytes), budget)) if total
+                                              else int(p.partition_max_bytes), op.zero_copy)
                 has_error |= pd.error_code != ErrorCode.none
                 total += n
                 budget -= n
@@ -244,7 +248,8 @@ class ReplicaManager:
                                         responses=tuple(topics)), total, has_error
 
     def _fetch_partition(self, topic: str, p: fetch_req.FetchPartition, replica_id: int,
-                         isolation_level: int, max_bytes: int) -> tuple[fetch_resp.PartitionData, int]:
+                         isolation_level: int, max_bytes: int,
+                         zero_copy: bool = False) -> tuple[fetch_resp.PartitionData, int]:
         pid = int(p.partition)
         part = self.partitions.get((topic, pid))
 
@@ -278,7 +283,13 @@ class ReplicaManager:
         # Consumers never read past the high watermark; followers read to the log end.
         max_offset = None if replica_id >= 0 else hw
         try:
-            data = part.log.read_bytes(fetch_offset, max_bytes, max_offset=max_offset)
+            if zero_copy:
+                region = part.log.read(fetch_offset, max_bytes, max_offset=max_offset)
+                data: Any = region if region.length else b""
+                size = region.length
+            else:
+                data = part.log.read_bytes(fetch_offset, max_bytes, max_offset=max_offset)
+                size = len(data)
         except OffsetOutOfRangeError:
             return error(ErrorCode.offset_out_of_range, part), 0
         except CorruptRecordError as e:
@@ -288,7 +299,7 @@ class ReplicaManager:
             partition_index=pid, error_code=ErrorCode.none, high_watermark=hw,
             last_stable_offset=hw, log_start_offset=part.log_start_offset,
             aborted_transactions=() if isolation_level == 1 else None,
-            records=bytes(data)), len(data)
+            records=data if zero_copy else bytes(data)), size
 
     # -- purgatory -------------------------------------------------------------------------
     def try_complete(self, now_ms: int) -> None:

@@ -8,6 +8,7 @@ checks and metrics.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import logging
 import signal
 import time
@@ -92,6 +93,10 @@ class BrokerServer:
         self.latencies: list[float] = []
         self._allocating = False
 
+        # Group coordination (kafkalab.broker.groups) and the Kafka TCP listener
+        # (kafkalab.transport.kafka_listener) plug in here when present.
+        self.groups: Any = _optional_groups(self)
+        self.kafka_listener: Any = _optional_kafka_listener(self, kafka_port)
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
         self.loop.add_socket(self.controller.socket, self._on_controller)
@@ -289,15 +294,18 @@ class BrokerServer:
     def _handle(self, env: Envelope) -> None:
         self.handle(env.api_key, env.version, env.body, self._reply(env))
 
-    def handle(self, api_key: int, version: int, req: Any, reply: Any) -> bool:
+    def handle(self, api_key: int, version: int, req: Any, reply: Any, *, zero_copy: bool = False) -> bool:
         """Serve one request from either transport; `reply(response)` may be called later
-        (purgatory). Returns False for an API this broker does not serve."""
+        (purgatory). zero_copy: Fetch responses carry file regions for sendfile. Returns
+        False for an API this broker does not serve."""
         now = _ms()
-        if api_key == 0:
+        if self.groups is not None and api_key in self.groups.api_keys:
+            self.groups.handle(api_key, version, req, reply, now)
+        elif api_key == 0:
             self.rm.produce(req, now, reply)
             self._send_fetches()
         elif api_key == 1:
-            self.rm.fetch(req, now, reply)
+            self.rm.fetch(req, now, reply, zero_copy=zero_copy and self.config["fetch.sendfile.enable"])
         elif api_key == 2:
             reply(self.rm.list_offsets(req))
         elif api_key == 3:
@@ -438,6 +446,20 @@ class BrokerServer:
         self.fault_sub.close()
         self.metrics.close()
         self.ctx.term()
+
+
+def _optional_groups(server: BrokerServer) -> Any:
+    if importlib.util.find_spec("kafkalab.broker.groups") is None:
+        return None
+    from kafkalab.broker.groups import GroupService
+    return GroupService(server)
+
+
+def _optional_kafka_listener(server: BrokerServer, port: int) -> Any:
+    if importlib.util.find_spec("kafkalab.transport.kafka_listener") is None:
+        return None
+    from kafkalab.transport.kafka_listener import KafkaListener
+    return KafkaListener(server, port)
 
 
 def broker_main(*, parent_pid: int, **kwargs: Any) -> None:

@@ -7,10 +7,10 @@ import time
 
 import pandas as pd
 import pytest
-from kafkalab.widgets import BrokerControls, Dashboard, LoadControls, NetworkControls
-from kafkalab.widgets.controls import STATE_COLORS, broker_tile_states
 
 from kafkalab.metrics import MetricsSnapshot
+from kafkalab.widgets import BrokerControls, Dashboard, LoadControls, NetworkControls
+from kafkalab.widgets.controls import STATE_COLORS, broker_tile_states
 
 T0 = 5_000.0
 

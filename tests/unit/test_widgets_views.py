@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from kafkalab.metrics import MetricsSnapshot
 from kafkalab.widgets import (
     IsrTimeline,
     LagView,
@@ -16,8 +18,6 @@ from kafkalab.widgets.base import HIGH_WATERMARK, IN_SYNC, OFFLINE, OUT_OF_SYNC,
 from kafkalab.widgets.rates import lag_figure_data
 from kafkalab.widgets.replicas import classify_replicas, replica_figure_data
 from kafkalab.widgets.timelines import ownership_intervals
-
-from kafkalab.metrics import MetricsSnapshot
 
 T0 = 1_000.0
 
