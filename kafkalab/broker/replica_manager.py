@@ -31,7 +31,16 @@ from kafkalab.config import topic_config
 from kafkalab.controller.image import MetadataImage
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
 from kafkalab.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, parse_header
-from kafkalab.storage import Log
+from kafkalab.storage import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_CHECKPOINT,
+    CorruptCheckpointError,
+    Log,
+    OffsetCheckpointFile,
+)
+from kafkalab.storage.cleaner import Cleaner
+from kafkalab.storage.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,12 @@ class ReplicaManager:
         self.counters = {"bytes_in": 0, "bytes_out": 0, "messages_in": 0,
                          "produce_requests": 0, "fetch_requests": 0}
         os.makedirs(data_dir, exist_ok=True)
+        # Kafka's per-log-dir checkpoints: where recovery may start, where each log starts,
+        # and the high watermarks (so a restarted broker does not expose less than it had).
+        self.checkpoints = {name: OffsetCheckpointFile(os.path.join(data_dir, name)) for name in
+                            (RECOVERY_POINT_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, REPLICATION_CHECKPOINT)}
+        self._checkpointed = {name: self._read_checkpoint(name) for name in self.checkpoints}
+        self.cleaner = Cleaner()
 
     # -- metadata --------------------------------------------------------------------------
     def apply_metadata(self, image: MetadataImage, now_ms: int) -> dict[TP, str]:
@@ -103,10 +118,23 @@ class ReplicaManager:
     def _replication_config(self) -> dict[str, Any]:
         return {"replica.lag.time.max.ms": self.config["replica.lag.time.max.ms"]}
 
+    def _read_checkpoint(self, name: str) -> dict[TP, int]:
+        try:
+            return self.checkpoints[name].read()
+        except (CorruptCheckpointError, OSError) as e:
+            log.warning("ignoring %s: %s (recovery will scan whole logs)", name, e)
+            return {}
+
     def _open_partition(self, tp: TP, cfg: dict[str, Any], now_ms: int) -> Partition:
         path = os.path.join(self.data_dir, f"{tp[0]}-{tp[1]}")
-        plog = Log(path, cfg, now_ms=now_ms)
+        plog = Log(path, cfg, now_ms=now_ms,
+                   recovery_point=self._checkpointed[RECOVERY_POINT_CHECKPOINT].get(tp, 0),
+                   log_start_offset=self._checkpointed[LOG_START_OFFSET_CHECKPOINT].get(tp, 0))
+        if not plog.recovery_report.clean:
+            self.on_event("log_recovery", {"topic": tp[0], "partition": tp[1],
+                                           "detail": f"truncated {plog.recovery_report.truncated_bytes} bytes"})
         part = Partition(tp[0], tp[1], self.broker_id, plog, cfg)
+        part.high_watermark = min(self._checkpointed[REPLICATION_CHECKPOINT].get(tp, 0), plog.log_end_offset)
         self.partitions[tp] = part
         return part
 
@@ -118,6 +146,48 @@ class ReplicaManager:
     def close(self) -> None:
         for part in self.partitions.values():
             part.log.close()
+        self.write_checkpoints()
+
+    def write_checkpoints(self) -> None:
+        """Flush every log and record recovery points, log starts and high watermarks."""
+        values: dict[str, dict[TP, int]] = {name: {} for name in self.checkpoints}
+        for tp, part in self.partitions.items():
+            values[RECOVERY_POINT_CHECKPOINT][tp] = part.log.recovery_point
+            values[LOG_START_OFFSET_CHECKPOINT][tp] = part.log_start_offset
+            values[REPLICATION_CHECKPOINT][tp] = part.high_watermark
+        for name, cp in self.checkpoints.items():
+            try:
+                cp.write(values[name])
+            except OSError as e:
+                log.error("could not write %s: %s", name, e)
+
+    def flush_logs(self) -> None:
+        for part in self.partitions.values():
+            part.log.flush()
+        self.write_checkpoints()
+
+    def clean_logs(self, now_ms: int) -> None:
+        """The log cleaner's round: retention (delete policy) and compaction."""
+        for tp, part in list(self.partitions.items()):
+            plog = part.log
+            try:
+                if "delete" in plog.config["cleanup.policy"]:
+                    # Like Kafka, retention does not wait for slow consumers: the log start
+                    # offset moves up and they get OFFSET_OUT_OF_RANGE.
+                    result = apply_retention(plog, now_ms)
+                    if result["deleted_segments"]:
+                        self.on_event("retention", {"topic": tp[0], "partition": tp[1],
+                                                    "detail": f"deleted {len(result['deleted_segments'])} segments "
+                                                              f"({', '.join(result['reasons'])})",
+                                                    "log_start_offset": plog.log_start_offset})
+                if "compact" in plog.config["cleanup.policy"]:
+                    stats = self.cleaner.clean(plog, now_ms)
+                    if stats.get("cleaned"):
+                        self.on_event("compaction", {"topic": tp[0], "partition": tp[1],
+                                                     "detail": f"removed {stats['records_removed']} records"})
+                plog.delete_expired_files(now_ms)
+            except Exception:
+                log.exception("log cleaning failed for %s-%d", tp[0], tp[1])
 
     # -- produce ---------------------------------------------------------------------------
     def produce(self, req: produce_req.ProduceRequest, now_ms: int,
@@ -300,6 +370,61 @@ class ReplicaManager:
             last_stable_offset=hw, log_start_offset=part.log_start_offset,
             aborted_transactions=() if isolation_level == 1 else None,
             records=data if zero_copy else bytes(data)), size
+
+    # -- follower side ---------------------------------------------------------------------
+    def follower_fetch_request(self, tps: set[TP], config: dict[str, Any]) -> fetch_req.FetchRequest | None:
+        """The Fetch a follower sends its leader: its LEO as the fetch offset, and the epoch
+        of its last batch so the leader can spot a divergent tail."""
+        topics: dict[str, list[fetch_req.FetchPartition]] = {}
+        for tp in sorted(tps):
+            part = self.partitions.get(tp)
+            if part is None or part.is_leader:
+                continue
+            latest = part.latest_epoch
+            topics.setdefault(tp[0], []).append(fetch_req.FetchPartition(
+                partition=tp[1], current_leader_epoch=part.leader_epoch,
+                fetch_offset=part.log_end_offset, last_fetched_epoch=-1 if latest is None else latest,
+                log_start_offset=part.log_start_offset,
+                partition_max_bytes=config["replica.fetch.max.bytes"]))
+        if not topics:
+            return None
+        return fetch_req.FetchRequest(
+            replica_id=self.broker_id,
+            max_wait=datetime.timedelta(milliseconds=config["replica.fetch.wait.max.ms"]),
+            min_bytes=1, topics=tuple(fetch_req.FetchTopic(topic=t, partitions=tuple(ps))
+                                      for t, ps in topics.items()),
+            forgotten_topics_data=())
+
+    def apply_fetch_response(self, leader: int, resp: fetch_resp.FetchResponse, now_ms: int) -> bool:
+        """A follower applies what its leader sent: truncate a divergent tail, or append.
+        Returns True if some partition failed (the caller backs off)."""
+        failed = False
+        for t in resp.responses:
+            for p in t.partitions:
+                tp = (str(t.topic), int(p.partition_index))
+                part = self.partitions.get(tp)
+                if part is None or part.is_leader or part.leader != leader:
+                    continue
+                if p.error_code != ErrorCode.none:
+                    failed = True
+                    continue
+                div = p.diverging_epoch
+                if div is not None and int(div.end_offset) >= 0:
+                    # Our log has a tail the leader never had: cut it before fetching on.
+                    target = min(int(div.end_offset), part.log_end_offset)
+                    removed = part.truncate_to(target)
+                    self.on_event("truncate", {"topic": tp[0], "partition": tp[1], "broker": self.broker_id,
+                                               "detail": f"truncated {removed} offsets to {target}"})
+                    continue
+                if int(p.log_start_offset) > part.log_end_offset:
+                    # The leader deleted what we miss (retention): start over at its log start.
+                    part.log.truncate_fully_and_start_at(int(p.log_start_offset), now_ms=now_ms)
+                try:
+                    part.append_as_follower(bytes(p.records or b""), int(p.high_watermark), now_ms)
+                except Exception:
+                    log.exception("follower append failed for %s-%d", tp[0], tp[1])
+                    failed = True
+        return failed
 
     # -- purgatory -------------------------------------------------------------------------
     def try_complete(self, now_ms: int) -> None:

@@ -106,6 +106,9 @@ class BrokerServer:
         self.loop.call_every(0.05, self._tick)
         self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
         self.loop.call_every(config["log.retention.check.interval.ms"] / 1000, self._clean)
+        # Kafka leaves most fsyncs to the OS and checkpoints recovery points periodically;
+        # here every few seconds, so a broker restarted after a kill rescans little.
+        self.loop.call_every(5.0, self.rm.flush_logs)
         self._register()
 
     # -- controller ------------------------------------------------------------------------
@@ -221,24 +224,9 @@ class BrokerServer:
                 f.in_flight = None
             if f.in_flight is not None or not f.partitions or now < f.backoff_until:
                 continue
-            topics: dict[str, list[Any]] = {}
-            for tp in sorted(f.partitions):
-                part = self.rm.partitions.get(tp)
-                if part is None:
-                    continue
-                latest = part.latest_epoch
-                topics.setdefault(tp[0], []).append(fetch_req.FetchPartition(
-                    partition=tp[1], current_leader_epoch=part.leader_epoch,
-                    fetch_offset=part.log_end_offset, last_fetched_epoch=-1 if latest is None else latest,
-                    log_start_offset=part.log_start_offset,
-                    partition_max_bytes=self.config["replica.fetch.max.bytes"]))
-            if not topics:
+            req = self.rm.follower_fetch_request(f.partitions, self.config)
+            if req is None:
                 continue
-            req = fetch_req.FetchRequest(
-                replica_id=self.broker_id, max_wait=_td(self.config["replica.fetch.wait.max.ms"]),
-                min_bytes=1, topics=tuple(fetch_req.FetchTopic(topic=t, partitions=tuple(ps))
-                                          for t, ps in topics.items()),
-                forgotten_topics_data=())
             f.in_flight = f.client.send(req)
             f.sent_at = now
 
@@ -248,29 +236,7 @@ class BrokerServer:
             if cid != f.in_flight:
                 continue
             f.in_flight = None
-            failed = False
-            for t in resp.responses:
-                for p in t.partitions:
-                    tp = (str(t.topic), int(p.partition_index))
-                    part = self.rm.partitions.get(tp)
-                    if part is None or part.is_leader or part.leader != f.leader:
-                        continue
-                    if p.error_code != ErrorCode.none:
-                        failed = True
-                        continue
-                    div = p.diverging_epoch
-                    if div is not None and int(div.end_offset) >= 0:
-                        # Our log has a tail the leader never had: cut it before fetching on.
-                        target = min(int(div.end_offset), part.log_end_offset)
-                        removed = part.truncate_to(target)
-                        self._event("truncate", {"topic": tp[0], "partition": tp[1], "broker": self.broker_id,
-                                                 "detail": f"truncated {removed} offsets to {target}"})
-                        continue
-                    try:
-                        part.append_as_follower(bytes(p.records or b""), int(p.high_watermark), now_ms)
-                    except Exception:
-                        log.exception("%s: follower append failed for %s", self.node, tp)
-                        failed = True
+            failed = self.rm.apply_fetch_response(f.leader, resp, now_ms)
             if failed:
                 f.backoff_until = time.monotonic() + self.config["replica.fetch.backoff.ms"] / 1000
         self._send_fetches()
@@ -391,12 +357,7 @@ class BrokerServer:
             self.rm.try_complete(_ms())
 
     def _clean(self) -> None:
-        now = _ms()
-        for part in self.rm.partitions.values():
-            try:
-                part.log.apply_retention(now) if hasattr(part.log, "apply_retention") else None
-            except Exception:
-                log.exception("%s: retention failed for %s-%d", self.node, part.topic, part.partition)
+        self.rm.clean_logs(_ms())
 
     def _event(self, event: str, detail: dict[str, Any]) -> None:
         self.metrics.publish("event", {"event": event, "broker": self.broker_id, **detail,

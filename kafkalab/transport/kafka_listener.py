@@ -1,0 +1,487 @@
+"""KafkaListener: the broker's PLAINTEXT listener, Kafka's wire protocol over TCP.
+
+Real clients (kafka-python, librdkafka/confluent-kafka, kcat) connect here. Each request is
+decoded at the version the client negotiated, converted to the lab version (ZMQ_VERSIONS) and
+served by the same `BrokerServer.handle` the ZeroMQ transport uses; the response goes back
+converted to the client's version. Like Kafka, a connection's responses leave in request
+order even when a later request (a Metadata) completes before an earlier one (a long-poll
+Fetch), so each connection keeps a queue of reply slots.
+
+Fetch record data leaves with os.sendfile straight from the segment file: the response is
+encoded with a placeholder where each partition's records go, cut there, and the pieces
+are queued as [bytes, file region, bytes, ...] on the connection's output queue, drained
+as the non-blocking socket accepts them.
+
+Sockets are non-blocking and share the broker's single event loop: no thread per connection.
+
+Network faults: clients outside the lab are the node "client-kafka" (KAFKA_CLIENT_NODE). A
+connection that sees a cut between that node and this broker, in either direction, goes
+dark for good: what it receives is dropped unread and nothing more is written, like a TCP
+connection across a partition. The client times out and reconnects, and the new connection
+works once the cut is healed. Dropping whole connections rather than single requests keeps
+the stream consistent (a Kafka client treats a skipped correlation id as a broken
+connection anyway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from kio.schema.errors import ErrorCode
+
+from kafkalab.protocol.apis import ZMQ_VERSIONS, api_name, decode_request, encode, response_class
+from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
+from kafkalab.protocol.kafka_framing import (
+    API_VERSIONS_KEY,
+    encode_response_header,
+    is_flexible,
+    parse_request_header,
+    response_header_version,
+)
+from kafkalab.protocol.versions import convertible_versions, request_to, response_to
+from kafkalab.storage import FileRegion
+
+__all__ = ["KAFKA_CLIENT_NODE", "KafkaListener", "advertised_versions"]
+
+log = logging.getLogger(__name__)
+
+KAFKA_CLIENT_NODE = "client-kafka"
+PRODUCE, FETCH, METADATA = 0, 1, 3
+# APIs BrokerServer.handle serves itself; group and transaction APIs join when their
+# service is present (server.groups.api_keys, server.txn.api_keys).
+BROKER_APIS = (0, 1, 2, 3, 19, 20, 22, 23)
+READ_CHUNK = 1 << 18
+_SIZE = struct.Struct(">i")
+
+
+def advertised_versions(api_keys: list[int] | tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    """api key -> (min, max) version the listener serves: ApiVersions itself plus api_keys."""
+    out = {API_VERSIONS_KEY: (0, ZMQ_VERSIONS[API_VERSIONS_KEY])}
+    for key in api_keys:
+        if key in ZMQ_VERSIONS and key != API_VERSIONS_KEY:
+            out[key] = convertible_versions(key, ZMQ_VERSIONS[key])
+    return dict(sorted(out.items()))
+
+
+def api_versions_response(version: int, versions: dict[int, tuple[int, int]],
+                          error: ErrorCode = ErrorCode.none) -> Any:
+    cls = response_class(API_VERSIONS_KEY, version)
+    mod = __import__(cls.__module__, fromlist=["ApiVersion"])
+    keys = tuple(mod.ApiVersion(api_key=k, min_version=lo, max_version=hi) for k, (lo, hi) in versions.items())
+    fields = {f.name for f in dataclasses.fields(cls)}
+    extra: dict[str, Any] = {"throttle_time": _td0()} if "throttle_time" in fields else {}
+    return cls(error_code=error, api_keys=keys, **extra)
+
+
+def _td0() -> Any:
+    import datetime
+    return datetime.timedelta(0)
+
+
+@dataclasses.dataclass
+class _FileChunk:
+    """Part of a file still to be sent with os.sendfile."""
+
+    fd: int
+    position: int
+    remaining: int
+    path: str
+
+
+Chunk = bytes | memoryview | _FileChunk
+
+
+def _placeholders(resp: Any) -> tuple[Any, list[tuple[bytes, FileRegion]]]:
+    """resp with each FileRegion in a partition's records replaced by a unique 16-byte marker."""
+    found: list[tuple[bytes, FileRegion]] = []
+    topics = []
+    for t in resp.responses:
+        parts = []
+        for p in t.partitions:
+            if isinstance(p.records, FileRegion):
+                marker = os.urandom(16)
+                found.append((marker, p.records))
+                p = dataclasses.replace(p, records=marker)
+            parts.append(p)
+        topics.append(dataclasses.replace(t, partitions=tuple(parts)))
+    return (dataclasses.replace(resp, responses=tuple(topics)) if found else resp), found
+
+
+def _records_prefix(length: int, flexible: bool) -> bytes:
+    """Length prefix of a records field: int32, or unsigned varint of length+1 when compact."""
+    if not flexible:
+        return _SIZE.pack(length)
+    value, out = length + 1, bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_fetch_response(resp: Any, correlation_id: int) -> tuple[list[Any], int]:
+    """A framed Fetch response as chunks: bytes, with FileRegions where records are in files.
+
+    Returns (chunks, frame size including its 4-byte prefix).
+    """
+    api_key, version = int(resp.__api_key__), int(resp.__version__)
+    flexible = is_flexible(api_key, version)
+    patched, regions = _placeholders(resp)
+    header = encode_response_header(correlation_id, response_header_version(api_key, version))
+    body = encode(patched)
+    chunks: list[Any] = []
+    size = len(header) + len(body)
+    pos = 0
+    for marker, region in regions:
+        old_prefix = _records_prefix(len(marker), flexible)
+        at = body.find(old_prefix + marker, pos)
+        if at < 0:  # cannot happen: the encoder writes the records field verbatim
+            raise AssertionError("records placeholder not found in the encoded Fetch response")
+        chunks.append(body[pos:at] + _records_prefix(region.length, flexible))
+        chunks.append(region)
+        size += len(_records_prefix(region.length, flexible)) - len(old_prefix) - len(marker) + region.length
+        pos = at + len(old_prefix) + len(marker)
+    chunks.append(body[pos:])
+    chunks[0] = _SIZE.pack(size) + header + chunks[0]
+    return chunks, size + 4
+
+
+class _Slot:
+    __slots__ = ("chunks",)
+
+    def __init__(self) -> None:
+        self.chunks: list[Any] | None = None
+
+
+class Connection:
+    """One client connection: input buffer, reply slots in request order, output queue."""
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int]):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.inbuf = bytearray()
+        self.slots: deque[_Slot] = deque()
+        self.out: deque[Chunk] = deque()
+        self.closed = False
+        self.dark = False  # a network cut was seen: drop input, write nothing
+        self.writing = False  # registered for POLLOUT
+
+
+class KafkaListener:
+    """Listens on 127.0.0.1:port, serves Kafka clients through server.handle."""
+
+    def __init__(self, server: Any, port: int, host: str = "127.0.0.1"):
+        self.server = server
+        self.loop = server.loop
+        self.max_frame_bytes = int(server.config.get("socket.request.max.bytes", 104_857_600))
+        # Shared with the ReplicaManager's counters so the broker's metrics publish them.
+        self.counters: dict[str, int] = getattr(getattr(server, "rm", None), "counters", None) or {}
+        for key in ("kafka_bytes_in", "kafka_bytes_out", "kafka_sendfile_bytes", "kafka_requests",
+                    "kafka_connections"):
+            self.counters.setdefault(key, 0)
+        self.connections: dict[int, Connection] = {}
+        self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.loop.add_socket(self.sock, self._accept)
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def served_api_keys(self) -> list[int]:
+        keys = set(BROKER_APIS)
+        for service in (getattr(self.server, "groups", None), getattr(self.server, "txn", None)):
+            keys |= set(getattr(service, "api_keys", ()) or ())
+        return sorted(keys)
+
+    def versions(self) -> dict[int, tuple[int, int]]:
+        return advertised_versions(self.served_api_keys())
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. out of file descriptors: keep serving the others
+                log.warning("%s: accepting a Kafka connection failed: %s", self.server.node, e)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, peer)
+            self.connections[conn.fd] = conn
+            self.counters["kafka_connections"] = len(self.connections)
+            self.loop.add_socket(conn.fd, lambda c=conn: self._on_ready(c))
+
+    def close_connection(self, conn: Connection, reason: str | None = None) -> None:
+        if conn.closed:
+            return
+        if reason:
+            log.warning("%s: closing Kafka connection from %s: %s", self.server.node, conn.peer, reason)
+        conn.closed = True
+        self.loop.remove_socket(conn.fd)
+        self._drop_output(conn)
+        for slot in conn.slots:
+            _close_files(slot.chunks or ())
+        conn.slots.clear()
+        self.connections.pop(conn.fd, None)
+        self.counters["kafka_connections"] = len(self.connections)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for conn in list(self.connections.values()):
+            self.close_connection(conn)
+        self.loop.remove_socket(self.sock)
+        self.sock.close()
+
+    def _is_cut(self) -> bool:
+        faults = self.server.faults
+        node = self.server.node
+        return faults.is_cut(KAFKA_CLIENT_NODE, node) or faults.is_cut(node, KAFKA_CLIENT_NODE)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _on_ready(self, conn: Connection) -> None:
+        if conn.writing:
+            self._flush(conn)
+        if not conn.closed:
+            self._read(conn)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self.close_connection(conn, f"read failed: {e}")
+            return
+        if not data:
+            self.close_connection(conn)
+            return
+        self.counters["kafka_bytes_in"] += len(data)
+        if conn.dark or self._is_cut():
+            conn.dark = True
+            return
+        buf = conn.inbuf
+        buf += data
+        start = 0
+        while not conn.closed and len(buf) - start >= 4:
+            (size,) = _SIZE.unpack_from(buf, start)
+            if size < 0 or size > self.max_frame_bytes:
+                self.close_connection(
+                    conn, f"request frame of {size} bytes is outside 0..{self.max_frame_bytes} "
+                    "(socket.request.max.bytes): not Kafka's protocol, or a request too large")
+                return
+            if len(buf) - start - 4 < size:
+                break
+            payload = bytes(buf[start + 4:start + 4 + size])
+            start += 4 + size
+            self._on_frame(conn, payload)
+        if not conn.closed:
+            del buf[:start]
+
+    def _on_frame(self, conn: Connection, payload: bytes) -> None:
+        self.counters["kafka_requests"] += 1
+        try:
+            header, body_at = parse_request_header(payload)
+        except MalformedMessageError as e:
+            self.close_connection(conn, f"malformed request header: {e}")
+            return
+        key, version, corr = header.api_key, header.api_version, header.correlation_id
+        versions = self.versions()
+        if key == API_VERSIONS_KEY:
+            self._api_versions(conn, version, corr, payload[body_at:], versions)
+            return
+        if key not in versions:
+            name = _name(key)
+            self.close_connection(conn, f"api key {key} ({name}) is not served by this broker")
+            return
+        lo, hi = versions[key]
+        if not lo <= version <= hi:
+            self.close_connection(conn, f"{_name(key)} v{version} is not supported (this broker serves "
+                                  f"v{lo}-v{hi}); the client should have used ApiVersions")
+            return
+        try:
+            request = decode_request(key, version, payload[body_at:])
+        except (MalformedMessageError, UnsupportedApiError) as e:
+            self.close_connection(conn, str(e))
+            return
+        try:
+            lab_request = request_to(request, ZMQ_VERSIONS[key])
+        except Exception as e:  # a value the lab version cannot hold (out of range ...)
+            self.close_connection(conn, f"{_name(key)} v{version} request cannot be served: "
+                                  f"{type(e).__name__}: {e}")
+            return
+        slot: _Slot | None = None
+        if not (key == PRODUCE and int(request.acks) == 0):  # Kafka never answers acks=0
+            slot = _Slot()
+            conn.slots.append(slot)
+        reply = self._reply(conn, slot, key, version, corr)
+        try:
+            served = self.server.handle(key, ZMQ_VERSIONS[key], lab_request, reply, zero_copy=key == FETCH)
+        except Exception:  # a broker survives any single bad request
+            log.exception("%s: %s v%d from %s failed", self.server.node, _name(key), version, conn.peer)
+            self.close_connection(conn)
+            return
+        if not served:
+            self.close_connection(conn, f"{_name(key)} is not served by this broker")
+
+    def _api_versions(self, conn: Connection, version: int, corr: int, body: bytes,
+                      versions: dict[int, tuple[int, int]]) -> None:
+        lo, hi = versions[API_VERSIONS_KEY]
+        if not lo <= version <= hi:
+            # Kafka answers a too-new ApiVersions at v0 with the list, so the client can retry.
+            resp = api_versions_response(0, versions, ErrorCode.unsupported_version)
+        else:
+            try:
+                decode_request(API_VERSIONS_KEY, version, body)
+            except MalformedMessageError as e:
+                self.close_connection(conn, str(e))
+                return
+            resp = api_versions_response(version, versions)
+        slot = _Slot()
+        conn.slots.append(slot)
+        self._fill(conn, slot, [_frame_response(resp, corr)])
+
+    # -- replies -----------------------------------------------------------------------------
+
+    def _reply(self, conn: Connection, slot: _Slot | None, key: int, version: int,
+               corr: int) -> Callable[[Any], None]:
+        def reply(lab_response: Any) -> None:
+            if slot is None or conn.closed:
+                return
+            try:
+                resp = response_to(lab_response, version)
+                if key == METADATA:
+                    resp = self._fix_metadata(resp)
+                if key == FETCH:
+                    chunks = self._open_regions(encode_fetch_response(resp, corr)[0])
+                else:
+                    chunks = [_frame_response(resp, corr)]
+            except Exception:
+                log.exception("%s: encoding the %s v%d response for %s failed", self.server.node,
+                              _name(key), version, conn.peer)
+                self.close_connection(conn)
+                return
+            self._fill(conn, slot, chunks)
+        return reply
+
+    def _fix_metadata(self, resp: Any) -> Any:
+        # KRaft brokers name a live broker as the "controller" (admin clients send it their
+        # CreateTopics, which it forwards); -1 would leave admin clients waiting.
+        if hasattr(resp, "controller_id") and int(resp.controller_id) < 0:
+            return dataclasses.replace(resp, controller_id=self.server.broker_id)
+        return resp
+
+    def _fill(self, conn: Connection, slot: _Slot, chunks: list[Any]) -> None:
+        slot.chunks = chunks
+        while conn.slots and conn.slots[0].chunks is not None:
+            conn.out.extend(conn.slots.popleft().chunks or ())
+        self._flush(conn)
+
+    def _open_regions(self, chunks: list[Any]) -> list[Chunk]:
+        """Open each FileRegion's segment now, so that a later deletion (retention) cannot
+        take the data away before it is sent: an open file lives on until closed."""
+        out: list[Chunk] = []
+        try:
+            for chunk in chunks:
+                if isinstance(chunk, FileRegion):
+                    fd = os.open(chunk.path, os.O_RDONLY)
+                    out.append(_FileChunk(fd, chunk.position, chunk.length, chunk.path))
+                else:
+                    out.append(chunk)
+        except OSError:
+            _close_files(out)
+            raise
+        return out
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _flush(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        if conn.dark or self._is_cut():
+            conn.dark = True
+            self._drop_output(conn)
+            self._want_write(conn, False)
+            return
+        out = conn.out
+        try:
+            while out:
+                chunk = out[0]
+                if isinstance(chunk, _FileChunk):
+                    sent = os.sendfile(conn.fd, chunk.fd, chunk.position, chunk.remaining)
+                    if sent == 0:
+                        self.close_connection(conn, f"{chunk.path} is shorter than the fetch response "
+                                              "promised (truncated while being sent)")
+                        return
+                    chunk.position += sent
+                    chunk.remaining -= sent
+                    self.counters["kafka_bytes_out"] += sent
+                    self.counters["kafka_sendfile_bytes"] += sent
+                    if chunk.remaining == 0:
+                        os.close(chunk.fd)
+                        out.popleft()
+                else:
+                    sent = conn.sock.send(chunk)
+                    self.counters["kafka_bytes_out"] += sent
+                    if sent == len(chunk):
+                        out.popleft()
+                    else:
+                        out[0] = memoryview(chunk)[sent:]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.close_connection(conn, f"write failed: {e}")
+            return
+        self._want_write(conn, bool(out))
+
+    def _drop_output(self, conn: Connection) -> None:
+        _close_files(conn.out)
+        conn.out.clear()
+
+    def _want_write(self, conn: Connection, on: bool) -> None:
+        """Also wake on writability while output is queued (level-triggered POLLOUT)."""
+        if conn.writing == on or conn.closed:
+            return
+        conn.writing = on
+        setter = getattr(self.loop, "set_events", None)
+        flags = zmq.POLLIN | (zmq.POLLOUT if on else 0)
+        if setter is not None:
+            setter(conn.fd, flags)
+        else:  # EventLoop has no public way to ask for POLLOUT yet
+            self.loop._poller.register(conn.fd, flags)
+
+
+def _frame_response(resp: Any, corr: int) -> bytes:
+    api_key, version = int(resp.__api_key__), int(resp.__version__)
+    header = encode_response_header(corr, response_header_version(api_key, version))
+    body = encode(resp)
+    return _SIZE.pack(len(header) + len(body)) + header + body
+
+
+def _name(api_key: int) -> str:
+    try:
+        return api_name(api_key)
+    except UnsupportedApiError:
+        return "unknown"
+
+
+def _close_files(chunks: Any) -> None:
+    for chunk in chunks:
+        if isinstance(chunk, _FileChunk) and chunk.fd >= 0:
+            os.close(chunk.fd)
+            chunk.fd = -1
