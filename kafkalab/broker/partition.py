@@ -65,6 +65,12 @@ class Partition:
         return self.log.log_start_offset
 
     @property
+    def last_stable_offset(self) -> int:
+        """read_committed consumers stop here: below the first open transaction and the HW."""
+        first_open = self.log.first_unstable_offset
+        return self.high_watermark if first_open is None else min(first_open, self.high_watermark)
+
+    @property
     def latest_epoch(self) -> int | None:
         return self.log.epoch_cache.latest_epoch
 

@@ -298,18 +298,16 @@ class ProducerStateManager:
             _apply(st, h, first_offset, last_offset, coordinator_epoch)
         self.map_end_offset = max(self.map_end_offset, last_offset + 1)
 
-    def update_records(self, data: Buffer, *, first_offset: int | None = None, from_offset: int = 0) -> None:
+    def update_records(self, data: Buffer, *, first_offset: int | None = None) -> None:
         """update() for each batch in data. The leader passes the first offset Log.append
         returned (its input bytes still carry the producer's offsets); a follower and a replay
-        use the offsets in the bytes. Batches below from_offset are skipped."""
+        use the offsets in the bytes."""
         nxt = first_offset
         for pos, h in iter_batches(data):
             base = h.base_offset if nxt is None else nxt
             last = base + h.last_offset_delta
             if nxt is not None:
                 nxt = last + 1
-            if base < from_offset:
-                continue
             coord = None
             if h.is_control and h.producer_id >= 0:
                 coord = _marker_coordinator_epoch(data, pos, h)
@@ -400,7 +398,7 @@ class ProducerStateManager:
                 last = h
             if last is None or last.next_offset <= pos:
                 break
-            self.update_records(data, from_offset=plan.replay_from)
+            self.update_records(data)
             pos = last.next_offset
         self.map_end_offset = max(self.map_end_offset, end)
         return plan

@@ -30,6 +30,7 @@ from kafkalab.broker.partition import Partition
 from kafkalab.config import topic_config
 from kafkalab.controller.image import MetadataImage
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
+from kafkalab.records import encode_control_batch
 from kafkalab.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, parse_header
 from kafkalab.storage import (
     LOG_START_OFFSET_CHECKPOINT,
@@ -56,6 +57,7 @@ class DelayedProduce:
     # (topic, partition) -> [error, base_offset, required_offset, log_start_offset]
     results: dict[TP, list[int]]
     on_done: Callable[[produce_resp.ProduceResponse], None]
+    respond: Callable[[DelayedProduce], None] | None = None  # a custom answer (txn markers)
 
 
 @dataclass
@@ -207,7 +209,7 @@ class ReplicaManager:
         elif acks != 0:  # Kafka never answers acks=0: the producer is not listening
             on_done(self._produce_response(op))
 
-    def _append(self, tp: TP, records: bytes, acks: int, now_ms: int) -> list[int]:
+    def _append(self, tp: TP, records: bytes, acks: int, now_ms: int, control: bool = False) -> list[int]:
         part = self.partitions.get(tp)
         if part is None:
             code = ErrorCode.unknown_topic_or_partition if self.image.partition(*tp) is None \
@@ -218,7 +220,7 @@ class ReplicaManager:
             err = part.check_min_isr(acks)
         if err != ErrorCode.none:
             return [err, -1, -1, -1]
-        err = self._validate(part, records)
+        err = self._validate(part, records, control)
         if err != ErrorCode.none:
             return [err, -1, -1, -1]
         try:
@@ -230,7 +232,7 @@ class ReplicaManager:
         self.counters["messages_in"] += last - base + 1
         return [ErrorCode.none, base, last + 1, part.log_start_offset]
 
-    def _validate(self, part: Partition, records: bytes) -> ErrorCode:
+    def _validate(self, part: Partition, records: bytes, control: bool = False) -> ErrorCode:
         if len(records) < HEADER_SIZE:
             return ErrorCode.corrupt_message
         if len(records) > part.config["max.message.bytes"] + LOG_OVERHEAD:
@@ -244,6 +246,8 @@ class ReplicaManager:
                 return ErrorCode.unsupported_for_message_format
             if h.size > len(records) - pos or h.batch_length < HEADER_SIZE - LOG_OVERHEAD:
                 return ErrorCode.corrupt_message
+            if h.is_control and not control:
+                return ErrorCode.invalid_record  # only transaction coordinators write markers
             pos += h.size
         return ErrorCode.none
 
@@ -263,6 +267,7 @@ class ReplicaManager:
         for tp, r in op.results.items():
             if r[0] != ErrorCode.none:
                 continue
+            tp = (tp[0].split(":", 1)[-1], tp[1])  # marker results are keyed "index:topic"
             part = self.partitions.get(tp)
             if part is None or not part.is_leader:
                 r[0] = ErrorCode.not_leader_or_follower
@@ -345,13 +350,15 @@ class ReplicaManager:
             if epoch != int(p.last_fetched_epoch) or end < fetch_offset:
                 diverging = fetch_resp.EpochEndOffset(epoch=epoch, end_offset=end)
         hw = part.high_watermark
+        lso = part.last_stable_offset
         if diverging is not None:
             return fetch_resp.PartitionData(
                 partition_index=pid, error_code=ErrorCode.none, high_watermark=hw,
-                last_stable_offset=hw, log_start_offset=part.log_start_offset,
+                last_stable_offset=lso, log_start_offset=part.log_start_offset,
                 diverging_epoch=diverging, aborted_transactions=None, records=None), 0
-        # Consumers never read past the high watermark; followers read to the log end.
-        max_offset = None if replica_id >= 0 else hw
+        # Followers read to the log end; consumers never past the high watermark, and
+        # read_committed consumers never past the last stable offset.
+        max_offset = None if replica_id >= 0 else (lso if isolation_level == 1 else hw)
         try:
             if zero_copy:
                 region = part.log.read(fetch_offset, max_bytes, max_offset=max_offset)
@@ -365,11 +372,51 @@ class ReplicaManager:
         except CorruptRecordError as e:
             log.error("corrupt data in %s-%d: %s", topic, pid, e)
             return error(ErrorCode.corrupt_message, part), 0
+        aborted = None
+        if isolation_level == 1 and replica_id < 0:
+            # The consumer drops records of these producers from first_offset on, until it
+            # meets their abort marker.
+            aborted = tuple(fetch_resp.AbortedTransaction(producer_id=a.producer_id, first_offset=a.first_offset)
+                            for a in part.log.collect_aborted_transactions(fetch_offset, max_offset or hw))
         return fetch_resp.PartitionData(
             partition_index=pid, error_code=ErrorCode.none, high_watermark=hw,
-            last_stable_offset=hw, log_start_offset=part.log_start_offset,
-            aborted_transactions=() if isolation_level == 1 else None,
+            last_stable_offset=lso, log_start_offset=part.log_start_offset,
+            aborted_transactions=aborted,
             records=data if zero_copy else bytes(data)), size
+
+    # -- transaction markers ---------------------------------------------------------------
+    def write_txn_markers(self, req: Any, resp_cls: Any, now_ms: int, on_done: Callable[[Any], None]) -> None:
+        """Append COMMIT/ABORT control batches for the transaction coordinator; answer once
+        the ISR has them (Kafka writes markers with acks=all)."""
+        mod = __import__(resp_cls.__module__, fromlist=["WritableTxnMarkerResult"])
+        pending: list[tuple[int, str, int, list[int]]] = []  # (marker index, topic, partition, result)
+        results: dict[TP, list[int]] = {}
+        for i, m in enumerate(req.markers):
+            batch = encode_control_batch("commit" if m.transaction_result else "abort",
+                                         producer_id=int(m.producer_id), producer_epoch=int(m.producer_epoch),
+                                         coordinator_epoch=int(m.coordinator_epoch), timestamp_ms=now_ms)
+            for t in m.topics:
+                for pid in t.partition_indexes:
+                    tp = (str(t.name), int(pid))
+                    r = self._append(tp, batch, -1, now_ms, control=True)
+                    results[(f"{i}:{tp[0]}", tp[1])] = r
+                    pending.append((i, tp[0], tp[1], r))
+
+        def respond(_op: DelayedProduce) -> None:
+            markers = []
+            for i, m in enumerate(req.markers):
+                by_topic: dict[str, list[Any]] = {}
+                for j, topic, pid, r in pending:
+                    if j == i:
+                        by_topic.setdefault(topic, []).append(mod.WritableTxnMarkerPartitionResult(
+                            partition_index=pid, error_code=ErrorCode(r[0])))
+                markers.append(mod.WritableTxnMarkerResult(producer_id=m.producer_id, topics=tuple(
+                    mod.WritableTxnMarkerTopicResult(name=t, partitions=tuple(ps)) for t, ps in by_topic.items())))
+            on_done(resp_cls(markers=tuple(markers)))
+
+        op = DelayedProduce(-1, now_ms + self.config["request.timeout.ms"], results, lambda _r: None, respond)
+        self.delayed_produce.append(op)
+        self.try_complete(now_ms)
 
     # -- follower side ---------------------------------------------------------------------
     def follower_fetch_request(self, tps: set[TP], config: dict[str, Any]) -> fetch_req.FetchRequest | None:
@@ -432,7 +479,10 @@ class ReplicaManager:
             still = []
             for op in self.delayed_produce:
                 if self._produce_ready(op, now_ms):
-                    op.on_done(self._produce_response(op))
+                    if op.respond is not None:
+                        op.respond(op)
+                    else:
+                        op.on_done(self._produce_response(op))
                 else:
                     still.append(op)
             self.delayed_produce = still
@@ -470,8 +520,7 @@ class ReplicaManager:
                     if target == EARLIEST:
                         off = part.log_start_offset
                     elif target in (LATEST, MAX_TIMESTAMP):
-                        # read_committed would use the LSO; without transactions LSO == HW.
-                        off = part.high_watermark
+                        off = part.last_stable_offset if int(req.isolation_level) == 1 else part.high_watermark
                     else:
                         found = part.log.offset_for_timestamp(target)
                         off = -1 if found is None or found >= part.high_watermark else found

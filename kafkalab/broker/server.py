@@ -191,9 +191,11 @@ class BrokerServer:
 
     def _metadata_changed(self) -> None:
         now = _ms()
-        self.rm.apply_metadata(self.image, now)
+        changes = self.rm.apply_metadata(self.image, now)
         self._update_fetchers()
         self._answer_init_pid()
+        if changes:
+            self._publish()  # a new leader shows on the charts now, not at the next tick
 
     # -- follower fetchers -----------------------------------------------------------------
     def _update_fetchers(self) -> None:
@@ -278,6 +280,8 @@ class BrokerServer:
             reply(self._metadata(req, response_class(3, version)))
         elif api_key == 23:
             reply(self.rm.offset_for_leader_epoch(req))
+        elif api_key == 27:
+            self.rm.write_txn_markers(req, response_class(27, version), now, reply)
         elif api_key == 22:
             self.pending_init_pid.append((version, reply))
             self._answer_init_pid()

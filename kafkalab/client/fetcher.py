@@ -70,7 +70,7 @@ class Fetcher(IoThread):
     client_type = "consumer"
 
     def __init__(self, ctx: ClientContext, cfg: dict[str, Any], lock: threading.Lock,
-                 assignment: dict[TP, PartitionState], queue: MessageQueue):
+                 assignment: dict[TP, PartitionState], queue: MessageQueue, group: Any = None):
         super().__init__(ctx, cfg["request.timeout.ms"], name=f"kafkalab-fetcher-{ctx.node}")
         self.cfg = cfg
         self.lock = lock
@@ -85,12 +85,23 @@ class Fetcher(IoThread):
         self._next_metadata = 0.0
         self._fetching: set[int] = set()  # brokers with a Fetch out
         self.records_received = self.bytes_received = self.errors = 0
+        self.group = group  # a GroupDriver when the consumer subscribes (group_member.py)
 
     def counters(self) -> dict[str, int]:
         return {"records_received": self.records_received, "bytes_received": self.bytes_received,
                 "errors": self.errors}
 
     def step(self, now: float) -> float:
+        wait = self._step_fetch(now)
+        if self.group is not None:
+            seq = self.group.member.seq
+            wait = min(wait, self.group.step(self.net, now))
+            if self.group.member.seq != seq or self.group.member.error is not None:
+                with self.queue.cond:  # the application thread has callbacks to run
+                    self.queue.cond.notify_all()
+        return wait
+
+    def _step_fetch(self, now: float) -> float:
         assert self.net is not None
         md = self.net.metadata
         with self.lock:

@@ -35,6 +35,7 @@ from kafkalab.protocol.apis import request_class, response_class, supported_vers
 __all__ = [
     "MIN_VERSIONS",
     "convert",
+    "convert_default",
     "convertible_versions",
     "request_to",
     "response_to",

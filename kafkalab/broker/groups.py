@@ -1,0 +1,332 @@
+"""GroupService: the broker's wiring of the GroupCoordinator. Thin.
+
+It answers FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+OffsetFetch, DescribeGroups and ListGroups (kio requests in, kio responses out), writes the
+coordinator's records to the replicated, compacted `__consumer_offsets` topic through the
+ReplicaManager's normal produce path (acks=all), creates that topic on first use, and every
+100 ms loads the groups of partitions this broker has just become leader of (replaying their
+log) and drops those it no longer leads. It also publishes "group" and "lag" metric rows.
+
+`describe_group(cluster, group)` (for the Cluster) reads those rows back as a DataFrame.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import fields
+from typing import Any
+
+from kio.schema.create_topics.v7 import request as ct_req
+from kio.schema.errors import ErrorCode
+from kio.schema.produce.v9 import request as produce_req
+
+from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkalab.protocol.apis import response_class
+from kafkalab.records.batch import decode_batch, encode_batch
+from kafkalab.records.scan import iter_batches
+
+log = logging.getLogger(__name__)
+
+FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
+OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS = 8, 9, 15, 16
+NO_THROTTLE = datetime.timedelta(0)
+LOAD_CHECK_INTERVAL_S = 0.1
+
+
+def _make(cls: type, **kw: Any) -> Any:
+    """A kio entity from the fields this version has (versions add and drop fields)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in kw.items() if k in names})
+
+
+def _nested(resp_cls: type, name: str) -> type:
+    return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
+
+
+class GroupService:
+    api_keys = frozenset({FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP,
+                          OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS})
+
+    def __init__(self, server: Any):
+        self.server = server
+        cfg = server.config
+        self.num_partitions = int(cfg["offsets.topic.num.partitions"])
+        self.loaded: set[int] = set()
+        self._creating_since = 0.0
+        self.coordinator = GroupCoordinator(
+            num_partitions=self.num_partitions, append=self._append, owns=self._owns,
+            publish=self._publish_now,
+            initial_rebalance_delay_ms=int(cfg.get("group.initial.rebalance.delay.ms", 0)),
+            min_session_timeout_ms=int(cfg.get("group.min.session.timeout.ms", 100)),
+            max_session_timeout_ms=int(cfg.get("group.max.session.timeout.ms", 1_800_000)))
+        server.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
+        server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
+
+    # -- ownership and loading ---------------------------------------------------------------
+    def _leads(self, p: int) -> bool:
+        part = self.server.rm.partitions.get((OFFSETS_TOPIC, p))
+        return part is not None and part.is_leader
+
+    def _owns(self, p: int) -> str:
+        if p in self.loaded and self._leads(p):
+            return "yes"
+        return "loading" if self._leads(p) else "no"
+
+    def _tick(self) -> None:
+        now = _ms()
+        for p in range(self.num_partitions):
+            leads = self._leads(p)
+            if leads and p not in self.loaded:
+                self._load(p, now)
+            elif not leads and p in self.loaded:
+                self.loaded.discard(p)
+                self.coordinator.unload_partition(p)
+        self.coordinator.tick(now)
+
+    def _load(self, p: int, now_ms: int) -> None:
+        plog = self.server.rm.partitions[(OFFSETS_TOPIC, p)].log
+        offset, end, count = plog.log_start_offset, plog.log_end_offset, 0
+        try:
+            while offset < end:
+                data = plog.read_bytes(offset, 1 << 20)
+                if not data:
+                    break
+                for pos, h in iter_batches(data):
+                    for r in decode_batch(data, pos).records:
+                        if r.key is not None:
+                            self.coordinator.load_record(r.key, r.value, now_ms)
+                            count += 1
+                    offset = h.next_offset
+        except Exception:
+            log.exception("broker %s: loading __consumer_offsets-%d failed", self.server.broker_id, p)
+            return
+        self.loaded.add(p)
+        self.server.metrics.publish("event", {"event": "group_load", "broker": self.server.broker_id,
+                                              "topic": OFFSETS_TOPIC, "partition": p,
+                                              "detail": f"replayed {count} records"})
+
+    def _append(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
+        now = _ms()
+        batch = encode_batch([(k, v, None, now) for k, v in records])
+        req = produce_req.ProduceRequest(
+            transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5),
+            topic_data=(produce_req.TopicProduceData(name=OFFSETS_TOPIC, partition_data=(
+                produce_req.PartitionProduceData(index=p, records=batch),)),))
+
+        def done(resp: Any) -> None:
+            on_done(resp.responses[0].partition_responses[0].error_code)
+
+        self.server.rm.produce(req, now, done)
+        self.server._send_fetches()  # followers fetch at once: acks=all waits for them
+
+    def _ensure_offsets_topic(self) -> bool:
+        if OFFSETS_TOPIC in self.server.image.topics:
+            return True
+        now = time.monotonic()
+        if now - self._creating_since > 2.0:
+            self._creating_since = now
+            cfg = self.server.config
+            rf = max(1, min(int(cfg["offsets.topic.replication.factor"]), len(self.server.image.live_brokers())))
+            req = ct_req.CreateTopicsRequest(topics=(ct_req.CreatableTopic(
+                name=OFFSETS_TOPIC, num_partitions=self.num_partitions, replication_factor=rf, assignments=(),
+                configs=(ct_req.CreatableTopicConfig(name="cleanup.policy", value="compact"),)),),
+                timeout=datetime.timedelta(seconds=5))
+            self.server._call_controller(req, lambda resp: None)
+        return False
+
+    # -- requests ----------------------------------------------------------------------------
+    def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
+        cls = response_class(api_key, version)
+        c = self.coordinator
+        if api_key == FIND_COORDINATOR:
+            reply(self._find_coordinator(req, cls))
+        elif api_key == JOIN_GROUP:
+            c.join_group(req, now_ms, lambda r: reply(self._join_response(cls, r)))
+        elif api_key == SYNC_GROUP:
+            c.sync_group(req, now_ms, lambda r: reply(_make(
+                cls, throttle_time=NO_THROTTLE, error_code=r["error_code"], protocol_type=r.get("protocol_type"),
+                protocol_name=r.get("protocol_name"), assignment=r.get("assignment", b""))))
+        elif api_key == HEARTBEAT:
+            reply(_make(cls, throttle_time=NO_THROTTLE, error_code=c.heartbeat(req, now_ms)))
+        elif api_key == LEAVE_GROUP:
+            reply(self._leave(req, cls, now_ms))
+        elif api_key == OFFSET_COMMIT:
+            c.commit_offsets(req, now_ms, lambda r: reply(self._commit_response(cls, r)))
+        elif api_key == OFFSET_FETCH:
+            reply(self._offset_fetch(req, cls))
+        elif api_key == DESCRIBE_GROUPS:
+            reply(self._describe(req, cls))
+        elif api_key == LIST_GROUPS:
+            states = {str(s) for s in getattr(req, "states_filter", ())}
+            item = _nested(cls, "ListedGroup")
+            reply(_make(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(
+                _make(item, group_id=g, protocol_type=pt, group_state=st)
+                for g, pt, st in c.list_groups(states))))
+
+    def _find_coordinator(self, req: Any, cls: type) -> Any:
+        keys = [str(k) for k in req.coordinator_keys] if hasattr(req, "coordinator_keys") else [str(req.key)]
+        ready = self._ensure_offsets_topic()
+        item = _nested(cls, "Coordinator") if hasattr(req, "coordinator_keys") else None
+        out = []
+        for key in keys:
+            code, node, host, port = ErrorCode.coordinator_not_available, -1, "", -1
+            if int(getattr(req, "key_type", 0)) != 0:
+                pass  # transactional ids: the transaction coordinator's job, not served here
+            elif ready:
+                reg = self.server.image.partition(OFFSETS_TOPIC, self.coordinator.partition_of(key))
+                b = self.server.image.brokers.get(reg.leader) if reg is not None else None
+                if b is not None and not b.fenced:
+                    code, node, host, port = ErrorCode.none, reg.leader, b.host, b.port
+            out.append((key, code, node, host, port))
+        if item is None:
+            key, code, node, host, port = out[0]
+            return _make(cls, throttle_time=NO_THROTTLE, error_code=code, error_message=None, node_id=node,
+                         host=host, port=port)
+        return _make(cls, throttle_time=NO_THROTTLE, coordinators=tuple(
+            _make(item, key=k, node_id=n, host=h, port=p, error_code=code, error_message=None)
+            for k, code, n, h, p in out))
+
+    def _join_response(self, cls: type, r: dict[str, Any]) -> Any:
+        member = _nested(cls, "JoinGroupResponseMember")
+        return _make(cls, throttle_time=NO_THROTTLE, error_code=r["error_code"],
+                     generation_id=r.get("generation_id", -1), protocol_type=r.get("protocol_type"),
+                     protocol_name=r.get("protocol_name"), leader=r.get("leader", ""), skip_assignment=False,
+                     member_id=r.get("member_id", ""),
+                     members=tuple(_make(member, member_id=m, group_instance_id=i, metadata=md)
+                                   for m, i, md in r.get("members", [])))
+
+    def _leave(self, req: Any, cls: type, now_ms: int) -> Any:
+        if not hasattr(req, "members"):  # LeaveGroup v0-2: one member id
+            code, _ = self.coordinator.leave_group(_LegacyLeave(req), now_ms)
+            return _make(cls, throttle_time=NO_THROTTLE, error_code=code)
+        code, results = self.coordinator.leave_group(req, now_ms)
+        item = _nested(cls, "MemberResponse")
+        return _make(cls, throttle_time=NO_THROTTLE, error_code=code, members=tuple(
+            _make(item, member_id=m, group_instance_id=i, error_code=e) for m, i, e in results))
+
+    def _commit_response(self, cls: type, r: dict[tuple[str, int], ErrorCode]) -> Any:
+        topic_cls, part_cls = _nested(cls, "OffsetCommitResponseTopic"), _nested(cls, "OffsetCommitResponsePartition")
+        by_topic: dict[str, list[Any]] = {}
+        for (t, p), code in r.items():
+            by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p, error_code=code))
+        return _make(cls, throttle_time=NO_THROTTLE, topics=tuple(
+            _make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
+
+    def _offset_fetch(self, req: Any, cls: type) -> Any:
+        groups = req.groups if hasattr(req, "groups") else [req]
+        out = []
+        for g in groups:
+            tps = None if g.topics is None else [(str(t.name), int(p)) for t in g.topics for p in t.partition_indexes]
+            code, offsets = self.coordinator.fetch_offsets(str(g.group_id), tps)
+            out.append((str(g.group_id), code, offsets))
+        if not hasattr(req, "groups"):  # OffsetFetch v0-7: one group
+            gid, code, offsets = out[0]
+            return _make(cls, throttle_time=NO_THROTTLE, error_code=code,
+                         topics=self._fetch_topics(cls, "OffsetFetchResponseTopic", "OffsetFetchResponsePartition",
+                                                   offsets))
+        group_cls = _nested(cls, "OffsetFetchResponseGroup")
+        return _make(cls, throttle_time=NO_THROTTLE, groups=tuple(
+            _make(group_cls, group_id=gid, error_code=code,
+                  topics=self._fetch_topics(cls, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions", offsets))
+            for gid, code, offsets in out))
+
+    def _fetch_topics(self, cls: type, topic_name: str, part_name: str, offsets: dict) -> tuple:
+        topic_cls, part_cls = _nested(cls, topic_name), _nested(cls, part_name)
+        by_topic: dict[str, list[Any]] = {}
+        for (t, p), (o, e, md) in sorted(offsets.items()):
+            by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p, committed_offset=o,
+                                                    committed_leader_epoch=e, metadata=md, error_code=ErrorCode.none))
+        return tuple(_make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items())
+
+    def _describe(self, req: Any, cls: type) -> Any:
+        group_cls, member_cls = _nested(cls, "DescribedGroup"), _nested(cls, "DescribedGroupMember")
+        out = []
+        for gid in req.groups:
+            d = self.coordinator.describe(str(gid))
+            out.append(_make(group_cls, error_code=d["error_code"], group_id=d["group_id"],
+                             group_state=d["group_state"], protocol_type=d["protocol_type"],
+                             protocol_data=d["protocol_data"], members=tuple(
+                                 _make(member_cls, member_id=m, group_instance_id=i, client_id=c, client_host="",
+                                       member_metadata=md, member_assignment=a)
+                                 for m, i, c, md, a in d["members"])))
+        return _make(cls, throttle_time=NO_THROTTLE, groups=tuple(out))
+
+    # -- metrics -------------------------------------------------------------------------------
+    def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
+        self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})
+
+    def _publish_state(self) -> None:
+        now = _ms()
+        rm = self.server.rm
+        for g in list(self.coordinator.groups.values()):
+            if self._owns(self.coordinator.partition_of(g.group_id)) != "yes":
+                continue
+            self._publish_now("group", self.coordinator.group_row(g, now))
+            for (topic, p), (offset, _e, _md) in sorted(g.offsets.items()):
+                part = rm.partitions.get((topic, p))
+                # Lag against the high watermark (what a consumer can read) of the replica
+                # this broker hosts; None when it hosts none of that partition.
+                end = part.high_watermark if part is not None else None
+                self._publish_now("lag", {"group": g.group_id, "topic": topic, "partition": p,
+                                          "committed_offset": offset, "log_end_offset": end,
+                                          "lag": None if end is None else max(0, end - offset)})
+
+
+class _LegacyLeave:
+    def __init__(self, req: Any):
+        self.group_id = req.group_id
+        self.members = [type("M", (), {"member_id": req.member_id, "group_instance_id": None})()]
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
+    """A row per partition the group has committed or been assigned: member, committed
+    offset, log end offset (the leader's high watermark), lag; plus state and generation.
+    Built from the coordinator's and the brokers' metric rows (fresh ones are awaited)."""
+    import pandas as pd
+
+    from kafkalab.cluster import wait_until
+    columns = ["group", "state", "generation", "topic", "partition", "member", "committed_offset",
+               "log_end_offset", "lag"]
+    since = time.time()
+    metrics = cluster.metrics
+
+    def fresh() -> Any:
+        g = metrics.groups()
+        g = g[(g["group"] == group) & (g["time"] >= since)] if not g.empty else g
+        return None if g.empty else g
+
+    try:
+        groups = wait_until(fresh, timeout, f"a fresh state row of group {group!r}")
+    except TimeoutError:
+        return pd.DataFrame(columns=columns)
+    row = groups.sort_values("time").iloc[-1]
+    owner = {tp: m for m, tps in (row["assignment"] or {}).items() for tp in tps}
+    lag = metrics.lag()
+    committed: dict[tuple[str, int], int] = {}
+    if not lag.empty:
+        lag = lag[lag["group"] == group].sort_values("time")
+        for _, r in lag.iterrows():
+            committed[(r["topic"], int(r["partition"]))] = int(r["committed_offset"])
+    reps = metrics.latest_replicas()
+    ends: dict[tuple[str, int], int] = {}
+    if not reps.empty:
+        for _, r in reps[reps["is_leader"].astype(bool)].iterrows():
+            ends[(r["topic"], int(r["partition"]))] = int(r["high_watermark"])
+    tps = set(committed)
+    for tp in owner:
+        t, _, p = tp.rpartition("-")
+        tps.add((t, int(p)))
+    rows = []
+    for t, p in sorted(tps):
+        c = committed.get((t, p))
+        end = ends.get((t, p))
+        rows.append({"group": group, "state": row["state"], "generation": int(row["generation"]), "topic": t,
+                     "partition": p, "member": owner.get(f"{t}-{p}"), "committed_offset": c,
+                     "log_end_offset": end, "lag": None if c is None or end is None else max(0, end - c)})
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,352 @@
+"""The consumer's side of the group protocol: a pure state machine plus its thin driver.
+
+`GroupMember` decides what to send and reacts to answers; it owns no socket and reads no
+clock (`now` comes in). `step(now)` returns the requests due, each with the method to call
+with its response (or a KafkaError); the driver (`GroupDriver`, run inside the consumer's
+I/O thread, so heartbeats need no thread of their own) sends them.
+
+    find coordinator -> JoinGroup (MEMBER_ID_REQUIRED: again with the id) -> SyncGroup
+    (the leader runs the assignor) -> Stable: Heartbeat every heartbeat.interval.ms
+    REBALANCE_IN_PROGRESS -> rejoin; UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION -> partitions lost, rejoin
+
+Changes of assignment become `events` ("revoke" | "assign" | "lost", partitions, seq) that the
+application's thread handles inside poll()/consume() (callbacks, commits), then acknowledges
+with `app_done = seq`. Eager: every partition is revoked before JoinGroup. Cooperative: the
+member keeps what it owns, gives up only what the new assignment leaves out, and rejoins
+after the application has let those go.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from kio.schema.find_coordinator.v4 import request as fc_req
+from kio.schema.heartbeat.v4.request import HeartbeatRequest
+from kio.schema.join_group.v9 import request as jg_req
+from kio.schema.leave_group.v5 import request as lg_req
+from kio.schema.sync_group.v5 import request as sg_req
+
+from kafkalab.client.assignors import (
+    COOPERATIVE,
+    Subscription,
+    assignor,
+    check_assignment,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
+    protocol_name,
+    rebalance_protocol,
+)
+from kafkalab.protocol.errors import ErrorCode, KafkaError
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+Send = tuple[Any, Any, Callable[[Any, float], None]]  # (node id | None for any, request, handler)
+
+UNJOINED, JOINING, SYNCING, STABLE, FATAL = "unjoined", "joining", "syncing", "stable", "fatal"
+COORDINATOR_ERRORS = {ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
+                      ErrorCode.coordinator_load_in_progress}
+
+
+def _td(ms: int) -> datetime.timedelta:
+    return datetime.timedelta(milliseconds=ms)
+
+
+class GroupMember:
+    def __init__(self, group_id: str, cfg: dict[str, Any], strategies: list[Any], client_id: str,
+                 partition_counts: Callable[[list[str]], dict[str, int] | None]):
+        self.group_id = group_id
+        self.cfg = cfg
+        self.strategies = strategies
+        self.protocol = rebalance_protocol(strategies[0])
+        self.client_id = client_id
+        self.partition_counts = partition_counts
+        self.instance_id: str | None = cfg.get("group.instance.id")
+        self.topics: list[str] = []
+        self.state = UNJOINED
+        self.coordinator: int | None = None
+        self.member_id = ""
+        self.generation = -1
+        self.leader = ""
+        self.owned: list[TP] = []
+        self.events: deque[tuple[str, list[TP], int]] = deque()
+        self.seq = 0
+        self.app_done = 0  # written by the application thread
+        self.last_poll = 0.0  # written by the application thread
+        self.error: KafkaError | None = None
+        self.need_join = False
+        self.in_flight = False
+        self.hb_in_flight = False
+        self.next_heartbeat = 0.0
+        self.retry_at = 0.0
+        self.pending_sync: Any = None  # a JoinGroup answer waiting for metadata (leader)
+        self.left_for_poll_timeout = False
+        self.deferred: list[Send] = []  # requests a handler wants sent right away
+
+    # ---- from the application ------------------------------------------------------------
+    def subscribe(self, topics: list[str], now: float) -> None:
+        self.topics = sorted(set(topics))
+        self.need_join = True
+        self.last_poll = now
+
+    def _event(self, kind: str, tps: list[TP]) -> int:
+        self.seq += 1
+        self.events.append((kind, sorted(tps), self.seq))
+        return self.seq
+
+    def _waiting_for_app(self) -> bool:
+        return self.app_done < self.seq
+
+    # ---- the machine ---------------------------------------------------------------------------
+    def step(self, now: float) -> list[Send]:
+        out: list[Send] = []
+        if not self.topics or self.state == FATAL:
+            return out
+        if self._poll_timed_out(now, out):
+            return out
+        if self.state == STABLE and not self.hb_in_flight and now >= self.next_heartbeat \
+                and self.coordinator is not None:
+            self.hb_in_flight = True
+            self.next_heartbeat = now + self.cfg["heartbeat.interval.ms"] / 1000
+            out.append((self.coordinator, HeartbeatRequest(
+                group_id=self.group_id, generation_id=self.generation, member_id=self.member_id,
+                group_instance_id=self.instance_id), self._on_heartbeat))
+        if self.in_flight or now < self.retry_at:
+            return out
+        if self.coordinator is None:
+            self.in_flight = True
+            out.append((None, fc_req.FindCoordinatorRequest(key_type=0, coordinator_keys=(self.group_id,)),
+                        self._on_find_coordinator))
+            return out
+        if self.pending_sync is not None:
+            self._sync_as_leader(self.pending_sync, now, out)
+            return out
+        if self.need_join and self.state in (UNJOINED, STABLE) and not self._waiting_for_app():
+            if self.protocol != COOPERATIVE and self.owned:
+                # Eager: give everything back (the application commits) before joining.
+                self._event("revoke", self.owned)
+                self.owned = []
+                return out
+            self._join(out)
+        return out
+
+    def _poll_timed_out(self, now: float, out: list[Send]) -> bool:
+        if self.left_for_poll_timeout:
+            if now - self.last_poll < self.cfg["max.poll.interval.ms"] / 1000:
+                self.left_for_poll_timeout = False  # the application polls again: rejoin
+                self.need_join = True
+            return True
+        if self.member_id and now - self.last_poll > self.cfg["max.poll.interval.ms"] / 1000:
+            # Kafka's consumer leaves by itself when the application stops polling, so its
+            # partitions go to members that do make progress.
+            log.warning("%s: no poll() for max.poll.interval.ms=%d: leaving group %s", self.client_id,
+                        self.cfg["max.poll.interval.ms"], self.group_id)
+            if self.coordinator is not None:
+                out.append((self.coordinator, self.leave_request(), lambda resp, now: None))
+            self._lose(reset_member=True)
+            self.left_for_poll_timeout = True
+            return True
+        return False
+
+    def leave_request(self) -> Any:
+        return lg_req.LeaveGroupRequest(group_id=self.group_id, members=(lg_req.MemberIdentity(
+            member_id=self.member_id, group_instance_id=self.instance_id, reason="consumer leaving"),))
+
+    def _join(self, out: list[Send]) -> None:
+        owned = self.owned if self.protocol == COOPERATIVE else []
+        sub = Subscription(list(self.topics), owned, self.generation)
+        protocols = tuple(jg_req.JoinGroupRequestProtocol(name=protocol_name(s), metadata=encode_subscription(sub))
+                          for s in self.strategies)
+        self.state = JOINING
+        self.in_flight = True
+        self.need_join = False
+        out.append((self.coordinator, jg_req.JoinGroupRequest(
+            group_id=self.group_id, session_timeout=_td(self.cfg["session.timeout.ms"]),
+            rebalance_timeout=_td(self.cfg["max.poll.interval.ms"]), member_id=self.member_id,
+            group_instance_id=self.instance_id, protocol_type="consumer", protocols=protocols,
+            reason=None), self._on_join))
+
+    def _coordinator_lost(self, now: float) -> None:
+        self.coordinator = None
+        self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+
+    def _lose(self, reset_member: bool) -> None:
+        if self.owned:
+            self._event("lost", self.owned)
+        self.owned = []
+        self.generation = -1
+        if reset_member:
+            self.member_id = ""
+        self.state = UNJOINED
+        self.need_join = True
+
+    def _fatal(self, code: Any, why: str) -> None:
+        self.state = FATAL
+        self.error = KafkaError(code, f"group {self.group_id}: {why}")
+        if self.owned:
+            self._event("lost", self.owned)
+        self.owned = []
+
+    def _code(self, resp: Any) -> Any:
+        if isinstance(resp, Exception):
+            return ErrorCode.coordinator_not_available
+        return ErrorCode(resp.error_code)
+
+    # ---- handlers (called by the driver with the response or an exception) -----------------
+    def _on_find_coordinator(self, resp: Any, now: float) -> None:
+        self.in_flight = False
+        c = None if isinstance(resp, Exception) else resp.coordinators[0]
+        if c is None or c.error_code != ErrorCode.none:
+            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+            return
+        self.coordinator = int(c.node_id)
+        self.next_heartbeat = now
+
+    def _on_join(self, resp: Any, now: float) -> None:
+        self.in_flight = False
+        code = self._code(resp)
+        if code == ErrorCode.none:
+            self.generation = int(resp.generation_id)
+            self.member_id = str(resp.member_id)
+            self.leader = str(resp.leader)
+            self.state = SYNCING
+            out: list[Send] = []
+            if self.leader == self.member_id:
+                self._sync_as_leader(resp, now, out)
+            else:
+                self._send_sync(out, ())
+            self.deferred = out
+            return
+        self.state = UNJOINED if not self.owned else STABLE
+        self.need_join = True
+        if code == ErrorCode.member_id_required:
+            self.member_id = str(resp.member_id)
+        elif code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
+            self._lose(reset_member=True)
+        elif code == ErrorCode.fenced_instance_id:
+            self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+        elif code in (ErrorCode.inconsistent_group_protocol, ErrorCode.invalid_session_timeout):
+            self._fatal(code, "the group refused this consumer's partition.assignment.strategy "
+                              "or session.timeout.ms")
+        elif code in COORDINATOR_ERRORS:
+            self._coordinator_lost(now)
+        elif code != ErrorCode.rebalance_in_progress:
+            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+
+    def _sync_as_leader(self, join: Any, now: float, out: list[Send]) -> None:
+        subs = {str(m.member_id): decode_subscription(bytes(m.metadata)) for m in join.members}
+        topics = sorted({t for s in subs.values() for t in s.topics})
+        counts = self.partition_counts(topics)
+        if counts is None:  # the driver fetches metadata; try again on the next step
+            self.pending_sync = join
+            self.retry_at = now + 0.05
+            return
+        self.pending_sync = None
+        strategy = next(s for s in self.strategies if protocol_name(s) == str(join.protocol_name))
+        assignment = assignor(strategy)(counts, subs)
+        check_assignment(assignment, counts, subs)
+        self._send_sync(out, tuple(sg_req.SyncGroupRequestAssignment(member_id=m, assignment=encode_assignment(tps))
+                                   for m, tps in sorted(assignment.items())))
+        self.deferred = out
+
+    def _send_sync(self, out: list[Send], assignments: tuple) -> None:
+        self.in_flight = True
+        out.append((self.coordinator, sg_req.SyncGroupRequest(
+            group_id=self.group_id, generation_id=self.generation, member_id=self.member_id,
+            group_instance_id=self.instance_id, protocol_type="consumer", protocol_name=None,
+            assignments=assignments), self._on_sync))
+
+    def _on_sync(self, resp: Any, now: float) -> None:
+        self.in_flight = False
+        code = self._code(resp)
+        if code != ErrorCode.none:
+            self.state = STABLE if self.owned else UNJOINED
+            self.need_join = True
+            if code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
+                self._lose(reset_member=code == ErrorCode.unknown_member_id)
+            elif code == ErrorCode.fenced_instance_id:
+                self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+            elif code in COORDINATOR_ERRORS:
+                self._coordinator_lost(now)
+            return
+        new = decode_assignment(bytes(resp.assignment))
+        self.state = STABLE
+        self.next_heartbeat = now + self.cfg["heartbeat.interval.ms"] / 1000
+        if self.protocol == COOPERATIVE:
+            revoked = sorted(set(self.owned) - set(new))
+            added = sorted(set(new) - set(self.owned))
+            if revoked:
+                self._event("revoke", revoked)
+                self.need_join = True  # the follow-up round hands these to their new owners
+            self._event("assign", added)
+        else:
+            self._event("assign", new)
+        self.owned = new
+
+    def _on_heartbeat(self, resp: Any, now: float) -> None:
+        self.hb_in_flight = False
+        code = self._code(resp)
+        if self.state != STABLE:
+            return
+        if code == ErrorCode.rebalance_in_progress:
+            self.need_join = True
+        elif code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
+            self._lose(reset_member=code == ErrorCode.unknown_member_id)
+        elif code == ErrorCode.fenced_instance_id:
+            self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+        elif code in COORDINATOR_ERRORS:
+            self._coordinator_lost(now)
+
+
+class GroupDriver:
+    """Runs a GroupMember inside the consumer's I/O thread: sends what it asks for."""
+
+    def __init__(self, member: GroupMember):
+        self.member = member
+        self._metadata_asked = 0.0
+
+    def step(self, net: Any, now: float) -> float:
+        m = self.member
+        m.deferred = []
+        sends = m.step(now)
+        while sends:
+            for node, req, handler in sends:
+                self._send(net, node, req, handler, now)
+            sends, m.deferred = m.deferred, []
+        return 0.05
+
+    def _send(self, net: Any, node: Any, req: Any, handler: Callable[[Any, float], None], now: float) -> None:
+        import time
+
+        def done(resp: Any) -> None:
+            m = self.member
+            m.deferred = []
+            handler(resp, time.monotonic())
+            for n, r, h in m.deferred:
+                self._send(net, n, r, h, time.monotonic())
+            m.deferred = []
+
+        try:
+            net.send(net.any_broker() if node is None else node, req, done, now)
+        except KafkaError as e:
+            done(e)
+
+    def partition_counts(self, net: Any, topics: list[str]) -> dict[str, int] | None:
+        import time
+        counts = {}
+        for t in topics:
+            info = net.metadata.partition_info(t)
+            if info is None:
+                now = time.monotonic()
+                if now - self._metadata_asked > 0.2:
+                    self._metadata_asked = now
+                    net.refresh_metadata(topics, now)
+                return None
+            counts[t] = info[0]
+        return counts

@@ -1,0 +1,309 @@
+"""The Kafka TCP listener against a fake broker: framing, versions, ordering, sendfile, cuts.
+
+The listener runs on a real EventLoop in a background thread with real sockets; only the
+broker behind `handle()` is a stand-in, so the tests can choose when each reply arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kio.schema.errors import ErrorCode
+
+from kafkalab.cluster import wait_until
+from kafkalab.protocol.apis import ZMQ_VERSIONS, decode_response, request_class, response_class
+from kafkalab.protocol.kafka_framing import encode_request, encode_response
+from kafkalab.protocol.versions import convert_default, convertible_versions
+from kafkalab.storage import FileRegion
+from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.kafka_listener import KAFKA_CLIENT_NODE, KafkaListener, encode_fetch_response
+from kafkalab.transport.loop import EventLoop
+
+TD0 = datetime.timedelta(0)
+
+
+class FakeBroker:
+    """What KafkaListener needs of BrokerServer; records requests, replies when told."""
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        self.loop = EventLoop()
+        self.faults = FaultTable()
+        self.node = "broker-1"
+        self.broker_id = 1
+        self.config = {"socket.request.max.bytes": 1 << 20, "fetch.sendfile.enable": True, **(config or {})}
+        self.requests: list[tuple[int, int, Any, bool]] = []
+        self.replies: list[Any] = []  # reply callbacks for requests held back
+        self.hold = False
+        self.fetch_records: Any = b""
+
+    def handle(self, api_key: int, version: int, req: Any, reply: Any, *, zero_copy: bool = False) -> bool:
+        self.requests.append((api_key, version, req, zero_copy))
+        if api_key == 3:
+            resp = _metadata_response(version, [str(t.name) for t in req.topics or ()])
+        elif api_key == 1:
+            resp = _fetch_response(version, self.fetch_records)
+        elif api_key == 0:
+            resp = response_class(0, version)(responses=(), throttle_time=TD0)
+        else:
+            return False
+        if self.hold:
+            self.replies.append(lambda: reply(resp))
+        else:
+            reply(resp)
+        return True
+
+
+def _metadata_response(version: int, names: list[str]) -> Any:
+    cls = response_class(3, version)
+    mod = __import__(cls.__module__, fromlist=["_"])
+    brokers = (mod.MetadataResponseBroker(node_id=1, host="127.0.0.1", port=9092, rack=None),)
+    topics = tuple(mod.MetadataResponseTopic(error_code=ErrorCode.none, name=n, topic_id=None,
+                                             is_internal=False, partitions=()) for n in names)
+    return cls(throttle_time=TD0, brokers=brokers, cluster_id="kafkalab", controller_id=-1, topics=topics)
+
+
+def _fetch_response(version: int, records: Any) -> Any:
+    cls = response_class(1, version)
+    mod = __import__(cls.__module__, fromlist=["_"])
+    part = mod.PartitionData(partition_index=0, error_code=ErrorCode.none, high_watermark=10,
+                             last_stable_offset=10, log_start_offset=0, aborted_transactions=None,
+                             records=records)
+    return cls(throttle_time=TD0, error_code=ErrorCode.none, session_id=0,
+               responses=(mod.FetchableTopicResponse(topic="t", partitions=(part,)),))
+
+
+@pytest.fixture
+def broker() -> Iterator[tuple[FakeBroker, KafkaListener]]:
+    fake = FakeBroker()
+    listener = KafkaListener(fake, 0)
+    thread = threading.Thread(target=fake.loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake, listener
+    finally:
+        fake.loop.call_later(0, listener.close)
+        fake.loop.call_later(0, fake.loop.stop)
+        thread.join(5)
+
+
+def _connect(listener: KafkaListener) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", listener.port), timeout=5)
+    return sock
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    head = _recv_exact(sock, 4)
+    (size,) = struct.unpack(">i", head)
+    return _recv_exact(sock, size)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return bytes(out)
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _response(frame: bytes, api_key: int, version: int, header_len: int) -> tuple[int, Any]:
+    (corr,) = struct.unpack_from(">i", frame)
+    return corr, decode_response(api_key, version, frame[header_len:])
+
+
+def _metadata_request(version: int, topics: list[str] | None) -> Any:
+    cls = request_class(3, version)
+    topic_cls = convert_default(cls).__class__.__module__
+    mod = __import__(topic_cls, fromlist=["_"])
+    ts = None if topics is None else tuple(convert_default(mod.MetadataRequestTopic).__class__(
+        **{**_fields(convert_default(mod.MetadataRequestTopic)), "name": n}) for n in topics)
+    return dataclasses.replace(convert_default(cls), topics=ts)
+
+
+def _fields(entity: Any) -> dict[str, Any]:
+    return {f.name: getattr(entity, f.name) for f in dataclasses.fields(entity)}
+
+
+# -- ApiVersions -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_api_versions_lists_what_is_converted(broker, version: int) -> None:
+    fake, listener = broker
+    req = request_class(18, version)(**({"client_software_name": "t", "client_software_version": "1"}
+                                        if version >= 3 else {}))
+    with _connect(listener) as sock:
+        sock.sendall(encode_request(req, 7))
+        corr, resp = _response(_read_frame(sock), 18, version, 4)  # always header v0
+    assert corr == 7 and resp.error_code == ErrorCode.none
+    got = {int(a.api_key): (int(a.min_version), int(a.max_version)) for a in resp.api_keys}
+    assert got[0] == (3, ZMQ_VERSIONS[0])  # Produce from v3: RecordBatch v2
+    assert got[1] == (4, 12)  # Fetch from v4 (RecordBatch v2) to v12 (last by topic name)
+    assert got[3] == convertible_versions(3, ZMQ_VERSIONS[3])
+    assert 11 not in got  # no group service in this fake broker: JoinGroup not advertised
+
+
+def test_api_versions_too_new_gets_v0_unsupported_version_with_the_list(broker) -> None:
+    fake, listener = broker
+    with _connect(listener) as sock:
+        # v99 of ApiVersions, flexible header (v2): key, version, corr, client id, no tags
+        payload = struct.pack(">hhih", 18, 99, 5, 1) + b"x" + b"\x00" + b"\x00\x00"
+        sock.sendall(struct.pack(">i", len(payload)) + payload)
+        corr, resp = _response(_read_frame(sock), 18, 0, 4)
+    assert corr == 5 and resp.error_code == ErrorCode.unsupported_version
+    assert {int(a.api_key) for a in resp.api_keys} >= {0, 1, 3, 18}
+
+
+# -- conversion and ordering -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0, 1, 4, 9, 12])
+def test_metadata_is_served_at_the_lab_version_and_answered_at_the_clients(broker, version: int) -> None:
+    fake, listener = broker
+    with _connect(listener) as sock:
+        sock.sendall(encode_request(_metadata_request(version, ["a", "b"]), 11))
+        header_len = 5 if version >= 9 else 4
+        corr, resp = _response(_read_frame(sock), 3, version, header_len)
+    assert corr == 11
+    api_key, lab_version, lab_req, _ = fake.requests[-1]
+    assert (api_key, lab_version) == (3, ZMQ_VERSIONS[3])
+    assert [str(t.name) for t in lab_req.topics] == ["a", "b"]
+    assert [str(t.name) for t in resp.topics] == ["a", "b"]
+    if version >= 1:  # the controller id is a live broker, never -1 (admin clients need one)
+        assert resp.controller_id == 1
+
+
+def test_metadata_v0_empty_topic_list_means_all_topics(broker) -> None:
+    fake, listener = broker
+    with _connect(listener) as sock:
+        sock.sendall(encode_request(_metadata_request(0, []), 1))
+        _read_frame(sock)
+        sock.sendall(encode_request(_metadata_request(1, []), 2))
+        _read_frame(sock)
+    assert fake.requests[0][2].topics is None  # v0 []: all
+    assert fake.requests[1][2].topics == ()  # v1 []: none
+
+
+def test_pipelined_requests_are_answered_in_request_order(broker) -> None:
+    fake, listener = broker
+    fake.hold = True
+    with _connect(listener) as sock:
+        sock.sendall(b"".join(encode_request(_metadata_request(12, [f"t{i}"]), 100 + i) for i in range(5)))
+        wait_until(lambda: len(fake.replies) == 5, 5, "5 requests handled")
+        for i in (3, 1, 4, 0, 2):  # the broker completes them out of order
+            fake.loop.call_later(0, fake.replies[i])
+        corrs = [_response(_read_frame(sock), 3, 12, 5)[0] for _ in range(5)]
+    assert corrs == [100, 101, 102, 103, 104]
+
+
+def test_produce_with_acks_0_gets_no_response_and_keeps_the_order(broker) -> None:
+    fake, listener = broker
+    produce = request_class(0, 9)(transactional_id=None, acks=0, timeout=datetime.timedelta(seconds=1),
+                                  topic_data=())
+    with _connect(listener) as sock:
+        sock.sendall(encode_request(produce, 1) + encode_request(_metadata_request(12, ["x"]), 2))
+        corr, _ = _response(_read_frame(sock), 3, 12, 5)
+    assert corr == 2 and [r[0] for r in fake.requests] == [0, 3]
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+
+def test_oversized_frame_closes_only_that_connection(broker, caplog) -> None:
+    fake, listener = broker
+    with caplog.at_level(logging.WARNING), _connect(listener) as bad, _connect(listener) as good:
+        bad.sendall(struct.pack(">i", (1 << 20) + 1) + b"\x00" * 16)
+        assert _closed_by_peer(bad)
+        good.sendall(encode_request(_metadata_request(12, ["ok"]), 3))
+        assert _response(_read_frame(good), 3, 12, 5)[0] == 3
+    assert "socket.request.max.bytes" in caplog.text
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (struct.pack(">hhih", 1, 99, 1, -1) + b"\x00", "not supported"),  # Fetch v99
+    (struct.pack(">hhih", 1, 2, 1, -1), "not supported"),  # Fetch v2: pre-RecordBatch v2
+    (struct.pack(">hhih", 11, 9, 1, -1) + b"\x00", "not served"),  # JoinGroup: no group service
+    (struct.pack(">hhih", 9999, 0, 1, -1), "not served"),  # no such api
+    (struct.pack(">hhih", 3, 12, 1, -1) + b"\x00\xff\xff\xff", "does not decode"),  # garbage body
+    (b"\x00\x03", "header"),  # too short for a header
+])
+def test_bad_requests_close_the_connection_with_a_reason(broker, caplog, payload: bytes, reason: str) -> None:
+    fake, listener = broker
+    with caplog.at_level(logging.WARNING), _connect(listener) as sock:
+        sock.sendall(struct.pack(">i", len(payload)) + payload)
+        assert _closed_by_peer(sock)
+    wait_until(lambda: reason in caplog.text, 5, f"a log line saying {reason!r}")
+    assert not fake.requests
+
+
+# -- Fetch and sendfile -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [4, 11, 12])
+def test_fetch_response_with_file_regions_encodes_like_the_bytes(tmp_path, version: int) -> None:
+    data = os.urandom(5000)
+    path = tmp_path / "00000000000000000000.log"
+    path.write_bytes(data)
+    region = FileRegion(str(path), 1000, 3000, 0, 10)
+    chunks, size = encode_fetch_response(_fetch_response(version, region), 42)
+    wire = b"".join(data[c.position:c.position + c.length] if isinstance(c, FileRegion) else c for c in chunks)
+    assert wire == encode_response(_fetch_response(version, data[1000:4000]), 42)
+    assert size == len(wire)
+
+
+def test_fetch_streams_a_large_region_through_a_slow_reader(broker, tmp_path) -> None:
+    fake, listener = broker
+    data = os.urandom(8 << 20)
+    path = tmp_path / "00000000000000000000.log"
+    path.write_bytes(data)
+    fake.fetch_records = FileRegion(str(path), 123, len(data) - 500, 0, 10)
+    req = request_class(1, 12)(max_wait=TD0, min_bytes=1, topics=(), forgotten_topics_data=())
+    with _connect(listener) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(encode_request(req, 9) + encode_request(_metadata_request(12, ["after"]), 10))
+        corr, resp = _response(_read_frame(sock), 1, 12, 5)
+        corr2, _ = _response(_read_frame(sock), 3, 12, 5)
+    assert fake.requests[0][3] is True  # the listener asks for zero-copy fetches
+    assert (corr, corr2) == (9, 10)
+    assert bytes(resp.responses[0].partitions[0].records) == data[123:len(data) - 377]
+    assert listener.counters["kafka_sendfile_bytes"] == len(data) - 500
+
+
+# -- network cuts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("one_way", [(KAFKA_CLIENT_NODE, "broker-1"), ("broker-1", KAFKA_CLIENT_NODE)])
+def test_a_cut_leaves_requests_unanswered_until_a_new_connection(broker, one_way) -> None:
+    fake, listener = broker
+    fake.loop.call_later(0, lambda: fake.faults.cut(*one_way, one_way=True))
+    wait_until(lambda: fake.faults.is_cut(*one_way), 5, "the cut")
+    with _connect(listener) as sock:
+        sock.settimeout(0.3)
+        sock.sendall(encode_request(_metadata_request(12, ["x"]), 1))
+        with pytest.raises(TimeoutError):
+            sock.recv(1)
+        fake.loop.call_later(0, fake.faults.heal)
+        wait_until(lambda: not fake.faults.is_cut(*one_way), 5, "the heal")
+        sock.sendall(encode_request(_metadata_request(12, ["x"]), 2))
+        with pytest.raises(TimeoutError):  # that connection stays dark, like a dead TCP path
+            sock.recv(1)
+    with _connect(listener) as sock:
+        sock.sendall(encode_request(_metadata_request(12, ["x"]), 3))
+        assert _response(_read_frame(sock), 3, 12, 5)[0] == 3
