@@ -178,6 +178,14 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("metrics.publish.interval.ms", int, 1000, "how often processes publish metrics",
               check=_positive, check_doc="must be > 0"),
     ConfigDef("fetch.sendfile.enable", bool, True, "send Fetch record data with os.sendfile"),
+    ConfigDef("producer.id.expiration.ms", int, 86_400_000, "forget an idle producer's state after this",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("producer.id.expiration.check.interval.ms", int, 600_000, "",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("transactional.id.expiration.ms", int, 604_800_000, "forget an idle transactional.id",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("transaction.max.timeout.ms", int, 900_000, "largest transaction.timeout.ms a producer may ask",
+              check=_positive, check_doc="must be > 0"),
 )
 
 PROFILES: dict[str, dict[str, Any]] = {

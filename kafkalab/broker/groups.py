@@ -299,10 +299,10 @@ def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
     def fresh() -> Any:
         g = metrics.groups()
         g = g[(g["group"] == group) & (g["time"] >= since)] if not g.empty else g
-        return None if g.empty else g
+        return None if g.empty else (g,)
 
     try:
-        groups = wait_until(fresh, timeout, f"a fresh state row of group {group!r}")
+        (groups,) = wait_until(fresh, timeout, f"a fresh state row of group {group!r}")
     except TimeoutError:
         return pd.DataFrame(columns=columns)
     row = groups.sort_values("time").iloc[-1]

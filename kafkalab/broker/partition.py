@@ -14,6 +14,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.controller.image import NO_LEADER, PartitionRegistration
 
 
@@ -51,6 +52,9 @@ class Partition:
     followers: dict[int, ReplicaState] = field(default_factory=dict)
     pending_isr: PendingIsr | None = None
     leader_epoch_start_offset: int = 0  # LEO when this broker became leader
+    # Idempotence: the last batches of every producer, rebuilt from the log on every replica
+    # so that a new leader deduplicates retries just like the old one did.
+    producer_state: ProducerStateManager = field(default_factory=ProducerStateManager)
 
     @property
     def is_leader(self) -> bool:
@@ -133,6 +137,7 @@ class Partition:
 
     def append_as_leader(self, batch: bytes | bytearray, now_ms: int) -> tuple[int, int]:
         base, last = self.log.append(batch, assign_offsets=True, leader_epoch=self.leader_epoch, now_ms=now_ms)
+        self.producer_state.update_records(batch, first_offset=base)
         self.maybe_advance_high_watermark()
         return base, last
 
@@ -202,6 +207,7 @@ class Partition:
     def append_as_follower(self, records: bytes, leader_high_watermark: int, now_ms: int) -> None:
         if records:
             self.log.append(records, assign_offsets=False, now_ms=now_ms)
+            self.producer_state.update_records(records)
         self.high_watermark = max(self.high_watermark, min(leader_high_watermark, self.log_end_offset))
 
     def truncate_to(self, offset: int) -> int:
@@ -210,5 +216,6 @@ class Partition:
         removed = max(0, self.log_end_offset - offset)
         if removed:
             self.log.truncate_to(offset)
+            self.producer_state.reload(self.log)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         return removed

@@ -221,10 +221,13 @@ class ProducerStateManager:
     def check_records(self, data: Buffer) -> Verdict:
         """check() every batch of a produce request's records, in order, as if each before
         it was appended. The first batch that is not OK decides; a duplicate anywhere makes
-        the whole request a duplicate (as Kafka answers it)."""
+        the whole request a duplicate (as Kafka answers it). Markers come only from the
+        transaction coordinator, so a client's control batch is an invalid record."""
         pending: dict[int, ProducerState] = {}
         offset = 0  # offsets only order the batches here; the log assigns the real ones
         for _, h in iter_batches(data):
+            if h.is_control:
+                return Verdict(Outcome.INVALID_RECORD, "clients may not write control records (transaction markers)")
             if h.producer_id < 0:
                 continue
             committed = self.producers.get(h.producer_id)
@@ -319,6 +322,8 @@ class ProducerStateManager:
         """Apply (first_offset, header) pairs read from the log. Markers keep the coordinator
         epoch unchanged; use update_records when the bytes are at hand."""
         for first, h in batches:
+            if h.is_control and h.records_count == 0:
+                continue  # a marker the cleaner emptied
             self.update(h, first, first + h.last_offset_delta)
 
     # -- reading the state ----------------------------------------------------------------

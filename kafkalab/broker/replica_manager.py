@@ -136,6 +136,7 @@ class ReplicaManager:
             self.on_event("log_recovery", {"topic": tp[0], "partition": tp[1],
                                            "detail": f"truncated {plog.recovery_report.truncated_bytes} bytes"})
         part = Partition(tp[0], tp[1], self.broker_id, plog, cfg)
+        part.producer_state.reload(plog, now_ms)
         part.high_watermark = min(self._checkpointed[REPLICATION_CHECKPOINT].get(tp, 0), plog.log_end_offset)
         self.partitions[tp] = part
         return part
@@ -147,6 +148,10 @@ class ReplicaManager:
 
     def close(self) -> None:
         for part in self.partitions.values():
+            try:
+                part.producer_state.write_snapshot(part.log)
+            except OSError as e:
+                log.error("could not write the producer snapshot of %s-%d: %s", part.topic, part.partition, e)
             part.log.close()
         self.write_checkpoints()
 
@@ -167,6 +172,10 @@ class ReplicaManager:
         for part in self.partitions.values():
             part.log.flush()
         self.write_checkpoints()
+
+    def expire_producers(self, now_ms: int) -> None:
+        for part in self.partitions.values():
+            part.producer_state.remove_expired(now_ms)
 
     def clean_logs(self, now_ms: int) -> None:
         """The log cleaner's round: retention (delete policy) and compaction."""
@@ -209,7 +218,8 @@ class ReplicaManager:
         elif acks != 0:  # Kafka never answers acks=0: the producer is not listening
             on_done(self._produce_response(op))
 
-    def _append(self, tp: TP, records: bytes, acks: int, now_ms: int, control: bool = False) -> list[int]:
+    def _append(self, tp: TP, records: bytes, acks: int, now_ms: int, control: bool = False,
+                coordinator_epoch: int | None = None) -> list[int]:
         part = self.partitions.get(tp)
         if part is None:
             code = ErrorCode.unknown_topic_or_partition if self.image.partition(*tp) is None \
@@ -223,6 +233,17 @@ class ReplicaManager:
         err = self._validate(part, records, control)
         if err != ErrorCode.none:
             return [err, -1, -1, -1]
+        if control:
+            verdict = part.producer_state.check(parse_header(records), coordinator_epoch=coordinator_epoch)
+        else:
+            verdict = part.producer_state.check_records(records)
+        if verdict.duplicate is not None:
+            # A retry of a batch we already have: answer with its original offsets.
+            dup = verdict.duplicate
+            return [ErrorCode.none, dup.first_offset, dup.last_offset + 1, part.log_start_offset]
+        if not verdict.should_append:
+            log.info("rejected batch for %s-%d: %s", tp[0], tp[1], verdict.message)
+            return [verdict.error_code, -1, -1, -1]
         try:
             base, last = part.append_as_leader(bytearray(records), now_ms)
         except CorruptRecordError as e:
@@ -398,7 +419,8 @@ class ReplicaManager:
             for t in m.topics:
                 for pid in t.partition_indexes:
                     tp = (str(t.name), int(pid))
-                    r = self._append(tp, batch, -1, now_ms, control=True)
+                    r = self._append(tp, batch, -1, now_ms, control=True,
+                                     coordinator_epoch=int(m.coordinator_epoch))
                     results[(f"{i}:{tp[0]}", tp[1])] = r
                     pending.append((i, tp[0], tp[1], r))
 

@@ -109,6 +109,8 @@ class BrokerServer:
         # Kafka leaves most fsyncs to the OS and checkpoints recovery points periodically;
         # here every few seconds, so a broker restarted after a kill rescans little.
         self.loop.call_every(5.0, self.rm.flush_logs)
+        self.loop.call_every(config["producer.id.expiration.check.interval.ms"] / 1000,
+                             lambda: self.rm.expire_producers(_ms()))
         self._register()
 
     # -- controller ------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""Consumer: confluent-kafka's API over the lab cluster, with manual assignment.
+"""Consumer: confluent-kafka's API over the lab cluster.
 
-assign() partitions, then poll()/consume() Messages the Fetcher thread prefetched. Group
-membership (subscribe, commit, committed) comes with the consumer-groups lab.
+assign() partitions, or subscribe() to topics as a member of group.id (group_member.py runs
+the group protocol inside the Fetcher's I/O thread); then poll()/consume() Messages the
+Fetcher prefetched. Rebalance callbacks, commits and auto commits run in the caller's thread,
+inside poll()/consume(), as in Kafka's and librdkafka's consumers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from kafkalab.client.config import consumer_config
 from kafkalab.client.context import ClientContext
 from kafkalab.client.fetcher import Fetcher, MessageQueue, PartitionState
+from kafkalab.client.group_member import GroupDriver, GroupMember
 from kafkalab.client.message import (
     OFFSET_BEGINNING,
     OFFSET_END,
@@ -31,8 +34,12 @@ from kafkalab.protocol.build import (
 )
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 
-_GROUPS_LATER = ("{} belongs to consumer groups, which come with the consumer-groups lab; "
-                 "for now use assign([TopicPartition(topic, partition, offset)]) and seek()")
+_NEEDS_GROUP = ("{} needs a consumer group: create the consumer with a 'group.id', "
+                "e.g. cluster.consumer({{'group.id': 'billing'}}) (see the consumer-groups lab)")
+
+
+class GroupRequiredError(KafkaLabError, NotImplementedError):
+    """A group method on a consumer without group.id."""
 
 
 def _timeout(timeout: float | None) -> float | None:
@@ -46,14 +53,36 @@ class Consumer:
         if ctx is None:
             raise TypeError("a kafkalab Consumer needs the cluster's ClientContext: "
                             "create it with cluster.consumer(config)")
+        config = dict(config or {})
+        strategies = config.get("partition.assignment.strategy")
+        if callable(strategies) or (isinstance(strategies, (list, tuple)) and any(map(callable, strategies))):
+            # A Python assignor: the config catalog checks the named ones only.
+            strategies = list(strategies) if isinstance(strategies, (list, tuple)) else [strategies]
+            named = [s for s in strategies if not callable(s)]
+            config.pop("partition.assignment.strategy")
+            if named:
+                config["partition.assignment.strategy"] = named
         self._cfg = consumer_config(config)
+        if strategies is None or not any(map(callable, strategies)):
+            strategies = self._cfg["partition.assignment.strategy"]
+        else:
+            strategies = [s if callable(s) else consumer_config({"partition.assignment.strategy": [s]})
+                          ["partition.assignment.strategy"][0] for s in strategies]
         self._ctx = ctx
         self._lock = threading.Lock()
         self._assignment: dict[tuple[str, int], PartitionState] = {}
         self._consumed: dict[tuple[str, int], int] = {}  # next offset the application will see
         self._queue = MessageQueue()
         self._closed = False
-        self._fetcher = Fetcher(ctx, self._cfg, self._lock, self._assignment, self._queue)
+        self._member: GroupMember | None = None
+        self._callbacks: dict[str, Any] = {}
+        self._next_auto_commit = 0.0
+        driver = None
+        if self._cfg["group.id"] is not None:
+            self._member = GroupMember(self._cfg["group.id"], self._cfg, list(strategies), ctx.node,
+                                       lambda topics: driver.partition_counts(self._fetcher.net, topics))
+            driver = GroupDriver(self._member)
+        self._fetcher = Fetcher(ctx, self._cfg, self._lock, self._assignment, self._queue, group=driver)
         self._fetcher.start()
         self._fetcher.started_ok.wait()
         self._fetcher.check()
@@ -180,8 +209,10 @@ class Consumer:
         q = self._queue
         out: list[Message] = []
         # As librdkafka's consume_batch: wait until num_messages are here or the timeout passes.
-        with q.cond:
-            while True:
+        while True:
+            if self._member is not None:
+                self._serve_group()
+            with q.cond:
                 while q.items and len(out) < num_messages:
                     out.append(q.items.popleft())
                 if len(out) >= num_messages or self._fetcher.failure is not None:
@@ -191,13 +222,20 @@ class Consumer:
                     break
                 if out:
                     self._fetcher.waker.wake()  # the queue has room again
-                q.cond.wait(left)
+                if self._member is None or not self._member.events:
+                    q.cond.wait(left)
         self._fetcher.check()
         with self._lock:
             for m in out:
-                if m.error() is None:
-                    self._consumed[(m.topic(), m.partition())] = m.offset() + 1
+                key = (m.topic(), m.partition())
+                # A message of a partition revoked meanwhile is not handed out.
+                if m.error() is None and key in self._assignment:
+                    self._consumed[key] = m.offset() + 1
+            if self._member is not None:
+                out = [m for m in out if m.error() is not None or (m.topic(), m.partition()) in self._assignment]
         self._fetcher.waker.wake()  # the queue has room again
+        if self._member is not None:
+            self._serve_group()
         return out
 
     def poll(self, timeout: float | None = None) -> Message | None:
@@ -286,27 +324,226 @@ class Consumer:
                 raise ValueError(f"TopicPartition({tp.topic!r}) needs a partition number >= 0")
         return out
 
-    # ---- consumer groups: later -------------------------------------------------------------
+    # ---- consumer groups --------------------------------------------------------------------
     def subscribe(self, topics: Any, on_assign: Any = None, on_revoke: Any = None,
                   on_lost: Any = None) -> None:
-        raise NotImplementedError(_GROUPS_LATER.format("subscribe()"))
+        """Join group.id and read the partitions of `topics` the group's assignor gives this
+        member. Callbacks take (consumer, [TopicPartition]) and run inside poll()/consume():
+        on_revoke before partitions go (commit there), on_assign when they come (offsets
+        start from the group's committed ones, else auto.offset.reset), on_lost when the
+        membership was lost (they may already be someone else's; on_revoke if not given)."""
+        self._check_open()
+        if self._member is None:
+            raise GroupRequiredError(_NEEDS_GROUP.format("subscribe()"))
+        if isinstance(topics, str):
+            raise TypeError("subscribe() takes a list of topics, e.g. ['orders']")
+        topics = [str(t) for t in topics]
+        self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
+        member = self._member
+        self._fetcher.submit(lambda net: member.subscribe(topics, time.monotonic())).result(5)
 
     def unsubscribe(self) -> None:
-        raise NotImplementedError(_GROUPS_LATER.format("unsubscribe()"))
+        if self._member is not None:
+            self._leave_group()
+            self._serve_group()
 
-    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
-        raise NotImplementedError(_GROUPS_LATER.format("commit()"))
+    def _leave_group(self) -> None:
+        """Commit (auto commit), then LeaveGroup so the group rebalances at once; a static
+        member does not leave (its group.instance.id keeps its place for session.timeout.ms)."""
+        member = self._member
+        assert member is not None
+        if self._cfg["enable.auto.commit"] and self._assignment:
+            try:
+                self.commit(asynchronous=False)
+            except Exception:
+                pass  # leaving anyway: the next owner starts from the last commit
 
-    def committed(self, partitions: Any, timeout: float | None = None) -> Any:
-        raise NotImplementedError(_GROUPS_LATER.format("committed()"))
+        def leave(net: Any) -> Any:
+            from concurrent.futures import Future
+            fut: Future = Future()
+            if member.member_id and member.coordinator is not None and member.instance_id is None:
+                net.send(member.coordinator, member.leave_request(), fut.set_result, time.monotonic())
+            else:
+                fut.set_result(None)
+            member.topics = []
+            member.owned = []
+            member.member_id, member.generation, member.state = "", -1, "unjoined"
+            return fut
 
-    def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        raise NotImplementedError(_GROUPS_LATER.format("store_offsets()"))
+        try:
+            self._fetcher.submit(leave).result(2).result(2)
+        except Exception:
+            pass
+        with self._lock:
+            self._assignment.clear()
+            self._consumed.clear()
+        self._queue.drop(set())
+
+    def _serve_group(self) -> None:
+        """In the application's thread: run rebalance callbacks, apply assignment changes,
+        auto commit; tell the member when done."""
+        member = self._member
+        assert member is not None
+        member.last_poll = time.monotonic()
+        if member.error is not None and not member.events:
+            err, member.error = member.error, None
+            raise err
+        while member.events:
+            kind, tps, seq = member.events.popleft()
+            parts = [TopicPartition(t, p) for t, p in tps]
+            if kind == "assign":
+                self._assign_from_group(parts)
+            else:
+                cb = self._callbacks.get(kind) or self._callbacks.get("revoke")
+                if cb is not None:
+                    cb(self, parts)
+                if kind == "revoke" and self._cfg["enable.auto.commit"] and parts:
+                    try:
+                        self.commit(offsets=self._positions(parts), asynchronous=False)
+                    except Exception as e:  # e.g. the generation moved on: the next owner rereads
+                        import logging
+                        logging.getLogger(__name__).info("%s: commit on revoke failed: %s", self.node, e)
+                with self._lock:
+                    for tp in parts:
+                        self._assignment.pop((tp.topic, tp.partition), None)
+                        self._consumed.pop((tp.topic, tp.partition), None)
+                self._queue.drop({(tp.topic, tp.partition) for tp in parts})
+            member.app_done = seq
+        self._fetcher.waker.wake()
+        now = time.monotonic()
+        if self._cfg["enable.auto.commit"] and now >= self._next_auto_commit:
+            self._next_auto_commit = now + self._cfg["auto.commit.interval.ms"] / 1000
+            offsets = self._positions(self.assignment())
+            if offsets and member.generation >= 0:
+                self.commit(offsets=offsets, asynchronous=True)
+
+    def _assign_from_group(self, parts: list[TopicPartition]) -> None:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in self.committed(parts, timeout=10)} if parts else {}
+        for tp in parts:
+            tp.offset = committed.get((tp.topic, tp.partition), OFFSET_INVALID)
+        cb = self._callbacks.get("assign")
+        if cb is not None:
+            cb(self, parts)  # it may change tp.offset to choose where to start
+        with self._lock:
+            for tp in parts:
+                key = (tp.topic, tp.partition)
+                start = tp.offset if tp.offset >= 0 or tp.offset in (OFFSET_BEGINNING, OFFSET_END) else OFFSET_INVALID
+                self._assignment[key] = PartitionState(start)
+                if start >= 0:
+                    self._consumed[key] = start
+        self._fetcher.waker.wake()
+
+    def _positions(self, parts: Iterable[TopicPartition]) -> list[TopicPartition]:
+        with self._lock:
+            return [TopicPartition(tp.topic, tp.partition, self._consumed[(tp.topic, tp.partition)])
+                    for tp in parts if (tp.topic, tp.partition) in self._consumed]
+
+    def _coordinator(self, deadline: float | None) -> int:
+        member = self._member
+        if member is None:
+            raise GroupRequiredError(_NEEDS_GROUP.format("committing offsets"))
+        while member.coordinator is None:
+            if not member.topics:  # not subscribed: nobody looks the coordinator up; do it here
+                self._fetcher.submit(lambda net: member.topics or member.step(time.monotonic()))
+            if deadline is not None and time.monotonic() > deadline:
+                raise KafkaError(ErrorCode.coordinator_not_available,
+                                 f"no coordinator found for group {member.group_id!r}")
+            time.sleep(0.02)
+        return member.coordinator
+
+    def commit(self, message: Message | None = None, offsets: list[TopicPartition] | None = None,
+               asynchronous: bool = True) -> list[TopicPartition] | None:
+        """Commit offsets (the next offset to read) to the group: message's offset + 1, or
+        `offsets`, or every assigned partition's position. Synchronous: returns the
+        partitions, raises KafkaError if the coordinator refused them."""
+        from kio.schema.offset_commit.v8 import request as oc_req
+        self._check_open()
+        member = self._member
+        if member is None:
+            raise GroupRequiredError(_NEEDS_GROUP.format("commit()"))
+        if message is not None:
+            offsets = [TopicPartition(message.topic(), message.partition(), message.offset() + 1)]
+        elif offsets is None:
+            offsets = self._positions(self.assignment())
+        if not offsets:
+            if asynchronous:
+                return None
+            raise KafkaError(ErrorCode.no_offset if hasattr(ErrorCode, "no_offset") else ErrorCode.unknown_server_error,
+                             "commit(): nothing consumed yet, no offsets to commit")
+        by_topic: dict[str, list[Any]] = {}
+        for tp in offsets:
+            by_topic.setdefault(tp.topic, []).append(oc_req.OffsetCommitRequestPartition(
+                partition_index=tp.partition, committed_offset=tp.offset, committed_leader_epoch=-1,
+                committed_metadata=None))
+        req = oc_req.OffsetCommitRequest(
+            group_id=member.group_id, generation_id_or_member_epoch=member.generation if member.member_id else -1,
+            member_id=member.member_id, group_instance_id=member.instance_id,
+            topics=tuple(oc_req.OffsetCommitRequestTopic(name=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
+        deadline = time.monotonic() + self._cfg["request.timeout.ms"] / 1000
+        fut = self._fetcher.request(self._coordinator(deadline), lambda: req)
+        on_commit = self._cfg.get("on_commit")
+        if asynchronous:
+            if on_commit is not None:
+                fut.add_done_callback(lambda f: on_commit(f.exception(), offsets))
+            return None
+        resp = fut.result(self._cfg["request.timeout.ms"] / 1000)
+        out = []
+        for t in resp.topics:
+            for p in t.partitions:
+                if p.error_code != ErrorCode.none:
+                    if p.error_code in (ErrorCode.not_coordinator, ErrorCode.coordinator_not_available):
+                        member.coordinator = None
+                    raise KafkaError(p.error_code, f"commit of {t.name}[{p.partition_index}] refused")
+                out.append(TopicPartition(str(t.name), int(p.partition_index),
+                                          next(tp.offset for tp in offsets
+                                               if tp.topic == t.name and tp.partition == p.partition_index)))
+        return out
+
+    def committed(self, partitions: Iterable[TopicPartition], timeout: float | None = None) -> list[TopicPartition]:
+        """The group's committed offset of each partition (OFFSET_INVALID if none)."""
+        from kio.schema.offset_fetch.v8 import request as of_req
+        self._check_open()
+        member = self._member
+        if member is None:
+            raise GroupRequiredError(_NEEDS_GROUP.format("committed()"))
+        tps = self._checked(partitions)
+        by_topic: dict[str, list[int]] = {}
+        for tp in tps:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        req = of_req.OffsetFetchRequest(groups=(of_req.OffsetFetchRequestGroup(
+            group_id=member.group_id, topics=tuple(of_req.OffsetFetchRequestTopics(name=t, partition_indexes=tuple(ps))
+                                                   for t, ps in by_topic.items())),), require_stable=True)
+        t = _timeout(timeout)
+        deadline = None if t is None else time.monotonic() + t
+        while True:
+            left = None if deadline is None else max(0.01, deadline - time.monotonic())
+            resp = self._fetcher.request(self._coordinator(deadline), lambda: req).result(left)
+            g = resp.groups[0]
+            if g.error_code in (ErrorCode.not_coordinator, ErrorCode.coordinator_load_in_progress,
+                                ErrorCode.coordinator_not_available):
+                if g.error_code != ErrorCode.coordinator_load_in_progress:
+                    member.coordinator = None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise KafkaError(g.error_code, f"committed(): group {member.group_id!r}")
+                time.sleep(0.05)
+                continue
+            if g.error_code != ErrorCode.none:
+                raise KafkaError(g.error_code, f"committed(): group {member.group_id!r}")
+            found = {(str(t.name), int(p.partition_index)): int(p.committed_offset)
+                     for t in g.topics for p in t.partitions}
+            return [TopicPartition(tp.topic, tp.partition,
+                                   found.get((tp.topic, tp.partition), -1) if found.get((tp.topic, tp.partition), -1) >= 0
+                                   else OFFSET_INVALID) for tp in tps]
+
+    def member_id(self) -> str | None:
+        return self._member.member_id if self._member is not None else None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
             return
+        if self._member is not None and self._fetcher.is_alive():
+            self._leave_group()
         self._closed = True
         self._fetcher.stop()
         self._fetcher.join(timeout=5)

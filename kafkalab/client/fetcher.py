@@ -85,6 +85,7 @@ class Fetcher(IoThread):
         self._next_metadata = 0.0
         self._fetching: set[int] = set()  # brokers with a Fetch out
         self.records_received = self.bytes_received = self.errors = 0
+        self._notified_seq = 0
         self.group = group  # a GroupDriver when the consumer subscribes (group_member.py)
 
     def counters(self) -> dict[str, int]:
@@ -94,9 +95,10 @@ class Fetcher(IoThread):
     def step(self, now: float) -> float:
         wait = self._step_fetch(now)
         if self.group is not None:
-            seq = self.group.member.seq
             wait = min(wait, self.group.step(self.net, now))
-            if self.group.member.seq != seq or self.group.member.error is not None:
+            seq = self.group.member.seq
+            if seq != self._notified_seq or self.group.member.error is not None:
+                self._notified_seq = seq
                 with self.queue.cond:  # the application thread has callbacks to run
                     self.queue.cond.notify_all()
         return wait

@@ -6,7 +6,8 @@ Anomalies, one row each in CheckResult.frame:
               detail says so: the log was truncated and the offset reused).
 - moved:      acknowledged at one offset, read back only at others.
 - duplicated: read back more than once (the row names the extra copy).
-- reordered:  within a partition, a producer's record read after one it sent later.
+- reordered:  within a partition, a producer's acknowledged record read after an acknowledged
+              one it sent later.
 - unexpected: read back, but this workload never sent it.
 
 Not anomalies, but counted: records whose delivery failed (or never got a report) yet are in
@@ -99,12 +100,15 @@ def check(history: History) -> CheckResult:
             add("moved", s.id, s.partition, s.offset,
                 f"acknowledged at {acked_at}{instead}, read at {', '.join(map(_where, reads))}")
 
-    # Order: per partition and producer, first copies only (duplicates are reported above).
+    # Order: per partition and producer, over acknowledged records (Kafka promises nothing
+    # about where a failed send lands) and their first copies (duplicates are reported above).
     seen_first: set[str] = set()
     last: dict[tuple[int, int], tuple[int, Read]] = {}  # (partition, producer) -> highest seq so far
     for r in sorted(history.read, key=lambda r: (r.partition, r.offset)):
         rid = r.id
-        if r.producer is None or r.seq is None or rid not in sent or rid in seen_first:
+        if r.producer is None or r.seq is None or rid is None or rid in seen_first:
+            continue
+        if rid not in sent or sent[rid].status != ACKED:
             continue
         seen_first.add(rid)
         key = (r.partition, r.producer)
@@ -115,7 +119,9 @@ def check(history: History) -> CheckResult:
         else:
             last[key] = (r.seq, r)
 
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    # Built column by column so that a missing record id stays None rather than NaN.
+    frame = pd.DataFrame({c: pd.Series([row[c] for row in rows], dtype=object if c in ("record", "detail", "kind")
+                                       else "int64") for c in COLUMNS})
     counts = {k: int((frame.kind == k).sum()) for k in KINDS}
     statuses = [s.status for s in history.sent]
     counts.update(

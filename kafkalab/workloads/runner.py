@@ -248,6 +248,12 @@ def run_workload(cluster: Any, topic: str, *, duration_s: float, rate: float = 5
     flushed_s = time.monotonic() - t0
     settled = wait_for_leaders(cluster, topic, settle_timeout_s)
     settled_s = time.monotonic() - t0
+    # What the read-back starts from, for whoever has to explain an anomaly.
+    state = cluster.describe_topic(topic, fresh=False)
+    topic_state = [{"partition": int(r.partition), "leader": int(r.leader), "leader_epoch": int(r.leader_epoch),
+                    "isr": [int(b) for b in r.isr], "high_watermark": int(r.high_watermark),
+                    "log_end_offsets": {str(b): int(o) for b, o in r.log_end_offsets.items()}}
+                   for r in state.itertuples()]
     reads, hw = read_back(cluster, topic, partitions, read_timeout_s)
     return History(
         topic=topic, partitions=partitions, sent=[s for per in sent for s in per], read=reads,
@@ -258,5 +264,6 @@ def run_workload(cluster: Any, topic: str, *, duration_s: float, rate: float = 5
               "schedule": [a.to_dict() for a in actions], "undelivered_after_flush": left,
               "produce_s": round(produce_s, 3), "flushed_s": round(flushed_s, 3),
               "settled_s": round(settled_s, 3), "read_s": round(time.monotonic() - t0, 3),
-              "full_isr_before_read": settled, "high_watermarks": {str(p): h for p, h in hw.items()},
+              "full_isr_before_read": settled,
+              "topic_state_before_read": topic_state, "high_watermarks": {str(p): h for p, h in hw.items()},
               **dict(meta or {})})

@@ -93,11 +93,11 @@ def fault_schedule(seed: int, duration_s: float, brokers: int | Sequence[int],
         oldest = min(broken, key=lambda b: broken[b][1], default=None)
         must_repair = len(broken) >= max_faulty or t > duration_s - lo
         if oldest is not None and (must_repair or rng.random() < 0.5):
-            actions.extend(_repair(broken, oldest, t))
+            actions.extend(_repair(broken, oldest, min(round(t, 3), duration_s)))
         elif t <= duration_s - lo:
             b = rng.choice([b for b in ids if b not in broken])
             kind = rng.choice(kinds)
-            actions.append(FaultAction(round(t, 3), kind, b))
+            actions.append(FaultAction(min(round(t, 3), duration_s), kind, b))
             broken[b] = (kind, tick)
         else:
             break
@@ -115,8 +115,8 @@ def _repair(broken: dict[int, tuple[str, int]], broker: int, t: float) -> list[F
         # One heal mends every cut in the fault table, so it repairs every network fault.
         for other in [b for b, (k, _) in broken.items() if k in NETWORK_KINDS]:
             del broken[other]
-        return [FaultAction(round(t, 3), "heal")]
-    return [FaultAction(round(t, 3), UNDO[kind], broker)]
+        return [FaultAction(t, "heal")]
+    return [FaultAction(t, UNDO[kind], broker)]
 
 
 def broken_after(actions: Iterable[FaultAction]) -> dict[int, str]:

@@ -223,3 +223,14 @@ def test_processes_die_with_a_sigkilled_kernel(tmp_path):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_crashed_broker_is_reported_not_hidden(cluster):
+    pid = int(cluster.describe_cluster().set_index("broker").loc[3].pid)
+    os.kill(pid, signal.SIGKILL)  # not through the Cluster: a crash it did not cause
+    wait_until(lambda: cluster.broker_state(3) == "crashed", 5, "the crash to be noticed")
+    row = wait_until(lambda: (r := cluster.describe_cluster().set_index("broker").loc[3].to_dict())["fenced"] and r,
+                     5, "the controller to fence the crashed broker")
+    assert row["state"] == "crashed"
+    cluster.restart_broker(3)
+    assert cluster.broker_state(3) == "running"

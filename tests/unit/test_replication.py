@@ -267,3 +267,32 @@ def test_random_interleavings_never_diverge(tmp_path, seed):
     final = dict((v, o) for o, v in logs[leader])
     for v, off in acknowledged.items():
         assert final.get(v) == off, f"acknowledged {v!r} at {off} lost or moved"
+
+
+def _idempotent_produce(s, b, values, pid, seq, acks=-1):
+    out = []
+    batch = encode_batch([(None, v, [], s.now) for v in values], producer_id=pid, producer_epoch=0,
+                         base_sequence=seq)
+    req = pr.ProduceRequest(acks=acks, timeout=datetime.timedelta(seconds=30), topic_data=(
+        pr.TopicProduceData(name=T, partition_data=(pr.PartitionProduceData(index=0, records=batch),)),))
+    s.rms[b].produce(req, s.now, out.append)
+    return out
+
+
+def test_a_retried_batch_is_answered_with_its_original_offsets_even_after_failover(tmp_path):
+    """The acknowledgement was lost, the producer retries — to a new leader. The new leader
+    rebuilt the producer's state from the replicated batches, so it recognises the retry."""
+    s = Sim(tmp_path, min_isr=1)
+    first = _idempotent_produce(s, 1, [b"a", b"b"], pid=42, seq=0, acks=1)
+    assert acked(first) == (ErrorCode.none, 0)
+    again = _idempotent_produce(s, 1, [b"a", b"b"], pid=42, seq=0, acks=1)
+    assert acked(again) == (ErrorCode.none, 0) and s.part(1).log_end_offset == 2
+    s.fetch_round(2, 1)
+    s.fetch_round(3, 1)
+    s.c.fence_broker(1, "killed")
+    s.sync(2, 3)
+    retry = _idempotent_produce(s, 2, [b"a", b"b"], pid=42, seq=0, acks=1)
+    assert acked(retry) == (ErrorCode.none, 0)
+    assert s.part(2).log_end_offset == 2  # no duplicate appended
+    gap = _idempotent_produce(s, 2, [b"d"], pid=42, seq=5, acks=1)
+    assert acked(gap)[0] == ErrorCode.out_of_order_sequence_number
