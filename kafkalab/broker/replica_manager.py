@@ -27,6 +27,7 @@ from kio.schema.produce.v9 import request as produce_req
 from kio.schema.produce.v9 import response as produce_resp
 
 from kafkalab.broker.partition import Partition
+from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.config import topic_config
 from kafkalab.controller.image import MetadataImage
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
@@ -136,6 +137,8 @@ class ReplicaManager:
             self.on_event("log_recovery", {"topic": tp[0], "partition": tp[1],
                                            "detail": f"truncated {plog.recovery_report.truncated_bytes} bytes"})
         part = Partition(tp[0], tp[1], self.broker_id, plog, cfg)
+        part.producer_state = ProducerStateManager(
+            producer_id_expiration_ms=self.config["producer.id.expiration.ms"])
         part.producer_state.reload(plog, now_ms)
         part.high_watermark = min(self._checkpointed[REPLICATION_CHECKPOINT].get(tp, 0), plog.log_end_offset)
         self.partitions[tp] = part

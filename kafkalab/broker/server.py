@@ -96,6 +96,7 @@ class BrokerServer:
         # Group coordination (kafkalab.broker.groups) and the Kafka TCP listener
         # (kafkalab.transport.kafka_listener) plug in here when present.
         self.groups: Any = _optional_groups(self)
+        self.transactions: Any = _optional_transactions(self)
         self.kafka_listener: Any = _optional_kafka_listener(self, kafka_port)
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
@@ -271,6 +272,8 @@ class BrokerServer:
         now = _ms()
         if self.groups is not None and api_key in self.groups.api_keys:
             self.groups.handle(api_key, version, req, reply, now)
+        elif self.transactions is not None and self.transactions.accepts(api_key, req):
+            self.transactions.handle(api_key, version, req, reply, now)
         elif api_key == 0:
             self.rm.produce(req, now, reply)
             self._send_fetches()
@@ -420,6 +423,13 @@ def _optional_groups(server: BrokerServer) -> Any:
         return None
     from kafkalab.broker.groups import GroupService
     return GroupService(server)
+
+
+def _optional_transactions(server: BrokerServer) -> Any:
+    if importlib.util.find_spec("kafkalab.broker.transactions") is None:
+        return None
+    from kafkalab.broker.transactions import TransactionService
+    return TransactionService(server)
 
 
 def _optional_kafka_listener(server: BrokerServer, port: int) -> Any:

@@ -121,7 +121,7 @@ def check(history: History) -> CheckResult:
 
     # Built column by column so that a missing record id stays None rather than NaN.
     frame = pd.DataFrame({c: pd.Series([row[c] for row in rows], dtype=object if c in ("record", "detail", "kind")
-                                       else "int64") for c in COLUMNS})
+                                       else "Int64") for c in COLUMNS})
     counts = {k: int((frame.kind == k).sum()) for k in KINDS}
     statuses = [s.status for s in history.sent]
     counts.update(
