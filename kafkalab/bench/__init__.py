@@ -13,6 +13,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "storage": ("kafkalab.bench.storage_suite", "run"),
     "startup": ("kafkalab.bench.startup", "run"),
     "failover": ("kafkalab.bench.failover", "run"),
+    "produce": ("kafkalab.bench.produce", "run"),
 }
 
 
@@ -39,8 +40,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{v:,}"
         return "" if v is None else str(v)
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    numeric = [all(isinstance(r.get(c), int | float) or r.get(c) is None for r in rows) for c in cols]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+
+    def align(v: str, w: int, num: bool) -> str:
+        return v.rjust(w) if num else v.ljust(w)
+    lines = ["  ".join(align(c, w, n) for c, w, n in zip(cols, widths, numeric, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines += ["  ".join(align(v, w, n) for v, w, n in zip(row, widths, numeric, strict=True)) for row in cells]
     return "\n".join(lines)
