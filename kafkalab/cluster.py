@@ -26,7 +26,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12 import request as md_req
 
 from kafkalab.broker.server import broker_node
-from kafkalab.config import TOPIC_CONFIGS, broker_config, resolve
+from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
 from kafkalab.controller.server import CONTROLLER_NODE
 from kafkalab.errors import KafkaLabError
 from kafkalab.metrics import MetricsCollector
@@ -113,6 +113,7 @@ class Cluster:
         self._lock = threading.RLock()
         self._client_ids = itertools.count(1)
         self._clients: list[Any] = []
+        self._loads: dict[str, Any] = {}
         self._closed = False
         self._started = False
         self.metrics: MetricsCollector | None = None
@@ -189,13 +190,13 @@ class Cluster:
                 client.close()
             except Exception:  # noqa: BLE001 - closing must go on
                 pass
-        for proc in self._procs.values():
+        for proc in [*self._loads.values(), *self._procs.values()]:
             try:
                 if proc.is_alive():
                     os.kill(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, AttributeError, ValueError):
                 pass
-        for proc in self._procs.values():
+        for proc in [*self._loads.values(), *self._procs.values()]:
             try:
                 proc.join(timeout=5)
             except (AssertionError, ValueError):
@@ -232,7 +233,7 @@ class Cluster:
     @property
     def node_names(self) -> list[str]:
         clients = [c.node for c in self._clients if getattr(c, "node", None)]
-        return [CONTROLLER_NODE, *[broker_node(b) for b in self.broker_ids], *clients]
+        return [CONTROLLER_NODE, *[broker_node(b) for b in self.broker_ids], *clients, *self._loads]
 
     @property
     def bootstrap_servers(self) -> str:
@@ -339,16 +340,59 @@ class Cluster:
     def producer(self, config: dict[str, Any] | None = None) -> Any:
         from kafkalab.client import Producer
         self._check_open()
-        p = Producer(config or {}, self._client_context())
+        p = Producer(client_config(self.profile, "producer", config), self._client_context())
         self._clients.append(p)
         return p
 
     def consumer(self, config: dict[str, Any] | None = None) -> Any:
         from kafkalab.client import Consumer
         self._check_open()
-        c = Consumer(config or {}, self._client_context())
+        c = Consumer(client_config(self.profile, "consumer", config), self._client_context())
         self._clients.append(c)
         return c
+
+    # -- load --------------------------------------------------------------------------------
+    def start_load(self, topic: str | None = None, rate: float = 1000.0, acks: str | int = "all",
+                   compression: str = "none", keys: str = "uniform", key_count: int = 100,
+                   value_bytes: int = 100, seed: int = 0, config: dict[str, Any] | None = None) -> str:
+        """Start a producer worker process sending `rate` records/s; returns its node name.
+
+        keys: "uniform" over key_count keys, "hot" (80% on one key: a hot partition), or
+        "none" (null keys: the sticky partitioner)."""
+        from kafkalab.client.config import producer_config
+        from kafkalab.load import KEY_DISTRIBUTIONS, producer_worker_main
+
+        self._check_open()
+        if keys not in KEY_DISTRIBUTIONS:
+            raise KafkaLabError(f"keys={keys!r}: choose one of {KEY_DISTRIBUTIONS}")
+        if topic is None:
+            topics = [t for t in self.list_topics() if not t.startswith("__")]
+            if not topics:
+                raise KafkaLabError("start_load() needs a topic: create one first")
+            topic = topics[0]
+        cfg = client_config(self.profile, "producer",
+                            {"acks": str(acks), "compression.type": compression, "linger.ms": 5, **(config or {})})
+        producer_config(cfg)  # fail here, in the notebook, on a bad key — not in the worker
+        node = f"load-{next(self._client_ids)}"
+        proc = spawner().spawn(producer_worker_main, node, parent_pid=os.getpid(), node=node,
+                               brokers=self.broker_endpoints, fault_endpoint=self._fault_pub.endpoint,
+                               faults_json=self.faults.to_json(), metrics_endpoint=self.metrics.endpoint,
+                               topic=topic, rate=float(rate), config=cfg, keys=keys, key_count=key_count,
+                               value_bytes=value_bytes, seed=seed)
+        self._loads[node] = proc
+        self._record_event("load_start", f"{node}: {rate:g} records/s to {topic}, acks={acks}, {compression}")
+        return node
+
+    def stop_load(self, node: str | None = None) -> None:
+        """Stop one load worker (by node name) or all of them."""
+        for name in [node] if node else list(self._loads):
+            proc = self._loads.pop(name, None)
+            if proc is None:
+                raise KafkaLabError(f"no load worker {name!r}; running: {sorted(self._loads)}")
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.join(timeout=5)
+            self._record_event("load_stop", name)
 
     # -- faults ----------------------------------------------------------------------------
     def _proc(self, broker_id: int) -> Any:

@@ -234,3 +234,32 @@ def test_a_crashed_broker_is_reported_not_hidden(cluster):
     assert row["state"] == "crashed"
     cluster.restart_broker(3)
     assert cluster.broker_state(3) == "running"
+
+
+def test_load_worker_produces_and_obeys_network_cuts(cluster):
+    cluster.create_topic("load", partitions=3, replication_factor=3)
+    node = cluster.start_load("load", rate=500, acks="all")
+    assert node in cluster.node_names
+
+    def sent() -> int:
+        rows = cluster.metrics.clients()
+        rows = rows[rows.node == node] if not rows.empty else rows
+        return 0 if rows.empty else int(rows.records_sent.max())
+    wait_until(lambda: sent() >= 200, 15, "the load worker to get records acknowledged")
+    cluster.isolate(node)  # the worker is a node of the lab network like any other
+    # Acknowledgements already on their way may still land; then the count must stop.
+    last = [sent(), time.monotonic()]
+
+    def stalled() -> bool:
+        now_sent = sent()
+        if now_sent != last[0]:
+            last[:] = [now_sent, time.monotonic()]
+        return time.monotonic() - last[1] > 1.5
+    wait_until(stalled, 10, "acknowledgements to stop while the worker is isolated")
+    frozen = sent()
+    cluster.heal()
+    wait_until(lambda: sent() > frozen + 100, 15, "the load to resume after heal")
+    cluster.stop_load(node)
+    assert node not in cluster.node_names
+    with pytest.raises(KafkaLabError, match="no load worker"):
+        cluster.stop_load(node)
