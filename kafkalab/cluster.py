@@ -351,6 +351,20 @@ class Cluster:
         self._clients.append(c)
         return c
 
+    # -- groups ------------------------------------------------------------------------------
+    def describe_group(self, group: str) -> pd.DataFrame:
+        """A row per partition: member, committed offset, log end offset, lag; with the group's
+        state and generation."""
+        from kafkalab.broker.groups import describe_group
+        return describe_group(self, group)
+
+    def spawn_consumers(self, group: str, n: int, topics: list[str], config: dict[str, Any] | None = None,
+                        handler: Any = None) -> list[Any]:
+        """n consumer worker processes in `group`; handles can be killed, paused and resumed.
+        `handler(message)` is any Python callable (shipped to the workers with dill)."""
+        from kafkalab.workloads.consumers import spawn_consumers
+        return spawn_consumers(self, group, n, topics, client_config(self.profile, "consumer", config), handler)
+
     # -- load --------------------------------------------------------------------------------
     def start_load(self, topic: str | None = None, rate: float = 1000.0, acks: str | int = "all",
                    compression: str = "none", keys: str = "uniform", key_count: int = 100,
@@ -467,26 +481,31 @@ class Cluster:
         if len(groups) < 2:
             raise KafkaLabError("partition() needs at least two groups, e.g. partition([1], [2, 3])")
         named = [[self._node(x) for x in g] for g in groups]
-        self.faults.partition(*named)
+        with self._lock:  # the republisher thread reads the table
+            self.faults.partition(*named)
         self._apply_faults("cut", " | ".join(",".join(g) for g in named))
 
     def cut(self, a: int | str, b: int | str, one_way: bool = False) -> None:
         na, nb = self._node(a), self._node(b)
-        self.faults.cut(na, nb, one_way=one_way)
+        with self._lock:  # the republisher thread reads the table
+            self.faults.cut(na, nb, one_way=one_way)
         self._apply_faults("cut", f"{na} {'->' if one_way else '<->'} {nb}")
 
     def delay(self, a: int | str, b: int | str, ms: int, one_way: bool = False) -> None:
         na, nb = self._node(a), self._node(b)
-        self.faults.delay(na, nb, ms, one_way=one_way)
+        with self._lock:  # the republisher thread reads the table
+            self.faults.delay(na, nb, ms, one_way=one_way)
         self._apply_faults("delay", f"{na} {'->' if one_way else '<->'} {nb}: {ms} ms")
 
     def isolate(self, x: int | str) -> None:
         node = self._node(x)
-        self.faults.isolate(node, [n for n in self.node_names if n != node])
+        with self._lock:  # the republisher thread reads the table
+            self.faults.isolate(node, [n for n in self.node_names if n != node])
         self._apply_faults("cut", f"{node} isolated")
 
     def heal(self) -> None:
-        self.faults.heal()
+        with self._lock:  # the republisher thread reads the table
+            self.faults.heal()
         self._apply_faults("heal", "all links restored")
 
     # -- description ------------------------------------------------------------------------

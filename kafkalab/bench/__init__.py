@@ -14,6 +14,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "startup": ("kafkalab.bench.startup", "run"),
     "failover": ("kafkalab.bench.failover", "run"),
     "produce": ("kafkalab.bench.produce", "run"),
+    "rebalance": ("kafkalab.bench.rebalance", "run"),
 }
 
 

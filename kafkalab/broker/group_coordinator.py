@@ -24,7 +24,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from kafkalab.client.assignors import decode_assignment
+from kafkalab.client.assignors import decode_assignment, decode_subscription
 
 EMPTY, PREPARING, COMPLETING, STABLE, DEAD = (
     "Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead")
@@ -306,7 +306,7 @@ class GroupCoordinator:
             old.join_reply(_error(ErrorCode.fenced_instance_id))
         if old.sync_reply is not None:
             old.sync_reply(_error(ErrorCode.fenced_instance_id))
-        changed = [(n, md) for n, md in old.protocols] != args["protocols"]
+        changed = self._subscription(g, old.protocols) != self._subscription(g, args["protocols"])
         if g.state == STABLE and not changed:
             # Answer with the current generation; the member then syncs and gets its assignment.
             reply(self._join_response(g, m, members=g.leader == new_id))
@@ -419,6 +419,16 @@ class GroupCoordinator:
             del g.static[m.group_instance_id]
         if g.leader == member_id:
             g.leader = None
+
+    def _subscription(self, g: Group, protocols: list[tuple[str, bytes]]) -> Any:
+        """What decides whether a rejoin changes anything: for consumers the protocols and their
+        topics (a restart's generation and owned partitions differ, harmlessly)."""
+        if g.protocol_type != "consumer":
+            return protocols
+        try:
+            return [(n, sorted(decode_subscription(md).topics)) for n, md in protocols]
+        except Exception:
+            return protocols
 
     # -- SyncGroup -------------------------------------------------------------------------------
     def sync_group(self, req: Any, now_ms: int, reply: Reply) -> None:

@@ -316,7 +316,10 @@ class ReplicaManager:
             for t in req.topics:
                 for p in t.partitions:
                     part = self.partitions.get((str(t.topic), int(p.partition)))
-                    if part is not None and part.is_leader:
+                    # A follower whose log diverged has not got what its fetch offset claims:
+                    # it must truncate before its offset counts (for the HW and the ISR).
+                    if (part is not None and part.check_leader(int(p.current_leader_epoch)) == ErrorCode.none
+                            and self._divergence(part, p) is None):
                         part.record_follower_fetch(replica_id, int(p.fetch_offset), now_ms)
             self.try_complete(now_ms)  # a follower's progress may complete acks=all produces
         wait_ms = int(req.max_wait.total_seconds() * 1000)
@@ -327,6 +330,17 @@ class ReplicaManager:
             on_done(resp)
         else:
             self.delayed_fetch.append(op)
+
+    @staticmethod
+    def _divergence(part: Partition, p: fetch_req.FetchPartition) -> fetch_resp.EpochEndOffset | None:
+        """Where a follower's log left ours: its last epoch ended earlier here, or never was."""
+        last_epoch = int(p.last_fetched_epoch)
+        if last_epoch < 0:
+            return None
+        epoch, end = part.end_offset_for_epoch(last_epoch)
+        if epoch != last_epoch or end < int(p.fetch_offset):
+            return fetch_resp.EpochEndOffset(epoch=epoch, end_offset=end)
+        return None
 
     def _fetch_response(self, op: DelayedFetch) -> tuple[fetch_resp.FetchResponse, int, bool]:
         req = op.request
@@ -368,11 +382,7 @@ class ReplicaManager:
         if code != ErrorCode.none:
             return error(code, part), 0
         fetch_offset = int(p.fetch_offset)
-        diverging = None
-        if replica_id >= 0 and int(p.last_fetched_epoch) >= 0:
-            epoch, end = part.end_offset_for_epoch(int(p.last_fetched_epoch))
-            if epoch != int(p.last_fetched_epoch) or end < fetch_offset:
-                diverging = fetch_resp.EpochEndOffset(epoch=epoch, end_offset=end)
+        diverging = self._divergence(part, p) if replica_id >= 0 else None
         hw = part.high_watermark
         lso = part.last_stable_offset
         if diverging is not None:

@@ -102,7 +102,7 @@ class BrokerServer:
         self.loop.add_due_source(self.server.next_due, self._on_requests)
         self.loop.add_socket(self.controller.socket, self._on_controller)
         self.loop.add_due_source(self.controller.next_due, self._on_controller)
-        self.loop.add_socket(self.fault_sub.socket, self.fault_sub.drain)
+        self.loop.add_socket(self.fault_sub.socket, self._on_faults)
         self.loop.call_every(config["broker.heartbeat.interval.ms"] / 1000, self._heartbeat)
         self.loop.call_every(0.05, self._tick)
         self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
@@ -113,6 +113,23 @@ class BrokerServer:
         self.loop.call_every(config["producer.id.expiration.check.interval.ms"] / 1000,
                              lambda: self.rm.expire_producers(_ms()))
         self._register()
+
+    def _on_faults(self) -> None:
+        if not self.fault_sub.drain():
+            return
+        # A link came back (or went): requests lost on a cut link would otherwise wait for
+        # request.timeout.ms. Like TCP retransmitting after a heal, send them again now.
+        if self.metadata_fetch_cid is not None:
+            self.controller.forget(self.metadata_fetch_cid)
+            self.controller_calls.pop(self.metadata_fetch_cid, None)
+            self.metadata_fetch_cid = None
+            if self.registered:
+                self._fetch_metadata()
+        for f in self.fetchers.values():
+            if f.in_flight is not None:
+                f.client.forget(f.in_flight)
+                f.in_flight = None
+        self._send_fetches()
 
     # -- controller ------------------------------------------------------------------------
     def _call_controller(self, request: Any, callback: Any) -> None:
@@ -270,10 +287,11 @@ class BrokerServer:
         (purgatory). zero_copy: Fetch responses carry file regions for sendfile. Returns
         False for an API this broker does not serve."""
         now = _ms()
-        if self.groups is not None and api_key in self.groups.api_keys:
-            self.groups.handle(api_key, version, req, reply, now)
-        elif self.transactions is not None and self.transactions.accepts(api_key, req):
+        # The transaction service first: it claims FindCoordinator only for transactional ids.
+        if self.transactions is not None and self.transactions.accepts(api_key, req):
             self.transactions.handle(api_key, version, req, reply, now)
+        elif self.groups is not None and api_key in self.groups.api_keys:
+            self.groups.handle(api_key, version, req, reply, now)
         elif api_key == 0:
             self.rm.produce(req, now, reply)
             self._send_fetches()

@@ -161,12 +161,14 @@ class RecordAccumulator:
             return now_ms >= head.retry_at_ms and not self.in_flight.get(tp)
         return True
 
-    def ready(self, now_ms: float, leader_for: Callable[[str, int], int | None]) -> ReadyCheck:
+    def ready(self, now_ms: float, leader_for: Callable[[str, int], int | None],
+              sendable: Callable[[TopicPartitionKey], bool] | None = None) -> ReadyCheck:
+        """sendable(tp) False holds a partition back (a transaction has not added it yet)."""
         nodes: set[int] = set()
         unknown: set[str] = set()
         next_in = float("inf")
         for tp, dq in self.batches.items():
-            if not dq:
+            if not dq or (sendable is not None and not sendable(tp)):
                 continue
             leader = leader_for(*tp)
             if leader is None or leader < 0:
@@ -191,7 +193,8 @@ class RecordAccumulator:
         return ReadyCheck(nodes, max(next_in, 0.0), unknown)
 
     def drain(self, nodes: Iterable[int], leader_for: Callable[[str, int], int | None], now_ms: float,
-              producer_id: int = -1) -> dict[int, list[ProducerBatch]]:
+              producer_id: int = -1, sendable: Callable[[TopicPartitionKey], bool] | None = None,
+              ) -> dict[int, list[ProducerBatch]]:
         """Take at most one batch per partition for each node, up to max.request.size each.
 
         With a producer id (idempotence), a batch gets its partition's next sequence number
@@ -208,7 +211,7 @@ class RecordAccumulator:
         self._drain_start += 1
         for tp in tps[start:] + tps[:start]:
             dq = self.batches[tp]
-            if not dq:
+            if not dq or (sendable is not None and not sendable(tp)):
                 continue
             node = leader_for(*tp)
             if node not in wanted or not self._sendable_head(tp, dq, now_ms):
@@ -285,6 +288,25 @@ class RecordAccumulator:
             self.available_memory += b.reserved
             b.reserved = 0
         return gone
+
+    def abort_undrained(self, keep: Callable[[ProducerBatch], bool] | None = None) -> list[ProducerBatch]:
+        """Remove queued batches never sent (no sequence number yet), e.g. when a transaction
+        aborts; retries stay, so no partition's sequence gets a gap. Memory freed."""
+        gone: list[ProducerBatch] = []
+        for dq in self.batches.values():
+            out = [b for b in dq if b.base_sequence < 0 and b.attempts == 0 and not (keep and keep(b))]
+            if out:
+                kept = [b for b in dq if b not in out]
+                dq.clear()
+                dq.extend(kept)
+                gone.extend(out)
+        for b in gone:
+            self.available_memory += b.reserved
+            b.reserved = 0
+        return gone
+
+    def partitions_with_batches(self) -> set[TopicPartitionKey]:
+        return {tp for tp, dq in self.batches.items() if dq}
 
     def reset_sequences(self) -> None:
         """A new producer id or epoch restarts every partition's sequence at 0."""

@@ -38,7 +38,7 @@ _NEEDS_GROUP = ("{} needs a consumer group: create the consumer with a 'group.id
                 "e.g. cluster.consumer({{'group.id': 'billing'}}) (see the consumer-groups lab)")
 
 
-class GroupRequiredError(KafkaLabError, NotImplementedError):
+class GroupRequiredError(KafkaLabError, ValueError):
     """A group method on a consumer without group.id."""
 
 
@@ -442,9 +442,9 @@ class Consumer:
         member = self._member
         if member is None:
             raise GroupRequiredError(_NEEDS_GROUP.format("committing offsets"))
+        member.want_coordinator = True
+        self._fetcher.waker.wake()
         while member.coordinator is None:
-            if not member.topics:  # not subscribed: nobody looks the coordinator up; do it here
-                self._fetcher.submit(lambda net: member.topics or member.step(time.monotonic()))
             if deadline is not None and time.monotonic() > deadline:
                 raise KafkaError(ErrorCode.coordinator_not_available,
                                  f"no coordinator found for group {member.group_id!r}")
@@ -486,7 +486,11 @@ class Consumer:
             if on_commit is not None:
                 fut.add_done_callback(lambda f: on_commit(f.exception(), offsets))
             return None
-        resp = fut.result(self._cfg["request.timeout.ms"] / 1000)
+        try:
+            resp = fut.result(self._cfg["request.timeout.ms"] / 1000)
+        except KafkaError:
+            member.coordinator = None
+            raise
         out = []
         for t in resp.topics:
             for p in t.partitions:
@@ -517,7 +521,14 @@ class Consumer:
         deadline = None if t is None else time.monotonic() + t
         while True:
             left = None if deadline is None else max(0.01, deadline - time.monotonic())
-            resp = self._fetcher.request(self._coordinator(deadline), lambda: req).result(left)
+            try:
+                resp = self._fetcher.request(self._coordinator(deadline), lambda: req).result(left)
+            except KafkaError:
+                member.coordinator = None  # unreachable (e.g. killed): look it up again
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+                continue
             g = resp.groups[0]
             if g.error_code in (ErrorCode.not_coordinator, ErrorCode.coordinator_load_in_progress,
                                 ErrorCode.coordinator_not_available):

@@ -75,6 +75,7 @@ class GroupMember:
         self.generation = -1
         self.leader = ""
         self.owned: list[TP] = []
+        self.previous: list[TP] = []  # eager: what was owned before the last revocation
         self.events: deque[tuple[str, list[TP], int]] = deque()
         self.seq = 0
         self.app_done = 0  # written by the application thread
@@ -87,7 +88,8 @@ class GroupMember:
         self.retry_at = 0.0
         self.pending_sync: Any = None  # a JoinGroup answer waiting for metadata (leader)
         self.left_for_poll_timeout = False
-        self.deferred: list[Send] = []  # requests a handler wants sent right away
+        self.deferred: list[Send] = []
+        self.want_coordinator = False  # set by commit()/committed() of an unsubscribed consumer  # requests a handler wants sent right away
 
     # ---- from the application ------------------------------------------------------------
     def subscribe(self, topics: list[str], now: float) -> None:
@@ -106,7 +108,11 @@ class GroupMember:
     # ---- the machine ---------------------------------------------------------------------------
     def step(self, now: float) -> list[Send]:
         out: list[Send] = []
-        if not self.topics or self.state == FATAL:
+        if self.state == FATAL:
+            return out
+        if not self.topics:  # not subscribed: only commit()/committed() need the coordinator
+            if self.want_coordinator and self.coordinator is None and not self.in_flight and now >= self.retry_at:
+                self._find_coordinator(out)
             return out
         if self._poll_timed_out(now, out):
             return out
@@ -120,9 +126,7 @@ class GroupMember:
         if self.in_flight or now < self.retry_at:
             return out
         if self.coordinator is None:
-            self.in_flight = True
-            out.append((None, fc_req.FindCoordinatorRequest(key_type=0, coordinator_keys=(self.group_id,)),
-                        self._on_find_coordinator))
+            self._find_coordinator(out)
             return out
         if self.pending_sync is not None:
             self._sync_as_leader(self.pending_sync, now, out)
@@ -131,10 +135,15 @@ class GroupMember:
             if self.protocol != COOPERATIVE and self.owned:
                 # Eager: give everything back (the application commits) before joining.
                 self._event("revoke", self.owned)
-                self.owned = []
+                self.previous, self.owned = self.owned, []
                 return out
             self._join(out)
         return out
+
+    def _find_coordinator(self, out: list[Send]) -> None:
+        self.in_flight = True
+        out.append((None, fc_req.FindCoordinatorRequest(key_type=0, coordinator_keys=(self.group_id,)),
+                    self._on_find_coordinator))
 
     def _poll_timed_out(self, now: float, out: list[Send]) -> bool:
         if self.left_for_poll_timeout:
@@ -159,7 +168,9 @@ class GroupMember:
             member_id=self.member_id, group_instance_id=self.instance_id, reason="consumer leaving"),))
 
     def _join(self, out: list[Send]) -> None:
-        owned = self.owned if self.protocol == COOPERATIVE else []
+        # Eager members own nothing while joining; they still report what they had, so a
+        # sticky assignor can give it back (Kafka's StickyAssignor puts it in user_data).
+        owned = self.owned if self.protocol == COOPERATIVE else self.previous
         sub = Subscription(list(self.topics), owned, self.generation)
         protocols = tuple(jg_req.JoinGroupRequestProtocol(name=protocol_name(s), metadata=encode_subscription(sub))
                           for s in self.strategies)
@@ -180,6 +191,7 @@ class GroupMember:
         if self.owned:
             self._event("lost", self.owned)
         self.owned = []
+        self.previous = []
         self.generation = -1
         if reset_member:
             self.member_id = ""

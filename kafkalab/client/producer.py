@@ -3,6 +3,12 @@
 produce() only appends to the RecordAccumulator (a few microseconds); the Sender thread does
 all network work. Delivery reports come back through poll()/flush(), which run the callbacks
 in the caller's thread, as confluent-kafka does.
+
+With a `transactional.id`: init_transactions(), begin_transaction(), produce()...,
+send_offsets_to_transaction(), commit_transaction() / abort_transaction(), with
+confluent-kafka's names. Their failures raise KafkaException whose args[0] is a TxnError
+with confluent's flags: fatal() (fenced: close this producer), txn_requires_abort() (call
+abort_transaction() and start again) and retriable() (call the same method again).
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ from kafkalab.client.context import ClientContext
 from kafkalab.client.message import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Message
 from kafkalab.client.metadata import ClusterMetadata
 from kafkalab.client.partitioner import DefaultPartitioner, check_partition, make_partitioner
-from kafkalab.client.sender import DeliveryReport, ReportQueue, Sender
+from kafkalab.client.sender import (
+    GROUP_KEY,
+    TXN_KEY,
+    DeliveryReport,
+    ReportQueue,
+    Sender,
+    is_fatal_txn_error,
+)
 from kafkalab.errors import KafkaLabError
+from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
+from kafkalab.protocol.build import ms
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 
 DeliveryCallback = Callable[[Any, Message], None]
@@ -57,6 +72,68 @@ def _headers(headers: Any) -> list[tuple[str, bytes | None]] | None:
             raise TypeError(f"header key must be str, got {k!r}")
         out.append((k, _to_bytes(v, f"header {k!r} value")))
     return out
+
+
+INIT_PRODUCER_ID, ADD_OFFSETS, END_TXN, TXN_OFFSET_COMMIT = 22, 25, 26, 28
+
+
+class TxnError:
+    """confluent-kafka's KafkaError object for transactional calls: code(), name(), str()
+    and the flags that say what the application should do next."""
+
+    def __init__(self, error: KafkaError, *, fatal: bool = False, txn_requires_abort: bool = False,
+                 retriable: bool = False):
+        self.error = error
+        self._fatal, self._abort, self._retriable = fatal, txn_requires_abort, retriable
+
+    def code(self) -> int:
+        return int(self.error.code)
+
+    def name(self) -> str:
+        return self.error.name
+
+    def str(self) -> str:
+        return str(self.error)
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+    def txn_requires_abort(self) -> bool:
+        return self._abort
+
+    def retriable(self) -> bool:
+        return self._retriable
+
+    def __repr__(self) -> str:
+        flags = [f for f, on in (("fatal", self._fatal), ("txn_requires_abort", self._abort),
+                                 ("retriable", self._retriable)) if on]
+        return f"TxnError({self.error}{', ' if flags else ''}{', '.join(flags)})"
+
+
+class KafkaException(KafkaLabError):
+    """What the transactional methods raise (as confluent-kafka): args[0] is a TxnError."""
+
+    def __init__(self, error: TxnError):
+        super().__init__(error)
+        self.error = error
+
+    def __str__(self) -> str:
+        return self.error.str()
+
+
+def _group_fields(group_metadata: Any) -> tuple[str, int, str, str | None]:
+    """(group_id, generation_id, member_id, group_instance_id) from consumer_group_metadata()
+    (an object or dict with those names) or a plain group id."""
+    if isinstance(group_metadata, str):
+        return group_metadata, -1, "", None
+    get = group_metadata.get if isinstance(group_metadata, Mapping) else (
+        lambda k, d=None: getattr(group_metadata, k, d))
+    gid = get("group_id")
+    if not gid:
+        raise TypeError("group_metadata must be consumer.consumer_group_metadata() or a group id string, "
+                        f"got {group_metadata!r}")
+    return (str(gid), int(get("generation_id", -1) if get("generation_id", -1) is not None else -1),
+            str(get("member_id", "") or ""), get("group_instance_id", None))
 
 
 class Producer:
@@ -109,6 +186,8 @@ class Producer:
         """Queue one record. Raises BufferError if buffer.memory stays full for max.block.ms."""
         if self._closed:
             raise KafkaLabError("produce() on a closed producer: create a new one")
+        if self._sender.transactional_id is not None:
+            self._check_txn_produce()
         if type(value) is not bytes:
             value = _to_bytes(value, "value")
         if type(key) is not bytes:
@@ -276,6 +355,166 @@ class Producer:
         """Records produced whose delivery report has not been served yet."""
         return self._outstanding
 
+    # ---- transactions --------------------------------------------------------------------
+    def _txn_timeout(self, timeout: float | None) -> float:
+        return self._max_block_s if timeout is None or timeout < 0 else timeout
+
+    def _raise(self, err: BaseException, *, abortable: bool = False, retriable: bool | None = None) -> None:
+        if isinstance(err, KafkaException):
+            raise err
+        kerr = err if isinstance(err, KafkaError) else KafkaError(ErrorCode.unknown_server_error, str(err))
+        fatal = is_fatal_txn_error(kerr)
+        txn = self._sender.txn
+        if fatal:
+            txn.state, txn.error = "FATAL_ERROR", txn.error or kerr
+        raise KafkaException(TxnError(kerr, fatal=fatal, txn_requires_abort=abortable and not fatal,
+                                      retriable=kerr.retriable if retriable is None else retriable)) from None
+
+    def _require(self, *states: str, what: str) -> None:
+        if self._sender.transactional_id is None:
+            raise KafkaException(TxnError(KafkaError(ErrorCode.invalid_txn_state,
+                                 f"{what} needs a transactional producer: set transactional.id")))
+        txn = self._sender.txn
+        if txn.state == "FATAL_ERROR":
+            assert txn.error is not None
+            raise KafkaException(TxnError(txn.error, fatal=True))
+        if txn.state not in states:
+            raise KafkaException(TxnError(KafkaError(ErrorCode.invalid_txn_state,
+                                 f"{what} is not allowed in state {txn.state}"),
+                                 txn_requires_abort=txn.state == "ABORTABLE_ERROR"))
+
+    def _check_txn_produce(self) -> None:
+        txn = self._sender.txn
+        if txn.state == "ABORTABLE_ERROR":
+            self._require("IN_TRANSACTION", what="produce()")
+        self._require("IN_TRANSACTION", what="produce() outside begin_transaction()")
+
+    def _coordinator(self, key_type: int, key: str, make: Any, error_of: Any, deadline: float) -> Any:
+        fut = self._sender.coordinator_call(key_type, key, make, error_of, max(0.0, deadline - time.monotonic()))
+        try:
+            return fut.result(max(0.0, deadline - time.monotonic()) + 1.0)
+        except TimeoutError:
+            raise KafkaError(ErrorCode.request_timed_out, f"the coordinator of {key!r} did not answer in time") from None
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        """Register the transactional.id with its coordinator: get the producer id and a new
+        epoch (fencing any older instance), after the coordinator has aborted whatever that
+        instance left open."""
+        self._require("UNINITIALIZED", what="init_transactions()")
+        s = self._sender
+        tid = str(s.transactional_id)
+        deadline = time.monotonic() + self._txn_timeout(timeout)
+        cls = request_class(INIT_PRODUCER_ID, ZMQ_VERSIONS[INIT_PRODUCER_ID])
+
+        def make() -> Any:
+            return cls(transactional_id=tid, transaction_timeout=ms(self._cfg["transaction.timeout.ms"]),
+                       producer_id=-1, producer_epoch=-1)
+
+        try:
+            resp = self._coordinator(TXN_KEY, tid, make, lambda r: r.error_code, deadline)
+        except BaseException as e:
+            self._raise(e)
+        with self._lock:
+            s.producer_id, s.producer_epoch = int(resp.producer_id), int(resp.producer_epoch)
+            self._acc.reset_sequences()
+        s.txn.state = "READY"
+
+    def begin_transaction(self) -> None:
+        self._require("READY", what="begin_transaction()")
+        txn = self._sender.txn
+        txn.added, txn.adding, txn.offsets_added, txn.error = set(), set(), False, None
+        txn.state = "IN_TRANSACTION"
+
+    def send_offsets_to_transaction(self, positions: Any, group_metadata: Any, timeout: float | None = None) -> None:
+        """Commit the consumer's positions (the next offsets to read) as part of this
+        transaction: AddOffsetsToTxn to the transaction coordinator, then TxnOffsetCommit to
+        the group coordinator; they become the group's committed offsets only if the
+        transaction commits."""
+        self._require("IN_TRANSACTION", what="send_offsets_to_transaction()")
+        s = self._sender
+        tid = str(s.transactional_id)
+        group, generation, member, instance = _group_fields(group_metadata)
+        deadline = time.monotonic() + self._txn_timeout(timeout)
+        add_cls = request_class(ADD_OFFSETS, ZMQ_VERSIONS[ADD_OFFSETS])
+        try:
+            self._coordinator(TXN_KEY, tid, lambda: add_cls(
+                transactional_id=tid, producer_id=s.producer_id, producer_epoch=s.producer_epoch, group_id=group),
+                lambda r: r.error_code, deadline)
+        except BaseException as e:
+            self._raise(e, abortable=True)
+        s.txn.offsets_added = True
+        cls = request_class(TXN_OFFSET_COMMIT, ZMQ_VERSIONS[TXN_OFFSET_COMMIT])
+        mod = __import__(cls.__module__, fromlist=["TxnOffsetCommitRequestTopic"])
+        by_topic: dict[str, list[Any]] = {}
+        for tp in positions:
+            if tp.offset < 0:
+                continue  # nothing consumed from it: no position to commit
+            by_topic.setdefault(tp.topic, []).append(mod.TxnOffsetCommitRequestPartition(
+                partition_index=tp.partition, committed_offset=tp.offset,
+                committed_leader_epoch=getattr(tp, "leader_epoch", None) or -1, committed_metadata=None))
+        if not by_topic:
+            return
+        req = cls(transactional_id=tid, group_id=group, producer_id=s.producer_id, producer_epoch=s.producer_epoch,
+                  generation_id=generation, member_id=member, group_instance_id=instance,
+                  topics=tuple(mod.TxnOffsetCommitRequestTopic(name=t, partitions=tuple(ps))
+                               for t, ps in by_topic.items()))
+        try:
+            self._coordinator(GROUP_KEY, group, lambda: req, _txn_offset_commit_error, deadline)
+        except BaseException as e:
+            self._raise(e, abortable=True)
+
+    def commit_transaction(self, timeout: float | None = None) -> None:
+        """Flush the transaction's records, then EndTxn(commit): the coordinator logs
+        PrepareCommit, answers, and writes COMMIT markers to every partition in it."""
+        self._end(True, timeout)
+
+    def abort_transaction(self, timeout: float | None = None) -> None:
+        """Drop the records not sent yet, wait for those in flight, then EndTxn(abort):
+        read_committed consumers never see this transaction's records."""
+        self._end(False, timeout)
+
+    def _end(self, commit: bool, timeout: float | None) -> None:
+        what = "commit_transaction()" if commit else "abort_transaction()"
+        s = self._sender
+        txn = s.txn
+        if commit:
+            self._require("IN_TRANSACTION", "COMMITTING", "ABORTABLE_ERROR", what=what)
+        else:
+            self._require("IN_TRANSACTION", "COMMITTING", "ABORTING", "ABORTABLE_ERROR", what=what)
+        t = self._txn_timeout(timeout)
+        deadline = time.monotonic() + t
+        if commit and txn.error is not None:
+            self._raise(txn.error, abortable=True, retriable=False)
+        if not commit:
+            txn.state = "ABORTING"
+            with self._lock:
+                gone = self._acc.abort_undrained()
+                self._memory_freed.notify_all()
+            err = KafkaError(ErrorCode.invalid_txn_state, "the transaction was aborted before this record was sent")
+            for b in gone:
+                self._reports.put(DeliveryReport(b, err, -1, -1))
+        else:
+            txn.state = "COMMITTING"
+        left = self.flush(t)
+        if left:
+            self._raise(KafkaError(ErrorCode.request_timed_out,
+                                   f"{left} record(s) not delivered within {t:.1f}s: call {what} again"),
+                        retriable=True)
+        if commit and txn.error is not None:
+            txn.state = "ABORTABLE_ERROR"
+            self._raise(txn.error, abortable=True, retriable=False)
+        if txn.added or txn.offsets_added:
+            tid = str(s.transactional_id)
+            cls = request_class(END_TXN, ZMQ_VERSIONS[END_TXN])
+            try:
+                self._coordinator(TXN_KEY, tid, lambda: cls(
+                    transactional_id=tid, producer_id=s.producer_id, producer_epoch=s.producer_epoch,
+                    committed=commit), lambda r: r.error_code, deadline)
+            except BaseException as e:
+                self._raise(e, abortable=commit)
+        txn.added, txn.offsets_added, txn.error = set(), False, None
+        txn.state = "READY"
+
     # ---- metadata ----------------------------------------------------------------------
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
         """Cluster metadata (brokers, topics, partitions with leader, replicas, isrs)."""
@@ -316,3 +555,11 @@ class Producer:
         return f"<Producer {self._ctx.node} queued={len(self)}>"
 
 
+
+
+def _txn_offset_commit_error(resp: Any) -> ErrorCode:
+    for t in resp.topics:
+        for p in t.partitions:
+            if p.error_code != ErrorCode.none:
+                return p.error_code
+    return ErrorCode.none

@@ -5,6 +5,11 @@ enable.idempotence is on, sends at most max.in.flight.requests.per.connection re
 broker, retries retriable errors after retry.backoff.ms (refreshing metadata when the leader
 moved), fails batches older than delivery.timeout.ms, and queues delivery reports for the
 application's thread: callbacks never run here.
+
+With a transactional.id the sender also keeps the client side of a transaction (Kafka's
+TransactionManager): the coordinator of the id (FindCoordinator key_type 1), requests to it
+that are retried on CONCURRENT_TRANSACTIONS and coordinator moves (`coordinator_call`), and
+AddPartitionsToTxn for every partition before its first batch of the transaction goes out.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafkalab.client.accumulator import ProducerBatch, RecordAccumulator
@@ -22,6 +29,41 @@ from kafkalab.client.metadata import METADATA_ERRORS
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
 from kafkalab.protocol.build import ms, produce_request, produce_results
 from kafkalab.protocol.errors import ErrorCode, KafkaError
+
+FIND_COORDINATOR, ADD_PARTITIONS = 10, 24
+GROUP_KEY, TXN_KEY = 0, 1  # FindCoordinator key types
+CONCURRENT_TXN_BACKOFF_S = 0.02  # Kafka's client retries CONCURRENT_TRANSACTIONS quickly
+COORDINATOR_ERRORS = (ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
+                      ErrorCode.network_exception, ErrorCode.request_timed_out)
+FATAL_TXN_ERRORS = (ErrorCode.producer_fenced, ErrorCode.invalid_producer_epoch,
+                    ErrorCode.transactional_id_authorization_failed, ErrorCode.invalid_producer_id_mapping,
+                    ErrorCode.unsupported_version)
+
+
+@dataclass(eq=False)
+class CoordinatorCall:
+    """One request to a coordinator, retried until it succeeds, fails for good or times out."""
+
+    key_type: int
+    key: str
+    make: Callable[[], Any]
+    error_of: Callable[[Any], ErrorCode]  # the response's error (first failing partition)
+    future: Future
+    deadline: float
+    next_try: float = 0.0
+    in_flight: bool = False
+    last_error: KafkaError | None = None
+
+
+@dataclass
+class TxnClientState:
+    """What the application's thread and the sender share about the current transaction."""
+
+    state: str = "UNINITIALIZED"  # READY, IN_TRANSACTION, COMMITTING, ABORTING, ABORTABLE_ERROR, FATAL_ERROR
+    added: set[tuple[str, int]] = field(default_factory=set)  # AddPartitionsToTxn acknowledged
+    adding: set[tuple[str, int]] = field(default_factory=set)
+    offsets_added: bool = False
+    error: KafkaError | None = None  # the abortable or fatal error that ended the transaction
 
 
 @dataclass(slots=True)
@@ -85,6 +127,10 @@ class Sender(IoThread):
         self._token = 0
         self.closing = False
         self.records_sent = self.bytes_sent = self.batches_sent = self.errors = 0
+        self.transactional_id: str | None = cfg["transactional.id"]
+        self.txn = TxnClientState()
+        self.calls: list[CoordinatorCall] = []
+        self.coordinators: dict[tuple[int, str], int] = {}  # (key type, key) -> broker id
 
     # ---- metadata -----------------------------------------------------------------------
     def want_topic(self, topic: str) -> None:
@@ -157,9 +203,10 @@ class Sender(IoThread):
         now_ms = now * 1000.0
         if (self.need_metadata and now >= self._metadata_not_before) or now >= self._next_metadata:
             self._refresh_metadata(now)
-        if self.idempotent and self.producer_id < 0:
+        if self.idempotent and self.producer_id < 0 and self.transactional_id is None:
             self._init_producer_id(now)
         assert self.net is not None
+        sleep_txn = self._txn_step(now) if self.transactional_id is not None else 0.25
         leader_for = self.net.metadata.leader_for
         sleep_s = 0.25
         drained: dict[int, list[ProducerBatch]] = {}
@@ -168,10 +215,11 @@ class Sender(IoThread):
             if self.idempotent and self.producer_id < 0:
                 check = None
             else:
-                check = self.acc.ready(now_ms, leader_for)
+                sendable = self._txn_sendable if self.transactional_id is not None else None
+                check = self.acc.ready(now_ms, leader_for, sendable)
                 nodes = [n for n in check.ready_nodes if self.net.in_flight(n) < self.max_in_flight]
                 if nodes:
-                    drained = self.acc.drain(nodes, leader_for, now_ms, self.producer_id)
+                    drained = self.acc.drain(nodes, leader_for, now_ms, self.producer_id, sendable)
             if expired:
                 self.memory_freed.notify_all()
         for b in expired:
@@ -190,7 +238,143 @@ class Sender(IoThread):
             sleep_s = min(sleep_s, self.backoff_s)
         for node, batches in drained.items():
             self._send(node, batches, now)
-        return sleep_s
+        return min(sleep_s, sleep_txn)
+
+    # ---- transactions (Kafka's TransactionManager) ------------------------------------
+    def _txn_sendable(self, tp: tuple[str, int]) -> bool:
+        return tp in self.txn.added
+
+    def coordinator_call(self, key_type: int, key: str, make: Callable[[], Any],
+                         error_of: Callable[[Any], ErrorCode], timeout_s: float) -> Future:
+        """From any thread: send make() to the coordinator of `key`, retrying retriable
+        errors (finding the coordinator again when it moved) until timeout_s."""
+        fut: Future = Future()
+        call = CoordinatorCall(key_type, key, make, error_of, fut, time.monotonic() + timeout_s)
+        self.submit(lambda _net: self.calls.append(call))
+        return fut
+
+    def _txn_step(self, now: float) -> float:
+        txn = self.txn
+        if txn.state == "IN_TRANSACTION" and txn.error is None:
+            with self.lock:
+                new = self.acc.partitions_with_batches() - txn.added - txn.adding
+            if new:
+                self._add_partitions(sorted(new), now)
+        elif txn.error is not None:
+            self._fail_unadded(txn.error)
+        wait = 0.25
+        for call in list(self.calls):
+            if call.in_flight:
+                continue
+            if now >= call.deadline:
+                self.calls.remove(call)
+                if not call.future.done():
+                    call.future.set_exception(call.last_error or KafkaError(
+                        ErrorCode.request_timed_out, f"no answer from the coordinator of {call.key!r} in time"))
+                continue
+            if now < call.next_try:
+                wait = min(wait, call.next_try - now)
+                continue
+            self._try(call, now)
+        return wait
+
+    def _add_partitions(self, tps: list[tuple[str, int]], now: float) -> None:
+        txn = self.txn
+        txn.adding |= set(tps)
+        cls = request_class(ADD_PARTITIONS, ZMQ_VERSIONS[ADD_PARTITIONS])
+        topic_cls = __import__(cls.__module__, fromlist=["AddPartitionsToTxnTopic"]).AddPartitionsToTxnTopic
+        by_topic: dict[str, list[int]] = {}
+        for t, p in tps:
+            by_topic.setdefault(t, []).append(p)
+
+        def make() -> Any:
+            return cls(v3_and_below_transactional_id=self.transactional_id,
+                       v3_and_below_producer_id=self.producer_id, v3_and_below_producer_epoch=self.producer_epoch,
+                       v3_and_below_topics=tuple(topic_cls(name=t, partitions=tuple(ps))
+                                                 for t, ps in by_topic.items()))
+
+        fut = Future()
+        call = CoordinatorCall(TXN_KEY, str(self.transactional_id), make, _add_partitions_error, fut,
+                               now + self.cfg["max.block.ms"] / 1000)
+
+        def done(f: Future) -> None:
+            txn.adding -= set(tps)
+            err = f.exception()
+            if err is None:
+                txn.added |= set(tps)
+                self.waker.wake()
+            elif txn.error is None:
+                txn.error = err if isinstance(err, KafkaError) else KafkaError(ErrorCode.unknown_server_error, str(err))
+                txn.state = "FATAL_ERROR" if is_fatal_txn_error(txn.error) else "ABORTABLE_ERROR"
+
+        fut.add_done_callback(done)
+        self.calls.append(call)
+        self._try(call, now)
+
+    def _fail_unadded(self, err: KafkaError) -> None:
+        """The transaction failed: its batches for partitions never added will not be sent."""
+        with self.lock:
+            gone = self.acc.abort_undrained(keep=lambda b: b.tp in self.txn.added)
+            if gone:
+                self.memory_freed.notify_all()
+        for b in gone:
+            self._report(b, err, -1, -1)
+
+    def _try(self, call: CoordinatorCall, now: float) -> None:
+        assert self.net is not None
+        node = self.coordinators.get((call.key_type, call.key))
+        call.in_flight = True
+        if node is None:
+            cls = request_class(FIND_COORDINATOR, ZMQ_VERSIONS[FIND_COORDINATOR])
+            req = cls(key_type=call.key_type, coordinator_keys=(call.key,))
+            self._send_call(call, self.net.any_broker(), req, self._found, now)
+        else:
+            self._send_call(call, node, call.make(), self._answered, now)
+
+    def _send_call(self, call: CoordinatorCall, node: int, req: Any, then: Any, now: float) -> None:
+        assert self.net is not None
+        try:
+            self.net.send(node, req, lambda resp: then(call, node, resp), now)
+        except KafkaError as e:
+            then(call, node, e)
+
+    def _retry(self, call: CoordinatorCall, err: KafkaError, backoff_s: float) -> None:
+        call.in_flight = False
+        call.last_error = err
+        call.next_try = time.monotonic() + backoff_s
+
+    def _found(self, call: CoordinatorCall, _node: int, resp: Any) -> None:
+        if isinstance(resp, BaseException):
+            self._retry(call, resp if isinstance(resp, KafkaError) else KafkaError(ErrorCode.unknown_server_error),
+                        self.backoff_s)
+            return
+        c = resp.coordinators[0]
+        if c.error_code != ErrorCode.none or int(c.node_id) < 0:
+            self._retry(call, KafkaError(c.error_code, f"no coordinator for {call.key!r} yet"), self.backoff_s)
+            return
+        self.coordinators[(call.key_type, call.key)] = int(c.node_id)
+        call.in_flight = False
+        call.next_try = 0.0
+        self.waker.wake()
+
+    def _answered(self, call: CoordinatorCall, node: int, resp: Any) -> None:
+        code = resp.code if isinstance(resp, KafkaError) else call.error_of(resp)
+        if code == ErrorCode.none:
+            self.calls.remove(call)
+            if not call.future.done():
+                call.future.set_result(resp)
+            return
+        err = resp if isinstance(resp, KafkaError) else KafkaError(code)
+        if code in COORDINATOR_ERRORS:
+            self.coordinators.pop((call.key_type, call.key), None)  # it moved: look it up again
+        if code == ErrorCode.concurrent_transactions:
+            self._retry(call, err, CONCURRENT_TXN_BACKOFF_S)
+        elif err.retriable:
+            self._retry(call, err, self.backoff_s)
+        else:
+            self.calls.remove(call)
+            if not call.future.done():
+                call.future.set_exception(err)
 
     def _send(self, node: int, batches: list[ProducerBatch], now: float) -> None:
         assert self.net is not None
@@ -199,7 +383,8 @@ class Sender(IoThread):
             if b.wire is None:
                 b.wire = b.builder.build(
                     producer_id=self.producer_id, producer_epoch=self.producer_epoch,
-                    base_sequence=b.base_sequence, compression=self.compression)
+                    base_sequence=b.base_sequence, compression=self.compression,
+                    transactional=self.transactional_id is not None)
                 self.acc.record_wire_size(b, len(b.wire))
             topics.setdefault(b.topic, {})[b.partition] = b.wire
         req = produce_request(self.acks, self.cfg["request.timeout.ms"], topics,
@@ -277,6 +462,12 @@ class Sender(IoThread):
             self.batches_sent += 1
         else:
             self.errors += 1
+            txn = self.txn
+            if self.transactional_id is not None and txn.error is None and txn.state != "ABORTING":
+                # A record of the transaction is lost: it can only be aborted now (or, fenced,
+                # the producer is done for).
+                txn.error = err
+                txn.state = "FATAL_ERROR" if is_fatal_txn_error(err) else "ABORTABLE_ERROR"
         self.reports.put(DeliveryReport(batch, err, base_offset, log_append_ms))
 
     def counters(self) -> dict[str, int]:
@@ -301,3 +492,15 @@ class Sender(IoThread):
             self.memory_freed.notify_all()
         for b in gone:
             self._report(b, err, -1, -1)
+
+
+def is_fatal_txn_error(err: BaseException) -> bool:
+    return isinstance(err, KafkaError) and err.code in FATAL_TXN_ERRORS
+
+
+def _add_partitions_error(resp: Any) -> ErrorCode:
+    for t in resp.results_by_topic_v3_and_below:
+        for p in t.results_by_partition:
+            if p.partition_error_code != ErrorCode.none:
+                return p.partition_error_code
+    return ErrorCode.none

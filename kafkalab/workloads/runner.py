@@ -249,7 +249,7 @@ def run_workload(cluster: Any, topic: str, *, duration_s: float, rate: float = 5
     settled = wait_for_leaders(cluster, topic, settle_timeout_s)
     settled_s = time.monotonic() - t0
     # What the read-back starts from, for whoever has to explain an anomaly.
-    state = cluster.describe_topic(topic, fresh=False)
+    state = cluster.describe_topic(topic)
     topic_state = [{"partition": int(r.partition), "leader": int(r.leader), "leader_epoch": int(r.leader_epoch),
                     "isr": [int(b) for b in r.isr], "high_watermark": int(r.high_watermark),
                     "log_end_offsets": {str(b): int(o) for b, o in r.log_end_offsets.items()}}

@@ -117,11 +117,11 @@ def test_not_leader_refreshes_metadata_and_moves_on(cluster, make_consumer):
     assert any(b == 2 and api == "Fetch" for b, api, _ in cluster.requests)
 
 
-def test_group_methods_say_they_come_later(make_consumer):
+def test_group_methods_without_group_id_name_the_fix(make_consumer):
     c = make_consumer()
-    with pytest.raises(NotImplementedError, match="consumer-groups"):
+    with pytest.raises(ValueError, match="group.id"):
         c.subscribe(["t"])
-    with pytest.raises(NotImplementedError, match="consumer-groups"):
+    with pytest.raises(ValueError, match="group.id"):
         c.commit()
     with pytest.raises(KafkaError, match="not assigned"):
         c.seek(TopicPartition("t", 1, 0))

@@ -1,0 +1,418 @@
+"""TransactionService: the broker's wiring of the TransactionCoordinator. Thin.
+
+It answers FindCoordinator (key_type 1, transactional ids), InitProducerId with a
+transactional.id, AddPartitionsToTxn, AddOffsetsToTxn and EndTxn (kio requests in, kio
+responses out at the version asked); writes the coordinator's records to the replicated,
+compacted `__transaction_state` topic through the ReplicaManager's produce path (acks=all),
+creating the topic on first use; every 100 ms loads the partitions of that topic this broker
+has just become leader of (replaying their log, then finishing prepared transactions) and
+drops those it no longer leads; sends WriteTxnMarkers to partition leaders (itself directly,
+other brokers over ZeroMQ) and retries until every partition has its marker; keeps its own
+block of producer ids from the controller; publishes "txn" rows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from kio.schema.allocate_producer_ids.v0.request import AllocateProducerIdsRequest
+from kio.schema.create_topics.v7 import request as ct_req
+from kio.schema.errors import ErrorCode
+from kio.schema.produce.v9 import request as produce_req
+from kio.schema.write_txn_markers.v1 import request as wtm_req
+
+from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
+from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
+from kafkalab.records.batch import decode_batch, encode_batch
+from kafkalab.records.scan import iter_batches
+from kafkalab.transport.rpc import RpcClient
+
+log = logging.getLogger(__name__)
+
+FIND_COORDINATOR, INIT_PRODUCER_ID, ADD_PARTITIONS, ADD_OFFSETS, END_TXN = 10, 22, 24, 25, 26
+WRITE_TXN_MARKERS = 27
+NO_THROTTLE = datetime.timedelta(0)
+TICK_S = 0.1
+MARKER_RETRY_BACKOFF_S = 0.1
+# Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms is 10 s; the lab looks
+# more often so a timed-out transaction is aborted while the learner watches.
+DEFAULT_ABORT_CHECK_MS = 500
+# Markers whose partitions are gone are dropped; these end the job (a newer coordinator or
+# producer epoch exists: this coordinator is a zombie for that transaction).
+ZOMBIE_CODES = (ErrorCode.transaction_coordinator_fenced, ErrorCode.invalid_producer_epoch)
+
+
+def _make(cls: type, **kw: Any) -> Any:
+    """A kio entity from the fields this version has."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in kw.items() if k in names})
+
+
+def _nested(resp_cls: type, name: str) -> type:
+    return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class MarkerJob:
+    txn_partition: int
+    coordinator_epoch: int
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    remaining: set[TP]
+    on_done: Any
+    in_flight: set[TP] = field(default_factory=set)
+    retry_at: float = 0.0
+
+
+class TransactionService:
+    api_keys = frozenset({ADD_PARTITIONS, ADD_OFFSETS, END_TXN})  # plus 10 and 22, shared
+
+    def __init__(self, server: Any):
+        self.server = server
+        cfg = server.config
+        self.num_partitions = int(cfg["transaction.state.log.num.partitions"])
+        self.loaded: set[int] = set()
+        self.producer_ids: list[int] = []  # [next, end) of this coordinator's block
+        self._allocating = False
+        self._creating_since = 0.0
+        self.jobs: list[MarkerJob] = []
+        self.clients: dict[int, RpcClient] = {}  # broker id -> marker channel
+        self.calls: dict[tuple[int, int], Any] = {}  # (broker, correlation id) -> callback
+        self.coordinator = TransactionCoordinator(
+            num_partitions=self.num_partitions, offsets_partitions=int(cfg["offsets.topic.num.partitions"]),
+            append=self._append, send_markers=self._send_markers, owns=self._owns,
+            next_producer_id=self._next_producer_id, publish=self._publish_now,
+            max_timeout_ms=int(cfg["transaction.max.timeout.ms"]),
+            id_expiration_ms=int(cfg["transactional.id.expiration.ms"]))
+        server.loop.call_every(TICK_S, self._tick)
+        abort_ms = cfg.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", DEFAULT_ABORT_CHECK_MS)
+        server.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(_ms()))
+        server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
+        self._claim_find_coordinator()
+        # BrokerServer.close() terminates the zmq context, which waits for every socket:
+        # close the marker channels first.
+        server_close = server.close
+
+        def close() -> None:
+            self.close()
+            server_close()
+        server.close = close
+
+    def _claim_find_coordinator(self) -> None:
+        # BrokerServer.handle offers FindCoordinator to the group service first, which answers
+        # key_type 1 with COORDINATOR_NOT_AVAILABLE: route transactional lookups here instead.
+        groups = getattr(self.server, "groups", None)
+        if groups is None or FIND_COORDINATOR not in getattr(groups, "api_keys", ()):
+            return
+        group_handle = groups.handle
+
+        def handle(api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
+            if self.accepts(api_key, req):
+                self.handle(api_key, version, req, reply, now_ms)
+            else:
+                group_handle(api_key, version, req, reply, now_ms)
+        groups.handle = handle
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def accepts(self, api_key: int, req: Any) -> bool:
+        if api_key == INIT_PRODUCER_ID:
+            return bool(getattr(req, "transactional_id", None))
+        if api_key == FIND_COORDINATOR:
+            return int(getattr(req, "key_type", 0)) == 1
+        return api_key in self.api_keys
+
+    def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
+        cls = response_class(api_key, version)
+        c = self.coordinator
+        if api_key == FIND_COORDINATOR:
+            reply(self._find_coordinator(req, cls))
+        elif api_key == INIT_PRODUCER_ID:
+            timeout_ms = int(req.transaction_timeout.total_seconds() * 1000)
+            c.init_producer_id(str(req.transactional_id), timeout_ms, int(getattr(req, "producer_id", -1)),
+                               int(getattr(req, "producer_epoch", -1)), now_ms,
+                               lambda code, pid, epoch: reply(_make(
+                                   cls, throttle_time=NO_THROTTLE, error_code=code, producer_id=pid,
+                                   producer_epoch=epoch)))
+        elif api_key == ADD_PARTITIONS:
+            self._add_partitions(req, cls, reply, now_ms)
+        elif api_key == ADD_OFFSETS:
+            c.add_offsets(str(req.transactional_id), int(req.producer_id), int(req.producer_epoch),
+                          str(req.group_id), now_ms,
+                          lambda code: reply(_make(cls, throttle_time=NO_THROTTLE, error_code=code)))
+        elif api_key == END_TXN:
+            c.end_txn(str(req.transactional_id), int(req.producer_id), int(req.producer_epoch),
+                      bool(req.committed), now_ms,
+                      lambda code: reply(_make(cls, throttle_time=NO_THROTTLE, error_code=code)))
+
+    def _add_partitions(self, req: Any, cls: type, reply: Any, now_ms: int) -> None:
+        # v0-3 carry one transaction; kio names the fields v3_and_below_* from v3 on.
+        tid = getattr(req, "v3_and_below_transactional_id", None) or getattr(req, "transactional_id", "")
+        pid = getattr(req, "v3_and_below_producer_id", getattr(req, "producer_id", -1))
+        epoch = getattr(req, "v3_and_below_producer_epoch", getattr(req, "producer_epoch", -1))
+        topics = getattr(req, "v3_and_below_topics", None) or getattr(req, "topics", ())
+        tps = [(str(t.name), int(p)) for t in topics for p in t.partitions]
+        unknown = {tp for tp in tps if self.server.image.partition(*tp) is None}
+        topic_cls = _nested(cls, "AddPartitionsToTxnTopicResult")
+        part_cls = _nested(cls, "AddPartitionsToTxnPartitionResult")
+
+        def answer(code_of: Any) -> None:
+            by_topic: dict[str, list[Any]] = {}
+            for t, p in tps:
+                by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p,
+                                                        partition_error_code=code_of((t, p))))
+            results = tuple(_make(topic_cls, name=t, results_by_partition=tuple(ps)) for t, ps in by_topic.items())
+            reply(_make(cls, throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=results, results=results))
+
+        if unknown:  # Kafka: the unknown ones fail, the others are not attempted
+            answer(lambda tp: ErrorCode.unknown_topic_or_partition if tp in unknown
+                   else ErrorCode.operation_not_attempted)
+            return
+        self.coordinator.add_partitions(str(tid), int(pid), int(epoch), tps, now_ms,
+                                        lambda code: answer(lambda _tp: code))
+
+    def _find_coordinator(self, req: Any, cls: type) -> Any:
+        batched = hasattr(req, "coordinator_keys")
+        keys = [str(k) for k in req.coordinator_keys] if batched else [str(req.key)]
+        ready = self._ensure_topic()
+        out = []
+        for key in keys:
+            code, node, host, port = ErrorCode.coordinator_not_available, -1, "", -1
+            if ready:
+                reg = self.server.image.partition(TRANSACTION_STATE_TOPIC, self.coordinator.partition_of(key))
+                b = self.server.image.brokers.get(reg.leader) if reg is not None else None
+                if b is not None and not b.fenced:
+                    code, node, host, port = ErrorCode.none, reg.leader, b.host, b.port
+            out.append((key, code, node, host, port))
+        if not batched:
+            _key, code, node, host, port = out[0]
+            return _make(cls, throttle_time=NO_THROTTLE, error_code=code, error_message=None, node_id=node,
+                         host=host, port=port)
+        item = _nested(cls, "Coordinator")
+        return _make(cls, throttle_time=NO_THROTTLE, coordinators=tuple(
+            _make(item, key=k, node_id=n, host=h, port=p, error_code=code, error_message=None)
+            for k, code, n, h, p in out))
+
+    def _ensure_topic(self) -> bool:
+        if TRANSACTION_STATE_TOPIC in self.server.image.topics:
+            return True
+        now = time.monotonic()
+        if now - self._creating_since > 2.0:
+            self._creating_since = now
+            cfg = self.server.config
+            rf = max(1, min(int(cfg["offsets.topic.replication.factor"]), len(self.server.image.live_brokers())))
+            # Kafka: transaction.state.log.min.isr=2, compacted (only the latest state matters).
+            configs = (ct_req.CreatableTopicConfig(name="cleanup.policy", value="compact"),
+                       ct_req.CreatableTopicConfig(name="min.insync.replicas", value=str(min(2, rf))))
+            req = ct_req.CreateTopicsRequest(topics=(ct_req.CreatableTopic(
+                name=TRANSACTION_STATE_TOPIC, num_partitions=self.num_partitions, replication_factor=rf,
+                assignments=(), configs=configs),), timeout=datetime.timedelta(seconds=5))
+            self.server._call_controller(req, lambda resp: None)
+        return False
+
+    # -- __transaction_state: ownership, loading, appends -----------------------------------
+    def _leads(self, p: int) -> bool:
+        part = self.server.rm.partitions.get((TRANSACTION_STATE_TOPIC, p))
+        return part is not None and part.is_leader
+
+    def _owns(self, p: int) -> str:
+        if p in self.loaded and self._leads(p):
+            return "yes"
+        return "loading" if self._leads(p) else "no"
+
+    def _tick(self) -> None:
+        now = _ms()
+        for p in range(self.num_partitions):
+            leads = self._leads(p)
+            epoch = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)].leader_epoch if leads else None
+            if leads and (p not in self.loaded or self.coordinator.coordinator_epochs.get(p) != epoch):
+                self._load(p, now)
+            elif not leads and p in self.loaded:
+                self.loaded.discard(p)
+                self.coordinator.unload_partition(p)
+        self._drive_markers()
+
+    def _load(self, p: int, now_ms: int) -> None:
+        part = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
+        plog = part.log
+        records: list[tuple[bytes, bytes | None]] = []
+        offset, end = plog.log_start_offset, plog.log_end_offset
+        try:
+            while offset < end:
+                data = plog.read_bytes(offset, 1 << 20)
+                if not data:
+                    break
+                for pos, h in iter_batches(data):
+                    records.extend((r.key, r.value) for r in decode_batch(data, pos).records if r.key is not None)
+                    offset = h.next_offset
+        except Exception:
+            log.exception("broker %s: loading %s-%d failed", self.server.broker_id, TRANSACTION_STATE_TOPIC, p)
+            return
+        self.loaded.add(p)  # before replaying: finishing prepared transactions needs ownership
+        n = self.coordinator.load_partition(p, part.leader_epoch, records, now_ms)
+        self._publish_now("event", {"event": "txn_load", "topic": TRANSACTION_STATE_TOPIC, "partition": p,
+                                    "detail": f"replayed {n} records at coordinator epoch {part.leader_epoch}"})
+
+    def _append(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
+        now = _ms()
+        batch = encode_batch([(k, v, None, now) for k, v in records])
+        req = produce_req.ProduceRequest(
+            transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5),
+            topic_data=(produce_req.TopicProduceData(name=TRANSACTION_STATE_TOPIC, partition_data=(
+                produce_req.PartitionProduceData(index=p, records=batch),)),))
+        self.server.rm.produce(req, now, lambda resp: on_done(resp.responses[0].partition_responses[0].error_code))
+        self.server._send_fetches()  # followers fetch at once: acks=all waits for them
+
+    # -- producer ids ------------------------------------------------------------------------
+    def _next_producer_id(self) -> int | None:
+        ids = self.producer_ids
+        if ids and ids[0] < ids[1]:
+            ids[0] += 1
+            if ids[1] - ids[0] < 10:
+                self._allocate()  # refill before the block runs dry
+            return ids[0] - 1
+        self._allocate()
+        return None
+
+    def _allocate(self) -> None:
+        if self._allocating:
+            return
+        self._allocating = True
+
+        def done(resp: Any) -> None:
+            self._allocating = False
+            if resp.error_code == ErrorCode.none:
+                start = int(resp.producer_id_start)
+                self.producer_ids = [start, start + int(resp.producer_id_len)]
+
+        self.server._call_controller(AllocateProducerIdsRequest(broker_id=self.server.broker_id,
+                                                                broker_epoch=self.server.broker_epoch), done)
+        # The server forgets unanswered controller calls; never stay "allocating" for good.
+        self.server.loop.call_later(3.0, lambda: setattr(self, "_allocating", False))
+
+    # -- markers ------------------------------------------------------------------------------
+    def _send_markers(self, txn_partition: int, coordinator_epoch: int, producer_id: int, producer_epoch: int,
+                      commit: bool, partitions: list[TP], on_done: Any) -> None:
+        self.jobs.append(MarkerJob(txn_partition, coordinator_epoch, producer_id, producer_epoch, commit,
+                                   set(partitions), on_done))
+        self._drive_markers()
+
+    def _client(self, broker_id: int) -> RpcClient | None:
+        c = self.clients.get(broker_id)
+        reg = self.server.image.brokers.get(broker_id)
+        if c is None and reg is not None:
+            s = self.server
+            c = self.clients[broker_id] = RpcClient(s.ctx, s.node, f"broker-{broker_id}", reg.endpoint, s.faults)
+            s.loop.add_socket(c.socket, lambda b=broker_id: self._on_responses(b))
+            s.loop.add_due_source(c.next_due, lambda b=broker_id: self._on_responses(b))
+        return c
+
+    def _on_responses(self, broker_id: int) -> None:
+        c = self.clients[broker_id]
+        for cid, resp in c.receive(time.monotonic()):
+            cb = self.calls.pop((broker_id, cid), None)
+            if cb is not None:
+                cb(resp)
+
+    def _drive_markers(self) -> None:
+        now = time.monotonic()
+        timeout_s = self.server.config["request.timeout.ms"] / 1000
+        for b, c in self.clients.items():
+            for cid in c.expire(now, timeout_s):
+                cb = self.calls.pop((b, cid), None)
+                if cb is not None:
+                    cb(None)
+        for job in list(self.jobs):
+            if self.coordinator.coordinator_epochs.get(job.txn_partition) != job.coordinator_epoch:
+                self.jobs.remove(job)  # no longer this broker's transaction: its successor resends
+                continue
+            if now < job.retry_at:
+                continue
+            by_leader: dict[int, list[TP]] = {}
+            for tp in sorted(job.remaining - job.in_flight):
+                reg = self.server.image.partition(*tp)
+                if reg is None:
+                    job.remaining.discard(tp)  # the topic was deleted: nothing to mark
+                    continue
+                if reg.leader >= 0:
+                    by_leader.setdefault(reg.leader, []).append(tp)
+            for leader, tps in by_leader.items():
+                self._send_marker(job, leader, tps)
+            self._maybe_finish(job)
+
+    def _send_marker(self, job: MarkerJob, leader: int, tps: list[TP]) -> None:
+        topics: dict[str, list[int]] = {}
+        for t, p in tps:
+            topics.setdefault(t, []).append(p)
+        req = wtm_req.WriteTxnMarkersRequest(markers=(wtm_req.WritableTxnMarker(
+            producer_id=job.producer_id, producer_epoch=job.producer_epoch, transaction_result=job.commit,
+            coordinator_epoch=job.coordinator_epoch,
+            topics=tuple(wtm_req.WritableTxnMarkerTopic(name=t, partition_indexes=tuple(ps))
+                         for t, ps in topics.items())),))
+        job.in_flight |= set(tps)
+
+        def done(resp: Any) -> None:
+            job.in_flight -= set(tps)
+            codes: dict[TP, ErrorCode] = {}
+            if resp is not None and not isinstance(resp, BaseException):
+                for m in resp.markers:
+                    for t in m.topics:
+                        for p in t.partitions:
+                            codes[(str(t.name), int(p.partition_index))] = p.error_code
+            failed = False
+            for tp in tps:
+                code = codes.get(tp, ErrorCode.request_timed_out)
+                if code in (ErrorCode.none, ErrorCode.unknown_topic_or_partition):
+                    job.remaining.discard(tp)
+                elif code in ZOMBIE_CODES:
+                    log.warning("broker %s: marker for %s-%d refused (%s): dropping the transaction's markers",
+                                self.server.broker_id, tp[0], tp[1], code.name)
+                    if job in self.jobs:
+                        self.jobs.remove(job)
+                    return
+                else:
+                    failed = True  # not leader, not enough replicas, timed out: retry
+            if failed:
+                job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
+            for tp in tps:
+                if tp not in job.remaining:
+                    self._publish_now("event", {
+                        "event": "txn_marker", "topic": tp[0], "partition": tp[1],
+                        "detail": f"{'COMMIT' if job.commit else 'ABORT'} producer {job.producer_id} "
+                                  f"epoch {job.producer_epoch} written"})
+            self._maybe_finish(job)
+
+        if leader == self.server.broker_id:
+            self.server.handle(WRITE_TXN_MARKERS, ZMQ_VERSIONS[WRITE_TXN_MARKERS], req, done)
+            return
+        c = self._client(leader)
+        if c is None:
+            job.in_flight -= set(tps)
+            job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
+            return
+        self.calls[(leader, c.send(req))] = done
+
+    def _maybe_finish(self, job: MarkerJob) -> None:
+        if not job.remaining and job in self.jobs:
+            self.jobs.remove(job)
+            job.on_done(_ms())
+
+    # -- metrics -------------------------------------------------------------------------------
+    def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
+        self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})
+
+    def _publish_state(self) -> None:
+        for row in self.coordinator.describe():
+            self._publish_now("txn", row)
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
