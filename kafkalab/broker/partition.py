@@ -176,8 +176,13 @@ class Partition:
 
     def isr_change_to_propose(self, now_ms: int) -> list[int] | None:
         """The ISR the leader should propose now (shrink laggards, add caught-up followers)."""
-        if not self.is_leader or self.pending_isr is not None:
+        if not self.is_leader:
             return None
+        if self.pending_isr is not None:
+            # An AlterPartition lost on a cut link is never answered: propose again later.
+            if now_ms - self.pending_isr.sent_ms < self.config.get("request.timeout.ms", 30_000):
+                return None
+            self.pending_isr = None
         lag_max = self.config["replica.lag.time.max.ms"]
         isr = set(self.isr)
         for b, st in self.followers.items():

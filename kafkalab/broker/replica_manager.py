@@ -119,7 +119,8 @@ class ReplicaManager:
         return changes
 
     def _replication_config(self) -> dict[str, Any]:
-        return {"replica.lag.time.max.ms": self.config["replica.lag.time.max.ms"]}
+        return {"replica.lag.time.max.ms": self.config["replica.lag.time.max.ms"],
+                "request.timeout.ms": self.config["request.timeout.ms"]}
 
     def _read_checkpoint(self, name: str) -> dict[TP, int]:
         try:

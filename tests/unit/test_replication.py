@@ -296,3 +296,15 @@ def test_a_retried_batch_is_answered_with_its_original_offsets_even_after_failov
     assert s.part(2).log_end_offset == 2  # no duplicate appended
     gap = _idempotent_produce(s, 2, [b"d"], pid=42, seq=5, acks=1)
     assert acked(gap)[0] == ErrorCode.out_of_order_sequence_number
+
+
+def test_a_lost_alter_partition_is_proposed_again(tmp_path):
+    s = Sim(tmp_path)
+    s.produce(1, [b"a"])
+    s.fetch_round(2, 1)
+    s.now += s.cfg["replica.lag.time.max.ms"] + 100
+    s.fetch_round(2, 1)
+    assert s.part(1).isr_change_to_propose(s.now) == [1, 2]  # sent, and lost on the way
+    assert s.part(1).isr_change_to_propose(s.now + 10) is None  # still waiting for an answer
+    later = s.now + s.cfg["request.timeout.ms"] + 1
+    assert s.part(1).isr_change_to_propose(later) == [1, 2]
