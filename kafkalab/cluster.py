@@ -274,7 +274,10 @@ class Cluster:
             allow_auto_topic_creation=False, include_topic_authorized_operations=False)
         return self._call(req)
 
-    def _wait_brokers_unfenced(self, ids: Iterable[int], timeout: float) -> None:
+    def _wait_brokers_unfenced(self, ids: Iterable[int], timeout: float, since: float | None = None) -> None:
+        """Wait until these brokers' current processes have registered and been unfenced.
+        `since`: only reports after this time count (a restarted broker's old registration
+        is still unfenced until its session times out)."""
         wanted = set(ids)
 
         def ready() -> bool:
@@ -283,6 +286,13 @@ class Cluster:
                 if not proc.is_alive():
                     raise KafkaLabError(f"{node} exited during start-up (exit code {proc.exitcode}); "
                                         "see its log lines above")
+            if since is not None:
+                rows = self.metrics.brokers(since=since)
+                if rows.empty or "produce_requests" not in rows:
+                    return False
+                rows = rows[rows.produce_requests.notna() & (rows.state == "running")]
+                if not wanted <= set(rows.broker.astype(int)):
+                    return False
             try:
                 md = self._controller_metadata([])
             except KafkaError:
@@ -444,9 +454,10 @@ class Cluster:
         if proc.is_alive():
             raise KafkaLabError(f"broker {broker_id} is still running; kill_broker({broker_id}) or "
                                 f"stop_broker({broker_id}) first")
+        since = time.time()
         self._start_process(broker_node(broker_id), "broker", self._args[broker_node(broker_id)])
         self._record_event("restart", f"broker {broker_id}", broker=broker_id)
-        self._wait_brokers_unfenced([broker_id], timeout)
+        self._wait_brokers_unfenced([broker_id], timeout, since=since)
 
     def pause_broker(self, broker_id: int) -> None:
         """SIGSTOP: the process freezes mid-flight (a GC pause, a stalled disk, a hung VM)."""
