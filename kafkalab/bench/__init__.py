@@ -15,6 +15,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "failover": ("kafkalab.bench.failover", "run"),
     "produce": ("kafkalab.bench.produce", "run"),
     "rebalance": ("kafkalab.bench.rebalance", "run"),
+    "transactions": ("kafkalab.bench.transactions", "run"),
 }
 
 

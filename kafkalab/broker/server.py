@@ -426,6 +426,13 @@ class BrokerServer:
         self.loop.call_later(5.0, self.loop.stop)
 
     def close(self) -> None:
+        # The context's term() waits for every socket: close the optional services' first.
+        for service in (self.transactions, self.groups, self.kafka_listener):
+            if service is not None and hasattr(service, "close"):
+                try:
+                    service.close()
+                except Exception:
+                    log.exception("%s: closing %s failed", self.node, type(service).__name__)
         self.rm.close()
         for f in self.fetchers.values():
             f.client.close()

@@ -44,6 +44,7 @@ DEFAULT_ABORT_CHECK_MS = 500
 # Markers whose partitions are gone are dropped; these end the job (a newer coordinator or
 # producer epoch exists: this coordinator is a zombie for that transaction).
 ZOMBIE_CODES = (ErrorCode.transaction_coordinator_fenced, ErrorCode.invalid_producer_epoch)
+MARKER_CHANNEL_SUFFIX = "/txn"
 
 
 def _make(cls: type, **kw: Any) -> Any:
@@ -97,30 +98,6 @@ class TransactionService:
         abort_ms = cfg.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", DEFAULT_ABORT_CHECK_MS)
         server.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(_ms()))
         server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
-        self._claim_find_coordinator()
-        # BrokerServer.close() terminates the zmq context, which waits for every socket:
-        # close the marker channels first.
-        server_close = server.close
-
-        def close() -> None:
-            self.close()
-            server_close()
-        server.close = close
-
-    def _claim_find_coordinator(self) -> None:
-        # BrokerServer.handle offers FindCoordinator to the group service first, which answers
-        # key_type 1 with COORDINATOR_NOT_AVAILABLE: route transactional lookups here instead.
-        groups = getattr(self.server, "groups", None)
-        if groups is None or FIND_COORDINATOR not in getattr(groups, "api_keys", ()):
-            return
-        group_handle = groups.handle
-
-        def handle(api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
-            if self.accepts(api_key, req):
-                self.handle(api_key, version, req, reply, now_ms)
-            else:
-                group_handle(api_key, version, req, reply, now_ms)
-        groups.handle = handle
 
     # -- dispatch ----------------------------------------------------------------------------
     def accepts(self, api_key: int, req: Any) -> bool:
@@ -208,10 +185,12 @@ class TransactionService:
         if now - self._creating_since > 2.0:
             self._creating_since = now
             cfg = self.server.config
-            rf = max(1, min(int(cfg["offsets.topic.replication.factor"]), len(self.server.image.live_brokers())))
-            # Kafka: transaction.state.log.min.isr=2, compacted (only the latest state matters).
+            rf = max(1, min(int(cfg["transaction.state.log.replication.factor"]),
+                            len(self.server.image.live_brokers())))
+            # Compacted: only the latest state of each transactional.id matters.
+            min_isr = min(int(cfg["transaction.state.log.min.isr"]), rf)
             configs = (ct_req.CreatableTopicConfig(name="cleanup.policy", value="compact"),
-                       ct_req.CreatableTopicConfig(name="min.insync.replicas", value=str(min(2, rf))))
+                       ct_req.CreatableTopicConfig(name="min.insync.replicas", value=str(min_isr)))
             req = ct_req.CreateTopicsRequest(topics=(ct_req.CreatableTopic(
                 name=TRANSACTION_STATE_TOPIC, num_partitions=self.num_partitions, replication_factor=rf,
                 assignments=(), configs=configs),), timeout=datetime.timedelta(seconds=5))
@@ -262,6 +241,12 @@ class TransactionService:
                                     "detail": f"replayed {n} records at coordinator epoch {part.leader_epoch}"})
 
     def _append(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
+        # Appends are often asked for from inside a ReplicaManager completion callback (a
+        # marker or an earlier append just finished): run them from the loop instead, so the
+        # purgatory is never re-entered.
+        self.server.loop.call_later(0, lambda: self._append_now(p, records, on_done))
+
+    def _append_now(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
         now = _ms()
         batch = encode_batch([(k, v, None, now) for k, v in records])
         req = produce_req.ProduceRequest(
@@ -303,14 +288,17 @@ class TransactionService:
                       commit: bool, partitions: list[TP], on_done: Any) -> None:
         self.jobs.append(MarkerJob(txn_partition, coordinator_epoch, producer_id, producer_epoch, commit,
                                    set(partitions), on_done))
-        self._drive_markers()
+        self.server.loop.call_later(0, self._drive_markers)  # not from inside a produce callback
 
     def _client(self, broker_id: int) -> RpcClient | None:
         c = self.clients.get(broker_id)
         reg = self.server.image.brokers.get(broker_id)
         if c is None and reg is not None:
             s = self.server
-            c = self.clients[broker_id] = RpcClient(s.ctx, s.node, f"broker-{broker_id}", reg.endpoint, s.faults)
+            # A ROUTER knows a peer by its identity and the follower fetcher to that broker
+            # already uses "broker-N": the marker channel needs a name of its own.
+            c = self.clients[broker_id] = RpcClient(s.ctx, f"{s.node}{MARKER_CHANNEL_SUFFIX}",
+                                                    f"broker-{broker_id}", reg.endpoint, s.faults)
             s.loop.add_socket(c.socket, lambda b=broker_id: self._on_responses(b))
             s.loop.add_due_source(c.next_due, lambda b=broker_id: self._on_responses(b))
         return c
@@ -394,6 +382,10 @@ class TransactionService:
             self.server.handle(WRITE_TXN_MARKERS, ZMQ_VERSIONS[WRITE_TXN_MARKERS], req, done)
             return
         c = self._client(leader)
+        peer, me = f"broker-{leader}", self.server.node
+        if c is not None and (self.server.faults.is_cut(me, peer) or self.server.faults.is_cut(peer, me)):
+            # The fault table names this broker, not its marker channel: honour its cuts here.
+            c = None
         if c is None:
             job.in_flight -= set(tps)
             job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
@@ -403,7 +395,7 @@ class TransactionService:
     def _maybe_finish(self, job: MarkerJob) -> None:
         if not job.remaining and job in self.jobs:
             self.jobs.remove(job)
-            job.on_done(_ms())
+            self.server.loop.call_later(0, lambda: job.on_done(_ms()))
 
     # -- metrics -------------------------------------------------------------------------------
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:

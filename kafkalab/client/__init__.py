@@ -13,7 +13,7 @@ from kafkalab.client.message import (
     Message,
     TopicPartition,
 )
-from kafkalab.client.producer import Producer
+from kafkalab.client.producer import KafkaException, Producer, TxnError
 from kafkalab.protocol.errors import KafkaError
 
 __all__ = [
@@ -27,7 +27,9 @@ __all__ = [
     "ClientContext",
     "Consumer",
     "KafkaError",
+    "KafkaException",
     "Message",
     "Producer",
     "TopicPartition",
+    "TxnError",
 ]

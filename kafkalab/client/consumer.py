@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kafkalab.client.config import consumer_config
@@ -36,6 +37,14 @@ from kafkalab.protocol.errors import ErrorCode, KafkaError
 
 _NEEDS_GROUP = ("{} needs a consumer group: create the consumer with a 'group.id', "
                 "e.g. cluster.consumer({{'group.id': 'billing'}}) (see the consumer-groups lab)")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMetadata:
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
 
 
 class GroupRequiredError(KafkaLabError, ValueError):
@@ -548,6 +557,13 @@ class Consumer:
 
     def member_id(self) -> str | None:
         return self._member.member_id if self._member is not None else None
+
+    def consumer_group_metadata(self) -> GroupMetadata:
+        """What send_offsets_to_transaction needs to fence a zombie consumer's commits."""
+        if self._member is None:
+            raise GroupRequiredError(_NEEDS_GROUP.format("consumer_group_metadata()"))
+        m = self._member
+        return GroupMetadata(m.group_id, m.generation, m.member_id or "", m.instance_id)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

@@ -255,7 +255,7 @@ class Sender(IoThread):
 
     def _txn_step(self, now: float) -> float:
         txn = self.txn
-        if txn.state == "IN_TRANSACTION" and txn.error is None:
+        if txn.state in ("IN_TRANSACTION", "COMMITTING", "ABORTING") and txn.error is None:
             with self.lock:
                 new = self.acc.partitions_with_batches() - txn.added - txn.adding
             if new:

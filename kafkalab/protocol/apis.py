@@ -65,6 +65,11 @@ ZMQ_VERSIONS: dict[int, int] = {
     # to NewIsrWithEpochs). Like every version kio has (2-3), it names topics by topic_id, so the
     # controller must give each topic a UUID.
     56: 2,  # AlterPartition
+    52: 0,  # Vote (KRaft quorum)
+    53: 0,  # BeginQuorumEpoch
+    54: 0,  # EndQuorumEpoch
+    55: 0,  # DescribeQuorum
+    59: 0,  # FetchSnapshot
     60: 0,  # DescribeCluster
     62: 4,  # BrokerRegistration (highest in kio: listeners, features, log_dirs, previous epoch)
     63: 2,  # BrokerHeartbeat (highest in kio)

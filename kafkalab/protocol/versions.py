@@ -116,13 +116,16 @@ def _build(cls: type, given: dict[str, Any]) -> Any:
 
 
 @cache
-def _plan(src: type, dst: type) -> tuple[tuple[str, type | None, bool], ...]:
+def _plan(src: type, dst: type) -> tuple[tuple[str, type | None, bool, Any], ...]:
+    """Per shared field: name, nested entity class, is-a-tuple, value to use for a null that
+    dst cannot hold (a field that became nullable in a later version, e.g. JoinGroup's
+    protocol_name) or _MISSING if dst can hold null."""
     names = {f.name for f in dataclasses.fields(src)}
     plan = []
     for f in dataclasses.fields(dst):
         if f.name in names:
             inner, many = _nested(f.type)
-            plan.append((f.name, inner, many))
+            plan.append((f.name, inner, many, _MISSING if _optional(f.type) else _zero(f)))
     return tuple(plan)
 
 
@@ -131,9 +134,11 @@ def convert(entity: Any, dst: type) -> Any:
     if type(entity) is dst:
         return entity
     given: dict[str, Any] = {}
-    for name, inner, many in _plan(type(entity), dst):
+    for name, inner, many, if_null in _plan(type(entity), dst):
         value = getattr(entity, name)
-        if inner is not None and value is not None:
+        if value is None and if_null is not _MISSING:
+            value = if_null
+        elif inner is not None and value is not None:
             value = tuple(convert(v, inner) for v in value) if many else convert(value, inner)
         given[name] = value
     return _build(dst, given)
@@ -206,13 +211,13 @@ def _offset_fetch_request(src: Any, out: Any) -> Any:
 def _offset_fetch_response(src: Any, out: Any) -> Any:
     if out.__version__ < 8 <= src.__version__:
         topic_cls = _nested(_field_type(type(out), "topics"))[0]
+        has_error = "error_code" in {f.name for f in dataclasses.fields(out)}
         if not src.groups:
-            return _replace(out, error_code=ErrorCode.coordinator_not_available, topics=())
+            extra = {"error_code": ErrorCode.coordinator_not_available} if has_error else {}
+            return _replace(out, topics=(), **extra)
         group = src.groups[0]
         topics = tuple(convert(t, topic_cls) for t in group.topics)
-        fields = {f.name for f in dataclasses.fields(out)}
-        extra = {"error_code": group.error_code} if "error_code" in fields else {}
-        return _replace(out, topics=topics, **extra)
+        return _replace(out, topics=topics, **({"error_code": group.error_code} if has_error else {}))
     return out
 
 

@@ -27,6 +27,10 @@ def _node(name: object) -> str:
     return name
 
 
+def _base(node: str) -> str:
+    return node.split("/", 1)[0]
+
+
 class FaultTable:
     """Cuts and delays on directed links between named nodes, with a change counter."""
 
@@ -112,10 +116,11 @@ class FaultTable:
     # -- questions -------------------------------------------------------------------------
 
     def is_cut(self, src: str, dst: str) -> bool:
-        return (src, dst) in self._cuts
+        # "broker-1/txn" is a second channel of node broker-1: faults apply to the node.
+        return (_base(src), _base(dst)) in self._cuts
 
     def delay_ms(self, src: str, dst: str) -> int:
-        return self._delays.get((src, dst), 0)
+        return self._delays.get((_base(src), _base(dst)), 0)
 
     def links(self) -> list[dict[str, Any]]:
         """One row per directed link with a fault: src, dst, cut, delay_ms (sorted)."""

@@ -32,12 +32,21 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import zmq
 from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader
 
-from kafkalab.protocol.apis import ZMQ_VERSIONS, api_name, decode_request, encode, response_class
+from kafkalab.protocol.apis import (
+    ZMQ_VERSIONS,
+    api_name,
+    decode_request,
+    encode,
+    request_class,
+    response_class,
+)
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 from kafkalab.protocol.kafka_framing import (
     API_VERSIONS_KEY,
@@ -315,7 +324,7 @@ class KafkaListener:
                                   f"v{lo}-v{hi}); the client should have used ApiVersions")
             return
         try:
-            request = decode_request(key, version, payload[body_at:])
+            request = _decode_lenient(key, version, payload[body_at:])
         except (MalformedMessageError, UnsupportedApiError) as e:
             self.close_connection(conn, str(e))
             return
@@ -471,6 +480,28 @@ def _frame_response(resp: Any, corr: int) -> bytes:
     header = encode_response_header(corr, response_header_version(api_key, version))
     body = encode(resp)
     return _SIZE.pack(len(header) + len(body)) + header + body
+
+
+@cache
+def _reader(cls: type) -> Callable[[memoryview, int], tuple[Any, int]]:
+    return entity_reader(cls)
+
+
+def _decode_lenient(api_key: int, version: int, body: bytes) -> Any:
+    """Decode a request body, ignoring bytes after the message as Kafka's brokers do.
+
+    (librdkafka 2.x sends a few trailing bytes on some Metadata v12 requests; a strict
+    decoder would turn its admin client away.)
+    """
+    try:
+        return decode_request(api_key, version, body)
+    except MalformedMessageError as e:
+        if "left over" not in str(e):
+            raise
+    entity, size = _reader(request_class(api_key, version))(memoryview(body).toreadonly(), 0)
+    log.debug("%s v%d request had %d bytes after the message; ignored", api_name(api_key), version,
+              len(body) - size)
+    return entity
 
 
 def _name(api_key: int) -> str:

@@ -141,7 +141,8 @@ class EventLoop:
             if handle.cancelled:
                 continue
             if handle.interval is not None:
-                handle.when = max(handle.when + handle.interval, now)
+                # Fixed delay from this run: a late run never makes the next one bunch up.
+                handle.when = max(handle.when + handle.interval, self.clock() + handle.interval * 0.9)
                 heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
             ran += self._run(handle.callback)
         self._sources = [h for h in self._sources if not h.cancelled]

@@ -1,0 +1,204 @@
+"""Real Kafka clients against a lab broker's Kafka listener: how fast do records move?
+
+consume(): a librdkafka (confluent-kafka) consumer reads `mb` MB of 1 KB records from one
+partition, with the broker's `fetch.sendfile.enable` on and off, next to a raw loopback
+transfer of the same segment files with os.sendfile measured in the same run: the physical
+limit of this machine for "file -> socket -> a reader that drops the bytes".
+
+produce(): records/s and MB/s of 1 KB records to one partition (RF 1, acks=1 by default).
+
+Each returns rows (dicts): one per run and setting, then medians and ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import threading
+import time
+import uuid
+from typing import Any
+
+RECORD_BYTES = 1000
+
+
+def _payload(record_bytes: int) -> bytes:
+    return os.urandom(record_bytes // 2).hex().encode()[:record_bytes].ljust(record_bytes, b"x")
+
+
+def _fill(bootstrap: str, topic: str, count: int, record_bytes: int) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20,
+                  "acks": 1, "queue.buffering.max.kbytes": 1 << 20})
+    value = _payload(record_bytes)
+    for _ in range(count):
+        while True:
+            try:
+                p.produce(topic, value=value, partition=0)
+                break
+            except BufferError:
+                p.poll(0.01)
+    if p.flush(120) != 0:
+        raise RuntimeError("the bench's producer could not deliver its records")
+
+
+def _consume_once(bootstrap: str, topic: str, count: int) -> float:
+    """Seconds for a fresh librdkafka consumer to receive `count` records from offset 0."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "fetch.max.bytes": 64 << 20,
+                  "max.partition.fetch.bytes": 16 << 20, "fetch.wait.max.ms": 100,
+                  "queued.max.messages.kbytes": 256 << 10, "check.crcs": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got, t0 = 0, time.perf_counter()
+        deadline = t0 + 300
+        while got < count:
+            msgs = c.consume(10000, 1.0)
+            for m in msgs:
+                if m.error() is not None:
+                    raise RuntimeError(f"consumer error: {m.error()}")
+            got += len(msgs)
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"consumer got {got} of {count} records in 300 s")
+        return time.perf_counter() - t0
+    finally:
+        c.close()
+
+
+def loopback_sendfile(paths: list[str]) -> tuple[int, float]:
+    """(bytes, seconds) to sendfile the files over a TCP loopback connection to a reader that
+    discards them: the ceiling for any fetch path on this machine."""
+    server = socket.create_server(("127.0.0.1", 0))
+    total = sum(os.path.getsize(p) for p in paths)
+    received = [0]
+
+    def reader(conn: socket.socket) -> None:
+        buf = bytearray(4 << 20)
+        view = memoryview(buf)
+        with conn:
+            while received[0] < total:
+                n = conn.recv_into(view)
+                if not n:
+                    break
+                received[0] += n
+
+    client = socket.create_connection(server.getsockname())
+    conn, _ = server.accept()
+    thread = threading.Thread(target=reader, args=(conn,), daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    with client:
+        for path in paths:
+            with open(path, "rb") as f:
+                size, pos = os.path.getsize(path), 0
+                while pos < size:
+                    pos += os.sendfile(client.fileno(), f.fileno(), pos, size - pos)
+        thread.join(120)
+    elapsed = time.perf_counter() - t0
+    server.close()
+    if received[0] != total:
+        raise RuntimeError(f"loopback reader got {received[0]} of {total} bytes")
+    return total, elapsed
+
+
+def _segments(cluster: Any, topic: str) -> list[str]:
+    directory = os.path.join(cluster.data_dir, "broker-1", f"{topic}-0")
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".log"))
+
+
+def consume(mb: int = 200, runs: int = 3, record_bytes: int = RECORD_BYTES) -> list[dict[str, Any]]:
+    """librdkafka consumer MB/s with sendfile on and off, against raw loopback sendfile."""
+    from kafkalab import Cluster
+
+    count = mb * 1_000_000 // record_bytes
+    rows: list[dict[str, Any]] = []
+    for sendfile in (True, False):
+        with Cluster(brokers=1, config={"fetch.sendfile.enable": sendfile}) as cluster:
+            topic = "bench-consume"
+            cluster.create_topic(topic, partitions=1, replication_factor=1)
+            _fill(cluster.bootstrap_servers, topic, count, record_bytes)
+            for i in range(runs):
+                seconds = _consume_once(cluster.bootstrap_servers, topic, count)
+                rows.append({"path": "sendfile" if sendfile else "copy", "run": i + 1,
+                             "records": count, "mb_per_s": count * record_bytes / seconds / 1e6,
+                             "records_per_s": count / seconds})
+            if sendfile:
+                for i in range(runs):
+                    nbytes, seconds = loopback_sendfile(_segments(cluster, topic))
+                    rows.append({"path": "loopback sendfile (limit)", "run": i + 1, "records": count,
+                                 "mb_per_s": nbytes / seconds / 1e6, "records_per_s": None})
+    med = {path: statistics.median(r["mb_per_s"] for r in rows if r["path"] == path)
+           for path in ("sendfile", "copy", "loopback sendfile (limit)")}
+    for path, value in med.items():
+        rows.append({"path": path, "run": "median", "records": count, "mb_per_s": value,
+                     "records_per_s": value * 1e6 / record_bytes if path != "loopback sendfile (limit)" else None})
+    rows.append({"path": "sendfile / loopback limit", "run": "ratio", "records": count,
+                 "mb_per_s": med["sendfile"] / med["loopback sendfile (limit)"], "records_per_s": None})
+    rows.append({"path": "sendfile / copy", "run": "ratio", "records": count,
+                 "mb_per_s": med["sendfile"] / med["copy"], "records_per_s": None})
+    return rows
+
+
+def _produce_confluent(bootstrap: str, topic: str, count: int, record_bytes: int, acks: str) -> float:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1 << 20, "acks": acks,
+                  "queue.buffering.max.kbytes": 1 << 20, "queue.buffering.max.messages": 1_000_000})
+    value = _payload(record_bytes)
+    p.produce(topic, value=value, partition=0)  # connections and metadata are not the subject
+    p.flush(30)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        while True:
+            try:
+                p.produce(topic, value=value, partition=0)
+                break
+            except BufferError:
+                p.poll(0.001)
+    if p.flush(120) != 0:
+        raise RuntimeError("confluent-kafka producer could not deliver its records")
+    return time.perf_counter() - t0
+
+
+def _produce_kafka_python(bootstrap: str, topic: str, count: int, record_bytes: int, acks: str) -> float:
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=1 << 20,
+                      acks=int(acks) if acks != "all" else "all", buffer_memory=256 << 20)
+    value = _payload(record_bytes)
+    try:
+        p.send(topic, value=value, partition=0).get(30)
+        t0 = time.perf_counter()
+        for _ in range(count):
+            p.send(topic, value=value, partition=0)
+        p.flush(120)
+        return time.perf_counter() - t0
+    finally:
+        p.close(10)
+
+
+def produce(client: str = "confluent-kafka", mb: int = 200, runs: int = 3,
+            record_bytes: int = RECORD_BYTES, acks: str = "1") -> list[dict[str, Any]]:
+    """records/s and MB/s of record_bytes records to one partition (RF 1)."""
+    from kafkalab import Cluster
+
+    clients = {"confluent-kafka": _produce_confluent, "kafka-python": _produce_kafka_python}
+    if client not in clients:
+        raise ValueError(f"client must be one of {sorted(clients)}, not {client!r}")
+    count = mb * 1_000_000 // record_bytes
+    rows: list[dict[str, Any]] = []
+    with Cluster(brokers=1) as cluster:
+        for i in range(runs):
+            topic = f"bench-produce-{i}"
+            cluster.create_topic(topic, partitions=1, replication_factor=1)
+            seconds = clients[client](cluster.bootstrap_servers, topic, count, record_bytes, str(acks))
+            rows.append({"client": client, "acks": str(acks), "run": i + 1, "records": count,
+                         "records_per_s": count / seconds, "mb_per_s": count * record_bytes / seconds / 1e6})
+    rows.append({"client": client, "acks": str(acks), "run": "median", "records": count,
+                 "records_per_s": statistics.median(r["records_per_s"] for r in rows),
+                 "mb_per_s": statistics.median(r["mb_per_s"] for r in rows)})
+    return rows
