@@ -37,7 +37,9 @@ EXPECTED_NAMES = {
     18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics", 21: "DeleteRecords",
     22: "InitProducerId", 23: "OffsetForLeaderEpoch", 24: "AddPartitionsToTxn",
     25: "AddOffsetsToTxn", 26: "EndTxn", 27: "WriteTxnMarkers", 28: "TxnOffsetCommit",
-    32: "DescribeConfigs", 33: "AlterConfigs", 43: "ElectLeaders", 56: "AlterPartition",
+    32: "DescribeConfigs", 33: "AlterConfigs", 43: "ElectLeaders", 52: "Vote",
+    53: "BeginQuorumEpoch", 54: "EndQuorumEpoch", 55: "DescribeQuorum", 56: "AlterPartition",
+    59: "FetchSnapshot",
     60: "DescribeCluster", 62: "BrokerRegistration", 63: "BrokerHeartbeat",
     64: "UnregisterBroker", 67: "AllocateProducerIds",
 }  # fmt: skip
