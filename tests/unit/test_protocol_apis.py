@@ -96,7 +96,8 @@ def test_minimal_request_and_response_round_trip(api_key: int, version: int) -> 
     req_cls, resp_cls = request_class(api_key, version), response_class(api_key, version)
     assert (req_cls.__api_key__, req_cls.__version__) == (api_key, version)
     assert (resp_cls.__api_key__, resp_cls.__version__) == (api_key, version)
-    assert req_cls.__flexible__ and resp_cls.__flexible__, "the ZeroMQ path uses flexible versions"
+    if api_key not in (53, 54):  # the quorum core speaks Begin/EndQuorumEpoch v0, pre-flexible
+        assert req_cls.__flexible__ and resp_cls.__flexible__, "the ZeroMQ path uses flexible versions"
     request, response = minimal(req_cls), minimal(resp_cls)
     assert decode_request(api_key, version, encode(request)) == request
     assert decode_response(api_key, version, encode(response)) == response
