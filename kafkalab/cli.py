@@ -42,6 +42,8 @@ def _bench(args: argparse.Namespace) -> int:
     for item in args.param or []:
         key, _, value = item.partition("=")
         kwargs[key.replace("-", "_")] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    if args.client:
+        kwargs["client"] = args.client
     rows = load(args.name)(**kwargs)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 0
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.add_argument("--param", action="append", help="KEY=VALUE passed to the bench")
+    p.add_argument("--client", help="produce: also measure this Kafka client (kafka-python, confluent-kafka)")
     p.set_defaults(func=_bench)
     p = sub.add_parser("dump-log", help="print a segment's batches like Kafka's DumpLogSegments")
     p.add_argument("paths", nargs="+")

@@ -16,6 +16,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "produce": ("kafkalab.bench.produce", "run"),
     "rebalance": ("kafkalab.bench.rebalance", "run"),
     "transactions": ("kafkalab.bench.transactions", "run"),
+    "consume": ("kafkalab.bench.kafka_clients", "consume"),
 }
 
 

@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 KAFKA_CLIENT_NODE = "client-kafka"
 PRODUCE, FETCH, METADATA = 0, 1, 3
 # APIs BrokerServer.handle serves itself; group and transaction APIs join when their
-# service is present (server.groups.api_keys, server.txn.api_keys).
+# service is present (server.groups.api_keys, server.transactions.api_keys).
 BROKER_APIS = (0, 1, 2, 3, 19, 20, 22, 23)
 READ_CHUNK = 1 << 18
 _SIZE = struct.Struct(">i")
@@ -207,7 +207,7 @@ class KafkaListener:
 
     def served_api_keys(self) -> list[int]:
         keys = set(BROKER_APIS)
-        for service in (getattr(self.server, "groups", None), getattr(self.server, "txn", None)):
+        for service in (getattr(self.server, "groups", None), getattr(self.server, "transactions", None)):
             keys |= set(getattr(service, "api_keys", ()) or ())
         return sorted(keys)
 
@@ -467,12 +467,7 @@ class KafkaListener:
         if conn.writing == on or conn.closed:
             return
         conn.writing = on
-        setter = getattr(self.loop, "set_events", None)
-        flags = zmq.POLLIN | (zmq.POLLOUT if on else 0)
-        if setter is not None:
-            setter(conn.fd, flags)
-        else:  # EventLoop has no public way to ask for POLLOUT yet
-            self.loop._poller.register(conn.fd, flags)
+        self.loop.set_events(conn.fd, zmq.POLLIN | (zmq.POLLOUT if on else 0))
 
 
 def _frame_response(resp: Any, corr: int) -> bytes:

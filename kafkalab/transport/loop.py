@@ -70,6 +70,11 @@ class EventLoop:
         self._poller.register(key, zmq.POLLIN)
         self._callbacks[key] = callback
 
+    def set_events(self, sock: Any, flags: int) -> None:
+        """Change what wakes a registered socket, e.g. zmq.POLLIN | zmq.POLLOUT while output
+        is queued on a non-blocking TCP connection."""
+        self._poller.register(sock, flags)
+
     def remove_socket(self, sock: Any) -> None:
         key = self._key(sock)
         if self._callbacks.pop(key, None) is not None:

@@ -22,10 +22,14 @@ from kio.schema.errors import ErrorCode
 from kafkalab.cluster import wait_until
 from kafkalab.protocol.apis import ZMQ_VERSIONS, decode_response, request_class, response_class
 from kafkalab.protocol.kafka_framing import encode_request, encode_response
-from kafkalab.protocol.versions import convert_default, convertible_versions
+from kafkalab.protocol.versions import convert_default, convertible_versions, response_to
 from kafkalab.storage import FileRegion
 from kafkalab.transport.faults import FaultTable
-from kafkalab.transport.kafka_listener import KAFKA_CLIENT_NODE, KafkaListener, encode_fetch_response
+from kafkalab.transport.kafka_listener import (
+    KAFKA_CLIENT_NODE,
+    KafkaListener,
+    encode_fetch_response,
+)
 from kafkalab.transport.loop import EventLoop
 
 TD0 = datetime.timedelta(0)
@@ -72,7 +76,11 @@ def _metadata_response(version: int, names: list[str]) -> Any:
 
 
 def _fetch_response(version: int, records: Any) -> Any:
-    cls = response_class(1, version)
+    return response_to(_fetch_response_v12(records), version)
+
+
+def _fetch_response_v12(records: Any) -> Any:
+    cls = response_class(1, 12)
     mod = __import__(cls.__module__, fromlist=["_"])
     part = mod.PartitionData(partition_index=0, error_code=ErrorCode.none, high_watermark=10,
                              last_stable_offset=10, log_start_offset=0, aborted_transactions=None,
@@ -107,12 +115,13 @@ def _read_frame(sock: socket.socket) -> bytes:
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(out)} of {n} bytes")
-        out += chunk
+    out = bytearray(n)
+    view, got = memoryview(out), 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
+            raise ConnectionError(f"closed after {got} of {n} bytes")
+        got += k
     return bytes(out)
 
 
@@ -276,8 +285,11 @@ def test_fetch_streams_a_large_region_through_a_slow_reader(broker, tmp_path) ->
     fake.fetch_records = FileRegion(str(path), 123, len(data) - 500, 0, 10)
     req = request_class(1, 12)(max_wait=TD0, min_bytes=1, topics=(), forgotten_topics_data=())
     with _connect(listener) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(encode_request(req, 9) + encode_request(_metadata_request(12, ["after"]), 10))
+        # Not reading yet: the socket buffers fill, sendfile stops short and the rest waits
+        # for writability.
+        wait_until(lambda: any(c.writing for c in list(listener.connections.values())), 5,
+                   "a partial write")
         corr, resp = _response(_read_frame(sock), 1, 12, 5)
         corr2, _ = _response(_read_frame(sock), 3, 12, 5)
     assert fake.requests[0][3] is True  # the listener asks for zero-copy fetches
