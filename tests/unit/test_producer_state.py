@@ -187,6 +187,7 @@ def test_check_records_checks_each_batch_of_a_request_in_order():
     ld.produce(first)
     v = psm.check_records(first + data(PID, 0, 2, 1))
     assert v.outcome is Outcome.DUPLICATE and v.duplicate.first_offset == 0
+    assert psm.check_records(marker(PID, 0)).error_code == ErrorCode.invalid_record
 
 
 def test_leader_offsets_override_the_producers_in_update_records():
