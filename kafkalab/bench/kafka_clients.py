@@ -110,6 +110,59 @@ def _segments(cluster: Any, topic: str) -> list[str]:
     return sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".log"))
 
 
+def _raw_fetch_once(bootstrap: str, topic: str, end_offset: int, max_bytes: int = 32 << 20) -> tuple[int, float]:
+    """A consumer that does not decode records: Kafka's Fetch over TCP, batches counted by
+    their headers. What the broker's fetch path serves when the client is not the limit."""
+    import datetime
+    import socket
+
+    from kio.schema.fetch.v12 import request as fr
+
+    from kafkalab.protocol.apis import decode_response
+    from kafkalab.protocol.kafka_framing import encode_request
+    from kafkalab.records.scan import iter_batches
+
+    host, port = bootstrap.split(",")[0].split(":")
+    sock = socket.create_connection((host, int(port)))
+    received, offset, corr = 0, 0, 0
+    t0 = time.perf_counter()
+    try:
+        while offset < end_offset:
+            corr += 1
+            req = fr.FetchRequest(replica_id=-1, max_wait=datetime.timedelta(milliseconds=100), min_bytes=1,
+                                  max_bytes=max_bytes, topics=(fr.FetchTopic(topic=topic, partitions=(
+                                      fr.FetchPartition(partition=0, fetch_offset=offset,
+                                                        partition_max_bytes=max_bytes),)),),
+                                  forgotten_topics_data=())
+            sock.sendall(encode_request(req, corr))
+            size = int.from_bytes(_recv_exact(sock, 4), "big")
+            body = _recv_exact(sock, size)
+            received += size + 4
+            resp = decode_response(1, 12, memoryview(body)[5:])  # correlation id + tagged fields
+            records = resp.responses[0].partitions[0].records or b""
+            last = None
+            for _pos, h in iter_batches(records):
+                last = h
+            if last is None:
+                raise RuntimeError(f"no records at offset {offset}")
+            offset = last.next_offset
+    finally:
+        sock.close()
+    return received, time.perf_counter() - t0
+
+
+def _recv_exact(sock: Any, n: int) -> bytes:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if not k:
+            raise ConnectionError("broker closed the connection")
+        got += k
+    return bytes(buf)
+
+
 def consume(mb: int = 200, runs: int = 3, record_bytes: int = RECORD_BYTES) -> list[dict[str, Any]]:
     """librdkafka consumer MB/s with sendfile on and off, against raw loopback sendfile."""
     from kafkalab import Cluster
@@ -126,20 +179,29 @@ def consume(mb: int = 200, runs: int = 3, record_bytes: int = RECORD_BYTES) -> l
                 rows.append({"path": "sendfile" if sendfile else "copy", "run": i + 1,
                              "records": count, "mb_per_s": count * record_bytes / seconds / 1e6,
                              "records_per_s": count / seconds})
+            for i in range(runs):
+                nbytes, seconds = _raw_fetch_once(cluster.bootstrap_servers, topic, count)
+                rows.append({"path": "raw fetch, " + ("sendfile" if sendfile else "copy"), "run": i + 1,
+                             "records": count, "mb_per_s": nbytes / seconds / 1e6,
+                             "records_per_s": count / seconds})
             if sendfile:
                 for i in range(runs):
                     nbytes, seconds = loopback_sendfile(_segments(cluster, topic))
                     rows.append({"path": "loopback sendfile (limit)", "run": i + 1, "records": count,
                                  "mb_per_s": nbytes / seconds / 1e6, "records_per_s": None})
     med = {path: statistics.median(r["mb_per_s"] for r in rows if r["path"] == path)
-           for path in ("sendfile", "copy", "loopback sendfile (limit)")}
+           for path in ("sendfile", "copy", "raw fetch, sendfile", "raw fetch, copy", "loopback sendfile (limit)")}
     for path, value in med.items():
         rows.append({"path": path, "run": "median", "records": count, "mb_per_s": value,
-                     "records_per_s": value * 1e6 / record_bytes if path != "loopback sendfile (limit)" else None})
+                     "records_per_s": None})
     rows.append({"path": "sendfile / loopback limit", "run": "ratio", "records": count,
                  "mb_per_s": med["sendfile"] / med["loopback sendfile (limit)"], "records_per_s": None})
     rows.append({"path": "sendfile / copy", "run": "ratio", "records": count,
                  "mb_per_s": med["sendfile"] / med["copy"], "records_per_s": None})
+    rows.append({"path": "raw fetch sendfile / loopback limit", "run": "ratio", "records": count,
+                 "mb_per_s": med["raw fetch, sendfile"] / med["loopback sendfile (limit)"], "records_per_s": None})
+    rows.append({"path": "raw fetch sendfile / copy", "run": "ratio", "records": count,
+                 "mb_per_s": med["raw fetch, sendfile"] / med["raw fetch, copy"], "records_per_s": None})
     return rows
 
 
