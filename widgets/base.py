@@ -22,6 +22,9 @@ LEADER_OUTLINE = "#222222"
 EVENT_LINE = "#7f7f7f"
 
 FIGURE_HEIGHT = 320
+# Plotly's FigureWidget (anywidget) draws before it is attached and never autosizes to its
+# container, so it would stay 700 px wide whatever the box around it: give it a width.
+FIGURE_WIDTH = 520
 TIME_AXIS_TITLE = "seconds since start"
 
 
@@ -118,7 +121,7 @@ class View:
     def __init__(self, source: Source, window_s: float = 120.0) -> None:
         self.source = source
         self.window_s = float(window_s)
-        self.figure = go.FigureWidget()
+        self.figure = go.FigureWidget(layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT})
         self._shown: FigureData | None = None
         self.refresh()
 

@@ -57,13 +57,13 @@ class Dashboard:
         }
         if group is not None:
             self.views["rebalance"] = RebalanceTimeline(self.source, group)
-        # A FigureWidget's `layout` is Plotly's, so the width lives on a wrapping box.
-        cells = [w.Box([view.widget], layout=w.Layout(width="50%"))
-                 for view in self.views.values()]
-        rows = [w.HBox(cells[i:i + 2]) for i in range(0, len(cells), 2)]
+        # Figures have a fixed width (base.FIGURE_WIDTH): two a row on a wide notebook,
+        # wrapping to one a row on a narrow one instead of being clipped.
+        figures = w.Box([view.widget for view in self.views.values()],
+                        layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.widget = w.VBox([
             self.status, self.brokers.widget, w.HBox([self.network.widget, self.load.widget]),
-            *rows,
+            figures,
         ])
         if start:
             self.start()

@@ -66,7 +66,7 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
     """Bars: each replica's LEO, coloured by ISR status, the leader outlined and labelled;
     markers: the partition's high watermark (what consumers may read up to) on each bar."""
     topic = pick_topic(latest, topic)
-    title = f"Replicas of {topic!r}: log end offset (bars) vs high watermark (red line)"
+    title = f"Replicas of {topic!r}: log end offset (bars), high watermark (red)"
     layout = base_layout(title, barmode="group", yaxis={"title": {"text": "offset"}},
                          xaxis={"title": {"text": "partition / replica"}})
     classified = classify_replicas(latest, topic, now, stale_after_s) if topic else None

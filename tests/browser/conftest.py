@@ -33,6 +33,11 @@ SERVER_START_TIMEOUT_S = 60.0
 PROCESS_EXIT_TIMEOUT_S = 15.0
 
 
+def chromium_executable() -> str | None:
+    """Debian's chromium; a browser is never downloaded."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
 def artifacts_dir() -> Path:
     path = Path(os.environ.get("KAFKALAB_ARTIFACTS") or Path(__file__).parent / "artifacts")
     path.mkdir(parents=True, exist_ok=True)
@@ -169,7 +174,6 @@ def _stop_server(lab: JupyterLab) -> list[str]:
 @pytest.fixture
 def jupyter_lab(tmp_path: Path) -> Iterator[JupyterLab]:
     """JupyterLab, headless, on a free port, serving `tmp_path / "root"`."""
-    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
     root, settings = tmp_path / "root", tmp_path / "lab-settings"
     root.mkdir()
     _write_settings(settings)
@@ -223,7 +227,7 @@ def artifacts() -> Path:
 def chromium_page() -> Iterator[Any]:
     """A Playwright page in Debian's chromium (never a downloaded browser)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = chromium_executable()
     if executable is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as p:
@@ -231,6 +235,16 @@ def chromium_page() -> Iterator[Any]:
         try:
             context = browser.new_context(viewport={"width": 1500, "height": 1900})
             page = context.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             yield page
         finally:
+            if "page" in locals():
+                try:  # the last thing the page showed, for a failure in CI
+                    page.screenshot(path=str(artifacts_dir() / "last-page.png"), timeout=5_000)
+                except sync_api.Error:
+                    pass
+            if "console" in locals():
+                (artifacts_dir() / "browser-console.log").write_text("\n".join(console) + "\n")
             browser.close()

@@ -5,10 +5,14 @@ A notebook builds a 3-broker cluster, a replicated topic and some records, print
 The test runs it, clicks "Kill broker N" on that leader and checks that, within 3 s, the
 broker's tile says "killed" and the ReplicaView's Plotly figure names another leader for P0.
 Then it shuts the kernel down and checks that no process it started survives.
+
+Screenshots go to tests/browser/artifacts/ (or $KAFKALAB_ARTIFACTS); set
+KAFKALAB_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/dashboard.png as well.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -18,12 +22,22 @@ from typing import Any
 import nbformat
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                       reason="chromium is not installed (apt-get install chromium)"),
+]
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 NOTEBOOK = "dashboard.ipynb"
 SCREENSHOT_FOR_README = Path(__file__).parents[2] / "docs" / "screenshots" / "dashboard.png"
-FAILOVER_DEADLINE_MS = 3_000
-SETUP_TIMEOUT_MS = 90_000  # first cell of a fresh kernel: imports, 4 processes, a topic
+FAILOVER_DEADLINE_MS = 3_000  # the claim under test; every other wait only bounds a hang
+# Generous: on a loaded 2-core machine the first cell (imports, 4 processes, a topic) and
+# the first render of Plotly's widget bundle have each taken over a minute.
+SETUP_TIMEOUT_MS = 180_000
+RENDER_TIMEOUT_MS = 120_000
 
 SETUP_CELL = """\
 import os
@@ -36,7 +50,7 @@ cluster.create_topic("orders", partitions=3, replication_factor=3,
                      config={"min.insync.replicas": "2"})
 producer = cluster.producer({"acks": "all"})
 for i in range(300):
-    producer.produce("orders", key=f"user-{i % 7}".encode(), value=f"order {i}".encode())
+    producer.produce("orders", key=f"user-{i}".encode(), value=f"order {i}".encode())
 producer.flush()
 topic = cluster.describe_topic("orders")
 leader = int(topic.loc[topic.partition == 0, "leader"].iloc[0])
@@ -86,31 +100,78 @@ def replica_leader(page: Any, partition: str = "P0") -> str | None:
     return state.get("leaders", {}).get(partition) if state.get("found") else None
 
 
+def wait_js(page: Any, predicate: str, timeout_ms: int, what: str) -> None:
+    """Wait until the JS expression `predicate` holds; on timeout say what the page showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(f"() => {predicate}", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise AssertionError(f"not within {timeout_ms} ms: {what}; {page_state(page)}") from None
+
+
+def expect_visible(page: Any, locator: Any, timeout_ms: int, what: str) -> None:
+    from playwright.sync_api import expect
+
+    try:
+        expect(locator).to_be_visible(timeout=timeout_ms)
+    except AssertionError:
+        raise AssertionError(f"not within {timeout_ms} ms: {what}; {page_state(page)}") from None
+
+
+def page_state(page: Any) -> str:
+    """What the notebook showed: prompts, outputs, the ReplicaView's leaders and tiles."""
+    prompts = page.locator(".jp-Notebook .jp-InputArea-prompt").all_inner_texts()
+    outputs = [t[:300] for t in page.locator(".jp-OutputArea-output").all_inner_texts()]
+    tiles = page.locator(".jp-OutputArea-output .widget-html-content").all_inner_texts()
+    return (f"prompts {prompts}, outputs {outputs}, ReplicaView "
+            f"{page.evaluate(REPLICA_LEADERS_JS)}, status and tiles {tiles}")
+
+
 def tile_text(page: Any, broker: int) -> str:
     tile = page.locator(".jp-OutputArea-output .widget-html-content",
                         has=page.locator(f"b:text-is('broker {broker}')"))
     return tile.inner_text() if tile.count() == 1 else ""
 
 
-def run_all_cells(page: Any) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+def run_all_cells(page: Any, attempts: int = 3) -> int:
+    """Run All from the menu once the kernel is idle; returns how many tries it took.
+
+    Now and then JupyterLab drops a Run All issued just after the kernel connects: the
+    prompts stay "[ ]:" and nothing reaches the kernel. Only then is it issued again, so a
+    cell never runs twice.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    expect_visible(page, page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']"),
+                   RENDER_TIMEOUT_MS, "the kernel is idle")
+    first_prompt = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-prompt")
+    for attempt in range(1, attempts + 1):
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            expect(first_prompt).not_to_have_text(re.compile(r"^\[ \]:$"), timeout=10_000)
+            return attempt
+        except (AssertionError, PlaywrightTimeout):
+            continue
+    raise AssertionError(f"Run All Cells did not start the notebook in {attempts} tries")
 
 
 def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page: Any,
                                                  artifacts: Path) -> None:
-    from playwright.sync_api import expect
 
     page, out = chromium_page, artifacts
     started = time.monotonic()
     write_notebook(jupyter_lab.root)
     page.goto(f"{jupyter_lab.url}/lab/tree/{NOTEBOOK}")
-    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    page.locator(".jp-Notebook .jp-Cell").first.click()
-    run_all_cells(page)
+    # Fold the file browser away: the notebook gets the width, screenshots get the dashboard.
+    page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
+    run_all_tries = run_all_cells(page)
 
     setup = page.locator(".jp-OutputArea-output pre#kafkalab-setup")
-    expect(setup).to_be_visible(timeout=SETUP_TIMEOUT_MS)
+    expect_visible(page, setup, SETUP_TIMEOUT_MS, "the set-up cell printed the leader")
     match = re.fullmatch(r"leader_p0=(\d+) kernel_pid=(\d+)", setup.inner_text().strip())
     assert match, f"unexpected setup output {setup.inner_text()!r}"
     leader, kernel_pid = int(match[1]), int(match[2])
@@ -119,44 +180,44 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
     assert len(cluster_pids) >= 4, cluster_pids  # controller + 3 brokers (+ resource tracker)
 
     kill = page.locator(f".jp-OutputArea-output button:has-text('Kill broker {leader}')")
-    expect(kill).to_be_visible(timeout=30_000)
+    expect_visible(page, kill, RENDER_TIMEOUT_MS, f"the Dashboard shows 'Kill broker {leader}'")
     # The view is live before we break anything: it agrees with the cluster on the leader.
-    page.wait_for_function(f"() => ({REPLICA_LEADERS_JS})().leaders?.P0 === 'broker {leader}'",
-                           timeout=15_000)
+    wait_js(page, f"({REPLICA_LEADERS_JS})().leaders?.P0 === 'broker {leader}'", 30_000,
+            f"ReplicaView marks broker {leader} as leader of P0, as describe_topic does")
     assert "up" in tile_text(page, leader)
     setup_s = time.monotonic() - started
     page.screenshot(path=str(out / "dashboard-before-kill.png"))
 
     clicked = time.monotonic()
     kill.click()
-    page.wait_for_function(
-        f"""() => {{
-          const tiles = [...document.querySelectorAll('.jp-OutputArea-output .widget-html-content')];
-          const mine = tiles.find(t => t.querySelector('b')?.textContent === 'broker {leader}');
-          return mine && /killed/.test(mine.textContent);
-        }}""", timeout=FAILOVER_DEADLINE_MS)
+    wait_js(page, f"""[...document.querySelectorAll('.jp-OutputArea-output .widget-html-content')]
+          .some(t => t.querySelector('b')?.textContent === 'broker {leader}'
+                     && /killed/.test(t.textContent))""",
+            FAILOVER_DEADLINE_MS, f"broker {leader}'s tile says killed")
     tile_s = time.monotonic() - clicked
     remaining = max(1, FAILOVER_DEADLINE_MS - int(tile_s * 1000))
-    page.wait_for_function(
-        f"() => {{ const l = ({REPLICA_LEADERS_JS})().leaders?.P0;"
-        f" return l !== undefined && l !== 'broker {leader}'; }}", timeout=remaining)
+    wait_js(page, f"![undefined, 'broker {leader}'].includes(({REPLICA_LEADERS_JS})().leaders?.P0)",
+            remaining, "ReplicaView marks a new leader of P0")
     failover_s = time.monotonic() - clicked
     new_leader = replica_leader(page)
     assert new_leader and new_leader != f"broker {leader}"
     # The killed replica's bar goes grey (offline) once its reports are stale (3 s).
-    page.wait_for_function(
-        f"() => ({REPLICA_LEADERS_JS})().colors?.['P0 broker {leader}'] === '#9e9e9e'",
-        timeout=10_000)
+    wait_js(page, f"({REPLICA_LEADERS_JS})().colors?.['P0 broker {leader}'] === '#9e9e9e'",
+            10_000, f"broker {leader}'s replica of P0 is drawn offline (grey)")
     page.screenshot(path=str(out / "dashboard-after-kill.png"))
-    SCREENSHOT_FOR_README.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "dashboard-after-kill.png", SCREENSHOT_FOR_README)
+    dashboard = page.locator(".jp-OutputArea-executeResult .jp-OutputArea-output")
+    dashboard.screenshot(path=str(out / "dashboard-widget-after-kill.png"))
+    # The README's picture: refreshed on request only, so a test run leaves the tree clean.
+    if os.environ.get("KAFKALAB_UPDATE_SCREENSHOTS") or not SCREENSHOT_FOR_README.exists():
+        SCREENSHOT_FOR_README.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "dashboard-widget-after-kill.png", SCREENSHOT_FOR_README)
 
     # Closing the kernel takes its cluster with it.
     jupyter_lab.shutdown_kernels()
     survivors = jupyter_lab.wait_children_gone()
     assert not survivors, "outlived their kernel: " + "; ".join(survivors)
     (out / "dashboard-timings.txt").write_text(
-        f"setup (server up -> dashboard live) {setup_s:.1f} s\n"
+        f"setup (server up -> dashboard live) {setup_s:.1f} s, Run All tries {run_all_tries}\n"
         f"click -> tile killed {tile_s:.2f} s\n"
         f"click -> new leader of P0 in ReplicaView {failover_s:.2f} s ({new_leader})\n"
         f"whole test body {time.monotonic() - started:.1f} s\n")
