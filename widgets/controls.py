@@ -205,9 +205,10 @@ class LoadControls:
     ACKS = ["all", "1", "0"]
     COMPRESSION = ["none", "gzip", "snappy", "lz4", "zstd"]
 
-    def __init__(self, cluster: Any, submit: Submit = run_now) -> None:
+    def __init__(self, cluster: Any, submit: Submit = run_now, topic: str | None = None) -> None:
         self.cluster = cluster
         self.submit = submit
+        self.topic = topic
         self.available = callable(getattr(cluster, "start_load", None)) and callable(
             getattr(cluster, "stop_load", None))
         self.rate = w.IntSlider(value=1000, min=0, max=50_000, step=100,
@@ -234,8 +235,8 @@ class LoadControls:
         if name == "start":
             rate, acks, compression = int(self.rate.value), self.acks.value, self.compression.value
             self.submit(f"start load: {rate} records/s, acks={acks}, compression={compression}",
-                        lambda: self.cluster.start_load(rate=rate, acks=acks,
-                                                        compression=compression))
+                        lambda: self.cluster.start_load(rate=rate, acks=acks, compression=compression,
+                                                        **({"topic": self.topic} if self.topic else {})))
         elif name == "stop":
             self.submit("stop load", self.cluster.stop_load)
         else:
@@ -243,3 +244,65 @@ class LoadControls:
 
     def refresh(self) -> None:
         pass
+
+
+class GroupControls:
+    """A consumer group of worker processes: add or remove members (each change is a
+    rebalance), kill one (its partitions move after session.timeout.ms), pick the assignor."""
+
+    ASSIGNORS = ["range", "roundrobin", "sticky", "cooperative-sticky"]
+
+    def __init__(self, cluster: Any, group: str, topics: list[str], submit: Submit = run_now) -> None:
+        self.cluster = cluster
+        self.group = group
+        self.topics = list(topics)
+        self.submit = submit
+        self.members: list[Any] = []
+        self.available = callable(getattr(cluster, "spawn_consumers", None))
+        self.assignor = w.Dropdown(options=self.ASSIGNORS, value="cooperative-sticky",
+                                   description="assignor")
+        self.buttons = {name: w.Button(description=label, button_style=style)
+                        for name, label, style in (("add", "Add consumer", "primary"),
+                                                   ("remove", "Remove consumer", ""),
+                                                   ("kill", "Kill a consumer", "danger"))}
+        for name, button in self.buttons.items():
+            button.on_click(lambda _, name=name: self.press(name))
+            button.disabled = not self.available
+        self.assignor.disabled = not self.available
+        self.label = w.HTML(self._label())
+        self.widget = w.VBox([w.HTML(f"<b>Group {group!r}</b>"), self.assignor,
+                              w.HBox(list(self.buttons.values())), self.label])
+
+    def _label(self) -> str:
+        if not self.available:
+            return "<i>This cluster cannot start consumer workers (no spawn_consumers).</i>"
+        return f"{len(self._alive())} consumer process(es)"
+
+    def _alive(self) -> list[Any]:
+        return [m for m in self.members if m.alive()]
+
+    def press(self, name: str) -> None:
+        if not self.available:
+            return
+        if name == "add":
+            strategy = self.assignor.value
+
+            def add() -> None:
+                self.members += self.cluster.spawn_consumers(
+                    self.group, 1, self.topics, config={"partition.assignment.strategy": strategy})
+            self.submit(f"add a consumer to {self.group!r} ({strategy})", add)
+        elif name in ("remove", "kill"):
+            def remove() -> None:
+                alive = self._alive()
+                if not alive:
+                    raise ValueError(f"group {self.group!r} has no consumer process to {name}")
+                member = alive[-1]
+                member.stop() if name == "remove" else member.kill()
+                self.members.remove(member)
+            verb = "remove (LeaveGroup)" if name == "remove" else "kill (SIGKILL)"
+            self.submit(f"{verb} a consumer of {self.group!r}", remove)
+        else:
+            raise ValueError(f"unknown group action {name!r}")
+
+    def refresh(self) -> None:
+        self.label.value = self._label()

@@ -16,7 +16,7 @@ from typing import Any
 import ipywidgets as w
 
 from .base import View
-from .controls import Action, BrokerControls, LoadControls, NetworkControls
+from .controls import Action, BrokerControls, GroupControls, LoadControls, NetworkControls
 from .rates import LagView, ThroughputView
 from .replicas import ReplicaView, SegmentView
 from .timelines import IsrTimeline, RebalanceTimeline
@@ -47,7 +47,10 @@ class Dashboard:
         self.status = w.HTML(self._status_html("ready", ok=True))
         self.brokers = BrokerControls(cluster, self.source, submit=self.submit)
         self.network = NetworkControls(cluster, submit=self.submit)
-        self.load = LoadControls(cluster, submit=self.submit)
+        self.load = LoadControls(cluster, submit=self.submit, topic=topic)
+        # A group panel when the dashboard watches a group of a topic.
+        self.group_controls = (GroupControls(cluster, group, [topic], submit=self.submit)
+                               if group is not None and topic is not None else None)
         self.views: dict[str, View] = {
             "replicas": ReplicaView(self.source, topic),
             "isr": IsrTimeline(self.source, topic, window_s=window_s),
@@ -62,7 +65,9 @@ class Dashboard:
         figures = w.Box([view.widget for view in self.views.values()],
                         layout=w.Layout(display="flex", flex_flow="row wrap"))
         self.widget = w.VBox([
-            self.status, self.brokers.widget, w.HBox([self.network.widget, self.load.widget]),
+            self.status, self.brokers.widget,
+            w.HBox([self.network.widget, self.load.widget,
+                    *([self.group_controls.widget] if self.group_controls else [])]),
             figures,
         ])
         if start:
@@ -133,7 +138,8 @@ class Dashboard:
 
     def refresh(self) -> None:
         """Redraw every view and tile once (the updater calls this; tests may too)."""
-        parts: list[Any] = [*self.views.values(), self.brokers, self.network, self.load]
+        parts: list[Any] = [*self.views.values(), self.brokers, self.network, self.load,
+                            *([self.group_controls] if self.group_controls else [])]
         for part in parts:
             try:
                 part.refresh()

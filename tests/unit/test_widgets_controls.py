@@ -237,3 +237,53 @@ def test_dashboard_reports_a_failing_action_and_keeps_going(dashboard_and_cluste
 def test_dashboard_rejects_silly_refresh_rates():
     with pytest.raises(ValueError, match="refresh_hz"):
         Dashboard(FakeCluster(), refresh_hz=0, start=False)
+
+
+class _FakeMember:
+    def __init__(self) -> None:
+        self.state = "running"
+
+    def alive(self) -> bool:
+        return self.state == "running"
+
+    def stop(self) -> None:
+        self.state = "stopped"
+
+    def kill(self) -> None:
+        self.state = "killed"
+
+
+class _GroupCluster:
+    def __init__(self) -> None:
+        self.spawned: list[tuple[str, int, list[str], dict]] = []
+
+    def spawn_consumers(self, group, n, topics, config=None, handler=None):
+        self.spawned.append((group, n, topics, config))
+        return [_FakeMember() for _ in range(n)]
+
+
+def test_group_controls_add_remove_and_kill_consumers() -> None:
+    from kafkalab.widgets.controls import GroupControls
+
+    cluster = _GroupCluster()
+    g = GroupControls(cluster, "billing", ["orders"])
+    g.assignor.value = "range"
+    g.press("add")
+    g.press("add")
+    assert cluster.spawned[0] == ("billing", 1, ["orders"], {"partition.assignment.strategy": "range"})
+    g.refresh()
+    assert "2 consumer" in g.label.value
+    first, second = g.members
+    g.press("remove")
+    assert second.state == "stopped" and g.members == [first]
+    g.press("kill")
+    assert first.state == "killed" and g.members == []
+    with pytest.raises(ValueError, match="no consumer process"):
+        g.press("kill")
+
+
+def test_group_controls_are_disabled_without_workers() -> None:
+    from kafkalab.widgets.controls import GroupControls
+
+    g = GroupControls(object(), "g", ["t"])
+    assert all(b.disabled for b in g.buttons.values()) and "cannot start" in g.label.value
