@@ -52,7 +52,9 @@ KIND_COLUMNS: dict[str, list[str]] = {
     ],
     "client": [
         "time", "node", "client_type", "records_sent", "bytes_sent", "batches_sent",
-        "records_received", "bytes_received", "errors",
+        "records_received", "bytes_received", "errors", "retries", "records_per_batch",
+        "bytes_per_batch", "compression_ratio", "linger_waited_ms", "request_latency_ms_p50",
+        "request_latency_ms_p99",
     ],
     "group": ["time", "group", "state", "generation", "members", "protocol", "assignment"],
     "lag": ["time", "group", "topic", "partition", "committed_offset", "log_end_offset", "lag"],

@@ -14,6 +14,7 @@ AddPartitionsToTxn for every partition before its first batch of the transaction
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections import deque
@@ -127,6 +128,8 @@ class Sender(IoThread):
         self._token = 0
         self.closing = False
         self.records_sent = self.bytes_sent = self.batches_sent = self.errors = 0
+        self.retries_done = 0
+        self._latencies_ms: collections.deque[float] = collections.deque(maxlen=1000)
         self.transactional_id: str | None = cfg["transactional.id"]
         self.txn = TxnClientState()
         self.calls: list[CoordinatorCall] = []
@@ -402,8 +405,11 @@ class Sender(IoThread):
         token = self._token
         self._in_flight[token] = batches
 
+        sent_at = time.monotonic()
+
         def done(resp: Any) -> None:
             if self._in_flight.pop(token, None) is not None:
+                self._latencies_ms.append((time.monotonic() - sent_at) * 1000)
                 self._handle(node, batches, resp)
 
         try:
@@ -443,6 +449,7 @@ class Sender(IoThread):
                     self.need_metadata = True
                 if self._retriable(err) and self.acc.can_retry(b, now_ms, self.retries) and not self.closing:
                     self.acc.reenqueue(b, now_ms)
+                    self.retries_done += 1
                 else:
                     done.append((b, err, -1, -1))
                     self.acc.complete(b)
@@ -470,9 +477,17 @@ class Sender(IoThread):
                 txn.state = "FATAL_ERROR" if is_fatal_txn_error(err) else "ABORTABLE_ERROR"
         self.reports.put(DeliveryReport(batch, err, base_offset, log_append_ms))
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, Any]:
+        """What the producer lab plots: cumulative counts, plus batch shape and latency."""
+        with self.lock:
+            batch = self.acc.stats.as_dict()
+        lat = sorted(self._latencies_ms)
         return {"records_sent": self.records_sent, "bytes_sent": self.bytes_sent,
-                "batches_sent": self.batches_sent, "errors": self.errors}
+                "batches_sent": self.batches_sent, "errors": self.errors, "retries": self.retries_done,
+                "records_per_batch": batch["records_per_batch"], "bytes_per_batch": batch["bytes_per_batch"],
+                "compression_ratio": batch["compression_ratio"], "linger_waited_ms": batch["linger_waited_ms"],
+                "request_latency_ms_p50": lat[len(lat) // 2] if lat else None,
+                "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else None}
 
     def on_stop(self) -> None:
         self._fail_all(KafkaError(ErrorCode.unknown_server_error,
