@@ -5,8 +5,13 @@ SyncGroup replies wait (a rebalance is a barrier) until the round completes or i
 passes in `tick(now_ms)`. Nothing here touches sockets or clocks: the broker's GroupService
 wires it to the network, a timer and the `__consumer_offsets` log via two injected functions:
 
-    append(partition, [(key, value | None), ...], on_done(error_code))   # acks=all write
+    append(partition, [(key, value | None), ...], on_done(error_code[, base_offset]))  # acks=all
     owns(partition) -> "yes" | "loading" | "no"                         # are we its leader?
+
+and, for transactional offset commits (TxnOffsetCommit, see kafkalab.broker.txn_offsets):
+
+    append_batch(partition, batch_bytes, on_done(error_code, base_offset))  # acks=all write
+    producer_entry(partition, producer_id) -> that producer's state in the partition, or None
 
 A group moves Empty -> PreparingRebalance (members (re)join) -> CompletingRebalance (the
 leader assigns) -> Stable, and back to PreparingRebalance whenever membership changes: a
@@ -24,7 +29,17 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.broker.txn_offsets import (
+    TP,
+    PendingOffset,
+    TxnOffsetStore,
+    newer,
+    next_sequence,
+    txn_offset_commit_batch,
+)
 from kafkalab.client.assignors import decode_assignment, decode_subscription
+from kafkalab.records.batch import decode_batch
+from kafkalab.records.header import parse_header
 
 EMPTY, PREPARING, COMPLETING, STABLE, DEAD = (
     "Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead")
@@ -111,6 +126,15 @@ def decode_key(key: bytes) -> tuple[str, Any]:
     return "group", r.str()
 
 
+def decode_offset_record(key: bytes, value: bytes | None) -> tuple[str, TP, tuple[int, int, str | None] | None] | None:
+    """(group, (topic, partition), offset value or None for a tombstone); None for group records."""
+    kind, ident = decode_key(key)
+    if kind != "offset":
+        return None
+    group, topic, partition = ident
+    return group, (topic, partition), None if value is None else decode_offset_value(value)
+
+
 def decode_offset_value(value: bytes) -> tuple[int, int, str | None]:
     r = _Reader(value)
     version = r.fmt(">h")
@@ -152,6 +176,9 @@ class Group:
     static: dict[str, str] = field(default_factory=dict)  # group.instance.id -> member id
     pending: dict[str, int] = field(default_factory=dict)  # member ids handed out -> expiry
     offsets: dict[tuple[str, int], tuple[int, int, str | None]] = field(default_factory=dict)
+    # where in __consumer_offsets each committed offset was written: a transaction's offsets
+    # replace a committed one only if written later (newer())
+    offset_log_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     join_deadline_ms: int | None = None  # PreparingRebalance: when the round completes anyway
     initial_delay_until_ms: int | None = None
     rebalance_started_ms: int = 0
@@ -184,9 +211,14 @@ class GroupCoordinator:
                  owns: Callable[[int], str],
                  publish: Callable[[str, dict[str, Any]], None] = lambda kind, row: None,
                  initial_rebalance_delay_ms: int = 0, min_session_timeout_ms: int = 100,
-                 max_session_timeout_ms: int = 1_800_000):
+                 max_session_timeout_ms: int = 1_800_000,
+                 append_batch: Callable[[int, bytes, Callable[[ErrorCode, int], None]], None] | None = None,
+                 producer_entry: Callable[[int, int], Any] = lambda partition, producer_id: None):
         self.num_partitions = num_partitions
         self.append = append
+        self.append_batch = append_batch
+        self.producer_entry = producer_entry
+        self.txn_offsets = TxnOffsetStore()  # offsets of open transactions, per producer id
         self.owns = owns
         self.publish = publish
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
@@ -586,10 +618,12 @@ class GroupCoordinator:
         records = [(offset_commit_key(group_id, t, p), offset_commit_value(o, e, md, now_ms))
                    for t, p, o, e, md in tps]
 
-        def written(code: ErrorCode) -> None:
+        def written(code: ErrorCode, base_offset: int | None = None) -> None:
             if code == ErrorCode.none:
-                for t, p, o, e, md in tps:
+                for i, (t, p, o, e, md) in enumerate(tps):
                     g.offsets[(t, p)] = (o, e, md)
+                    self._set_log_offset(g, (t, p), None if base_offset is None or base_offset < 0
+                                         else base_offset + i)
             reply({(t, p): code for t, p, *_ in tps})
 
         self.append(self.partition_of(group_id), records, written)
@@ -605,6 +639,77 @@ class GroupCoordinator:
         if tps is None:
             return ErrorCode.none, dict(offsets)
         return ErrorCode.none, {tp: offsets.get(tp, (-1, -1, None)) for tp in tps}
+
+    def unstable_offsets(self, group_id: str, tps: list[tuple[str, int]] | None) -> set[TP]:
+        """Partitions whose offset an open transaction has written (pending until its marker):
+        OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for them (KIP-447), so a
+        new owner does not start from an offset that is about to move."""
+        pending = self.txn_offsets.pending_partitions(group_id)
+        return pending if tps is None else pending & set(tps)
+
+    # -- TxnOffsetCommit -------------------------------------------------------------------------
+    def txn_commit_offsets(self, req: Any, now_ms: int,
+                           reply: Callable[[dict[tuple[str, int], ErrorCode]], None]) -> None:
+        """TxnOffsetCommit: write the offsets in a transactional batch of the producer (its id,
+        epoch and next sequence in this partition); they stay pending, invisible to
+        OffsetFetch, until the transaction's COMMIT marker lands here (ABORT drops them).
+        reply gets {(topic, partition): error_code} once the batch is written (acks=all)."""
+        group_id = str(req.group_id)
+        pid, epoch = int(req.producer_id), int(req.producer_epoch)
+        tps = [(str(t.name), int(p.partition_index), int(p.committed_offset), int(p.committed_leader_epoch),
+                p.committed_metadata) for t in req.topics for p in t.partitions]
+        partition = self.partition_of(group_id)
+        err = self._check_owner(group_id)
+        if err == ErrorCode.none and self.append_batch is None:
+            err = ErrorCode.unsupported_version
+        g = self._group(group_id, create=err == ErrorCode.none)
+        generation = int(req.generation_id)
+        member_id = str(req.member_id or "")
+        instance = getattr(req, "group_instance_id", None)
+        if err == ErrorCode.none and (generation >= 0 or member_id or instance is not None):
+            # EOS v2 (KIP-447): the consumer's generation fences a zombie that lost its
+            # partitions in a rebalance. Unlike a plain commit, CompletingRebalance is fine.
+            err = self._check_member(g, member_id, instance, generation)
+        entry = self.producer_entry(partition, pid) if err == ErrorCode.none else None
+        if entry is not None and entry.producer_epoch > epoch:
+            err = ErrorCode.invalid_producer_epoch  # a newer instance of this transactional.id
+        if err != ErrorCode.none:
+            reply({(t, p): err for t, p, *_ in tps})
+            return
+        assert g is not None
+        if member_id in g.members:
+            m = g.members[member_id]
+            m.session_deadline_ms = now_ms + m.session_timeout_ms
+        # Pending from now on (before the append, as Kafka does): an OffsetFetch with
+        # require_stable that comes while the batch is being replicated must wait too.
+        mine = self.txn_offsets.pending.setdefault(pid, {})
+        added: list[tuple[tuple[str, TP], PendingOffset | None, PendingOffset]] = []
+        for t, p, o, e, md in tps:
+            key, po = (group_id, (t, p)), PendingOffset((o, e, md), -1)
+            added.append((key, mine.get(key), po))
+            mine[key] = po
+        records = [(offset_commit_key(group_id, t, p), offset_commit_value(o, e, md, now_ms))
+                   for t, p, o, e, md in tps]
+        batch = txn_offset_commit_batch(records, producer_id=pid, producer_epoch=epoch,
+                                        base_sequence=next_sequence(entry, epoch), timestamp_ms=now_ms)
+
+        def written(code: ErrorCode, base_offset: int) -> None:
+            now = self.txn_offsets.pending.get(pid, {})
+            for i, (key, prev, po) in enumerate(added):
+                if now.get(key) is not po:
+                    continue  # the log replay got there first (or a marker already ended it)
+                if code == ErrorCode.none and base_offset >= 0:
+                    now[key] = PendingOffset(po.value, base_offset + i)
+                elif prev is None:
+                    del now[key]
+                else:
+                    now[key] = prev
+            if pid in self.txn_offsets.pending and not self.txn_offsets.pending[pid]:
+                del self.txn_offsets.pending[pid]
+            reply({(t, p): code for t, p, *_ in tps})
+
+        assert self.append_batch is not None
+        self.append_batch(partition, batch, written)
 
     # -- describe / list ------------------------------------------------------------------------------
     def describe(self, group_id: str) -> dict[str, Any]:
@@ -631,7 +736,7 @@ class GroupCoordinator:
         no offsets (Kafka deletes such a group)."""
         key = group_metadata_key(g.group_id)
         if not g.members and not g.offsets:
-            self.append(self.partition_of(g.group_id), [(key, None)], lambda code: None)
+            self.append(self.partition_of(g.group_id), [(key, None)], lambda code, *_: None)
             return
         value = struct.pack(">h", 3) + _str(g.protocol_type or "") + struct.pack(">i", g.generation) \
             + _str(g.protocol) + _str(g.leader) + struct.pack(">q", now_ms) + struct.pack(">i", len(g.members))
@@ -639,10 +744,43 @@ class GroupCoordinator:
             value += (_str(mid) + _str(m.group_instance_id) + _str(m.client_id) + _str("")
                       + struct.pack(">ii", m.rebalance_timeout_ms, m.session_timeout_ms)
                       + _bytes(m.metadata(g.protocol) if g.protocol else b"") + _bytes(m.assignment))
-        self.append(self.partition_of(g.group_id), [(key, value)], lambda code: None)
+        self.append(self.partition_of(g.group_id), [(key, value)], lambda code, *_: None)
 
-    def load_record(self, key: bytes, value: bytes | None, now_ms: int) -> None:
-        """Replay one __consumer_offsets record (when this broker becomes the partition's leader)."""
+    def load_batch(self, data: bytes | memoryview, pos: int, now_ms: int, *, txn_only: bool = False) -> None:
+        """Replay one __consumer_offsets batch, in log order. Transactional offset commits stay
+        pending until their producer's marker (a control batch) commits or drops them; plain
+        records are the group's state (skipped with txn_only: the broker applied those when
+        their append was acknowledged, and only needs to follow the transactions' markers)."""
+        h = parse_header(data, pos)
+        if h.is_transactional or h.is_control:
+            for group_id, tp, po in self.txn_offsets.apply_batch(data, pos, decode_offset_record):
+                self._materialise(group_id, tp, po)
+            return
+        if txn_only:
+            return
+        for r in decode_batch(data, pos).records:
+            if r.key is not None:
+                self.load_record(r.key, r.value, now_ms, log_offset=r.offset)
+
+    def _materialise(self, group_id: str, tp: TP, po: PendingOffset) -> None:
+        """A COMMIT marker: the transaction's offset becomes the committed one, unless a
+        later record in the log already set that partition's offset (Kafka's rule)."""
+        g = self._group(group_id, create=True)
+        assert g is not None
+        if newer(po.log_offset, g.offset_log_offsets.get(tp)):
+            g.offsets[tp] = po.value
+            g.offset_log_offsets[tp] = po.log_offset
+
+    @staticmethod
+    def _set_log_offset(g: Group, tp: TP, log_offset: int | None) -> None:
+        if log_offset is None:
+            g.offset_log_offsets.pop(tp, None)  # unknown: any later transaction's offset wins
+        else:
+            g.offset_log_offsets[tp] = log_offset
+
+    def load_record(self, key: bytes, value: bytes | None, now_ms: int, log_offset: int | None = None) -> None:
+        """Replay one non-transactional __consumer_offsets record (when this broker becomes the
+        partition's leader); log_offset is where it sits in the log."""
         kind, ident = decode_key(key)
         if kind == "offset":
             group_id, topic, partition = ident
@@ -650,8 +788,10 @@ class GroupCoordinator:
             assert g is not None
             if value is None:
                 g.offsets.pop((topic, partition), None)
+                g.offset_log_offsets.pop((topic, partition), None)
             else:
                 g.offsets[(topic, partition)] = decode_offset_value(value)
+                self._set_log_offset(g, (topic, partition), log_offset)
             return
         if value is None:
             g = self.groups.get(ident)
@@ -688,6 +828,7 @@ class GroupCoordinator:
     def unload_partition(self, partition: int) -> None:
         """This broker no longer leads `partition`: forget its groups (waiting requests get
         NOT_COORDINATOR so clients look up the new coordinator)."""
+        self.txn_offsets.unload(lambda gid: self.partition_of(gid) != partition)
         for gid in [gid for gid in self.groups if self.partition_of(gid) == partition]:
             g = self.groups.pop(gid)
             for m in g.members.values():

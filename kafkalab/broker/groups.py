@@ -1,11 +1,14 @@
 """GroupService: the broker's wiring of the GroupCoordinator. Thin.
 
 It answers FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
-OffsetFetch, DescribeGroups and ListGroups (kio requests in, kio responses out), writes the
-coordinator's records to the replicated, compacted `__consumer_offsets` topic through the
-ReplicaManager's normal produce path (acks=all), creates that topic on first use, and every
-100 ms loads the groups of partitions this broker has just become leader of (replaying their
-log) and drops those it no longer leads. It also publishes "group" and "lag" metric rows.
+TxnOffsetCommit, OffsetFetch, DescribeGroups and ListGroups (kio requests in, kio responses
+out), writes the coordinator's records to the replicated, compacted `__consumer_offsets` topic
+through the ReplicaManager's normal produce path (acks=all), creates that topic on first use,
+and every 100 ms loads the groups of partitions this broker has just become leader of
+(replaying their log) and drops those it no longer leads. Between loads it follows each loaded
+partition up to its high watermark for the transaction markers the transaction coordinator
+writes there: they commit or drop transactional offset commits. It also publishes "group"
+and "lag" metric rows.
 
 `describe_group(cluster, group)` (for the Cluster) reads those rows back as a DataFrame.
 """
@@ -24,13 +27,14 @@ from kio.schema.produce.v9 import request as produce_req
 
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkalab.protocol.apis import response_class
-from kafkalab.records.batch import decode_batch, encode_batch
+from kafkalab.records.batch import encode_batch
 from kafkalab.records.scan import iter_batches
 
 log = logging.getLogger(__name__)
 
 FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
 OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS = 8, 9, 15, 16
+TXN_OFFSET_COMMIT = 28
 NO_THROTTLE = datetime.timedelta(0)
 LOAD_CHECK_INTERVAL_S = 0.1
 
@@ -47,17 +51,18 @@ def _nested(resp_cls: type, name: str) -> type:
 
 class GroupService:
     api_keys = frozenset({FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP,
-                          OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS})
+                          OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, TXN_OFFSET_COMMIT})
 
     def __init__(self, server: Any):
         self.server = server
         cfg = server.config
         self.num_partitions = int(cfg["offsets.topic.num.partitions"])
         self.loaded: set[int] = set()
+        self.scanned: dict[int, int] = {}  # loaded partition -> next offset to follow from
         self._creating_since = 0.0
         self.coordinator = GroupCoordinator(
             num_partitions=self.num_partitions, append=self._append, owns=self._owns,
-            publish=self._publish_now,
+            publish=self._publish_now, append_batch=self._append_batch, producer_entry=self._producer_entry,
             initial_rebalance_delay_ms=int(cfg.get("group.initial.rebalance.delay.ms", 0)),
             min_session_timeout_ms=int(cfg.get("group.min.session.timeout.ms", 100)),
             max_session_timeout_ms=int(cfg.get("group.max.session.timeout.ms", 1_800_000)))
@@ -82,8 +87,31 @@ class GroupService:
                 self._load(p, now)
             elif not leads and p in self.loaded:
                 self.loaded.discard(p)
+                self.scanned.pop(p, None)
                 self.coordinator.unload_partition(p)
+            elif leads:
+                self._follow(p, now)
         self.coordinator.tick(now)
+
+    def _follow(self, p: int, now_ms: int) -> None:
+        """Replay the transactional batches and markers appended since the last look, up to
+        the high watermark (markers are written with acks=all, so they count from there)."""
+        part = self.server.rm.partitions[(OFFSETS_TOPIC, p)]
+        offset, hw = self.scanned.get(p, part.log_end_offset), part.high_watermark
+        try:
+            while offset < hw:
+                start = offset
+                data = part.log.read_bytes(offset, 1 << 20, max_offset=hw)
+                for pos, h in iter_batches(data):
+                    if h.next_offset > hw:
+                        break
+                    self.coordinator.load_batch(data, pos, now_ms, txn_only=True)
+                    offset = h.next_offset
+                if offset == start:
+                    break
+        except Exception:
+            log.exception("broker %s: following __consumer_offsets-%d failed", self.server.broker_id, p)
+        self.scanned[p] = offset
 
     def _load(self, p: int, now_ms: int) -> None:
         plog = self.server.rm.partitions[(OFFSETS_TOPIC, p)].log
@@ -94,15 +122,14 @@ class GroupService:
                 if not data:
                     break
                 for pos, h in iter_batches(data):
-                    for r in decode_batch(data, pos).records:
-                        if r.key is not None:
-                            self.coordinator.load_record(r.key, r.value, now_ms)
-                            count += 1
+                    self.coordinator.load_batch(data, pos, now_ms)
+                    count += h.last_offset_delta + 1
                     offset = h.next_offset
         except Exception:
             log.exception("broker %s: loading __consumer_offsets-%d failed", self.server.broker_id, p)
             return
         self.loaded.add(p)
+        self.scanned[p] = offset
         self.server.metrics.publish("event", {"event": "group_load", "broker": self.server.broker_id,
                                               "topic": OFFSETS_TOPIC, "partition": p,
                                               "detail": f"replayed {count} records"})
@@ -116,10 +143,29 @@ class GroupService:
                 produce_req.PartitionProduceData(index=p, records=batch),)),))
 
         def done(resp: Any) -> None:
-            on_done(resp.responses[0].partition_responses[0].error_code)
+            r = resp.responses[0].partition_responses[0]
+            on_done(r.error_code, int(r.base_offset))
 
         self.server.rm.produce(req, now, done)
         self.server._send_fetches()  # followers fetch at once: acks=all waits for them
+
+    def _append_batch(self, p: int, batch: bytes, on_done: Any) -> None:
+        """A TxnOffsetCommit's transactional batch, as the producer's own (acks=all)."""
+        req = produce_req.ProduceRequest(
+            transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5),
+            topic_data=(produce_req.TopicProduceData(name=OFFSETS_TOPIC, partition_data=(
+                produce_req.PartitionProduceData(index=p, records=batch),)),))
+
+        def done(resp: Any) -> None:
+            r = resp.responses[0].partition_responses[0]
+            on_done(r.error_code, int(r.base_offset))
+
+        self.server.rm.produce(req, _ms(), done)
+        self.server._send_fetches()
+
+    def _producer_entry(self, p: int, producer_id: int) -> Any:
+        part = self.server.rm.partitions.get((OFFSETS_TOPIC, p))
+        return None if part is None else part.producer_state.last_entry(producer_id)
 
     def _ensure_offsets_topic(self) -> bool:
         if OFFSETS_TOPIC in self.server.image.topics:
@@ -154,6 +200,8 @@ class GroupService:
             reply(self._leave(req, cls, now_ms))
         elif api_key == OFFSET_COMMIT:
             c.commit_offsets(req, now_ms, lambda r: reply(self._commit_response(cls, r)))
+        elif api_key == TXN_OFFSET_COMMIT:
+            c.txn_commit_offsets(req, now_ms, lambda r: reply(self._txn_commit_response(cls, r)))
         elif api_key == OFFSET_FETCH:
             reply(self._offset_fetch(req, cls))
         elif api_key == DESCRIBE_GROUPS:
@@ -214,30 +262,48 @@ class GroupService:
         return _make(cls, throttle_time=NO_THROTTLE, topics=tuple(
             _make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
 
+    def _txn_commit_response(self, cls: type, r: dict[tuple[str, int], ErrorCode]) -> Any:
+        topic_cls = _nested(cls, "TxnOffsetCommitResponseTopic")
+        part_cls = _nested(cls, "TxnOffsetCommitResponsePartition")
+        by_topic: dict[str, list[Any]] = {}
+        for (t, p), code in r.items():
+            by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p, error_code=code))
+        return _make(cls, throttle_time=NO_THROTTLE, topics=tuple(
+            _make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
+
     def _offset_fetch(self, req: Any, cls: type) -> Any:
         groups = req.groups if hasattr(req, "groups") else [req]
+        stable = bool(getattr(req, "require_stable", False))
         out = []
         for g in groups:
             tps = None if g.topics is None else [(str(t.name), int(p)) for t in g.topics for p in t.partition_indexes]
             code, offsets = self.coordinator.fetch_offsets(str(g.group_id), tps)
-            out.append((str(g.group_id), code, offsets))
+            unstable = self.coordinator.unstable_offsets(str(g.group_id), tps) \
+                if stable and code == ErrorCode.none else set()
+            out.append((str(g.group_id), code, offsets, unstable))
         if not hasattr(req, "groups"):  # OffsetFetch v0-7: one group
-            gid, code, offsets = out[0]
+            gid, code, offsets, unstable = out[0]
             return _make(cls, throttle_time=NO_THROTTLE, error_code=code,
                          topics=self._fetch_topics(cls, "OffsetFetchResponseTopic", "OffsetFetchResponsePartition",
-                                                   offsets))
+                                                   offsets, unstable))
         group_cls = _nested(cls, "OffsetFetchResponseGroup")
         return _make(cls, throttle_time=NO_THROTTLE, groups=tuple(
             _make(group_cls, group_id=gid, error_code=code,
-                  topics=self._fetch_topics(cls, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions", offsets))
-            for gid, code, offsets in out))
+                  topics=self._fetch_topics(cls, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions",
+                                            offsets, unstable))
+            for gid, code, offsets, unstable in out))
 
-    def _fetch_topics(self, cls: type, topic_name: str, part_name: str, offsets: dict) -> tuple:
+    def _fetch_topics(self, cls: type, topic_name: str, part_name: str, offsets: dict,
+                      unstable: set[tuple[str, int]]) -> tuple:
         topic_cls, part_cls = _nested(cls, topic_name), _nested(cls, part_name)
         by_topic: dict[str, list[Any]] = {}
-        for (t, p), (o, e, md) in sorted(offsets.items()):
+        for (t, p), (o, e, md) in sorted({**offsets, **{tp: (-1, -1, None) for tp in unstable}}.items()):
+            # Kafka answers a partition with a pending transactional commit: no offset, retry.
+            code = ErrorCode.unstable_offset_commit if (t, p) in unstable else ErrorCode.none
+            if code != ErrorCode.none:
+                o, e, md = -1, -1, None
             by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p, committed_offset=o,
-                                                    committed_leader_epoch=e, metadata=md, error_code=ErrorCode.none))
+                                                    committed_leader_epoch=e, metadata=md, error_code=code))
         return tuple(_make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items())
 
     def _describe(self, req: Any, cls: type) -> Any:

@@ -32,7 +32,14 @@ from kafkalab.config import topic_config
 from kafkalab.controller.image import MetadataImage
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
 from kafkalab.records import encode_control_batch
-from kafkalab.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, parse_header
+from kafkalab.records.header import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    MAGIC,
+    parse_header,
+    set_log_append_time,
+)
+from kafkalab.records.scan import iter_batches
 from kafkalab.storage import (
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
@@ -249,7 +256,12 @@ class ReplicaManager:
             log.info("rejected batch for %s-%d: %s", tp[0], tp[1], verdict.message)
             return [verdict.error_code, -1, -1, -1]
         try:
-            base, last = part.append_as_leader(bytearray(records), now_ms)
+            buf = bytearray(records)
+            if part.config["message.timestamp.type"] == "LogAppendTime" and not control:
+                # The broker's clock replaces the producer's (CRC recomputed per batch).
+                for pos, _h in iter_batches(buf):
+                    set_log_append_time(buf, now_ms, pos)
+            base, last = part.append_as_leader(buf, now_ms)
         except CorruptRecordError as e:
             log.warning("rejected corrupt batch for %s-%d: %s", tp[0], tp[1], e)
             return [ErrorCode.corrupt_message, -1, -1, -1]

@@ -28,7 +28,7 @@ from kio.schema.fetch.v12 import request as fetch_req
 from kafkalab.broker.replica_manager import NO_THROTTLE, TP, ReplicaManager
 from kafkalab.controller.image import NO_LEADER, MetadataImage
 from kafkalab.controller.requests import metadata_response
-from kafkalab.controller.server import METADATA_TOPIC, apply_batches
+from kafkalab.controller.server import METADATA_TOPIC, apply_batches, controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
 from kafkalab.transport.faults import FaultTable
@@ -65,7 +65,8 @@ class Fetcher:
 class BrokerServer:
     def __init__(self, *, broker_id: int, port: int, kafka_port: int, data_dir: str,
                  config: dict[str, Any], controller_endpoint: str, fault_endpoint: str,
-                 metrics_endpoint: str | None, faults_json: str | None = None):
+                 metrics_endpoint: str | None, faults_json: str | None = None,
+                 controller_endpoints: dict[int, str] | None = None):
         self.broker_id = broker_id
         self.node = broker_node(broker_id)
         self.config = config
@@ -74,7 +75,18 @@ class BrokerServer:
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, self.node, port, self.faults)
-        self.controller = RpcClient(self.ctx, self.node, "controller", controller_endpoint, self.faults)
+        # One controller (id 0, node "controller"), or a quorum whose active member we follow.
+        self.quorum = bool(controller_endpoints)
+        if controller_endpoints:
+            self.controllers = {c: RpcClient(self.ctx, self.node, controller_node(c), ep, self.faults)
+                                for c, ep in sorted(controller_endpoints.items())}
+        else:
+            self.controllers = {0: RpcClient(self.ctx, self.node, "controller", controller_endpoint, self.faults)}
+        self.controller_id = next(iter(self.controllers))
+        self._controller_heard = time.monotonic()
+        # Heartbeats are answered at once, so this long a silence means the controller is gone.
+        self._controller_silence_s = max(3 * config["broker.heartbeat.interval.ms"],
+                                         1.5 * config["metadata.max.idle.interval.ms"]) / 1000
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         from kafkalab.controller.server import _publisher
         self.metrics = _publisher(self.ctx, metrics_endpoint, self.node)
@@ -85,8 +97,9 @@ class BrokerServer:
         self.registered = False
         self.fenced = True
         self.want_shut_down = False
-        self.controller_calls: dict[int, Any] = {}  # correlation id -> callback(response)
-        self.metadata_fetch_cid: int | None = None
+        # (controller id, correlation id) -> callback(response)
+        self.controller_calls: dict[tuple[int, int], Any] = {}
+        self.metadata_fetch_cid: tuple[int, int] | None = None
         self.fetchers: dict[int, Fetcher] = {}
         self.producer_ids: list[int] = []  # [next, end) of this broker's block
         self.pending_init_pid: list[tuple[int, Any]] = []
@@ -100,8 +113,9 @@ class BrokerServer:
         self.kafka_listener: Any = _optional_kafka_listener(self, kafka_port)
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
-        self.loop.add_socket(self.controller.socket, self._on_controller)
-        self.loop.add_due_source(self.controller.next_due, self._on_controller)
+        for c, client in self.controllers.items():
+            self.loop.add_socket(client.socket, lambda c=c: self._on_controller(c))
+            self.loop.add_due_source(client.next_due, lambda c=c: self._on_controller(c))
         self.loop.add_socket(self.fault_sub.socket, self._on_faults)
         self.loop.call_every(config["broker.heartbeat.interval.ms"] / 1000, self._heartbeat)
         self.loop.call_every(0.05, self._tick)
@@ -120,7 +134,7 @@ class BrokerServer:
         # A link came back (or went): requests lost on a cut link would otherwise wait for
         # request.timeout.ms. Like TCP retransmitting after a heal, send them again now.
         if self.metadata_fetch_cid is not None:
-            self.controller.forget(self.metadata_fetch_cid)
+            self.controllers[self.metadata_fetch_cid[0]].forget(self.metadata_fetch_cid[1])
             self.controller_calls.pop(self.metadata_fetch_cid, None)
             self.metadata_fetch_cid = None
             if self.registered:
@@ -132,18 +146,53 @@ class BrokerServer:
         self._send_fetches()
 
     # -- controller ------------------------------------------------------------------------
+    @property
+    def controller(self) -> RpcClient:
+        """The client of the controller this broker follows (the active one, in a quorum)."""
+        return self.controllers[self.controller_id]
+
     def _call_controller(self, request: Any, callback: Any) -> None:
         cid = self.controller.send(request)
-        self.controller_calls[cid] = callback
+        self.controller_calls[(self.controller_id, cid)] = callback
 
-    def _on_controller(self) -> None:
-        for cid, resp in self.controller.receive(time.monotonic()):
-            cb = self.controller_calls.pop(cid, None)
+    def _on_controller(self, controller_id: int = 0) -> None:
+        for cid, resp in self.controllers[controller_id].receive(time.monotonic()):
+            cb = self.controller_calls.pop((controller_id, cid), None)
             if cb is not None:
+                if controller_id == self.controller_id:
+                    self._controller_heard = time.monotonic()
                 try:
                     cb(resp)
                 except Exception:
                     log.exception("%s: failed to handle controller response", self.node)
+
+    def _drop_controller_call(self, key: tuple[int, int]) -> None:
+        """Give up on a controller request (timed out, or sent to a controller we left)."""
+        cb = self.controller_calls.pop(key, None)
+        if cb == self._on_metadata and self.metadata_fetch_cid == key:
+            self.metadata_fetch_cid = None
+        if cb == self._on_producer_ids:
+            self._allocating = False
+
+    def _follow_controller(self, target: int | None) -> None:
+        """Quorum: turn to controller `target` (None: the next one in turn). Requests in
+        flight to the old one are given up as if they had timed out; the new active
+        controller knows this broker's committed registration and gives it a fresh session."""
+        if not self.quorum:
+            return
+        ids = sorted(self.controllers)
+        if target not in self.controllers:
+            target = ids[(ids.index(self.controller_id) + 1) % len(ids)]
+        self._controller_heard = time.monotonic()
+        old = self.controller_id
+        if target == old:
+            return
+        for key in [k for k in self.controller_calls if k[0] == old]:
+            self.controllers[old].forget(key[1])
+            self._drop_controller_call(key)
+        self.controller_id = target
+        if self.registered and self.metadata_fetch_cid is None:
+            self._fetch_metadata()
 
     def _register(self) -> None:
         listeners = (
@@ -157,6 +206,10 @@ class BrokerServer:
         self.registered = False
 
     def _on_registered(self, resp: Any) -> None:
+        if resp.error_code == ErrorCode.not_controller:
+            self._follow_controller(None)  # not active: the next controller may be
+            self.loop.call_later(0.05, self._register)
+            return
         if resp.error_code != ErrorCode.none:
             self.loop.call_later(0.2, self._register)
             return
@@ -166,12 +219,12 @@ class BrokerServer:
 
     def _heartbeat(self) -> None:
         # Requests the controller never answered (cut, paused) are forgotten after a timeout.
-        for cid in self.controller.expire(time.monotonic(), self.config["request.timeout.ms"] / 1000):
-            cb = self.controller_calls.pop(cid, None)
-            if cb == self._on_metadata:
-                self.metadata_fetch_cid = None
-            if cb == self._on_producer_ids:
-                self._allocating = False
+        now = time.monotonic()
+        for c, client in self.controllers.items():
+            for cid in client.expire(now, self.config["request.timeout.ms"] / 1000):
+                self._drop_controller_call((c, cid))
+        if self.quorum and now - self._controller_heard > self._controller_silence_s:
+            self._follow_controller(None)  # killed, paused or cut off: try the next one
         if not self.registered:
             if self._on_registered not in self.controller_calls.values():
                 self._register()
@@ -184,6 +237,11 @@ class BrokerServer:
             self._fetch_metadata()
 
     def _on_heartbeat(self, resp: Any) -> None:
+        if resp.error_code == ErrorCode.not_controller:
+            # The metadata fetch's answer names the active controller.
+            if self.metadata_fetch_cid is None:
+                self._fetch_metadata()
+            return
         if resp.error_code == ErrorCode.stale_broker_epoch:
             self._register()
             return
@@ -198,16 +256,31 @@ class BrokerServer:
                 fetch_req.FetchPartition(partition=0, fetch_offset=self.image.offset,
                                          partition_max_bytes=1 << 20),)),),
             forgotten_topics_data=())
-        self.metadata_fetch_cid = self.controller.send(req)
+        self.metadata_fetch_cid = (self.controller_id, self.controller.send(req))
         self.controller_calls[self.metadata_fetch_cid] = self._on_metadata
 
     def _on_metadata(self, resp: Any) -> None:
         self.metadata_fetch_cid = None
-        data = resp.responses[0].partitions[0].records or b""
+        part = resp.responses[0].partitions[0]
+        if part.error_code == ErrorCode.not_controller:
+            # A quorum controller that is not active says who leads (-1: an election is on).
+            hint = int(part.current_leader.leader_id)
+            if hint >= 0 and hint != self.controller_id:
+                self._follow_controller(hint)
+            else:
+                self.loop.call_later(0.05, lambda: self._retry_metadata(rotate=hint < 0))
+            return
+        data = part.records or b""
         if data:
             apply_batches(bytes(data), self.image, self.image.offset)
             self._metadata_changed()
         self._fetch_metadata()
+
+    def _retry_metadata(self, rotate: bool) -> None:
+        if rotate:
+            self._follow_controller(None)
+        if self.registered and self.metadata_fetch_cid is None:
+            self._fetch_metadata()
 
     def _metadata_changed(self) -> None:
         now = _ms()
@@ -437,7 +510,8 @@ class BrokerServer:
         for f in self.fetchers.values():
             f.client.close()
         self.server.close()
-        self.controller.close()
+        for client in self.controllers.values():
+            client.close()
         self.fault_sub.close()
         self.metrics.close()
         self.ctx.term()

@@ -90,3 +90,24 @@ def test_clients_cannot_write_control_batches(tmp_path):
     rm.produce(pr.ProduceRequest(acks=1, timeout=datetime.timedelta(seconds=5), topic_data=(
         pr.TopicProduceData(name=T, partition_data=(pr.PartitionProduceData(index=0, records=batch),)),)), 0, out.append)
     assert out[0].responses[0].partition_responses[0].error_code == ErrorCode.invalid_record
+
+
+def test_log_append_time_replaces_the_producers_timestamps(tmp_path):
+    from kafkalab.records import decode_batch
+
+    cfg = broker_config("lab")
+    image = MetadataImage()
+    c = Controller(image, lambda rs: [image.apply(r, image.offset) for r in rs], cfg, rng=random.Random(0))
+    e = c.register_broker(1, "tcp://x", "h", 1, 0)
+    c.heartbeat(1, e, image.offset, False, 0)
+    c.create_topic("lat", 1, 1, {"message.timestamp.type": "LogAppendTime"})
+    rm = ReplicaManager(1, str(tmp_path), cfg)
+    rm.apply_metadata(image, 0)
+    batch = encode_batch([(None, b"v", [], 5)])
+    out = []
+    rm.produce(pr.ProduceRequest(acks=1, timeout=datetime.timedelta(seconds=5), topic_data=(
+        pr.TopicProduceData(name="lat", partition_data=(pr.PartitionProduceData(index=0, records=batch),)),)),
+        123_456, out.append)
+    data = bytes(rm.partitions[("lat", 0)].log.read_bytes(0, 1 << 20))
+    b = decode_batch(data)  # CRC verified
+    assert b.header.timestamp_type == 1 and b.records[0].timestamp == 123_456
