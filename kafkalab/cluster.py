@@ -27,13 +27,13 @@ from kio.schema.metadata.v12 import request as md_req
 
 from kafkalab.broker.server import broker_node
 from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
-from kafkalab.controller.server import CONTROLLER_NODE
+from kafkalab.controller.server import CONTROLLER_NODE, controller_node
 from kafkalab.errors import KafkaLabError
 from kafkalab.metrics import MetricsCollector
 from kafkalab.process import run_role, spawner
 from kafkalab.protocol.errors import KafkaError
 from kafkalab.transport.faults import FaultTable
-from kafkalab.transport.rpc import FaultPublisher, RpcClient
+from kafkalab.transport.rpc import FaultPublisher, RequestTimeoutError, RpcClient
 
 _live: weakref.WeakSet[Cluster] = weakref.WeakSet()
 
@@ -82,13 +82,21 @@ class Cluster:
 
     profile="lab" shortens timeouts so failures show within a second; profile="kafka" keeps
     Kafka's defaults. `config` overrides broker configs by Kafka's names.
+
+    controllers=3 (or any number above 1) runs a KRaft controller quorum instead of the one
+    controller: processes "controller-1".."controller-N" replicate `__cluster_metadata` with
+    Raft, and the leader is the active controller (`active_controller`).
     """
 
     def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
                  config: dict[str, Any] | None = None, *, keep_data: bool = False,
-                 start: bool = True, startup_timeout: float = 30.0):
+                 start: bool = True, startup_timeout: float = 30.0, controllers: int = 1):
         if not isinstance(brokers, int) or brokers < 1:
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
+        if not isinstance(controllers, int) or isinstance(controllers, bool) or controllers < 1:
+            raise ValueError(f"controllers must be a positive integer (1, or 3 for a quorum), not {controllers!r}")
+        self.num_controllers = controllers
+        self._retried = False  # the last quorum admin call needed another attempt
         self.config = broker_config(profile, config)
         self.profile = profile
         self.num_brokers = brokers
@@ -134,9 +142,17 @@ class Cluster:
             self._fault_pub = FaultPublisher(self._ctx)
             self.controller_port = _free_port()
             self._ports = {b: (_free_port(), _free_port()) for b in self.broker_ids}
-            self._spawn_controller()
-            self._admin = RpcClient(self._ctx, "admin", CONTROLLER_NODE,
-                                    f"tcp://127.0.0.1:{self.controller_port}", self.faults)
+            if self.quorum:
+                self._controller_ports = {c: _free_port() for c in self.controller_ids}
+                self._active: int | None = None
+                self._admins: dict[int, RpcClient] = {}
+                for c in self.controller_ids:
+                    self._spawn_quorum_controller(c)
+                self._admin = None
+            else:
+                self._spawn_controller()
+                self._admin = RpcClient(self._ctx, "admin", CONTROLLER_NODE,
+                                        f"tcp://127.0.0.1:{self.controller_port}", self.faults)
             for b in self.broker_ids:
                 self._spawn_broker(b)
             self._republisher = threading.Thread(target=self._republish_loop, name="kafkalab-faults",
@@ -155,12 +171,25 @@ class Cluster:
         self._args[CONTROLLER_NODE] = args
         self._start_process(CONTROLLER_NODE, "controller", args)
 
+    def _spawn_quorum_controller(self, controller_id: int) -> None:
+        from kafkalab.controller.quorum import QUORUM_TIMEOUTS
+        node = controller_node(controller_id)
+        args = dict(node_id=controller_id, voters=self.controller_endpoints,
+                    port=self._controller_ports[controller_id],
+                    data_dir=os.path.join(self.data_dir, node), config=self.config,
+                    fault_endpoint=self._fault_pub.endpoint, metrics_endpoint=self.metrics.endpoint,
+                    raft=dict(QUORUM_TIMEOUTS[self.profile]))
+        self._args[node] = args
+        self._start_process(node, "controller", args)
+
     def _spawn_broker(self, broker_id: int) -> None:
         zmq_port, kafka_port = self._ports[broker_id]
         args = dict(broker_id=broker_id, port=zmq_port, kafka_port=kafka_port,
                     data_dir=os.path.join(self.data_dir, f"broker-{broker_id}"), config=self.config,
                     controller_endpoint=f"tcp://127.0.0.1:{self.controller_port}",
                     fault_endpoint=self._fault_pub.endpoint, metrics_endpoint=self.metrics.endpoint)
+        if self.quorum:
+            args["controller_endpoints"] = self.controller_endpoints
         self._args[broker_node(broker_id)] = args
         self._start_process(broker_node(broker_id), "broker", args)
 
@@ -205,6 +234,8 @@ class Cluster:
             obj = getattr(self, closer, None)
             if obj is not None:
                 obj.close()
+        for admin in getattr(self, "_admins", {}).values():
+            admin.close()
         if getattr(self, "_ctx", None) is not None:
             self._ctx.term()
         if self.metrics is not None:
@@ -231,9 +262,26 @@ class Cluster:
         return list(range(1, self.num_brokers + 1))
 
     @property
+    def quorum(self) -> bool:
+        """True when the controllers form a KRaft quorum (controllers > 1)."""
+        return self.num_controllers > 1
+
+    @property
+    def controller_ids(self) -> list[int]:
+        return list(range(1, self.num_controllers + 1)) if self.quorum else []
+
+    @property
+    def controller_endpoints(self) -> dict[int, str]:
+        return {c: f"tcp://127.0.0.1:{self._controller_ports[c]}" for c in self.controller_ids}
+
+    @property
+    def controller_nodes(self) -> list[str]:
+        return [controller_node(c) for c in self.controller_ids] if self.quorum else [CONTROLLER_NODE]
+
+    @property
     def node_names(self) -> list[str]:
         clients = [c.node for c in self._clients if getattr(c, "node", None)]
-        return [CONTROLLER_NODE, *[broker_node(b) for b in self.broker_ids], *clients, *self._loads]
+        return [*self.controller_nodes, *[broker_node(b) for b in self.broker_ids], *clients, *self._loads]
 
     @property
     def bootstrap_servers(self) -> str:
@@ -262,7 +310,85 @@ class Cluster:
     def _call(self, request: Any, timeout: float = 10.0) -> Any:
         with self._lock:
             self._check_open()
-            return self._admin.call(request, timeout)
+            if not self.quorum:
+                return self._admin.call(request, timeout)
+            return self._quorum_call(request, timeout)
+
+    # A request the active controller did not answer in this long goes to whoever is active
+    # now: a controller failover takes a fraction of a second in the lab profile.
+    _QUORUM_ATTEMPT_S = 0.5
+
+    def _quorum_call(self, request: Any, timeout: float) -> Any:
+        """Send to the active controller; on NOT_CONTROLLER or silence find it again and retry.
+        Sets self._retried when the answer came from a retry (a CreateTopics that the old
+        controller committed before dying then answers TOPIC_ALREADY_EXISTS)."""
+        deadline = time.monotonic() + timeout
+        self._retried = False
+        while True:
+            target = self._active
+            if target is None or self.controller_state(target) != "running":
+                target = self._find_active(deadline)
+            if target is not None:
+                try:
+                    resp = self._admin_client(target).call(
+                        request, max(0.05, min(self._QUORUM_ATTEMPT_S, deadline - time.monotonic())))
+                except KafkaError:
+                    self._reset_admin(target)  # drop what is queued for a dead controller
+                    resp = None
+                if resp is not None and not _not_controller(resp, target):
+                    return resp
+                self._active = None
+            if time.monotonic() >= deadline:
+                raise RequestTimeoutError(f"no active controller answered {type(request).__name__} "
+                                          f"within {timeout:g} s; is a majority of the controllers up?")
+            self._retried = True
+            time.sleep(0.02)
+
+    def _admin_client(self, controller_id: int) -> RpcClient:
+        client = self._admins.get(controller_id)
+        if client is None:
+            client = self._admins[controller_id] = RpcClient(
+                self._ctx, "admin", controller_node(controller_id),
+                self.controller_endpoints[controller_id], self.faults)
+        return client
+
+    def _reset_admin(self, controller_id: int) -> None:
+        client = self._admins.pop(controller_id, None)
+        if client is not None:
+            client.close()
+
+    def _find_active(self, deadline: float) -> int | None:
+        """Ask every running controller who is active (Metadata's controller_id) at once."""
+        probe = md_req.MetadataRequest(topics=(), allow_auto_topic_creation=False,
+                                       include_topic_authorized_operations=False)
+        asked: dict[int, int] = {}
+        for c in self.controller_ids:
+            if self.controller_state(c) == "running":
+                asked[c] = self._admin_client(c).send(probe)
+        end = min(deadline, time.monotonic() + 0.3)
+        hint = None
+        poller = zmq.Poller()
+        for c in asked:
+            poller.register(self._admins[c].socket, zmq.POLLIN)
+        while asked and time.monotonic() < end:
+            poller.poll(max(1, int((end - time.monotonic()) * 1000)))
+            for c in list(asked):
+                for corr, resp in self._admins[c].receive(time.monotonic()):
+                    if corr != asked.get(c):
+                        continue
+                    del asked[c]
+                    if int(resp.controller_id) == c:
+                        self._forget_probes(asked)
+                        self._active = c
+                        return c
+                    if int(resp.controller_id) in self.controller_ids:
+                        hint = int(resp.controller_id)
+        self._forget_probes(asked)
+        return hint
+
+    def _forget_probes(self, asked: dict[int, int]) -> None:
+        for c, corr in asked.items():
+            self._admins[c].forget(corr)
 
     def _check_open(self) -> None:
         if self._closed or not self._started:
@@ -281,7 +407,7 @@ class Cluster:
         wanted = set(ids)
 
         def ready() -> bool:
-            for node in [CONTROLLER_NODE, *(broker_node(b) for b in wanted)]:
+            for node in [*self.controller_nodes, *(broker_node(b) for b in wanted)]:
                 proc = self._procs[node]
                 if not proc.is_alive():
                     raise KafkaLabError(f"{node} exited during start-up (exit code {proc.exitcode}); "
@@ -309,7 +435,9 @@ class Cluster:
             configs=tuple(ct_req.CreatableTopicConfig(name=k, value=_config_str(v))
                           for k, v in (config or {}).items())),), timeout=datetime.timedelta(seconds=timeout))
         result = self._call(req).topics[0]
-        if result.error_code != ErrorCode.none:
+        if result.error_code == ErrorCode.topic_already_exists and self.quorum and self._retried:
+            pass  # our first attempt was committed by a controller that died before answering
+        elif result.error_code != ErrorCode.none:
             raise KafkaError(result.error_code, result.error_message or f"cannot create topic {name!r}")
         self._record_event("topic_created", f"{name}: {partitions} partitions, RF {replication_factor}")
         wait_until(lambda: self._topic_served(name), timeout, f"leaders of topic {name!r}")
@@ -475,6 +603,117 @@ class Cluster:
         os.kill(proc.pid, signal.SIGCONT)
         self._set_state(broker_node(broker_id), "running")
 
+    # -- the controller quorum ----------------------------------------------------------------
+    def _controller_proc(self, controller_id: int) -> Any:
+        if not self.quorum:
+            raise KafkaLabError("this cluster has a single controller; start it with "
+                                "Cluster(controllers=3) to kill, pause or restart controllers")
+        if controller_id not in self.controller_ids:
+            raise KafkaLabError(f"there is no controller {controller_id!r}: this cluster has "
+                                f"controllers {self.controller_ids}")
+        return self._procs[controller_node(controller_id)]
+
+    def controller_state(self, controller_id: int) -> str:
+        proc = self._controller_proc(controller_id)
+        state = self._states[controller_node(controller_id)]
+        if state in ("running", "paused") and not proc.is_alive():
+            return "crashed"
+        return state
+
+    def kill_controller(self, controller_id: int) -> None:
+        """SIGKILL a quorum controller; if it was active, the others elect a successor."""
+        proc = self._controller_proc(controller_id)
+        if not proc.is_alive():
+            raise KafkaLabError(f"controller {controller_id} is not running; "
+                                f"restart_controller({controller_id}) first")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=5)
+        self._set_state(controller_node(controller_id), "killed")
+
+    def stop_controller(self, controller_id: int, timeout: float = 10.0) -> None:
+        """SIGTERM: an active controller resigns (EndQuorumEpoch) before it exits."""
+        proc = self._controller_proc(controller_id)
+        if not proc.is_alive():
+            raise KafkaLabError(f"controller {controller_id} is not running; nothing to stop")
+        if self._states[controller_node(controller_id)] == "paused":
+            os.kill(proc.pid, signal.SIGCONT)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.join(timeout=timeout)
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(timeout=5)
+        self._set_state(controller_node(controller_id), "stopped")
+
+    def restart_controller(self, controller_id: int) -> None:
+        """Start a killed or stopped controller on its data dir: it reads its quorum-state and
+        log, and rejoins as a follower (or wins an election)."""
+        proc = self._controller_proc(controller_id)
+        if proc.is_alive():
+            raise KafkaLabError(f"controller {controller_id} is still running; "
+                                f"kill_controller({controller_id}) first")
+        node = controller_node(controller_id)
+        with self._lock:  # an admin call on another thread may be using the old socket
+            self._reset_admin(controller_id)
+        self._start_process(node, "controller", self._args[node])
+        self._record_event("restart", node)
+
+    def pause_controller(self, controller_id: int) -> None:
+        """SIGSTOP: a frozen active controller stops heartbeating its followers, which elect."""
+        proc = self._controller_proc(controller_id)
+        if not proc.is_alive() or self._states[controller_node(controller_id)] == "paused":
+            raise KafkaLabError(f"controller {controller_id} is not running, cannot pause it "
+                                f"(state {self.controller_state(controller_id)})")
+        os.kill(proc.pid, signal.SIGSTOP)
+        self._set_state(controller_node(controller_id), "paused")
+
+    def resume_controller(self, controller_id: int) -> None:
+        proc = self._controller_proc(controller_id)
+        if self._states[controller_node(controller_id)] != "paused":
+            raise KafkaLabError(f"controller {controller_id} is not paused "
+                                f"(state {self.controller_state(controller_id)})")
+        os.kill(proc.pid, signal.SIGCONT)
+        self._set_state(controller_node(controller_id), "running")
+
+    @property
+    def active_controller(self) -> int | None:
+        """Id of the active controller (the quorum's leader serving requests), None while
+        there is none. From the controllers' own reports: the running controller that says it
+        is active in the newest epoch (a cut-off ex-leader says so until it resigns)."""
+        if not self.quorum:
+            return None
+        frame = self.metrics.frame("quorum") if self.metrics is not None else pd.DataFrame()
+        if frame.empty:
+            return None
+        newest = frame.sort_values("time", kind="stable").drop_duplicates("controller_id", keep="last")
+        best: tuple[int, int] | None = None
+        for row in newest.itertuples():
+            c = int(row.controller_id)
+            if bool(row.active) and c in self.controller_ids and self.controller_state(c) == "running":
+                if best is None or int(row.epoch) > best[0]:
+                    best = (int(row.epoch), c)
+        return None if best is None else best[1]
+
+    def describe_quorum(self) -> pd.DataFrame:
+        """A row per controller (newest report): controller, state, role, epoch, leader,
+        active, high_watermark, log_end_offset."""
+        frame = self.metrics.frame("quorum") if self.metrics is not None else pd.DataFrame()
+        newest = {}
+        if not frame.empty:
+            for row in frame.sort_values("time", kind="stable").itertuples():
+                newest[int(row.controller_id)] = row
+        rows = []
+        for c in self.controller_ids:
+            r = newest.get(c)
+            rows.append({"controller": c, "state": self.controller_state(c),
+                         "role": r.role if r is not None else None,
+                         "epoch": int(r.epoch) if r is not None else -1,
+                         "leader": int(r.leader) if r is not None else -1,
+                         "active": bool(r.active) if r is not None else False,
+                         "high_watermark": int(r.high_watermark) if r is not None else -1,
+                         "log_end_offset": int(r.log_end_offset) if r is not None else -1})
+        return pd.DataFrame(rows, columns=["controller", "state", "role", "epoch", "leader", "active",
+                                           "high_watermark", "log_end_offset"])
+
     def broker_state(self, broker_id: int) -> str:
         proc = self._proc(broker_id)
         state = self._states[broker_node(broker_id)]
@@ -606,3 +845,14 @@ def _config_str(v: Any) -> str:
     if isinstance(v, list | tuple):
         return ",".join(map(str, v))
     return str(v)
+
+
+def _not_controller(resp: Any, asked: int) -> bool:
+    """Whether a quorum controller's answer means "ask the active controller instead"."""
+    if hasattr(resp, "controller_id") and hasattr(resp, "brokers"):  # Metadata
+        return int(resp.controller_id) != asked
+    for field in ("topics", "responses"):
+        items = getattr(resp, field, None)
+        if items and getattr(items[0], "error_code", None) == ErrorCode.not_controller:
+            return True
+    return getattr(resp, "error_code", None) == ErrorCode.not_controller

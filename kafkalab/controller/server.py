@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 METADATA_TOPIC = "__cluster_metadata"
 NO_THROTTLE = datetime.timedelta(0)
 CONTROLLER_NODE = "controller"
+# The metadata log keeps everything: brokers replay it from offset 0 when they start.
+METADATA_LOG_CONFIG: dict[str, Any] = {
+    "segment.bytes": 8 << 20, "retention.ms": -1, "retention.bytes": -1, "cleanup.policy": ["delete"],
+    "index.interval.bytes": 4096, "segment.index.bytes": 1 << 20, "segment.ms": 1 << 62,
+    "max.message.bytes": 8 << 20, "message.timestamp.type": "CreateTime"}
+
+
+def controller_node(controller_id: int) -> str:
+    """Node name of a quorum controller (fault table, ZeroMQ identity, metrics)."""
+    return f"controller-{controller_id}"
 
 
 def _ms() -> int:
@@ -55,6 +65,13 @@ def apply_batches(data: bytes, image: MetadataImage, from_offset: int) -> int:
         h = parse_header(data, pos)
         if pos + h.size > len(data):
             break
+        if h.is_control:
+            # A quorum's LEADER_CHANGE record: no metadata, but the image moves past it so
+            # the next fetch starts after it.
+            if h.next_offset > nxt:
+                nxt = image.offset = h.next_offset
+            pos += h.size
+            continue
         batch = decode_batch(data, pos)
         for rec in batch.records:
             if rec.offset >= nxt:
@@ -75,11 +92,7 @@ class ControllerServer:
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         self.metrics = _publisher(self.ctx, metrics_endpoint, CONTROLLER_NODE)
         path = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
-        self.mlog = Log(path, {"segment.bytes": 8 << 20, "retention.ms": -1, "retention.bytes": -1,
-                               "cleanup.policy": ["delete"], "index.interval.bytes": 4096,
-                               "segment.index.bytes": 1 << 20, "segment.ms": 1 << 62,
-                               "max.message.bytes": 8 << 20, "message.timestamp.type": "CreateTime"},
-                        now_ms=_ms())
+        self.mlog = Log(path, dict(METADATA_LOG_CONFIG), now_ms=_ms())
         self.image = MetadataImage()
         replay(self.mlog, self.image)
         self.controller = Controller(self.image, self._commit, config, on_event=self._event)
@@ -111,6 +124,9 @@ class ControllerServer:
             except Exception:  # one bad request must not take the controller down
                 log.exception("controller: failed to handle %s from %s", env.api_name, env.sender)
 
+    def _respond(self, env: Envelope, response: Any) -> None:
+        self.server.reply(env, response)
+
     def _handle(self, env: Envelope) -> None:
         now = _ms()
         req = env.body
@@ -122,11 +138,11 @@ class ControllerServer:
             epoch = self.controller.register_broker(
                 int(req.broker_id), f"tcp://{zmq_l.host}:{zmq_l.port}", str(kafka_l.host),
                 int(kafka_l.port), now)
-            self.server.reply(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, broker_epoch=epoch))
+            self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, broker_epoch=epoch))
         elif key == 63:  # BrokerHeartbeat
             r = self.controller.heartbeat(int(req.broker_id), int(req.broker_epoch),
                                           int(req.current_metadata_offset), bool(req.want_shut_down), now)
-            self.server.reply(env, resp_cls(throttle_time=NO_THROTTLE, error_code=r.error,
+            self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=r.error,
                                             is_caught_up=r.is_caught_up, is_fenced=r.is_fenced,
                                             should_shut_down=r.should_shut_down))
         elif key == 1:  # Fetch of the metadata log
@@ -136,23 +152,23 @@ class ControllerServer:
             self._answer_fetches(force=False)
         elif key == 19:  # CreateTopics
             from kafkalab.controller.requests import create_topics
-            self.server.reply(env, create_topics(self.controller, req, resp_cls))
+            self._respond(env, create_topics(self.controller, req, resp_cls))
         elif key == 20:  # DeleteTopics
             from kafkalab.controller.requests import delete_topics
-            self.server.reply(env, delete_topics(self.controller, req, resp_cls))
+            self._respond(env, delete_topics(self.controller, req, resp_cls))
         elif key == 56:  # AlterPartition
             from kafkalab.controller.requests import alter_partition
-            self.server.reply(env, alter_partition(self.controller, req, resp_cls))
+            self._respond(env, alter_partition(self.controller, req, resp_cls))
         elif key == 43:  # ElectLeaders
             from kafkalab.controller.requests import elect_leaders
-            self.server.reply(env, elect_leaders(self.controller, req, resp_cls))
+            self._respond(env, elect_leaders(self.controller, req, resp_cls))
         elif key == 67:  # AllocateProducerIds
             start, length = self.controller.allocate_producer_ids()
-            self.server.reply(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
+            self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                                             producer_id_start=start, producer_id_len=length))
         elif key == 3:  # Metadata (for the Cluster's describe calls)
             from kafkalab.controller.requests import metadata_response
-            self.server.reply(env, metadata_response(self.image, req, resp_cls))
+            self._respond(env, metadata_response(self.image, req, resp_cls))
         else:
             log.warning("controller: %s is not a controller API; ignored", env.api_name)
 
@@ -198,8 +214,15 @@ def _publisher(ctx: zmq.Context, endpoint: str | None, node: str) -> Any:
 
 
 def controller_main(*, parent_pid: int, **kwargs: Any) -> None:
-    """Entry point of the controller process."""
+    """Entry point of the controller process (a quorum voter when given `voters`)."""
     die_with_parent(parent_pid)
+    if kwargs.get("voters"):
+        from kafkalab.controller.quorum import quorum_controller_main
+        quorum_controller_main(parent_pid=parent_pid, **kwargs)
+        return
+    kwargs.pop("voters", None)
+    kwargs.pop("node_id", None)
+    kwargs.pop("raft", None)
     logging.basicConfig(level=logging.WARNING, format="controller %(levelname)s %(message)s")
     server = ControllerServer(**kwargs)
     server.loop.call_every(0.5, lambda: parent_alive(parent_pid) or server.loop.stop())
