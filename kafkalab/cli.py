@@ -13,8 +13,9 @@ import threading
 def _up(args: argparse.Namespace) -> int:
     from kafkalab import Cluster
 
-    with Cluster(brokers=args.brokers, profile=args.profile, data_dir=args.data_dir) as cluster:
-        print(f"kafkalab: {args.brokers} brokers up ({args.profile} profile)")
+    with Cluster(brokers=args.brokers, controllers=args.controllers, profile=args.profile,
+                 data_dir=args.data_dir) as cluster:
+        print(f"kafkalab: {args.brokers} brokers and {args.controllers} controller(s) up ({args.profile} profile)")
         print(f"  bootstrap.servers = {cluster.bootstrap_servers}")
         print(f"  data dir          = {cluster.data_dir}")
         print("  stop with Ctrl-C")
@@ -44,6 +45,8 @@ def _bench(args: argparse.Namespace) -> int:
         kwargs[key.replace("-", "_")] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
     if args.client:
         kwargs["client"] = args.client
+    if args.controller:
+        kwargs["controller"] = True
     rows = load(args.name)(**kwargs)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 0
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("up", help="run a cluster in the foreground")
     p.add_argument("--brokers", type=int, default=3)
+    p.add_argument("--controllers", type=int, default=1, help="3 for a KRaft quorum")
     p.add_argument("--profile", choices=["lab", "kafka"], default="lab")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=_up)
@@ -86,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.add_argument("--param", action="append", help="KEY=VALUE passed to the bench")
     p.add_argument("--client", help="produce: also measure this Kafka client (kafka-python, confluent-kafka)")
+    p.add_argument("--controller", action="store_true", help="failover: the controller quorum's failover")
     p.set_defaults(func=_bench)
     p = sub.add_parser("dump-log", help="print a segment's batches like Kafka's DumpLogSegments")
     p.add_argument("paths", nargs="+")

@@ -193,8 +193,15 @@ class Cluster:
         self._args[broker_node(broker_id)] = args
         self._start_process(broker_node(broker_id), "broker", args)
 
+    def _error_file(self, node: str) -> str:
+        return os.path.join(self.data_dir, f"{node}.error")
+
     def _start_process(self, node: str, role: str, args: dict[str, Any]) -> None:
-        proc = spawner().spawn(run_role, node, role=role, parent_pid=os.getpid(), faults_json=self.faults.to_json(), **args)
+        error_file = self._error_file(node)
+        if os.path.exists(error_file):
+            os.unlink(error_file)
+        proc = spawner().spawn(run_role, node, role=role, parent_pid=os.getpid(), error_file=error_file,
+                               faults_json=self.faults.to_json(), **args)
         self._procs[node] = proc
         self._states[node] = "running"
         self._record_state(node, "starting")
@@ -281,7 +288,9 @@ class Cluster:
     @property
     def node_names(self) -> list[str]:
         clients = [c.node for c in self._clients if getattr(c, "node", None)]
-        return [*self.controller_nodes, *[broker_node(b) for b in self.broker_ids], *clients, *self._loads]
+        # "client-kafka": every client on the brokers' Kafka listeners (kafka-python, librdkafka).
+        return [*self.controller_nodes, *[broker_node(b) for b in self.broker_ids], *clients, *self._loads,
+                "client-kafka"]
 
     @property
     def bootstrap_servers(self) -> str:
@@ -410,8 +419,11 @@ class Cluster:
             for node in [*self.controller_nodes, *(broker_node(b) for b in wanted)]:
                 proc = self._procs[node]
                 if not proc.is_alive():
-                    raise KafkaLabError(f"{node} exited during start-up (exit code {proc.exitcode}); "
-                                        "see its log lines above")
+                    reason = "see its log lines above"
+                    if os.path.exists(self._error_file(node)):
+                        with open(self._error_file(node)) as f:
+                            reason = f.read().strip()
+                    raise KafkaLabError(f"{node} exited during start-up (exit code {proc.exitcode}): {reason}")
             if since is not None:
                 rows = self.metrics.brokers(since=since)
                 if rows.empty or "produce_requests" not in rows:

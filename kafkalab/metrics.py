@@ -50,6 +50,10 @@ KIND_COLUMNS: dict[str, list[str]] = {
         "time", "node", "event", "detail", "topic", "partition", "broker", "isr", "leader",
         "leader_epoch", "group", "generation",
     ],
+    "quorum": [
+        "time", "node", "controller_id", "role", "epoch", "leader", "active", "high_watermark",
+        "log_end_offset", "voter_end_offsets",
+    ],
     "client": [
         "time", "node", "client_type", "records_sent", "bytes_sent", "batches_sent",
         "records_received", "bytes_received", "errors", "retries", "records_per_batch",

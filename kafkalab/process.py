@@ -100,8 +100,24 @@ def spawner() -> Spawner:
         return _spawner
 
 
-def run_role(role: str, **kwargs: Any) -> None:
-    """Entry point of every lab process. Kept import-light: it runs before anything else."""
+def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
+    """Entry point of every lab process. Kept import-light: it runs before anything else.
+
+    A failure is also written to `error_file`, so the notebook can say why a process died
+    (a port taken, a data dir it cannot write) instead of only that it did."""
+    try:
+        _run_role(role, **kwargs)
+    except Exception as e:
+        if error_file:
+            try:
+                with open(error_file, "w") as f:
+                    f.write(f"{type(e).__name__}: {e}\n")
+            except OSError:
+                pass
+        raise
+
+
+def _run_role(role: str, **kwargs: Any) -> None:
     # kio registers hypothesis strategies when hypothesis is importable: ~0.1 s per process
     # for nothing a broker needs.
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]

@@ -4,8 +4,9 @@ Everything reads a metrics source: the live `cluster.metrics` collector or a sav
 `kafkalab.metrics.MetricsSnapshot`.
 """
 
-from .controls import BrokerControls, LoadControls, NetworkControls
+from .controls import BrokerControls, GroupControls, LoadControls, NetworkControls
 from .dashboard import Dashboard
+from .quorum import QuorumView
 from .rates import LagView, ThroughputView
 from .replicas import ReplicaView, SegmentView
 from .timelines import IsrTimeline, RebalanceTimeline
@@ -14,10 +15,12 @@ from .transactions import TransactionView
 __all__ = [
     "BrokerControls",
     "Dashboard",
+    "GroupControls",
     "IsrTimeline",
     "LagView",
     "LoadControls",
     "NetworkControls",
+    "QuorumView",
     "RebalanceTimeline",
     "ReplicaView",
     "SegmentView",

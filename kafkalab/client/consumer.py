@@ -549,6 +549,12 @@ class Consumer:
                 continue
             if g.error_code != ErrorCode.none:
                 raise KafkaError(g.error_code, f"committed(): group {member.group_id!r}")
+            if any(p.error_code == ErrorCode.unstable_offset_commit for t in g.topics for p in t.partitions):
+                # A transaction's offsets are pending: wait for its marker (require_stable).
+                if deadline is not None and time.monotonic() > deadline:
+                    raise KafkaError(ErrorCode.unstable_offset_commit, f"committed(): group {member.group_id!r}")
+                time.sleep(0.05)
+                continue
             found = {(str(t.name), int(p.partition_index)): int(p.committed_offset)
                      for t in g.topics for p in t.partitions}
             return [TopicPartition(tp.topic, tp.partition,

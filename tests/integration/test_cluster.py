@@ -263,3 +263,22 @@ def test_load_worker_produces_and_obeys_network_cuts(cluster):
     assert node not in cluster.node_names
     with pytest.raises(KafkaLabError, match="no load worker"):
         cluster.stop_load(node)
+
+
+def test_a_port_taken_is_named(monkeypatch):
+    import socket
+
+    import kafkalab.cluster as kc
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    real = kc._free_port
+    calls = iter(range(1_000_000))
+    monkeypatch.setattr(kc, "_free_port", lambda: port if next(calls) == 0 else real())
+    try:
+        with pytest.raises(KafkaLabError, match="in use"):
+            Cluster(brokers=1)
+    finally:
+        taken.close()
