@@ -344,8 +344,13 @@ class GroupDriver:
                 self._send(net, n, r, h, time.monotonic())
             m.deferred = []
 
+        # Like Kafka's consumer: a JoinGroup is answered only when the rebalance completes, so
+        # it may take up to the rebalance timeout (max.poll.interval.ms), plus a margin.
+        timeout_s = None
+        if type(req).__name__ == "JoinGroupRequest":
+            timeout_s = req.rebalance_timeout.total_seconds() + 5.0
         try:
-            net.send(net.any_broker() if node is None else node, req, done, now)
+            net.send(net.any_broker() if node is None else node, req, done, now, timeout_s=timeout_s)
         except KafkaError as e:
             done(e)
 

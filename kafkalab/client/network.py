@@ -72,6 +72,7 @@ class ClientNetwork:
         self.request_timeout_s = request_timeout_ms / 1000.0
         self.clients: dict[int, RpcClient] = {}
         self.callbacks: dict[tuple[int, int], Callback] = {}  # (node, corr) -> callback
+        self.deadlines: dict[tuple[int, int], float] = {}  # (node, corr) -> when to give up
         self.metadata = MetadataCache()
         self._metadata_sent_at = float("-inf")
         self._bootstrap_turn = 0
@@ -100,8 +101,10 @@ class ClientNetwork:
             self._poller.register(monitor, zmq.POLLIN)
         return c
 
-    def send(self, node_id: int, request: Any, callback: Callback | None, now: float) -> int:
-        """Send; `callback` gets the response or a KafkaError. None: no response expected."""
+    def send(self, node_id: int, request: Any, callback: Callback | None, now: float,
+             timeout_s: float | None = None) -> int:
+        """Send; `callback` gets the response or a KafkaError. None: no response expected.
+        timeout_s: this request's own timeout (JoinGroup waits for a whole rebalance)."""
         c = self.client(node_id)
         if node_id in self._down:
             # Kafka's client does not queue for a broker it cannot reach: fail now, so the
@@ -117,6 +120,7 @@ class ClientNetwork:
             c.forget(corr)
         else:
             self.callbacks[(node_id, corr)] = callback
+            self.deadlines[(node_id, corr)] = now + (self.request_timeout_s if timeout_s is None else timeout_s)
         return corr
 
     def in_flight(self, node_id: int) -> int:
@@ -178,17 +182,21 @@ class ClientNetwork:
                 ran += self._on_disconnect(monitor, node_id)
         for node_id, c in list(self.clients.items()):
             for corr, response in c.receive(now):
+                self.deadlines.pop((node_id, corr), None)
                 cb = self.callbacks.pop((node_id, corr), None)
                 if cb is not None:
                     cb(response)
                     ran += 1
-            for corr in c.expire(now, self.request_timeout_s):
-                cb = self.callbacks.pop((node_id, corr), None)
-                if cb is not None:
-                    cb(RequestTimeoutError(
-                        f"{self.ctx.node} -> {broker_node_name(node_id)}: no response within "
-                        f"request.timeout.ms={int(self.request_timeout_s * 1000)}"))
-                    ran += 1
+        for key in [k for k, deadline in self.deadlines.items() if deadline <= now]:
+            node_id, corr = key
+            del self.deadlines[key]
+            self.clients[node_id].forget(corr)
+            cb = self.callbacks.pop(key, None)
+            if cb is not None:
+                cb(RequestTimeoutError(
+                    f"{self.ctx.node} -> {broker_node_name(node_id)}: no response in time "
+                    f"(request.timeout.ms={int(self.request_timeout_s * 1000)})"))
+                ran += 1
         return ran
 
     def _on_disconnect(self, monitor: Any, node_id: int) -> int:
@@ -204,6 +212,7 @@ class ClientNetwork:
             return 0
         ran = 0
         for corr in self.clients[node_id].expire(float("inf"), 0.0):
+            self.deadlines.pop((node_id, corr), None)
             cb = self.callbacks.pop((node_id, corr), None)
             if cb is not None:
                 cb(KafkaError(ErrorCode.network_exception,
