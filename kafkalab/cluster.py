@@ -736,7 +736,23 @@ class Cluster:
     def _apply_faults(self, event: str, detail: str) -> None:
         with self._lock:
             self._fault_pub.publish(self.faults)
+            version = self.faults.version
         self._record_event(event, detail)
+        # The table reaches processes asynchronously: return once every running broker says
+        # it applies it, so that the next line of a lab already runs on the changed network.
+        running = [b for b in self.broker_ids if self.broker_state(b) == "running"]
+
+        def applied() -> bool:
+            rows = self.metrics.brokers()
+            if rows.empty or "faults_version" not in rows:
+                return False
+            rows = rows[rows.faults_version.notna()]
+            newest = rows.groupby("broker")["faults_version"].max()
+            return all(b in newest.index and newest[b] >= version for b in running)
+        try:
+            wait_until(applied, 3.0, "brokers to apply the new network faults")
+        except TimeoutError:
+            pass  # a broker cut from the collector cannot say so; the table still reaches it
 
     def partition(self, *groups: Iterable[int | str]) -> None:
         """Cut every link between nodes of different groups: partition([1], [2, 3])."""

@@ -45,6 +45,7 @@ KIND_COLUMNS: dict[str, list[str]] = {
         "time", "node", "broker", "state", "bytes_in", "bytes_out", "messages_in",
         "produce_requests", "fetch_requests", "request_latency_ms_p50", "request_latency_ms_p99",
         "kafka_bytes_in", "kafka_bytes_out", "kafka_sendfile_bytes", "kafka_requests", "kafka_connections",
+        "faults_version",
     ],
     "event": [
         "time", "node", "event", "detail", "topic", "partition", "broker", "isr", "leader",

@@ -131,6 +131,7 @@ class BrokerServer:
     def _on_faults(self) -> None:
         if not self.fault_sub.drain():
             return
+        self._publish_broker()  # tells the Cluster this broker now applies the new table
         # A link came back (or went): requests lost on a cut link would otherwise wait for
         # request.timeout.ms. Like TCP retransmitting after a heal, send them again now.
         if self.metadata_fetch_cid is not None:
@@ -483,11 +484,15 @@ class BrokerServer:
                 "lag_offsets": lag, "lag_ms": lag_ms,
                 "follower_lag": {b: part.follower_lag(b, now)[0] for b in part.followers} if leader_leo is not None else {},
             })
+        self._publish_broker()
+
+    def _publish_broker(self) -> None:
         lat = sorted(self.latencies[-1000:])
         self.latencies = lat[-1000:] if len(self.latencies) > 5000 else self.latencies
         c = self.rm.counters
         self.metrics.publish("broker", {
             "broker": self.broker_id, "state": "fenced" if self.fenced else "running", **c,
+            "faults_version": self.faults.version,
             "request_latency_ms_p50": lat[len(lat) // 2] if lat else 0.0,
             "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else 0.0,
         })

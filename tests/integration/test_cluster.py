@@ -147,6 +147,9 @@ def test_network_partition_isolates_leader_and_heal_restores(cluster):
 def test_cut_one_way_and_delay_show_in_faults(cluster):
     cluster.cut(1, 2, one_way=True)
     assert cluster.faults.is_cut("broker-1", "broker-2") and not cluster.faults.is_cut("broker-2", "broker-1")
+    # cut() returns once every broker applies the new table
+    applied = cluster.metrics.brokers().groupby("broker")["faults_version"].max()
+    assert all(applied[b] >= cluster.faults.version for b in cluster.broker_ids)
     cluster.delay(2, 3, 50)
     assert cluster.faults.delay_ms("broker-2", "broker-3") == 50
     cluster.heal()
