@@ -467,22 +467,23 @@ class BrokerServer:
     def _publish(self) -> None:
         now = _ms()
         for (topic, pid), part in self.rm.partitions.items():
-            leader_leo = None
-            if not part.is_leader:
-                # A follower estimates its lag from the leader's HW it last heard of.
-                lag = max(0, part.high_watermark - part.log_end_offset)
-                lag_ms = 0
-            else:
+            if part.is_leader:
+                # The leader knows every follower's lag: offsets behind and ms since caught up.
+                lags = {b: part.follower_lag(b, now) for b in part.followers}
                 lag, lag_ms = 0, 0
-                leader_leo = part.log_end_offset
+            else:
+                lags = {}
+                # A follower only knows the leader's HW it last heard of.
+                lag, lag_ms = max(0, part.high_watermark - part.log_end_offset), None
             self.metrics.publish("replica", {
                 "broker": self.broker_id, "topic": topic, "partition": pid, "is_leader": part.is_leader,
                 "leader": part.leader, "leader_epoch": part.leader_epoch,
                 "log_start_offset": part.log_start_offset, "log_end_offset": part.log_end_offset,
-                "high_watermark": part.high_watermark, "last_stable_offset": part.high_watermark,
+                "high_watermark": part.high_watermark, "last_stable_offset": part.last_stable_offset,
                 "isr": list(part.isr), "segments": len(part.log.segments), "size_bytes": part.log.size_bytes,
                 "lag_offsets": lag, "lag_ms": lag_ms,
-                "follower_lag": {b: part.follower_lag(b, now)[0] for b in part.followers} if leader_leo is not None else {},
+                "follower_lag": {b: off for b, (off, _ms_) in lags.items()},
+                "follower_lag_ms": {b: ms for b, (_off, ms) in lags.items()},
             })
         self._publish_broker()
 
