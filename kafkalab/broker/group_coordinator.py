@@ -584,9 +584,12 @@ class GroupCoordinator:
         for g in list(self.groups.values()):
             for mid in [mid for mid, exp in g.pending.items() if now_ms >= exp]:
                 del g.pending[mid]
+            # A member that is not waiting in a JoinGroup must keep heartbeating, also while a
+            # rebalance is being prepared: a dead one is removed so the join can complete
+            # (otherwise the group would wait for it until the rebalance timeout).
             expired = [mid for mid, m in g.members.items()
                        if now_ms >= m.session_deadline_ms and m.join_reply is None]
-            if expired and g.state != PREPARING:
+            if expired:
                 self._members_gone(g, expired, now_ms, "missed the session timeout")
             self._maybe_complete_join(g, now_ms)
 
