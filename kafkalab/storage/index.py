@@ -19,6 +19,7 @@ file is written with pwrite straight to the page cache.
 from __future__ import annotations
 
 import bisect
+import mmap
 import os
 import struct
 
@@ -41,6 +42,7 @@ class _FixedIndex:
         self._keys: list[int] = []
         self._values: list[int] = []
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._mm: mmap.mmap | None = None
         self._load()
         self._active = False
         if active:
@@ -79,14 +81,27 @@ class _FixedIndex:
         raise NotImplementedError
 
     def make_active(self) -> None:
-        """Preallocate to segment.index.bytes so appends never grow the file."""
+        """Preallocate to segment.index.bytes and memory-map it, as Kafka does: an entry is a
+        store into shared memory (no system call), visible to other processes at once."""
         self._active = True
         self.max_entries = max(self.max_entries, len(self._keys))
+        self._map()
+
+    def _map(self) -> None:
+        self._unmap()
         os.ftruncate(self._fd, self._file_cap())
+        self._mm = mmap.mmap(self._fd, self._file_cap())
+
+    def _unmap(self) -> None:
+        mm = getattr(self, "_mm", None)
+        if mm is not None:
+            mm.close()
+        self._mm: mmap.mmap | None = None
 
     def trim(self) -> None:
         """Shrink the file to its entries (roll or close), as Kafka's trimToValidSize."""
         self._active = False
+        self._unmap()
         os.ftruncate(self._fd, len(self._keys) * self.entry_size)
 
     # -- queries ---------------------------------------------------------
@@ -111,19 +126,26 @@ class _FixedIndex:
             raise CorruptIndexError(
                 f"{self.path}: {self.KIND} is full ({self.max_entries} entries); roll the segment first"
             )
-        os.pwrite(self._fd, self._encode(key, value), len(self._keys) * self.entry_size)
+        at = len(self._keys) * self.entry_size
+        if self._mm is not None:
+            self._mm[at:at + self.entry_size] = self._encode(key, value)
+        else:
+            os.pwrite(self._fd, self._encode(key, value), at)
         self._keys.append(key)
         self._values.append(value)
 
     def _truncate_entries(self, count: int) -> None:
+        written = len(self._keys) * self.entry_size
         del self._keys[count:]
         del self._values[count:]
         end = count * self.entry_size
-        # Zero what was written past the new end, so a reload does not see stale entries.
-        size = os.fstat(self._fd).st_size
         if self._active:
-            if size > end:
-                os.pwrite(self._fd, bytes(size - end), end)
+            # Zero the entries past the new end, so a reload does not see stale ones.
+            if written > end:
+                if self._mm is not None:
+                    self._mm[end:written] = bytes(written - end)
+                else:
+                    os.pwrite(self._fd, bytes(written - end), end)
         else:
             os.ftruncate(self._fd, end)
 
@@ -132,12 +154,15 @@ class _FixedIndex:
         self._truncate_entries(0)
 
     def flush(self) -> None:
+        if self._mm is not None:
+            self._mm.flush()
         os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
             if self._active:
                 self.trim()
+            self._unmap()
             os.close(self._fd)
             self._fd = -1
 
@@ -226,7 +251,7 @@ class TimeIndex(_FixedIndex):
             # Roll time: make room for the final entry instead of failing.
             self.max_entries += 1
             if self._active:
-                os.ftruncate(self._fd, self._file_cap())
+                self._map()  # one entry larger
         self._append(timestamp, offset)
 
     def lookup(self, timestamp: int) -> tuple[int, int]:
