@@ -230,7 +230,7 @@ def _produce_kafka_python(bootstrap: str, topic: str, count: int, record_bytes: 
     from kafka import KafkaProducer
 
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=1 << 20,
-                      acks=int(acks) if acks != "all" else "all", buffer_memory=256 << 20)
+                      acks=int(acks) if acks != "all" else "all")
     value = _payload(record_bytes)
     try:
         p.send(topic, value=value, partition=0).get(30)
