@@ -563,29 +563,47 @@ class Cluster:
         self._check_broker(broker_id)
         return self._procs[broker_node(broker_id)]
 
-    def kill_broker(self, broker_id: int) -> None:
-        """SIGKILL: no controlled shutdown, nothing flushed beyond what the OS already has."""
-        proc = self._proc(broker_id)
+    # Signals to a broker or controller process; `what` names it in errors ("broker 2").
+    def _kill(self, node: str, proc: Any, what: str, state: str, restart_hint: str) -> None:
         if not proc.is_alive():
-            raise KafkaLabError(f"broker {broker_id} is not running (state {self.broker_state(broker_id)}); "
-                                f"restart_broker({broker_id}) first")
+            raise KafkaLabError(f"{what} is not running (state {state}); {restart_hint} first")
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(timeout=5)
-        self._set_state(broker_node(broker_id), "killed")
+        self._set_state(node, "killed")
 
-    def stop_broker(self, broker_id: int, timeout: float = 10.0) -> None:
-        """Controlled shutdown: the controller moves leadership away, then the broker exits."""
-        proc = self._proc(broker_id)
+    def _stop(self, node: str, proc: Any, what: str, timeout: float) -> None:
         if not proc.is_alive():
-            raise KafkaLabError(f"broker {broker_id} is not running; nothing to stop")
-        if self._states[broker_node(broker_id)] == "paused":
+            raise KafkaLabError(f"{what} is not running; nothing to stop")
+        if self._states[node] == "paused":
             os.kill(proc.pid, signal.SIGCONT)
         os.kill(proc.pid, signal.SIGTERM)
         proc.join(timeout=timeout)
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
             proc.join(timeout=5)
-        self._set_state(broker_node(broker_id), "stopped")
+        self._set_state(node, "stopped")
+
+    def _pause(self, node: str, proc: Any, what: str, state: str) -> None:
+        if not proc.is_alive() or self._states[node] == "paused":
+            raise KafkaLabError(f"{what} is not running, cannot pause it (state {state})")
+        os.kill(proc.pid, signal.SIGSTOP)
+        self._set_state(node, "paused")
+
+    def _resume(self, node: str, proc: Any, what: str, state: str) -> None:
+        if self._states[node] != "paused":
+            raise KafkaLabError(f"{what} is not paused (state {state})")
+        os.kill(proc.pid, signal.SIGCONT)
+        self._set_state(node, "running")
+
+    def kill_broker(self, broker_id: int) -> None:
+        """SIGKILL: no controlled shutdown, nothing flushed beyond what the OS already has."""
+        proc = self._proc(broker_id)
+        self._kill(broker_node(broker_id), proc, f"broker {broker_id}", self.broker_state(broker_id),
+                   f"restart_broker({broker_id})")
+
+    def stop_broker(self, broker_id: int, timeout: float = 10.0) -> None:
+        """Controlled shutdown: the controller moves leadership away, then the broker exits."""
+        self._stop(broker_node(broker_id), self._proc(broker_id), f"broker {broker_id}", timeout)
 
     def restart_broker(self, broker_id: int, timeout: float = 30.0) -> None:
         """Start a stopped or killed broker again on the same id, ports and data dir (log
@@ -602,18 +620,11 @@ class Cluster:
     def pause_broker(self, broker_id: int) -> None:
         """SIGSTOP: the process freezes mid-flight (a GC pause, a stalled disk, a hung VM)."""
         proc = self._proc(broker_id)
-        if not proc.is_alive() or self._states[broker_node(broker_id)] == "paused":
-            raise KafkaLabError(f"broker {broker_id} is not running, cannot pause it "
-                                f"(state {self.broker_state(broker_id)})")
-        os.kill(proc.pid, signal.SIGSTOP)
-        self._set_state(broker_node(broker_id), "paused")
+        self._pause(broker_node(broker_id), proc, f"broker {broker_id}", self.broker_state(broker_id))
 
     def resume_broker(self, broker_id: int) -> None:
         proc = self._proc(broker_id)
-        if self._states[broker_node(broker_id)] != "paused":
-            raise KafkaLabError(f"broker {broker_id} is not paused (state {self.broker_state(broker_id)})")
-        os.kill(proc.pid, signal.SIGCONT)
-        self._set_state(broker_node(broker_id), "running")
+        self._resume(broker_node(broker_id), proc, f"broker {broker_id}", self.broker_state(broker_id))
 
     # -- the controller quorum ----------------------------------------------------------------
     def _controller_proc(self, controller_id: int) -> Any:
@@ -635,26 +646,13 @@ class Cluster:
     def kill_controller(self, controller_id: int) -> None:
         """SIGKILL a quorum controller; if it was active, the others elect a successor."""
         proc = self._controller_proc(controller_id)
-        if not proc.is_alive():
-            raise KafkaLabError(f"controller {controller_id} is not running; "
-                                f"restart_controller({controller_id}) first")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=5)
-        self._set_state(controller_node(controller_id), "killed")
+        self._kill(controller_node(controller_id), proc, f"controller {controller_id}",
+                   self.controller_state(controller_id), f"restart_controller({controller_id})")
 
     def stop_controller(self, controller_id: int, timeout: float = 10.0) -> None:
         """SIGTERM: an active controller resigns (EndQuorumEpoch) before it exits."""
-        proc = self._controller_proc(controller_id)
-        if not proc.is_alive():
-            raise KafkaLabError(f"controller {controller_id} is not running; nothing to stop")
-        if self._states[controller_node(controller_id)] == "paused":
-            os.kill(proc.pid, signal.SIGCONT)
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.join(timeout=timeout)
-        if proc.is_alive():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.join(timeout=5)
-        self._set_state(controller_node(controller_id), "stopped")
+        self._stop(controller_node(controller_id), self._controller_proc(controller_id),
+                   f"controller {controller_id}", timeout)
 
     def restart_controller(self, controller_id: int) -> None:
         """Start a killed or stopped controller on its data dir: it reads its quorum-state and
@@ -672,19 +670,13 @@ class Cluster:
     def pause_controller(self, controller_id: int) -> None:
         """SIGSTOP: a frozen active controller stops heartbeating its followers, which elect."""
         proc = self._controller_proc(controller_id)
-        if not proc.is_alive() or self._states[controller_node(controller_id)] == "paused":
-            raise KafkaLabError(f"controller {controller_id} is not running, cannot pause it "
-                                f"(state {self.controller_state(controller_id)})")
-        os.kill(proc.pid, signal.SIGSTOP)
-        self._set_state(controller_node(controller_id), "paused")
+        self._pause(controller_node(controller_id), proc, f"controller {controller_id}",
+                    self.controller_state(controller_id))
 
     def resume_controller(self, controller_id: int) -> None:
         proc = self._controller_proc(controller_id)
-        if self._states[controller_node(controller_id)] != "paused":
-            raise KafkaLabError(f"controller {controller_id} is not paused "
-                                f"(state {self.controller_state(controller_id)})")
-        os.kill(proc.pid, signal.SIGCONT)
-        self._set_state(controller_node(controller_id), "running")
+        self._resume(controller_node(controller_id), proc, f"controller {controller_id}",
+                     self.controller_state(controller_id))
 
     @property
     def active_controller(self) -> int | None:
