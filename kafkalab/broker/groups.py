@@ -21,13 +21,11 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from kio.schema.create_topics.v7 import request as ct_req
 from kio.schema.errors import ErrorCode
-from kio.schema.produce.v9 import request as produce_req
 
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.protocol.apis import response_class
-from kafkalab.records.batch import encode_batch
 from kafkalab.records.scan import iter_batches
 
 log = logging.getLogger(__name__)
@@ -49,17 +47,14 @@ def _nested(resp_cls: type, name: str) -> type:
     return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
 
 
-class GroupService:
+class GroupService(InternalTopicService):
     api_keys = frozenset({FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP,
                           OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, TXN_OFFSET_COMMIT})
 
     def __init__(self, server: Any):
-        self.server = server
         cfg = server.config
-        self.num_partitions = int(cfg["offsets.topic.num.partitions"])
-        self.loaded: set[int] = set()
+        super().__init__(server, OFFSETS_TOPIC, int(cfg["offsets.topic.num.partitions"]))
         self.scanned: dict[int, int] = {}  # loaded partition -> next offset to follow from
-        self._creating_since = 0.0
         self.coordinator = GroupCoordinator(
             num_partitions=self.num_partitions, append=self._append, owns=self._owns,
             publish=self._publish_now, append_batch=self._append_batch, producer_entry=self._producer_entry,
@@ -70,15 +65,6 @@ class GroupService:
         server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- ownership and loading ---------------------------------------------------------------
-    def _leads(self, p: int) -> bool:
-        part = self.server.rm.partitions.get((OFFSETS_TOPIC, p))
-        return part is not None and part.is_leader
-
-    def _owns(self, p: int) -> str:
-        if p in self.loaded and self._leads(p):
-            return "yes"
-        return "loading" if self._leads(p) else "no"
-
     def _tick(self) -> None:
         now = _ms()
         for p in range(self.num_partitions):
@@ -135,52 +121,19 @@ class GroupService:
                                               "detail": f"replayed {count} records"})
 
     def _append(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
-        now = _ms()
-        batch = encode_batch([(k, v, None, now) for k, v in records])
-        req = produce_req.ProduceRequest(
-            transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5),
-            topic_data=(produce_req.TopicProduceData(name=OFFSETS_TOPIC, partition_data=(
-                produce_req.PartitionProduceData(index=p, records=batch),)),))
-
-        def done(resp: Any) -> None:
-            r = resp.responses[0].partition_responses[0]
-            on_done(r.error_code, int(r.base_offset))
-
-        self.server.rm.produce(req, now, done)
-        self.server._send_fetches()  # followers fetch at once: acks=all waits for them
+        self._produce_records(p, records, on_done)
 
     def _append_batch(self, p: int, batch: bytes, on_done: Any) -> None:
         """A TxnOffsetCommit's transactional batch, as the producer's own (acks=all)."""
-        req = produce_req.ProduceRequest(
-            transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5),
-            topic_data=(produce_req.TopicProduceData(name=OFFSETS_TOPIC, partition_data=(
-                produce_req.PartitionProduceData(index=p, records=batch),)),))
-
-        def done(resp: Any) -> None:
-            r = resp.responses[0].partition_responses[0]
-            on_done(r.error_code, int(r.base_offset))
-
-        self.server.rm.produce(req, _ms(), done)
-        self.server._send_fetches()
+        self._produce_batch(p, batch, on_done)
 
     def _producer_entry(self, p: int, producer_id: int) -> Any:
         part = self.server.rm.partitions.get((OFFSETS_TOPIC, p))
         return None if part is None else part.producer_state.last_entry(producer_id)
 
     def _ensure_offsets_topic(self) -> bool:
-        if OFFSETS_TOPIC in self.server.image.topics:
-            return True
-        now = time.monotonic()
-        if now - self._creating_since > 2.0:
-            self._creating_since = now
-            cfg = self.server.config
-            rf = max(1, min(int(cfg["offsets.topic.replication.factor"]), len(self.server.image.live_brokers())))
-            req = ct_req.CreateTopicsRequest(topics=(ct_req.CreatableTopic(
-                name=OFFSETS_TOPIC, num_partitions=self.num_partitions, replication_factor=rf, assignments=(),
-                configs=(ct_req.CreatableTopicConfig(name="cleanup.policy", value="compact"),)),),
-                timeout=datetime.timedelta(seconds=5))
-            self.server._call_controller(req, lambda resp: None)
-        return False
+        return self._ensure_internal_topic("offsets.topic.replication.factor",
+                                           lambda rf: {"cleanup.policy": "compact"})
 
     # -- requests ----------------------------------------------------------------------------
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from kio.schema.allocate_producer_ids.v0.request import AllocateProducerIdsRequest
-from kio.schema.create_topics.v7 import request as ct_req
 from kio.schema.errors import ErrorCode
-from kio.schema.produce.v9 import request as produce_req
 from kio.schema.write_txn_markers.v1 import request as wtm_req
 
+from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
 from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
-from kafkalab.records.batch import decode_batch, encode_batch
+from kafkalab.records.batch import decode_batch
 from kafkalab.records.scan import iter_batches
 from kafkalab.transport.rpc import RpcClient
 
@@ -74,17 +73,14 @@ class MarkerJob:
     retry_at: float = 0.0
 
 
-class TransactionService:
+class TransactionService(InternalTopicService):
     api_keys = frozenset({ADD_PARTITIONS, ADD_OFFSETS, END_TXN})  # plus 10 and 22, shared
 
     def __init__(self, server: Any):
-        self.server = server
         cfg = server.config
-        self.num_partitions = int(cfg["transaction.state.log.num.partitions"])
-        self.loaded: set[int] = set()
+        super().__init__(server, TRANSACTION_STATE_TOPIC, int(cfg["transaction.state.log.num.partitions"]))
         self.producer_ids: list[int] = []  # [next, end) of this coordinator's block
         self._allocating = False
-        self._creating_since = 0.0
         self.jobs: list[MarkerJob] = []
         self.clients: dict[int, RpcClient] = {}  # broker id -> marker channel
         self.calls: dict[tuple[int, int], Any] = {}  # (broker, correlation id) -> callback
@@ -179,34 +175,13 @@ class TransactionService:
             for k, code, n, h, p in out))
 
     def _ensure_topic(self) -> bool:
-        if TRANSACTION_STATE_TOPIC in self.server.image.topics:
-            return True
-        now = time.monotonic()
-        if now - self._creating_since > 2.0:
-            self._creating_since = now
-            cfg = self.server.config
-            rf = max(1, min(int(cfg["transaction.state.log.replication.factor"]),
-                            len(self.server.image.live_brokers())))
-            # Compacted: only the latest state of each transactional.id matters.
-            min_isr = min(int(cfg["transaction.state.log.min.isr"]), rf)
-            configs = (ct_req.CreatableTopicConfig(name="cleanup.policy", value="compact"),
-                       ct_req.CreatableTopicConfig(name="min.insync.replicas", value=str(min_isr)))
-            req = ct_req.CreateTopicsRequest(topics=(ct_req.CreatableTopic(
-                name=TRANSACTION_STATE_TOPIC, num_partitions=self.num_partitions, replication_factor=rf,
-                assignments=(), configs=configs),), timeout=datetime.timedelta(seconds=5))
-            self.server._call_controller(req, lambda resp: None)
-        return False
+        # Compacted: only the latest state of each transactional.id matters.
+        min_isr = int(self.server.config["transaction.state.log.min.isr"])
+        return self._ensure_internal_topic(
+            "transaction.state.log.replication.factor",
+            lambda rf: {"cleanup.policy": "compact", "min.insync.replicas": str(min(min_isr, rf))})
 
     # -- __transaction_state: ownership, loading, appends -----------------------------------
-    def _leads(self, p: int) -> bool:
-        part = self.server.rm.partitions.get((TRANSACTION_STATE_TOPIC, p))
-        return part is not None and part.is_leader
-
-    def _owns(self, p: int) -> str:
-        if p in self.loaded and self._leads(p):
-            return "yes"
-        return "loading" if self._leads(p) else "no"
-
     def _tick(self) -> None:
         now = _ms()
         for p in range(self.num_partitions):
@@ -247,14 +222,7 @@ class TransactionService:
         self.server.loop.call_later(0, lambda: self._append_now(p, records, on_done))
 
     def _append_now(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
-        now = _ms()
-        batch = encode_batch([(k, v, None, now) for k, v in records])
-        req = produce_req.ProduceRequest(
-            transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5),
-            topic_data=(produce_req.TopicProduceData(name=TRANSACTION_STATE_TOPIC, partition_data=(
-                produce_req.PartitionProduceData(index=p, records=batch),)),))
-        self.server.rm.produce(req, now, lambda resp: on_done(resp.responses[0].partition_responses[0].error_code))
-        self.server._send_fetches()  # followers fetch at once: acks=all waits for them
+        self._produce_records(p, records, lambda code, _offset: on_done(code))
 
     # -- producer ids ------------------------------------------------------------------------
     def _next_producer_id(self) -> int | None:
