@@ -15,6 +15,7 @@ AddPartitionsToTxn for every partition before its first batch of the transaction
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections import deque
@@ -30,6 +31,8 @@ from kafkalab.client.metadata import METADATA_ERRORS
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
 from kafkalab.protocol.build import ms, produce_request, produce_results
 from kafkalab.protocol.errors import ErrorCode, KafkaError
+
+log = logging.getLogger(__name__)
 
 FIND_COORDINATOR, ADD_PARTITIONS = 10, 24
 GROUP_KEY, TXN_KEY = 0, 1  # FindCoordinator key types
@@ -225,6 +228,9 @@ class Sender(IoThread):
                     drained = self.acc.drain(nodes, leader_for, now_ms, self.producer_id, sendable)
             if expired:
                 self.memory_freed.notify_all()
+        if expired and self.idempotent and self.transactional_id is None:
+            # An expired batch leaves a hole in the sequence: start a new one (Kafka 2.5+).
+            self._new_producer_id("a batch expired")
         for b in expired:
             self._report(b, KafkaError(
                 ErrorCode.request_timed_out,
@@ -456,6 +462,19 @@ class Sender(IoThread):
             self.memory_freed.notify_all()
         for b, err, base, lat in done:
             self._report(b, err, base, lat)
+        if self.idempotent and self.transactional_id is None and any(
+                err is not None and err.code in (ErrorCode.unknown_producer_id, ErrorCode.out_of_order_sequence_number)
+                for _b, err, _base, _lat in done):
+            self._new_producer_id("the broker lost track of this producer's sequence")
+
+    def _new_producer_id(self, why: str) -> None:
+        """After a fatal sequence error, get a fresh producer id and restart every partition's
+        sequence at 0 (what Kafka's idempotent producer does since KIP-360), instead of
+        failing every later batch."""
+        if self.producer_id < 0:
+            return
+        log.info("%s: %s; asking for a new producer id", self.ctx.node, why)
+        self.producer_id, self.producer_epoch = -1, -1
 
     def _retriable(self, err: KafkaError) -> bool:
         # An idempotent producer's later batches are rejected out of sequence when an earlier

@@ -164,3 +164,21 @@ def test_list_topics(cluster, make_producer):
     md = make_producer().list_topics(timeout=5)
     assert set(md.brokers) == {1, 2} and sorted(md.topics["t"].partitions) == [0, 1]
     assert md.topics["t"].partitions[1].leader == 2
+
+
+def test_a_fatal_sequence_error_gets_a_new_producer_id_and_restarts_sequences(cluster, make_producer):
+    """Like Kafka's idempotent producer since KIP-360: the failed batch is reported, and the
+    producer carries on with a new producer id whose sequences start at 0."""
+    p = make_producer({"linger.ms": 0})
+    p.produce("t", value=b"a", partition=0)
+    assert p.flush(10) == 0
+    first_pid = cluster.next_pid
+    cluster.produce_errors[("t", 0)].append(ErrorCode.unknown_producer_id)
+    got = []
+    p.produce("t", value=b"b", partition=0, on_delivery=lambda err, msg: got.append(err))
+    assert p.flush(10) == 0
+    assert got and got[0] is not None and got[0].code == ErrorCode.unknown_producer_id
+    p.produce("t", value=b"c", partition=0)
+    assert p.flush(10) == 0
+    last = parse_header(cluster.logs[("t", 0)][-1][1])
+    assert last.producer_id == cluster.next_pid != first_pid and last.base_sequence == 0
