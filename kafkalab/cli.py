@@ -13,20 +13,20 @@ import threading
 def _up(args: argparse.Namespace) -> int:
     from kafkalab import Cluster
 
+    stop = threading.Event()
     with Cluster(brokers=args.brokers, controllers=args.controllers, profile=args.profile,
                  data_dir=args.data_dir) as cluster:
+        # Ctrl-C and SIGTERM only set the event, so they can never land between two lines
+        # and skip the clean shutdown.
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(f"kafkalab: {args.brokers} brokers and {args.controllers} controller(s) up ({args.profile} profile)")
         print(f"  bootstrap.servers = {cluster.bootstrap_servers}")
         print(f"  data dir          = {cluster.data_dir}")
-        print("  stop with Ctrl-C")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        print("  stop with Ctrl-C", flush=True)
+        while not stop.wait(0.5):
             pass
-        print("kafkalab: shutting down")
+        print("kafkalab: shutting down", flush=True)
     return 0
 
 
