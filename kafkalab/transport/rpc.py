@@ -107,15 +107,7 @@ class RpcServer:
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its name
-        try:
-            if port == 0:
-                self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
-            else:
-                _bind_retrying(self.socket, f"tcp://127.0.0.1:{port}")
-                self.port = port
-        except BaseException:
-            self.socket.close(linger=0)
-            raise
+        self.port = _bind_loopback(self.socket, port)
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
 
     def receive(self, now: float) -> list[Envelope]:
@@ -332,15 +324,7 @@ class FaultPublisher:
     def __init__(self, ctx: zmq.Context, port: int = 0):
         self.socket = ctx.socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 0)
-        try:
-            if port == 0:
-                self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
-            else:
-                _bind_retrying(self.socket, f"tcp://127.0.0.1:{port}")
-                self.port = port
-        except BaseException:
-            self.socket.close(linger=0)
-            raise
+        self.port = _bind_loopback(self.socket, port)
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
 
     def publish(self, table: FaultTable) -> None:
@@ -384,6 +368,18 @@ class FaultSubscriber:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+def _bind_loopback(socket: zmq.Socket, port: int) -> int:
+    """Bind to 127.0.0.1:port (0: a free port); returns the port. Closes the socket on failure."""
+    try:
+        if port == 0:
+            return socket.bind_to_random_port("tcp://127.0.0.1")
+        _bind_retrying(socket, f"tcp://127.0.0.1:{port}")
+        return port
+    except BaseException:
+        socket.close(linger=0)
+        raise
 
 
 def _bind_retrying(socket: zmq.Socket, endpoint: str, timeout_s: float = 2.0) -> None:
