@@ -59,8 +59,17 @@ def run_round(consumer: Any, producer: Any, sink: str, group: str, transform: Tr
     """One consume-transform-produce transaction; returns records processed (0: none came).
     On failure the transaction is aborted and the consumer rewound, then the error re-raised;
     RestartNeeded when that was not possible."""
+    before = _group_metadata(consumer, group)
     msgs = [m for m in consumer.consume(max_records, timeout=timeout) if m.error() is None]
     if not msgs:
+        return 0
+    # KIP-447: the offsets are committed under the generation the records were read in. If a
+    # rebalance happened while reading, these records may belong to another member now: read
+    # again under the new assignment. If one happens later, the coordinator refuses the
+    # commit (ILLEGAL_GENERATION) and the transaction aborts.
+    meta = _group_metadata(consumer, group)
+    if getattr(before, "generation_id", None) != getattr(meta, "generation_id", None):
+        _rewind(consumer, _first_offsets(msgs))
         return 0
     producer.begin_transaction()
     first: dict[tuple[str, int], int] = {}
@@ -72,7 +81,7 @@ def run_round(consumer: Any, producer: Any, sink: str, group: str, transform: Tr
             first.setdefault((m.topic(), m.partition()), m.offset())
             next_offsets[(m.topic(), m.partition())] = m.offset() + 1
         positions = [TopicPartition(t, p, o) for (t, p), o in sorted(next_offsets.items())]
-        producer.send_offsets_to_transaction(positions, _group_metadata(consumer, group), txn_timeout)
+        producer.send_offsets_to_transaction(positions, meta, txn_timeout)
         producer.commit_transaction(txn_timeout)
         log.debug("%s committed %s", producer, {k: (first[k], v) for k, v in next_offsets.items()})
     except Exception as e:
@@ -90,6 +99,13 @@ def run_round(consumer: Any, producer: Any, sink: str, group: str, transform: Tr
         _rewind(consumer, first)
         raise
     return len(msgs)
+
+
+def _first_offsets(msgs: list[Any]) -> dict[tuple[str, int], int]:
+    first: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        first.setdefault((m.topic(), m.partition()), m.offset())
+    return first
 
 
 def _rewind(consumer: Any, first: dict[tuple[str, int], int]) -> None:
