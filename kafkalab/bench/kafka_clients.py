@@ -32,16 +32,21 @@ def _fill(bootstrap: str, topic: str, count: int, record_bytes: int) -> None:
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20,
                   "acks": 1, "queue.buffering.max.kbytes": 1 << 20})
-    value = _payload(record_bytes)
+    _produce_all(p, topic, _payload(record_bytes), count)
+    if p.flush(120) != 0:
+        raise RuntimeError("the bench's producer could not deliver its records")
+
+
+def _produce_all(p: Any, topic: str, value: bytes, count: int) -> None:
+    """count records to partition 0 through a confluent-kafka producer, waiting when its
+    queue is full."""
     for _ in range(count):
         while True:
             try:
                 p.produce(topic, value=value, partition=0)
                 break
             except BufferError:
-                p.poll(0.01)
-    if p.flush(120) != 0:
-        raise RuntimeError("the bench's producer could not deliver its records")
+                p.poll(0.001)
 
 
 def _consume_once(bootstrap: str, topic: str, count: int) -> float:
@@ -214,13 +219,7 @@ def _produce_confluent(bootstrap: str, topic: str, count: int, record_bytes: int
     p.produce(topic, value=value, partition=0)  # connections and metadata are not the subject
     p.flush(30)
     t0 = time.perf_counter()
-    for _ in range(count):
-        while True:
-            try:
-                p.produce(topic, value=value, partition=0)
-                break
-            except BufferError:
-                p.poll(0.001)
+    _produce_all(p, topic, value, count)
     if p.flush(120) != 0:
         raise RuntimeError("confluent-kafka producer could not deliver its records")
     return time.perf_counter() - t0

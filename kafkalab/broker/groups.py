@@ -26,7 +26,6 @@ from kio.schema.errors import ErrorCode
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.protocol.apis import response_class
-from kafkalab.records.scan import iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +84,21 @@ class GroupService(InternalTopicService):
         part = self.server.rm.partitions[(OFFSETS_TOPIC, p)]
         offset, hw = self.scanned.get(p, part.log_end_offset), part.high_watermark
         try:
-            while offset < hw:
-                start = offset
-                data = part.log.read_bytes(offset, 1 << 20, max_offset=hw)
-                for pos, h in iter_batches(data):
-                    if h.next_offset > hw:
-                        break
-                    self.coordinator.load_batch(data, pos, now_ms, txn_only=True)
-                    offset = h.next_offset
-                if offset == start:
-                    break
+            for data, pos, h in self._read_batches(p, offset, hw):
+                self.coordinator.load_batch(data, pos, now_ms, txn_only=True)
+                offset = h.next_offset
         except Exception:
             log.exception("broker %s: following __consumer_offsets-%d failed", self.server.broker_id, p)
         self.scanned[p] = offset
 
     def _load(self, p: int, now_ms: int) -> None:
         plog = self.server.rm.partitions[(OFFSETS_TOPIC, p)].log
-        offset, end, count = plog.log_start_offset, plog.log_end_offset, 0
+        offset, count = plog.log_start_offset, 0
         try:
-            while offset < end:
-                data = plog.read_bytes(offset, 1 << 20)
-                if not data:
-                    break
-                for pos, h in iter_batches(data):
-                    self.coordinator.load_batch(data, pos, now_ms)
-                    count += h.last_offset_delta + 1
-                    offset = h.next_offset
+            for data, pos, h in self._read_batches(p, offset, plog.log_end_offset):
+                self.coordinator.load_batch(data, pos, now_ms)
+                count += h.last_offset_delta + 1
+                offset = h.next_offset
         except Exception:
             log.exception("broker %s: loading __consumer_offsets-%d failed", self.server.broker_id, p)
             return

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kio.schema.create_topics.v7 import request as ct_req
 from kio.schema.produce.v9 import request as produce_req
 
-from kafkalab.records import encode_batch
+from kafkalab.records import BatchHeader, encode_batch
+from kafkalab.records.scan import iter_batches
 
 APPEND_TIMEOUT = datetime.timedelta(seconds=5)
 CREATE_RETRY_S = 2.0
@@ -54,6 +55,22 @@ class InternalTopicService:
                               for k, v in configs(rf).items())),), timeout=APPEND_TIMEOUT)
             self.server._call_controller(req, lambda resp: None)
         return False
+
+    def _read_batches(self, p: int, start: int, end: int) -> Iterator[tuple[bytes, int, BatchHeader]]:
+        """(data, position, header) of every whole batch of partition p in [start, end), in
+        log order: what a coordinator replays when it loads or follows its partition."""
+        plog = self.server.rm.partitions[(self.topic, p)].log
+        offset = start
+        while offset < end:
+            data = bytes(plog.read_bytes(offset, 1 << 20, max_offset=end))
+            advanced = False
+            for pos, h in iter_batches(data):
+                if h.next_offset > end:
+                    return
+                yield data, pos, h
+                offset, advanced = h.next_offset, True
+            if not advanced:
+                return
 
     # -- appends ---------------------------------------------------------------------------
     def _produce_batch(self, p: int, batch: bytes, on_done: Callable[[Any, int], None]) -> None:

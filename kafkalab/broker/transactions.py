@@ -27,7 +27,6 @@ from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
 from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
 from kafkalab.records.batch import decode_batch
-from kafkalab.records.scan import iter_batches
 from kafkalab.transport.rpc import RpcClient
 
 log = logging.getLogger(__name__)
@@ -198,15 +197,9 @@ class TransactionService(InternalTopicService):
         part = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
         plog = part.log
         records: list[tuple[bytes, bytes | None]] = []
-        offset, end = plog.log_start_offset, plog.log_end_offset
         try:
-            while offset < end:
-                data = plog.read_bytes(offset, 1 << 20)
-                if not data:
-                    break
-                for pos, h in iter_batches(data):
-                    records.extend((r.key, r.value) for r in decode_batch(data, pos).records if r.key is not None)
-                    offset = h.next_offset
+            for data, pos, _h in self._read_batches(p, plog.log_start_offset, plog.log_end_offset):
+                records.extend((r.key, r.value) for r in decode_batch(data, pos).records if r.key is not None)
         except Exception:
             log.exception("broker %s: loading %s-%d failed", self.server.broker_id, TRANSACTION_STATE_TOPIC, p)
             return
