@@ -158,6 +158,7 @@ class Consumer:
 
     def _restart(self, key: tuple[str, int], st: PartitionState, position: int) -> None:
         st.position = position
+        st.delivered_to = OFFSET_INVALID
         st.version += 1
         st.in_flight = False
         st.failed = False
@@ -199,12 +200,23 @@ class Consumer:
         with self._lock:
             for tp in self._checked(partitions):
                 key = (tp.topic, tp.partition)
-                pos = self._consumed.get(key)
+                pos = self._app_position(key)
                 if pos is None:
                     st = self._assignment.get(key)
                     pos = st.position if st is not None and st.position >= 0 else OFFSET_INVALID
                 out.append(TopicPartition(tp.topic, tp.partition, pos))
         return out
+
+    def _app_position(self, key: tuple[str, int]) -> int | None:
+        """The next offset the application will see (call with the lock held). Past the last
+        message handed out, it skips transaction markers and aborted records once nothing of
+        the partition is waiting in the queue, as Kafka's consumer does: otherwise a
+        transactional topic would show a lag of 1 forever after its last commit marker."""
+        pos = self._consumed.get(key)
+        st = self._assignment.get(key)
+        if pos is not None and st is not None and st.delivered_to > pos and not self._queue.holds(key):
+            self._consumed[key] = pos = st.delivered_to
+        return pos
 
     # ---- reading ------------------------------------------------------------------------
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
@@ -282,6 +294,24 @@ class Consumer:
     def _list_offsets(self, wanted: dict[tuple[str, int], int], timeout: float | None) -> dict[tuple[str, int], int]:
         t = _timeout(timeout)
         deadline = None if t is None else time.monotonic() + t
+        backoff = self._cfg["retry.backoff.ms"] / 1000
+        while True:
+            try:
+                return self._list_offsets_once(wanted, deadline)
+            except KafkaError as e:
+                # A leader that just died or moved: like Kafka's clients, refresh the metadata
+                # and ask again until the timeout, rather than fail on a failover in progress.
+                if not e.retriable or (deadline is not None and time.monotonic() + backoff >= deadline):
+                    raise
+            time.sleep(backoff)
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._fetcher.list_metadata(sorted({k[0] for k in wanted})).result(left)
+            except KafkaError:
+                pass  # the next attempt reports it, or the deadline does
+
+    def _list_offsets_once(self, wanted: dict[tuple[str, int], int], deadline: float | None
+                           ) -> dict[tuple[str, int], int]:
         md = self._ensure_metadata({k[0] for k in wanted}, deadline)
         by_leader: dict[int, dict[str, dict[int, int]]] = {}
         for (topic, p), ts in wanted.items():
@@ -444,8 +474,8 @@ class Consumer:
 
     def _positions(self, parts: Iterable[TopicPartition]) -> list[TopicPartition]:
         with self._lock:
-            return [TopicPartition(tp.topic, tp.partition, self._consumed[(tp.topic, tp.partition)])
-                    for tp in parts if (tp.topic, tp.partition) in self._consumed]
+            return [TopicPartition(tp.topic, tp.partition, pos) for tp in parts
+                    if (pos := self._app_position((tp.topic, tp.partition))) is not None]
 
     def _coordinator(self, deadline: float | None) -> int:
         member = self._member

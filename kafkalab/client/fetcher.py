@@ -44,6 +44,9 @@ class PartitionState:
     last_stable_offset: int = OFFSET_INVALID
     retry_at: float = 0.0
     failed: bool = False  # auto.offset.reset=none and no offset: wait for seek()
+    # The fetch position once every message before it is in the queue: offsets between the
+    # last message and it hold only control batches or aborted records, never handed out.
+    delivered_to: int = OFFSET_INVALID
 
 
 class MessageQueue:
@@ -58,6 +61,10 @@ class MessageQueue:
             with self.cond:
                 self.items.extend(msgs)
                 self.cond.notify_all()
+
+    def holds(self, tp: TP) -> bool:
+        with self.cond:
+            return any(m.topic() == tp[0] and m.partition() == tp[1] for m in self.items)
 
     def drop(self, tps: set[TP]) -> None:
         with self.cond:
@@ -243,6 +250,7 @@ class Fetcher(IoThread):
 
     def _apply_fetch(self, parts: dict[TP, tuple[int, int]], results: dict[str, Any]) -> None:
         out: list[Message] = []
+        advanced: list[tuple[TP, int, int]] = []
         for tp, (pos, version) in parts.items():
             row = results.get(tp[0], {}).get(tp[1])
             if row is None:
@@ -283,7 +291,13 @@ class Fetcher(IoThread):
             self.records_received += len(msgs)
             self.bytes_received += len(records or b"")
             out.extend(msgs)
+            advanced.append((tp, version, next_offset))
         self.queue.put_many(out)
+        with self.lock:  # only now: the messages before these offsets are queued
+            for tp, version, next_offset in advanced:
+                st = self._current(tp, version)
+                if st is not None and st.position == next_offset:
+                    st.delivered_to = next_offset
 
     def _out_of_range(self, tp: TP, pos: int, version: int, row: dict[str, Any]) -> None:
         if self.reset == "none":

@@ -19,6 +19,7 @@ from kafkalab.client.context import ClientContext
 from kafkalab.client.network import ClientNetwork, Waker
 from kafkalab.errors import KafkaLabError
 from kafkalab.protocol.build import metadata_request, metadata_results
+from kafkalab.protocol.errors import ErrorCode, KafkaError
 
 METRICS_INTERVAL_S = 0.25
 
@@ -58,9 +59,20 @@ class IoThread(threading.Thread):
         parse(response) (parse runs on the I/O thread), or the error."""
         outer: Future = Future()
 
+        tries = [0]
+
         def go(net: ClientNetwork) -> None:
             def done(resp: Any) -> None:
                 if isinstance(resp, BaseException):
+                    # "Any broker" means any: a dead bootstrap broker is skipped, as a Kafka
+                    # client tries the next address when a connection fails.
+                    if (node_id is None and is_network_error(resp)
+                            and tries[0] < len(self.ctx.brokers)):
+                        tries[0] += 1
+                        # Not from inside this callback: it runs while the network walks
+                        # its connections, and a retry may open a new one.
+                        self.submit(go).add_done_callback(failed)
+                        return
                     outer.set_exception(resp)
                     return
                 try:
@@ -165,3 +177,7 @@ class IoThread(threading.Thread):
 
     def on_failure(self, error: BaseException) -> None:
         pass
+
+
+def is_network_error(e: BaseException) -> bool:
+    return isinstance(e, KafkaError) and e.code == ErrorCode.network_exception

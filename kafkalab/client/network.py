@@ -177,7 +177,7 @@ class ClientNetwork:
             self.waker.drain()
         now = time.monotonic()
         ran = 0
-        for monitor, node_id in self._monitors.items():
+        for monitor, node_id in list(self._monitors.items()):  # a callback may connect anew
             if monitor in events:
                 ran += self._on_disconnect(monitor, node_id)
         for node_id, c in list(self.clients.items()):

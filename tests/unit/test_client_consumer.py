@@ -125,3 +125,51 @@ def test_group_methods_without_group_id_name_the_fix(make_consumer):
         c.commit()
     with pytest.raises(KafkaError, match="not assigned"):
         c.seek(TopicPartition("t", 1, 0))
+
+
+def test_metadata_skips_a_dead_bootstrap_broker(cluster):
+    # A broker in the bootstrap list that nobody listens on (killed): every metadata call still
+    # succeeds, on another broker, as a Kafka client moves on to the next bootstrap address.
+    import socket
+
+    from kafkalab.client.context import ClientContext
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    ctx = cluster.context("c-dead")
+    endpoints = {**ctx.brokers, 3: dead}
+    c = Consumer({}, ClientContext("c-dead", endpoints, cluster.faults, None))
+    try:
+        for _ in range(4):  # the bootstrap turn passes the dead broker at least once
+            assert "t" in c.list_topics(timeout=5).topics
+            assert c.get_watermark_offsets(TopicPartition("t", 0), timeout=5) == (0, 10)
+    finally:
+        c.close()
+
+
+def test_position_and_commit_skip_a_trailing_transaction_marker():
+    # Offsets 0-1: a committed transaction's records; offset 2: its COMMIT marker. The
+    # application never sees the marker, but its position (and so its commit and lag) moves
+    # past it, as Kafka's consumer does.
+    from kafkalab.records.control import encode_control_batch
+
+    fc = FakeCluster((1,), {"tx": 1})
+    try:
+        fc.logs[("tx", 0)].append((0, encode_batch(
+            [(None, b"a", None, 1000), (None, b"b", None, 1001)], base_offset=0, producer_id=7,
+            producer_epoch=0, base_sequence=0, transactional=True)))
+        fc.logs[("tx", 0)].append((2, encode_control_batch(
+            "commit", base_offset=2, producer_id=7, producer_epoch=0, coordinator_epoch=0,
+            timestamp_ms=1002)))
+        c = Consumer({"fetch.max.wait.ms": 50}, fc.context("c-tx"))
+        try:
+            c.assign([TopicPartition("tx", 0, 0)])
+            got = []
+            while len(got) < 2:
+                got += c.consume(10, timeout=1.0)
+            assert [m.value() for m in got] == [b"a", b"b"]
+            assert c.position([TopicPartition("tx", 0)])[0].offset == 3
+        finally:
+            c.close()
+    finally:
+        fc.close()
