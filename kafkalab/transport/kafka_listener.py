@@ -274,6 +274,9 @@ class KafkaListener:
             data = conn.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
+        except (ConnectionResetError, BrokenPipeError):
+            self.close_connection(conn)  # the client hung up abruptly: routine, not a warning
+            return
         except OSError as e:
             self.close_connection(conn, f"read failed: {e}")
             return
@@ -453,6 +456,9 @@ class KafkaListener:
                         out[0] = memoryview(chunk)[sent:]
         except (BlockingIOError, InterruptedError):
             pass
+        except (ConnectionResetError, BrokenPipeError):
+            self.close_connection(conn)  # the client went away before its answer: routine
+            return
         except OSError as e:
             self.close_connection(conn, f"write failed: {e}")
             return

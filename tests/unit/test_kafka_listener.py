@@ -245,6 +245,24 @@ def test_oversized_frame_closes_only_that_connection(broker, caplog) -> None:
     assert "socket.request.max.bytes" in caplog.text
 
 
+def test_a_client_resetting_its_connection_is_closed_quietly(broker, caplog) -> None:
+    # A client that closes with unread data, or with SO_LINGER 0, resets the connection:
+    # routine for Kafka clients (librdkafka does it on close), so no warning on stderr.
+    fake, listener = broker
+    with caplog.at_level(logging.WARNING):
+        sock = _connect(listener)
+        sock.sendall(encode_request(_metadata_request(12, ["ok"]), 3))
+        assert _response(_read_frame(sock), 3, 12, 5)[0] == 3
+        wait_until(lambda: len(listener.connections) == 1, 5, "the listener to hold the connection")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+        wait_until(lambda: not listener.connections, 5, "the listener to drop the reset connection")
+    assert "closing Kafka connection" not in caplog.text
+    with _connect(listener) as again:  # and the listener still serves
+        again.sendall(encode_request(_metadata_request(12, ["ok"]), 4))
+        assert _response(_read_frame(again), 3, 12, 5)[0] == 4
+
+
 @pytest.mark.parametrize("payload, reason", [
     (struct.pack(">hhih", 1, 99, 1, -1) + b"\x00", "not supported"),  # Fetch v99
     (struct.pack(">hhih", 1, 2, 1, -1), "not supported"),  # Fetch v2: pre-RecordBatch v2
