@@ -493,7 +493,7 @@ class BrokerServer:
         c = self.rm.counters
         self.metrics.publish("broker", {
             "broker": self.broker_id, "state": "fenced" if self.fenced else "running", **c,
-            "faults_version": self.faults.version,
+            "faults_version": self.faults.version, "metadata_offset": self.image.offset,
             "request_latency_ms_p50": lat[len(lat) // 2] if lat else 0.0,
             "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else 0.0,
         })

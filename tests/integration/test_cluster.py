@@ -82,6 +82,15 @@ def test_start_create_produce_consume_and_describe(cluster):
     c = cluster.describe_cluster()
     assert list(c.broker) == [1, 2, 3] and set(c.state) == {"running"} and not c.fenced.any()
 
+    # Each broker reports how far it has applied __cluster_metadata; all reach the controller's log end.
+    def metadata_applied() -> bool:
+        ctl, rows = cluster.metrics.controller(), cluster.metrics.brokers()
+        if ctl.empty or "metadata_offset" not in rows:
+            return False
+        newest = rows.dropna(subset=["metadata_offset"]).sort_values("time").groupby("broker").metadata_offset.last()
+        return sorted(newest.index) == [1, 2, 3] and set(newest) == {int(ctl.metadata_offset.iloc[-1])}
+    wait_until(metadata_applied, 10, "every broker to apply the whole metadata log")
+
 
 def test_kill_leader_elects_new_leader_and_loses_nothing_acked(cluster):
     cluster.create_topic("t", partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
