@@ -446,7 +446,7 @@ class Cluster:
             name=name, num_partitions=partitions, replication_factor=replication_factor, assignments=(),
             configs=tuple(ct_req.CreatableTopicConfig(name=k, value=_config_str(v))
                           for k, v in (config or {}).items())),), timeout=datetime.timedelta(seconds=timeout))
-        result = self._call(req).topics[0]
+        result = self._call(req, timeout).topics[0]
         if result.error_code == ErrorCode.topic_already_exists and self.quorum and self._retried:
             pass  # our first attempt was committed by a controller that died before answering
         elif result.error_code != ErrorCode.none:
@@ -473,7 +473,7 @@ class Cluster:
     def delete_topic(self, name: str, timeout: float = 10.0) -> None:
         req = dt_req.DeleteTopicsRequest(topics=(dt_req.DeleteTopicState(name=name, topic_id=None),),
                                          timeout=datetime.timedelta(seconds=timeout))
-        result = self._call(req).responses[0]
+        result = self._call(req, timeout).responses[0]
         if result.error_code != ErrorCode.none:
             raise KafkaError(result.error_code, f"cannot delete topic {name!r}")
 

@@ -11,6 +11,7 @@ A damaged batch is reported on its own line (with its byte position) and ends th
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import sys
@@ -18,6 +19,7 @@ from typing import TextIO
 
 import crc32c
 
+from kafkalab.controller.raft_log import LEADER_CHANGE, parse_leader_change
 from kafkalab.errors import CorruptRecordError
 from kafkalab.records.batch import decode_batch
 from kafkalab.records.header import CRC_START, HEADER_SIZE, parse_header
@@ -113,10 +115,13 @@ def _dump_segment(path: str, base: int, print_records: bool, out: TextIO) -> Non
                     if h.is_control and r.key is not None and len(r.key) >= 4:
                         kind = struct.unpack_from(">hh", r.key)[1]
                         coord = struct.unpack_from(">hi", r.value)[1] if r.value and len(r.value) >= 6 else -1
+                        head = (f"| offset: {r.offset} {ts_type}: {r.timestamp} keySize: {len(r.key)} "
+                                f"valueSize: {len(r.value or b'')} sequence: -1 headerKeys: [] ")
+                        if kind == LEADER_CHANGE:  # the first batch of a KRaft leader's epoch
+                            print(head + f"LeaderChange: {_leader_change(r.value)}", file=out)
+                            continue
                         marker = {0: "ABORT", 1: "COMMIT"}.get(kind, str(kind))
-                        print(f"| offset: {r.offset} {ts_type}: {r.timestamp} keySize: {len(r.key)} "
-                              f"valueSize: {len(r.value or b'')} sequence: -1 headerKeys: [] "
-                              f"endTxnMarker: {marker} coordinatorEpoch: {coord}", file=out)
+                        print(head + f"endTxnMarker: {marker} coordinatorEpoch: {coord}", file=out)
                         continue
                     seq = h.base_sequence + i if h.base_sequence >= 0 else -1
                     print(
@@ -144,3 +149,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _leader_change(value: bytes | None) -> str:
+    try:
+        msg = parse_leader_change(value or b"")
+    except Exception as e:  # noqa: BLE001 - a damaged record is reported, not fatal
+        return f"cannot decode ({e})"
+    return json.dumps({"leaderId": int(msg.leader_id), "voters": [int(v.voter_id) for v in msg.voters],
+                       "grantingVoters": [int(v.voter_id) for v in msg.granting_voters]})

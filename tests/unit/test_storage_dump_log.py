@@ -51,3 +51,21 @@ def test_dump_log_reports_damage_with_position(tmp_path):
     assert f"at byte {size}" in out.getvalue().splitlines()[-1]
     with pytest.raises(ValueError, match="not a segment file"):
         dump_log(str(tmp_path / "t-0" / "leader-epoch-checkpoint"), out=out)
+
+
+def test_dump_log_names_kraft_leader_change_and_txn_markers(tmp_path):
+    from kafkalab.controller.raft_log import encode_leader_change
+    from kafkalab.records.control import encode_control_batch
+
+    lg = Log(str(tmp_path / "__cluster_metadata-0"), {}, now_ms=0)
+    lg.append(encode_leader_change(2, [1, 2, 3], [2, 3], 5000), leader_epoch=1, now_ms=0)
+    lg.append(encode_control_batch("commit", producer_id=9, producer_epoch=0, coordinator_epoch=4,
+                                   timestamp_ms=6000), leader_epoch=1, now_ms=0)
+    seg = lg.active_segment
+    lg.close()
+    out = io.StringIO()
+    dump_log(seg.log_path, out=out)
+    records = [line for line in out.getvalue().splitlines() if line.startswith("| offset:")]
+    assert records[0].endswith('LeaderChange: {"leaderId": 2, "voters": [1, 2, 3], "grantingVoters": [2, 3]}')
+    assert "endTxnMarker" not in records[0]
+    assert records[1].endswith("endTxnMarker: COMMIT coordinatorEpoch: 4")
