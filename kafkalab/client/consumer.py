@@ -81,6 +81,8 @@ class Consumer:
         self._lock = threading.Lock()
         self._assignment: dict[tuple[str, int], PartitionState] = {}
         self._consumed: dict[tuple[str, int], int] = {}  # next offset the application will see
+        # Partitions with messages consume() has taken off the queue but not handed out yet.
+        self._in_hand: set[tuple[str, int]] = set()
         self._queue = MessageQueue()
         self._closed = False
         self._member: GroupMember | None = None
@@ -214,7 +216,8 @@ class Consumer:
         transactional topic would show a lag of 1 forever after its last commit marker."""
         pos = self._consumed.get(key)
         st = self._assignment.get(key)
-        if pos is not None and st is not None and st.delivered_to > pos and not self._queue.holds(key):
+        if pos is not None and st is not None and st.delivered_to > pos and not self._queue.holds(key) \
+                and key not in self._in_hand:
             self._consumed[key] = pos = st.delivered_to
         return pos
 
@@ -235,7 +238,9 @@ class Consumer:
                 self._serve_group()
             with q.cond:
                 while q.items and len(out) < num_messages:
-                    out.append(q.items.popleft())
+                    m = q.items.popleft()
+                    out.append(m)
+                    self._in_hand.add((m.topic(), m.partition()))
                 if len(out) >= num_messages or self._fetcher.failure is not None:
                     break
                 left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
@@ -252,11 +257,13 @@ class Consumer:
                 # A message of a partition revoked meanwhile is not handed out.
                 if m.error() is None and key in self._assignment:
                     self._consumed[key] = m.offset() + 1
+            self._in_hand.clear()
             if self._member is not None:
                 out = [m for m in out if m.error() is not None or (m.topic(), m.partition()) in self._assignment]
         self._fetcher.waker.wake()  # the queue has room again
         if self._member is not None:
-            self._serve_group()
+            # No auto commit here: `out` is not processed yet. The next call commits it (at-least-once).
+            self._serve_group(auto_commit=False)
         return out
 
     def poll(self, timeout: float | None = None) -> Message | None:
@@ -418,9 +425,9 @@ class Consumer:
             self._consumed.clear()
         self._queue.drop(set())
 
-    def _serve_group(self) -> None:
+    def _serve_group(self, auto_commit: bool = True) -> None:
         """In the application's thread: run rebalance callbacks, apply assignment changes,
-        auto commit; tell the member when done."""
+        auto commit (the positions of records earlier calls returned); tell the member when done."""
         member = self._member
         assert member is not None
         member.last_poll = time.monotonic()
@@ -450,7 +457,7 @@ class Consumer:
             member.app_done = seq
         self._fetcher.waker.wake()
         now = time.monotonic()
-        if self._cfg["enable.auto.commit"] and now >= self._next_auto_commit:
+        if auto_commit and self._cfg["enable.auto.commit"] and now >= self._next_auto_commit:
             self._next_auto_commit = now + self._cfg["auto.commit.interval.ms"] / 1000
             offsets = self._positions(self.assignment())
             if offsets and member.generation >= 0:

@@ -263,9 +263,10 @@ class GroupMember:
         strategy = next(s for s in self.strategies if protocol_name(s) == str(join.protocol_name))
         assignment = assignor(strategy)(counts, subs)
         check_assignment(assignment, counts, subs)
+        # `out` is sent by whoever called: _on_join (as its deferred sends) or step() (as its
+        # return value). Setting self.deferred here too made step() send the SyncGroup twice.
         self._send_sync(out, tuple(sg_req.SyncGroupRequestAssignment(member_id=m, assignment=encode_assignment(tps))
                                    for m, tps in sorted(assignment.items())))
-        self.deferred = out
 
     def _send_sync(self, out: list[Send], assignments: tuple) -> None:
         self.in_flight = True
