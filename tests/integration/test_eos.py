@@ -139,7 +139,17 @@ def test_exactly_once_through_worker_and_broker_kills(cluster, seed):
             feed()
             reader.poll()
         assert producer.flush(30) == 0
-        wait_until(lambda: reader.poll() >= N, 60, f"{N} committed output records (seed {seed}, faults {applied})")
+        try:
+            wait_until(lambda: reader.poll() >= N, 60, "all committed output records")
+        except TimeoutError:
+            try:
+                group = cluster.describe_group(GROUP).to_string()
+            except Exception as e:  # noqa: BLE001 - only for the report
+                group = repr(e)
+            raise AssertionError(
+                f"seed {seed}: {len(reader.values)} of {N} committed output records after 60 s; "
+                f"workers alive {[w.proc.is_alive() for w in workers.values()]}, rounds per worker "
+                f"{ {i: w.processed for i, w in workers.items()} }; faults {applied}\ngroup:\n{group}") from None
         for w in workers.values():
             w.stop()
         reader.drain()
