@@ -627,7 +627,7 @@ class GroupCoordinator:
                     g.offsets[(t, p)] = (o, e, md)
                     self._set_log_offset(g, (t, p), None if base_offset is None or base_offset < 0
                                          else base_offset + i)
-            reply({(t, p): code for t, p, *_ in tps})
+            reply({(t, p): commit_error(code) for t, p, *_ in tps})
 
         self.append(self.partition_of(group_id), records, written)
 
@@ -838,3 +838,16 @@ class GroupCoordinator:
                 for r in (m.join_reply, m.sync_reply):
                     if r is not None:
                         r(_error(ErrorCode.not_coordinator))
+
+
+def commit_error(code: ErrorCode) -> ErrorCode:
+    """What a consumer is told when the __consumer_offsets append failed, as Kafka's group
+    coordinator says it: in the coordinator's words, so the client looks for it again."""
+    if code in (ErrorCode.unknown_topic_or_partition, ErrorCode.not_enough_replicas,
+                ErrorCode.not_enough_replicas_after_append):
+        return ErrorCode.coordinator_not_available
+    if code in (ErrorCode.not_leader_or_follower, ErrorCode.kafka_storage_error):
+        return ErrorCode.not_coordinator
+    if code in (ErrorCode.message_too_large, ErrorCode.record_list_too_large, ErrorCode.invalid_fetch_size):
+        return ErrorCode.invalid_commit_offset_size
+    return code

@@ -101,6 +101,8 @@ CONSUMER_CONFIGS: dict[str, ConfigDef] = _defs(
               choices=("range", "roundrobin", "sticky", "cooperative-sticky")),
     ConfigDef("check.crcs", bool, True, "verify each batch's CRC-32C"),
     ConfigDef("request.timeout.ms", int, 30_000, "", check=_ge(1), check_doc="must be >= 1"),
+    ConfigDef("default.api.timeout.ms", int, 60_000, "how long a blocking call (a synchronous commit) "
+              "keeps retrying retriable errors", check=_ge(1), check_doc="must be >= 1"),
     ConfigDef("retry.backoff.ms", int, 100, "", check=_ge(0), check_doc=_MS),
     ConfigDef("metadata.max.age.ms", int, 300_000, "", check=_ge(0), check_doc=_MS),
     ConfigDef("queued.max.messages", int, 100_000, "messages the fetcher may hold for poll()",

@@ -526,17 +526,33 @@ class Consumer:
             member_id=member.member_id, group_instance_id=member.instance_id,
             topics=tuple(oc_req.OffsetCommitRequestTopic(name=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
         deadline = time.monotonic() + self._cfg["request.timeout.ms"] / 1000
-        fut = self._fetcher.request(self._coordinator(deadline), lambda: req)
-        on_commit = self._cfg.get("on_commit")
         if asynchronous:
+            fut = self._fetcher.request(self._coordinator(deadline), lambda: req)
+            on_commit = self._cfg.get("on_commit")
             if on_commit is not None:
                 fut.add_done_callback(lambda f: on_commit(f.exception(), offsets))
             return None
+        # Like Kafka's commitSync: retriable errors (the coordinator moved or its broker died,
+        # a timeout) are retried, finding the coordinator again, until default.api.timeout.ms.
+        give_up = time.monotonic() + self._cfg["default.api.timeout.ms"] / 1000
+        while True:
+            try:
+                return self._commit_once(member, req, offsets)
+            except KafkaError as e:
+                if not e.retriable or time.monotonic() >= give_up:
+                    raise
+            time.sleep(self._cfg["retry.backoff.ms"] / 1000)
+
+    def _commit_once(self, member: GroupMember, req: Any, offsets: list[TopicPartition]) -> list[TopicPartition]:
+        timeout = self._cfg["request.timeout.ms"] / 1000
         try:
-            resp = fut.result(self._cfg["request.timeout.ms"] / 1000)
+            resp = self._fetcher.request(self._coordinator(time.monotonic() + timeout), lambda: req).result(timeout)
         except KafkaError:
             member.coordinator = None
             raise
+        except TimeoutError:
+            member.coordinator = None
+            raise KafkaError(ErrorCode.request_timed_out, "commit: no answer from the group coordinator") from None
         out = []
         for t in resp.topics:
             for p in t.partitions:

@@ -216,3 +216,29 @@ def test_killed_worker_is_removed_after_session_timeout(cluster):
     finally:
         for h in handles:
             h.kill()
+
+
+def test_sync_commit_finds_the_new_coordinator_after_its_broker_dies(cluster):
+    # Kafka's commitSync retries retriable errors (the coordinator's broker is gone, NOT_COORDINATOR)
+    # until default.api.timeout.ms, looking the coordinator up again: the commit just succeeds.
+    make_topic(cluster, records=60)
+    cfg = {**FAST, "group.id": "steady", "enable.auto.commit": False}
+    c = cluster.consumer(cfg)
+    try:
+        c.subscribe(["orders"])
+        got = []
+        wait_until(lambda: got.extend(c.consume(100, timeout=0.1)) or len(got) >= 60, 20, "all 60 records")
+        assert sorted(tp.offset for tp in c.commit(asynchronous=False)) == [10] * 6
+        old = c._member.coordinator
+        cluster.kill_broker(old)
+        committed = c.commit(offsets=[TopicPartition("orders", i, 7) for i in range(6)], asynchronous=False)
+        assert sorted(tp.offset for tp in committed) == [7] * 6
+        assert c._member.coordinator not in (None, old)
+    finally:
+        c.close()
+    reader = cluster.consumer({**cfg})
+    try:
+        offsets = wait_until(lambda: _committed(reader), 30, "committed offsets from the new coordinator")
+        assert [tp.offset for tp in offsets] == [7] * 6
+    finally:
+        reader.close()

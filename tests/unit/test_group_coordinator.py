@@ -217,3 +217,12 @@ def test_not_coordinator_and_loading():
     assert join(c, 0)[0]["error_code"] == ErrorCode.not_coordinator
     state["v"] = "loading"
     assert join(c, 0)[0]["error_code"] == ErrorCode.coordinator_load_in_progress
+
+
+def test_failed_offset_appends_are_reported_in_the_coordinators_words():
+    from kafkalab.broker.group_coordinator import commit_error
+    from kafkalab.protocol.errors import ErrorCode as E
+    assert commit_error(E.not_leader_or_follower) == E.not_coordinator      # the client looks again
+    assert commit_error(E.not_enough_replicas) == E.coordinator_not_available
+    assert commit_error(E.record_list_too_large) == E.invalid_commit_offset_size
+    assert commit_error(E.none) == E.none and commit_error(E.request_timed_out) == E.request_timed_out
