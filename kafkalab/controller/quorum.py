@@ -187,6 +187,7 @@ class QuorumControllerServer(ControllerServer):
                 state = QuorumStateRecord.from_json(f.read())
         self.raft = RaftNode(node_id, sorted(voters), self.raft_log, rng=random.Random(),
                              quorum_state=state, cluster_id="kafkalab",
+                             wall_clock_offset_ms=_wall_ms() - _mono_ms(),
                              **(raft or QUORUM_TIMEOUTS["lab"]))
         # The committed image (every node); the working image is a copy while active.
         self.committed = MetadataImage()

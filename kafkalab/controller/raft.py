@@ -214,6 +214,7 @@ class RaftNode:
         rng: random.Random,
         quorum_state: QuorumStateRecord | None = None,
         cluster_id: str | None = None,
+        wall_clock_offset_ms: int = 0,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
@@ -233,6 +234,9 @@ class RaftNode:
         self.snapshot_chunk_bytes = snapshot_chunk_bytes
         self.rng = rng
         self.cluster_id = cluster_id
+        # Batches are stamped with wall-clock time (CreateTime, as Kafka), timers use now_ms:
+        # the wiring gives the difference between the two clocks, so the core reads neither.
+        self.wall_clock_offset_ms = wall_clock_offset_ms
         st = quorum_state or QuorumStateRecord()
         self.epoch, self.leader_id, self.voted_id = st.leader_epoch, st.leader_id, st.voted_id
         self.role = Role.UNATTACHED
@@ -300,7 +304,7 @@ class RaftNode:
             raise ValueError("append needs at least one record")
         if self.role is not Role.LEADER:
             return NotLeader(self.leader_id, self.epoch), self._take()
-        first, last = self.log.append_as_leader(encode_data_batch(values, now_ms), self.epoch)
+        first, last = self.log.append_as_leader(encode_data_batch(values, now_ms + self.wall_clock_offset_ms), self.epoch)
         self.log.flush()
         self._out.effects.append(LogAppended(first, last))
         self._maybe_advance_high_watermark(now_ms)
@@ -459,7 +463,8 @@ class RaftNode:
         self._voter_end = {v: -1 for v in others}
         self._last_fetch = {v: now_ms for v in others}  # a grace period to start fetching
         self._begin_acked = set()
-        batch = encode_leader_change(self.node_id, list(self.voters), sorted(self._granted), now_ms)
+        batch = encode_leader_change(self.node_id, list(self.voters), sorted(self._granted),
+                                     now_ms + self.wall_clock_offset_ms)
         first, last = self.log.append_as_leader(batch, self.epoch)
         self.log.flush()
         self.epoch_start_offset = first

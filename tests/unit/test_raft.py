@@ -117,6 +117,17 @@ def test_single_voter_elects_itself_and_commits_at_once() -> None:
     assert n.high_watermark == 3
 
 
+def test_batches_carry_wall_clock_create_time_while_timers_use_now_ms() -> None:
+    from kafkalab.records.batch import decode_batch
+
+    n = node(1, voters=(1,), wall_clock_offset_ms=1_700_000_000_000)
+    n.start(0)
+    n.append([b"r"], 5)
+    stamps = [r.timestamp for _, h in iter_batches(n.log.read(0, 1 << 20))
+              for r in decode_batch(n.log.read(h.base_offset, 1 << 20)).records[:1]]
+    assert stamps == [1_700_000_000_000, 1_700_000_000_005]  # LeaderChange at 0, the data at 5
+
+
 def test_leader_change_record_is_kafkas_control_batch() -> None:
     raw = encode_leader_change(2, [1, 2, 3], [2, 3], 0)
     (_, h), = iter_batches(raw)
