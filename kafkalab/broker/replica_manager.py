@@ -563,8 +563,13 @@ class ReplicaManager:
                         else ErrorCode.not_leader_or_follower
                 else:
                     code = part.check_leader(int(p.current_leader_epoch))
+                target = int(p.timestamp)
+                if code == ErrorCode.none and target != EARLIEST and \
+                        part.high_watermark < part.leader_epoch_start_offset:
+                    # A new leader whose HW has not yet caught up with the records it inherited
+                    # would answer an offset too low; Kafka answers "retry" until it has.
+                    code = ErrorCode.offset_not_available
                 if code == ErrorCode.none:
-                    target = int(p.timestamp)
                     if target == EARLIEST:
                         off = part.log_start_offset
                     elif target in (LATEST, MAX_TIMESTAMP):

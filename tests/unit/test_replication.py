@@ -309,3 +309,34 @@ def test_a_lost_alter_partition_is_proposed_again(tmp_path):
     s.now += s.cfg["request.timeout.ms"]
     s.fetch_round(2, 1)  # 2 keeps up; 3 is still silent
     assert s.part(1).isr_change_to_propose(s.now) == [1, 2]
+
+
+def _latest_offset(s, b):
+    from kio.schema.list_offsets.v7 import request as lo
+
+    req = lo.ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=(lo.ListOffsetsTopic(
+        name=T, partitions=(lo.ListOffsetsPartition(partition_index=0, current_leader_epoch=-1,
+                                                    timestamp=-1),)),))
+    p = s.rms[b].list_offsets(req).topics[0].partitions[0]
+    return p.error_code, int(p.offset)
+
+
+def test_a_new_leader_answers_retry_until_its_hw_covers_what_it_inherited(tmp_path):
+    # Broker 2 has all 3 records, but the leader died before telling it that HW reached 3.
+    # Elected, broker 2's own HW is behind the offsets it leads from; asked for the latest offset it says OFFSET_NOT_AVAILABLE (retriable)
+    # instead of a too-low answer, until its followers' fetches move the HW up.
+    s = Sim(tmp_path)
+    first = s.produce(1, [b"a", b"b", b"c"])
+    for _ in range(2):  # copy, then report LEO 3: broker 2's second answer still says HW 0
+        s.fetch_round(2, 1)
+        s.fetch_round(3, 1)
+    assert acked(first) == (ErrorCode.none, 0)           # HW 3 on the leader ...
+    assert s.part(2).high_watermark < 3                   # ... not yet on the followers
+    s.c.fence_broker(1, "killed")
+    s.sync(2, 3)
+    assert s.part(2).is_leader and s.part(2).leader_epoch_start_offset == 3
+    assert _latest_offset(s, 2) == (ErrorCode.offset_not_available, -1)
+    s.fetch_round(3, 2)
+    s.fetch_round(3, 2)
+    assert s.part(2).high_watermark == 3
+    assert _latest_offset(s, 2) == (ErrorCode.none, 3)
