@@ -1,7 +1,22 @@
 """nbval runs every lab; they start real clusters, so they count as slow integration tests
-(`pytest -m "not slow"` skips them)."""
+(`pytest -m "not slow"` skips them).
+
+Each lab must also fit Binder: its kernel plus its cluster stay under 1 GB of RSS. A thread
+samples the memory of every process this pytest started (the kernel and, below it, the
+cluster) while a notebook runs; the notebook's last cell fails if the peak passed the limit,
+and the summary lists each lab's peak.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
 
 import pytest
+
+LIMIT_MB = 1024
+_peaks: dict[str, float] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -9,3 +24,73 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.integration)
+
+
+def _descendants_rss_mb(root: int) -> float:
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(name))
+    total, stack = 0, list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 2**20
+
+
+class _Sampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="lab-rss-sampler", daemon=True)
+        self.peak = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self.stop.wait(0.25):
+            self.peak = max(self.peak, _descendants_rss_mb(me))
+
+
+_sampler: _Sampler | None = None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _sampler
+    if item.path.suffix == ".ipynb" and os.path.isdir("/proc") and (_sampler is None or item.path.name not in _peaks):
+        if _sampler is not None:
+            _sampler.stop.set()
+        _sampler = _Sampler()
+        _sampler.start()
+        _peaks[item.path.name] = 0.0
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    global _sampler
+    if item.path.suffix != ".ipynb" or _sampler is None:
+        return
+    _peaks[item.path.name] = max(_peaks.get(item.path.name, 0.0), _sampler.peak)
+    if nextitem is not None and nextitem.path == item.path:
+        return
+    _sampler.stop.set()
+    _sampler = None
+    time.sleep(0)  # let the sampler see its stop flag
+    peak = _peaks[item.path.name]
+    if peak > LIMIT_MB:
+        raise AssertionError(f"{item.path.name}: its kernel and cluster peaked at {peak:.0f} MB RSS, over the "
+                             f"{LIMIT_MB} MB a Binder session allows: use fewer brokers or less data")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _peaks:
+        terminalreporter.write_line("lab peak RSS (kernel + cluster): " + ", ".join(
+            f"{name.split('_')[0]} {mb:.0f} MB" for name, mb in sorted(_peaks.items())))
