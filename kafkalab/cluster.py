@@ -47,6 +47,49 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
+OWNER_FILE = ".kafkalab-owner"
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (None if it is gone): with the pid it
+    names one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _write_owner(data_dir: str) -> None:
+    start = _process_start(os.getpid())
+    if start is not None:
+        with open(os.path.join(data_dir, OWNER_FILE), "w") as f:
+            f.write(f"{os.getpid()} {start}\n")
+
+
+def remove_orphaned_data_dirs(tmp: str | None = None) -> list[str]:
+    """Remove temporary data dirs whose owning process is gone. A kernel that is killed
+    (restarted from JupyterLab, or SIGKILLed) never runs Cluster.close(); its brokers die with
+    it, but its data dir would stay in /tmp for good - on Binder, disk is scarce."""
+    removed = []
+    root = tmp or tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith("kafkalab-")]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            with open(os.path.join(path, OWNER_FILE)) as f:
+                pid_text, start = f.read().split()
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being created: leave it
+        if _process_start(int(pid_text)) != start:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def _ephemeral_range() -> tuple[int, int]:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -133,7 +176,9 @@ class Cluster:
         self.keep_data = keep_data or data_dir is not None
         self._own_data_dir = data_dir is None
         if data_dir is None:
+            remove_orphaned_data_dirs()
             data_dir = tempfile.mkdtemp(prefix="kafkalab-")  # mode 0700
+            _write_owner(data_dir)
         else:
             try:
                 os.makedirs(data_dir, exist_ok=True)
