@@ -13,8 +13,9 @@ Record = tuple[int, Any, Any]  # (offset, key, value); value None is a tombstone
 def compaction_reference(records: Sequence[Record], active_base_offset: int) -> list[Record]:
     """What one cleaning pass keeps (tombstones still inside their delete horizon): every record of
     the active segment (offset >= active_base_offset), and below it only the records that are the
-    latest for their key over the WHOLE log, active segment included. Offsets never change."""
-    latest = {key: offset for offset, key, _ in records}
+    latest for their key among the records BELOW the active segment: like Kafka's offset map, the
+    pass stops where the active segment starts. Offsets never change."""
+    latest = {key: offset for offset, key, _ in records if offset < active_base_offset}
     return [(o, k, v) for o, k, v in sorted(records, key=lambda r: r[0])
             if o >= active_base_offset or latest[k] == o]
 
@@ -72,9 +73,15 @@ def check_compaction(fn: Callable[[list[Record], int], Any]) -> Feedback:
             first.setdefault(k, o)
         if any(o < active and first[k] == o and (o, k, v) not in want for o, k, v in rows):
             return wrong(f"{case}: keep the LATEST record of each key (the highest offset), not the first.")
+        newer_in_active = {k for o, k, _ in records if o >= active}
+        if any(r not in rows and r[0] < active and r[1] in newer_in_active for r in want):
+            return wrong(f"{case}: a record below the active segment survives unless a later record "
+                         "BELOW the active segment has the same key. The cleaner does not read the "
+                         "active segment: a newer value there supersedes nothing until its segment "
+                         "closes and a later pass runs.")
         if any(r not in want for r in rows):
             return wrong(f"{case}: a record below the active segment survives only if no later record "
-                         "(anywhere in the log, the active segment included) has the same key.")
+                         "below the active segment has the same key.")
         return wrong(f"{case}: keep every record of the active segment, and below it the latest "
                      "record of each key.")
     return right("latest value per key, offsets unchanged (with gaps), per-key order kept, "

@@ -203,10 +203,13 @@ class ReplicaManager:
                                                               f"({', '.join(result['reasons'])})",
                                                     "log_start_offset": plog.log_start_offset})
                 if "compact" in plog.config["cleanup.policy"]:
-                    stats = self.cleaner.clean(plog, now_ms)
+                    stats = self.cleaner.clean(plog, now_ms, part.last_stable_offset)
                     if stats.get("cleaned"):
-                        self.on_event("compaction", {"topic": tp[0], "partition": tp[1],
-                                                     "detail": f"removed {stats['records_removed']} records"})
+                        self.on_event("compaction", {
+                            "topic": tp[0], "partition": tp[1],
+                            "detail": f"removed {stats['records_removed']} records "
+                                      f"(dirty ratio {stats['dirty_ratio']:.2f}: {stats['dirty_bytes']} "
+                                      f"dirty of {stats['clean_bytes'] + stats['dirty_bytes']} bytes)"})
                 plog.delete_expired_files(now_ms)
             except Exception:
                 log.exception("log cleaning failed for %s-%d", tp[0], tp[1])

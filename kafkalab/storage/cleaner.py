@@ -1,12 +1,19 @@
 """Log compaction (cleanup.policy=compact): keep the latest record per key, offsets intact.
 
-clean(log, now_ms) is pure storage logic (no threads, no clock reads). One pass:
+clean(log, now_ms) is pure storage logic (no threads, no clock reads). One pass, as Kafka's
+LogCleaner does it:
 
-1. Map every key to its latest offset over the whole log, the active segment included
-   (it supplies "latest" information but is never rewritten, as Kafka). Records of aborted
-   transactions (known from the .txnindex files) are not counted: they are removed.
-2. Rewrite each cleanable segment (not the active one, and none whose newest batch is younger
-   than min.compaction.lag.ms) into a `.cleaned` segment keeping, per batch, the records that
+0. Find the cleanable part of the log: the closed segments before the *first uncleanable
+   offset*, which is the lowest of the active segment's base offset, the last stable offset
+   (no record of an open transaction, or above the high watermark, is ever cleaned) and the
+   first segment whose newest record is younger than min.compaction.lag.ms.
+1. Map every key to its latest offset *within the cleanable part*. Records of the active
+   segment do not count: a value superseded only by a record in the active segment stays
+   until that segment closes and a later pass runs (Kafka's offset map stops at the first
+   uncleanable offset too). So a finished pass stays finished while producers append.
+   Records of aborted transactions (known from the .txnindex files) are not counted: they are
+   removed.
+2. Rewrite each cleanable segment into a `.cleaned` segment keeping, per batch, the records that
    are still the latest for their key. A batch that keeps all its records is copied byte for
    byte; one that loses some is re-encoded with its surviving records at their original
    offsets (its base offset and last offset delta stay, so the batch still ends where it did).
@@ -22,8 +29,8 @@ remains in the log and the same horizon has passed. (Kafka 3.1+ stamps the horiz
 batch header instead; the effect for a reader is the same.) Keyless records are dropped (the
 broker rejects them on a compacted topic at produce time).
 
-min.cleanable.dirty.ratio: clean only when the dirty bytes (segments at or after the first
-dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log.
+min.cleanable.dirty.ratio: clean only when the dirty bytes (cleanable segments at or after the
+first dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log.
 """
 
 from __future__ import annotations
@@ -97,11 +104,23 @@ def encode_retained(h: BatchHeader, records: list[Record]) -> bytes:
     return head + tail
 
 
-def dirty_ratio(log: Log, first_dirty_offset: int) -> tuple[float, int, int]:
-    """(ratio, clean bytes, dirty bytes) over the non-active segments."""
-    segs = log.segments[:-1]
-    clean = sum(s.size for s in segs if s.next_offset <= first_dirty_offset)
-    dirty = sum(s.size for s in segs if s.next_offset > first_dirty_offset)
+def cleanable_segments(log: Log, now_ms: int, last_stable_offset: int | None = None) -> list[LogSegment]:
+    """The closed segments before the first uncleanable offset (see the module docstring)."""
+    lag = log.config["min.compaction.lag.ms"]
+    cleanable: list[LogSegment] = []
+    for seg in log.segments[:-1]:
+        if last_stable_offset is not None and seg.next_offset > last_stable_offset:
+            break
+        if lag and seg.max_timestamp_so_far > now_ms - lag:
+            break
+        cleanable.append(seg)
+    return cleanable
+
+
+def dirty_ratio(segments: list[LogSegment], first_dirty_offset: int) -> tuple[float, int, int]:
+    """(ratio, clean bytes, dirty bytes) over the cleanable segments."""
+    clean = sum(s.size for s in segments if s.next_offset <= first_dirty_offset)
+    dirty = sum(s.size for s in segments if s.next_offset > first_dirty_offset)
     total = clean + dirty
     return (dirty / total if total else 0.0), clean, dirty
 
@@ -112,16 +131,19 @@ class Cleaner:
     def __init__(self) -> None:
         self.first_dirty: dict[str, int] = {}
 
-    def clean(self, log: Log, now_ms: int) -> dict:
+    def clean(self, log: Log, now_ms: int, last_stable_offset: int | None = None) -> dict:
         first_dirty = max(self.first_dirty.get(log.dir, 0), log.log_start_offset)
-        stats = clean(log, now_ms, first_dirty_offset=first_dirty)
+        stats = clean(log, now_ms, first_dirty_offset=first_dirty, last_stable_offset=last_stable_offset)
         if stats["cleaned"]:
             self.first_dirty[log.dir] = stats["first_dirty_offset"]
         return stats
 
 
-def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None, force: bool = False) -> dict:
-    """Compact `log` once if its policy and dirty ratio call for it; returns statistics."""
+def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
+          last_stable_offset: int | None = None, force: bool = False) -> dict:
+    """Compact `log` once if its policy and dirty ratio call for it; returns statistics.
+
+    last_stable_offset: the partition's LSO (the broker passes it; None means the log end)."""
     stats: dict = {"cleaned": False, "reason": None, "segments_cleaned": 0, "records_read": 0,
                    "records_kept": 0, "records_removed": 0, "tombstones_removed": 0,
                    "aborted_removed": 0, "keyless_removed": 0, "markers_removed": 0,
@@ -130,19 +152,15 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None, force
         stats["reason"] = "cleanup.policy does not include compact"
         return stats
     first_dirty = log.log_start_offset if first_dirty_offset is None else first_dirty_offset
-    ratio, _, _ = dirty_ratio(log, first_dirty)
-    stats["dirty_ratio"] = ratio
+    cleanable = cleanable_segments(log, now_ms, last_stable_offset)
+    ratio, clean_bytes, dirty_bytes = dirty_ratio(cleanable, first_dirty)
+    stats.update(dirty_ratio=ratio, clean_bytes=clean_bytes, dirty_bytes=dirty_bytes)
+    if not cleanable:
+        stats["reason"] = ("no segment is cleanable yet (the active segment, open transactions, "
+                           "the high watermark or min.compaction.lag.ms)")
+        return stats
     if not force and (ratio == 0 or ratio < log.config["min.cleanable.dirty.ratio"]):
         stats["reason"] = f"dirty ratio {ratio:.2f} < min.cleanable.dirty.ratio"
-        return stats
-    lag = log.config["min.compaction.lag.ms"]
-    cleanable: list[LogSegment] = []
-    for seg in log.segments[:-1]:
-        if lag and seg.max_timestamp_so_far > now_ms - lag:
-            break
-        cleanable.append(seg)
-    if not cleanable:
-        stats["reason"] = "no segment is cleanable yet (active segment or min.compaction.lag.ms)"
         return stats
 
     aborted: dict[int, list[AbortedTxn]] = {}
@@ -150,9 +168,9 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None, force
         for t in seg.txn_index.entries:
             aborted.setdefault(t.producer_id, []).append(t)
 
-    # Pass 1: latest offset per key over the whole log.
+    # Pass 1: latest offset per key over the cleanable segments (the offset map).
     latest: dict[bytes, int] = {}
-    for seg in log.segments:
+    for seg in cleanable:
         for _, h, data in _batches(seg):
             if h.is_control:
                 continue
@@ -163,7 +181,7 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None, force
     # Pass 2: which transactions keep data (markers of emptied ones may go).
     txn_has_data: dict[int, bool] = {}  # marker offset -> any record of its txn survives
     open_txn: dict[int, bool] = {}
-    for seg in log.segments:
+    for seg in cleanable:
         for _, h, data in _batches(seg):
             if not h.is_transactional:
                 continue

@@ -340,7 +340,7 @@ def test_compaction_right():
     assert l07.check_compaction(l07.compaction_reference).ok is True
 
     def as_lists(records, active):
-        latest = {k: o for o, k, _ in records}
+        latest = {k: o for o, k, _ in records if o < active}
         return [[o, k, v] for o, k, v in records if o >= active or latest[k] == o]
     assert l07.check_compaction(as_lists).ok is True
 
@@ -355,8 +355,10 @@ def _latest(records):
     (lambda r, a: [x for x in r if _latest(r)[x[1]] == x[0]], "active segment"),
     (lambda r, a: [x for x in l07.compaction_reference(r, a) if x[2] is not None], "tombstone"),
     (lambda r, a: [x for x in r if x[0] >= a or _latest(list(reversed(r)))[x[1]] == x[0]], "LATEST"),
-    (lambda r, a: [x for x in r if x[0] >= a or _latest([y for y in r if y[0] < a])[x[1]] == x[0]],
-     "the active segment included"),
+    (lambda r, a: [x for x in r if x[0] >= a or _latest(r)[x[1]] == x[0]], "does not read the active segment"),
+    (lambda r, a: [x for x in l07.compaction_reference(r, a) if x[0] >= a or x[1] != "b"], "below it the latest"),
+    (lambda r, a: sorted({*l07.compaction_reference(r, a), *[x for x in r if x == (2, "a", "2")]}),
+     "only if no later"),
     (lambda r, a: None, "list of (offset, key, value)"),
     (lambda r, a: r[0][5], "raised"),
     (_unfinished, "Not answered"),

@@ -90,22 +90,18 @@ CCFG = {"segment.bytes": 400, "cleanup.policy": "compact", "min.cleanable.dirty.
 
 def test_compaction_keeps_latest_per_key_with_original_offsets(tmp_path):
     lg = Log(str(tmp_path / "t-0"), CCFG, now_ms=0)
-    expected_latest: dict[bytes, tuple[int, bytes]] = {}
     for i in range(40):
-        key = b"user-%d" % (i % 5)
-        val = b"v%d" % i
-        off, _ = put(lg, [(key, val), (None, b"keyless")], ts=1000)
-        expected_latest[key] = (off, val)
+        put(lg, [(b"user-%d" % (i % 5), b"v%d" % i), (None, b"keyless")], ts=1000)
     before = records(lg)
     active_base = lg.active_segment.base_offset
+    # the offset map covers the closed segments only (Kafka's first uncleanable offset)
+    expected_latest = {k: (o, v) for o, k, v in before if o < active_base and k is not None}
     stats = clean(lg, now_ms=2000)
     assert stats["cleaned"] and stats["segments_cleaned"] == len(lg.segments) - 1
     after = records(lg)
-    # every survivor below the active segment is the latest for its key, at its old offset
-    for off, key, val in after:
-        if off < active_base:
-            assert key is not None
-            assert expected_latest[key] == (off, val)
+    # below the active segment: exactly the latest record of each key, at its old offset
+    assert [(k, (o, v)) for o, k, v in after if o < active_base] == sorted(
+        expected_latest.items(), key=lambda kv: kv[1][0])
     assert set(after) <= set(before)
     assert [r for r in after if r[0] >= active_base] == [r for r in before if r[0] >= active_base]
     assert lg.log_end_offset == 80
@@ -115,6 +111,47 @@ def test_compaction_keeps_latest_per_key_with_original_offsets(tmp_path):
     lg = Log(lg.dir, CCFG, recovery_point=0, now_ms=0)
     assert lg.recovery_report.problems == [] and records(lg) == after
     assert not [n for n in os.listdir(lg.dir) if n.endswith((".cleaned", ".swap"))]
+    lg.close()
+
+
+def test_a_record_superseded_only_in_the_active_segment_waits_for_it_to_close(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {**CCFG, "segment.bytes": 200}, now_ms=0)
+    for i in range(5):   # two 73-byte batches per segment: the active one has room for one more
+        put(lg, [(b"k%d" % (i % 3), b"v%d" % i)], ts=0)
+    cleaner = Cleaner()
+    assert cleaner.clean(lg, 0)["cleaned"]
+    settled = records(lg)
+    active_base = lg.active_segment.base_offset
+    # k1 at 1 stays although the active segment holds a newer k1 (4): it is not in the offset map
+    assert active_base == 4 and [o for o, _, _ in settled] == [1, 2, 3, 4]
+    # a newer k0 lands in the active segment: it does not reach back into the cleaned ones
+    off, _ = put(lg, [(b"k0", b"new")], ts=0)
+    assert lg.active_segment.base_offset == active_base and off >= active_base
+    assert any(k == b"k0" and o < active_base for o, k, _ in settled)
+    again = cleaner.clean(lg, 0)
+    assert not again["cleaned"] and "dirty ratio 0.00" in again["reason"]
+    assert records(lg) == settled + [(off, b"k0", b"new")]   # a finished pass stays finished
+    while lg.active_segment.base_offset == active_base:       # close the segment holding it
+        put(lg, [(b"pad", b"x" * 60)], ts=0)
+    assert cleaner.clean(lg, 0)["cleaned"]
+    assert [o for o, k, _ in records(lg) if k == b"k0"] == [off]
+    lg.close()
+
+
+def test_nothing_at_or_above_the_last_stable_offset_is_cleaned(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {**CCFG, "segment.bytes": 200}, now_ms=0)
+    for i in range(12):
+        put(lg, [(b"k", b"v%d" % i)], ts=0)
+    bases = [s.base_offset for s in lg.segments]
+    assert len(bases) >= 4
+    nothing = clean(lg, 0, last_stable_offset=bases[1] - 1)   # inside the first segment
+    assert not nothing["cleaned"] and "no segment is cleanable" in nothing["reason"]
+    lso = bases[2]   # e.g. an open transaction, or the HW, starts in the third segment
+    stats = clean(lg, 0, last_stable_offset=lso)
+    assert stats["cleaned"] and stats["segments_cleaned"] == 2
+    kept = records(lg)
+    assert [o for o, _, _ in kept if o < lso] == [lso - 1]     # latest k below the LSO only
+    assert [o for o, _, _ in kept if o >= lso] == list(range(lso, 12))
     lg.close()
 
 
