@@ -30,7 +30,8 @@ batch header instead; the effect for a reader is the same.) Keyless records are 
 broker rejects them on a compacted topic at produce time).
 
 min.cleanable.dirty.ratio: clean only when the dirty bytes (cleanable segments at or after the
-first dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log.
+first dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log, or
+when a dirty segment's first batch is older than max.compaction.lag.ms (KIP-354).
 """
 
 from __future__ import annotations
@@ -125,6 +126,19 @@ def dirty_ratio(segments: list[LogSegment], first_dirty_offset: int) -> tuple[fl
     return (dirty / total if total else 0.0), clean, dirty
 
 
+def _max_compaction_lag_passed(segments: list[LogSegment], first_dirty_offset: int, now_ms: int,
+                               max_lag_ms: int) -> bool:
+    """max.compaction.lag.ms: a dirty segment whose first batch is older than this is cleaned
+    whatever the dirty ratio (Kafka times it from the first batch's timestamp)."""
+    for seg in segments:
+        if seg.next_offset <= first_dirty_offset:
+            continue
+        first = next(iter(seg.scan(0)), None)
+        if first is not None and first[1].max_timestamp >= 0 and now_ms - first[1].max_timestamp > max_lag_ms:
+            return True
+    return False
+
+
 class Cleaner:
     """Remembers each log's first dirty offset (Kafka's cleaner-offset-checkpoint)."""
 
@@ -159,7 +173,10 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
         stats["reason"] = ("no segment is cleanable yet (the active segment, open transactions, "
                            "the high watermark or min.compaction.lag.ms)")
         return stats
-    if not force and (ratio == 0 or ratio < log.config["min.cleanable.dirty.ratio"]):
+    overdue = dirty_bytes > 0 and _max_compaction_lag_passed(cleanable, first_dirty, now_ms,
+                                                             log.config["max.compaction.lag.ms"])
+    stats["max_compaction_lag_passed"] = overdue
+    if not force and not overdue and (ratio == 0 or ratio < log.config["min.cleanable.dirty.ratio"]):
         stats["reason"] = f"dirty ratio {ratio:.2f} < min.cleanable.dirty.ratio"
         return stats
 

@@ -185,6 +185,23 @@ def test_dirty_ratio_gates_cleaning(tmp_path):
     lg.close()
 
 
+def test_max_compaction_lag_forces_a_pass_below_the_dirty_ratio(tmp_path):
+    cfg = {**CCFG, "min.cleanable.dirty.ratio": 0.9, "max.compaction.lag.ms": 60_000}
+    lg = Log(str(tmp_path / "t-0"), cfg, now_ms=0)
+    for i in range(30):                                 # 30 keys: compaction keeps them all
+        put(lg, [(b"k%d" % i, b"x" * 40)], ts=1000)
+    cleaner = Cleaner()
+    assert cleaner.clean(lg, 2000)["cleaned"]           # all dirty: ratio 1.0
+    for i in range(6):                                  # a little more, written at 5000
+        put(lg, [(b"n%d" % i, b"y" * 40)], ts=5000)
+    # the first dirty segment is the one that was active at the first pass: it starts at ts 1000
+    young = cleaner.clean(lg, 1000 + 60_000)
+    assert not young["cleaned"] and young["dirty_ratio"] < 0.9 and not young["max_compaction_lag_passed"]
+    old = cleaner.clean(lg, 1000 + 60_001)              # its first batch is now overdue
+    assert old["cleaned"] and old["dirty_ratio"] < 0.9 and old["max_compaction_lag_passed"]
+    lg.close()
+
+
 def test_aborted_records_and_their_marker_are_removed(tmp_path):
     lg = Log(str(tmp_path / "t-0"), {**CCFG, "delete.retention.ms": 0}, now_ms=0)
     txn = {"producer_id": 9, "producer_epoch": 0, "base_sequence": 0, "transactional": True}
