@@ -83,6 +83,11 @@ def resolve(user: Mapping[str, Any] | None, catalog: Mapping[str, ConfigDef], wh
             fix = f"; did you mean {hint!r}?" if hint else f"; valid keys: {', '.join(sorted(catalog))}"
             raise ConfigError(f"unknown {what} config {key!r}{fix}")
         out[key] = d.coerce(raw, what)
+    if out.get("min.compaction.lag.ms", 0) > out.get("max.compaction.lag.ms", 0) > 0:
+        # Kafka rejects this pair: a segment could never be both old enough and not too old.
+        raise ConfigError(f"{what} config min.compaction.lag.ms={out['min.compaction.lag.ms']} is larger than "
+                          f"max.compaction.lag.ms={out['max.compaction.lag.ms']}; raise max.compaction.lag.ms "
+                          "or lower min.compaction.lag.ms")
     return out
 
 

@@ -82,6 +82,14 @@ def test_bad_topic_config_names_closest_key():
     assert code == ErrorCode.invalid_config and "retention.ms" in msg
 
 
+def test_min_compaction_lag_above_max_is_rejected_with_both_values():
+    c, _, _, _ = make()
+    code, msg = c.create_topic("t", 1, 1, {"min.compaction.lag.ms": 5000, "max.compaction.lag.ms": 1000})
+    assert code == ErrorCode.invalid_config
+    assert "min.compaction.lag.ms=5000" in msg and "max.compaction.lag.ms=1000" in msg
+    assert c.create_topic("t", 1, 1, {"min.compaction.lag.ms": 1000, "max.compaction.lag.ms": 1000})[0] == 0
+
+
 def test_assign_replicas_is_balanced_and_distinct():
     for n in range(1, 6):
         brokers = list(range(1, n + 1))
