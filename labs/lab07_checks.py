@@ -88,24 +88,30 @@ def check_compaction(fn: Callable[[list[Record], int], Any]) -> Feedback:
                  "active segment untouched: that is a cleaning pass.")
 
 
-def tombstone_readable(segment_max_ts: int, delete_retention_ms: int, cleaner_runs: Sequence[int],
-                       read_at: int) -> bool:
-    """kafkalab's rule: a pass at time t removes the tombstone once t > segment_max_ts +
-    delete.retention.ms; it is readable at `read_at` unless such a pass ran before then."""
-    horizon = segment_max_ts + delete_retention_ms
-    return not any(horizon < t <= read_at for t in cleaner_runs)
+def _readable(horizon: int, cleaner_runs: Sequence[int], read_at: int) -> bool:
+    """Readable at read_at unless a pass at or after `horizon` ran by then."""
+    return not any(horizon <= t <= read_at for t in cleaner_runs)
+
+
+def tombstone_readable(delete_retention_ms: int, cleaner_runs: Sequence[int], read_at: int) -> bool:
+    """Kafka 3.1+ (KIP-534): the first pass over the tombstone's (closed) segment keeps it and
+    stamps horizon = that pass's time + delete.retention.ms into its batch; a later pass at or
+    after the horizon removes it. Nothing removes it on a timer."""
+    if not cleaner_runs:
+        return True
+    return _readable(cleaner_runs[0] + delete_retention_ms, cleaner_runs[1:], read_at)
 
 
 # Everything in ms on one clock. The tombstone's segment closed long before the first pass.
 TOMBSTONE_SCENARIOS: dict[str, dict[str, Any]] = {
     "A": {"tombstone_ts": 1_000, "segment_max_ts": 4_000, "delete_retention_ms": 10_000,
-          "cleaner_runs": [5_000, 12_000], "read_at": 13_000},
+          "cleaner_runs": [5_000, 14_500], "read_at": 16_000},
     "B": {"tombstone_ts": 1_000, "segment_max_ts": 4_000, "delete_retention_ms": 10_000,
           "cleaner_runs": [5_000, 16_000], "read_at": 20_000},
     "C": {"tombstone_ts": 1_000, "segment_max_ts": 4_000, "delete_retention_ms": 10_000,
-          "cleaner_runs": [5_000, 12_000], "read_at": 30_000},
+          "cleaner_runs": [5_000, 10_000], "read_at": 30_000},
     "D": {"tombstone_ts": 1_000, "segment_max_ts": 4_000, "delete_retention_ms": 10_000,
-          "cleaner_runs": [5_000], "read_at": 12_500},
+          "cleaner_runs": [5_000, 11_500], "read_at": 12_500},
 }
 
 
@@ -114,8 +120,8 @@ def _model(scenarios: Mapping[str, Mapping[str, Any]], rule: Callable[[Mapping[s
 
 
 def tombstone_reference(scenarios: Mapping[str, Mapping[str, Any]] = TOMBSTONE_SCENARIOS) -> dict[str, bool]:
-    return _model(scenarios, lambda s: tombstone_readable(s["segment_max_ts"], s["delete_retention_ms"],
-                                                          s["cleaner_runs"], s["read_at"]))
+    return _model(scenarios, lambda s: tombstone_readable(s["delete_retention_ms"], s["cleaner_runs"],
+                                                          s["read_at"]))
 
 
 def check_tombstone_predictions(answers: Mapping[str, Any],
@@ -128,18 +134,24 @@ def check_tombstone_predictions(answers: Mapping[str, Any],
     want = tombstone_reference(scenarios)
     got = {n: answers[n] for n in scenarios}
     if got == want:
-        return right("a tombstone goes only when a cleaning pass runs after the segment's newest "
-                     "timestamp + delete.retention.ms; until such a pass, a reader still sees it.")
-    from_tombstone = _model(scenarios, lambda s: tombstone_readable(
-        s["tombstone_ts"], s["delete_retention_ms"], s["cleaner_runs"], s["read_at"]))
-    timer = _model(scenarios, lambda s: s["read_at"] <= s["segment_max_ts"] + s["delete_retention_ms"])
-    timer_from_tombstone = _model(scenarios, lambda s: s["read_at"] <= s["tombstone_ts"] + s["delete_retention_ms"])
-    if got in (timer, timer_from_tombstone):
+        return right("the first pass stamps the horizon (its own time + delete.retention.ms) into the "
+                     "tombstone's batch; the tombstone goes at the first pass at or after the horizon. "
+                     "Until then, a reader still sees it.")
+    ret = "delete_retention_ms"
+    from_segment = _model(scenarios, lambda s: _readable(s["segment_max_ts"] + s[ret], s["cleaner_runs"], s["read_at"]))
+    from_tombstone = _model(scenarios, lambda s: _readable(s["tombstone_ts"] + s[ret], s["cleaner_runs"], s["read_at"]))
+    timers = [_model(scenarios, lambda s, start=start: s["read_at"] < s[start] + s[ret])
+              for start in ("tombstone_ts", "segment_max_ts")]
+    timers.append(_model(scenarios, lambda s: s["read_at"] < s["cleaner_runs"][0] + s[ret]))
+    if got in timers:
         return wrong("nothing deletes a tombstone on a timer: the horizon only makes it REMOVABLE; "
-                     "it disappears at the first cleaning pass after the horizon. Look at cleaner_runs.")
+                     "it disappears at the first cleaning pass at or after the horizon. Look at cleaner_runs.")
     if got == from_tombstone:
-        return wrong("the horizon is counted from the largest timestamp of the tombstone's SEGMENT "
-                     "(segment_max_ts), not from the tombstone's own timestamp.")
+        return wrong("the horizon is not counted from the tombstone's own timestamp: the FIRST CLEANING "
+                     "pass stamps it into the batch (that pass's time + delete_retention_ms).")
+    if got == from_segment:
+        return wrong("the horizon is not counted from the segment's newest timestamp (that was Kafka "
+                     "before 3.1): the FIRST CLEANING pass stamps it (that pass's time + delete_retention_ms).")
     bad = sorted(n for n in scenarios if got[n] != want[n])
-    return wrong(f"scenario(s) {bad}: compute horizon = segment_max_ts + delete_retention_ms, then ask "
-                 "whether some cleaner run came after the horizon and no later than read_at.")
+    return wrong(f"scenario(s) {bad}: horizon = the first cleaner run + delete_retention_ms; then ask "
+                 "whether a LATER run came at or after the horizon and no later than read_at.")

@@ -86,6 +86,15 @@ class BatchHeader(NamedTuple):
         return bool(self.attributes & CONTROL_BIT)
 
     @property
+    def delete_horizon_ms(self) -> int | None:
+        """When the cleaner may drop this batch's tombstones or marker (KIP-534), or None.
+
+        The cleaner stamps it on first cleaning a batch that keeps a tombstone or an empty
+        transaction's marker: the flag is set and base_timestamp holds the horizon (the
+        records' timestamp deltas are re-based on it, so their timestamps do not change)."""
+        return self.base_timestamp if self.attributes & DELETE_HORIZON_BIT else None
+
+    @property
     def timestamp_type(self) -> int:
         return 1 if self.attributes & TIMESTAMP_TYPE_BIT else 0
 

@@ -21,13 +21,13 @@ LogCleaner does it:
    indexes rebuilt by the append. A crash anywhere leaves either the old or the new segment
    (Log's open completes a `.swap` and drops a `.cleaned`).
 
-Delete-horizon rule (tombstones and transaction markers): a tombstone (null value) is kept
-while now_ms <= (largest timestamp of the segment holding it) + delete.retention.ms, so a
-consumer that read up to the log end within delete.retention.ms still sees the delete; after
-that it is removed. A COMMIT/ABORT marker is removed once no record of its transaction
-remains in the log and the same horizon has passed. (Kafka 3.1+ stamps the horizon into the
-batch header instead; the effect for a reader is the same.) Keyless records are dropped (the
-broker rejects them on a compacted topic at produce time).
+Delete horizon (tombstones and transaction markers), as Kafka 3.1+ (KIP-534): the first pass
+that keeps a tombstone (null value) stamps its batch with a delete horizon, now +
+delete.retention.ms (attributes bit 6; base_timestamp holds it). A later pass at or after the
+horizon removes the tombstone, so a consumer that reads to the log end within
+delete.retention.ms of the first cleaning still sees the delete. A COMMIT/ABORT marker gets its
+horizon once no record of its transaction remains, and goes at the first pass after it.
+Keyless records are dropped (the broker rejects them on a compacted topic at produce time).
 
 min.cleanable.dirty.ratio: clean only when the dirty bytes (cleanable segments at or after the
 first dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log, or
@@ -45,6 +45,7 @@ import crc32c
 from kafkalab.records.batch import Record, decode_batch
 from kafkalab.records.header import (
     COMPRESSION_MASK,
+    DELETE_HORIZON_BIT,
     HEADER_SIZE,
     LOG_OVERHEAD,
     MAGIC,
@@ -69,9 +70,10 @@ def _is_aborted(h: BatchHeader, offset: int, aborted: dict[int, list[AbortedTxn]
     return any(t.first_offset <= offset <= t.last_offset for t in aborted.get(h.producer_id, ()))
 
 
-def encode_retained(h: BatchHeader, records: list[Record]) -> bytes:
-    """A batch with some of its records, each at its original offset (uncompressed)."""
-    base_ts = records[0].timestamp
+def encode_retained(h: BatchHeader, records: list[Record], delete_horizon_ms: int | None = None) -> bytes:
+    """A batch with some of its records, each at its original offset (uncompressed), and the
+    delete horizon stamped in if given (then base_timestamp is the horizon, see the docstring)."""
+    base_ts = records[0].timestamp if delete_horizon_ms is None else delete_horizon_ms
     body = bytearray()
     for r in records:
         rec = bytearray(b"\x00")
@@ -95,7 +97,9 @@ def encode_retained(h: BatchHeader, records: list[Record]) -> bytes:
                 rec += hv
         write_varint(body, len(rec))
         body += rec
-    attributes = h.attributes & ~COMPRESSION_MASK
+    attributes = h.attributes & ~COMPRESSION_MASK & ~DELETE_HORIZON_BIT
+    if delete_horizon_ms is not None:
+        attributes |= DELETE_HORIZON_BIT
     tail = struct.pack(
         ">hiqqqhii", attributes, h.last_offset_delta, base_ts, max(r.timestamp for r in records),
         h.producer_id, h.producer_epoch, h.base_sequence, len(records),
@@ -211,19 +215,25 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
             )
             open_txn[h.producer_id] = open_txn.get(h.producer_id, False) or keeps
 
+    retention = log.config["delete.retention.ms"]
     for seg in cleanable:
-        horizon_passed = now_ms > seg.largest_timestamp + log.config["delete.retention.ms"]
         cleaned = _new_cleaned(log, seg)
         out = bytearray()
         headers: list[tuple[int, BatchHeader]] = []
         for _, h, data in _batches(seg):
             stats["bytes_before"] += h.size
+            horizon = h.delete_horizon_ms
             if h.is_control:
-                if txn_has_data.get(h.base_offset, False) or not horizon_passed:
-                    headers.append((len(out), h))
-                    out += data
-                else:
-                    stats["markers_removed"] += 1
+                new = data
+                if not txn_has_data.get(h.base_offset, False):   # its transaction left no record
+                    if horizon is not None and now_ms >= horizon:
+                        stats["markers_removed"] += 1
+                        continue
+                    if horizon is None:
+                        new = encode_retained(h, decode_batch(data, verify_crc=False).records,
+                                              now_ms + retention)
+                headers.append((len(out), parse_header(new)))
+                out += new
                 continue
             records = decode_batch(data, verify_crc=False).records
             kept = []
@@ -235,7 +245,7 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
                     stats["aborted_removed"] += 1
                 elif latest.get(r.key) != r.offset:
                     pass
-                elif r.value is None and horizon_passed:
+                elif r.value is None and horizon is not None and now_ms >= horizon:
                     stats["tombstones_removed"] += 1
                 else:
                     kept.append(r)
@@ -243,7 +253,12 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
             stats["records_removed"] += len(records) - len(kept)
             if not kept:
                 continue
-            new = data if len(kept) == len(records) and not h.compression else encode_retained(h, kept)
+            if horizon is None and any(r.value is None for r in kept):
+                new = encode_retained(h, kept, now_ms + retention)   # first cleaning of a tombstone
+            elif len(kept) == len(records) and not h.compression:
+                new = data
+            else:
+                new = encode_retained(h, kept, horizon)
             headers.append((len(out), parse_header(new)))
             out += new
         if headers:

@@ -100,6 +100,7 @@ def _dump_segment(path: str, base: int, print_records: bool, out: TextIO) -> Non
             f"producerId: {h.producer_id} producerEpoch: {h.producer_epoch} "
             f"partitionLeaderEpoch: {h.partition_leader_epoch} "
             f"isTransactional: {str(h.is_transactional).lower()} isControl: {str(h.is_control).lower()} "
+            f"{'' if h.delete_horizon_ms is None else f'deleteHorizonMs: {h.delete_horizon_ms} '}"
             f"position: {pos} {ts_type}: {h.max_timestamp} size: {h.size} magic: {h.magic} "
             f"compresscodec: {CODECS.get(h.compression, h.compression)} crc: {h.crc} "
             f"isvalid: {str(valid).lower()}",

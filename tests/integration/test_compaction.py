@@ -78,3 +78,60 @@ def test_an_open_transaction_holds_back_the_cleaner():
                    "the pass after the commit to leave only t3")
     finally:
         cluster.close()
+
+
+def test_real_clients_read_a_tombstone_batch_the_cleaner_stamped():
+    """KIP-534: the stamped batch carries its horizon in base_timestamp (attributes bit 6);
+    librdkafka and kafka-python must still see the tombstone's own timestamp."""
+    import io
+    import os
+    import uuid
+
+    from confluent_kafka import Consumer
+    from confluent_kafka import TopicPartition as CTopicPartition
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    from kafkalab.tools.dump_log import dump_log
+
+    cluster = Cluster(brokers=1)
+    try:
+        cluster.create_topic(T, partitions=1, replication_factor=1, config=CONFIG)
+        producer = cluster.producer({"acks": "all", "linger.ms": 0})
+        written_ts = 1_700_000_000_000
+        for i, (key, value) in enumerate([("a", "1"), ("a", None)] + [(f"pad-{i}", "x") for i in range(6)]):
+            producer.produce(T, key=key, value=value, timestamp=written_ts + i)
+            assert producer.flush(10) == 0
+        part_dir = os.path.join(cluster.data_dir, "broker-1", f"{T}-0")
+
+        def stamped() -> bool:
+            out = io.StringIO()
+            for name in sorted(os.listdir(part_dir)):
+                if name.endswith(".log"):
+                    dump_log(os.path.join(part_dir, name), out=out)
+            return "deleteHorizonMs" in out.getvalue()
+
+        wait_until(stamped, 20, "the cleaner to stamp the tombstone's batch")
+        c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            c.assign([CTopicPartition(T, 0, 0)])
+            got: list = []
+            deadline = time.monotonic() + 20
+            while not any(m.key() == b"a" for m in got) and time.monotonic() < deadline:
+                got += [m for m in c.consume(100, 0.5) if m.error() is None]
+        finally:
+            c.close()
+        assert [(m.offset(), m.value(), m.timestamp()[1]) for m in got if m.key() == b"a"] == \
+            [(1, None, written_ts + 1)]
+        k = KafkaConsumer(bootstrap_servers=cluster.bootstrap_servers, enable_auto_commit=False,
+                          auto_offset_reset="earliest", consumer_timeout_ms=5000)
+        try:
+            k.assign([KTopicPartition(T, 0)])
+            k.seek(KTopicPartition(T, 0), 0)
+            rows = [r for r in k if r.key == b"a"][:1]
+        finally:
+            k.close()
+        assert [(r.offset, r.value, r.timestamp) for r in rows] == [(1, None, written_ts + 1)]
+    finally:
+        cluster.close()

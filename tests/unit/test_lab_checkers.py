@@ -374,8 +374,9 @@ def test_tombstone_predictions():
     assert l07.check_tombstone_predictions(want).ok is True
     assert l07.check_tombstone_predictions({n: None for n in want}).ok is None
     cases = [
-        ({"A": False, "B": False, "C": False, "D": True}, "SEGMENT"),          # from the tombstone's own ts
-        ({"A": True, "B": False, "C": False, "D": True}, "timer"),             # gone once the horizon passed
+        ({"A": False, "B": False, "C": True, "D": True}, "segment's newest timestamp"),   # pre-3.1 Kafka
+        ({"A": False, "B": False, "C": True, "D": False}, "own timestamp"),            # from the tombstone
+        ({"A": False, "B": False, "C": False, "D": True}, "timer"),                     # gone once it passed
         ({"A": False, "B": False, "C": False, "D": False}, "timer"),
         ({"A": True, "B": True, "C": True, "D": True}, "['B']"),
         ({"A": "yes", "B": False, "C": True, "D": True}, "True (still readable)"),
@@ -387,8 +388,9 @@ def test_tombstone_predictions():
 
 
 def test_tombstone_rule_boundary():
-    # kept while now <= horizon; removed by a pass strictly after it, never by time alone
-    assert l07.tombstone_readable(0, 100, [100], 200) is True
-    assert l07.tombstone_readable(0, 100, [101], 200) is False
-    assert l07.tombstone_readable(0, 100, [101], 100) is True
-    assert l07.tombstone_readable(0, 100, [], 10**9) is True
+    # the first run stamps horizon = run + retention; a later run at or after it removes the tombstone
+    assert l07.tombstone_readable(100, [0, 99], 200) is True
+    assert l07.tombstone_readable(100, [0, 100], 200) is False
+    assert l07.tombstone_readable(100, [0, 150], 120) is True     # the removing pass comes after the read
+    assert l07.tombstone_readable(0, [50], 10**9) is True         # the stamping pass never removes it
+    assert l07.tombstone_readable(100, [], 10**9) is True

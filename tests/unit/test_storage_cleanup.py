@@ -155,17 +155,25 @@ def test_nothing_at_or_above_the_last_stable_offset_is_cleaned(tmp_path):
     lg.close()
 
 
-def test_tombstones_live_for_delete_retention_ms(tmp_path):
+def test_tombstones_live_for_delete_retention_ms_from_their_first_cleaning(tmp_path):
     cfg = {**CCFG, "delete.retention.ms": DAY}
     lg = Log(str(tmp_path / "t-0"), cfg, now_ms=0)
     put(lg, [(b"a", b"1"), (b"b", b"1")], ts=1000)
     put(lg, [(b"a", None)], ts=1000)  # tombstone for a
     for _ in range(10):
         put(lg, [(b"c", b"x" * 60)], ts=1000)
-    clean(lg, now_ms=2000)
-    assert (2, b"a", None) in records(lg)  # within the horizon: kept
+    first = 5000
+    clean(lg, now_ms=first)
+    assert (2, b"a", None) in records(lg)  # kept, and its batch now carries the horizon
     assert (0, b"a", b"1") not in records(lg)
-    stats = clean(lg, now_ms=1000 + DAY + 1, force=True)
+    stamped = [h for s in lg.segments for _, h, _ in s.scan(0) if h.base_offset == 2]
+    assert [h.delete_horizon_ms for h in stamped] == [first + DAY]
+    assert [r.timestamp for s in lg.segments for _, h, d in s.scan(0, with_bytes=True)
+            if h.base_offset == 2 for r in decode_batch(bytes(d)).records] == [1000]   # unchanged
+    # counted from the first cleaning, not from the record: 1000 + DAY has passed, the horizon not
+    early = clean(lg, now_ms=first + DAY - 1, force=True)
+    assert early["tombstones_removed"] == 0 and (2, b"a", None) in records(lg)
+    stats = clean(lg, now_ms=first + DAY, force=True)
     assert stats["tombstones_removed"] == 1
     assert not [r for r in records(lg) if r[1] == b"a"]
     assert (1, b"b", b"1") in records(lg)
@@ -214,7 +222,11 @@ def test_aborted_records_and_their_marker_are_removed(tmp_path):
         put(lg, [(b"pad", b"x" * 60)], ts=100)
     assert lg.collect_aborted_transactions(0, 100) == [(9, 1, 3, 4)]
     stats = clean(lg, now_ms=1000)
-    assert stats["aborted_removed"] == 2 and stats["markers_removed"] == 1
+    # the first pass empties the transaction and stamps its marker; the next one removes it
+    assert stats["aborted_removed"] == 2 and stats["markers_removed"] == 0
+    assert [h.delete_horizon_ms for s in lg.segments for _, h, _ in s.scan(0) if h.is_control] == [1000]
+    stats = clean(lg, now_ms=1000, force=True)
+    assert stats["markers_removed"] == 1
     recs = records(lg)
     assert (0, b"a", b"committed") in recs
     assert not [r for r in recs if r[2] == b"aborted" or r[1] == b"<marker>"]

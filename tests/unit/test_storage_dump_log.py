@@ -69,3 +69,22 @@ def test_dump_log_names_kraft_leader_change_and_txn_markers(tmp_path):
     assert records[0].endswith('LeaderChange: {"leaderId": 2, "voters": [1, 2, 3], "grantingVoters": [2, 3]}')
     assert "endTxnMarker" not in records[0]
     assert records[1].endswith("endTxnMarker: COMMIT coordinatorEpoch: 4")
+
+
+def test_dump_log_shows_a_tombstone_batch_delete_horizon(tmp_path):
+    from kafkalab.storage.cleaner import clean
+
+    cfg = {"segment.bytes": 300, "cleanup.policy": "compact", "delete.retention.ms": 500}
+    lg = Log(str(tmp_path / "t-0"), cfg, now_ms=0)
+    lg.append(encode_batch([(b"gone", None, [], 1000)]), now_ms=0)
+    for _ in range(5):
+        lg.append(encode_batch([(b"pad", b"x" * 60, [], 1000)]), now_ms=0)
+    first = lg.segments[0]
+    clean(lg, now_ms=7000, force=True)
+    out = io.StringIO()
+    dump_log(first.log_path, print_records=True, out=out)
+    lines = out.getvalue().splitlines()
+    assert "isControl: false deleteHorizonMs: 7500 position: 0" in lines[2]
+    assert "| offset: 0 CreateTime: 1000 " in lines[3] and "payload: null" in lines[3]   # timestamp kept
+    assert "deleteHorizonMs" not in "".join(lines[4:])   # batches without tombstones are not stamped
+    lg.close()
