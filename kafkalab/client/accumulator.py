@@ -262,7 +262,10 @@ class RecordAccumulator:
         dq.insert(i, batch)
 
     def can_retry(self, batch: ProducerBatch, now_ms: float, retries: int) -> bool:
-        return batch.attempts < retries and now_ms - batch.created_ms < self.delivery_timeout_ms
+        return batch.attempts < retries and not self.past_delivery_timeout(batch, now_ms)
+
+    def past_delivery_timeout(self, batch: ProducerBatch, now_ms: float) -> bool:
+        return now_ms - batch.created_ms >= self.delivery_timeout_ms
 
     def expire(self, now_ms: float) -> list[ProducerBatch]:
         """Remove and return queued batches older than delivery.timeout.ms (memory freed)."""

@@ -232,11 +232,7 @@ class Sender(IoThread):
             # An expired batch leaves a hole in the sequence: start a new one (Kafka 2.5+).
             self._new_producer_id("a batch expired")
         for b in expired:
-            self._report(b, KafkaError(
-                ErrorCode.request_timed_out,
-                f"{b.record_count} record(s) for {b.topic}[{b.partition}] expired: "
-                f"{now_ms - b.created_ms:.0f} ms since the batch was created exceeds "
-                f"delivery.timeout.ms={self.cfg['delivery.timeout.ms']}"), -1, -1)
+            self._report(b, self._expired(b, now_ms), -1, -1)
         if check is not None:
             if check.unknown_leader_topics:
                 self.wanted |= check.unknown_leader_topics
@@ -429,6 +425,7 @@ class Sender(IoThread):
             raise resp
         results = None if resp is None or isinstance(resp, KafkaError) else produce_results(resp)
         done: list[tuple[ProducerBatch, KafkaError | None, int, int]] = []
+        expired_in_flight = False
         with self.lock:
             for b in batches:
                 if resp is None:
@@ -456,16 +453,32 @@ class Sender(IoThread):
                 if self._retriable(err) and self.acc.can_retry(b, now_ms, self.retries) and not self.closing:
                     self.acc.reenqueue(b, now_ms)
                     self.retries_done += 1
-                else:
-                    done.append((b, err, -1, -1))
-                    self.acc.complete(b)
+                    continue
+                if self._retriable(err) and not self.closing and self.acc.past_delivery_timeout(b, now_ms):
+                    # Retries stopped because the time is up, not because of this error: a timeout,
+                    # whether the batch was queued or in flight when it ran out (as Kafka's clients).
+                    err = self._expired(b, now_ms, err)
+                    expired_in_flight = True
+                done.append((b, err, -1, -1))
+                self.acc.complete(b)
             self.memory_freed.notify_all()
         for b, err, base, lat in done:
             self._report(b, err, base, lat)
-        if self.idempotent and self.transactional_id is None and any(
+        if expired_in_flight and self.idempotent and self.transactional_id is None:
+            self._new_producer_id("a batch expired")
+        elif self.idempotent and self.transactional_id is None and any(
                 err is not None and err.code in (ErrorCode.unknown_producer_id, ErrorCode.out_of_order_sequence_number)
                 for _b, err, _base, _lat in done):
             self._new_producer_id("the broker lost track of this producer's sequence")
+
+    def _expired(self, b: ProducerBatch, now_ms: float, last: KafkaError | None = None) -> KafkaError:
+        """The error a batch gets when delivery.timeout.ms runs out before it is acknowledged."""
+        return KafkaError(
+            ErrorCode.request_timed_out,
+            f"{b.record_count} record(s) for {b.topic}[{b.partition}] expired: "
+            f"{now_ms - b.created_ms:.0f} ms since the batch was created exceeds "
+            f"delivery.timeout.ms={self.cfg['delivery.timeout.ms']}"
+            + ("" if last is None else f" (last error: {last.name})"))
 
     def _new_producer_id(self, why: str) -> None:
         """After a fatal sequence error, get a fresh producer id and restart every partition's

@@ -34,6 +34,7 @@ class FakeCluster:
         self.logs: dict[tuple[str, int], list[tuple[int, bytes]]] = defaultdict(list)  # (base, batch)
         self.log_start: dict[tuple[str, int], int] = defaultdict(int)
         self.produce_errors: dict[tuple[str, int], deque[int]] = defaultdict(deque)
+        self.produce_delay_s = 0.0  # answer Produce this much later (a slow broker)
         self.requests: list[tuple[int, str, Any]] = []  # (broker, api name, body)
         self.lock = threading.Lock()
         self.next_pid = 1000
@@ -128,7 +129,10 @@ class FakeCluster:
                     set_base_offset(batch, base)
                     self.logs[tp].append((base, bytes(batch)))
                     row.update(error_code=0, base_offset=base, log_start_offset=self.log_start[tp])
-        return None if req.acks == 0 else build.produce_response(out)
+        if req.acks == 0:
+            return None
+        resp = build.produce_response(out)
+        return (self.produce_delay_s, resp) if self.produce_delay_s else resp
 
     def _1(self, broker: int, req: Any) -> Any:  # Fetch
         out: dict[str, dict[int, dict[str, Any]]] = {}

@@ -107,6 +107,23 @@ def test_retriable_error_is_retried_and_fatal_error_reported(cluster, make_produ
     assert isinstance(err, KafkaError) and err.code == ErrorCode.invalid_record and offset == -1
 
 
+def test_retries_that_run_out_of_delivery_timeout_report_a_timeout(cluster, make_producer):
+    """Whether the batch was queued for its next try or in flight when delivery.timeout.ms ran
+    out, the report is a timeout naming the last error, never the last retriable error alone."""
+    p = make_producer({"linger.ms": 0, "retry.backoff.ms": 10, "request.timeout.ms": 250,
+                       "delivery.timeout.ms": 300})
+    cluster.produce_delay_s = 0.05   # most of each try is spent in flight
+    cluster.produce_errors[("t", 0)].extend([ErrorCode.not_enough_replicas] * 10_000)
+    got = []
+    for i in range(5):
+        p.produce("t", value=b"x%d" % i, partition=0, on_delivery=lambda err, msg: got.append(err))
+        p.flush(10)
+    assert [e.code for e in got] == [ErrorCode.request_timed_out] * 5, [str(e) for e in got]
+    assert all("delivery.timeout.ms=300" in str(e) for e in got)
+    assert any("last error: NOT_ENOUGH_REPLICAS" in str(e) for e in got)   # the in-flight case
+    assert stored(cluster, ("t", 0)) == []
+
+
 def test_acks_zero_completes_without_offsets(cluster, make_producer):
     p = make_producer({"acks": 0, "linger.ms": 0})
     got = []
