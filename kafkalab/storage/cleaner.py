@@ -135,11 +135,10 @@ def _max_compaction_lag_passed(segments: list[LogSegment], first_dirty_offset: i
     """max.compaction.lag.ms: a dirty segment whose first batch is older than this is cleaned
     whatever the dirty ratio (Kafka times it from the first batch's timestamp)."""
     for seg in segments:
-        if seg.next_offset <= first_dirty_offset:
-            continue
-        first = next(iter(seg.scan(0)), None)
-        if first is not None and first[1].max_timestamp >= 0 and now_ms - first[1].max_timestamp > max_lag_ms:
-            return True
+        if seg.next_offset > first_dirty_offset:  # dirty, as in dirty_ratio
+            first = next(iter(seg.scan(0)), None)
+            if first is not None and 0 <= first[1].max_timestamp < now_ms - max_lag_ms:
+                return True
     return False
 
 
@@ -177,12 +176,15 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
         stats["reason"] = ("no segment is cleanable yet (the active segment, open transactions, "
                            "the high watermark or min.compaction.lag.ms)")
         return stats
-    overdue = dirty_bytes > 0 and _max_compaction_lag_passed(cleanable, first_dirty, now_ms,
-                                                             log.config["max.compaction.lag.ms"])
-    stats["max_compaction_lag_passed"] = overdue
-    if not force and not overdue and (ratio == 0 or ratio < log.config["min.cleanable.dirty.ratio"]):
-        stats["reason"] = f"dirty ratio {ratio:.2f} < min.cleanable.dirty.ratio"
-        return stats
+    if not force and (ratio == 0 or ratio < log.config["min.cleanable.dirty.ratio"]):
+        # Below the ratio: only max.compaction.lag.ms can still call for a pass (read only now,
+        # as it costs a header read per dirty segment every round).
+        overdue = dirty_bytes > 0 and _max_compaction_lag_passed(cleanable, first_dirty, now_ms,
+                                                                 log.config["max.compaction.lag.ms"])
+        stats["max_compaction_lag_passed"] = overdue
+        if not overdue:
+            stats["reason"] = f"dirty ratio {ratio:.2f} < min.cleanable.dirty.ratio"
+            return stats
 
     aborted: dict[int, list[AbortedTxn]] = {}
     for seg in log.segments:
