@@ -1,4 +1,4 @@
-"""Checkers of the recap notebook (lab 12): right answers pass, wrong ones get a specific hint."""
+"""Checkers of the recap notebook (lab 14): right answers pass, wrong ones get a specific hint."""
 
 from __future__ import annotations
 
