@@ -326,6 +326,11 @@ class Cluster:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         _live.discard(self)
 
+    @property
+    def closed(self) -> bool:
+        """True once close() ran: views and clients bound to this cluster say so and stop acting."""
+        return self._closed
+
     def __enter__(self) -> Cluster:
         return self.start()
 
