@@ -20,6 +20,7 @@ from kafkalab.controller.controller import Controller
 from kafkalab.controller.image import MetadataImage, decode_record, encode_record
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
+from kafkalab.protocol.error_response import error_response
 from kafkalab.records import decode_batch, encode_batch
 from kafkalab.records.header import parse_header
 from kafkalab.storage import Log
@@ -89,6 +90,7 @@ class ControllerServer:
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, CONTROLLER_NODE, port, self.faults)
+        self.request_errors = 0  # requests whose handler raised (answered with an error)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         self.metrics = _publisher(self.ctx, metrics_endpoint, CONTROLLER_NODE)
         path = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
@@ -121,8 +123,10 @@ class ControllerServer:
         for env in self.server.receive(time.monotonic()):
             try:
                 self._handle(env)
-            except Exception:  # one bad request must not take the controller down
+            except Exception:  # one bad request must not take the controller down; answer it
+                self.request_errors += 1
                 log.exception("controller: failed to handle %s from %s", env.api_name, env.sender)
+                self.server.reply(env, error_response(env.api_key, env.version))
 
     def _respond(self, env: Envelope, response: Any) -> None:
         self.server.reply(env, response)
@@ -197,6 +201,7 @@ class ControllerServer:
     def _publish(self) -> None:
         self.metrics.publish("controller", {
             "controller_id": 0, "active": True, "metadata_offset": self.mlog.log_end_offset,
+            "request_errors": self.request_errors, "rpc_malformed_requests": self.server.malformed,
             "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced") for b in self.image.brokers.values()},
         })
 

@@ -47,6 +47,7 @@ from kafkalab.protocol.apis import (
     request_class,
     response_class,
 )
+from kafkalab.protocol.bounds import check_bounds
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 from kafkalab.protocol.kafka_framing import (
     API_VERSIONS_KEY,
@@ -195,7 +196,7 @@ class KafkaListener:
         # Shared with the ReplicaManager's counters so the broker's metrics publish them.
         self.counters: dict[str, int] = getattr(getattr(server, "rm", None), "counters", None) or {}
         for key in ("kafka_bytes_in", "kafka_bytes_out", "kafka_sendfile_bytes", "kafka_requests",
-                    "kafka_connections"):
+                    "kafka_connections", "kafka_malformed_requests", "request_errors"):
             self.counters.setdefault(key, 0)
         self.connections: dict[int, Connection] = {}
         self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
@@ -287,12 +288,16 @@ class KafkaListener:
         if conn.dark or self._is_cut():
             conn.dark = True
             return
+        # The budget: a frame's size is checked as soon as its 4 bytes arrive, so what a
+        # connection holds unparsed is at most one frame of socket.request.max.bytes plus one
+        # read, whatever it sends.
         buf = conn.inbuf
         buf += data
         start = 0
         while not conn.closed and len(buf) - start >= 4:
             (size,) = _SIZE.unpack_from(buf, start)
             if size < 0 or size > self.max_frame_bytes:
+                self.counters["kafka_malformed_requests"] += 1
                 self.close_connection(
                     conn, f"request frame of {size} bytes is outside 0..{self.max_frame_bytes} "
                     "(socket.request.max.bytes): not Kafka's protocol, or a request too large")
@@ -301,7 +306,12 @@ class KafkaListener:
                 break
             payload = bytes(buf[start + 4:start + 4 + size])
             start += 4 + size
-            self._on_frame(conn, payload)
+            try:
+                self._on_frame(conn, payload)
+            except Exception:  # a bug on a path that has no answer: this connection only
+                self.counters["request_errors"] += 1
+                log.exception("%s: a request from %s failed", self.server.node, conn.peer)
+                self.close_connection(conn)
         if not conn.closed:
             del buf[:start]
 
@@ -310,6 +320,7 @@ class KafkaListener:
         try:
             header, body_at = parse_request_header(payload)
         except MalformedMessageError as e:
+            self.counters["kafka_malformed_requests"] += 1
             self.close_connection(conn, f"malformed request header: {e}")
             return
         key, version, corr = header.api_key, header.api_version, header.correlation_id
@@ -329,6 +340,7 @@ class KafkaListener:
         try:
             request = _decode_lenient(key, version, payload[body_at:])
         except (MalformedMessageError, UnsupportedApiError) as e:
+            self.counters["kafka_malformed_requests"] += 1
             self.close_connection(conn, str(e))
             return
         try:
@@ -345,6 +357,7 @@ class KafkaListener:
         try:
             served = self.server.handle(key, ZMQ_VERSIONS[key], lab_request, reply, zero_copy=key == FETCH)
         except Exception:  # a broker survives any single bad request
+            self.counters["request_errors"] += 1
             log.exception("%s: %s v%d from %s failed", self.server.node, _name(key), version, conn.peer)
             self.close_connection(conn)
             return
@@ -361,6 +374,7 @@ class KafkaListener:
             try:
                 decode_request(API_VERSIONS_KEY, version, body)
             except MalformedMessageError as e:
+                self.counters["kafka_malformed_requests"] += 1
                 self.close_connection(conn, str(e))
                 return
             resp = api_versions_response(version, versions)
@@ -499,7 +513,9 @@ def _decode_lenient(api_key: int, version: int, body: bytes) -> Any:
     except MalformedMessageError as e:
         if "left over" not in str(e):
             raise
-    entity, size = _reader(request_class(api_key, version))(memoryview(body).toreadonly(), 0)
+    cls = request_class(api_key, version)
+    check_bounds(cls, body)  # passed inside decode_request already; kept next to the reader
+    entity, size = _reader(cls)(memoryview(body).toreadonly(), 0)
     log.debug("%s v%d request had %d bytes after the message; ignored", api_name(api_key), version,
               len(body) - size)
     return entity

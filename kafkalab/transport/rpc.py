@@ -25,6 +25,7 @@ import zmq
 from kafkalab.errors import KafkaLabError
 from kafkalab.protocol.apis import api_key_of, api_name, decode_request, decode_response, encode
 from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.protocol.kafka_framing import MAX_FRAME_BYTES
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.inbox import Inbox
 
@@ -107,6 +108,9 @@ class RpcServer:
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its name
+        # The frame budget: libzmq drops a peer that sends a larger message before buffering
+        # it (Kafka's socket.request.max.bytes default, as on the Kafka listener).
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.port = _bind_loopback(self.socket, port)
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
 
@@ -173,6 +177,10 @@ class RpcServer:
         except (ValueError, KafkaLabError) as e:  # UnicodeDecodeError is a ValueError
             self.malformed += 1
             log.warning("%s: dropped malformed request from %s: %s", self.node, sender, e)
+            return None
+        except Exception:  # anything else is a bug here, but still only this message's
+            self.malformed += 1
+            log.exception("%s: dropped a request from %s that could not be read", self.node, sender)
             return None
         return Envelope(sender, api_key, version, corr, body, now)
 
