@@ -159,7 +159,7 @@ def _decode(cls: type, api_key: int, version: int, body: bytes | memoryview, wha
     view = memoryview(body).toreadonly()  # kio refuses writable buffers (e.g. bytearray)
     # kio's native reader allocates an array from its declared count before reading it:
     # every length is checked against the bytes present first (BoundsError otherwise).
-    check_bounds(cls, view)
+    check_bounds(cls, view, f"{what} body for {api_name(api_key)} v{version}")
     try:
         entity, size = _reader(cls)(view, 0)
     except Exception as e:  # kio raises DecodeError, ValueError, UnicodeDecodeError ...

@@ -302,17 +302,19 @@ def plan(cls: type) -> Step:
     return _entity_plan(cls, False)[0]
 
 
-def check_bounds(cls: type, body: bytes | bytearray | memoryview) -> int:
+def check_bounds(cls: type, body: bytes | bytearray | memoryview, label: str | None = None) -> int:
     """Walk body as an encoded cls; raise BoundsError if any length overruns the bytes present.
 
-    Returns the number of bytes the message takes (what kio's reader will report).
+    Returns the number of bytes the message takes (what kio's reader will report). label
+    names the message in the error (default: kio's module and class).
     """
     buf = body if isinstance(body, bytes) else memoryview(body).cast("B")
     try:
         return plan(cls)(buf, 0, len(buf))
     except _Overrun as e:
         where = " > ".join(e.path) or cls.__qualname__
+        label = label or f"{cls.__module__.removeprefix('kio.schema.')}.{cls.__qualname__}"
         raise BoundsError(
-            f"{cls.__module__.removeprefix('kio.schema.')}.{cls.__qualname__} ({len(buf)} bytes) "
-            f"refused before decoding: at {where}: {e.what}; the message is damaged or hostile"
+            f"{label} ({len(buf)} bytes) does not decode: at {where}: {e.what} (refused "
+            "before decoding: the message is damaged, of another version, or hostile)"
         ) from None
