@@ -254,6 +254,8 @@ def _strip_optional(tp: Any) -> Any:
 def _field(cls: type, f: dataclasses.Field[Any], flexible: bool,
            tagged: bool) -> tuple[Step, int, int | None]:
     """(walk, smallest encoding, fixed width or None) of one field, as kio reads it."""
+    if isinstance(f.type, str):
+        raise SchemaError(f"{cls.__qualname__}.{f.name}: the annotation is a string; kio needs types")
     tp = _strip_optional(f.type)
     is_array = typing.get_origin(tp) is tuple
     inner = tp
