@@ -201,6 +201,7 @@ def test_hostile_frames_on_both_transports_leave_the_broker_up_and_the_good_clie
             while (any(t.is_alive() for t in threads) or len(sent) < RECORDS) and time.monotonic() < deadline:
                 sent.append(producer.send(topic, value=b"good-%d" % len(sent)))
                 if len(sent) % 10 == 0:
+                    assert broker.is_alive(), f"the broker process died (exit code {broker.exitcode})"
                     producer.flush(30)
                     during += any(t.is_alive() for t in threads)
                 for records in consumer.poll(timeout_ms=10).values():
@@ -226,3 +227,10 @@ def test_hostile_frames_on_both_transports_leave_the_broker_up_and_the_good_clie
         assert offsets == list(range(1, len(sent) + 1))
         assert [m.value for m in got] == [b"warm-up", *(b"good-%d" % i for i in range(len(sent)))]
         assert growth < RSS_BUDGET, f"the broker grew by {growth >> 20} MB of RSS"
+
+        # The metrics count what was refused, per transport, on the broker and the controller.
+        def counted(m: Any) -> bool:
+            b, c = m.brokers(), m.controller()
+            return (not b.empty and not c.empty and b["kafka_malformed_requests"].max() > 0
+                    and b["rpc_malformed_requests"].max() > 0 and c["rpc_malformed_requests"].max() > 0)
+        assert cluster.metrics.wait_for(counted, timeout=10), "no malformed requests in the metrics"
