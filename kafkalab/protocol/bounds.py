@@ -101,10 +101,14 @@ def _skip(width: int) -> Step:
 
 def _compact_sized(kind: str) -> Step:
     def step(buf: Any, pos: int, end: int) -> int:
-        n, at = _uvarint(buf, pos, end)
+        if pos < end and buf[pos] < 0x80:  # a one-byte length: the common case, inlined
+            n, at = buf[pos], pos + 1
+        else:
+            n, at = _uvarint(buf, pos, end)
         if n == 0:  # null
             return at
-        _fits(n - 1, 1, at, end, f"compact {kind} length")
+        if n - 1 > end - at:
+            _fits(n - 1, 1, at, end, f"compact {kind} length")
         return at + n - 1
     return step
 
@@ -125,12 +129,17 @@ def _legacy_sized(kind: str, head: struct.Struct) -> Step:
 
 
 def _array(item: Step, width: int, flexible: bool) -> Step:
+    unit = max(width, 1)
     if flexible:
         def step(buf: Any, pos: int, end: int) -> int:
-            n, at = _uvarint(buf, pos, end)
+            if pos < end and buf[pos] < 0x80:
+                n, at = buf[pos], pos + 1
+            else:
+                n, at = _uvarint(buf, pos, end)
             if n == 0:  # null
                 return at
-            _fits(n - 1, width, at, end, "compact array count")
+            if (n - 1) * unit > end - at:
+                _fits(n - 1, width, at, end, "compact array count")
             for i in range(n - 1):
                 try:
                     at = item(buf, at, end)
@@ -149,7 +158,8 @@ def _array(item: Step, width: int, flexible: bool) -> Step:
             return at
         if n < 0:
             raise _Overrun(f"array count {n} at byte {pos} is negative and not -1 (null)", pos)
-        _fits(n, width, at, end, "array count")
+        if n * unit > end - at:
+            _fits(n, width, at, end, "array count")
         for i in range(n):
             try:
                 at = item(buf, at, end)
@@ -215,6 +225,8 @@ def _run_name(names: list[str]) -> str:
 
 
 def _tagged(buf: Any, pos: int, end: int, tagged: dict[int, tuple[str, Step]], name: str) -> int:
+    if pos < end and buf[pos] == 0:  # no tagged fields: the common case
+        return pos + 1
     count, pos = _uvarint(buf, pos, end)
     _fits(count, 2, pos, end, "tagged field count")  # each needs a tag and a size
     for _ in range(count):
