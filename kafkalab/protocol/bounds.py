@@ -268,6 +268,10 @@ def _field(cls: type, f: dataclasses.Field[Any], flexible: bool,
     """(walk, smallest encoding, fixed width or None) of one field, as kio reads it."""
     if isinstance(f.type, str):
         raise SchemaError(f"{cls.__qualname__}.{f.name}: the annotation is a string; kio needs types")
+    if cls.__name__ == "RequestHeader" and f.name == "client_id":
+        # kio, like Kafka, keeps the header's client_id a nullable int16-length string even
+        # in the flexible header v2.
+        return _legacy_sized("string", _I16), 2, None
     tp = _strip_optional(f.type)
     is_array = typing.get_origin(tp) is tuple
     inner = tp
