@@ -346,7 +346,10 @@ class BrokerServer:
             except Exception:  # a broker survives any single bad request, and answers it
                 self.rm.counters["request_errors"] = self.rm.counters.get("request_errors", 0) + 1
                 log.exception("%s: failed to handle %s from %s", self.node, env.api_name, env.sender)
-                self.server.reply(env, error_response(env.api_key, env.version))
+                try:
+                    self.server.reply(env, error_response(env.api_key, env.version))
+                except Exception:  # never let the answer to one request stop the others
+                    log.exception("answering %s with an error failed", env.api_name)
 
     def _reply(self, env: Envelope) -> Any:
         start = time.monotonic()

@@ -126,7 +126,10 @@ class ControllerServer:
             except Exception:  # one bad request must not take the controller down; answer it
                 self.request_errors += 1
                 log.exception("controller: failed to handle %s from %s", env.api_name, env.sender)
-                self.server.reply(env, error_response(env.api_key, env.version))
+                try:
+                    self.server.reply(env, error_response(env.api_key, env.version))
+                except Exception:  # never let the answer to one request stop the others
+                    log.exception("answering %s with an error failed", env.api_name)
 
     def _respond(self, env: Envelope, response: Any) -> None:
         self.server.reply(env, response)
