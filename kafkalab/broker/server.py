@@ -31,7 +31,6 @@ from kafkalab.controller.requests import metadata_response
 from kafkalab.controller.server import METADATA_TOPIC, apply_batches, controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
-from kafkalab.protocol.error_response import error_response
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.loop import EventLoop
 from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcClient, RpcServer
@@ -341,15 +340,7 @@ class BrokerServer:
     # -- requests --------------------------------------------------------------------------
     def _on_requests(self) -> None:
         for env in self.server.receive(time.monotonic()):
-            try:
-                self._handle(env)
-            except Exception:  # a broker survives any single bad request, and answers it
-                self.rm.counters["request_errors"] = self.rm.counters.get("request_errors", 0) + 1
-                log.exception("%s: failed to handle %s from %s", self.node, env.api_name, env.sender)
-                try:
-                    self.server.reply(env, error_response(env.api_key, env.version))
-                except Exception:  # never let the answer to one request stop the others
-                    log.exception("answering %s with an error failed", env.api_name)
+            self.server.serve(env, self._handle)  # a broker survives any single bad request
 
     def _reply(self, env: Envelope) -> Any:
         start = time.monotonic()
@@ -500,7 +491,7 @@ class BrokerServer:
         self.metrics.publish("broker", {
             "broker": self.broker_id, "state": "fenced" if self.fenced else "running", **c,
             "faults_version": self.faults.version, "metadata_offset": self.image.offset,
-            "rpc_malformed_requests": self.server.malformed,
+            "rpc_malformed_requests": self.server.malformed, "rpc_request_errors": self.server.request_errors,
             "request_latency_ms_p50": lat[len(lat) // 2] if lat else 0.0,
             "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else 0.0,
         })

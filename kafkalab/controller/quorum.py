@@ -176,7 +176,6 @@ class QuorumControllerServer(ControllerServer):
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, self.node, port, self.faults)
-        self.request_errors = 0  # requests whose handler raised (answered with an error)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         self.metrics = _publisher(self.ctx, metrics_endpoint, self.node)
         self.log_dir = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
@@ -406,7 +405,7 @@ class QuorumControllerServer(ControllerServer):
         })
         self.metrics.publish("controller", {
             "controller_id": self.node_id, "active": self.active, "metadata_offset": d["high_watermark"],
-            "request_errors": self.request_errors, "rpc_malformed_requests": self.server.malformed,
+            "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
             "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced") for b in self.committed.brokers.values()},
         })
 

@@ -20,7 +20,6 @@ from kafkalab.controller.controller import Controller
 from kafkalab.controller.image import MetadataImage, decode_record, encode_record
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
-from kafkalab.protocol.error_response import error_response
 from kafkalab.records import decode_batch, encode_batch
 from kafkalab.records.header import parse_header
 from kafkalab.storage import Log
@@ -90,7 +89,6 @@ class ControllerServer:
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, CONTROLLER_NODE, port, self.faults)
-        self.request_errors = 0  # requests whose handler raised (answered with an error)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         self.metrics = _publisher(self.ctx, metrics_endpoint, CONTROLLER_NODE)
         path = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
@@ -121,15 +119,7 @@ class ControllerServer:
     # -- requests --------------------------------------------------------------------------
     def _on_requests(self) -> None:
         for env in self.server.receive(time.monotonic()):
-            try:
-                self._handle(env)
-            except Exception:  # one bad request must not take the controller down; answer it
-                self.request_errors += 1
-                log.exception("controller: failed to handle %s from %s", env.api_name, env.sender)
-                try:
-                    self.server.reply(env, error_response(env.api_key, env.version))
-                except Exception:  # never let the answer to one request stop the others
-                    log.exception("answering %s with an error failed", env.api_name)
+            self.server.serve(env, self._handle)  # one bad request must not take the controller down
 
     def _respond(self, env: Envelope, response: Any) -> None:
         self.server.reply(env, response)
@@ -204,7 +194,7 @@ class ControllerServer:
     def _publish(self) -> None:
         self.metrics.publish("controller", {
             "controller_id": 0, "active": True, "metadata_offset": self.mlog.log_end_offset,
-            "request_errors": self.request_errors, "rpc_malformed_requests": self.server.malformed,
+            "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
             "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced") for b in self.image.brokers.values()},
         })
 

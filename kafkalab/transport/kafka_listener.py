@@ -196,7 +196,7 @@ class KafkaListener:
         # Shared with the ReplicaManager's counters so the broker's metrics publish them.
         self.counters: dict[str, int] = getattr(getattr(server, "rm", None), "counters", None) or {}
         for key in ("kafka_bytes_in", "kafka_bytes_out", "kafka_sendfile_bytes", "kafka_requests",
-                    "kafka_connections", "kafka_malformed_requests", "request_errors"):
+                    "kafka_connections", "kafka_malformed_requests", "kafka_request_errors"):
             self.counters.setdefault(key, 0)
         self.connections: dict[int, Connection] = {}
         self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
@@ -309,7 +309,7 @@ class KafkaListener:
             try:
                 self._on_frame(conn, payload)
             except Exception:  # a bug on a path that has no answer: this connection only
-                self.counters["request_errors"] += 1
+                self.counters["kafka_request_errors"] += 1
                 log.exception("%s: a request from %s failed", self.server.node, conn.peer)
                 self.close_connection(conn)
         if not conn.closed:
@@ -357,7 +357,7 @@ class KafkaListener:
         try:
             served = self.server.handle(key, ZMQ_VERSIONS[key], lab_request, reply, zero_copy=key == FETCH)
         except Exception:  # a broker survives any single bad request
-            self.counters["request_errors"] += 1
+            self.counters["kafka_request_errors"] += 1
             log.exception("%s: %s v%d from %s failed", self.server.node, _name(key), version, conn.peer)
             self.close_connection(conn)
             return

@@ -19,7 +19,7 @@ from kio.schema.index import api_key_map
 
 from kafkalab.cluster import wait_until
 from kafkalab.protocol import build
-from kafkalab.protocol.apis import encode, response_class, supported_versions
+from kafkalab.protocol.apis import encode, request_class, response_class, supported_versions
 from kafkalab.protocol.error_response import error_response
 from kafkalab.protocol.kafka_framing import encode_request
 from kafkalab.transport.faults import FaultTable
@@ -98,7 +98,7 @@ def test_a_handler_that_raises_closes_only_its_connection_and_is_counted(served,
             assert _closed_by_peer(bad)
         good.sendall(encode_request(_metadata_request(12, ["fine"]), 2))
         assert _response(_read_frame(good), 3, 12, 5)[0] == 2
-    assert listener.counters["request_errors"] == 1
+    assert listener.counters["kafka_request_errors"] == 1
     assert "a bug in a handler" in caplog.text
 
 
@@ -162,3 +162,30 @@ def test_an_error_response_exists_for_every_api_and_version_and_encodes() -> Non
             encode(resp)
             if hasattr(resp, "error_code"):
                 assert resp.error_code == ErrorCode.unknown_server_error
+
+
+def test_a_zeromq_handler_that_raises_answers_unknown_server_error_and_is_counted(rpc, caplog) -> None:
+    _ctx, server, client = rpc
+
+    def handle(envelope):
+        raise RuntimeError("a bug in a handler")
+
+    request = request_class(63, 2)(broker_id=1, broker_epoch=1, current_metadata_offset=0,
+                                  want_fence=False, want_shut_down=False)
+    corr = client.send(request)
+    deadline = time.monotonic() + 5
+    envelopes: list = []
+    while not envelopes and time.monotonic() < deadline:
+        server.socket.poll(50)
+        envelopes = server.receive(time.monotonic())
+    with caplog.at_level(logging.ERROR):
+        assert [server.serve(e, handle) for e in envelopes] == [False]
+    assert server.request_errors == 1
+    assert "a bug in a handler" in caplog.text
+    got: list = []
+    while not got and time.monotonic() < deadline:
+        client.socket.poll(50)
+        got = client.receive(time.monotonic())
+    assert [(c, r.error_code) for c, r in got] == [(corr, ErrorCode.unknown_server_error)]
+    assert server.serve(envelopes[0], lambda e: None) is True  # a handler that works: no answer added
+    assert server.request_errors == 1
