@@ -70,6 +70,7 @@ PRODUCE, FETCH, METADATA = 0, 1, 3
 BROKER_APIS = (0, 1, 2, 3, 19, 20, 22, 23)
 READ_CHUNK = 1 << 18
 _SIZE = struct.Struct(">i")
+_HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
 
 
 def advertised_versions(api_keys: list[int] | tuple[int, ...]) -> dict[int, tuple[int, int]]:
@@ -288,9 +289,10 @@ class KafkaListener:
         if conn.dark or self._is_cut():
             conn.dark = True
             return
-        # The budget: a frame's size is checked as soon as its 4 bytes arrive, so what a
-        # connection holds unparsed is at most one frame of socket.request.max.bytes plus one
-        # read, whatever it sends.
+        # The budget: a frame's size is checked as soon as its 4 bytes arrive, and its api and
+        # version as soon as 4 more do, so a connection holds at most one frame of
+        # socket.request.max.bytes (plus one read) unparsed, and only for a request this broker
+        # serves: garbage is turned away after 8 bytes.
         buf = conn.inbuf
         buf += data
         start = 0
@@ -303,6 +305,12 @@ class KafkaListener:
                     "(socket.request.max.bytes): not Kafka's protocol, or a request too large")
                 return
             if len(buf) - start - 4 < size:
+                if len(buf) - start >= 8:  # judge the api and version before buffering the rest
+                    key, version = _HEAD.unpack_from(buf, start + 4)
+                    reason = self._refuse(key, version)
+                    if reason:
+                        self.close_connection(conn, f"{reason} (refused before its {size}-byte frame arrived)")
+                        return
                 break
             payload = bytes(buf[start + 4:start + 4 + size])
             start += 4 + size
@@ -328,14 +336,9 @@ class KafkaListener:
         if key == API_VERSIONS_KEY:
             self._api_versions(conn, version, corr, payload[body_at:], versions)
             return
-        if key not in versions:
-            name = _name(key)
-            self.close_connection(conn, f"api key {key} ({name}) is not served by this broker")
-            return
-        lo, hi = versions[key]
-        if not lo <= version <= hi:
-            self.close_connection(conn, f"{_name(key)} v{version} is not supported (this broker serves "
-                                  f"v{lo}-v{hi}); the client should have used ApiVersions")
+        reason = self._refuse(key, version, versions)
+        if reason:
+            self.close_connection(conn, reason)
             return
         try:
             request = _decode_lenient(key, version, payload[body_at:])
@@ -363,6 +366,19 @@ class KafkaListener:
             return
         if not served:
             self.close_connection(conn, f"{_name(key)} is not served by this broker")
+
+    def _refuse(self, key: int, version: int, versions: dict[int, tuple[int, int]] | None = None) -> str:
+        """Why a request for (key, version) cannot be served here, or "" if it can."""
+        versions = versions or self.versions()
+        if key == API_VERSIONS_KEY:
+            return ""  # any version: a too-new one is answered at v0 with the list
+        if key not in versions:
+            return f"api key {key} ({_name(key)}) is not served by this broker"
+        lo, hi = versions[key]
+        if not lo <= version <= hi:
+            return (f"{_name(key)} v{version} is not supported (this broker serves v{lo}-v{hi}); "
+                    "the client should have used ApiVersions")
+        return ""
 
     def _api_versions(self, conn: Connection, version: int, corr: int, body: bytes,
                       versions: dict[int, tuple[int, int]]) -> None:

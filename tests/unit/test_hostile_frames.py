@@ -74,8 +74,8 @@ def test_a_frame_larger_than_socket_request_max_bytes_is_refused_before_it_is_bu
         with _connect(listener) as sock:
             sock.sendall(struct.pack(">i", limit + 1) + b"\x00" * 100)
             assert _closed_by_peer(sock)
-        with _connect(listener) as sock:  # exactly the limit is allowed to arrive
-            sock.sendall(struct.pack(">i", limit) + b"\x00" * 100)
+        with _connect(listener) as sock:  # a Metadata v12 of exactly the limit may arrive
+            sock.sendall(struct.pack(">i", limit) + struct.pack(">hh", 3, 12) + b"\x00" * 100)
             wait_until(lambda: any(len(c.inbuf) for c in listener.connections.values()), 5,
                        "the listener to buffer a frame within the limit")
     assert "socket.request.max.bytes" in caplog.text
@@ -189,3 +189,17 @@ def test_a_zeromq_handler_that_raises_answers_unknown_server_error_and_is_counte
     assert [(c, r.error_code) for c, r in got] == [(corr, ErrorCode.unknown_server_error)]
     assert server.serve(envelopes[0], lambda e: None) is True  # a handler that works: no answer added
     assert server.request_errors == 1
+
+
+def test_garbage_is_turned_away_before_its_declared_frame_is_buffered(served, caplog) -> None:
+    fake, listener = served
+    limit = fake.config["socket.request.max.bytes"]
+    with caplog.at_level(logging.WARNING):
+        with _connect(listener) as sock:  # declares a frame just within the limit, then garbage
+            sock.sendall(struct.pack(">i", limit) + struct.pack(">hh", 9999, 0) + b"\xff" * 100)
+            assert _closed_by_peer(sock)
+        with _connect(listener) as sock:  # a served api at an unserved version: the same
+            sock.sendall(struct.pack(">i", limit) + struct.pack(">hh", 3, 99) + b"\x00" * 100)
+            assert _closed_by_peer(sock)
+    assert "refused before its 1048576-byte frame arrived" in caplog.text
+    assert "Metadata v99 is not supported" in caplog.text
