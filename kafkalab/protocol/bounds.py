@@ -84,7 +84,7 @@ def _uvarint(buf: Any, pos: int, end: int) -> tuple[int, int]:
 
 def _fits(count: int, width: int, pos: int, end: int, kind: str) -> None:
     if count * max(width, 1) > end - pos:
-        raise _Overrun(f"{kind} of {count} declared at byte {pos} needs at least "
+        raise _Overrun(f"{kind} of {count} (data from byte {pos}) needs at least "
                        f"{count * max(width, 1)} bytes, but only {end - pos} remain", pos)
 
 
