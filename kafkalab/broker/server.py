@@ -340,10 +340,7 @@ class BrokerServer:
     # -- requests --------------------------------------------------------------------------
     def _on_requests(self) -> None:
         for env in self.server.receive(time.monotonic()):
-            try:
-                self._handle(env)
-            except Exception:  # a broker survives any single bad request
-                log.exception("%s: failed to handle %s from %s", self.node, env.api_name, env.sender)
+            self.server.serve(env, self._handle)  # a broker survives any single bad request
 
     def _reply(self, env: Envelope) -> Any:
         start = time.monotonic()
@@ -494,6 +491,7 @@ class BrokerServer:
         self.metrics.publish("broker", {
             "broker": self.broker_id, "state": "fenced" if self.fenced else "running", **c,
             "faults_version": self.faults.version, "metadata_offset": self.image.offset,
+            "rpc_malformed_requests": self.server.malformed, "rpc_request_errors": self.server.request_errors,
             "request_latency_ms_p50": lat[len(lat) // 2] if lat else 0.0,
             "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else 0.0,
         })

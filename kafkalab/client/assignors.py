@@ -30,6 +30,8 @@ from kio.schema.consumer_protocol_assignment.v3 import data as asg_v3
 from kio.schema.consumer_protocol_subscription.v3 import data as sub_v3
 from kio.serial import entity_reader, entity_writer
 
+from kafkalab.protocol.bounds import check_bounds
+
 TP = tuple[str, int]
 Assignment = dict[str, list[TP]]
 Assignor = Callable[[Mapping[str, int], Mapping[str, "Subscription"]], Assignment]
@@ -224,7 +226,9 @@ def _data_class(kind: str, version: int) -> Any:
 def decode_subscription(data: bytes) -> Subscription:
     (version,) = struct.unpack_from(">h", data, 0)
     # A newer version only appends fields: read it with the newest schema kio has.
-    body, _ = entity_reader(_data_class("subscription", version))(memoryview(bytes(data))[2:], 0)
+    cls = _data_class("subscription", version)
+    check_bounds(cls, memoryview(bytes(data))[2:])  # group members' bytes reach the broker
+    body, _ = entity_reader(cls)(memoryview(bytes(data))[2:], 0)
     owned = [(str(tp.topic), int(p)) for tp in getattr(body, "owned_partitions", ()) for p in tp.partitions]
     return Subscription([str(t) for t in body.topics], owned, int(getattr(body, "generation_id", -1)),
                         body.user_data)
@@ -244,5 +248,7 @@ def decode_assignment(data: bytes | None) -> list[TP]:
     if not data:
         return []
     (version,) = struct.unpack_from(">h", data, 0)
-    body, _ = entity_reader(_data_class("assignment", version))(memoryview(bytes(data))[2:], 0)
+    cls = _data_class("assignment", version)
+    check_bounds(cls, memoryview(bytes(data))[2:])  # group members' bytes reach the broker
+    body, _ = entity_reader(cls)(memoryview(bytes(data))[2:], 0)
     return sorted((str(tp.topic), int(p)) for tp in body.assigned_partitions for p in tp.partitions)

@@ -405,6 +405,7 @@ class QuorumControllerServer(ControllerServer):
         })
         self.metrics.publish("controller", {
             "controller_id": self.node_id, "active": self.active, "metadata_offset": d["high_watermark"],
+            "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
             "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced") for b in self.committed.brokers.values()},
         })
 

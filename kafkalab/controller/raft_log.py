@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Protocol
 from kio.schema.leader_change_message.v0.data import LeaderChangeMessage, Voter
 from kio.serial import entity_reader, entity_writer
 
+from kafkalab.protocol.bounds import check_bounds
 from kafkalab.records.batch import decode_batch, encode_batch
 from kafkalab.records.header import parse_header, set_base_offset, set_partition_leader_epoch
 from kafkalab.records.scan import iter_batches
@@ -143,6 +144,7 @@ def encode_leader_change(leader_id: int, voters: list[int], granting: list[int],
 
 
 def parse_leader_change(value: bytes) -> LeaderChangeMessage:
+    check_bounds(LeaderChangeMessage, value)  # the value came from a peer's log
     msg, _ = _lcm_reader(memoryview(value).toreadonly(), 0)
     return msg
 

@@ -119,10 +119,7 @@ class ControllerServer:
     # -- requests --------------------------------------------------------------------------
     def _on_requests(self) -> None:
         for env in self.server.receive(time.monotonic()):
-            try:
-                self._handle(env)
-            except Exception:  # one bad request must not take the controller down
-                log.exception("controller: failed to handle %s from %s", env.api_name, env.sender)
+            self.server.serve(env, self._handle)  # one bad request must not take the controller down
 
     def _respond(self, env: Envelope, response: Any) -> None:
         self.server.reply(env, response)
@@ -197,6 +194,7 @@ class ControllerServer:
     def _publish(self) -> None:
         self.metrics.publish("controller", {
             "controller_id": 0, "active": True, "metadata_offset": self.mlog.log_end_offset,
+            "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
             "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced") for b in self.image.brokers.values()},
         })
 

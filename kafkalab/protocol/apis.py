@@ -18,6 +18,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
+from kafkalab.protocol.bounds import check_bounds
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 
 __all__ = [
@@ -156,6 +157,9 @@ def encode(entity: Any) -> bytes:
 
 def _decode(cls: type, api_key: int, version: int, body: bytes | memoryview, what: str) -> Any:
     view = memoryview(body).toreadonly()  # kio refuses writable buffers (e.g. bytearray)
+    # kio's native reader allocates an array from its declared count before reading it:
+    # every length is checked against the bytes present first (BoundsError otherwise).
+    check_bounds(cls, view, f"{what} body for {api_name(api_key)} v{version}")
     try:
         entity, size = _reader(cls)(view, 0)
     except Exception as e:  # kio raises DecodeError, ValueError, UnicodeDecodeError ...
@@ -173,7 +177,10 @@ def _decode(cls: type, api_key: int, version: int, body: bytes | memoryview, wha
 
 
 def decode_request(api_key: int, version: int, body: bytes | memoryview) -> Any:
-    """Decode a request body; UnsupportedApiError or MalformedMessageError if it cannot."""
+    """Decode a request body; UnsupportedApiError or MalformedMessageError if it cannot.
+
+    Safe on untrusted bytes: no length reaches kio before it is bounded (protocol.bounds).
+    """
     return _decode(request_class(api_key, version), api_key, version, body, "request")
 
 

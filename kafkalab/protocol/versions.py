@@ -95,6 +95,9 @@ def _zero(f: dataclasses.Field[Any]) -> Any:
     if kind.startswith("timedelta"):
         import datetime
         return datetime.timedelta(0)
+    if kind == "datetime_i64":
+        import datetime
+        return datetime.datetime.fromtimestamp(0, tz=datetime.UTC)
     if kind == "float64":
         return 0.0
     return 0

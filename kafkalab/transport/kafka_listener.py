@@ -47,6 +47,7 @@ from kafkalab.protocol.apis import (
     request_class,
     response_class,
 )
+from kafkalab.protocol.bounds import check_bounds
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 from kafkalab.protocol.kafka_framing import (
     API_VERSIONS_KEY,
@@ -69,6 +70,7 @@ PRODUCE, FETCH, METADATA = 0, 1, 3
 BROKER_APIS = (0, 1, 2, 3, 19, 20, 22, 23)
 READ_CHUNK = 1 << 18
 _SIZE = struct.Struct(">i")
+_HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
 
 
 def advertised_versions(api_keys: list[int] | tuple[int, ...]) -> dict[int, tuple[int, int]]:
@@ -195,7 +197,7 @@ class KafkaListener:
         # Shared with the ReplicaManager's counters so the broker's metrics publish them.
         self.counters: dict[str, int] = getattr(getattr(server, "rm", None), "counters", None) or {}
         for key in ("kafka_bytes_in", "kafka_bytes_out", "kafka_sendfile_bytes", "kafka_requests",
-                    "kafka_connections"):
+                    "kafka_connections", "kafka_malformed_requests", "kafka_request_errors"):
             self.counters.setdefault(key, 0)
         self.connections: dict[int, Connection] = {}
         self.sock = socket.create_server((host, port), reuse_port=False, backlog=128)
@@ -287,21 +289,37 @@ class KafkaListener:
         if conn.dark or self._is_cut():
             conn.dark = True
             return
+        # The budget: a frame's size is checked as soon as its 4 bytes arrive, and its api and
+        # version as soon as 4 more do, so a connection holds at most one frame of
+        # socket.request.max.bytes (plus one read) unparsed, and only for a request this broker
+        # serves: garbage is turned away after 8 bytes.
         buf = conn.inbuf
         buf += data
         start = 0
         while not conn.closed and len(buf) - start >= 4:
             (size,) = _SIZE.unpack_from(buf, start)
             if size < 0 or size > self.max_frame_bytes:
+                self.counters["kafka_malformed_requests"] += 1
                 self.close_connection(
                     conn, f"request frame of {size} bytes is outside 0..{self.max_frame_bytes} "
                     "(socket.request.max.bytes): not Kafka's protocol, or a request too large")
                 return
             if len(buf) - start - 4 < size:
+                if len(buf) - start >= 8:  # judge the api and version before buffering the rest
+                    key, version = _HEAD.unpack_from(buf, start + 4)
+                    reason = self._refuse(key, version)
+                    if reason:
+                        self.close_connection(conn, f"{reason} (refused before its {size}-byte frame arrived)")
+                        return
                 break
             payload = bytes(buf[start + 4:start + 4 + size])
             start += 4 + size
-            self._on_frame(conn, payload)
+            try:
+                self._on_frame(conn, payload)
+            except Exception:  # a bug on a path that has no answer: this connection only
+                self.counters["kafka_request_errors"] += 1
+                log.exception("%s: a request from %s failed", self.server.node, conn.peer)
+                self.close_connection(conn)
         if not conn.closed:
             del buf[:start]
 
@@ -310,6 +328,7 @@ class KafkaListener:
         try:
             header, body_at = parse_request_header(payload)
         except MalformedMessageError as e:
+            self.counters["kafka_malformed_requests"] += 1
             self.close_connection(conn, f"malformed request header: {e}")
             return
         key, version, corr = header.api_key, header.api_version, header.correlation_id
@@ -317,18 +336,14 @@ class KafkaListener:
         if key == API_VERSIONS_KEY:
             self._api_versions(conn, version, corr, payload[body_at:], versions)
             return
-        if key not in versions:
-            name = _name(key)
-            self.close_connection(conn, f"api key {key} ({name}) is not served by this broker")
-            return
-        lo, hi = versions[key]
-        if not lo <= version <= hi:
-            self.close_connection(conn, f"{_name(key)} v{version} is not supported (this broker serves "
-                                  f"v{lo}-v{hi}); the client should have used ApiVersions")
+        reason = self._refuse(key, version, versions)
+        if reason:
+            self.close_connection(conn, reason)
             return
         try:
             request = _decode_lenient(key, version, payload[body_at:])
         except (MalformedMessageError, UnsupportedApiError) as e:
+            self.counters["kafka_malformed_requests"] += 1
             self.close_connection(conn, str(e))
             return
         try:
@@ -345,11 +360,25 @@ class KafkaListener:
         try:
             served = self.server.handle(key, ZMQ_VERSIONS[key], lab_request, reply, zero_copy=key == FETCH)
         except Exception:  # a broker survives any single bad request
+            self.counters["kafka_request_errors"] += 1
             log.exception("%s: %s v%d from %s failed", self.server.node, _name(key), version, conn.peer)
             self.close_connection(conn)
             return
         if not served:
             self.close_connection(conn, f"{_name(key)} is not served by this broker")
+
+    def _refuse(self, key: int, version: int, versions: dict[int, tuple[int, int]] | None = None) -> str:
+        """Why a request for (key, version) cannot be served here, or "" if it can."""
+        versions = versions or self.versions()
+        if key == API_VERSIONS_KEY:
+            return ""  # any version: a too-new one is answered at v0 with the list
+        if key not in versions:
+            return f"api key {key} ({_name(key)}) is not served by this broker"
+        lo, hi = versions[key]
+        if not lo <= version <= hi:
+            return (f"{_name(key)} v{version} is not supported (this broker serves v{lo}-v{hi}); "
+                    "the client should have used ApiVersions")
+        return ""
 
     def _api_versions(self, conn: Connection, version: int, corr: int, body: bytes,
                       versions: dict[int, tuple[int, int]]) -> None:
@@ -361,6 +390,7 @@ class KafkaListener:
             try:
                 decode_request(API_VERSIONS_KEY, version, body)
             except MalformedMessageError as e:
+                self.counters["kafka_malformed_requests"] += 1
                 self.close_connection(conn, str(e))
                 return
             resp = api_versions_response(version, versions)
@@ -499,7 +529,9 @@ def _decode_lenient(api_key: int, version: int, body: bytes) -> Any:
     except MalformedMessageError as e:
         if "left over" not in str(e):
             raise
-    entity, size = _reader(request_class(api_key, version))(memoryview(body).toreadonly(), 0)
+    cls = request_class(api_key, version)
+    check_bounds(cls, body)  # passed inside decode_request already; kept next to the reader
+    entity, size = _reader(cls)(memoryview(body).toreadonly(), 0)
     log.debug("%s v%d request had %d bytes after the message; ignored", api_name(api_key), version,
               len(body) - size)
     return entity

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,9 @@ import zmq
 
 from kafkalab.errors import KafkaLabError
 from kafkalab.protocol.apis import api_key_of, api_name, decode_request, decode_response, encode
+from kafkalab.protocol.error_response import error_response
 from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.protocol.kafka_framing import MAX_FRAME_BYTES
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.inbox import Inbox
 
@@ -104,9 +107,13 @@ class RpcServer:
         self.faults = faults
         self.inbox: Inbox[Envelope] = Inbox(faults, node)
         self.malformed = 0  # messages dropped as undecodable, for metrics
+        self.request_errors = 0  # requests whose handler raised (answered with an error)
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over its name
+        # The frame budget: libzmq drops a peer that sends a larger message before buffering
+        # it (Kafka's socket.request.max.bytes default, as on the Kafka listener).
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.port = _bind_loopback(self.socket, port)
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
 
@@ -124,6 +131,22 @@ class RpcServer:
         for envelope in delivered:
             envelope.received_at = now
         return delivered
+
+    def serve(self, envelope: Envelope, handle: Callable[[Envelope], Any]) -> bool:
+        """handle(envelope), so that one request can never take the process down: if it
+        raises, log and count it and answer UNKNOWN_SERVER_ERROR (Kafka's answer to a request
+        that failed on the server), so the sender need not wait for its timeout."""
+        try:
+            handle(envelope)
+            return True
+        except Exception:
+            self.request_errors += 1
+            log.exception("%s: failed to handle %s from %s", self.node, envelope.api_name, envelope.sender)
+        try:
+            self.reply(envelope, error_response(envelope.api_key, envelope.version))
+        except Exception:  # the answer failing must not stop the requests behind it
+            log.exception("%s: answering %s with an error failed", self.node, envelope.api_name)
+        return False
 
     def reply(self, envelope: Envelope, response: Any) -> None:
         """Send the response to envelope's request back to its sender."""
@@ -173,6 +196,10 @@ class RpcServer:
         except (ValueError, KafkaLabError) as e:  # UnicodeDecodeError is a ValueError
             self.malformed += 1
             log.warning("%s: dropped malformed request from %s: %s", self.node, sender, e)
+            return None
+        except Exception:  # anything else is a bug here, but still only this message's
+            self.malformed += 1
+            log.exception("%s: dropped a request from %s that could not be read", self.node, sender)
             return None
         return Envelope(sender, api_key, version, corr, body, now)
 
