@@ -15,6 +15,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,7 +30,7 @@ from kio.schema.metadata.v12 import request as md_req
 from kafkalab.broker.server import broker_node
 from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
 from kafkalab.controller.server import CONTROLLER_NODE, controller_node
-from kafkalab.errors import KafkaLabError
+from kafkalab.errors import ClusterAlreadyRunningWarning, KafkaLabError
 from kafkalab.metrics import MetricsCollector
 from kafkalab.process import run_role, spawner
 from kafkalab.protocol.errors import KafkaError
@@ -44,7 +45,24 @@ def _close_all() -> None:
         c.close()
 
 
-atexit.register(_close_all)
+def _register_exit_cleanup() -> None:
+    """Close every open cluster when the interpreter exits or is told to stop.
+
+    Exit handlers run last-registered-first, and multiprocess registers one (again, when it
+    first logs) that joins every non-daemon child: a running broker never ends, so a script that
+    never called close() would hang there. Registering ours again after each start puts it
+    first. SIGTERM would end the process without any exit handler: close, then die of it."""
+    atexit.unregister(_close_all)
+    atexit.register(_close_all)
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _close_all_and_die)
+
+
+def _close_all_and_die(signum: int, frame: Any) -> None:
+    _close_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 OWNER_FILE = ".kafkalab-owner"
@@ -159,16 +177,22 @@ class Cluster:
     controllers=3 (or any number above 1) runs a KRaft controller quorum instead of the one
     controller: processes "controller-1".."controller-N" replicate `__cluster_metadata` with
     Raft, and the leader is the active controller (`active_controller`).
+
+    Starting a second cluster while one with the same `name` (or both unnamed) is still open
+    warns (ClusterAlreadyRunningWarning): re-running a notebook cell would otherwise leave the
+    first running unseen. Clusters with different names run side by side without a warning.
     """
 
     def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
                  config: dict[str, Any] | None = None, *, keep_data: bool = False,
-                 start: bool = True, startup_timeout: float = 30.0, controllers: int = 1):
+                 start: bool = True, startup_timeout: float = 30.0, controllers: int = 1,
+                 name: str | None = None):
         if not isinstance(brokers, int) or brokers < 1:
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if not isinstance(controllers, int) or isinstance(controllers, bool) or controllers < 1:
             raise ValueError(f"controllers must be a positive integer (1, or 3 for a quorum), not {controllers!r}")
         self.num_controllers = controllers
+        self.name = name
         self._retried = False  # the last quorum admin call needed another attempt
         self.config = broker_config(profile, config)
         self.profile = profile
@@ -210,6 +234,7 @@ class Cluster:
         if self._closed:
             raise KafkaLabError("this Cluster was closed; create a new one")
         self._started = True
+        self._warn_if_another_is_open()
         _live.add(self)
         try:
             self._ctx = zmq.Context()
@@ -233,11 +258,23 @@ class Cluster:
             self._republisher = threading.Thread(target=self._republish_loop, name="kafkalab-faults",
                                                  daemon=True)
             self._republisher.start()
+            _register_exit_cleanup()
             self._wait_brokers_unfenced(self.broker_ids, self.startup_timeout)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _warn_if_another_is_open(self) -> None:
+        others = [c for c in _live if c is not self and not c._closed and c.name == self.name]
+        if others:
+            other = others[0]
+            named = f"name={self.name!r}" if self.name is not None else "no name"
+            warnings.warn(
+                f"another Cluster with {named} is still running in this process: {other!r}. "
+                "Call its close() first (or use `with Cluster(...) as cluster:`); a notebook cell that "
+                "creates a Cluster starts a new one each time it runs. To run two clusters on purpose, "
+                "give each its own name=...", ClusterAlreadyRunningWarning, stacklevel=4)
 
     def _spawn_controller(self) -> None:
         args = dict(port=self.controller_port, data_dir=os.path.join(self.data_dir, "controller"),
@@ -298,6 +335,7 @@ class Cluster:
             self._closed = True
         for client in self._clients:
             try:
+                client.closed_because = f"its cluster was closed ({self!r})"
                 client.close()
             except Exception:  # noqa: BLE001 - closing must go on
                 pass
@@ -936,7 +974,9 @@ class Cluster:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._started else "not started")
-        return f"<Cluster {self.num_brokers} brokers, profile={self.profile!r}, {state}, data_dir={self.data_dir!r}>"
+        named = f" {self.name!r}" if self.name is not None else ""
+        return (f"<Cluster{named} {self.num_brokers} brokers, profile={self.profile!r}, {state}, "
+                f"data_dir={self.data_dir!r}>")
 
 
 def _config_str(v: Any) -> str:

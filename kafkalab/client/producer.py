@@ -162,6 +162,7 @@ class Producer:
         self._outstanding = 0
         self._flushers = 0
         self._closed = False
+        self.closed_because: str | None = None  # set by a Cluster that closes its clients
         self._sender = Sender(ctx, cfg, self._acc, self._lock, self._memory_freed,
                               self._metadata_changed, self._reports)
         self._topic_info = self._sender.topic_info
@@ -185,7 +186,8 @@ class Producer:
                 timestamp: int = 0, headers: Any = None) -> None:
         """Queue one record. Raises BufferError if buffer.memory stays full for max.block.ms."""
         if self._closed:
-            raise KafkaLabError("produce() on a closed producer: create a new one")
+            why = f" ({self.closed_because})" if self.closed_because else ""
+            raise KafkaLabError(f"produce() on a closed producer{why}: create a new one")
         if self._sender.transactional_id is not None:
             self._check_txn_produce()
         if type(value) is not bytes:
