@@ -605,9 +605,15 @@ class Cluster:
         return ClientContext(node=node, brokers=self.broker_endpoints, faults=self.faults,
                              metrics=_CollectorPublisher(self.metrics, node))
 
+    def _check_client_config(self, config: dict[str, Any] | None, what: str) -> None:
+        from kafkalab.client.config import check_bootstrap_servers
+        if config and "bootstrap.servers" in config:
+            check_bootstrap_servers(config["bootstrap.servers"], self.bootstrap_servers, what)
+
     def producer(self, config: dict[str, Any] | None = None) -> Any:
         from kafkalab.client import Producer
         self._check_open()
+        self._check_client_config(config, "producer")
         p = Producer(client_config(self.profile, "producer", config), self._client_context())
         self._clients.append(p)
         return p
@@ -615,6 +621,7 @@ class Cluster:
     def consumer(self, config: dict[str, Any] | None = None) -> Any:
         from kafkalab.client import Consumer
         self._check_open()
+        self._check_client_config(config, "consumer")
         c = Consumer(client_config(self.profile, "consumer", config), self._client_context())
         self._clients.append(c)
         return c
