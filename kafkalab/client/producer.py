@@ -47,6 +47,15 @@ DeliveryCallback = Callable[[Any, Message], None]
 UNKNOWN_TOPIC_ANSWERS = 3  # "unknown topic" answers before produce() gives up on a topic
 
 
+def unknown_topic_message(topic: str) -> str:
+    """Why the lab producer refuses a topic that a Kafka client would have created."""
+    return (f"topic {topic!r} is not in the cluster's metadata: create it first "
+            f"(cluster.create_topic({topic!r}, partitions=...)). The lab producer never creates a topic, "
+            "so a typo cannot quietly make a new 1-partition topic; Kafka clients on "
+            "cluster.bootstrap_servers get Kafka's auto.create.topics.enable=true (num.partitions, "
+            "default.replication.factor), off with Cluster(config={'auto.create.topics.enable': False})")
+
+
 def _to_bytes(x: Any, what: str) -> bytes | None:
     if x is None or type(x) is bytes:
         return x
@@ -252,8 +261,7 @@ class Producer:
                     return info
                 err = self._sender.topic_errors.get(topic)
                 if err is not None and err[1] >= UNKNOWN_TOPIC_ANSWERS:
-                    raise KafkaError(err[0].code, f"topic {topic!r} is not in the cluster's metadata: "
-                                     f"create it first (cluster.create_topic({topic!r}, partitions=...))")
+                    raise KafkaError(err[0].code, unknown_topic_message(topic))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise KafkaError(ErrorCode.request_timed_out,
