@@ -221,6 +221,7 @@ class Cluster:
         self._client_ids = itertools.count(1)
         self._clients: list[Any] = []
         self._loads: dict[str, Any] = {}
+        self._broker_admins: dict[int, RpcClient] = {}
         self._closed = False
         self._started = False
         self.metrics: MetricsCollector | None = None
@@ -354,7 +355,7 @@ class Cluster:
             obj = getattr(self, closer, None)
             if obj is not None:
                 obj.close()
-        for admin in getattr(self, "_admins", {}).values():
+        for admin in [*getattr(self, "_admins", {}).values(), *self._broker_admins.values()]:
             admin.close()
         if getattr(self, "_ctx", None) is not None:
             self._ctx.term()
@@ -957,6 +958,118 @@ class Cluster:
                          "kafka_port": self._ports[b][1]})
         return pd.DataFrame(rows)
 
+    # -- topic admin (Kafka's admin APIs: the controller decides, brokers apply) ----------------
+    def _broker_call(self, broker_id: int, request: Any, timeout: float = 10.0) -> Any:
+        """One request to one broker over the lab transport (as an AdminClient would send it)."""
+        with self._lock:
+            self._check_open()
+            self._check_broker(broker_id)
+            if broker_id not in self._broker_admins:  # one per broker: a ZeroMQ identity is reused
+                self._broker_admins[broker_id] = RpcClient(self._ctx, "admin", broker_node(broker_id),
+                                                           self.broker_endpoints[broker_id], self.faults)
+            return self._broker_admins[broker_id].call(request, timeout)
+
+    def describe_configs(self, topic: str | None = None, *, broker: int | None = None) -> pd.DataFrame:
+        """A topic's (or a broker's) configs, a row each: name, value, source (topic, broker or
+        default: where the value comes from), read_only - Kafka's DescribeConfigs."""
+        from kio.schema.describe_configs.v4 import request as dc_req
+
+        from kafkalab.broker.admin import BROKER_RESOURCE, TOPIC_RESOURCE
+        if (topic is None) == (broker is None):
+            raise KafkaLabError("describe_configs(topic) or describe_configs(broker=ID): name one of them")
+        target = broker if broker is not None else self._any_running_broker()
+        req = dc_req.DescribeConfigsRequest(resources=(dc_req.DescribeConfigsResource(
+            resource_type=TOPIC_RESOURCE if topic is not None else BROKER_RESOURCE,
+            resource_name=topic if topic is not None else str(broker), configuration_keys=None),),
+            include_synonyms=False, include_documentation=True)
+        result = self._broker_call(target, req).results[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or "DescribeConfigs failed")
+        sources = {1: "topic", 4: "broker", 5: "default"}
+        return pd.DataFrame([{"name": c.name, "value": c.value, "source": sources.get(int(c.config_source), "?"),
+                              "read_only": bool(c.read_only), "doc": c.documentation or ""} for c in result.configs])
+
+    def _any_running_broker(self) -> int:
+        for b in self.broker_ids:
+            if self.broker_state(b) == "running":
+                return b
+        raise KafkaLabError("no broker is running: restart one first")
+
+    def alter_topic_config(self, name: str, config: dict[str, Any], *, timeout: float = 10.0) -> None:
+        """Set topic configs (a value of None removes the override: back to the broker's default).
+        The controller checks and records the change; every broker applies it to the topic's log
+        (Kafka's IncrementalAlterConfigs). Returns once every running broker shows it."""
+        from kio.schema.incremental_alter_configs.v1 import request as iac_req
+
+        from kafkalab.broker.admin import TOPIC_RESOURCE
+        from kafkalab.controller.topic_admin import DELETE, SET
+        resolve({k: v for k, v in config.items() if v is not None}, TOPIC_CONFIGS, "topic")  # typos fail here
+        req = iac_req.IncrementalAlterConfigsRequest(resources=(iac_req.AlterConfigsResource(
+            resource_type=TOPIC_RESOURCE, resource_name=name, configs=tuple(
+                iac_req.AlterableConfig(name=k, config_operation=DELETE if v is None else SET,
+                                        value=None if v is None else _config_str(v)) for k, v in config.items())),),
+            validate_only=False)
+        result = self._call(req, timeout).responses[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or f"cannot alter topic {name!r}")
+        self._record_event("topic_config", f"{name}: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+        wanted = {k: None if v is None else _config_str(v) for k, v in config.items()}
+
+        def applied() -> bool:
+            return all(self._topic_config_shown(b, name, wanted) for b in self.broker_ids
+                       if self.broker_state(b) == "running")
+        wait_until(applied, timeout, f"brokers to apply the new config of topic {name!r}")
+
+    def _topic_config_shown(self, broker_id: int, name: str, wanted: dict[str, str | None]) -> bool:
+        """Whether this broker's DescribeConfigs shows these overrides (None: no override)."""
+        from kio.schema.describe_configs.v4 import request as dc_req
+
+        from kafkalab.broker.admin import TOPIC_CONFIG, TOPIC_RESOURCE
+        res = self._broker_call(broker_id, dc_req.DescribeConfigsRequest(resources=(dc_req.DescribeConfigsResource(
+            resource_type=TOPIC_RESOURCE, resource_name=name, configuration_keys=tuple(wanted)),),
+            include_synonyms=False, include_documentation=False)).results[0]
+        got = {c.name: (c.value, int(c.config_source)) for c in res.configs}
+        return all((got.get(k, (None, 0))[1] == TOPIC_CONFIG) == (v is not None)
+                   and (v is None or got[k][0] == v) for k, v in wanted.items())
+
+    def create_partitions(self, name: str, total: int, *, timeout: float = 10.0) -> None:
+        """Grow topic `name` to `total` partitions (Kafka's CreatePartitions: partitions are only
+        ever added - keys that hashed to one partition may now go to another)."""
+        from kio.schema.create_partitions.v3 import request as cp_req
+        req = cp_req.CreatePartitionsRequest(topics=(cp_req.CreatePartitionsTopic(name=name, count=total,
+                                                                                   assignments=None),),
+                                             timeout=datetime.timedelta(seconds=timeout), validate_only=False)
+        result = self._call(req, timeout).results[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or f"cannot add partitions to {name!r}")
+        self._record_event("partitions_created", f"{name}: {total} partitions")
+        wait_until(lambda: self._topic_served(name), timeout, f"leaders of the new partitions of {name!r}")
+
+    def delete_records(self, name: str, offsets: dict[int, int], *, timeout: float = 10.0) -> dict[int, int]:
+        """Delete every record below `offsets[partition]` (-1: up to the high watermark) - Kafka's
+        DeleteRecords, sent to each partition's leader. Returns each partition's new log start
+        offset (its low watermark)."""
+        from kio.schema.delete_records.v2 import request as dr_req
+        md = self._controller_metadata([name]).topics[0]
+        if md.error_code != ErrorCode.none:
+            raise KafkaError(md.error_code, f"topic {name!r} does not exist")
+        leaders = {int(p.partition_index): int(p.leader_id) for p in md.partitions}
+        out: dict[int, int] = {}
+        for partition, offset in offsets.items():
+            if partition not in leaders:
+                raise KafkaLabError(f"topic {name!r} has no partition {partition} (it has {len(leaders)})")
+            if leaders[partition] < 0:
+                raise KafkaError(ErrorCode.leader_not_available, f"{name}-{partition} has no leader now")
+            req = dr_req.DeleteRecordsRequest(topics=(dr_req.DeleteRecordsTopic(name=name, partitions=(
+                dr_req.DeleteRecordsPartition(partition_index=partition, offset=offset),)),),
+                timeout=datetime.timedelta(seconds=timeout))
+            result = self._broker_call(leaders[partition], req, timeout).topics[0].partitions[0]
+            if result.error_code != ErrorCode.none:
+                raise KafkaError(result.error_code, f"cannot delete records of {name}-{partition} below {offset}")
+            out[partition] = int(result.low_watermark)
+        self._record_event("delete_records", f"{name}: " + ", ".join(f"{p} < {o}" for p, o in out.items()))
+        return out
+
     def elect_preferred_leaders(self) -> None:
         from kio.schema.elect_leaders.v2 import request as el_req
         self._call(el_req.ElectLeadersRequest(election_type=0, topic_partitions=None,
@@ -998,7 +1111,7 @@ def _not_controller(resp: Any, asked: int) -> bool:
     """Whether a quorum controller's answer means "ask the active controller instead"."""
     if hasattr(resp, "controller_id") and hasattr(resp, "brokers"):  # Metadata
         return int(resp.controller_id) != asked
-    for field in ("topics", "responses"):
+    for field in ("topics", "responses", "results"):
         items = getattr(resp, field, None)
         if items and getattr(items[0], "error_code", None) == ErrorCode.not_controller:
             return True
