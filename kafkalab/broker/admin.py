@@ -1,7 +1,10 @@
 """The broker's admin APIs: what Kafka's AdminClient and tools ask a broker.
 
 Served here, from this broker's own state: DescribeConfigs (topic and broker configs, with
-each value's source), DeleteRecords (the leader moves its log start offset), DescribeLogDirs.
+each value's source), DeleteRecords (the leader moves its log start offset), DescribeLogDirs,
+DescribeProducers (a leader's producer state), ListTransactions and DescribeTransactions (the
+transaction coordinator's), DeleteGroups and OffsetDelete (the group coordinator's, in
+kafkalab.broker.group_admin).
 Forwarded to the controller, which decides and writes metadata records that every broker then
 applies: AlterConfigs, IncrementalAlterConfigs, CreatePartitions, ElectLeaders (as KRaft
 brokers forward them). The same service answers both transports (ZeroMQ and the Kafka listener).
@@ -34,6 +37,8 @@ _TYPES = {bool: 1, str: 2, int: 5, float: 6, list: 7}
 
 DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 44
 CREATE_PARTITIONS, DELETE_RECORDS, ELECT_LEADERS, DESCRIBE_LOG_DIRS = 37, 21, 43, 35
+DESCRIBE_PRODUCERS, DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 61, 65, 66
+DELETE_GROUPS, OFFSET_DELETE = 42, 47
 FORWARDED = frozenset({ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS, CREATE_PARTITIONS, ELECT_LEADERS})
 
 
@@ -180,10 +185,86 @@ def describe_log_dirs(req: Any, resp_cls: Any, log_dir: str, partitions: dict[tu
     return resp_cls(throttle_time=_td0(), error_code=ErrorCode.none, results=(result,))
 
 
+# -- DescribeProducers ------------------------------------------------------------------------------
+def describe_producers(req: Any, resp_cls: Any, partitions: dict[tuple[str, int], Any]) -> Any:
+    """The producers a partition leader tracks: id, epoch, last sequence and the offset where
+    each one's open transaction began (what `kafka-transactions.sh find-hanging` reads)."""
+    mod = _module(resp_cls)
+    topics = []
+    for t in req.topics:
+        rows = []
+        for pid in t.partition_indexes:
+            part = partitions.get((str(t.name), int(pid)))
+            code, msg, active = ErrorCode.none, None, []
+            if part is None:
+                code, msg = ErrorCode.unknown_topic_or_partition, f"{t.name}-{pid} is not hosted here"
+            elif not part.is_leader:
+                code, msg = ErrorCode.not_leader_or_follower, f"broker {part.broker_id} does not lead {t.name}-{pid}"
+            else:
+                active = [mod.ProducerState(
+                    producer_id=st.producer_id, producer_epoch=st.producer_epoch, last_sequence=st.last_seq,
+                    last_timestamp=st.last_timestamp, coordinator_epoch=st.coordinator_epoch,
+                    current_txn_start_offset=st.current_txn_first_offset)
+                    for st in sorted(part.producer_state.producers.values(), key=lambda s: s.producer_id)]
+            rows.append(mod.PartitionResponse(partition_index=pid, error_code=code, error_message=msg,
+                                              active_producers=tuple(active)))
+        topics.append(mod.TopicResponse(name=t.name, partitions=tuple(rows)))
+    return resp_cls(throttle_time=_td0(), topics=tuple(topics))
+
+
+# -- ListTransactions, DescribeTransactions ---------------------------------------------------------
+def _owned_txns(coordinator: Any) -> list[Any]:
+    return [m for tid, m in sorted(coordinator.txns.items())
+            if coordinator.owns(coordinator.partition_of(tid)) == "yes"]
+
+
+def list_transactions(req: Any, resp_cls: Any, coordinator: Any, now_ms: int) -> Any:
+    from kafkalab.broker.txn_coordinator import TxnState
+
+    mod = _module(resp_cls)
+    labels = {s.label for s in TxnState}
+    states = set(req.state_filters or ())
+    producers = {int(p) for p in (req.producer_id_filters or ())}
+    min_ms = int(getattr(req, "duration_filter", -1))
+    rows = [mod.TransactionState(transactional_id=m.transactional_id, producer_id=m.producer_id,
+                                 transaction_state=m.state.label)
+            for m in _owned_txns(coordinator)
+            if (not states or m.state.label in states) and (not producers or m.producer_id in producers)
+            and (min_ms < 0 or (m.start_ms >= 0 and now_ms - m.start_ms >= min_ms))]
+    return resp_cls(throttle_time=_td0(), error_code=ErrorCode.none,
+                    unknown_state_filters=tuple(sorted(states - labels)), transaction_states=tuple(rows))
+
+
+def describe_transactions(req: Any, resp_cls: Any, coordinator: Any) -> Any:
+    import datetime
+
+    mod = _module(resp_cls)
+    out = []
+    for tid in req.transactional_ids:
+        tid = str(tid)
+        m = coordinator.txns.get(tid)
+        code = coordinator._check_owner(tid)
+        if code == ErrorCode.none and m is None:
+            code = ErrorCode.transactional_id_not_found
+        by_topic: dict[str, list[int]] = {}
+        for topic, p in sorted(m.partitions if m and code == ErrorCode.none else ()):
+            by_topic.setdefault(topic, []).append(p)
+        ok = code == ErrorCode.none and m is not None
+        out.append(mod.TransactionState(
+            error_code=code, transactional_id=tid, transaction_state=m.state.label if ok else "",
+            transaction_timeout=datetime.timedelta(milliseconds=m.timeout_ms if ok else 0),
+            transaction_start_time=datetime.datetime.fromtimestamp(
+                (m.start_ms if ok else -1) / 1000, tz=datetime.UTC),
+            producer_id=m.producer_id if ok else -1, producer_epoch=m.producer_epoch if ok else -1,
+            topics=tuple(mod.TopicData(topic=t, partitions=tuple(ps)) for t, ps in by_topic.items())))
+    return resp_cls(throttle_time=_td0(), transaction_states=tuple(out))
+
+
 class AdminService:
     """Wires the admin APIs into a BrokerServer."""
 
-    api_keys = frozenset({DESCRIBE_CONFIGS, DELETE_RECORDS, DESCRIBE_LOG_DIRS}) | FORWARDED
+    api_keys = frozenset({DESCRIBE_CONFIGS, DELETE_RECORDS, DESCRIBE_LOG_DIRS, DESCRIBE_PRODUCERS,
+                          DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS, DELETE_GROUPS, OFFSET_DELETE}) | FORWARDED
 
     def __init__(self, server: Any):
         self.server = server
@@ -201,3 +282,47 @@ class AdminService:
             reply(delete_records(req, resp_cls, s.rm.partitions))
         elif api_key == DESCRIBE_LOG_DIRS:
             reply(describe_log_dirs(req, resp_cls, s.rm.data_dir, s.rm.partitions))
+        elif api_key == DESCRIBE_PRODUCERS:
+            reply(describe_producers(req, resp_cls, s.rm.partitions))
+        elif api_key == LIST_TRANSACTIONS:
+            reply(list_transactions(req, resp_cls, s.transactions.coordinator, now_ms))
+        elif api_key == DESCRIBE_TRANSACTIONS:
+            reply(describe_transactions(req, resp_cls, s.transactions.coordinator))
+        elif api_key == DELETE_GROUPS:
+            self._delete_groups(req, resp_cls, reply)
+        elif api_key == OFFSET_DELETE:
+            self._offset_delete(req, resp_cls, reply)
+
+    def _delete_groups(self, req: Any, resp_cls: Any, reply: Any) -> None:
+        from kafkalab.broker.group_admin import delete_group
+
+        mod = _module(resp_cls)
+        names = [str(g) for g in req.groups_names]
+        codes: dict[str, ErrorCode] = {}
+
+        def one(name: str) -> Any:
+            def done(code: ErrorCode) -> None:
+                codes[name] = code
+                if len(codes) == len(names):
+                    reply(resp_cls(throttle_time=_td0(), results=tuple(
+                        mod.DeletableGroupResult(group_id=n, error_code=codes[n]) for n in names)))
+            return done
+        if not names:
+            reply(resp_cls(throttle_time=_td0(), results=()))
+        for name in names:
+            delete_group(self.server.groups.coordinator, name, one(name))
+
+    def _offset_delete(self, req: Any, resp_cls: Any, reply: Any) -> None:
+        from kafkalab.broker.group_admin import delete_offsets
+
+        mod = _module(resp_cls)
+        tps = [(str(t.name), int(p.partition_index)) for t in req.topics for p in t.partitions]
+
+        def done(code: ErrorCode, results: dict[tuple[str, int], ErrorCode]) -> None:
+            by_topic: dict[str, list[Any]] = {}
+            for (topic, p), c in results.items():
+                by_topic.setdefault(topic, []).append(
+                    mod.OffsetDeleteResponsePartition(partition_index=p, error_code=c))
+            reply(resp_cls(error_code=code, throttle_time=_td0(), topics=tuple(
+                mod.OffsetDeleteResponseTopic(name=t, partitions=tuple(ps)) for t, ps in by_topic.items())))
+        delete_offsets(self.server.groups.coordinator, str(req.group_id), tps, done)

@@ -17,7 +17,8 @@ from kafkalab.protocol.errors import KafkaError
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ADMIN_APIS = {21: "DeleteRecords", 32: "DescribeConfigs", 33: "AlterConfigs", 35: "DescribeLogDirs",
-              37: "CreatePartitions", 43: "ElectLeaders", 44: "IncrementalAlterConfigs"}
+              37: "CreatePartitions", 42: "DeleteGroups", 43: "ElectLeaders", 44: "IncrementalAlterConfigs",
+              47: "OffsetDelete", 61: "DescribeProducers", 65: "DescribeTransactions", 66: "ListTransactions"}
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,48 @@ def test_elect_leaders_and_describe_log_dirs(cluster: Cluster, confluent_admin: 
     sizes = {(t["name"], p["partition_index"]): p["partition_size"]
              for b in dirs for d in b["log_dirs"] for t in d["topics"] for p in t["partitions"]}
     assert dirs[0]["broker"] == leader and sizes[(name, 0)] > 0
+
+
+def test_producers_and_transactions_are_described(cluster: Cluster, kafka_python_admin: Any) -> None:
+    from confluent_kafka import Producer
+    from kafka import TopicPartition as KpTopicPartition
+
+    name = _topic(cluster, partitions=1, records=0)
+    tid = f"tx-{uuid.uuid4().hex[:6]}"
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": tid})
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    producer.produce(name, value=b"open", partition=0)
+    producer.flush(15)
+    try:
+        states = kafka_python_admin.describe_producers([KpTopicPartition(name, 0)])
+        (active,) = states[KpTopicPartition(name, 0)].active_producers
+        assert active.current_transaction_start_offset == 0    # an open transaction began at offset 0
+        listed = [t for per_broker in kafka_python_admin.list_transactions().values() for t in per_broker]
+        assert [(t.transactional_id, t.state.value) for t in listed if t.transactional_id == tid] == [(tid, "Ongoing")]
+        described = kafka_python_admin.describe_transactions([tid])[tid]
+        assert described.producer_id == active.producer_id
+        assert described.topic_partitions == {KpTopicPartition(name, 0)}
+    finally:
+        producer.abort_transaction(15)
+
+
+def test_groups_and_their_offsets_are_deleted_only_when_unused(cluster: Cluster, kafka_python_admin: Any) -> None:
+    from kafka import TopicPartition as KpTopicPartition
+    from kafka.errors import GroupSubscribedToTopicError, NonEmptyGroupError
+
+    name = _topic(cluster, partitions=1, records=5)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = cluster.consumer({"group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([name])
+    wait_until(lambda: consumer.consume(5, timeout=0.5) or consumer.assignment(), 20, "the consumer's assignment")
+    consumer.commit(asynchronous=False)
+    assert kafka_python_admin.delete_groups([group])[group] == NonEmptyGroupError.__name__
+    busy = kafka_python_admin.delete_group_offsets(group, [KpTopicPartition(name, 0)])
+    assert busy[KpTopicPartition(name, 0)] is GroupSubscribedToTopicError
+    consumer.close()   # leaves the group: now it is empty
+    kafka_python_admin.delete_group_offsets(group, [KpTopicPartition(name, 0)])
+    assert cluster.describe_group(group).committed_offset.isna().all() or \
+        (cluster.describe_group(group).committed_offset < 0).all()
+    assert kafka_python_admin.delete_groups([group])[group] == "OK"
+    assert group not in {g.group for g in kafka_python_admin.list_groups()}
