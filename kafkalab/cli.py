@@ -101,6 +101,14 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_name(text: str) -> str:
+    from kafkalab.bench import BENCHES
+
+    if text not in BENCHES:
+        raise argparse.ArgumentTypeError(f"unknown bench {text!r}; choose one of: {', '.join(BENCHES)}")
+    return text
+
+
 def _bench_catalog() -> str:
     """Every bench with its parameters and defaults (read from the bench functions)."""
     import inspect
@@ -144,7 +152,7 @@ def _main(argv: list[str] | None) -> int:
     p.set_defaults(func=_demo)
     p = sub.add_parser("bench", help="measure: " + ", ".join(BENCHES),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=list(BENCHES), metavar="NAME", help=", ".join(BENCHES))
+    p.add_argument("name", type=_bench_name, metavar="NAME", help=", ".join(BENCHES))
     bench_help = p.format_help
     p.format_help = lambda: bench_help() + "\n" + _bench_catalog()  # type: ignore[method-assign]
     p.add_argument("--json", action="store_true", help="print rows as JSON")

@@ -178,9 +178,10 @@ class Cluster:
     controller: processes "controller-1".."controller-N" replicate `__cluster_metadata` with
     Raft, and the leader is the active controller (`active_controller`).
 
-    Starting a second cluster while one with the same `name` (or both unnamed) is still open
-    warns (ClusterAlreadyRunningWarning): re-running a notebook cell would otherwise leave the
-    first running unseen. Clusters with different names run side by side without a warning.
+    Starting a cluster just like one this process still has open (same brokers, controllers,
+    profile, config and `name`) warns (ClusterAlreadyRunningWarning): that is a notebook cell run
+    again, which would otherwise leave the first cluster running unseen. A cluster that differs
+    (another size or config, or its own `name=`) runs beside it without a warning.
     """
 
     def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
@@ -266,13 +267,15 @@ class Cluster:
             raise
         return self
 
+    def _shape(self) -> tuple[Any, ...]:
+        return (self.name, self.num_brokers, self.num_controllers, self.profile, sorted(self.config.items()))
+
     def _warn_if_another_is_open(self) -> None:
-        others = [c for c in _live if c is not self and not c._closed and c.name == self.name]
+        others = [c for c in _live if c is not self and not c._closed and c._shape() == self._shape()]
         if others:
             other = others[0]
-            named = f"name={self.name!r}" if self.name is not None else "no name"
             warnings.warn(
-                f"another Cluster with {named} is still running in this process: {other!r}. "
+                f"an identical Cluster is still running in this process: {other!r}. "
                 "Call its close() first (or use `with Cluster(...) as cluster:`); a notebook cell that "
                 "creates a Cluster starts a new one each time it runs. To run two clusters on purpose, "
                 "give each its own name=...", ClusterAlreadyRunningWarning, stacklevel=4)

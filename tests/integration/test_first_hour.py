@@ -18,10 +18,12 @@ from kafkalab.protocol.errors import KafkaError
 pytestmark = pytest.mark.integration
 
 
+FIRST_CONFIG = {"log.segment.bytes": 1024, "num.partitions": 2, "log.retention.minutes": 10}
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    c = Cluster(brokers=1, config={"log.segment.bytes": 1024, "num.partitions": 2,
-                                   "log.retention.minutes": 10})
+    c = Cluster(brokers=1, config=dict(FIRST_CONFIG))
     try:
         yield c
     finally:
@@ -29,10 +31,10 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.mark.slow
-def test_a_second_unnamed_cluster_warns_and_a_named_one_does_not(cluster: Cluster) -> None:
-    with pytest.warns(ClusterAlreadyRunningWarning, match=r"another Cluster with no name is still running "
+def test_a_cluster_started_again_warns_and_a_different_or_named_one_does_not(cluster: Cluster) -> None:
+    with pytest.warns(ClusterAlreadyRunningWarning, match=r"an identical Cluster is still running "
                                                           r"in this process: <Cluster 1 brokers.*close\(\)"):
-        second = Cluster(brokers=1)
+        second = Cluster(brokers=1, config=dict(FIRST_CONFIG))   # the same cell, run again
     try:
         producer = second.producer()
     finally:
@@ -41,7 +43,8 @@ def test_a_second_unnamed_cluster_warns_and_a_named_one_does_not(cluster: Cluste
         producer.produce("t", b"x")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ClusterAlreadyRunningWarning)
-        Cluster(brokers=1, name="east").close()
+        Cluster(brokers=1, config=dict(FIRST_CONFIG), name="east").close()
+        Cluster(brokers=1).close()
 
 
 def test_bootstrap_servers_of_this_cluster_is_accepted_and_another_refused(cluster: Cluster) -> None:

@@ -38,7 +38,7 @@ def test_version(capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (("up", "--brokers", "0"), "kafkalab up: error: argument --brokers: 0 brokers: a cluster needs at least 1"),
     (("up", "--controllers", "2"), "kafkalab up: error: argument --controllers: '2' controllers: use 1"),
-    (("bench", "nope"), "kafkalab bench: error: argument NAME: invalid choice: 'nope'"),
+    (("bench", "nope"), "kafkalab bench: error: argument NAME: unknown bench 'nope'; choose one of: storage,"),
 ])
 def test_user_errors_are_one_line(capsys, argv, message):
     code, out, err = _run(capsys, *argv)

@@ -8,7 +8,12 @@ from kio.schema.describe_configs.v4 import response as dc_resp
 from kio.schema.errors import ErrorCode
 from test_controller import make
 
-from kafkalab.broker.admin import DEFAULT_CONFIG, STATIC_BROKER_CONFIG, TOPIC_CONFIG, describe_configs
+from kafkalab.broker.admin import (
+    DEFAULT_CONFIG,
+    STATIC_BROKER_CONFIG,
+    TOPIC_CONFIG,
+    describe_configs,
+)
 from kafkalab.config import broker_config
 from kafkalab.controller.topic_admin import (
     APPEND,
