@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Prints one JSON line (data dir and child pids), then ends or waits to be signalled.
 SCRIPT = textwrap.dedent("""
@@ -92,3 +93,19 @@ def test_ctrl_c_to_the_process_group_prints_no_child_traceback():
     assert "interrupted" in out
     assert proc.returncode == 0
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_children_of_a_killed_parent_die_without_a_traceback():
+    proc, info = _start("wait")
+    proc.kill()   # SIGKILL: no cleanup runs in the parent; its children must still go, quietly
+    try:
+        _, err = proc.communicate(timeout=20)   # EOF once every child holding stderr has exited
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("children of a killed parent still hold its stderr after 20 s")
+    finally:
+        for pid in info["pids"]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(info["data_dir"], ignore_errors=True)   # the next Cluster() would remove it
+    assert "Traceback" not in err, err
