@@ -522,7 +522,9 @@ class Cluster:
             self._admins[c].forget(corr)
 
     def _check_open(self) -> None:
-        if self._closed or not self._started:
+        if self._closed:
+            raise KafkaLabError(f"this cluster was closed ({self!r}): create a new Cluster (and new clients from it)")
+        if not self._started:
             raise KafkaLabError("the cluster is not running: call start() or create a new Cluster")
 
     def _controller_metadata(self, topics: list[str] | None = None) -> Any:

@@ -79,9 +79,7 @@ def resolve(user: Mapping[str, Any] | None, catalog: Mapping[str, ConfigDef], wh
     for key, raw in (user or {}).items():
         d = catalog.get(key)
         if d is None:
-            hint = closest_key(key, catalog)
-            fix = f"; did you mean {hint!r}?" if hint else f"; valid keys: {', '.join(sorted(catalog))}"
-            raise ConfigError(f"unknown {what} config {key!r}{fix}")
+            raise ConfigError(f"unknown {what} config {key!r}; did you mean {nearest_key(key, catalog)!r}?")
         out[key] = d.coerce(raw, what)
     if out.get("min.compaction.lag.ms", 0) > out.get("max.compaction.lag.ms", 0) > 0:
         # Kafka rejects this pair: a segment could never be both old enough and not too old.
@@ -350,3 +348,8 @@ def topic_default_sources(broker: Mapping[str, Any]) -> dict[str, tuple[str, Any
     out["segment.ms"] = _first_set(*((k, get(k) * f) if get(k) is not None else None for k, f in (
         ("log.roll.ms", 1), ("log.roll.hours", 3_600_000))))
     return out
+
+
+def nearest_key(key: str, catalog: Mapping[str, Any]) -> str:
+    """The catalog key closest to a typo - always one, so a config error always names a fix."""
+    return closest_key(key, catalog) or max(catalog, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio())

@@ -10,11 +10,10 @@ Any other key is rejected with the closest valid one.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafkalab.config import ConfigDef, closest_key, resolve
+from kafkalab.config import ConfigDef, nearest_key, resolve
 from kafkalab.errors import ConfigError
 
 IGNORED_KEYS = frozenset({"bootstrap.servers", "client.id"})
@@ -166,9 +165,7 @@ def _split(user: Mapping[str, Any] | None, catalog: Mapping[str, ConfigDef],
 def _closest(key: str, catalog: Mapping[str, ConfigDef],
              aliases: Mapping[str, tuple[str, Callable[[Any], Any]]], callables: tuple[str, ...]) -> str:
     """The valid key nearest to a typo - always one, so the error always names a fix."""
-    valid = [*catalog, *aliases, *callables, *sorted(IGNORED_KEYS)]
-    return (closest_key(key, dict.fromkeys(valid))  # type: ignore[arg-type]
-            or max(valid, key=lambda v: difflib.SequenceMatcher(None, key, v).ratio()))
+    return nearest_key(key, dict.fromkeys([*catalog, *aliases, *callables, *sorted(IGNORED_KEYS)]))
 
 
 def check_bootstrap_servers(value: Any, servers: str, what: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from kafkalab.config import TOPIC_CONFIGS, closest_key, topic_config
+from kafkalab.config import TOPIC_CONFIGS, nearest_key, topic_config
 from kafkalab.controller.controller import Controller, Record, assign_replicas
 from kafkalab.controller.image import NO_LEADER
 from kafkalab.controller.requests import NO_THROTTLE
@@ -51,9 +51,8 @@ def incremental_overrides(controller: Controller, topic: str,
     for name, op, value in ops:
         d = TOPIC_CONFIGS.get(name)
         if d is None:
-            hint = closest_key(name, TOPIC_CONFIGS)
             return (ErrorCode.invalid_config,
-                    f"unknown topic config {name!r}" + (f"; did you mean {hint!r}?" if hint else "")), current
+                    f"unknown topic config {name!r}; did you mean {nearest_key(name, TOPIC_CONFIGS)!r}?"), current
         if op == SET:
             current[name] = value
         elif op == DELETE:

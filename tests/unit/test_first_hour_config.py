@@ -56,3 +56,12 @@ def test_an_unknown_broker_key_suggests_the_closest():
         broker_config("lab", {"log.retention.hour": 1})
     with pytest.raises(ConfigError, match="log.segment.bytes.*must be >= 14"):
         broker_config("lab", {"log.segment.bytes": 1})
+
+
+def test_a_far_off_broker_or_topic_key_still_gets_the_nearest_suggestion():
+    from kafkalab.config import TOPIC_CONFIGS, resolve
+
+    with pytest.raises(ConfigError, match=r"unknown broker config 'qqq'; did you mean '[a-z.]+'\?$"):
+        broker_config("lab", {"qqq": 1})
+    with pytest.raises(ConfigError, match=r"unknown topic config 'zz'; did you mean '[a-z.]+'\?$"):
+        resolve({"zz": 1}, TOPIC_CONFIGS, "topic")
