@@ -339,7 +339,7 @@ class Cluster:
             self._closed = True
         for client in self._clients:
             try:
-                client.closed_because = f"its cluster was closed ({self!r})"
+                client.closed_because = f"its cluster was closed: {self!r}"
                 client.close()
             except Exception:  # noqa: BLE001 - closing must go on
                 pass

@@ -39,7 +39,7 @@ def test_a_cluster_started_again_warns_and_a_different_or_named_one_does_not(clu
         producer = second.producer()
     finally:
         second.close()
-    with pytest.raises(KafkaLabError, match=r"closed producer \(its cluster was closed \(<Cluster 1 brokers"):
+    with pytest.raises(KafkaLabError, match=r"closed producer \(its cluster was closed: <Cluster 1 brokers"):
         producer.produce("t", b"x")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ClusterAlreadyRunningWarning)
