@@ -21,12 +21,12 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     from kafkalab import Cluster
     c = Cluster(brokers=1)
-    print(json.dumps({"data_dir": c.data_dir, "pids": [p.pid for p in c._procs.values()]}), flush=True)
-    if sys.argv[1] == "wait":
-        try:
+    try:  # a signal may come as soon as the line is out
+        print(json.dumps({"data_dir": c.data_dir, "pids": [p.pid for p in c._procs.values()]}), flush=True)
+        if sys.argv[1] == "wait":
             time.sleep(120)
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
 """)
 
 
