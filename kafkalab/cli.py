@@ -1,4 +1,4 @@
-"""`kafkalab up | demo | bench NAME | dump-log PATH | lab`."""
+"""`kafkalab up | demo | bench NAME | dump-log PATH | lab` (and `--version`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,39 @@ import os
 import signal
 import sys
 import threading
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """A user error is one line (`kafkalab up: error: ...`), not the usage block and a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("kafkalab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _broker_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of brokers") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} brokers: a cluster needs at least 1")
+    return n
+
+
+def _controller_count(text: str) -> int:
+    if text not in ("1", "3"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} controllers: use 1 (one controller) or 3 (a KRaft quorum that survives one failure)")
+    return int(text)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -22,7 +55,8 @@ def _up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(f"kafkalab: {args.brokers} brokers and {args.controllers} controller(s) up ({args.profile} profile)")
         print(f"  bootstrap.servers = {cluster.bootstrap_servers}")
-        print(f"  data dir          = {cluster.data_dir}")
+        kept = "kept on exit" if args.data_dir else "deleted on exit; --data-dir DIR keeps the data"
+        print(f"  data dir          = {cluster.data_dir} ({kept})")
         print("  stop with Ctrl-C", flush=True)
         while not stop.wait(0.5):
             pass
@@ -53,15 +87,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _dump_log(args: argparse.Namespace) -> int:
-    from kafkalab.tools.dump_log import dump_log
+    from kafkalab.tools.dump_log import dump_paths
 
-    for path in args.paths:
-        if not os.path.exists(path):
-            print(f"kafkalab dump-log: no such file {path!r}", file=sys.stderr)
-            return 2
-        print(f"Dumping {path}")
-        dump_log(path, print_records=not args.no_records)
-    return 0
+    return dump_paths(args.paths, print_records=not args.no_records)
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -73,20 +101,60 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_name(text: str) -> str:
+    from kafkalab.bench import BENCHES
+
+    if text not in BENCHES:
+        raise argparse.ArgumentTypeError(f"unknown bench {text!r}; choose one of: {', '.join(BENCHES)}")
+    return text
+
+
+def _bench_catalog() -> str:
+    """Every bench with its parameters and defaults (read from the bench functions)."""
+    import inspect
+
+    from kafkalab.bench import BENCHES, load
+
+    lines = ["benches, with their parameters (set one with --param KEY=VALUE):"]
+    for name in BENCHES:
+        params = inspect.signature(load(name)).parameters.values()
+        lines.append(f"  {name:<13} " + (", ".join(f"{p.name}={p.default!r}" for p in params) or "(none)"))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kafkalab", description="Learn Kafka by running and breaking it.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`kafkalab dump-log ... | head`): stop quietly, as a Unix tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    from kafkalab.bench import BENCHES
+    from kafkalab.errors import KafkaLabError
+
+    parser = _Parser(prog="kafkalab", description="Learn Kafka by running and breaking it.")
+    parser.add_argument("--version", action="version", version=f"kafkalab {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("up", help="run a cluster in the foreground")
-    p.add_argument("--brokers", type=int, default=3)
-    p.add_argument("--controllers", type=int, default=1, help="3 for a KRaft quorum")
+    p.add_argument("--brokers", type=_broker_count, default=3)
+    p.add_argument("--controllers", type=_controller_count, default=1,
+                   help="1, or 3 for a KRaft quorum")
     p.add_argument("--profile", choices=["lab", "kafka"], default="lab")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=_up)
     p = sub.add_parser("demo", help="the story in a terminal: start, produce, kill the leader, check")
     p.add_argument("--records", type=int, default=5000)
     p.set_defaults(func=_demo)
-    p = sub.add_parser("bench", help="measure: storage, startup, failover, ...")
-    p.add_argument("name")
+    p = sub.add_parser("bench", help="measure: " + ", ".join(BENCHES),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", type=_bench_name, metavar="NAME", help=", ".join(BENCHES))
+    bench_help = p.format_help
+    p.format_help = lambda: bench_help() + "\n" + _bench_catalog()  # type: ignore[method-assign]
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.add_argument("--param", action="append", help="KEY=VALUE passed to the bench")
     p.add_argument("--client", help="produce: also measure this Kafka client (kafka-python, confluent-kafka)")
@@ -99,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("lab", help="open the labs in JupyterLab")
     p.set_defaults(func=_lab)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KafkaLabError as e:
+        print(f"kafkalab {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,7 +30,7 @@ from kio.schema.metadata.v12 import request as md_req
 from kafkalab.broker.server import broker_node
 from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
 from kafkalab.controller.server import CONTROLLER_NODE, controller_node
-from kafkalab.errors import KafkaLabError
+from kafkalab.errors import ClusterAlreadyRunningWarning, KafkaLabError
 from kafkalab.metrics import MetricsCollector
 from kafkalab.process import run_role, spawner
 from kafkalab.protocol.errors import KafkaError
@@ -44,7 +45,24 @@ def _close_all() -> None:
         c.close()
 
 
-atexit.register(_close_all)
+def _register_exit_cleanup() -> None:
+    """Close every open cluster when the interpreter exits or is told to stop.
+
+    Exit handlers run last-registered-first, and multiprocess registers one (again, when it
+    first logs) that joins every non-daemon child: a running broker never ends, so a script that
+    never called close() would hang there. Registering ours again after each start puts it
+    first. SIGTERM would end the process without any exit handler: close, then die of it."""
+    atexit.unregister(_close_all)
+    atexit.register(_close_all)
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _close_all_and_die)
+
+
+def _close_all_and_die(signum: int, frame: Any) -> None:
+    _close_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 OWNER_FILE = ".kafkalab-owner"
@@ -159,16 +177,23 @@ class Cluster:
     controllers=3 (or any number above 1) runs a KRaft controller quorum instead of the one
     controller: processes "controller-1".."controller-N" replicate `__cluster_metadata` with
     Raft, and the leader is the active controller (`active_controller`).
+
+    Starting a cluster just like one this process still has open (same brokers, controllers,
+    profile, config and `name`) warns (ClusterAlreadyRunningWarning): that is a notebook cell run
+    again, which would otherwise leave the first cluster running unseen. A cluster that differs
+    (another size or config, or its own `name=`) runs beside it without a warning.
     """
 
     def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
                  config: dict[str, Any] | None = None, *, keep_data: bool = False,
-                 start: bool = True, startup_timeout: float = 30.0, controllers: int = 1):
+                 start: bool = True, startup_timeout: float = 30.0, controllers: int = 1,
+                 name: str | None = None):
         if not isinstance(brokers, int) or brokers < 1:
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if not isinstance(controllers, int) or isinstance(controllers, bool) or controllers < 1:
             raise ValueError(f"controllers must be a positive integer (1, or 3 for a quorum), not {controllers!r}")
         self.num_controllers = controllers
+        self.name = name
         self._retried = False  # the last quorum admin call needed another attempt
         self.config = broker_config(profile, config)
         self.profile = profile
@@ -197,6 +222,7 @@ class Cluster:
         self._client_ids = itertools.count(1)
         self._clients: list[Any] = []
         self._loads: dict[str, Any] = {}
+        self._broker_admins: dict[int, RpcClient] = {}
         self._closed = False
         self._started = False
         self.metrics: MetricsCollector | None = None
@@ -210,6 +236,7 @@ class Cluster:
         if self._closed:
             raise KafkaLabError("this Cluster was closed; create a new one")
         self._started = True
+        self._warn_if_another_is_open()
         _live.add(self)
         try:
             self._ctx = zmq.Context()
@@ -233,11 +260,25 @@ class Cluster:
             self._republisher = threading.Thread(target=self._republish_loop, name="kafkalab-faults",
                                                  daemon=True)
             self._republisher.start()
+            _register_exit_cleanup()
             self._wait_brokers_unfenced(self.broker_ids, self.startup_timeout)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _shape(self) -> tuple[Any, ...]:
+        return (self.name, self.num_brokers, self.num_controllers, self.profile, sorted(self.config.items()))
+
+    def _warn_if_another_is_open(self) -> None:
+        others = [c for c in _live if c is not self and not c._closed and c._shape() == self._shape()]
+        if others:
+            other = others[0]
+            warnings.warn(
+                f"an identical Cluster is still running in this process: {other!r}. "
+                "Call its close() first (or use `with Cluster(...) as cluster:`); a notebook cell that "
+                "creates a Cluster starts a new one each time it runs. To run two clusters on purpose, "
+                "give each its own name=...", ClusterAlreadyRunningWarning, stacklevel=4)
 
     def _spawn_controller(self) -> None:
         args = dict(port=self.controller_port, data_dir=os.path.join(self.data_dir, "controller"),
@@ -298,6 +339,7 @@ class Cluster:
             self._closed = True
         for client in self._clients:
             try:
+                client.closed_because = f"its cluster was closed: {self!r}"
                 client.close()
             except Exception:  # noqa: BLE001 - closing must go on
                 pass
@@ -316,7 +358,7 @@ class Cluster:
             obj = getattr(self, closer, None)
             if obj is not None:
                 obj.close()
-        for admin in getattr(self, "_admins", {}).values():
+        for admin in [*getattr(self, "_admins", {}).values(), *self._broker_admins.values()]:
             admin.close()
         if getattr(self, "_ctx", None) is not None:
             self._ctx.term()
@@ -480,7 +522,9 @@ class Cluster:
             self._admins[c].forget(corr)
 
     def _check_open(self) -> None:
-        if self._closed or not self._started:
+        if self._closed:
+            raise KafkaLabError(f"this cluster was closed ({self!r}): create a new Cluster (and new clients from it)")
+        if not self._started:
             raise KafkaLabError("the cluster is not running: call start() or create a new Cluster")
 
     def _controller_metadata(self, topics: list[str] | None = None) -> Any:
@@ -567,9 +611,15 @@ class Cluster:
         return ClientContext(node=node, brokers=self.broker_endpoints, faults=self.faults,
                              metrics=_CollectorPublisher(self.metrics, node))
 
+    def _check_client_config(self, config: dict[str, Any] | None, what: str) -> None:
+        from kafkalab.client.config import check_bootstrap_servers
+        if config and "bootstrap.servers" in config:
+            check_bootstrap_servers(config["bootstrap.servers"], self.bootstrap_servers, what)
+
     def producer(self, config: dict[str, Any] | None = None) -> Any:
         from kafkalab.client import Producer
         self._check_open()
+        self._check_client_config(config, "producer")
         p = Producer(client_config(self.profile, "producer", config), self._client_context())
         self._clients.append(p)
         return p
@@ -577,6 +627,7 @@ class Cluster:
     def consumer(self, config: dict[str, Any] | None = None) -> Any:
         from kafkalab.client import Consumer
         self._check_open()
+        self._check_client_config(config, "consumer")
         c = Consumer(client_config(self.profile, "consumer", config), self._client_context())
         self._clients.append(c)
         return c
@@ -912,6 +963,118 @@ class Cluster:
                          "kafka_port": self._ports[b][1]})
         return pd.DataFrame(rows)
 
+    # -- topic admin (Kafka's admin APIs: the controller decides, brokers apply) ----------------
+    def _broker_call(self, broker_id: int, request: Any, timeout: float = 10.0) -> Any:
+        """One request to one broker over the lab transport (as an AdminClient would send it)."""
+        with self._lock:
+            self._check_open()
+            self._check_broker(broker_id)
+            if broker_id not in self._broker_admins:  # one per broker: a ZeroMQ identity is reused
+                self._broker_admins[broker_id] = RpcClient(self._ctx, "admin", broker_node(broker_id),
+                                                           self.broker_endpoints[broker_id], self.faults)
+            return self._broker_admins[broker_id].call(request, timeout)
+
+    def describe_configs(self, topic: str | None = None, *, broker: int | None = None) -> pd.DataFrame:
+        """A topic's (or a broker's) configs, a row each: name, value, source (topic, broker or
+        default: where the value comes from), read_only - Kafka's DescribeConfigs."""
+        from kio.schema.describe_configs.v4 import request as dc_req
+
+        from kafkalab.broker.admin import BROKER_RESOURCE, TOPIC_RESOURCE
+        if (topic is None) == (broker is None):
+            raise KafkaLabError("describe_configs(topic) or describe_configs(broker=ID): name one of them")
+        target = broker if broker is not None else self._any_running_broker()
+        req = dc_req.DescribeConfigsRequest(resources=(dc_req.DescribeConfigsResource(
+            resource_type=TOPIC_RESOURCE if topic is not None else BROKER_RESOURCE,
+            resource_name=topic if topic is not None else str(broker), configuration_keys=None),),
+            include_synonyms=False, include_documentation=True)
+        result = self._broker_call(target, req).results[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or "DescribeConfigs failed")
+        sources = {1: "topic", 4: "broker", 5: "default"}
+        return pd.DataFrame([{"name": c.name, "value": c.value, "source": sources.get(int(c.config_source), "?"),
+                              "read_only": bool(c.read_only), "doc": c.documentation or ""} for c in result.configs])
+
+    def _any_running_broker(self) -> int:
+        for b in self.broker_ids:
+            if self.broker_state(b) == "running":
+                return b
+        raise KafkaLabError("no broker is running: restart one first")
+
+    def alter_topic_config(self, name: str, config: dict[str, Any], *, timeout: float = 10.0) -> None:
+        """Set topic configs (a value of None removes the override: back to the broker's default).
+        The controller checks and records the change; every broker applies it to the topic's log
+        (Kafka's IncrementalAlterConfigs). Returns once every running broker shows it."""
+        from kio.schema.incremental_alter_configs.v1 import request as iac_req
+
+        from kafkalab.broker.admin import TOPIC_RESOURCE
+        from kafkalab.controller.topic_admin import DELETE, SET
+        resolve({k: v for k, v in config.items() if v is not None}, TOPIC_CONFIGS, "topic")  # typos fail here
+        req = iac_req.IncrementalAlterConfigsRequest(resources=(iac_req.AlterConfigsResource(
+            resource_type=TOPIC_RESOURCE, resource_name=name, configs=tuple(
+                iac_req.AlterableConfig(name=k, config_operation=DELETE if v is None else SET,
+                                        value=None if v is None else _config_str(v)) for k, v in config.items())),),
+            validate_only=False)
+        result = self._call(req, timeout).responses[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or f"cannot alter topic {name!r}")
+        self._record_event("topic_config", f"{name}: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+        wanted = {k: None if v is None else _config_str(v) for k, v in config.items()}
+
+        def applied() -> bool:
+            return all(self._topic_config_shown(b, name, wanted) for b in self.broker_ids
+                       if self.broker_state(b) == "running")
+        wait_until(applied, timeout, f"brokers to apply the new config of topic {name!r}")
+
+    def _topic_config_shown(self, broker_id: int, name: str, wanted: dict[str, str | None]) -> bool:
+        """Whether this broker's DescribeConfigs shows these overrides (None: no override)."""
+        from kio.schema.describe_configs.v4 import request as dc_req
+
+        from kafkalab.broker.admin import TOPIC_CONFIG, TOPIC_RESOURCE
+        res = self._broker_call(broker_id, dc_req.DescribeConfigsRequest(resources=(dc_req.DescribeConfigsResource(
+            resource_type=TOPIC_RESOURCE, resource_name=name, configuration_keys=tuple(wanted)),),
+            include_synonyms=False, include_documentation=False)).results[0]
+        got = {c.name: (c.value, int(c.config_source)) for c in res.configs}
+        return all((got.get(k, (None, 0))[1] == TOPIC_CONFIG) == (v is not None)
+                   and (v is None or got[k][0] == v) for k, v in wanted.items())
+
+    def create_partitions(self, name: str, total: int, *, timeout: float = 10.0) -> None:
+        """Grow topic `name` to `total` partitions (Kafka's CreatePartitions: partitions are only
+        ever added - keys that hashed to one partition may now go to another)."""
+        from kio.schema.create_partitions.v3 import request as cp_req
+        req = cp_req.CreatePartitionsRequest(topics=(cp_req.CreatePartitionsTopic(name=name, count=total,
+                                                                                   assignments=None),),
+                                             timeout=datetime.timedelta(seconds=timeout), validate_only=False)
+        result = self._call(req, timeout).results[0]
+        if result.error_code != ErrorCode.none:
+            raise KafkaError(result.error_code, result.error_message or f"cannot add partitions to {name!r}")
+        self._record_event("partitions_created", f"{name}: {total} partitions")
+        wait_until(lambda: self._topic_served(name), timeout, f"leaders of the new partitions of {name!r}")
+
+    def delete_records(self, name: str, offsets: dict[int, int], *, timeout: float = 10.0) -> dict[int, int]:
+        """Delete every record below `offsets[partition]` (-1: up to the high watermark) - Kafka's
+        DeleteRecords, sent to each partition's leader. Returns each partition's new log start
+        offset (its low watermark)."""
+        from kio.schema.delete_records.v2 import request as dr_req
+        md = self._controller_metadata([name]).topics[0]
+        if md.error_code != ErrorCode.none:
+            raise KafkaError(md.error_code, f"topic {name!r} does not exist")
+        leaders = {int(p.partition_index): int(p.leader_id) for p in md.partitions}
+        out: dict[int, int] = {}
+        for partition, offset in offsets.items():
+            if partition not in leaders:
+                raise KafkaLabError(f"topic {name!r} has no partition {partition} (it has {len(leaders)})")
+            if leaders[partition] < 0:
+                raise KafkaError(ErrorCode.leader_not_available, f"{name}-{partition} has no leader now")
+            req = dr_req.DeleteRecordsRequest(topics=(dr_req.DeleteRecordsTopic(name=name, partitions=(
+                dr_req.DeleteRecordsPartition(partition_index=partition, offset=offset),)),),
+                timeout=datetime.timedelta(seconds=timeout))
+            result = self._broker_call(leaders[partition], req, timeout).topics[0].partitions[0]
+            if result.error_code != ErrorCode.none:
+                raise KafkaError(result.error_code, f"cannot delete records of {name}-{partition} below {offset}")
+            out[partition] = int(result.low_watermark)
+        self._record_event("delete_records", f"{name}: " + ", ".join(f"{p} < {o}" for p, o in out.items()))
+        return out
+
     def elect_preferred_leaders(self) -> None:
         from kio.schema.elect_leaders.v2 import request as el_req
         self._call(el_req.ElectLeadersRequest(election_type=0, topic_partitions=None,
@@ -936,7 +1099,9 @@ class Cluster:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._started else "not started")
-        return f"<Cluster {self.num_brokers} brokers, profile={self.profile!r}, {state}, data_dir={self.data_dir!r}>"
+        named = f" {self.name!r}" if self.name is not None else ""
+        return (f"<Cluster{named} {self.num_brokers} brokers, profile={self.profile!r}, {state}, "
+                f"data_dir={self.data_dir!r}>")
 
 
 def _config_str(v: Any) -> str:
@@ -951,7 +1116,7 @@ def _not_controller(resp: Any, asked: int) -> bool:
     """Whether a quorum controller's answer means "ask the active controller instead"."""
     if hasattr(resp, "controller_id") and hasattr(resp, "brokers"):  # Metadata
         return int(resp.controller_id) != asked
-    for field in ("topics", "responses"):
+    for field in ("topics", "responses", "results"):
         items = getattr(resp, field, None)
         if items and getattr(items[0], "error_code", None) == ErrorCode.not_controller:
             return True

@@ -79,9 +79,7 @@ def resolve(user: Mapping[str, Any] | None, catalog: Mapping[str, ConfigDef], wh
     for key, raw in (user or {}).items():
         d = catalog.get(key)
         if d is None:
-            hint = closest_key(key, catalog)
-            fix = f"; did you mean {hint!r}?" if hint else f"; valid keys: {', '.join(sorted(catalog))}"
-            raise ConfigError(f"unknown {what} config {key!r}{fix}")
+            raise ConfigError(f"unknown {what} config {key!r}; did you mean {nearest_key(key, catalog)!r}?")
         out[key] = d.coerce(raw, what)
     if out.get("min.compaction.lag.ms", 0) > out.get("max.compaction.lag.ms", 0) > 0:
         # Kafka rejects this pair: a segment could never be both old enough and not too old.
@@ -253,9 +251,105 @@ def broker_config(profile: str, overrides: Mapping[str, Any] | None = None) -> d
 
 def topic_config(broker: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A topic's effective config: topic defaults, broker-level defaults, then its overrides."""
-    merged: dict[str, Any] = {
-        "min.insync.replicas": broker["min.insync.replicas"],
-        "unclean.leader.election.enable": broker["unclean.leader.election.enable"],
-    }
+    merged = broker_topic_defaults(broker)
     merged.update(overrides or {})
     return resolve(merged, TOPIC_CONFIGS, "topic")
+
+
+# ---- Broker-level topic defaults ----------------------------------------------------------
+# Kafka sets every topic config's default on the broker under another name (log.retention.hours
+# for retention.ms ...). A topic's own config wins; else the broker's; else Kafka's default.
+# Kafka leaves log.retention.ms/minutes and log.roll.ms unset (None) so that the coarser key
+# applies: ms over minutes over hours.
+_NO_LIMIT = "must be >= -1 (-1: no limit)"
+
+BROKER_TOPIC_DEFAULT_CONFIGS: dict[str, ConfigDef] = _defs(
+    ConfigDef("log.retention.ms", int, None, "default retention.ms (wins over minutes and hours)",
+              check=_ms_or_unlimited, check_doc=_NO_LIMIT),
+    ConfigDef("log.retention.minutes", int, None, "default retention.ms in minutes (wins over hours)",
+              check=_ms_or_unlimited, check_doc=_NO_LIMIT),
+    ConfigDef("log.retention.hours", int, 168, "default retention.ms in hours",
+              check=_ms_or_unlimited, check_doc=_NO_LIMIT),
+    ConfigDef("log.retention.bytes", int, -1, "default retention.bytes", check=_ms_or_unlimited,
+              check_doc=_NO_LIMIT),
+    ConfigDef("log.segment.bytes", int, 1_073_741_824, "default segment.bytes",
+              check=lambda v: v >= 14, check_doc="must be >= 14"),
+    ConfigDef("log.roll.ms", int, None, "default segment.ms (wins over log.roll.hours)",
+              check=_positive, check_doc="must be >= 1"),
+    ConfigDef("log.roll.hours", int, 168, "default segment.ms in hours", check=_positive,
+              check_doc="must be >= 1"),
+    ConfigDef("log.cleanup.policy", list, ["delete"], "default cleanup.policy",
+              choices=("delete", "compact")),
+    ConfigDef("compression.type", str, "producer", "default compression.type",
+              choices=("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
+    ConfigDef("message.max.bytes", int, 1_048_588, "default max.message.bytes", check=_nonneg,
+              check_doc="must be >= 0"),
+    ConfigDef("log.cleaner.min.cleanable.ratio", float, 0.5, "default min.cleanable.dirty.ratio",
+              check=lambda v: 0.0 <= v <= 1.0, check_doc="must be between 0 and 1"),
+    ConfigDef("log.cleaner.delete.retention.ms", int, 86_400_000, "default delete.retention.ms",
+              check=_nonneg, check_doc="must be >= 0"),
+    ConfigDef("log.cleaner.min.compaction.lag.ms", int, 0, "default min.compaction.lag.ms",
+              check=_nonneg, check_doc="must be >= 0"),
+    ConfigDef("log.cleaner.max.compaction.lag.ms", int, 9_223_372_036_854_775_807,
+              "default max.compaction.lag.ms", check=_positive, check_doc="must be > 0"),
+    ConfigDef("log.index.interval.bytes", int, 4096, "default index.interval.bytes", check=_nonneg,
+              check_doc="must be >= 0"),
+    ConfigDef("log.index.size.max.bytes", int, 10_485_760, "default segment.index.bytes",
+              check=lambda v: v >= 8, check_doc="must be >= 8"),
+    ConfigDef("log.segment.delete.delay.ms", int, 60_000, "default file.delete.delay.ms",
+              check=_nonneg, check_doc="must be >= 0"),
+    ConfigDef("log.message.timestamp.type", str, "CreateTime", "default message.timestamp.type",
+              choices=("CreateTime", "LogAppendTime")),
+)
+BROKER_CONFIGS.update(BROKER_TOPIC_DEFAULT_CONFIGS)
+
+# broker key -> topic key, for the defaults that are one value under another name
+BROKER_TO_TOPIC: dict[str, str] = {
+    "log.retention.bytes": "retention.bytes",
+    "log.segment.bytes": "segment.bytes",
+    "log.cleanup.policy": "cleanup.policy",
+    "compression.type": "compression.type",
+    "message.max.bytes": "max.message.bytes",
+    "log.cleaner.min.cleanable.ratio": "min.cleanable.dirty.ratio",
+    "log.cleaner.delete.retention.ms": "delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms": "max.compaction.lag.ms",
+    "log.index.interval.bytes": "index.interval.bytes",
+    "log.index.size.max.bytes": "segment.index.bytes",
+    "log.segment.delete.delay.ms": "file.delete.delay.ms",
+    "log.message.timestamp.type": "message.timestamp.type",
+    "min.insync.replicas": "min.insync.replicas",
+    "unclean.leader.election.enable": "unclean.leader.election.enable",
+}
+
+
+def _first_set(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+def broker_topic_defaults(broker: Mapping[str, Any]) -> dict[str, Any]:
+    """Topic configs (by topic key) as this broker's config sets their defaults, each with the
+    broker key it came from (`topic_default_sources`) - Kafka's DEFAULT_BROKER_CONFIG source."""
+    return {topic_key: value for topic_key, (_, value) in topic_default_sources(broker).items()}
+
+
+def topic_default_sources(broker: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """topic key -> (the broker key that sets it, value), Kafka's precedence applied."""
+    def get(key: str) -> Any:
+        return broker.get(key, BROKER_CONFIGS[key].default)
+
+    def unlimited(ms: int) -> int:
+        return -1 if ms < 0 else ms
+
+    out = {topic_key: (key, get(key)) for key, topic_key in BROKER_TO_TOPIC.items()}
+    retention = _first_set(*((k, get(k) * f) if get(k) is not None else None for k, f in (
+        ("log.retention.ms", 1), ("log.retention.minutes", 60_000), ("log.retention.hours", 3_600_000))))
+    out["retention.ms"] = (retention[0], unlimited(retention[1]))
+    out["segment.ms"] = _first_set(*((k, get(k) * f) if get(k) is not None else None for k, f in (
+        ("log.roll.ms", 1), ("log.roll.hours", 3_600_000))))
+    return out
+
+
+def nearest_key(key: str, catalog: Mapping[str, Any]) -> str:
+    """The catalog key closest to a typo - always one, so a config error always names a fix."""
+    return closest_key(key, catalog) or max(catalog, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio())

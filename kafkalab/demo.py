@@ -21,6 +21,7 @@ def run_demo(records: int = 5000, out: Any = None) -> int:
     from kafkalab import Cluster, TopicPartition
 
     out = out or sys.stdout
+    live = bool(getattr(out, "isatty", lambda: False)())
 
     def say(msg: str = "") -> None:
         print(msg, file=out, flush=True)
@@ -47,9 +48,10 @@ def run_demo(records: int = 5000, out: Any = None) -> int:
                                  on_delivery=on_delivery)
                 if i % 500 == 0:
                     producer.poll(0)
-                    out.write("\r   " + _bar(len(acked), records))
+                    if live:  # a log file gets one line, not a pile of \r updates
+                        out.write("\r   " + _bar(len(acked), records))
             producer.flush(30)
-            out.write("\r   " + _bar(len(acked), records) + "\n")
+            out.write(("\r" if live else "") + "   " + _bar(len(acked), records) + "\n")
 
         say("3. Producing with acks=all ...")
         half = records // 2

@@ -7,6 +7,10 @@ class KafkaLabError(Exception):
     """Base class for every error kafkalab raises on purpose."""
 
 
+class ClusterAlreadyRunningWarning(UserWarning):
+    """A Cluster was started while another one this process started is still running."""
+
+
 class ConfigError(KafkaLabError, ValueError):
     """A configuration key or value that Kafka would reject."""
 

@@ -23,7 +23,12 @@ _PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Call first thing in a child: SIGKILL me when my parent goes."""
+    """Call first thing in a child: SIGKILL me when my parent goes.
+
+    A child also ignores SIGINT: Ctrl-C in a terminal (or a kernel restart) signals the whole
+    process group, and the parent, not each child, decides how its children end - without a
+    KeyboardInterrupt traceback from every broker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -105,6 +110,7 @@ def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
 
     A failure is also written to `error_file`, so the notebook can say why a process died
     (a port taken, a data dir it cannot write) instead of only that it did."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as early as can be: see die_with_parent
     try:
         _run_role(role, **kwargs)
     except Exception as e:

@@ -115,6 +115,7 @@ class ReplicaManager:
                 if part is None:
                     part = self._open_partition(tp, cfg, now_ms)
                 part.config = {**cfg, **self._replication_config()}
+                part.log.config = cfg  # an altered topic config reaches the log (segments, retention)
                 role = part.apply_registration(reg, now_ms)
                 if role is not None:
                     changes[tp] = role
@@ -517,6 +518,8 @@ class ReplicaManager:
                 if int(p.log_start_offset) > part.log_end_offset:
                     # The leader deleted what we miss (retention): start over at its log start.
                     part.log.truncate_fully_and_start_at(int(p.log_start_offset), now_ms=now_ms)
+                elif int(p.log_start_offset) > part.log_start_offset:
+                    part.log.increment_log_start_offset(int(p.log_start_offset))  # DeleteRecords
                 try:
                     part.append_as_follower(bytes(p.records or b""), int(p.high_watermark), now_ms)
                 except Exception:

@@ -110,6 +110,8 @@ class BrokerServer:
         # (kafkalab.transport.kafka_listener) plug in here when present.
         self.groups: Any = _optional_groups(self)
         self.transactions: Any = _optional_transactions(self)
+        from kafkalab.broker.admin import AdminService
+        self.admin = AdminService(self)
         self.kafka_listener: Any = _optional_kafka_listener(self, kafka_port)
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
@@ -381,6 +383,8 @@ class BrokerServer:
             self._answer_init_pid()
         elif api_key in (19, 20):  # CreateTopics / DeleteTopics are the controller's: forward
             self._call_controller(req, reply)
+        elif api_key in self.admin.api_keys:
+            self.admin.handle(api_key, version, req, reply, now)
         else:
             log.warning("%s: api key %d is not supported yet; ignored", self.node, api_key)
             return False

@@ -56,6 +56,7 @@ class ProducerBatch:
     drained_ms: float | None = None
     base_sequence: int = -1
     wire: bytes | None = None  # built once, so a retry resends the same bytes and sequence
+    last_error: Any = None  # the broker's last retriable error: named if the batch then expires
 
     @property
     def record_count(self) -> int:

@@ -1,7 +1,8 @@
 """Producer and consumer configuration: Kafka's keys and modern defaults.
 
 Learners paste confluent-kafka (librdkafka) dicts, so besides Kafka's Java names this accepts:
-- bootstrap.servers and client.id, ignored: the cluster already knows its brokers;
+- bootstrap.servers and client.id, ignored: the cluster already knows its brokers (a Cluster
+  first checks that bootstrap.servers names its own brokers: `check_bootstrap_servers`);
 - librdkafka aliases of Java keys (queue.buffering.max.ms -> linger.ms ...), renamed;
 - Python callables confluent takes in the dict (on_delivery, error_cb; a partitioner).
 Any other key is rejected with the closest valid one.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kafkalab.config import ConfigDef, closest_key, resolve
+from kafkalab.config import ConfigDef, nearest_key, resolve
 from kafkalab.errors import ConfigError
 
 IGNORED_KEYS = frozenset({"bootstrap.servers", "client.id"})
@@ -156,12 +157,30 @@ def _split(user: Mapping[str, Any] | None, catalog: Mapping[str, ConfigDef],
             key, convert = aliases[key][0], aliases[key][1]
             value = convert(value)
         elif key not in catalog:
-            valid = {**catalog, **{k: catalog[v[0]] for k, v in aliases.items()}}
-            hint = closest_key(key, valid) or closest_key(key, {c: None for c in callables})  # type: ignore[arg-type]
-            fix = f"; did you mean {hint!r}?" if hint else f"; valid keys: {', '.join(sorted(catalog))}"
-            raise ConfigError(f"unknown {what} config {key!r}{fix}")
+            raise ConfigError(f"unknown {what} config {key!r}; did you mean {_closest(key, catalog, aliases, callables)!r}?")
         plain[key] = value
     return plain, hooks
+
+
+def _closest(key: str, catalog: Mapping[str, ConfigDef],
+             aliases: Mapping[str, tuple[str, Callable[[Any], Any]]], callables: tuple[str, ...]) -> str:
+    """The valid key nearest to a typo - always one, so the error always names a fix."""
+    return nearest_key(key, dict.fromkeys([*catalog, *aliases, *callables, *sorted(IGNORED_KEYS)]))
+
+
+def check_bootstrap_servers(value: Any, servers: str, what: str) -> None:
+    """A lab client always talks to its own cluster. bootstrap.servers in its config is fine when
+    it names that cluster's brokers (a pasted confluent-kafka dict), and an error otherwise:
+    silently connecting elsewhere than written would mislead."""
+    own = set(servers.split(","))
+    given = [s.strip() for s in (value.split(",") if isinstance(value, str) else list(value)) if s.strip()]
+    normal = {s.replace("localhost:", "127.0.0.1:", 1) for s in given}
+    if not given or not normal <= own:
+        raise ConfigError(
+            f"{what} config bootstrap.servers={value!r} does not name this cluster, whose brokers are at "
+            f"{servers!r}: a client from cluster.{what}() always connects to its own cluster; leave "
+            "bootstrap.servers out (or give cluster.bootstrap_servers), or use a Kafka client library "
+            "for another cluster")
 
 
 def producer_config(user: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class Consumer:
         self._in_hand: set[tuple[str, int]] = set()
         self._queue = MessageQueue()
         self._closed = False
+        self.closed_because: str | None = None  # set by a Cluster that closes its clients
         self._member: GroupMember | None = None
         self._callbacks: dict[str, Any] = {}
         self._next_auto_commit = 0.0
@@ -108,7 +109,8 @@ class Consumer:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise KafkaLabError("the consumer is closed: create a new one")
+            why = f" ({self.closed_because})" if self.closed_because else ""
+            raise KafkaLabError(f"the consumer is closed{why}: create a new one")
         self._fetcher.check()
 
     # ---- assignment -------------------------------------------------------------------

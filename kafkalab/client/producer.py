@@ -47,6 +47,15 @@ DeliveryCallback = Callable[[Any, Message], None]
 UNKNOWN_TOPIC_ANSWERS = 3  # "unknown topic" answers before produce() gives up on a topic
 
 
+def unknown_topic_message(topic: str) -> str:
+    """Why the lab producer refuses a topic that a Kafka client would have created."""
+    return (f"topic {topic!r} is not in the cluster's metadata: create it first "
+            f"(cluster.create_topic({topic!r}, partitions=...)). The lab producer never creates a topic, "
+            "so a typo cannot quietly make a new 1-partition topic; Kafka clients on "
+            "cluster.bootstrap_servers get Kafka's auto.create.topics.enable=true (num.partitions, "
+            "default.replication.factor), off with Cluster(config={'auto.create.topics.enable': False})")
+
+
 def _to_bytes(x: Any, what: str) -> bytes | None:
     if x is None or type(x) is bytes:
         return x
@@ -162,6 +171,7 @@ class Producer:
         self._outstanding = 0
         self._flushers = 0
         self._closed = False
+        self.closed_because: str | None = None  # set by a Cluster that closes its clients
         self._sender = Sender(ctx, cfg, self._acc, self._lock, self._memory_freed,
                               self._metadata_changed, self._reports)
         self._topic_info = self._sender.topic_info
@@ -185,7 +195,8 @@ class Producer:
                 timestamp: int = 0, headers: Any = None) -> None:
         """Queue one record. Raises BufferError if buffer.memory stays full for max.block.ms."""
         if self._closed:
-            raise KafkaLabError("produce() on a closed producer: create a new one")
+            why = f" ({self.closed_because})" if self.closed_because else ""
+            raise KafkaLabError(f"produce() on a closed producer{why}: create a new one")
         if self._sender.transactional_id is not None:
             self._check_txn_produce()
         if type(value) is not bytes:
@@ -250,8 +261,7 @@ class Producer:
                     return info
                 err = self._sender.topic_errors.get(topic)
                 if err is not None and err[1] >= UNKNOWN_TOPIC_ANSWERS:
-                    raise KafkaError(err[0].code, f"topic {topic!r} is not in the cluster's metadata: "
-                                     f"create it first (cluster.create_topic({topic!r}, partitions=...))")
+                    raise KafkaError(err[0].code, unknown_topic_message(topic))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise KafkaError(ErrorCode.request_timed_out,

@@ -232,7 +232,7 @@ class Sender(IoThread):
             # An expired batch leaves a hole in the sequence: start a new one (Kafka 2.5+).
             self._new_producer_id("a batch expired")
         for b in expired:
-            self._report(b, self._expired(b, now_ms), -1, -1)
+            self._report(b, self._expired(b, now_ms, b.last_error), -1, -1)
         if check is not None:
             if check.unknown_leader_topics:
                 self.wanted |= check.unknown_leader_topics
@@ -451,6 +451,7 @@ class Sender(IoThread):
                 if err.code in METADATA_ERRORS or isinstance(resp, KafkaError):
                     self.need_metadata = True
                 if self._retriable(err) and self.acc.can_retry(b, now_ms, self.retries) and not self.closing:
+                    b.last_error = err
                     self.acc.reenqueue(b, now_ms)
                     self.retries_done += 1
                     continue

@@ -17,7 +17,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from kafkalab.config import TOPIC_CONFIGS, resolve
+from kafkalab.config import TOPIC_CONFIGS, resolve, topic_config
 from kafkalab.controller.image import NO_LEADER, MetadataImage, PartitionRegistration
 from kafkalab.errors import ConfigError
 
@@ -65,12 +65,7 @@ class Controller:
         return self.config["broker.session.timeout.ms"]
 
     def topic_configs(self, topic: str) -> dict[str, Any]:
-        merged = {
-            "min.insync.replicas": self.config["min.insync.replicas"],
-            "unclean.leader.election.enable": self.config["unclean.leader.election.enable"],
-        }
-        merged.update(self.image.topics[topic].configs)
-        return resolve(merged, TOPIC_CONFIGS, "topic")
+        return topic_config(self.config, self.image.topics[topic].configs)
 
     # -- brokers ---------------------------------------------------------------------------
     def register_broker(self, broker_id: int, endpoint: str, host: str, port: int, now_ms: int) -> int:

@@ -128,6 +128,15 @@ def not_controller_response(api_key: int, version: int, request: Any) -> Any | N
         return cls(throttle_time=NO_THROTTLE, error_code=code, replica_election_results=())
     if api_key == 67:
         return cls(throttle_time=NO_THROTTLE, error_code=code, producer_id_start=-1, producer_id_len=0)
+    if api_key in (33, 44):
+        mod = __import__(cls.__module__, fromlist=["AlterConfigsResourceResponse"])
+        return cls(throttle_time=NO_THROTTLE, responses=tuple(mod.AlterConfigsResourceResponse(
+            error_code=code, error_message="not the active controller", resource_type=r.resource_type,
+            resource_name=r.resource_name) for r in request.resources))
+    if api_key == 37:
+        mod = __import__(cls.__module__, fromlist=["CreatePartitionsTopicResult"])
+        return cls(throttle_time=NO_THROTTLE, results=tuple(mod.CreatePartitionsTopicResult(
+            name=t.name, error_code=code, error_message="not the active controller") for t in request.topics))
     return None
 
 

@@ -73,11 +73,6 @@ def alter_partition(controller: Controller, req: Any, resp_cls: Any) -> Any:
     return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=tuple(topics))
 
 
-def elect_leaders(controller: Controller, req: Any, resp_cls: Any) -> Any:
-    controller.elect_preferred_leaders()
-    return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, replica_election_results=())
-
-
 def metadata_response(image: MetadataImage, req: Any, resp_cls: Any = md.MetadataResponse,
                       *, controller_id: int = -1, missing: dict[str, ErrorCode] | None = None) -> Any:
     """Metadata for the requested topics (all when None) from an image."""

@@ -157,8 +157,14 @@ class ControllerServer:
             from kafkalab.controller.requests import alter_partition
             self._respond(env, alter_partition(self.controller, req, resp_cls))
         elif key == 43:  # ElectLeaders
-            from kafkalab.controller.requests import elect_leaders
-            self._respond(env, elect_leaders(self.controller, req, resp_cls))
+            from kafkalab.controller.topic_admin import elect_leaders_response
+            self._respond(env, elect_leaders_response(self.controller, req, resp_cls))
+        elif key in (33, 44):  # AlterConfigs, IncrementalAlterConfigs (topic configs)
+            from kafkalab.controller.topic_admin import alter_configs_response
+            self._respond(env, alter_configs_response(self.controller, req, resp_cls, incremental=key == 44))
+        elif key == 37:  # CreatePartitions
+            from kafkalab.controller.topic_admin import create_partitions_response
+            self._respond(env, create_partitions_response(self.controller, req, resp_cls))
         elif key == 67:  # AllocateProducerIds
             start, length = self.controller.allocate_producer_ids()
             self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none,

@@ -62,6 +62,15 @@ ZMQ_VERSIONS: dict[int, int] = {
     32: 4,  # DescribeConfigs
     33: 2,  # AlterConfigs
     43: 2,  # ElectLeaders
+    # Admin APIs served on the Kafka listener (kafkalab.broker.admin):
+    35: 4,  # DescribeLogDirs
+    37: 3,  # CreatePartitions
+    42: 2,  # DeleteGroups
+    44: 1,  # IncrementalAlterConfigs
+    47: 0,  # OffsetDelete
+    61: 0,  # DescribeProducers
+    65: 0,  # DescribeTransactions
+    66: 1,  # ListTransactions
     # AlterPartition v2 is the highest whose new ISR is a plain list of broker ids (v3 switches
     # to NewIsrWithEpochs). Like every version kio has (2-3), it names topics by topic_id, so the
     # controller must give each topic a UUID.

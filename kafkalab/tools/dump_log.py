@@ -20,7 +20,7 @@ from typing import TextIO
 import crc32c
 
 from kafkalab.controller.raft_log import LEADER_CHANGE, parse_leader_change
-from kafkalab.errors import CorruptRecordError
+from kafkalab.errors import CorruptRecordError, KafkaLabError
 from kafkalab.records.batch import decode_batch
 from kafkalab.records.header import CRC_START, HEADER_SIZE, parse_header
 from kafkalab.storage.files import offset_from_name
@@ -38,10 +38,54 @@ def _text(b: bytes | None) -> str:
     return b.decode("utf-8", errors="backslashreplace")
 
 
+SUFFIXES = (".log", ".index", ".timeindex", ".txnindex", ".snapshot")
+
+
+def segment_files(directory: str) -> list[str]:
+    """The files dump_log reads in a partition directory: by base offset, the .log first."""
+    def kind(name: str) -> str:
+        return "." + name.partition(".")[2]
+
+    names = [n for n in os.listdir(directory) if kind(n) in SUFFIXES]
+    names.sort(key=lambda n: (n.partition(".")[0], SUFFIXES.index(kind(n))))
+    return [os.path.join(directory, n) for n in names]
+
+
+def dump_paths(paths: list[str], *, print_records: bool = True, out: TextIO | None = None,
+               err: TextIO | None = None, prog: str = "kafkalab dump-log") -> int:
+    """Dump each path (a directory: every segment file in it). A path that cannot be dumped
+    gets one line on `err`, no traceback; returns 2 if any could not."""
+    out, err = out or sys.stdout, err or sys.stderr
+    status = 0
+    for path in paths:
+        if os.path.isdir(path):
+            files = segment_files(path)
+            if not files:
+                print(f"{prog}: {path} is a directory without segment files; pass a partition directory "
+                      f"(such as broker-1/orders-0) or a file ending in {', '.join(SUFFIXES)}", file=err)
+                status = 2
+            for name in files:
+                status = max(status, dump_paths([name], print_records=print_records, out=out, err=err, prog=prog))
+            continue
+        try:
+            dump_log(path, print_records=print_records, out=out)
+        except (OSError, ValueError, KafkaLabError, struct.error) as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            print(f"{prog}: {e}", file=err)
+            status = 2
+    return status
+
+
 def dump_log(path: str, *, print_records: bool = True, out: TextIO = sys.stdout) -> None:
     """Print the file at `path` (.log, .index, .timeindex, .txnindex or .snapshot)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such segment file; pass a .log/.index/.timeindex/.txnindex path")
+        raise IsADirectoryError(f"{path}: not a file; pass a segment file, or give the directory to "
+                                "`kafkalab dump-log` to dump every segment in it")
+    if not path.endswith(SUFFIXES):
+        raise ValueError(f"{path}: not a segment file; expected .log, .index, .timeindex, .txnindex or .snapshot")
     base = offset_from_name(path)
     name = os.path.basename(path)
     print(f"Dumping {path}", file=out)
@@ -53,6 +97,8 @@ def dump_log(path: str, *, print_records: bool = True, out: TextIO = sys.stdout)
         cls = OffsetIndex if name.endswith(".index") else TimeIndex
         idx = cls(path, base, os.path.getsize(path) or 8, active=False)
         try:
+            if not idx.entries:
+                print("(no entries: the index is empty)", file=out)
             for a, b in idx.entries:
                 if cls is OffsetIndex:
                     print(f"offset: {a} position: {b}", file=out)
@@ -62,7 +108,10 @@ def dump_log(path: str, *, print_records: bool = True, out: TextIO = sys.stdout)
             os.close(idx._fd)  # read-only look: do not trim or touch the file
     elif name.endswith(".txnindex"):
         with open(path, "rb") as f:
-            for t in decode_entries(f.read(), path):
+            entries = decode_entries(f.read(), path)
+            if not entries:
+                print("(no entries: the index is empty)", file=out)
+            for t in entries:
                 print(f"version: 0 producerId: {t.producer_id} firstOffset: {t.first_offset} "
                       f"lastOffset: {t.last_offset} lastStableOffset: {t.last_stable_offset}", file=out)
     elif name.endswith(".snapshot"):
@@ -143,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("--no-records", action="store_true", help="batch lines only")
     args = p.parse_args(argv)
-    for path in args.paths:
-        dump_log(path, print_records=not args.no_records)
-    return 0
+    return dump_paths(args.paths, print_records=not args.no_records)
 
 
 if __name__ == "__main__":

@@ -209,7 +209,8 @@ class KafkaListener:
 
     def served_api_keys(self) -> list[int]:
         keys = set(BROKER_APIS)
-        for service in (getattr(self.server, "groups", None), getattr(self.server, "transactions", None)):
+        for service in (getattr(self.server, "groups", None), getattr(self.server, "transactions", None),
+                        getattr(self.server, "admin", None)):
             keys |= set(getattr(service, "api_keys", ()) or ())
         return sorted(keys)
 

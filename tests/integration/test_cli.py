@@ -21,6 +21,7 @@ def test_demo_runs_the_story_and_loses_nothing():
     assert out.returncode == 0, out.stdout + out.stderr
     assert "lost: 0" in out.stdout and "at another offset: 0" in out.stdout
     assert "Killing broker" in out.stdout
+    assert "\r" not in out.stdout  # progress redraws only on a terminal, not in a log
     assert time.monotonic() - t0 < 60
 
 
@@ -37,6 +38,7 @@ def test_up_prints_bootstrap_and_stops_on_ctrl_c(tmp_path):
                 break
         text = "".join(lines)
         assert "bootstrap.servers = 127.0.0.1:" in text, text
+        assert "(kept on exit)" in text, text
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
         assert "shutting down" in proc.stdout.read()
