@@ -49,7 +49,7 @@ def acceptance_reference() -> dict[str, set[str]]:
 
 
 def check_acceptance(answers: Mapping[str, Any]) -> Feedback:
-    """Exercise 1: for each change, the set of modes among BACKWARD, FORWARD, FULL that accept it."""
+    """Exercise 2: for each change, the set of modes among BACKWARD, FORWARD, FULL that accept it."""
     if answers is None or all(answers.get(n) is None for n in CHANGES):
         return not_answered()
     if set(answers) != set(CHANGES) or any(answers[n] is None for n in CHANGES):
@@ -119,7 +119,7 @@ SCHEMA_ID_CASES: list[tuple[bytes | None, int | None]] = [
 
 
 def check_schema_id(fn: Callable[[bytes | None], Any]) -> Feedback:
-    """Exercise 2: schema_id_of(value) -> the schema id a record value carries, or None."""
+    """Exercise 1: schema_id_of(value) -> the schema id a record value carries, or None."""
     for value, want in SCHEMA_ID_CASES:
         done, got = call_learner(fn, value)
         if not done:
