@@ -36,20 +36,36 @@ class StoreError(Exception):
 
 
 class RegistryService:
-    """The core behind one lock, with the function that makes records durable."""
+    """The core behind one lock, with the store that makes its records durable.
 
-    def __init__(self, registry: SchemaRegistry, write: Callable[[list[Record]], None]):
+    A write that fails or times out may still land in `_schemas` later (a request already on
+    its way to the broker). So after a failed write the state is stale, and before the next
+    request the service reads `_schemas` up to a fresh NOOP (`store.catch_up`) — the same
+    idempotent producer writes that NOOP to the same partition, so an earlier record lands
+    before it or never. Until that succeeds, reads are served from what is known and writes
+    are refused (ids must never be handed out twice)."""
+
+    def __init__(self, registry: SchemaRegistry, store: Any):
         self.registry = registry
-        self._write = write
+        self._store = store
         self._lock = threading.Lock()
+        self.stale = False
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes | None) -> tuple[int, Any]:
         with self._lock:
+            if self.stale:
+                try:
+                    self._store.catch_up(self.registry.apply)
+                    self.stale = False
+                except StoreError as e:
+                    if method != "GET":
+                        return 500, {"error_code": e.error_code, "message": str(e)}
             resp = rest.handle(self.registry, method, path, query, body)
             if resp.records:
                 try:
-                    self._write(resp.records)
+                    self._store.write(resp.records)
                 except StoreError as e:
+                    self.stale = True
                     return 500, {"error_code": e.error_code, "message": str(e)}
                 for record in resp.records:
                     self.registry.apply(record)
@@ -67,6 +83,8 @@ class KafkaStore:
         # Each client is its own node on the lab network (a shared name would share a socket
         # identity at the brokers): the reader that replays the topic is "schema-registry-reader".
         self._consumer_factory = lambda: Consumer(consumer_config, replace(ctx, node=ctx.node + "-reader"))
+        self._consumer: Any = None
+        self.position = 0  # the next offset of `_schemas` to read
         self.timeout_s = timeout_s
 
     def write(self, records: list[Record]) -> list[int]:
@@ -90,34 +108,36 @@ class KafkaStore:
         failed = [r for r in results if not isinstance(r, int)]
         if failed:
             raise StoreError(STORE_ERROR, f"Error in the backend data store: write to {TOPIC} failed: {failed[0]}")
+        if results and results[0] == self.position:  # nothing between: no need to read these back
+            self.position = results[-1] + 1
         return results
 
-    def replay(self, apply: Callable[[Record], None]) -> int:
-        """Read `_schemas` from offset 0 up to a NOOP written now; returns how many records."""
+    def catch_up(self, apply: Callable[[Record], None]) -> int:
+        """Read `_schemas` from where the last read stopped (offset 0 at start) up to a NOOP
+        written now, applying every record; returns how many. Re-applying a record the
+        registry already applied changes nothing: each sets the latest state of its key."""
         from kafkalab.client import TopicPartition
         last = self.write([Record(noop_key(), None)])[-1]
-        consumer = self._consumer_factory()
+        if self._consumer is None:
+            self._consumer = self._consumer_factory()
+        consumer = self._consumer
+        consumer.assign([TopicPartition(TOPIC, 0, self.position)])
+        deadline = time.monotonic() + self.timeout_s
         count = 0
-        try:
-            consumer.assign([TopicPartition(TOPIC, 0, 0)])
-            deadline = time.monotonic() + self.timeout_s
-            position = 0
-            while position <= last:
-                if time.monotonic() > deadline:
-                    raise StoreError(STORE_TIMEOUT, f"reading {TOPIC} stopped at offset {position} before "
-                                                    f"reaching {last}")
-                for msg in consumer.consume(500, timeout=0.2):
-                    if msg.error() is not None:
-                        continue
-                    position = msg.offset() + 1
-                    try:
-                        record = Record.decode(msg.key(), msg.value())
-                    except ValueError:
-                        continue  # not ours: Confluent's reader skips it too
-                    apply(record)
-                    count += 1
-        finally:
-            consumer.close()
+        while self.position <= last:
+            if time.monotonic() > deadline:
+                raise StoreError(STORE_TIMEOUT, f"Operation timed out: reading {TOPIC} stopped at offset "
+                                                f"{self.position} before reaching {last}")
+            for msg in consumer.consume(500, timeout=0.2):
+                if msg.error() is not None:
+                    continue
+                self.position = msg.offset() + 1
+                try:
+                    record = Record.decode(msg.key(), msg.value())
+                except ValueError:
+                    continue  # not ours: Confluent's reader skips it too
+                apply(record)
+                count += 1
         return count
 
 
@@ -175,8 +195,8 @@ def registry_main(*, parent_pid: int, port: int, brokers: dict[int, str], fault_
     store = KafkaStore(ClientContext(node=NODE, brokers=brokers, faults=faults, metrics=metrics),
                        producer_config, consumer_config)
     registry = SchemaRegistry()
-    store.replay(registry.apply)
-    service = RegistryService(registry, store.write)
+    store.catch_up(registry.apply)
+    service = RegistryService(registry, store)
     server = ThreadingHTTPServer(("127.0.0.1", port), _handler(service))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="schema-registry-http", daemon=True).start()

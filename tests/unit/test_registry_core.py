@@ -216,3 +216,69 @@ def test_wire_format_is_magic_zero_then_a_big_endian_id() -> None:
     assert schema_id(b"\x01\x00\x00\x00\x01") is None and schema_id(b"\x00\x00") is None and schema_id(None) is None
     assert describe_value(framed, "x") == "schemaId: 258 payload: x"
     assert describe_value(b"plain", "plain") == "payload: plain"
+
+
+class FlakyStore:
+    """`_schemas` as a list; `fail_next` makes a write time out although its records land (a
+    request that reached the broker after the registry stopped waiting)."""
+
+    def __init__(self) -> None:
+        self.topic: list[tuple[bytes, bytes | None]] = []
+        self.position = 0
+        self.fail_next = False
+        self.down = False
+
+    def write(self, records: list[Record]) -> list[int]:
+        from kafkalab.registry.server import StoreError
+        if self.down:
+            raise StoreError(50002, "Operation timed out: _schemas is unreachable")
+        first = len(self.topic)
+        self.topic += [r.encode() for r in records]
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreError(50002, "Operation timed out: no acknowledgement")
+        if first == self.position:
+            self.position = len(self.topic)
+        return list(range(first, len(self.topic)))
+
+    def catch_up(self, apply: Any) -> int:
+        self.write([Record({"keytype": "NOOP", "magic": 0}, None)])
+        rows = self.topic[self.position:]
+        for key, value in rows:
+            apply(Record.decode(key, value))
+        self.position = len(self.topic)
+        return len(rows)
+
+
+def test_a_write_that_timed_out_but_landed_is_read_back_before_the_next_write() -> None:
+    from kafkalab.registry.server import RegistryService
+    store = FlakyStore()
+    service = RegistryService(SchemaRegistry(), store)
+
+    def register(schema: str) -> tuple[int, Any]:
+        return service.handle("POST", "/subjects/a-value/versions", {}, json.dumps({"schema": schema}).encode())
+    assert register(V1) == (200, {"id": 1})
+    store.fail_next = True
+    status, body = register(V2)
+    assert status == 500 and body["error_code"] == 50002 and service.stale
+    other = user({"name": "note", "type": "string", "default": ""})
+    assert register(other) == (200, {"id": 3}), "id 2 went to the landed write: never handed out twice"
+    assert service.handle("GET", "/subjects/a-value/versions", {}, None) == (200, [1, 2, 3])
+    assert snapshot(rebuild(store.topic)) == snapshot(service.registry)
+
+
+def test_while_the_store_is_unreachable_reads_are_served_and_writes_refused() -> None:
+    from kafkalab.registry.server import RegistryService
+    store = FlakyStore()
+    service = RegistryService(SchemaRegistry(), store)
+    body = json.dumps({"schema": V1}).encode()
+    assert service.handle("POST", "/subjects/a-value/versions", {}, body) == (200, {"id": 1})
+    store.down = True
+    status, error = service.handle("PUT", "/config", {}, b'{"compatibility": "FULL"}')
+    assert status == 500 and error["error_code"] == 50002 and "unreachable" in error["message"]
+    assert service.handle("GET", "/subjects", {}, None) == (200, ["a-value"])
+    status, error = service.handle("POST", "/subjects/b-value/versions", {}, body)
+    assert status == 500 and error["error_code"] == 50002
+    store.down = False
+    assert service.handle("POST", "/subjects/b-value/versions", {}, body) == (200, {"id": 1})
+    assert service.registry.level(None) == "BACKWARD", "the refused config change was never written"
