@@ -159,6 +159,10 @@ class Cluster:
     controllers=3 (or any number above 1) runs a KRaft controller quorum instead of the one
     controller: processes "controller-1".."controller-N" replicate `__cluster_metadata` with
     Raft, and the leader is the active controller (`active_controller`).
+
+    schema_registry=True adds a Schema Registry process with Confluent's REST API on
+    `schema_registry_url`, its state in the compacted topic `_schemas` (a dict: that topic's
+    configs); see kafkalab/registry/.
     """
 
     def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
