@@ -9,6 +9,7 @@ import io
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -158,3 +159,24 @@ def test_schemas_topic_holds_confluents_records_and_dump_log_shows_schema_ids(cl
     for path in segments("dumped"):
         dump_log(path, out=out)
     assert f"schemaId: {sid} payload:" in out.getvalue()
+
+
+def test_bad_input_over_http_gets_confluents_codes_and_the_registry_keeps_serving(cluster: Cluster) -> None:
+    def call(method: str, path: str, data: bytes | None = None) -> tuple[int, str, dict]:
+        request = urllib.request.Request(cluster.schema_registry_url + path, method=method, data=data,
+                                         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, resp.headers["Content-Type"], json.load(resp)
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers["Content-Type"], json.load(e)
+
+    status, content_type, body = call("POST", "/subjects/bad-value/versions", b"this is not json")
+    assert (status, body["error_code"]) == (400, 400) and "JSON" in body["message"]
+    assert content_type == "application/vnd.schemaregistry.v1+json"
+    status, _, body = call("POST", "/subjects/bad-value/versions", json.dumps({"schema": '{"type": "recrod"}'}).encode())
+    assert (status, body["error_code"]) == (422, 42201) and "recrod" in body["message"]
+    assert call("GET", "/subjects/bad-value/versions")[2]["error_code"] == 40401
+    assert call("PUT", "/config", json.dumps({"compatibility": "MOSTLY"}).encode())[2]["error_code"] == 42203
+    status, _, subjects = call("GET", "/subjects")
+    assert status == 200 and "orders-value" in subjects and "bad-value" not in subjects
