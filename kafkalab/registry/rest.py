@@ -59,6 +59,8 @@ def handle(registry: SchemaRegistry, method: str, path: str, query: dict[str, st
         raise RegistryError(404, f"HTTP 404 Not Found: {method} {path}")
     except RegistryError as e:
         return Response(e.status, e.body())
+    except Exception as e:  # noqa: BLE001 - a bug answers 500 and the registry keeps serving
+        return Response(500, {"error_code": 500, "message": f"Internal Server Error: {type(e).__name__}: {e}"})
 
 
 @_route("GET", "/")

@@ -282,3 +282,13 @@ def test_while_the_store_is_unreachable_reads_are_served_and_writes_refused() ->
     store.down = False
     assert service.handle("POST", "/subjects/b-value/versions", {}, body) == (200, {"id": 1})
     assert service.registry.level(None) == "BACKWARD", "the refused config change was never written"
+
+
+def test_an_unexpected_error_is_a_500_body_not_a_dropped_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = Wired()
+
+    def broken(self: SchemaRegistry, deleted: bool = False) -> list[str]:
+        raise RuntimeError("boom")
+    monkeypatch.setattr(SchemaRegistry, "list_subjects", broken)
+    assert w.call("GET", "/subjects") == (500, {"error_code": 500, "message": "Internal Server Error: RuntimeError: boom"})
+    assert w.register("a-value", V1) == (200, {"id": 1})
