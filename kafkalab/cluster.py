@@ -182,18 +182,24 @@ class Cluster:
     profile, config and `name`) warns (ClusterAlreadyRunningWarning): that is a notebook cell run
     again, which would otherwise leave the first cluster running unseen. A cluster that differs
     (another size or config, or its own `name=`) runs beside it without a warning.
+
+    schema_registry=True adds a Schema Registry process with Confluent's REST API on
+    `schema_registry_url`, its state in the compacted topic `_schemas` (a dict: that topic's
+    configs); see kafkalab/registry/.
     """
 
     def __init__(self, brokers: int = 3, data_dir: str | None = None, profile: str = "lab",
                  config: dict[str, Any] | None = None, *, keep_data: bool = False,
                  start: bool = True, startup_timeout: float = 30.0, controllers: int = 1,
-                 name: str | None = None):
+                 name: str | None = None, schema_registry: bool | dict[str, Any] = False):
         if not isinstance(brokers, int) or brokers < 1:
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if not isinstance(controllers, int) or isinstance(controllers, bool) or controllers < 1:
             raise ValueError(f"controllers must be a positive integer (1, or 3 for a quorum), not {controllers!r}")
         self.num_controllers = controllers
         self.name = name
+
+        self._schema_registry = schema_registry  # True, or `_schemas` topic configs: kafkalab.registry
         self._retried = False  # the last quorum admin call needed another attempt
         self.config = broker_config(profile, config)
         self.profile = profile
@@ -262,6 +268,9 @@ class Cluster:
             self._republisher.start()
             _register_exit_cleanup()
             self._wait_brokers_unfenced(self.broker_ids, self.startup_timeout)
+            if self._schema_registry:
+                from kafkalab.registry import launcher
+                launcher.start(self, self._schema_registry if isinstance(self._schema_registry, dict) else None)
         except BaseException:
             self.close()
             raise
@@ -412,7 +421,7 @@ class Cluster:
         clients = [c.node for c in self._clients if getattr(c, "node", None)]
         # "client-kafka": every client on the brokers' Kafka listeners (kafka-python, librdkafka).
         return [*self.controller_nodes, *[broker_node(b) for b in self.broker_ids], *clients, *self._loads,
-                "client-kafka"]
+                *(["schema-registry"] if self._schema_registry else []), "client-kafka"]
 
     @property
     def bootstrap_servers(self) -> str:
@@ -756,6 +765,23 @@ class Cluster:
     def resume_broker(self, broker_id: int) -> None:
         proc = self._proc(broker_id)
         self._resume(broker_node(broker_id), proc, f"broker {broker_id}", self.broker_state(broker_id))
+
+    # -- the schema registry (kafkalab/registry/) ---------------------------------------------
+    @property
+    def schema_registry_url(self) -> str:
+        """Confluent's REST API of this cluster's registry: "http://127.0.0.1:PORT"."""
+        from kafkalab.registry import launcher
+        return launcher.url(self)
+
+    def kill_schema_registry(self) -> None:
+        """SIGKILL the registry; its schemas are safe in the `_schemas` topic."""
+        from kafkalab.registry import launcher
+        launcher.kill(self)
+
+    def restart_schema_registry(self, timeout: float = 30.0) -> None:
+        """Start it again on the same port: it rebuilds its state by reading `_schemas`."""
+        from kafkalab.registry import launcher
+        launcher.restart(self, timeout)
 
     # -- the controller quorum ----------------------------------------------------------------
     def _controller_proc(self, controller_id: int) -> Any:

@@ -133,5 +133,8 @@ def _run_role(role: str, **kwargs: Any) -> None:
     elif role == "broker":
         from kafkalab.broker.server import broker_main
         broker_main(**kwargs)
+    elif role == "schema-registry":
+        from kafkalab.registry.server import registry_main
+        registry_main(**kwargs)
     else:
         raise ValueError(f"unknown process role {role!r}")

@@ -23,6 +23,7 @@ from kafkalab.controller.raft_log import LEADER_CHANGE, parse_leader_change
 from kafkalab.errors import CorruptRecordError, KafkaLabError
 from kafkalab.records.batch import decode_batch
 from kafkalab.records.header import CRC_START, HEADER_SIZE, parse_header
+from kafkalab.registry.wire import describe_value
 from kafkalab.storage.files import offset_from_name
 from kafkalab.storage.index import OffsetIndex, TimeIndex
 from kafkalab.storage.producer_snapshot import decode_snapshot
@@ -179,7 +180,7 @@ def _dump_segment(path: str, base: int, print_records: bool, out: TextIO) -> Non
                         f"keySize: {-1 if r.key is None else len(r.key)} "
                         f"valueSize: {-1 if r.value is None else len(r.value)} sequence: {seq} "
                         f"headerKeys: [{','.join(k for k, _ in r.headers)}] "
-                        f"key: {_text(r.key)} payload: {_text(r.value)}",
+                        f"key: {_text(r.key)} {describe_value(r.value, _text(r.value))}",
                         file=out,
                     )
         pos += h.size
