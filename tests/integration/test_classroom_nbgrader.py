@@ -1,5 +1,6 @@
-"""nbgrader on one lab: `generate_assignment` makes a student version without the reference
-answers, and `autograde` grades a filled copy (one exercise right, one wrong)."""
+"""nbgrader on one lab: the course source written from the labs, `generate_assignment` making a
+student version without the reference answers, and `autograde` grading a filled copy (one exercise
+right, one wrong)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from kafkalab.classroom.course import write_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -27,12 +30,8 @@ def _nbgrader(course: Path, *args: str) -> None:
 
 
 def test_generate_assignment_hides_the_references_and_autograde_scores_a_filled_copy(tmp_path):
-    source = tmp_path / "source" / "lab14"
-    source.mkdir(parents=True)
-    for name in (LAB, "checkers.py", "lab14_checks.py"):
-        shutil.copy(LABS / name, source / name)
-    (tmp_path / "nbgrader_config.py").write_text(
-        f"c = get_config()\nc.CourseDirectory.root = {str(tmp_path)!r}\n")
+    [source] = write_source(tmp_path, ["14"], source=LABS)
+    assert sorted(p.name for p in source.iterdir()) == [LAB, "checkers.py", "lab14_checks.pyc"]
 
     _nbgrader(tmp_path, "generate_assignment", "lab14")
     released = nbformat.read(tmp_path / "release" / "lab14" / LAB, as_version=4)
@@ -41,6 +40,10 @@ def test_generate_assignment_hides_the_references_and_autograde_scores_a_filled_
     assert "NotImplementedError" in by_id["lab14-ex2-answer"].source
     text = nbformat.writes(released)
     assert "durable_settings_solution" not in text and "answers_solution" not in text
+    # The checkers travel as bytecode: no source, and the hints' prose is not in plain text.
+    release = tmp_path / "release" / "lab14"
+    assert not (release / "lab14_checks.py").exists()
+    assert b"Exercise 2: durable_settings()" not in (release / "lab14_checks.pyc").read_bytes()
     assert all(not c.get("outputs") for c in released.cells if c.cell_type == "code")
 
     # A learner answers the quiz right (the reference cell's answers) and the settings wrong.

@@ -120,3 +120,26 @@ def test_a_lab_that_breaks_the_pattern_is_named():
     ])
     with pytest.raises(ValueError, match="cell 1 is tagged `solution` but no check cell"):
         nbgrader_meta.apply(nb, "42")
+
+
+def test_kafkalab_lab_writes_the_copies_then_starts_jupyterlab_there(tmp_path, monkeypatch):
+    from kafkalab import cli
+
+    started = []
+    monkeypatch.setattr(kit.os, "execvp", lambda file, args: started.append(args))
+    monkeypatch.setattr(kit.os, "geteuid", lambda: 0)
+    target = tmp_path / "mine"
+    assert cli.main(["lab", "--dir", str(target), "--", "--port", "8899"]) == 0
+    assert (target / "00_start_here.ipynb").is_file() and (target / "lab00_checks.py").is_file()
+    [args] = started
+    assert args[-4:] == [f"--ServerApp.root_dir={target}", "--allow-root", "--port", "8899"]
+
+
+def test_kafkalab_labs_reports_what_it_kept(tmp_path, capsys):
+    from kafkalab import cli
+
+    assert cli.main(["labs", str(tmp_path)]) == 0
+    assert f"wrote {len(LAB_FILES)} labs" in capsys.readouterr().out
+    assert cli.main(["labs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 0 labs" in out and f"kept {len(LAB_FILES)} you already have" in out
