@@ -143,3 +143,20 @@ def test_kafkalab_labs_reports_what_it_kept(tmp_path, capsys):
     assert cli.main(["labs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "wrote 0 labs" in out and f"kept {len(LAB_FILES)} you already have" in out
+
+
+def test_binder_post_build_writes_the_learner_copies_the_badge_opens(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    post_build = LABS.parent / "binder" / "postBuild"
+    assert os.access(post_build, os.X_OK)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([str(post_build)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    badge_target = "kafkalab-labs/00_start_here.ipynb"
+    assert f"urlpath=lab/tree/{badge_target}" in (LABS.parent / "README.md").read_text()
+    nb = nbformat.read(tmp_path / badge_target, as_version=4)
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
