@@ -58,6 +58,10 @@ def test_generate_assignment_hides_the_references_and_autograde_scores_a_filled_
     nbformat.write(released, submitted / LAB)
 
     _nbgrader(tmp_path, "autograde", "lab14")
+    graded = nbformat.read(tmp_path / "autograded" / "ann" / "lab14" / LAB, as_version=4)
+    failed = [c.metadata.get("nbgrader", {}).get("grade_id", c.source[:40]) for c in graded.cells
+              if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+    assert failed == ["lab14-ex2-check"]  # only the wrong answer's check; predictions never raise
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:

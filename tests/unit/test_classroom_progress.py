@@ -18,7 +18,7 @@ LABS = Path(__file__).resolve().parents[2] / "labs"
 sys.path.insert(0, str(LABS))
 
 import lab02_checks as l02  # noqa: E402
-from checkers import right  # noqa: E402
+from checkers import reveal, right  # noqa: E402
 
 from kafkalab.client.partitioner import murmur2  # noqa: E402
 
@@ -91,6 +91,8 @@ def test_under_the_autograder_a_failed_check_raises(progress_file, monkeypatch):
     with pytest.raises(AssertionError, match="Not answered"):
         pretty(l02.check_partitioner(_unfinished))
     assert "Correct" in pretty(l02.check_partitioner(_solution))
+    assert "No prediction made" in pretty(reveal(None, 2, "partition"))  # predictions are not graded
+    assert "Not yet" in pretty(reveal(1, 2, "partition"))
 
 
 def test_a_broken_progress_file_is_named(progress_file):
