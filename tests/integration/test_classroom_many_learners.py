@@ -21,7 +21,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
-LABS = ["00_start_here", "01_the_log", "02_partitioning", "14_kafka_in_2_minutes"]  # the short ones
+LABS = ["00_start_here", "01_the_log", "02_partitioning", "15_kafka_in_2_minutes"]  # the short ones
 
 
 def _children() -> dict[int, list[int]]:

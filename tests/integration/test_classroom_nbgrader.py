@@ -19,7 +19,7 @@ from kafkalab.classroom.course import write_source
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(600)]
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
-LAB = "14_kafka_in_2_minutes.ipynb"  # the shortest lab: two exercises, one small cluster
+LAB = "15_kafka_in_2_minutes.ipynb"  # the shortest lab: two exercises, one small cluster
 
 
 def _nbgrader(course: Path, *args: str) -> None:
@@ -30,20 +30,20 @@ def _nbgrader(course: Path, *args: str) -> None:
 
 
 def test_generate_assignment_hides_the_references_and_autograde_scores_a_filled_copy(tmp_path):
-    [source] = write_source(tmp_path, ["14"], source=LABS)
-    assert sorted(p.name for p in source.iterdir()) == [LAB, "checkers.py", "lab14_checks.pyc"]
+    [source] = write_source(tmp_path, ["15"], source=LABS)
+    assert sorted(p.name for p in source.iterdir()) == [LAB, "checkers.py", "lab15_checks.pyc"]
 
-    _nbgrader(tmp_path, "generate_assignment", "lab14")
-    released = nbformat.read(tmp_path / "release" / "lab14" / LAB, as_version=4)
+    _nbgrader(tmp_path, "generate_assignment", "lab15")
+    released = nbformat.read(tmp_path / "release" / "lab15" / LAB, as_version=4)
     by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in released.cells if "nbgrader" in c.metadata}
-    assert by_id["lab14-ex1-reference"].source == "" and by_id["lab14-ex2-reference"].source == ""
-    assert "NotImplementedError" in by_id["lab14-ex2-answer"].source
+    assert by_id["lab15-ex1-reference"].source == "" and by_id["lab15-ex2-reference"].source == ""
+    assert "NotImplementedError" in by_id["lab15-ex2-answer"].source
     text = nbformat.writes(released)
     assert "durable_settings_solution" not in text and "answers_solution" not in text
     # The checkers travel as bytecode: no source, and the hints' prose is not in plain text.
-    release = tmp_path / "release" / "lab14"
-    assert not (release / "lab14_checks.py").exists()
-    assert b"Exercise 2: durable_settings()" not in (release / "lab14_checks.pyc").read_bytes()
+    release = tmp_path / "release" / "lab15"
+    assert not (release / "lab15_checks.py").exists()
+    assert b"Exercise 2: durable_settings()" not in (release / "lab15_checks.pyc").read_bytes()
     assert all(not c.get("outputs") for c in released.cells if c.cell_type == "code")
 
     # A learner answers the quiz right (the reference cell's answers) and the settings wrong.
@@ -51,22 +51,22 @@ def test_generate_assignment_hides_the_references_and_autograde_scores_a_filled_
     [line] = [ln for c in source_nb.cells if "solution" in c.metadata.get("tags", [])
               for ln in c.source.splitlines() if ln.startswith("answers_solution = ")]
     quiz = ast.literal_eval(line.split("=", 1)[1].strip())
-    submitted = tmp_path / "submitted" / "ann" / "lab14"
-    shutil.copytree(tmp_path / "release" / "lab14", submitted)
-    by_id["lab14-ex1-answer"].source = f"my_answers = {quiz!r}"
-    by_id["lab14-ex2-answer"].source = 'def durable_settings():\n    return {"acks": "1"}'
+    submitted = tmp_path / "submitted" / "ann" / "lab15"
+    shutil.copytree(tmp_path / "release" / "lab15", submitted)
+    by_id["lab15-ex1-answer"].source = f"my_answers = {quiz!r}"
+    by_id["lab15-ex2-answer"].source = 'def durable_settings():\n    return {"acks": "1"}'
     nbformat.write(released, submitted / LAB)
 
-    _nbgrader(tmp_path, "autograde", "lab14")
-    graded = nbformat.read(tmp_path / "autograded" / "ann" / "lab14" / LAB, as_version=4)
+    _nbgrader(tmp_path, "autograde", "lab15")
+    graded = nbformat.read(tmp_path / "autograded" / "ann" / "lab15" / LAB, as_version=4)
     failed = [c.metadata.get("nbgrader", {}).get("grade_id", c.source[:40]) for c in graded.cells
               if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
-    assert failed == ["lab14-ex2-check"]  # only the wrong answer's check; predictions never raise
+    assert failed == ["lab15-ex2-check"]  # only the wrong answer's check; predictions never raise
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
-        submission = gradebook.find_submission("lab14", "ann")
+        submission = gradebook.find_submission("lab15", "ann")
         scores = {g.name: (g.score, g.max_score) for nb in submission.notebooks for g in nb.grades}
-        assert scores["lab14-ex1-check"] == (1.0, 1.0)
-        assert scores["lab14-ex2-check"] == (0.0, 2.0)
+        assert scores["lab15-ex1-check"] == (1.0, 1.0)
+        assert scores["lab15-ex2-check"] == (0.0, 2.0)
         assert (submission.score, submission.max_score) == (1.0, 3.0)
