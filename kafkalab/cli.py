@@ -1,4 +1,4 @@
-"""`kafkalab up | demo | bench NAME | dump-log PATH | lab` (and `--version`)."""
+"""`kafkalab up | demo | bench NAME | dump-log PATH | lab | labs DIR | progress` (and `--version`)."""
 
 from __future__ import annotations
 
@@ -93,11 +93,39 @@ def _dump_log(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    labs = os.path.join(here, "labs")
-    if not os.path.isdir(labs):
-        labs = os.getcwd()
-    os.execvp(sys.executable, [sys.executable, "-m", "jupyter", "lab", labs])
+    from pathlib import Path
+
+    from kafkalab.classroom.kit import open_lab
+
+    return open_lab(Path(args.dir), args.jupyter_args)
+
+
+def _labs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kafkalab.classroom.kit import write_labs
+
+    result = write_labs(Path(args.dir), force=args.force)
+    print(f"kafkalab: wrote {len(result.written)} labs and their checkers into {args.dir}")
+    if result.kept:
+        print(f"  kept {len(result.kept)} you already have (your work): "
+              f"{', '.join(p.name for p in result.kept)}; --force overwrites them")
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> int:
+    from kafkalab.classroom import progress
+
+    path = progress.progress_path()
+    if path is None:
+        print(f"kafkalab progress: recording is off ({progress.ENV}=off)", file=sys.stderr)
+        return 2
+    try:
+        rows = progress.rows(progress.load(path), progress.learner_name())
+    except ValueError as e:
+        print(f"kafkalab progress: {e}", file=sys.stderr)
+        return 2
+    print(progress.to_csv(rows) if args.csv else progress.table(rows), end="" if args.csv else "\n")
     return 0
 
 
@@ -164,8 +192,17 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("--no-records", action="store_true")
     p.set_defaults(func=_dump_log)
-    p = sub.add_parser("lab", help="open the labs in JupyterLab")
+    p = sub.add_parser("lab", help="open your copies of the labs in JupyterLab (written if missing)")
+    p.add_argument("--dir", default="kafkalab-labs", help="where your copies live (default: ./kafkalab-labs)")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="after --: passed to jupyter lab")
     p.set_defaults(func=_lab)
+    p = sub.add_parser("labs", help="write learner copies of the labs (no saved outputs) into DIR")
+    p.add_argument("dir")
+    p.add_argument("--force", action="store_true", help="overwrite notebooks already there")
+    p.set_defaults(func=_labs)
+    p = sub.add_parser("progress", help="your checked exercises: lab, exercise, passed, attempts")
+    p.add_argument("--csv", action="store_true", help="CSV for an instructor (with the learner's name)")
+    p.set_defaults(func=_progress)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

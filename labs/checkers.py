@@ -5,24 +5,63 @@ or None (not answered yet). A notebook cell shows it as one line of text; tests 
 and `.message`. Checkers never raise on a wrong answer: a learner gets a hint, not a traceback.
 
 Per-lab checkers live next to this file (lab00_checks.py, lab01_checks.py, ...).
+
+When a check cell shows its Feedback, the result is recorded in the learner's progress file
+(`kafkalab progress`); under nbgrader's autograder a Feedback that is not a pass raises, so the
+graded cell scores zero. A Feedback only used inside code (`assert check_...`) records nothing.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 NOT_ANSWERED = "Not answered yet: fill in your answer in the cell above, run it, then run this cell again."
+
+
+_LAB_MODULE = re.compile(r"lab(\d+)_checks$")
+
+
+def _checker_in_progress() -> tuple[str, str] | None:
+    """(lab, exercise) of the outermost `check_*` function of a labNN_checks module on the stack."""
+    found = None
+    frame = sys._getframe(2)
+    while frame is not None:
+        match = _LAB_MODULE.search(frame.f_globals.get("__name__", ""))
+        name = frame.f_code.co_name
+        if match and name.startswith("check_"):
+            found = (match.group(1), name.removeprefix("check_"))
+        frame = frame.f_back
+    return found
 
 
 @dataclass(frozen=True)
 class Feedback:
     ok: bool | None
     message: str
+    exercise: tuple[str, str] | None = field(default_factory=_checker_in_progress, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.ok)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        # Called when a cell shows this Feedback: the learner checked an answer.
+        if self.exercise is not None and self.ok is not None:
+            try:
+                from kafkalab.classroom.progress import save_result
+
+                save_result(*self.exercise, ok=bool(self.ok))
+            except OSError:
+                pass  # progress is a convenience: an unwritable home never breaks a lab
+        if os.environ.get("NBGRADER_EXECUTION") and self.exercise is not None and not self.ok:
+            # An error output, so nbgrader gives the check cell no points (a prediction's
+            # reveal() is not graded and never raises).
+            raise AssertionError(str(self))
+        p.text(str(self))
 
     def __str__(self) -> str:
         mark = {True: "✅ Correct.", False: "❌ Not yet.", None: "✏️"}[self.ok]

@@ -10,6 +10,7 @@ and the summary lists each lab's peak.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 
@@ -17,6 +18,14 @@ import pytest
 
 LIMIT_MB = 1024
 _peaks: dict[str, float] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The labs' check cells record a learner's progress; under test it goes to a throwaway file
+    # (kernels inherit this environment), never to the developer's own progress.
+    if "KAFKALAB_PROGRESS" not in os.environ:
+        os.environ["KAFKALAB_PROGRESS"] = os.path.join(
+            tempfile.mkdtemp(prefix="kafkalab-progress-"), "progress.json")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
