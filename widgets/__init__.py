@@ -6,6 +6,7 @@ Everything reads a metrics source: the live `cluster.metrics` collector or a sav
 
 from .controls import BrokerControls, GroupControls, LoadControls, NetworkControls
 from .dashboard import Dashboard
+from .network import NetworkView
 from .quorum import QuorumView
 from .rates import LagView, ThroughputView
 from .replicas import ReplicaView, SegmentView
@@ -20,6 +21,7 @@ __all__ = [
     "LagView",
     "LoadControls",
     "NetworkControls",
+    "NetworkView",
     "QuorumView",
     "RebalanceTimeline",
     "ReplicaView",

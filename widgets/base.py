@@ -26,6 +26,7 @@ FIGURE_HEIGHT = 320
 # container, so it would stay 700 px wide whatever the box around it: give it a width.
 FIGURE_WIDTH = 520
 TIME_AXIS_TITLE = "seconds since start"
+FIGURE_CONFIG = {"displayModeBar": False}
 
 
 class Source(Protocol):
@@ -60,7 +61,7 @@ def base_layout(title: str, **extra: Any) -> dict[str, Any]:
         "title": {"text": title},
         "height": FIGURE_HEIGHT,
         "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-        "legend": {"orientation": "h", "y": -0.25},
+        "legend": {"orientation": "h", "y": -0.25, "font": {"size": 10}},
         "shapes": [],
         "annotations": [],
     }
@@ -122,6 +123,8 @@ class View:
         self.source = source
         self.window_s = float(window_s)
         self.figure = go.FigureWidget(layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT})
+        # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
+        self.figure._config = {**self.figure._config, **FIGURE_CONFIG}
         self._shown: FigureData | None = None
         self.refresh()
 
@@ -139,6 +142,13 @@ class View:
         """A static Plotly figure of the current data (docs, nbval, saving to HTML)."""
         data = self.figure_data()
         return go.Figure(data=data["data"], layout=data["layout"])
+
+    def snapshot(self) -> go.Figure:
+        """This moment as a static figure: later refreshes of the live view leave it alone,
+        so a lab can keep the shrunk ISR on screen next to the text that describes it."""
+        figure = self.to_figure()
+        figure.update_layout(width=self.figure.layout.width, height=self.figure.layout.height)
+        return figure
 
     def refresh(self) -> bool:
         """Recompute from the source; returns whether the figure changed."""

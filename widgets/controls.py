@@ -16,6 +16,7 @@ import ipywidgets as w
 import pandas as pd
 
 from .base import IN_SYNC, OFFLINE, OUT_OF_SYNC, current_leaders
+from .probe import ClusterProbe, node_label
 from .replicas import STALE_AFTER_S
 
 Action = Callable[[], object]
@@ -91,10 +92,12 @@ class BrokerControls:
     ACTIONS = (("Kill", "kill_broker", "danger"), ("Restart", "restart_broker", "success"),
                ("Pause", "pause_broker", "warning"), ("Resume", "resume_broker", "info"))
 
-    def __init__(self, cluster: Any, source: Any = None, submit: Submit = run_now) -> None:
+    def __init__(self, cluster: Any, source: Any = None, submit: Submit = run_now,
+                 probe: ClusterProbe | None = None) -> None:
         self.cluster = cluster
         self.source = source if source is not None else getattr(cluster, "metrics", None)
         self.submit = submit
+        self.probe = probe if probe is not None else ClusterProbe(cluster)
         self.broker_ids = [int(b) for b in cluster.broker_ids]
         self.labels: dict[int, w.HTML] = {}
         self.buttons: dict[tuple[int, str], w.Button] = {}
@@ -125,7 +128,7 @@ class BrokerControls:
         empty = pd.DataFrame(columns=["time", "broker", "event", "topic", "partition",
                                       "is_leader", "leader_epoch"])
         return broker_tile_states(
-            self.broker_ids, self.cluster.describe_cluster(),
+            self.broker_ids, self.probe.read()["cluster_frame"],
             source.latest_replicas() if source is not None else empty,
             source.events() if source is not None else empty,
             source.now() if source is not None else None)
@@ -143,11 +146,12 @@ class NetworkControls:
     def __init__(self, cluster: Any, submit: Submit = run_now) -> None:
         self.cluster = cluster
         self.submit = submit
-        names = [str(n) for n in cluster.node_names]
-        self.a = w.Dropdown(options=names, value=names[0] if names else None,
-                            description="from", layout=w.Layout(width="220px"))
-        self.b = w.Dropdown(options=names, value=names[1] if len(names) > 1 else None,
-                            description="to", layout=w.Layout(width="220px"))
+        options = self._options()
+        names = [value for _, value in options]
+        self.a = w.Dropdown(options=options, value=names[0] if names else None,
+                            description="from", layout=w.Layout(width="250px"))
+        self.b = w.Dropdown(options=options, value=names[1] if len(names) > 1 else None,
+                            description="to", layout=w.Layout(width="250px"))
         self.delay_ms = w.BoundedIntText(value=200, min=0, max=60_000, description="delay ms",
                                          layout=w.Layout(width="180px"))
         self.buttons = {
@@ -163,11 +167,22 @@ class NetworkControls:
         }
         for name, button in self.buttons.items():
             button.on_click(lambda _, name=name: self.press(name))
+        self.help = w.HTML(
+            "<small>client-N: a Producer/Consumer made in this notebook · client-kafka: every "
+            "client on the Kafka port (kafka-python, confluent-kafka, kcat) · load-N: a load "
+            "producer process</small>", layout=w.Layout(max_width="510px"))
         self.widget = w.VBox([
             w.HTML("<b>Network</b>"), w.HBox([self.a, self.b]),
             w.HBox([self.buttons["cut"], self.buttons["cut_one_way"], self.buttons["isolate"]]),
             w.HBox([self.delay_ms, self.buttons["delay"], self.buttons["heal"]]),
+            self.help,
         ])
+
+    def _options(self) -> list[tuple[str, str]]:
+        """(label, node) pairs: the label says what a node is ("client-1 (Producer in this
+        notebook)"), the value stays the node name the Cluster methods take."""
+        details = dict(getattr(self.cluster, "node_details", {}) or {})
+        return [(node_label(str(n), details.get(str(n))), str(n)) for n in self.cluster.node_names]
 
     def press(self, name: str) -> None:
         """What clicking the button `name` does (also handy from code)."""
@@ -175,7 +190,7 @@ class NetworkControls:
         if name == "heal":
             self.submit("heal the network", cluster.heal)
         elif name == "isolate":
-            rest = [n for n in self.a.options if n != a]
+            rest = [n for _, n in self.a.options if n != a]
             self.submit(f"isolate {a}", lambda: cluster.partition([a], rest))
         elif name in ("cut", "cut_one_way"):
             one_way = name == "cut_one_way"
@@ -196,7 +211,16 @@ class NetworkControls:
         return a, b
 
     def refresh(self) -> None:
-        pass
+        """New clients and load workers appear in the dropdowns as they are made."""
+        if getattr(self.cluster, "closed", False):
+            return
+        options = tuple(self._options())
+        if options != tuple(self.a.options):
+            for dropdown in (self.a, self.b):
+                value = dropdown.value
+                dropdown.options = options
+                if value in [v for _, v in options]:
+                    dropdown.value = value
 
 
 class LoadControls:

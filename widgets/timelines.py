@@ -18,7 +18,11 @@ from .base import (
     plain,
 )
 
-MAX_EVENT_MARKS = 30  # more than this and the labels become a smear
+MAX_EVENT_MARKS = 60  # markers carry no text, so many fit; the oldest go first
+STALE_AFTER_S = 3.0   # as in replicas.py: a leader silent this long no longer counts
+ISR_FULL, ISR_SHRUNK, NO_LEADER = 2, 1, 0
+LANE_COLORS = {NO_LEADER: "#d62728", ISR_SHRUNK: "#ff7f0e", ISR_FULL: "#2ca02c"}
+LANE_WORDS = {NO_LEADER: "no leader reporting", ISR_SHRUNK: "ISR shrunk", ISR_FULL: "ISR full"}
 # Events that explain an ISR change; chatter such as role_change would bury them.
 ISR_EVENTS = frozenset({
     "kill", "restart", "pause", "resume", "stop", "cut", "heal", "partition", "delay",
@@ -27,70 +31,161 @@ ISR_EVENTS = frozenset({
 })
 
 
-def _event_label(event: pd.Series) -> str:
-    label = str(event.get("event"))
-    broker = event.get("broker")
-    if broker is not None and not pd.isna(broker):
-        label += f" {int(broker)}"
-    elif isinstance(event.get("detail"), str) and event.get("detail"):
-        label += f" {event['detail']}"
-    return label
+def _int(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def event_words(event: pd.Series | dict[str, Any]) -> str:
+    """An event row in plain words: "broker 2 killed", "orders-0: leader now 1 (epoch 3)"."""
+    kind = str(event.get("event"))
+    broker = _int(event.get("broker"))
+    detail = event.get("detail")
+    detail = detail if isinstance(detail, str) and detail else ""
+    partition = _int(event.get("partition"))
+    name = f"{event.get('topic')}-{partition}" if partition is not None else ""
+    isr = event.get("isr")
+    isr_text = f"[{', '.join(str(int(b)) for b in isr)}]" if isinstance(isr, list) else ""
+    who = f"broker {broker}" if broker is not None else (detail or "a process")
+    simple = {"kill": "killed", "restart": "restarted", "pause": "paused", "resume": "resumed",
+              "stop": "stopped (controlled shutdown)"}
+    if kind in simple:
+        return f"{who} {simple[kind]}"
+    if kind in ("cut", "partition"):
+        return f"network cut: {detail}" if detail else "network cut"
+    if kind == "heal":
+        return "network healed"
+    if kind == "delay":
+        return f"delay added: {detail}"
+    if kind == "leader_election":
+        leader = _int(event.get("leader"))
+        how = " (UNCLEAN: a replica outside the ISR)" if detail == "unclean" else ""
+        chosen = f"broker {leader}" if leader is not None and leader >= 0 else "no broker"
+        return (f"{name}: {chosen} elected leader, epoch {_int(event.get('leader_epoch'))}"
+                f"{how}")
+    if kind in ("isr_shrink", "isr_expand", "isr_change"):
+        verb = {"isr_shrink": "ISR shrank to", "isr_expand": "ISR grew to"}.get(kind, "ISR now")
+        return f"{name}: {verb} {isr_text}".rstrip()
+    if kind == "broker_fenced":
+        return f"{who} fenced by the controller" + (f" ({detail})" if detail else "")
+    if kind == "broker_unfenced":
+        return f"{who} unfenced: back in service"
+    return f"{kind} {detail or who}".strip()
 
 
 def event_marks(events: pd.DataFrame, start_time: float, topic: str | None = None,
-                kinds: frozenset[str] | None = ISR_EVENTS
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Vertical lines and labels for events of `kinds` (all when None); events about another
+                kinds: frozenset[str] | None = ISR_EVENTS) -> pd.DataFrame:
+    """Events of `kinds` (all when None), oldest first, with `x` (seconds since start),
+    `lane` ("P0", or "events" for one about no partition) and `words`; events about another
     topic are left out."""
+    columns = ["x", "lane", "words", "event"]
     if kinds is not None and not events.empty:
         events = events[events["event"].isin(list(kinds))]
-    if events.empty:
-        return [], []
-    if topic is not None and "topic" in events:
+    if topic is not None and not events.empty and "topic" in events:
         events = events[events["topic"].isna() | (events["topic"] == topic)]
+    if events.empty:
+        return pd.DataFrame(columns=columns)
     events = events.sort_values("time", kind="stable").tail(MAX_EVENT_MARKS)
-    shapes, labels = [], []
-    for i, (_, event) in enumerate(events.iterrows()):
-        x = float(event["time"] - start_time)
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x,
-                       "y0": 0, "y1": 1, "line": {"color": EVENT_LINE, "dash": "dot", "width": 1}})
-        labels.append({"text": _event_label(event), "xref": "x", "yref": "paper", "x": x,
-                       "y": 1.0 - 0.08 * (i % 4), "showarrow": False, "xanchor": "left",
-                       "font": {"size": 10, "color": EVENT_LINE}})
-    return shapes, labels
+    rows = []
+    for _, event in events.iterrows():
+        partition = _int(event.get("partition"))
+        rows.append({"x": float(event["time"] - start_time),
+                     "lane": f"P{partition}" if partition is not None else "events",
+                     "words": event_words(event), "event": str(event["event"])})
+    return pd.DataFrame(rows, columns=columns)
 
 
-def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | None,
-                    start_time: float) -> FigureData:
-    """A step line per partition: how many replicas the leader counts in sync, over time.
+def isr_lanes(replicas: pd.DataFrame, topic: str, times: list[float],
+              stale_after_s: float = STALE_AFTER_S) -> dict[int, list[tuple[int | None, str]]]:
+    """Per partition, at each of `times`: (state, hover words). The state is ISR_FULL,
+    ISR_SHRUNK or NO_LEADER from the newest-epoch leader's last report before that time;
+    None before the first report.
 
     Only reports from the leader of the newest epoch count, so a deposed leader that keeps
     talking (a zombie behind a network cut) does not draw a false ISR.
     """
+    rows = replicas[replicas["topic"] == topic]
+    out: dict[int, list[tuple[int | None, str]]] = {}
+    for partition, part in rows.groupby("partition", sort=True):
+        replicas_n = int(part["broker"].nunique())
+        leads = part[part["is_leader"].fillna(False).astype(bool)].sort_values("time", kind="stable")
+        epochs = leads["leader_epoch"].astype(float)
+        leads = leads[epochs >= epochs.cummax()]
+        report_times = leads["time"].astype(float).tolist()
+        isrs, leaders = leads["isr"].tolist(), leads["broker"].tolist()
+        cells: list[tuple[int | None, str]] = []
+        i = -1
+        for t in times:
+            while i + 1 < len(report_times) and report_times[i + 1] <= t:
+                i += 1
+            if i < 0:
+                cells.append((None, ""))
+                continue
+            isr = isrs[i] if isinstance(isrs[i], list) else []
+            if t - report_times[i] > stale_after_s:
+                cells.append((NO_LEADER, f"P{partition}: no leader reporting "
+                                         f"(last: broker {int(leaders[i])}, ISR {isr})"))
+            else:
+                state = ISR_FULL if len(isr) >= replicas_n else ISR_SHRUNK
+                cells.append((state, f"P{partition}: leader {int(leaders[i])}, ISR {isr} "
+                                     f"({len(isr)} of {replicas_n})"))
+        out[int(partition)] = cells
+    return out
+
+
+def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | None,
+                    start_time: float, now: float | None = None, window_s: float = 120.0,
+                    step_s: float | None = None) -> FigureData:
+    """One lane per partition (green: ISR full, orange: shrunk, red: no leader), so no
+    partition can hide another; events as markers with their story in the hover. The
+    window is fixed, `window_s` up to `now`: it scrolls, it never stretches."""
     topic = pick_topic(replicas, topic)
-    layout = base_layout(f"ISR size of {topic!r} over time",
-                         xaxis={"title": {"text": TIME_AXIS_TITLE}},
-                         yaxis={"title": {"text": "replicas in sync"}, "dtick": 1,
-                                "rangemode": "tozero"})
-    rows = replicas[(replicas["topic"] == topic)
-                    & replicas["is_leader"].fillna(False).astype(bool)] if topic else replicas[:0]
-    traces = []
-    for partition, part in rows.sort_values("time", kind="stable").groupby("partition", sort=True):
-        epochs = part["leader_epoch"].astype(float)
-        part = part[epochs >= epochs.cummax()]
-        traces.append({
-            "type": "scatter", "mode": "lines", "name": f"P{partition}",
-            "x": plain(part["time"] - start_time),
-            "y": [len(isr) if isinstance(isr, list) else None for isr in part["isr"]],
-            "line": {"shape": "hv"},
-            "customdata": [", ".join(map(str, isr)) if isinstance(isr, list) else ""
-                           for isr in part["isr"]],
-            "hovertemplate": "P" + str(partition) + " ISR [%{customdata}]<extra></extra>",
-        })
-    shapes, labels = event_marks(events, start_time, topic)
-    layout["shapes"], layout["annotations"] = shapes, labels
-    if not traces:
-        layout["annotations"] = labels + [empty_note("no leader has reported yet")]
+    if now is None:
+        now = float(replicas["time"].max()) if not replicas.empty else start_time
+    step = step_s or max(window_s / 120.0, 0.25)
+    right = now - start_time
+    left = right - window_s
+    layout = base_layout(f"ISR of {topic!r} over time, a lane per partition",
+                         xaxis={"title": {"text": TIME_AXIS_TITLE}, "range": [left, right],
+                                "autorange": False},
+                         showlegend=False)
+    layout["margin"] = {"l": 55, "r": 10, "t": 40, "b": 62}
+    layout["title"] = {"text": layout["title"]["text"], "x": 0.01, "y": 0.98,
+                       "font": {"size": 14}}
+    # Bucket edges on multiples of `step`, so a refresh shifts whole cells, never resamples.
+    first = (left // step) * step
+    centres = [first + (k + 0.5) * step for k in range(int((right - first) / step) + 1)]
+    lanes = isr_lanes(replicas, topic, [c + start_time for c in centres]) if topic else {}
+    names = [f"P{p}" for p in sorted(lanes)]
+    traces: list[dict[str, Any]] = []
+    if lanes:
+        z = [[cell[0] for cell in lanes[p]] for p in sorted(lanes)]
+        text = [[cell[1] for cell in lanes[p]] for p in sorted(lanes)]
+        scale = []
+        for code in (NO_LEADER, ISR_SHRUNK, ISR_FULL):
+            scale += [[code / 3, LANE_COLORS[code]], [(code + 1) / 3, LANE_COLORS[code]]]
+        traces.append({"type": "heatmap", "name": "ISR", "x": centres, "y": names, "z": z,
+                       "text": text, "zmin": -0.5, "zmax": 2.5, "colorscale": scale,
+                       "showscale": False, "xgap": 0, "ygap": 3,
+                       "hovertemplate": "%{text}<extra></extra>"})
+    marks = event_marks(events, start_time, topic)
+    marks = marks[(marks["x"] >= left) & (marks["lane"].isin([*names, "events"]))] \
+        if not marks.empty else marks
+    traces.append({"type": "scatter", "mode": "markers", "name": "events",
+                   "x": plain(marks["x"]), "y": plain(marks["lane"]),
+                   "marker": {"symbol": "diamond", "size": 9, "color": "#222222",
+                              "line": {"color": "white", "width": 1}},
+                   "customdata": plain(marks["words"]),
+                   "hovertemplate": "%{customdata}<extra></extra>"})
+    layout["yaxis"] = {"type": "category", "categoryorder": "array",
+                       "categoryarray": [*reversed(names), "events"], "fixedrange": True}
+    layout["annotations"] = [{
+        "text": "  ".join(f"<span style='color:{LANE_COLORS[c]}'>■</span> {LANE_WORDS[c]}"
+                          for c in (ISR_FULL, ISR_SHRUNK, NO_LEADER))
+                + "  ◆ event (hover for what happened)",
+        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -36,
+        "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
+    if not lanes:
+        layout["annotations"].append(empty_note("no leader has reported yet"))
     return {"data": traces, "layout": layout}
 
 
@@ -163,9 +258,11 @@ class IsrTimeline(View):
         super().__init__(source, window_s)
 
     def figure_data(self) -> FigureData:
-        since = self.since(self.source.now())
+        now = self.source.now()
+        # Reports from before the window still say what the ISR was when it opened.
+        since = self.since(now) - STALE_AFTER_S
         return isr_figure_data(self.source.replicas(since), self.source.events(since),
-                               self.topic, self.source.start_time)
+                               self.topic, self.source.start_time, now, self.window_s)
 
 
 class RebalanceTimeline(View):

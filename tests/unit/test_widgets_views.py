@@ -17,7 +17,13 @@ from kafkalab.widgets import (
 from kafkalab.widgets.base import HIGH_WATERMARK, IN_SYNC, OFFLINE, OUT_OF_SYNC, apply_figure
 from kafkalab.widgets.rates import lag_figure_data
 from kafkalab.widgets.replicas import classify_replicas, replica_figure_data
-from kafkalab.widgets.timelines import ownership_intervals
+from kafkalab.widgets.timelines import (
+    ISR_FULL,
+    ISR_SHRUNK,
+    NO_LEADER,
+    isr_figure_data,
+    ownership_intervals,
+)
 
 T0 = 1_000.0
 
@@ -148,23 +154,38 @@ def test_segment_view_shows_bytes_and_segment_counts(cluster_snapshot):
     assert bars["text"][index[("P1", "broker 1")]] == "1 segment"
 
 
-def test_isr_timeline_follows_the_current_leader_and_marks_events(cluster_snapshot):
-    data = IsrTimeline(cluster_snapshot, "orders", window_s=1e9).figure_data()
-    p0 = next(t for t in data["data"] if t["name"] == "P0")
-    # broker 3 led epoch 0 with 3 in sync; broker 1 leads epoch 1 with 2. The epoch-0 report
-    # at T0+2 arrives after an epoch-1 report, so it is a zombie's and left out.
-    assert p0["x"] == [1.0, 10.0]
-    assert p0["y"] == [2, 2]
-    labels = [a["text"] for a in data["layout"]["annotations"]]
-    # the event about topic "other" and the role_change chatter are left out
-    assert labels == ["kill 3", "isr_shrink 3"]
-    assert [s["x0"] for s in data["layout"]["shapes"]] == [2.5, 4.0]
+def test_isr_lanes_follow_the_current_leader_one_lane_per_partition(cluster_snapshot):
+    data = isr_figure_data(cluster_snapshot.replicas(), cluster_snapshot.events(), "orders",
+                           T0, now=T0 + 10, window_s=10, step_s=1)
+    lanes = next(t for t in data["data"] if t["type"] == "heatmap")
+    assert lanes["y"] == ["P0", "P1"]          # a lane each: no partition hides another
+    assert lanes["x"][0] == 0.5 and lanes["x"][-1] == 10.5
+    p0, p1 = lanes["z"]
+    # P0: broker 1 leads epoch 1 from T0+1 with ISR [1, 2] of 3 replicas: shrunk, orange. The
+    # epoch-0 report from broker 3 at T0+2 is a zombie's (older epoch) and left out.
+    assert p0[0] is None and set(p0[1:4]) == {ISR_SHRUNK}
+    assert "leader 1, ISR [1, 2] (2 of 3)" in lanes["text"][0][2]
+    # ... then silent for more than STALE_AFTER_S before the report at T0+10: no leader.
+    assert p0[5] == NO_LEADER and p0[-1] == ISR_SHRUNK
+    assert set(p1[1:4]) == {ISR_FULL}
 
 
-def test_isr_timeline_window_bounds_history(cluster_snapshot):
+def test_isr_events_are_markers_with_plain_words_and_other_topics_left_out(cluster_snapshot):
+    data = isr_figure_data(cluster_snapshot.replicas(), cluster_snapshot.events(), "orders",
+                           T0, now=T0 + 10, window_s=10, step_s=1)
+    events = next(t for t in data["data"] if t["name"] == "events")
+    assert events["x"] == [2.5, 4.0]
+    assert events["y"] == ["events", "P0"]     # a partition's event sits on its lane
+    assert events["customdata"] == ["broker 3 killed", "orders-0: ISR shrank to [1, 2]"]
+    assert data["layout"]["shapes"] == []      # no text labels to pile up
+
+
+def test_isr_window_is_fixed_it_scrolls_and_never_stretches(cluster_snapshot):
     view = IsrTimeline(cluster_snapshot, "orders", window_s=5.0)
-    p0 = next(t for t in view.figure_data()["data"] if t["name"] == "P0")
-    assert p0["x"] == [10.0]
+    layout = view.figure_data()["layout"]
+    assert layout["xaxis"]["range"] == [5.0, 10.0] and layout["xaxis"]["autorange"] is False
+    events = next(t for t in view.figure_data()["data"] if t["name"] == "events")
+    assert events["x"] == []                   # both events are older than the window
 
 
 def lag_rows(group, partition, values, start=T0):
