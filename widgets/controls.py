@@ -323,6 +323,12 @@ class GroupControls:
                 member = alive[-1]
                 member.stop() if name == "remove" else member.kill()
                 self.members.remove(member)
+                # The timeline ends the member's bars here, not when the group notices.
+                metrics = getattr(self.cluster, "metrics", None)
+                if metrics is not None and hasattr(metrics, "record"):
+                    metrics.record("event", {
+                        "event": "member_leave" if name == "remove" else "member_kill",
+                        "group": self.group, "detail": getattr(member, "node", "")})
             verb = "remove (LeaveGroup)" if name == "remove" else "kill (SIGKILL)"
             self.submit(f"{verb} a consumer of {self.group!r}", remove)
         else:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .base import current_leaders
 from .network import isolated_nodes
+from .timelines import member_count
 
 DEAD = frozenset({"killed", "stopped"})  # a paused broker still holds its data: not dead
 BROKER_VERBS = {
@@ -183,8 +184,8 @@ def group_moments(groups: pd.DataFrame) -> dict[str, Any]:
     if groups.empty:
         return {}
     newest = groups.sort_values("time", kind="stable").drop_duplicates("group", keep="last")
-    return {str(r.group): {"generation": int(r.generation), "members": int(r.members)}
-            for r in newest.itertuples() if pd.notna(r.generation) and pd.notna(r.members)}
+    return {str(r.group): {"generation": int(r.generation), "members": member_count(r.members)}
+            for r in newest.itertuples() if pd.notna(r.generation)}
 
 
 def observe(probe_state: dict[str, Any], latest: pd.DataFrame, groups: pd.DataFrame,

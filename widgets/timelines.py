@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -216,37 +217,102 @@ def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None
     return pd.DataFrame(sorted(spans), columns=columns)
 
 
+_UUID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_WORKER = re.compile(r"^(.*-worker-\d+)-\d+-\d+$")
+MEMBER_GONE = frozenset({"member_kill", "member_leave"})
+
+
+def member_node(member_id: str) -> str:
+    """The process a member id belongs to: Kafka's member id is `<client.id>-<uuid>`, and a
+    kafkalab client's client.id is its node name ("client-3", "billing-worker-1-…")."""
+    return _UUID.sub("", str(member_id))
+
+
+def member_names(member_ids: list[str]) -> dict[str, str]:
+    """Readable, distinct names: "client-3", "billing-worker-2"; "consumer #2" on a clash."""
+    names: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for member in sorted(member_ids):
+        node = member_node(member)
+        short = m.group(1) if (m := _WORKER.match(node)) else node
+        used[short] = used.get(short, 0) + 1
+        names[member] = short if used[short] == 1 else f"{short} #{used[short]}"
+    return names
+
+
+def member_count(members: Any) -> int:
+    """A group row's members: a count (the coordinator's reports) or a list of ids."""
+    if isinstance(members, list | tuple | set):
+        return len(members)
+    return 0 if members is None or pd.isna(members) else int(members)
+
+
 def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
-                          now: float | None = None) -> FigureData:
-    """A bar of colour per member along each partition's row; a mark at each new generation."""
+                          now: float | None = None, events: pd.DataFrame | None = None,
+                          window_s: float | None = None) -> FigureData:
+    """A bar of colour per member along each partition's row; generations and killed or
+    departed members as markers on a top row ("group"), their words in the hover. A member's
+    bars end where it was killed or left, not where the group noticed."""
     layout = base_layout(f"Who owns which partition in group {group!r}",
                          xaxis={"title": {"text": TIME_AXIS_TITLE}},
-                         yaxis={"title": {"text": "partition"}, "type": "category",
-                                "categoryorder": "category descending"})
+                         legend={"orientation": "h", "y": -0.28, "font": {"size": 10}})
+    layout["margin"] = {"l": 80, "r": 10, "t": 40, "b": 60}
+    layout["title"] = {"text": layout["title"]["text"], "x": 0.01, "y": 0.98,
+                       "font": {"size": 14}}
+    if now is not None and window_s is not None:
+        layout["xaxis"].update(range=[now - window_s - start_time, now - start_time],
+                               autorange=False)
     spans = ownership_intervals(groups, group, now)
+    gone: dict[str, tuple[float, str]] = {}  # node -> (time, "killed" | "left")
+    if events is not None and not events.empty:
+        rows = events[events["event"].isin(list(MEMBER_GONE)) & (events["group"] == group)]
+        for _, event in rows.sort_values("time", kind="stable").iterrows():
+            gone.setdefault(str(event["detail"]), (
+                float(event["time"]), "killed" if event["event"] == "member_kill" else "left"))
+    names = member_names(spans["member"].unique().tolist()) if not spans.empty else {}
     traces = []
+    marks: list[tuple[float, str, str]] = []  # x, symbol, words
     for member, rows in spans.groupby("member", sort=True):
+        died = gone.get(member_node(member))
         x: list[float | None] = []
         y: list[str | None] = []
         for _, span in rows.iterrows():
-            x += [span["start"] - start_time, span["end"] - start_time, None]
+            begin, end = float(span["start"]), float(span["end"])
+            if died is not None:
+                end = min(end, died[0])
+            if end <= begin:
+                continue
+            x += [begin - start_time, end - start_time, None]
             y += [span["topic_partition"], span["topic_partition"], None]
-        traces.append({"type": "scatter", "mode": "lines", "name": str(member),
-                       "x": x, "y": y, "line": {"width": 12}, "connectgaps": False})
+        traces.append({"type": "scatter", "mode": "lines", "name": names[member],
+                       "x": x, "y": y, "line": {"width": 12}, "connectgaps": False,
+                       "hovertemplate": names[member] + " owns %{y}<extra></extra>"})
+        if died is not None:
+            marks.append((died[0] - start_time, "x", f"{names[member]} {died[1]}"))
     rows = groups[groups["group"] == group].sort_values("time", kind="stable")
-    shapes, labels = [], []
     if not rows.empty:
         firsts = rows.drop_duplicates("generation", keep="first")
         for _, row in firsts.iterrows():
-            x = float(row["time"] - start_time)
-            shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x,
-                           "y0": 0, "y1": 1, "line": {"color": EVENT_LINE, "dash": "dash"}})
-            labels.append({"text": f"gen {row['generation']}", "xref": "x", "yref": "paper",
-                           "x": x, "y": 1.02, "showarrow": False, "xanchor": "left",
-                           "font": {"size": 10, "color": EVENT_LINE}})
-    layout["shapes"], layout["annotations"] = shapes, labels
-    if not traces:
-        layout["annotations"] = labels + [empty_note("no assignment reported yet")]
+            members = member_count(row.get("members"))
+            marks.append((float(row["time"] - start_time), "line-ns",
+                          f"generation {int(row['generation'])}: {members} member"
+                          f"{'s' if members != 1 else ''}"))
+    marks.sort()
+    partitions = sorted(spans["topic_partition"].unique().tolist()) if not spans.empty else []
+    traces.append({"type": "scatter", "mode": "markers", "name": "rebalances",
+                   "x": [m[0] for m in marks], "y": ["group"] * len(marks),
+                   "marker": {"symbol": [m[1] for m in marks], "size": 12, "color": "#222222",
+                              "line": {"width": 2, "color": "#222222"}},
+                   "customdata": [m[2] for m in marks], "showlegend": False,
+                   "hovertemplate": "%{customdata}<extra></extra>"})
+    layout["yaxis"] = {"type": "category", "categoryorder": "array",
+                       "categoryarray": [*reversed(partitions), "group"], "fixedrange": True}
+    layout["annotations"] = [{
+        "text": "│ new generation   ✕ member killed or left (hover for who)",
+        "xref": "paper", "yref": "paper", "x": 1, "y": 1.0, "yanchor": "bottom",
+        "xanchor": "right", "showarrow": False, "font": {"size": 10, "color": EVENT_LINE}}]
+    if len(traces) == 1:
+        layout["annotations"].append(empty_note("no assignment reported yet"))
     return {"data": traces, "layout": layout}
 
 
@@ -274,5 +340,7 @@ class RebalanceTimeline(View):
 
     def figure_data(self) -> FigureData:
         now = self.source.now()
-        return rebalance_figure_data(self.source.groups(self.since(now)), self.group,
-                                     self.source.start_time, now)
+        since = self.since(now)
+        return rebalance_figure_data(self.source.groups(since), self.group,
+                                     self.source.start_time, now, self.source.events(since),
+                                     self.window_s)

@@ -22,6 +22,7 @@ from kafkalab.widgets.timelines import (
     ISR_SHRUNK,
     NO_LEADER,
     isr_figure_data,
+    member_names,
     ownership_intervals,
 )
 
@@ -241,8 +242,29 @@ def test_rebalance_timeline_shows_who_owned_what_and_generations():
     data = RebalanceTimeline(snap, "billing").figure_data()
     b = next(t for t in data["data"] if t["name"] == "b")
     assert b["x"] == [10.0, 20.0, None] and b["y"] == ["orders-1", "orders-1", None]
-    assert [a["text"] for a in data["layout"]["annotations"]] == ["gen 1", "gen 2"]
-    assert [s["x0"] for s in data["layout"]["shapes"]] == [0.0, 10.0]
+    marks = next(t for t in data["data"] if t["name"] == "rebalances")
+    # generations are markers on their own row, words in the hover: no labels to overlap
+    assert marks["x"] == [0.0, 10.0] and set(marks["y"]) == {"group"}
+    assert marks["customdata"] == ["generation 1: 1 member", "generation 2: 2 members"]
+
+
+def test_rebalance_members_have_readable_names_and_bars_end_when_killed():
+    worker = "billing-worker-2-4242-17"
+    a, b = f"{worker}-0dd7e53f-dbe3-4c1e-9a55-0123456789ab", "client-3-11111111-2222-3333-4444-555555555555"
+    assert member_names([a, b]) == {a: "billing-worker-2", b: "client-3"}
+    twins = ["consumer-11111111-2222-3333-4444-555555555555",
+             "consumer-99999999-2222-3333-4444-555555555555"]
+    assert sorted(member_names(twins).values()) == ["consumer", "consumer #2"]
+    rows = [group_row(T0, 1, {a: ["orders-0"], b: ["orders-1"]}),
+            group_row(T0 + 20, 2, {b: ["orders-0", "orders-1"]})]
+    events = [{"time": T0 + 8, "node": "notebook", "event": "member_kill", "group": "billing",
+               "detail": worker}]
+    snap = MetricsSnapshot({"group": rows, "event": events}, start_time=T0)
+    data = RebalanceTimeline(snap, "billing").figure_data()
+    killed = next(t for t in data["data"] if t["name"] == "billing-worker-2")
+    assert killed["x"] == [0.0, 8.0, None]     # not until the group noticed at T0+20
+    marks = next(t for t in data["data"] if t["name"] == "rebalances")
+    assert "billing-worker-2 killed" in marks["customdata"]
 
 
 def test_transaction_view_shows_hw_vs_lso_and_txn_states(cluster_snapshot):
