@@ -7,6 +7,7 @@ Python values only, so tests compare numbers and colours without a kernel or a b
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Protocol
 
 import pandas as pd
@@ -112,6 +113,36 @@ def apply_figure(fig: go.FigureWidget, data: FigureData) -> None:
             setattr(fig.layout, key, value)
 
 
+class SharedReads:
+    """A metrics source whose reads are shared within one refresh: five views asking for the
+    latest replicas build one frame, and every view sees the same `now`. `clear()` starts
+    the next refresh."""
+
+    SHARED = frozenset({"now", "latest_replicas", "replicas", "events", "groups", "lag",
+                        "transactions", "throughput", "brokers", "clients"})
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self._memo: dict[Any, Any] = {}
+
+    def clear(self) -> None:
+        self._memo = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.source, name)
+        if name not in self.SHARED:
+            return attr
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            key = (name, args, tuple(sorted(kwargs.items())))
+            if key not in self._memo:
+                self._memo[key] = attr(*args, **kwargs)
+            value = self._memo[key]
+            # A shallow copy: a view that adds a column does not change what the next sees.
+            return value.copy(deep=False) if isinstance(value, pd.DataFrame) else value
+        return read
+
+
 class View:
     """A live figure over a metrics source: `.widget`, `refresh()`, `figure_data()`.
 
@@ -122,6 +153,9 @@ class View:
     def __init__(self, source: Source, window_s: float = 120.0) -> None:
         self.source = source
         self.window_s = float(window_s)
+        # A Dashboard recomputes slow-moving views (1 s lanes, 1 s rates) at most this often.
+        self.min_interval_s = 0.0
+        self._computed_at = -math.inf
         self.figure = go.FigureWidget(layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT})
         # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
         self.figure._config = {**self.figure._config, **FIGURE_CONFIG}
@@ -152,6 +186,10 @@ class View:
 
     def refresh(self) -> bool:
         """Recompute from the source; returns whether the figure changed."""
+        now = time.monotonic()
+        if now - self._computed_at < self.min_interval_s:
+            return False
+        self._computed_at = now
         data = self.figure_data()
         if data == self._shown:
             return False

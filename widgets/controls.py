@@ -194,12 +194,12 @@ class NetworkControls:
             self.submit(f"isolate {a}", lambda: cluster.partition([a], rest))
         elif name in ("cut", "cut_one_way"):
             one_way = name == "cut_one_way"
-            arrow = "->" if one_way else "<->"
+            arrow = "→" if one_way else "↔"
             self.submit(f"cut {a} {arrow} {b}",
                         lambda: cluster.cut(*self._checked(a, b), one_way=one_way))
         elif name == "delay":
             ms = int(self.delay_ms.value)
-            self.submit(f"delay {a} <-> {b} by {ms} ms",
+            self.submit(f"delay {a} ↔ {b} by {ms} ms",
                         lambda: cluster.delay(*self._checked(a, b), ms))
         else:
             raise ValueError(f"unknown network action {name!r}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .base import OFFLINE, View
+from .base import OFFLINE, SharedReads, View
 from .controls import Action, BrokerControls, GroupControls, LoadControls, NetworkControls
 from .network import NetworkView
 from .probe import ClusterProbe
@@ -26,6 +26,7 @@ from .timelines import IsrTimeline, RebalanceTimeline
 
 _STOP = object()
 FEED_LINES = 40          # the story feed keeps this many lines (it scrolls)
+SLOW_VIEW_INTERVAL_S = 1.0
 EFFECT_WINDOW_S = 20.0   # story lines this soon after an action are reported as its effect
 
 
@@ -41,7 +42,7 @@ class Dashboard:
         if not 0 < refresh_hz <= 10:
             raise ValueError(f"refresh_hz must be in (0, 10], got {refresh_hz}")
         self.cluster = cluster
-        self.source = source if source is not None else cluster.metrics
+        self.source = SharedReads(source if source is not None else cluster.metrics)
         self.refresh_interval = 1.0 / refresh_hz
         self.refreshes = 0
         self.actions_done = 0
@@ -55,6 +56,8 @@ class Dashboard:
         self.feed = w.HTML(self._feed_html(), layout=w.Layout(
             height="118px", overflow="auto", border="1px solid #ddd", padding="2px 6px",
             width="500px"))
+        self.status.add_class("kafkalab-status")
+        self.feed.add_class("kafkalab-story")
         self._action: tuple[str, float, float] | None = None  # description, started, done
         self._effects: list[str] = []
         self._closed_shown = False
@@ -68,7 +71,7 @@ class Dashboard:
         def broker_states() -> dict[int, str]:
             return self.probe.read()["brokers"]
         self.views: dict[str, View] = {
-            "network": NetworkView(self.probe),
+            "network": NetworkView(self.probe, metrics=self.source),
             "replicas": ReplicaView(self.source, topic, broker_states=broker_states),
             "isr": IsrTimeline(self.source, topic, window_s=window_s),
             "throughput": ThroughputView(self.source, window_s=window_s),
@@ -77,6 +80,10 @@ class Dashboard:
         }
         if group is not None:
             self.views["rebalance"] = RebalanceTimeline(self.source, group)
+        # Lanes are 1 s cells and rates 1 s windows: recomputing them faster shows nothing new.
+        for name in ("isr", "throughput", "lag", "segments", "rebalance"):
+            if name in self.views:
+                self.views[name].min_interval_s = SLOW_VIEW_INTERVAL_S
         # Each figure sits in a box the dashboard can hide while its view has nothing to show
         # (lag before any group commits). Figures have a fixed width (base.FIGURE_WIDTH): two a
         # row beside JupyterLab's file browser at 1400 px, one a row when narrower.
@@ -171,6 +178,7 @@ class Dashboard:
         if getattr(self.cluster, "closed", False):
             self._mark_closed()
             return
+        self.source.clear()
         parts: list[Any] = [*self.views.values(), self.brokers, self.network, self.load,
                             *([self.group_controls] if self.group_controls else [])]
         for part in parts:

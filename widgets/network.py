@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import plotly.graph_objects as go
-
 from .base import EVENT_LINE, IN_SYNC, OFFLINE, OUT_OF_SYNC, FigureData, View
 from .probe import NODE_HELP, ClusterProbe, leaders_by_broker, node_kind
 from .replicas import STALE_AFTER_S
@@ -222,10 +220,12 @@ class NetworkView(View):
     `source` is a Cluster (or a ClusterProbe over one); leadership comes from its metrics.
     """
 
-    def __init__(self, source: Any, stale_after_s: float = STALE_AFTER_S) -> None:
+    def __init__(self, source: Any, stale_after_s: float = STALE_AFTER_S,
+                 metrics: Any = None) -> None:
         self.probe = source if isinstance(source, ClusterProbe) else ClusterProbe(source)
         self.stale_after_s = stale_after_s
-        super().__init__(getattr(self.probe.cluster, "metrics", None))
+        super().__init__(metrics if metrics is not None
+                         else getattr(self.probe.cluster, "metrics", None))
         self.figure.layout.height = NETWORK_HEIGHT
 
     def figure_data(self) -> FigureData:
@@ -237,5 +237,3 @@ class NetworkView(View):
                                       self.stale_after_s, state["brokers"])
         return network_figure_data(state, leads)
 
-    def snapshot(self) -> go.Figure:
-        return self.to_figure()
