@@ -82,7 +82,7 @@ def broker_tile_states(broker_ids: list[int], cluster_frame: pd.DataFrame | None
 
 def tile_html(tile: TileState) -> str:
     return (f"<div style='border-left:6px solid {tile.color};padding:2px 8px'>"
-            f"<b>broker {tile.broker}</b><br>"
+            f"<b>broker {tile.broker}</b> · "
             f"<span style='color:{tile.color}'>{html.escape(tile.label)}</span></div>")
 
 
@@ -107,14 +107,16 @@ class BrokerControls:
                 TileState(broker, "running", 0, "up", STATE_COLORS["running"])))
             row = []
             for verb, method, style in self.ACTIONS:
-                button = w.Button(description=f"{verb} broker {broker}", button_style=style,
-                                  layout=w.Layout(width="auto"))
+                # Short words and a tooltip: three tiles fit in one row beside the file browser.
+                button = w.Button(description=verb, button_style=style,
+                                  tooltip=f"{verb.lower()} broker {broker}",
+                                  layout=w.Layout(width="auto", height="28px"))
                 button.on_click(self._handler(verb, method, broker))
                 self.buttons[(broker, verb.lower())] = button
                 row.append(button)
             tiles.append(w.VBox([label, w.HBox(row)],
-                                layout=w.Layout(border="1px solid #ddd", padding="4px",
-                                                margin="2px")))
+                                layout=w.Layout(border="1px solid #ddd", padding="2px 4px",
+                                                margin="2px", width="310px")))
         self.widget = w.HBox(tiles, layout=w.Layout(flex_flow="row wrap"))
 
     def _handler(self, verb: str, method: str, broker: int) -> Callable[[w.Button], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -207,12 +208,27 @@ def segment_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
     return {"data": [bars], "layout": layout}
 
 
+def _cluster_or_metrics(source: Any, broker_states: Callable[[], dict[int, str]] | None
+                        ) -> tuple[Any, Callable[[], dict[int, str]] | None]:
+    """`ReplicaView(cluster, ...)` reads the cluster's metrics and takes its word on which
+    brokers run; `ReplicaView(cluster.metrics, ...)` only has the metrics."""
+    if hasattr(source, "metrics") and hasattr(source, "broker_state"):
+        cluster = source
+        if broker_states is None:
+            def broker_states() -> dict[int, str]:
+                return {} if cluster.closed else {b: cluster.broker_state(b)
+                                                  for b in cluster.broker_ids}
+        return cluster.metrics, broker_states
+    return source, broker_states
+
+
 class ReplicaView(View):
     """Each replica's LEO and the partition's HW, ISR members coloured, leader marked."""
 
     def __init__(self, source: Source, topic: str | None = None,
                  stale_after_s: float = STALE_AFTER_S,
                  broker_states: Callable[[], dict[int, str]] | None = None) -> None:
+        source, broker_states = _cluster_or_metrics(source, broker_states)
         self.topic = topic
         self.stale_after_s = stale_after_s
         self.broker_states = broker_states  # the cluster's own word on its processes
@@ -230,6 +246,7 @@ class SegmentView(View):
     def __init__(self, source: Source, topic: str | None = None,
                  stale_after_s: float = STALE_AFTER_S,
                  broker_states: Callable[[], dict[int, str]] | None = None) -> None:
+        source, broker_states = _cluster_or_metrics(source, broker_states)
         self.topic = topic
         self.stale_after_s = stale_after_s
         self.broker_states = broker_states  # the cluster's own word on its processes

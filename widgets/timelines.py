@@ -159,13 +159,15 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
     names = [f"P{p}" for p in sorted(lanes)]
     traces: list[dict[str, Any]] = []
     if lanes:
-        z = [[cell[0] for cell in lanes[p]] for p in sorted(lanes)]
-        text = [[cell[1] for cell in lanes[p]] for p in sorted(lanes)]
+        # The events row is in the heatmap too, empty: Plotly's heatmap cannot share a
+        # category axis with a row it does not have.
+        z = [*[[cell[0] for cell in lanes[p]] for p in sorted(lanes)], [None] * len(centres)]
+        text = [*[[cell[1] for cell in lanes[p]] for p in sorted(lanes)], [""] * len(centres)]
         scale = []
         for code in (NO_LEADER, ISR_SHRUNK, ISR_FULL):
             scale += [[code / 3, LANE_COLORS[code]], [(code + 1) / 3, LANE_COLORS[code]]]
-        traces.append({"type": "heatmap", "name": "ISR", "x": centres, "y": names, "z": z,
-                       "text": text, "zmin": -0.5, "zmax": 2.5, "colorscale": scale,
+        traces.append({"type": "heatmap", "name": "ISR", "x": centres, "y": [*names, "events"],
+                       "z": z, "text": text, "hoverongaps": False, "zmin": -0.5, "zmax": 2.5, "colorscale": scale,
                        "showscale": False, "xgap": 0, "ygap": 3,
                        "hovertemplate": "%{text}<extra></extra>"})
     marks = event_marks(events, start_time, topic)

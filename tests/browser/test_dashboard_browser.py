@@ -3,7 +3,7 @@ file browser open: kill the leader with its button, cut a link, watch the story.
 
 A notebook builds a 3-broker cluster, a replicated topic and some records, prints partition
 0's leader into a known output element and displays `Dashboard(cluster, topic="orders")`.
-The test runs it, clicks "Kill broker N" on that leader and checks that, within 3 s, the
+The test runs it, clicks broker N's "Kill" on that leader and checks that, within 3 s, the
 broker's tile says "killed", its replicas are grey and the ReplicaView names another leader
 for P0; that the story feed says `orders-0: leader N → M`; then it cuts broker-1 ↔ broker-2
 with the network controls and checks that the network picture draws the cut. Then it shuts
@@ -207,8 +207,8 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
     cluster_pids = jupyter_lab.children_of_server() - {kernel_pid}
     assert len(cluster_pids) >= 4, cluster_pids  # controller + 3 brokers (+ resource tracker)
 
-    kill = page.locator(f".jp-OutputArea-output button:has-text('Kill broker {leader}')")
-    expect_visible(page, kill, RENDER_TIMEOUT_MS, f"the Dashboard shows 'Kill broker {leader}'")
+    kill = page.locator(f".jp-OutputArea-output button[title='kill broker {leader}']")
+    expect_visible(page, kill, RENDER_TIMEOUT_MS, f"the Dashboard shows broker {leader}'s Kill")
     # The view is live before we break anything: it agrees with the cluster on the leader.
     wait_js(page, f"({REPLICA_LEADERS_JS})().leaders?.P0 === 'broker {leader}'", 30_000,
             f"ReplicaView marks broker {leader} as leader of P0, as describe_topic does")

@@ -86,7 +86,8 @@ def leader_row(t, broker, partition, epoch=0, topic="orders"):
 def test_broker_buttons_name_the_broker_and_call_the_cluster():
     cluster = FakeCluster()
     controls = BrokerControls(cluster)
-    assert controls.buttons[(2, "kill")].description == "Kill broker 2"
+    assert controls.buttons[(2, "kill")].description == "Kill"
+    assert controls.buttons[(2, "kill")].tooltip == "kill broker 2"
     expected = []
     for verb, method in (("kill", "kill_broker"), ("restart", "restart_broker"),
                          ("pause", "pause_broker"), ("resume", "resume_broker")):

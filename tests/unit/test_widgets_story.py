@@ -233,3 +233,21 @@ def test_a_killed_broker_is_grey_at_once_and_an_offline_partition_is_red():
     summary = partition_summary(classify_replicas(shrunk, "orders", now=10.0,
                                                   broker_states={2: "killed"}))
     assert summary[0]["verdict"] == "under-replicated" and summary[0]["leader"] == 1
+
+
+def test_a_replica_view_of_a_cluster_takes_its_word_on_which_brokers_run():
+    from kafkalab.widgets import ReplicaView
+
+    class Cluster:
+        broker_ids, closed = [1, 2], False
+
+        def __init__(self):
+            self.metrics = MetricsSnapshot(start_time=0.0)
+            for b in (1, 2):
+                self.metrics.add("replica", replica_row(5.0, b, 0, 1, 0, [1, 2]))
+
+        def broker_state(self, b):
+            return "killed" if b == 2 else "running"
+
+    bars = ReplicaView(Cluster(), "orders").figure_data()["data"][0]
+    assert bars["customdata"] == ["in-sync", "offline"]

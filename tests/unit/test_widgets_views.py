@@ -159,9 +159,10 @@ def test_isr_lanes_follow_the_current_leader_one_lane_per_partition(cluster_snap
     data = isr_figure_data(cluster_snapshot.replicas(), cluster_snapshot.events(), "orders",
                            T0, now=T0 + 10, window_s=10, step_s=1)
     lanes = next(t for t in data["data"] if t["type"] == "heatmap")
-    assert lanes["y"] == ["P0", "P1"]          # a lane each: no partition hides another
+    assert lanes["y"] == ["P0", "P1", "events"]   # a lane each: no partition hides another
     assert lanes["x"][0] == 0.5 and lanes["x"][-1] == 10.5
-    p0, p1 = lanes["z"]
+    p0, p1, events = lanes["z"]
+    assert set(events) == {None}
     # P0: broker 1 leads epoch 1 from T0+1 with ISR [1, 2] of 3 replicas: shrunk, orange. The
     # epoch-0 report from broker 3 at T0+2 is a zombie's (older epoch) and left out.
     assert p0[0] is None and set(p0[1:4]) == {ISR_SHRUNK}
