@@ -25,7 +25,7 @@ EVENT_LINE = "#7f7f7f"
 FIGURE_HEIGHT = 320
 # Plotly's FigureWidget (anywidget) draws before it is attached and never autosizes to its
 # container, so it would stay 700 px wide whatever the box around it: give it a width.
-FIGURE_WIDTH = 520
+FIGURE_WIDTH = 460  # two a row beside the file browser at 1400 px
 TIME_AXIS_TITLE = "seconds since start"
 FIGURE_CONFIG = {"displayModeBar": False}
 
@@ -156,11 +156,17 @@ class View:
         # A Dashboard recomputes slow-moving views (1 s lanes, 1 s rates) at most this often.
         self.min_interval_s = 0.0
         self._computed_at = -math.inf
-        self.figure = go.FigureWidget(layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT})
+        # The first figure goes into the constructor: a FigureWidget shown later starts from
+        # its constructor's data, and changes made before the browser drew it are lost.
+        data = self.figure_data()
+        self._computed_at = time.monotonic()
+        self.figure = go.FigureWidget(
+            data=data["data"],
+            layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT, **data["layout"]})
         # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
         self.figure._config = {**self.figure._config, **FIGURE_CONFIG}
-        self._shown: FigureData | None = None
-        self.refresh()
+        self._shown: FigureData | None = data
+        self.refresh()  # what a subclass shows beside the figure (a table) fills in too
 
     @property
     def widget(self) -> Any:

@@ -150,12 +150,14 @@ class NetworkControls:
         self.submit = submit
         options = self._options()
         names = [value for _, value in options]
+        narrow = {"description_width": "34px"}
         self.a = w.Dropdown(options=options, value=names[0] if names else None,
-                            description="from", layout=w.Layout(width="250px"))
+                            description="from", style=narrow, layout=w.Layout(width="230px"))
         self.b = w.Dropdown(options=options, value=names[1] if len(names) > 1 else None,
-                            description="to", layout=w.Layout(width="250px"))
+                            description="to", style=narrow, layout=w.Layout(width="230px"))
         self.delay_ms = w.BoundedIntText(value=200, min=0, max=60_000, description="delay ms",
-                                         layout=w.Layout(width="180px"))
+                                         style={"description_width": "60px"},
+                                         layout=w.Layout(width="150px"))
         self.buttons = {
             "cut": w.Button(description="Cut", button_style="danger",
                             tooltip="drop every message between the two nodes"),
@@ -172,9 +174,10 @@ class NetworkControls:
         self.help = w.HTML(
             "<small>client-N: a Producer/Consumer made in this notebook · client-kafka: every "
             "client on the Kafka port (kafka-python, confluent-kafka, kcat) · load-N: a load "
-            "producer process</small>", layout=w.Layout(max_width="510px"))
+            "producer process</small>", layout=w.Layout(max_width="470px"))
         self.widget = w.VBox([
-            w.HTML("<b>Network</b>"), w.HBox([self.a, self.b]),
+            w.HTML("<b>Break the network</b> <small>(pick two nodes)</small>"),
+            w.HBox([self.a, self.b]),
             w.HBox([self.buttons["cut"], self.buttons["cut_one_way"], self.buttons["isolate"]]),
             w.HBox([self.delay_ms, self.buttons["delay"], self.buttons["heal"]]),
             self.help,

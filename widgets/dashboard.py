@@ -55,7 +55,7 @@ class Dashboard:
         self.story = StoryFeed()
         self.feed = w.HTML(self._feed_html(), layout=w.Layout(
             height="118px", overflow="auto", border="1px solid #ddd", padding="2px 6px",
-            width="500px"))
+            width="466px"))
         self.status.add_class("kafkalab-status")
         self.feed.add_class("kafkalab-story")
         self._action: tuple[str, float, float] | None = None  # description, started, done

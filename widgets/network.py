@@ -202,6 +202,7 @@ def network_figure_data(state: dict[str, Any], leads: dict[int, list[str]] | Non
         "xaxis": {"visible": False, "range": [-0.6, width + 0.6], "fixedrange": True},
         "yaxis": {"visible": False, "range": [-0.55, 2.35], "fixedrange": True},
         "showlegend": False,
+        "plot_bgcolor": "white",
         "shapes": [],
         "annotations": [{"text": key, "xref": "paper", "yref": "paper", "x": 0, "y": 0,
                          "yanchor": "top", "xanchor": "left", "yshift": -6,
@@ -226,7 +227,6 @@ class NetworkView(View):
         self.stale_after_s = stale_after_s
         super().__init__(metrics if metrics is not None
                          else getattr(self.probe.cluster, "metrics", None))
-        self.figure.layout.height = NETWORK_HEIGHT
 
     def figure_data(self) -> FigureData:
         state = self.probe.read()
