@@ -37,7 +37,7 @@ class Dashboard:
     """
 
     def __init__(self, cluster: Any, topic: str | None = None, group: str | None = None,
-                 source: Any = None, refresh_hz: float = 3.0, window_s: float = 120.0,
+                 source: Any = None, refresh_hz: float = 3.0, window_s: float = 60.0,
                  start: bool = True) -> None:
         if not 0 < refresh_hz <= 10:
             raise ValueError(f"refresh_hz must be in (0, 10], got {refresh_hz}")

@@ -119,8 +119,14 @@ def _summary_annotations(classified: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def _replica_axis(classified: pd.DataFrame) -> list[list[str]]:
+    """Two-level categories: partition, then broker id (short, so labels never turn sideways)."""
     return [[f"P{p}" for p in classified["partition"]],
-            [f"broker {b}" for b in classified["broker"]]]
+            [str(b) for b in classified["broker"]]]
+
+
+def _replica_names(classified: pd.DataFrame) -> list[str]:
+    return [f"P{p}, broker {b}" for p, b in zip(classified["partition"], classified["broker"],
+                                                strict=True)]
 
 
 def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | None = None,
@@ -153,8 +159,9 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         },
         "text": ["leader" if lead else "" for lead in leader],
         "textposition": "outside",
-        "customdata": plain(classified["status"]),
-        "hovertemplate": "%{x}<br>LEO %{y}<br>%{customdata}<extra></extra>",
+        "customdata": [[name, status] for name, status in zip(
+            _replica_names(classified), plain(classified["status"]), strict=True)],
+        "hovertemplate": "%{customdata[0]}<br>LEO %{y}<br>%{customdata[1]}<extra></extra>",
         "showlegend": False,
     }
     hw = {
@@ -165,14 +172,16 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         "y": plain(classified["partition_hw"]),
         "marker": {"symbol": "line-ew", "size": 36,
                    "line": {"width": 3, "color": HIGH_WATERMARK}},
-        "hovertemplate": "%{x}<br>HW %{y}<extra></extra>",
+        "customdata": _replica_names(classified),
+        "hovertemplate": "%{customdata}<br>HW %{y}<extra></extra>",
     }
     layout["annotations"] = [*_summary_annotations(classified), {
         "text": (f"<span style='color:{IN_SYNC}'>■</span> in ISR  "
                  f"<span style='color:{OUT_OF_SYNC}'>■</span> out of sync  "
                  f"<span style='color:{OFFLINE}'>■</span> offline  ▭ leader  "
-                 f"<span style='color:{HIGH_WATERMARK}'>—</span> high watermark"),
-        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -44,
+                 f"<span style='color:{HIGH_WATERMARK}'>—</span> high watermark · "
+                 "a bar per broker"),
+        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -40,
         "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
     return {"data": [bars, hw], "layout": layout}
 
@@ -200,9 +209,10 @@ def segment_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         "text": [f"{n} segment{'s' if n != 1 else ''}" if n is not None else ""
                  for n in segments],
         "textposition": "outside",
-        "customdata": [[s, lso] for s, lso in zip(
-            segments, plain(classified["log_start_offset"]), strict=True)],
-        "hovertemplate": ("%{x}<br>%{y} bytes in %{customdata[0]} segments"
+        "customdata": [[s, lso, name] for s, lso, name in zip(
+            segments, plain(classified["log_start_offset"]), _replica_names(classified),
+            strict=True)],
+        "hovertemplate": ("%{customdata[2]}<br>%{y} bytes in %{customdata[0]} segments"
                           "<br>log start offset %{customdata[1]}<extra></extra>"),
     }
     return {"data": [bars], "layout": layout}

@@ -184,7 +184,7 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
     layout["annotations"] = [{
         "text": "  ".join(f"<span style='color:{LANE_COLORS[c]}'>■</span> {LANE_WORDS[c]}"
                           for c in (ISR_FULL, ISR_SHRUNK, NO_LEADER))
-                + "  ◆ event (hover for what happened)",
+                + "  ◆ event: hover it",
         "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -36,
         "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
     if not lanes:

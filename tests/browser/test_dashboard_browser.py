@@ -76,7 +76,7 @@ REPLICA_LEADERS_JS = """
     if (!bars) return {found: true, leaders: {}, colors: {}};
     const leaders = {}, colors = {};
     bars.x[0].forEach((partition, i) => {
-      const broker = bars.x[1][i];
+      const broker = 'broker ' + bars.x[1][i];
       colors[partition + ' ' + broker] = bars.marker.color[i];
       if (bars.text[i] === 'leader') leaders[partition] = broker;
     });

@@ -79,14 +79,14 @@ def test_replica_bars_are_leos_and_colours_say_isr_membership(cluster_snapshot):
     latest = cluster_snapshot.latest_replicas()
     assert len(bars["y"]) == len(latest)
     for _, row in latest.iterrows():
-        i = index[(f"P{row['partition']}", f"broker {row['broker']}")]
+        i = index[(f"P{row['partition']}", str(row["broker"]))]
         assert bars["y"][i] == row["log_end_offset"]
     colors = bars["marker"]["color"]
-    assert colors[index[("P0", "broker 1")]] == IN_SYNC
-    assert colors[index[("P0", "broker 2")]] == IN_SYNC
+    assert colors[index[("P0", "1")]] == IN_SYNC
+    assert colors[index[("P0", "2")]] == IN_SYNC
     # broker 3 stopped reporting 8 s before the end: offline, whatever it last claimed
-    assert colors[index[("P0", "broker 3")]] == OFFLINE
-    assert colors[index[("P1", "broker 3")]] == OFFLINE
+    assert colors[index[("P0", "3")]] == OFFLINE
+    assert colors[index[("P1", "3")]] == OFFLINE
 
 
 def test_out_of_sync_replica_that_still_reports_is_orange(cluster_snapshot):
@@ -94,14 +94,14 @@ def test_out_of_sync_replica_that_still_reports_is_orange(cluster_snapshot):
                                             isr=[1, 2]))
     index, bars = bars_by_replica(replica_figure_data(cluster_snapshot.latest_replicas(),
                                                       "orders"))
-    assert bars["marker"]["color"][index[("P0", "broker 3")]] == OUT_OF_SYNC
-    assert bars["y"][index[("P0", "broker 3")]] == 90
+    assert bars["marker"]["color"][index[("P0", "3")]] == OUT_OF_SYNC
+    assert bars["y"][index[("P0", "3")]] == 90
 
 
 def test_leader_is_marked_and_the_deposed_leader_is_not(cluster_snapshot):
     index, bars = bars_by_replica(ReplicaView(cluster_snapshot, "orders").figure_data())
     leaders = {k for k, i in index.items() if bars["text"][i] == "leader"}
-    assert leaders == {("P0", "broker 1"), ("P1", "broker 2")}
+    assert leaders == {("P0", "1"), ("P1", "2")}
     widths = bars["marker"]["line"]["width"]
     assert all((widths[i] > 0) == (k in leaders) for k, i in index.items())
 
@@ -112,8 +112,8 @@ def test_high_watermark_marker_is_the_leaders_hw_on_every_replica(cluster_snapsh
     hw = next(t for t in data["data"] if t["name"] == "high watermark")
     assert hw["marker"]["line"]["color"] == HIGH_WATERMARK
     assert hw["marker"]["symbol"].startswith("line")
-    assert hw["y"][index[("P0", "broker 2")]] == 110
-    assert hw["y"][index[("P1", "broker 1")]] == 55  # leader 2's HW, not follower's LEO
+    assert hw["y"][index[("P0", "2")]] == 110
+    assert hw["y"][index[("P1", "1")]] == 55  # leader 2's HW, not follower's LEO
 
 
 def test_replica_view_widget_shows_the_figure_data(cluster_snapshot):
@@ -127,7 +127,7 @@ def test_replica_view_widget_shows_the_figure_data(cluster_snapshot):
                                             isr=[1, 2]))
     assert view.refresh() is True
     index, _ = bars_by_replica(view.figure_data())
-    assert view.figure.data[0].y[index[("P0", "broker 1")]] == 130
+    assert view.figure.data[0].y[index[("P0", "1")]] == 130
 
 
 def test_classify_uses_the_newest_epoch_leaders_isr(cluster_snapshot):
@@ -150,9 +150,9 @@ def test_empty_sources_render_a_note_not_an_error():
 def test_segment_view_shows_bytes_and_segment_counts(cluster_snapshot):
     data = SegmentView(cluster_snapshot, "orders").figure_data()
     index, bars = bars_by_replica(data)
-    assert bars["y"][index[("P0", "broker 1")]] == 9000
-    assert bars["text"][index[("P0", "broker 1")]] == "3 segments"
-    assert bars["text"][index[("P1", "broker 1")]] == "1 segment"
+    assert bars["y"][index[("P0", "1")]] == 9000
+    assert bars["text"][index[("P0", "1")]] == "3 segments"
+    assert bars["text"][index[("P1", "1")]] == "1 segment"
 
 
 def test_isr_lanes_follow_the_current_leader_one_lane_per_partition(cluster_snapshot):
