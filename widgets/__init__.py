@@ -6,7 +6,7 @@ Everything reads a metrics source: the live `cluster.metrics` collector or a sav
 
 from .controls import BrokerControls, GroupControls, LoadControls, NetworkControls
 from .dashboard import Dashboard
-from .network import NetworkView
+from .network import NetworkView, network_figure
 from .quorum import QuorumView
 from .rates import LagView, ThroughputView
 from .replicas import ReplicaView, SegmentView
@@ -28,4 +28,5 @@ __all__ = [
     "SegmentView",
     "ThroughputView",
     "TransactionView",
+    "network_figure",
 ]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import EVENT_LINE, IN_SYNC, OFFLINE, OUT_OF_SYNC, FigureData, View
+import plotly.graph_objects as go
+
+from .base import EVENT_LINE, FIGURE_WIDTH, IN_SYNC, OFFLINE, OUT_OF_SYNC, FigureData, View
 from .probe import NODE_HELP, ClusterProbe, leaders_by_broker, node_kind
 from .replicas import STALE_AFTER_S
 
@@ -213,6 +215,18 @@ def network_figure_data(state: dict[str, Any], leads: dict[int, list[str]] | Non
                                       "x": 0.5, "y": 0.5, "showarrow": False,
                                       "font": {"size": 16, "color": OFFLINE}})
     return {"data": traces, "layout": layout}
+
+
+def network_figure(cluster: Any, stale_after_s: float = STALE_AFTER_S) -> go.Figure:
+    """The network picture of this moment as a static figure, without a live widget (cheap
+    enough to take inside a workload's loop)."""
+    probe = ClusterProbe(cluster)
+    state = probe.read()
+    metrics = getattr(cluster, "metrics", None)
+    leads = ({} if metrics is None or state["closed"] else leaders_by_broker(
+        metrics.latest_replicas(), metrics.now(), stale_after_s, state["brokers"]))
+    data = network_figure_data(state, leads)
+    return go.Figure(data=data["data"], layout={"width": FIGURE_WIDTH, **data["layout"]})
 
 
 class NetworkView(View):

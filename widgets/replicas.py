@@ -179,8 +179,7 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         "text": (f"<span style='color:{IN_SYNC}'>■</span> in ISR  "
                  f"<span style='color:{OUT_OF_SYNC}'>■</span> out of sync  "
                  f"<span style='color:{OFFLINE}'>■</span> offline  ▭ leader  "
-                 f"<span style='color:{HIGH_WATERMARK}'>—</span> high watermark · "
-                 "a bar per broker"),
+                 f"<span style='color:{HIGH_WATERMARK}'>—</span> high watermark"),
         "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -40,
         "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
     return {"data": [bars, hw], "layout": layout}

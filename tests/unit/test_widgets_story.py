@@ -251,3 +251,12 @@ def test_a_replica_view_of_a_cluster_takes_its_word_on_which_brokers_run():
 
     bars = ReplicaView(Cluster(), "orders").figure_data()["data"][0]
     assert [status for _, status in bars["customdata"]] == ["in-sync", "offline"]
+
+
+def test_network_figure_is_a_static_picture_of_this_moment():
+    from kafkalab.widgets import network_figure
+    cluster = _FakeCluster(MetricsSnapshot(start_time=0.0))
+    cluster.faults.cut("broker-1", "broker-3", one_way=True)
+    figure = network_figure(cluster)
+    cut = next(t for t in figure.data if t.name == "cut")
+    assert list(cut.marker.size[:3]) == [0, 16, 0]     # one way: an arrowhead
