@@ -146,9 +146,10 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
     right = now - start_time
     left = right - window_s
     layout = base_layout(f"ISR of {topic!r} over time, a lane per partition",
-                         xaxis={"range": [left, right], "autorange": False},
+                         xaxis={"title": {"text": TIME_AXIS_TITLE, "standoff": 2},
+                                "range": [left, right], "autorange": False},
                          showlegend=False)
-    layout["margin"] = {"l": 55, "r": 10, "t": 40, "b": 62}
+    layout["margin"] = {"l": 55, "r": 10, "t": 40, "b": 72}
     layout["title"] = {"text": layout["title"]["text"], "x": 0.01, "y": 0.98,
                        "font": {"size": 14}}
     # Bucket edges on multiples of `step`, so a refresh shifts whole cells, never resamples.
@@ -183,8 +184,8 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
     layout["annotations"] = [{
         "text": "  ".join(f"<span style='color:{LANE_COLORS[c]}'>■</span> {LANE_WORDS[c]}"
                           for c in (ISR_FULL, ISR_SHRUNK, NO_LEADER))
-                + "  ◆ event: hover it · x: " + TIME_AXIS_TITLE,
-        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -24,
+                + "  ◆ event: hover it",
+        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -46,
         "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
     if not lanes:
         layout["annotations"].append(empty_note("no leader has reported yet"))
