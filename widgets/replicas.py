@@ -107,7 +107,8 @@ def _summary_annotations(classified: pd.DataFrame) -> list[dict[str, object]]:
         first += count
         isr = f"ISR {summary['isr']}"
         if summary["verdict"] == "OFFLINE":
-            text = f"<b style='color:{PARTITION_OFFLINE}'>OFFLINE</b><br>{isr}"
+            # The ISR last reported names dead brokers; what matters is that none is alive.
+            text = f"<b style='color:{PARTITION_OFFLINE}'>OFFLINE</b><br>no live ISR replica"
         elif summary["verdict"] == "under-replicated":
             text = (f"leader {summary['leader']}<br>"
                     f"<span style='color:{OUT_OF_SYNC}'>{isr}</span>")
