@@ -424,6 +424,11 @@ class Cluster:
                 *(["schema-registry"] if self._schema_registry else []), "client-kafka"]
 
     @property
+    def node_details(self) -> dict[str, str]:
+        """What each notebook client node is ({"client-1": "Producer", ...}), for the views."""
+        return {c.node: type(c).__name__ for c in self._clients if getattr(c, "node", None)}
+
+    @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{self._ports[b][1]}" for b in self.broker_ids)
 

@@ -67,6 +67,12 @@ KIND_COLUMNS: dict[str, list[str]] = {
     "controller": ["time", "node", "controller_id", "active", "metadata_offset", "brokers"],
 }
 
+# Ids and epochs that only some rows of a kind carry: kept as integers (pandas' nullable
+# Int64), so a table prints "broker 2", not "2.0" next to NaN.
+INTEGER_COLUMNS: dict[str, list[str]] = {
+    "event": ["partition", "broker", "leader", "leader_epoch", "generation"],
+}
+
 THROUGHPUT_COLUMNS = [
     "time", "records_in_per_s", "mb_in_per_s", "records_out_per_s", "mb_out_per_s",
     "broker_mb_in_per_s", "broker_mb_out_per_s",
@@ -86,7 +92,12 @@ def _to_frame(rows: Iterable[Mapping[str, Any]], kind: str) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame.from_records(rows)
     extras = [c for c in frame.columns if c not in columns]
-    return frame.reindex(columns=columns + extras)
+    frame = frame.reindex(columns=columns + extras)
+    for column in INTEGER_COLUMNS.get(kind, []):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.dropna().mod(1).eq(0).all():  # never round a real fraction away
+            frame[column] = values.round().astype("Int64")
+    return frame
 
 
 def latest_by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

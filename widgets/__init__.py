@@ -6,6 +6,7 @@ Everything reads a metrics source: the live `cluster.metrics` collector or a sav
 
 from .controls import BrokerControls, GroupControls, LoadControls, NetworkControls
 from .dashboard import Dashboard
+from .network import NetworkView, network_figure
 from .quorum import QuorumView
 from .rates import LagView, ThroughputView
 from .replicas import ReplicaView, SegmentView
@@ -20,10 +21,12 @@ __all__ = [
     "LagView",
     "LoadControls",
     "NetworkControls",
+    "NetworkView",
     "QuorumView",
     "RebalanceTimeline",
     "ReplicaView",
     "SegmentView",
     "ThroughputView",
     "TransactionView",
+    "network_figure",
 ]

@@ -7,6 +7,7 @@ Python values only, so tests compare numbers and colours without a kernel or a b
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Protocol
 
 import pandas as pd
@@ -24,8 +25,9 @@ EVENT_LINE = "#7f7f7f"
 FIGURE_HEIGHT = 320
 # Plotly's FigureWidget (anywidget) draws before it is attached and never autosizes to its
 # container, so it would stay 700 px wide whatever the box around it: give it a width.
-FIGURE_WIDTH = 520
+FIGURE_WIDTH = 460  # two a row beside the file browser at 1400 px
 TIME_AXIS_TITLE = "seconds since start"
+FIGURE_CONFIG = {"displayModeBar": False}
 
 
 class Source(Protocol):
@@ -60,7 +62,7 @@ def base_layout(title: str, **extra: Any) -> dict[str, Any]:
         "title": {"text": title},
         "height": FIGURE_HEIGHT,
         "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-        "legend": {"orientation": "h", "y": -0.25},
+        "legend": {"orientation": "h", "y": -0.25, "font": {"size": 10}},
         "shapes": [],
         "annotations": [],
     }
@@ -111,6 +113,36 @@ def apply_figure(fig: go.FigureWidget, data: FigureData) -> None:
             setattr(fig.layout, key, value)
 
 
+class SharedReads:
+    """A metrics source whose reads are shared within one refresh: five views asking for the
+    latest replicas build one frame, and every view sees the same `now`. `clear()` starts
+    the next refresh."""
+
+    SHARED = frozenset({"now", "latest_replicas", "replicas", "events", "groups", "lag",
+                        "transactions", "throughput", "brokers", "clients"})
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self._memo: dict[Any, Any] = {}
+
+    def clear(self) -> None:
+        self._memo = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.source, name)
+        if name not in self.SHARED:
+            return attr
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            key = (name, args, tuple(sorted(kwargs.items())))
+            if key not in self._memo:
+                self._memo[key] = attr(*args, **kwargs)
+            value = self._memo[key]
+            # A shallow copy: a view that adds a column does not change what the next sees.
+            return value.copy(deep=False) if isinstance(value, pd.DataFrame) else value
+        return read
+
+
 class View:
     """A live figure over a metrics source: `.widget`, `refresh()`, `figure_data()`.
 
@@ -121,9 +153,20 @@ class View:
     def __init__(self, source: Source, window_s: float = 120.0) -> None:
         self.source = source
         self.window_s = float(window_s)
-        self.figure = go.FigureWidget(layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT})
-        self._shown: FigureData | None = None
-        self.refresh()
+        # A Dashboard recomputes slow-moving views (1 s lanes, 1 s rates) at most this often.
+        self.min_interval_s = 0.0
+        self._computed_at = -math.inf
+        # The first figure goes into the constructor: a FigureWidget shown later starts from
+        # its constructor's data, and changes made before the browser drew it are lost.
+        data = self.figure_data()
+        self._computed_at = time.monotonic()
+        self.figure = go.FigureWidget(
+            data=data["data"],
+            layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT, **data["layout"]})
+        # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
+        self.figure._config = {**self.figure._config, **FIGURE_CONFIG}
+        self._shown: FigureData | None = data
+        self.refresh()  # what a subclass shows beside the figure (a table) fills in too
 
     @property
     def widget(self) -> Any:
@@ -140,8 +183,19 @@ class View:
         data = self.figure_data()
         return go.Figure(data=data["data"], layout=data["layout"])
 
+    def snapshot(self) -> go.Figure:
+        """This moment as a static figure: later refreshes of the live view leave it alone,
+        so a lab can keep the shrunk ISR on screen next to the text that describes it."""
+        figure = self.to_figure()
+        figure.update_layout(width=self.figure.layout.width, height=self.figure.layout.height)
+        return figure
+
     def refresh(self) -> bool:
         """Recompute from the source; returns whether the figure changed."""
+        now = time.monotonic()
+        if now - self._computed_at < self.min_interval_s:
+            return False
+        self._computed_at = now
         data = self.figure_data()
         if data == self._shown:
             return False

@@ -16,6 +16,7 @@ import ipywidgets as w
 import pandas as pd
 
 from .base import IN_SYNC, OFFLINE, OUT_OF_SYNC, current_leaders
+from .probe import ClusterProbe, node_label
 from .replicas import STALE_AFTER_S
 
 Action = Callable[[], object]
@@ -81,7 +82,7 @@ def broker_tile_states(broker_ids: list[int], cluster_frame: pd.DataFrame | None
 
 def tile_html(tile: TileState) -> str:
     return (f"<div style='border-left:6px solid {tile.color};padding:2px 8px'>"
-            f"<b>broker {tile.broker}</b><br>"
+            f"<b>broker {tile.broker}</b> · "
             f"<span style='color:{tile.color}'>{html.escape(tile.label)}</span></div>")
 
 
@@ -91,10 +92,12 @@ class BrokerControls:
     ACTIONS = (("Kill", "kill_broker", "danger"), ("Restart", "restart_broker", "success"),
                ("Pause", "pause_broker", "warning"), ("Resume", "resume_broker", "info"))
 
-    def __init__(self, cluster: Any, source: Any = None, submit: Submit = run_now) -> None:
+    def __init__(self, cluster: Any, source: Any = None, submit: Submit = run_now,
+                 probe: ClusterProbe | None = None) -> None:
         self.cluster = cluster
         self.source = source if source is not None else getattr(cluster, "metrics", None)
         self.submit = submit
+        self.probe = probe if probe is not None else ClusterProbe(cluster)
         self.broker_ids = [int(b) for b in cluster.broker_ids]
         self.labels: dict[int, w.HTML] = {}
         self.buttons: dict[tuple[int, str], w.Button] = {}
@@ -104,14 +107,16 @@ class BrokerControls:
                 TileState(broker, "running", 0, "up", STATE_COLORS["running"])))
             row = []
             for verb, method, style in self.ACTIONS:
-                button = w.Button(description=f"{verb} broker {broker}", button_style=style,
-                                  layout=w.Layout(width="auto"))
+                # Short words and a tooltip: three tiles fit in one row beside the file browser.
+                button = w.Button(description=verb, button_style=style,
+                                  tooltip=f"{verb.lower()} broker {broker}",
+                                  layout=w.Layout(width="auto", height="28px"))
                 button.on_click(self._handler(verb, method, broker))
                 self.buttons[(broker, verb.lower())] = button
                 row.append(button)
             tiles.append(w.VBox([label, w.HBox(row)],
-                                layout=w.Layout(border="1px solid #ddd", padding="4px",
-                                                margin="2px")))
+                                layout=w.Layout(border="1px solid #ddd", padding="2px 4px",
+                                                margin="2px", width="310px")))
         self.widget = w.HBox(tiles, layout=w.Layout(flex_flow="row wrap"))
 
     def _handler(self, verb: str, method: str, broker: int) -> Callable[[w.Button], None]:
@@ -125,7 +130,7 @@ class BrokerControls:
         empty = pd.DataFrame(columns=["time", "broker", "event", "topic", "partition",
                                       "is_leader", "leader_epoch"])
         return broker_tile_states(
-            self.broker_ids, self.cluster.describe_cluster(),
+            self.broker_ids, self.probe.read()["cluster_frame"],
             source.latest_replicas() if source is not None else empty,
             source.events() if source is not None else empty,
             source.now() if source is not None else None)
@@ -143,13 +148,16 @@ class NetworkControls:
     def __init__(self, cluster: Any, submit: Submit = run_now) -> None:
         self.cluster = cluster
         self.submit = submit
-        names = [str(n) for n in cluster.node_names]
-        self.a = w.Dropdown(options=names, value=names[0] if names else None,
-                            description="from", layout=w.Layout(width="220px"))
-        self.b = w.Dropdown(options=names, value=names[1] if len(names) > 1 else None,
-                            description="to", layout=w.Layout(width="220px"))
+        options = self._options()
+        names = [value for _, value in options]
+        narrow = {"description_width": "34px"}
+        self.a = w.Dropdown(options=options, value=names[0] if names else None,
+                            description="from", style=narrow, layout=w.Layout(width="230px"))
+        self.b = w.Dropdown(options=options, value=names[1] if len(names) > 1 else None,
+                            description="to", style=narrow, layout=w.Layout(width="230px"))
         self.delay_ms = w.BoundedIntText(value=200, min=0, max=60_000, description="delay ms",
-                                         layout=w.Layout(width="180px"))
+                                         style={"description_width": "60px"},
+                                         layout=w.Layout(width="150px"))
         self.buttons = {
             "cut": w.Button(description="Cut", button_style="danger",
                             tooltip="drop every message between the two nodes"),
@@ -163,11 +171,23 @@ class NetworkControls:
         }
         for name, button in self.buttons.items():
             button.on_click(lambda _, name=name: self.press(name))
+        self.help = w.HTML(
+            "<small>client-N: a Producer/Consumer made in this notebook · client-kafka: every "
+            "client on the Kafka port (kafka-python, confluent-kafka, kcat) · load-N: a load "
+            "producer process</small>", layout=w.Layout(max_width="470px"))
         self.widget = w.VBox([
-            w.HTML("<b>Network</b>"), w.HBox([self.a, self.b]),
+            w.HTML("<b>Break the network</b> <small>(pick two nodes)</small>"),
+            w.HBox([self.a, self.b]),
             w.HBox([self.buttons["cut"], self.buttons["cut_one_way"], self.buttons["isolate"]]),
             w.HBox([self.delay_ms, self.buttons["delay"], self.buttons["heal"]]),
+            self.help,
         ])
+
+    def _options(self) -> list[tuple[str, str]]:
+        """(label, node) pairs: the label says what a node is ("client-1 (Producer in this
+        notebook)"), the value stays the node name the Cluster methods take."""
+        details = dict(getattr(self.cluster, "node_details", {}) or {})
+        return [(node_label(str(n), details.get(str(n))), str(n)) for n in self.cluster.node_names]
 
     def press(self, name: str) -> None:
         """What clicking the button `name` does (also handy from code)."""
@@ -175,16 +195,16 @@ class NetworkControls:
         if name == "heal":
             self.submit("heal the network", cluster.heal)
         elif name == "isolate":
-            rest = [n for n in self.a.options if n != a]
+            rest = [n for _, n in self.a.options if n != a]
             self.submit(f"isolate {a}", lambda: cluster.partition([a], rest))
         elif name in ("cut", "cut_one_way"):
             one_way = name == "cut_one_way"
-            arrow = "->" if one_way else "<->"
+            arrow = "→" if one_way else "↔"
             self.submit(f"cut {a} {arrow} {b}",
                         lambda: cluster.cut(*self._checked(a, b), one_way=one_way))
         elif name == "delay":
             ms = int(self.delay_ms.value)
-            self.submit(f"delay {a} <-> {b} by {ms} ms",
+            self.submit(f"delay {a} ↔ {b} by {ms} ms",
                         lambda: cluster.delay(*self._checked(a, b), ms))
         else:
             raise ValueError(f"unknown network action {name!r}")
@@ -196,7 +216,16 @@ class NetworkControls:
         return a, b
 
     def refresh(self) -> None:
-        pass
+        """New clients and load workers appear in the dropdowns as they are made."""
+        if getattr(self.cluster, "closed", False):
+            return
+        options = tuple(self._options())
+        if options != tuple(self.a.options):
+            for dropdown in (self.a, self.b):
+                value = dropdown.value
+                dropdown.options = options
+                if value in [v for _, v in options]:
+                    dropdown.value = value
 
 
 class LoadControls:
@@ -299,6 +328,12 @@ class GroupControls:
                 member = alive[-1]
                 member.stop() if name == "remove" else member.kill()
                 self.members.remove(member)
+                # The timeline ends the member's bars here, not when the group notices.
+                metrics = getattr(self.cluster, "metrics", None)
+                if metrics is not None and hasattr(metrics, "record"):
+                    metrics.record("event", {
+                        "event": "member_leave" if name == "remove" else "member_kill",
+                        "group": self.group, "detail": getattr(member, "node", "")})
             verb = "remove (LeaveGroup)" if name == "remove" else "kill (SIGKILL)"
             self.submit(f"{verb} a consumer of {self.group!r}", remove)
         else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 
 from .base import (
@@ -24,27 +27,39 @@ STATUS_COLORS = {"in-sync": IN_SYNC, "out-of-sync": OUT_OF_SYNC, "offline": OFFL
 STALE_AFTER_S = 3.0  # processes report several times a second; 3 s of silence means trouble
 
 
+# Process states (ClusterProbe's words) in which a broker serves its replicas.
+SERVING = frozenset({"up", "fenced", "running"})
+
+
 def classify_replicas(latest: pd.DataFrame, topic: str, now: float | None = None,
-                      stale_after_s: float = STALE_AFTER_S) -> pd.DataFrame:
+                      stale_after_s: float = STALE_AFTER_S,
+                      broker_states: dict[int, str] | None = None) -> pd.DataFrame:
     """One row per replica of `topic` with its status, whether it leads, and the partition HW.
 
     The ISR is the one the current leader (newest epoch) reports; a replica that has not
-    reported for `stale_after_s` is offline whatever it last said.
+    reported for `stale_after_s` is offline whatever it last said, and so is one on a broker
+    the cluster knows it killed, paused or stopped (`broker_states`), at once, as its tile.
     """
+    broker_states = broker_states or {}
     rows = latest[latest["topic"] == topic].sort_values(["partition", "broker"], kind="stable")
     columns = ["partition", "broker", "log_end_offset", "high_watermark", "log_start_offset",
-               "segments", "size_bytes", "status", "is_leader", "partition_hw", "lag_offsets"]
+               "segments", "size_bytes", "status", "is_leader", "partition_hw", "lag_offsets",
+               "partition_isr"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     if now is None:
         now = float(rows["time"].max())
-    leaders = current_leaders(rows).set_index("partition")
+    leaders = current_leaders(rows)
+    leaders = leaders[[broker_states.get(int(b), "up") in SERVING for b in leaders["broker"]]]
+    leaders = leaders.set_index("partition")
     out = []
     for _, row in rows.iterrows():
         partition = row["partition"]
         leader = leaders.loc[partition] if partition in leaders.index else None
-        isr = set(leader["isr"] if leader is not None else row["isr"] or [])
-        if now - row["time"] > stale_after_s:
+        isr_list = list(leader["isr"] if leader is not None else row["isr"] or [])
+        isr = set(isr_list)
+        if (now - row["time"] > stale_after_s
+                or broker_states.get(int(row["broker"]), "up") not in SERVING):
             status = "offline"
         else:
             status = "in-sync" if row["broker"] in isr else "out-of-sync"
@@ -52,24 +67,83 @@ def classify_replicas(latest: pd.DataFrame, topic: str, now: float | None = None
         hw = leader["high_watermark"] if leader is not None else rows.loc[
             rows["partition"] == partition, "high_watermark"].max()
         out.append({**{c: row.get(c) for c in columns if c in row}, "status": status,
-                    "is_leader": leads, "partition_hw": hw})
+                    "is_leader": leads, "partition_hw": hw, "partition_isr": isr_list})
     return pd.DataFrame(out, columns=columns)
 
 
+PARTITION_OFFLINE = "#d62728"
+
+
+def partition_summary(classified: pd.DataFrame) -> list[dict[str, object]]:
+    """Per partition: leader (None if none), ISR, how many replicas, and a verdict:
+    "OFFLINE" (no live replica in the ISR), "under-replicated" (ISR smaller than the
+    replicas) or "ok"."""
+    out = []
+    for partition, rows in classified.groupby("partition", sort=True):
+        leaders = rows[rows["is_leader"].astype(bool)]
+        leader = int(leaders["broker"].iloc[0]) if not leaders.empty else None
+        isr = [int(b) for b in rows["partition_isr"].iloc[0]]
+        live = set(rows.loc[rows["status"] != "offline", "broker"].astype(int))
+        if leader is None and not live & set(isr):
+            verdict = "OFFLINE"
+        elif leader is not None and len(isr) < len(rows):
+            verdict = "under-replicated"
+        else:
+            verdict = "ok"
+        out.append({"partition": int(partition), "leader": leader, "isr": isr,
+                    "replicas": len(rows), "verdict": verdict})
+    return out
+
+
+def _summary_annotations(classified: pd.DataFrame) -> list[dict[str, object]]:
+    """A label over each partition's group of bars: its leader and ISR, OFFLINE in red,
+    under-replicated in orange. Bars sit one per category, so a partition's centre is the
+    mean of its categories' positions on the paper."""
+    total = len(classified)
+    notes, first = [], 0
+    for summary in partition_summary(classified):
+        count = summary["replicas"]
+        centre = (first + count / 2) / total
+        first += count
+        isr = f"ISR {summary['isr']}"
+        if summary["verdict"] == "OFFLINE":
+            # The ISR last reported names dead brokers; what matters is that none is alive.
+            text = f"<b style='color:{PARTITION_OFFLINE}'>OFFLINE</b><br>no live ISR replica"
+        elif summary["verdict"] == "under-replicated":
+            text = (f"leader {summary['leader']}<br>"
+                    f"<span style='color:{OUT_OF_SYNC}'>{isr}</span>")
+        else:
+            text = f"leader {summary['leader']}<br>{isr}"
+        notes.append({"text": text, "xref": "paper", "yref": "paper", "x": centre, "y": 1.0,
+                      "yanchor": "bottom", "showarrow": False, "font": {"size": 10}})
+    return notes
+
+
 def _replica_axis(classified: pd.DataFrame) -> list[list[str]]:
+    """Two-level categories: partition, then broker id (short, so labels never turn sideways)."""
     return [[f"P{p}" for p in classified["partition"]],
-            [f"broker {b}" for b in classified["broker"]]]
+            [str(b) for b in classified["broker"]]]
+
+
+def _replica_names(classified: pd.DataFrame) -> list[str]:
+    return [f"P{p}, broker {b}" for p, b in zip(classified["partition"], classified["broker"],
+                                                strict=True)]
 
 
 def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | None = None,
-                        stale_after_s: float = STALE_AFTER_S) -> FigureData:
+                        stale_after_s: float = STALE_AFTER_S,
+                        broker_states: dict[int, str] | None = None) -> FigureData:
     """Bars: each replica's LEO, coloured by ISR status, the leader outlined and labelled;
-    markers: the partition's high watermark (what consumers may read up to) on each bar."""
+    markers: the partition's high watermark (what consumers may read up to) on each bar;
+    over each partition, its leader and ISR (OFFLINE in red, a shrunk ISR in orange)."""
     topic = pick_topic(latest, topic)
-    title = f"Replicas of {topic!r}: log end offset (bars), high watermark (red)"
+    title = f"Replicas of {topic!r}: log end offset, high watermark (red)"
     layout = base_layout(title, barmode="group", yaxis={"title": {"text": "offset"}},
-                         xaxis={"title": {"text": "partition / replica"}})
-    classified = classify_replicas(latest, topic, now, stale_after_s) if topic else None
+                         showlegend=False)
+    layout["margin"] = {"l": 55, "r": 10, "t": 72, "b": 70}
+    layout["title"] = {"text": title, "x": 0.01, "y": 0.98, "font": {"size": 14}}
+    classified = (classify_replicas(latest, topic, now, stale_after_s, broker_states)
+                  if topic else None)
     if classified is None or classified.empty:
         layout["annotations"] = [empty_note("no replica has reported yet")]
         return {"data": [], "layout": layout}
@@ -86,8 +160,9 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         },
         "text": ["leader" if lead else "" for lead in leader],
         "textposition": "outside",
-        "customdata": plain(classified["status"]),
-        "hovertemplate": "%{x}<br>LEO %{y}<br>%{customdata}<extra></extra>",
+        "customdata": [[name, status] for name, status in zip(
+            _replica_names(classified), plain(classified["status"]), strict=True)],
+        "hovertemplate": "%{customdata[0]}<br>LEO %{y}<br>%{customdata[1]}<extra></extra>",
         "showlegend": False,
     }
     hw = {
@@ -98,25 +173,29 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         "y": plain(classified["partition_hw"]),
         "marker": {"symbol": "line-ew", "size": 36,
                    "line": {"width": 3, "color": HIGH_WATERMARK}},
-        "hovertemplate": "%{x}<br>HW %{y}<extra></extra>",
+        "customdata": _replica_names(classified),
+        "hovertemplate": "%{customdata}<br>HW %{y}<extra></extra>",
     }
-    layout["annotations"] = [{
+    layout["annotations"] = [*_summary_annotations(classified), {
         "text": (f"<span style='color:{IN_SYNC}'>■</span> in ISR  "
                  f"<span style='color:{OUT_OF_SYNC}'>■</span> out of sync  "
-                 f"<span style='color:{OFFLINE}'>■</span> offline  ▭ leader"),
-        "xref": "paper", "yref": "paper", "x": 1, "y": 1.08, "xanchor": "right",
-        "showarrow": False}]
+                 f"<span style='color:{OFFLINE}'>■</span> offline  ▭ leader  "
+                 f"<span style='color:{HIGH_WATERMARK}'>—</span> high watermark"),
+        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -40,
+        "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
     return {"data": [bars, hw], "layout": layout}
 
 
 def segment_figure_data(latest: pd.DataFrame, topic: str | None, now: float | None = None,
-                        stale_after_s: float = STALE_AFTER_S) -> FigureData:
+                        stale_after_s: float = STALE_AFTER_S,
+                        broker_states: dict[int, str] | None = None) -> FigureData:
     """Bars: bytes on disk per replica, labelled with the number of segment files."""
     topic = pick_topic(latest, topic)
     layout = base_layout(f"Segments of {topic!r} on disk", barmode="group",
                          yaxis={"title": {"text": "bytes"}},
                          xaxis={"title": {"text": "partition / replica"}})
-    classified = classify_replicas(latest, topic, now, stale_after_s) if topic else None
+    classified = (classify_replicas(latest, topic, now, stale_after_s, broker_states)
+                  if topic else None)
     if classified is None or classified.empty:
         layout["annotations"] = [empty_note("no replica has reported yet")]
         return {"data": [], "layout": layout}
@@ -130,37 +209,60 @@ def segment_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         "text": [f"{n} segment{'s' if n != 1 else ''}" if n is not None else ""
                  for n in segments],
         "textposition": "outside",
-        "customdata": [[s, lso] for s, lso in zip(
-            segments, plain(classified["log_start_offset"]), strict=True)],
-        "hovertemplate": ("%{x}<br>%{y} bytes in %{customdata[0]} segments"
+        "customdata": [[s, lso, name] for s, lso, name in zip(
+            segments, plain(classified["log_start_offset"]), _replica_names(classified),
+            strict=True)],
+        "hovertemplate": ("%{customdata[2]}<br>%{y} bytes in %{customdata[0]} segments"
                           "<br>log start offset %{customdata[1]}<extra></extra>"),
     }
     return {"data": [bars], "layout": layout}
+
+
+def _cluster_or_metrics(source: Any, broker_states: Callable[[], dict[int, str]] | None
+                        ) -> tuple[Any, Callable[[], dict[int, str]] | None]:
+    """`ReplicaView(cluster, ...)` reads the cluster's metrics and takes its word on which
+    brokers run; `ReplicaView(cluster.metrics, ...)` only has the metrics."""
+    if hasattr(source, "metrics") and hasattr(source, "broker_state"):
+        cluster = source
+        if broker_states is None:
+            def broker_states() -> dict[int, str]:
+                return {} if cluster.closed else {b: cluster.broker_state(b)
+                                                  for b in cluster.broker_ids}
+        return cluster.metrics, broker_states
+    return source, broker_states
 
 
 class ReplicaView(View):
     """Each replica's LEO and the partition's HW, ISR members coloured, leader marked."""
 
     def __init__(self, source: Source, topic: str | None = None,
-                 stale_after_s: float = STALE_AFTER_S) -> None:
+                 stale_after_s: float = STALE_AFTER_S,
+                 broker_states: Callable[[], dict[int, str]] | None = None) -> None:
+        source, broker_states = _cluster_or_metrics(source, broker_states)
         self.topic = topic
         self.stale_after_s = stale_after_s
+        self.broker_states = broker_states  # the cluster's own word on its processes
         super().__init__(source)
 
     def figure_data(self) -> FigureData:
         return replica_figure_data(self.source.latest_replicas(), self.topic,
-                                   self.source.now(), self.stale_after_s)
+                                   self.source.now(), self.stale_after_s,
+                                   self.broker_states() if self.broker_states else None)
 
 
 class SegmentView(View):
     """Segment files per replica with their total size."""
 
     def __init__(self, source: Source, topic: str | None = None,
-                 stale_after_s: float = STALE_AFTER_S) -> None:
+                 stale_after_s: float = STALE_AFTER_S,
+                 broker_states: Callable[[], dict[int, str]] | None = None) -> None:
+        source, broker_states = _cluster_or_metrics(source, broker_states)
         self.topic = topic
         self.stale_after_s = stale_after_s
+        self.broker_states = broker_states  # the cluster's own word on its processes
         super().__init__(source)
 
     def figure_data(self) -> FigureData:
         return segment_figure_data(self.source.latest_replicas(), self.topic,
-                                   self.source.now(), self.stale_after_s)
+                                   self.source.now(), self.stale_after_s,
+                                   self.broker_states() if self.broker_states else None)

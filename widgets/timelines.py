@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -18,7 +19,11 @@ from .base import (
     plain,
 )
 
-MAX_EVENT_MARKS = 30  # more than this and the labels become a smear
+MAX_EVENT_MARKS = 60  # markers carry no text, so many fit; the oldest go first
+STALE_AFTER_S = 3.0   # as in replicas.py: a leader silent this long no longer counts
+ISR_FULL, ISR_SHRUNK, NO_LEADER = 2, 1, 0
+LANE_COLORS = {NO_LEADER: "#d62728", ISR_SHRUNK: "#ff7f0e", ISR_FULL: "#2ca02c"}
+LANE_WORDS = {NO_LEADER: "no leader reporting", ISR_SHRUNK: "ISR shrunk", ISR_FULL: "ISR full"}
 # Events that explain an ISR change; chatter such as role_change would bury them.
 ISR_EVENTS = frozenset({
     "kill", "restart", "pause", "resume", "stop", "cut", "heal", "partition", "delay",
@@ -27,70 +32,163 @@ ISR_EVENTS = frozenset({
 })
 
 
-def _event_label(event: pd.Series) -> str:
-    label = str(event.get("event"))
-    broker = event.get("broker")
-    if broker is not None and not pd.isna(broker):
-        label += f" {int(broker)}"
-    elif isinstance(event.get("detail"), str) and event.get("detail"):
-        label += f" {event['detail']}"
-    return label
+def _int(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def event_words(event: pd.Series | dict[str, Any]) -> str:
+    """An event row in plain words: "broker 2 killed", "orders-0: leader now 1 (epoch 3)"."""
+    kind = str(event.get("event"))
+    broker = _int(event.get("broker"))
+    detail = event.get("detail")
+    detail = detail if isinstance(detail, str) and detail else ""
+    partition = _int(event.get("partition"))
+    name = f"{event.get('topic')}-{partition}" if partition is not None else ""
+    isr = event.get("isr")
+    isr_text = f"[{', '.join(str(int(b)) for b in isr)}]" if isinstance(isr, list) else ""
+    who = f"broker {broker}" if broker is not None else (detail or "a process")
+    simple = {"kill": "killed", "restart": "restarted", "pause": "paused", "resume": "resumed",
+              "stop": "stopped (controlled shutdown)"}
+    if kind in simple:
+        return f"{who} {simple[kind]}"
+    if kind in ("cut", "partition"):
+        return f"network cut: {detail}" if detail else "network cut"
+    if kind == "heal":
+        return "network healed"
+    if kind == "delay":
+        return f"delay added: {detail}"
+    if kind == "leader_election":
+        leader = _int(event.get("leader"))
+        how = " (UNCLEAN: a replica outside the ISR)" if detail == "unclean" else ""
+        chosen = f"broker {leader}" if leader is not None and leader >= 0 else "no broker"
+        return (f"{name}: {chosen} elected leader, epoch {_int(event.get('leader_epoch'))}"
+                f"{how}")
+    if kind in ("isr_shrink", "isr_expand", "isr_change"):
+        verb = {"isr_shrink": "ISR shrank to", "isr_expand": "ISR grew to"}.get(kind, "ISR now")
+        return f"{name}: {verb} {isr_text}".rstrip()
+    if kind == "broker_fenced":
+        return f"{who} fenced by the controller" + (f" ({detail})" if detail else "")
+    if kind == "broker_unfenced":
+        return f"{who} unfenced: back in service"
+    return f"{kind} {detail or who}".strip()
 
 
 def event_marks(events: pd.DataFrame, start_time: float, topic: str | None = None,
-                kinds: frozenset[str] | None = ISR_EVENTS
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Vertical lines and labels for events of `kinds` (all when None); events about another
+                kinds: frozenset[str] | None = ISR_EVENTS) -> pd.DataFrame:
+    """Events of `kinds` (all when None), oldest first, with `x` (seconds since start),
+    `lane` ("P0", or "events" for one about no partition) and `words`; events about another
     topic are left out."""
+    columns = ["x", "lane", "words", "event"]
     if kinds is not None and not events.empty:
         events = events[events["event"].isin(list(kinds))]
-    if events.empty:
-        return [], []
-    if topic is not None and "topic" in events:
+    if topic is not None and not events.empty and "topic" in events:
         events = events[events["topic"].isna() | (events["topic"] == topic)]
+    if events.empty:
+        return pd.DataFrame(columns=columns)
     events = events.sort_values("time", kind="stable").tail(MAX_EVENT_MARKS)
-    shapes, labels = [], []
-    for i, (_, event) in enumerate(events.iterrows()):
-        x = float(event["time"] - start_time)
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x,
-                       "y0": 0, "y1": 1, "line": {"color": EVENT_LINE, "dash": "dot", "width": 1}})
-        labels.append({"text": _event_label(event), "xref": "x", "yref": "paper", "x": x,
-                       "y": 1.0 - 0.08 * (i % 4), "showarrow": False, "xanchor": "left",
-                       "font": {"size": 10, "color": EVENT_LINE}})
-    return shapes, labels
+    rows = []
+    for _, event in events.iterrows():
+        partition = _int(event.get("partition"))
+        rows.append({"x": float(event["time"] - start_time),
+                     "lane": f"P{partition}" if partition is not None else "events",
+                     "words": event_words(event), "event": str(event["event"])})
+    return pd.DataFrame(rows, columns=columns)
 
 
-def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | None,
-                    start_time: float) -> FigureData:
-    """A step line per partition: how many replicas the leader counts in sync, over time.
+def isr_lanes(replicas: pd.DataFrame, topic: str, times: list[float],
+              stale_after_s: float = STALE_AFTER_S) -> dict[int, list[tuple[int | None, str]]]:
+    """Per partition, at each of `times`: (state, hover words). The state is ISR_FULL,
+    ISR_SHRUNK or NO_LEADER from the newest-epoch leader's last report before that time;
+    None before the first report.
 
     Only reports from the leader of the newest epoch count, so a deposed leader that keeps
     talking (a zombie behind a network cut) does not draw a false ISR.
     """
+    rows = replicas[replicas["topic"] == topic]
+    out: dict[int, list[tuple[int | None, str]]] = {}
+    for partition, part in rows.groupby("partition", sort=True):
+        replicas_n = int(part["broker"].nunique())
+        leads = part[part["is_leader"].fillna(False).astype(bool)].sort_values("time", kind="stable")
+        epochs = leads["leader_epoch"].astype(float)
+        leads = leads[epochs >= epochs.cummax()]
+        report_times = leads["time"].astype(float).tolist()
+        isrs, leaders = leads["isr"].tolist(), leads["broker"].tolist()
+        cells: list[tuple[int | None, str]] = []
+        i = -1
+        for t in times:
+            while i + 1 < len(report_times) and report_times[i + 1] <= t:
+                i += 1
+            if i < 0:
+                cells.append((None, ""))
+                continue
+            isr = isrs[i] if isinstance(isrs[i], list) else []
+            if t - report_times[i] > stale_after_s:
+                cells.append((NO_LEADER, f"P{partition}: no leader reporting "
+                                         f"(last: broker {int(leaders[i])}, ISR {isr})"))
+            else:
+                state = ISR_FULL if len(isr) >= replicas_n else ISR_SHRUNK
+                cells.append((state, f"P{partition}: leader {int(leaders[i])}, ISR {isr} "
+                                     f"({len(isr)} of {replicas_n})"))
+        out[int(partition)] = cells
+    return out
+
+
+def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | None,
+                    start_time: float, now: float | None = None, window_s: float = 120.0,
+                    step_s: float | None = None) -> FigureData:
+    """One lane per partition (green: ISR full, orange: shrunk, red: no leader), so no
+    partition can hide another; events as markers with their story in the hover. The
+    window is fixed, `window_s` up to `now`: it scrolls, it never stretches."""
     topic = pick_topic(replicas, topic)
-    layout = base_layout(f"ISR size of {topic!r} over time",
-                         xaxis={"title": {"text": TIME_AXIS_TITLE}},
-                         yaxis={"title": {"text": "replicas in sync"}, "dtick": 1,
-                                "rangemode": "tozero"})
-    rows = replicas[(replicas["topic"] == topic)
-                    & replicas["is_leader"].fillna(False).astype(bool)] if topic else replicas[:0]
-    traces = []
-    for partition, part in rows.sort_values("time", kind="stable").groupby("partition", sort=True):
-        epochs = part["leader_epoch"].astype(float)
-        part = part[epochs >= epochs.cummax()]
-        traces.append({
-            "type": "scatter", "mode": "lines", "name": f"P{partition}",
-            "x": plain(part["time"] - start_time),
-            "y": [len(isr) if isinstance(isr, list) else None for isr in part["isr"]],
-            "line": {"shape": "hv"},
-            "customdata": [", ".join(map(str, isr)) if isinstance(isr, list) else ""
-                           for isr in part["isr"]],
-            "hovertemplate": "P" + str(partition) + " ISR [%{customdata}]<extra></extra>",
-        })
-    shapes, labels = event_marks(events, start_time, topic)
-    layout["shapes"], layout["annotations"] = shapes, labels
-    if not traces:
-        layout["annotations"] = labels + [empty_note("no leader has reported yet")]
+    if now is None:
+        now = float(replicas["time"].max()) if not replicas.empty else start_time
+    step = step_s or max(window_s / 120.0, 0.25)
+    right = now - start_time
+    left = right - window_s
+    layout = base_layout(f"ISR of {topic!r} over time, a lane per partition",
+                         xaxis={"title": {"text": TIME_AXIS_TITLE, "standoff": 2},
+                                "range": [left, right], "autorange": False},
+                         showlegend=False)
+    layout["margin"] = {"l": 55, "r": 10, "t": 40, "b": 72}
+    layout["title"] = {"text": layout["title"]["text"], "x": 0.01, "y": 0.98,
+                       "font": {"size": 14}}
+    # Bucket edges on multiples of `step`, so a refresh shifts whole cells, never resamples.
+    first = (left // step) * step
+    centres = [first + (k + 0.5) * step for k in range(int((right - first) / step) + 1)]
+    lanes = isr_lanes(replicas, topic, [c + start_time for c in centres]) if topic else {}
+    names = [f"P{p}" for p in sorted(lanes)]
+    traces: list[dict[str, Any]] = []
+    if lanes:
+        # The events row is in the heatmap too, empty: Plotly's heatmap cannot share a
+        # category axis with a row it does not have.
+        z = [*[[cell[0] for cell in lanes[p]] for p in sorted(lanes)], [None] * len(centres)]
+        text = [*[[cell[1] for cell in lanes[p]] for p in sorted(lanes)], [""] * len(centres)]
+        scale = []
+        for code in (NO_LEADER, ISR_SHRUNK, ISR_FULL):
+            scale += [[code / 3, LANE_COLORS[code]], [(code + 1) / 3, LANE_COLORS[code]]]
+        traces.append({"type": "heatmap", "name": "ISR", "x": centres, "y": [*names, "events"],
+                       "z": z, "text": text, "hoverongaps": False, "zmin": -0.5, "zmax": 2.5, "colorscale": scale,
+                       "showscale": False, "xgap": 0, "ygap": 3,
+                       "hovertemplate": "%{text}<extra></extra>"})
+    marks = event_marks(events, start_time, topic)
+    marks = marks[(marks["x"] >= left) & (marks["lane"].isin([*names, "events"]))] \
+        if not marks.empty else marks
+    traces.append({"type": "scatter", "mode": "markers", "name": "events",
+                   "x": plain(marks["x"]), "y": plain(marks["lane"]),
+                   "marker": {"symbol": "diamond", "size": 9, "color": "#222222",
+                              "line": {"color": "white", "width": 1}},
+                   "customdata": plain(marks["words"]),
+                   "hovertemplate": "%{customdata}<extra></extra>"})
+    layout["yaxis"] = {"type": "category", "categoryorder": "array",
+                       "categoryarray": [*reversed(names), "events"], "fixedrange": True}
+    layout["annotations"] = [{
+        "text": "  ".join(f"<span style='color:{LANE_COLORS[c]}'>■</span> {LANE_WORDS[c]}"
+                          for c in (ISR_FULL, ISR_SHRUNK, NO_LEADER))
+                + "  ◆ event: hover it",
+        "xref": "paper", "yref": "paper", "x": 0, "y": 0, "yanchor": "top", "yshift": -46,
+        "xanchor": "left", "showarrow": False, "font": {"size": 10}}]
+    if not lanes:
+        layout["annotations"].append(empty_note("no leader has reported yet"))
     return {"data": traces, "layout": layout}
 
 
@@ -121,37 +219,102 @@ def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None
     return pd.DataFrame(sorted(spans), columns=columns)
 
 
+_UUID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_WORKER = re.compile(r"^(.*-worker-\d+)-\d+-\d+$")
+MEMBER_GONE = frozenset({"member_kill", "member_leave"})
+
+
+def member_node(member_id: str) -> str:
+    """The process a member id belongs to: Kafka's member id is `<client.id>-<uuid>`, and a
+    kafkalab client's client.id is its node name ("client-3", "billing-worker-1-…")."""
+    return _UUID.sub("", str(member_id))
+
+
+def member_names(member_ids: list[str]) -> dict[str, str]:
+    """Readable, distinct names: "client-3", "billing-worker-2"; "consumer #2" on a clash."""
+    names: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for member in sorted(member_ids):
+        node = member_node(member)
+        short = m.group(1) if (m := _WORKER.match(node)) else node
+        used[short] = used.get(short, 0) + 1
+        names[member] = short if used[short] == 1 else f"{short} #{used[short]}"
+    return names
+
+
+def member_count(members: Any) -> int:
+    """A group row's members: a count (the coordinator's reports) or a list of ids."""
+    if isinstance(members, list | tuple | set):
+        return len(members)
+    return 0 if members is None or pd.isna(members) else int(members)
+
+
 def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
-                          now: float | None = None) -> FigureData:
-    """A bar of colour per member along each partition's row; a mark at each new generation."""
+                          now: float | None = None, events: pd.DataFrame | None = None,
+                          window_s: float | None = None) -> FigureData:
+    """A bar of colour per member along each partition's row; generations and killed or
+    departed members as markers on a top row ("group"), their words in the hover. A member's
+    bars end where it was killed or left, not where the group noticed."""
     layout = base_layout(f"Who owns which partition in group {group!r}",
                          xaxis={"title": {"text": TIME_AXIS_TITLE}},
-                         yaxis={"title": {"text": "partition"}, "type": "category",
-                                "categoryorder": "category descending"})
+                         legend={"orientation": "h", "y": -0.28, "font": {"size": 10}})
+    layout["margin"] = {"l": 80, "r": 10, "t": 40, "b": 60}
+    layout["title"] = {"text": layout["title"]["text"], "x": 0.01, "y": 0.98,
+                       "font": {"size": 14}}
+    if now is not None and window_s is not None:
+        layout["xaxis"].update(range=[now - window_s - start_time, now - start_time],
+                               autorange=False)
     spans = ownership_intervals(groups, group, now)
+    gone: dict[str, tuple[float, str]] = {}  # node -> (time, "killed" | "left")
+    if events is not None and not events.empty:
+        rows = events[events["event"].isin(list(MEMBER_GONE)) & (events["group"] == group)]
+        for _, event in rows.sort_values("time", kind="stable").iterrows():
+            gone.setdefault(str(event["detail"]), (
+                float(event["time"]), "killed" if event["event"] == "member_kill" else "left"))
+    names = member_names(spans["member"].unique().tolist()) if not spans.empty else {}
     traces = []
+    marks: list[tuple[float, str, str]] = []  # x, symbol, words
     for member, rows in spans.groupby("member", sort=True):
+        died = gone.get(member_node(member))
         x: list[float | None] = []
         y: list[str | None] = []
         for _, span in rows.iterrows():
-            x += [span["start"] - start_time, span["end"] - start_time, None]
+            begin, end = float(span["start"]), float(span["end"])
+            if died is not None:
+                end = min(end, died[0])
+            if end <= begin:
+                continue
+            x += [begin - start_time, end - start_time, None]
             y += [span["topic_partition"], span["topic_partition"], None]
-        traces.append({"type": "scatter", "mode": "lines", "name": str(member),
-                       "x": x, "y": y, "line": {"width": 12}, "connectgaps": False})
+        traces.append({"type": "scatter", "mode": "lines", "name": names[member],
+                       "x": x, "y": y, "line": {"width": 12}, "connectgaps": False,
+                       "hovertemplate": names[member] + " owns %{y}<extra></extra>"})
+        if died is not None:
+            marks.append((died[0] - start_time, "x", f"{names[member]} {died[1]}"))
     rows = groups[groups["group"] == group].sort_values("time", kind="stable")
-    shapes, labels = [], []
     if not rows.empty:
         firsts = rows.drop_duplicates("generation", keep="first")
         for _, row in firsts.iterrows():
-            x = float(row["time"] - start_time)
-            shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x,
-                           "y0": 0, "y1": 1, "line": {"color": EVENT_LINE, "dash": "dash"}})
-            labels.append({"text": f"gen {row['generation']}", "xref": "x", "yref": "paper",
-                           "x": x, "y": 1.02, "showarrow": False, "xanchor": "left",
-                           "font": {"size": 10, "color": EVENT_LINE}})
-    layout["shapes"], layout["annotations"] = shapes, labels
-    if not traces:
-        layout["annotations"] = labels + [empty_note("no assignment reported yet")]
+            members = member_count(row.get("members"))
+            marks.append((float(row["time"] - start_time), "line-ns",
+                          f"generation {int(row['generation'])}: {members} member"
+                          f"{'s' if members != 1 else ''}"))
+    marks.sort()
+    partitions = sorted(spans["topic_partition"].unique().tolist()) if not spans.empty else []
+    traces.append({"type": "scatter", "mode": "markers", "name": "rebalances",
+                   "x": [m[0] for m in marks], "y": ["group"] * len(marks),
+                   "marker": {"symbol": [m[1] for m in marks], "size": 12, "color": "#222222",
+                              "line": {"width": 2, "color": "#222222"}},
+                   "customdata": [m[2] for m in marks], "showlegend": False,
+                   "hovertemplate": "%{customdata}<extra></extra>"})
+    layout["yaxis"] = {"type": "category", "categoryorder": "array",
+                       "categoryarray": [*reversed(partitions), "group"], "fixedrange": True}
+    layout["annotations"] = [{
+        "text": "│ new generation   ✕ member killed or left (hover for who)",
+        "xref": "paper", "yref": "paper", "x": 1, "y": 1.0, "yanchor": "bottom",
+        "xanchor": "right", "showarrow": False, "font": {"size": 10, "color": EVENT_LINE}}]
+    if len(traces) == 1:
+        layout["annotations"].append(empty_note("no assignment reported yet"))
     return {"data": traces, "layout": layout}
 
 
@@ -163,9 +326,11 @@ class IsrTimeline(View):
         super().__init__(source, window_s)
 
     def figure_data(self) -> FigureData:
-        since = self.since(self.source.now())
+        now = self.source.now()
+        # Reports from before the window still say what the ISR was when it opened.
+        since = self.since(now) - STALE_AFTER_S
         return isr_figure_data(self.source.replicas(since), self.source.events(since),
-                               self.topic, self.source.start_time)
+                               self.topic, self.source.start_time, now, self.window_s)
 
 
 class RebalanceTimeline(View):
@@ -177,5 +342,7 @@ class RebalanceTimeline(View):
 
     def figure_data(self) -> FigureData:
         now = self.source.now()
-        return rebalance_figure_data(self.source.groups(self.since(now)), self.group,
-                                     self.source.start_time, now)
+        since = self.since(now)
+        return rebalance_figure_data(self.source.groups(since), self.group,
+                                     self.source.start_time, now, self.source.events(since),
+                                     self.window_s)

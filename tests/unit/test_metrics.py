@@ -291,3 +291,17 @@ def test_now_is_the_clock_when_live_and_the_last_row_when_saved(collector):
     snap = collector.snapshot()
     assert snap.now() == 70.0 and snap.latest_time() == 70.0
     assert MetricsSnapshot(start_time=3.0).now() == 3.0
+
+
+def test_event_ids_stay_integers_where_some_rows_lack_them():
+    from kafkalab.metrics import MetricsSnapshot
+    snap = MetricsSnapshot(start_time=0.0)
+    snap.add("event", {"time": 1.0, "node": "controller", "event": "broker_fenced", "broker": 2})
+    snap.add("event", {"time": 2.0, "node": "controller", "event": "leader_election",
+                       "topic": "orders", "partition": 0, "leader": 1, "leader_epoch": 3})
+    events = snap.events()
+    assert str(events["broker"].dtype) == "Int64" and str(events["partition"].dtype) == "Int64"
+    assert f"broker {events.broker.iloc[0]}" == "broker 2"
+    ids = events[["partition", "broker", "leader", "leader_epoch"]].to_string()
+    assert ".0" not in ids and "NaN" not in ids
+    assert len(events[events.broker == 2]) == 1     # masks with missing values still select

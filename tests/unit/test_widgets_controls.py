@@ -70,6 +70,8 @@ class FakeCluster:
     def describe_cluster(self):
         return pd.DataFrame({"broker": list(self.states), "state": list(self.states.values())})
 
+    closed = False
+
     def wait_calls(self, n, timeout=5.0):
         with self.called:
             return self.called.wait_for(lambda: len(self.calls) >= n, timeout)
@@ -84,7 +86,8 @@ def leader_row(t, broker, partition, epoch=0, topic="orders"):
 def test_broker_buttons_name_the_broker_and_call_the_cluster():
     cluster = FakeCluster()
     controls = BrokerControls(cluster)
-    assert controls.buttons[(2, "kill")].description == "Kill broker 2"
+    assert controls.buttons[(2, "kill")].description == "Kill"
+    assert controls.buttons[(2, "kill")].tooltip == "kill broker 2"
     expected = []
     for verb, method in (("kill", "kill_broker"), ("restart", "restart_broker"),
                          ("pause", "pause_broker"), ("resume", "resume_broker")):
@@ -127,7 +130,7 @@ def test_tile_state_falls_back_on_fault_events():
 def test_network_buttons_call_cut_heal_partition_and_delay():
     cluster = FakeCluster()
     net = NetworkControls(cluster)
-    assert net.a.options == tuple(cluster.node_names)  # clients too
+    assert [value for _, value in net.a.options] == cluster.node_names  # clients too
     net.a.value, net.b.value = "broker-1", "producer-1"
     net.buttons["cut"].click()
     net.buttons["cut_one_way"].click()
@@ -287,3 +290,46 @@ def test_group_controls_are_disabled_without_workers() -> None:
 
     g = GroupControls(object(), "g", ["t"])
     assert all(b.disabled for b in g.buttons.values()) and "cannot start" in g.label.value
+
+
+def test_dropdowns_say_what_each_client_node_is():
+    cluster = FakeCluster()
+    cluster.node_names = ["controller", "broker-1", "client-1", "load-2", "client-kafka"]
+    cluster.node_details = {"client-1": "Producer"}
+    net = NetworkControls(cluster)
+    assert dict((v, k) for k, v in net.a.options) == {
+        "controller": "controller", "broker-1": "broker-1",
+        "client-1": "client-1 (Producer in this notebook)",
+        "load-2": "load-2 (load producer process)",
+        "client-kafka": "client-kafka (clients on the Kafka port)"}
+    cluster.node_names.append("client-3")      # a consumer made later shows up on refresh
+    net.refresh()
+    assert net.a.value == "controller" and "client-3" in [v for _, v in net.a.options]
+
+
+def test_dashboard_reports_the_effect_of_an_action_once_seen(dashboard_and_cluster):
+    dash, cluster = dashboard_and_cluster
+    assert wait_until(lambda: dash.refreshes >= 1)
+    dash.brokers.buttons[(2, "kill")].click()
+    assert wait_until(lambda: "broker 2 killed" in dash.status.value)
+    assert "kill broker 2: done" in dash.status.value
+    assert "broker 2 killed" in dash.feed.value
+
+
+def test_a_dashboard_whose_cluster_closed_says_so_and_disables_its_buttons(dashboard_and_cluster):
+    dash, cluster = dashboard_and_cluster
+    assert wait_until(lambda: dash.refreshes >= 1)
+    cluster.closed = True
+    assert wait_until(lambda: not dash.running)
+    assert "cluster closed" in dash.status.value and "cluster closed" in dash.feed.value
+    assert all(b.disabled for b in dash.brokers.buttons.values())
+    assert all(b.disabled for b in dash.network.buttons.values())
+    dash.submit("kill broker 1", lambda: cluster.kill_broker(1))
+    dash._perform("kill broker 1", lambda: cluster.kill_broker(1))
+    assert cluster.calls == []
+
+
+def test_dashboard_hides_the_lag_panel_while_it_is_empty(dashboard_and_cluster):
+    dash, _ = dashboard_and_cluster
+    assert dash.boxes["lag"].layout.display == "none"
+    assert dash.boxes["network"].layout.display is None

@@ -17,7 +17,14 @@ from kafkalab.widgets import (
 from kafkalab.widgets.base import HIGH_WATERMARK, IN_SYNC, OFFLINE, OUT_OF_SYNC, apply_figure
 from kafkalab.widgets.rates import lag_figure_data
 from kafkalab.widgets.replicas import classify_replicas, replica_figure_data
-from kafkalab.widgets.timelines import ownership_intervals
+from kafkalab.widgets.timelines import (
+    ISR_FULL,
+    ISR_SHRUNK,
+    NO_LEADER,
+    isr_figure_data,
+    member_names,
+    ownership_intervals,
+)
 
 T0 = 1_000.0
 
@@ -72,14 +79,14 @@ def test_replica_bars_are_leos_and_colours_say_isr_membership(cluster_snapshot):
     latest = cluster_snapshot.latest_replicas()
     assert len(bars["y"]) == len(latest)
     for _, row in latest.iterrows():
-        i = index[(f"P{row['partition']}", f"broker {row['broker']}")]
+        i = index[(f"P{row['partition']}", str(row["broker"]))]
         assert bars["y"][i] == row["log_end_offset"]
     colors = bars["marker"]["color"]
-    assert colors[index[("P0", "broker 1")]] == IN_SYNC
-    assert colors[index[("P0", "broker 2")]] == IN_SYNC
+    assert colors[index[("P0", "1")]] == IN_SYNC
+    assert colors[index[("P0", "2")]] == IN_SYNC
     # broker 3 stopped reporting 8 s before the end: offline, whatever it last claimed
-    assert colors[index[("P0", "broker 3")]] == OFFLINE
-    assert colors[index[("P1", "broker 3")]] == OFFLINE
+    assert colors[index[("P0", "3")]] == OFFLINE
+    assert colors[index[("P1", "3")]] == OFFLINE
 
 
 def test_out_of_sync_replica_that_still_reports_is_orange(cluster_snapshot):
@@ -87,14 +94,14 @@ def test_out_of_sync_replica_that_still_reports_is_orange(cluster_snapshot):
                                             isr=[1, 2]))
     index, bars = bars_by_replica(replica_figure_data(cluster_snapshot.latest_replicas(),
                                                       "orders"))
-    assert bars["marker"]["color"][index[("P0", "broker 3")]] == OUT_OF_SYNC
-    assert bars["y"][index[("P0", "broker 3")]] == 90
+    assert bars["marker"]["color"][index[("P0", "3")]] == OUT_OF_SYNC
+    assert bars["y"][index[("P0", "3")]] == 90
 
 
 def test_leader_is_marked_and_the_deposed_leader_is_not(cluster_snapshot):
     index, bars = bars_by_replica(ReplicaView(cluster_snapshot, "orders").figure_data())
     leaders = {k for k, i in index.items() if bars["text"][i] == "leader"}
-    assert leaders == {("P0", "broker 1"), ("P1", "broker 2")}
+    assert leaders == {("P0", "1"), ("P1", "2")}
     widths = bars["marker"]["line"]["width"]
     assert all((widths[i] > 0) == (k in leaders) for k, i in index.items())
 
@@ -105,8 +112,8 @@ def test_high_watermark_marker_is_the_leaders_hw_on_every_replica(cluster_snapsh
     hw = next(t for t in data["data"] if t["name"] == "high watermark")
     assert hw["marker"]["line"]["color"] == HIGH_WATERMARK
     assert hw["marker"]["symbol"].startswith("line")
-    assert hw["y"][index[("P0", "broker 2")]] == 110
-    assert hw["y"][index[("P1", "broker 1")]] == 55  # leader 2's HW, not follower's LEO
+    assert hw["y"][index[("P0", "2")]] == 110
+    assert hw["y"][index[("P1", "1")]] == 55  # leader 2's HW, not follower's LEO
 
 
 def test_replica_view_widget_shows_the_figure_data(cluster_snapshot):
@@ -120,7 +127,7 @@ def test_replica_view_widget_shows_the_figure_data(cluster_snapshot):
                                             isr=[1, 2]))
     assert view.refresh() is True
     index, _ = bars_by_replica(view.figure_data())
-    assert view.figure.data[0].y[index[("P0", "broker 1")]] == 130
+    assert view.figure.data[0].y[index[("P0", "1")]] == 130
 
 
 def test_classify_uses_the_newest_epoch_leaders_isr(cluster_snapshot):
@@ -143,28 +150,44 @@ def test_empty_sources_render_a_note_not_an_error():
 def test_segment_view_shows_bytes_and_segment_counts(cluster_snapshot):
     data = SegmentView(cluster_snapshot, "orders").figure_data()
     index, bars = bars_by_replica(data)
-    assert bars["y"][index[("P0", "broker 1")]] == 9000
-    assert bars["text"][index[("P0", "broker 1")]] == "3 segments"
-    assert bars["text"][index[("P1", "broker 1")]] == "1 segment"
+    assert bars["y"][index[("P0", "1")]] == 9000
+    assert bars["text"][index[("P0", "1")]] == "3 segments"
+    assert bars["text"][index[("P1", "1")]] == "1 segment"
 
 
-def test_isr_timeline_follows_the_current_leader_and_marks_events(cluster_snapshot):
-    data = IsrTimeline(cluster_snapshot, "orders", window_s=1e9).figure_data()
-    p0 = next(t for t in data["data"] if t["name"] == "P0")
-    # broker 3 led epoch 0 with 3 in sync; broker 1 leads epoch 1 with 2. The epoch-0 report
-    # at T0+2 arrives after an epoch-1 report, so it is a zombie's and left out.
-    assert p0["x"] == [1.0, 10.0]
-    assert p0["y"] == [2, 2]
-    labels = [a["text"] for a in data["layout"]["annotations"]]
-    # the event about topic "other" and the role_change chatter are left out
-    assert labels == ["kill 3", "isr_shrink 3"]
-    assert [s["x0"] for s in data["layout"]["shapes"]] == [2.5, 4.0]
+def test_isr_lanes_follow_the_current_leader_one_lane_per_partition(cluster_snapshot):
+    data = isr_figure_data(cluster_snapshot.replicas(), cluster_snapshot.events(), "orders",
+                           T0, now=T0 + 10, window_s=10, step_s=1)
+    lanes = next(t for t in data["data"] if t["type"] == "heatmap")
+    assert lanes["y"] == ["P0", "P1", "events"]   # a lane each: no partition hides another
+    assert lanes["x"][0] == 0.5 and lanes["x"][-1] == 10.5
+    p0, p1, events = lanes["z"]
+    assert set(events) == {None}
+    # P0: broker 1 leads epoch 1 from T0+1 with ISR [1, 2] of 3 replicas: shrunk, orange. The
+    # epoch-0 report from broker 3 at T0+2 is a zombie's (older epoch) and left out.
+    assert p0[0] is None and set(p0[1:4]) == {ISR_SHRUNK}
+    assert "leader 1, ISR [1, 2] (2 of 3)" in lanes["text"][0][2]
+    # ... then silent for more than STALE_AFTER_S before the report at T0+10: no leader.
+    assert p0[5] == NO_LEADER and p0[-1] == ISR_SHRUNK
+    assert set(p1[1:4]) == {ISR_FULL}
 
 
-def test_isr_timeline_window_bounds_history(cluster_snapshot):
+def test_isr_events_are_markers_with_plain_words_and_other_topics_left_out(cluster_snapshot):
+    data = isr_figure_data(cluster_snapshot.replicas(), cluster_snapshot.events(), "orders",
+                           T0, now=T0 + 10, window_s=10, step_s=1)
+    events = next(t for t in data["data"] if t["name"] == "events")
+    assert events["x"] == [2.5, 4.0]
+    assert events["y"] == ["events", "P0"]     # a partition's event sits on its lane
+    assert events["customdata"] == ["broker 3 killed", "orders-0: ISR shrank to [1, 2]"]
+    assert data["layout"]["shapes"] == []      # no text labels to pile up
+
+
+def test_isr_window_is_fixed_it_scrolls_and_never_stretches(cluster_snapshot):
     view = IsrTimeline(cluster_snapshot, "orders", window_s=5.0)
-    p0 = next(t for t in view.figure_data()["data"] if t["name"] == "P0")
-    assert p0["x"] == [10.0]
+    layout = view.figure_data()["layout"]
+    assert layout["xaxis"]["range"] == [5.0, 10.0] and layout["xaxis"]["autorange"] is False
+    events = next(t for t in view.figure_data()["data"] if t["name"] == "events")
+    assert events["x"] == []                   # both events are older than the window
 
 
 def lag_rows(group, partition, values, start=T0):
@@ -220,8 +243,29 @@ def test_rebalance_timeline_shows_who_owned_what_and_generations():
     data = RebalanceTimeline(snap, "billing").figure_data()
     b = next(t for t in data["data"] if t["name"] == "b")
     assert b["x"] == [10.0, 20.0, None] and b["y"] == ["orders-1", "orders-1", None]
-    assert [a["text"] for a in data["layout"]["annotations"]] == ["gen 1", "gen 2"]
-    assert [s["x0"] for s in data["layout"]["shapes"]] == [0.0, 10.0]
+    marks = next(t for t in data["data"] if t["name"] == "rebalances")
+    # generations are markers on their own row, words in the hover: no labels to overlap
+    assert marks["x"] == [0.0, 10.0] and set(marks["y"]) == {"group"}
+    assert marks["customdata"] == ["generation 1: 1 member", "generation 2: 2 members"]
+
+
+def test_rebalance_members_have_readable_names_and_bars_end_when_killed():
+    worker = "billing-worker-2-4242-17"
+    a, b = f"{worker}-0dd7e53f-dbe3-4c1e-9a55-0123456789ab", "client-3-11111111-2222-3333-4444-555555555555"
+    assert member_names([a, b]) == {a: "billing-worker-2", b: "client-3"}
+    twins = ["consumer-11111111-2222-3333-4444-555555555555",
+             "consumer-99999999-2222-3333-4444-555555555555"]
+    assert sorted(member_names(twins).values()) == ["consumer", "consumer #2"]
+    rows = [group_row(T0, 1, {a: ["orders-0"], b: ["orders-1"]}),
+            group_row(T0 + 20, 2, {b: ["orders-0", "orders-1"]})]
+    events = [{"time": T0 + 8, "node": "notebook", "event": "member_kill", "group": "billing",
+               "detail": worker}]
+    snap = MetricsSnapshot({"group": rows, "event": events}, start_time=T0)
+    data = RebalanceTimeline(snap, "billing").figure_data()
+    killed = next(t for t in data["data"] if t["name"] == "billing-worker-2")
+    assert killed["x"] == [0.0, 8.0, None]     # not until the group noticed at T0+20
+    marks = next(t for t in data["data"] if t["name"] == "rebalances")
+    assert "billing-worker-2 killed" in marks["customdata"]
 
 
 def test_transaction_view_shows_hw_vs_lso_and_txn_states(cluster_snapshot):
