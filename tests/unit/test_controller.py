@@ -205,3 +205,30 @@ def test_preferred_leader_election_restores_first_replica():
                       p.partition_epoch, sorted(set(p.isr) | {first}))
     assert c.elect_preferred_leaders() == 1
     assert image.topics["t"].partitions[0].leader == first
+
+
+def test_metadata_records_carry_kafkas_names():
+    # Metadata version 3.3-IV2+: fencing and unfencing are a BrokerRegistrationChangeRecord with
+    # a fenced flag (FenceBrokerRecord/UnfenceBrokerRecord are gone); topic configs are one
+    # ConfigRecord per key between the TopicRecord and the PartitionRecords.
+    c, image, log, _ = make()
+    kinds = [r["type"] for r in log]
+    assert kinds == ["RegisterBrokerRecord", "BrokerRegistrationChangeRecord"] * 3
+    assert [r["fenced"] for r in log[1::2]] == [-1, -1, -1]  # UNFENCE
+    start = len(log)
+    c.create_topic("t", 2, 3, {"min.insync.replicas": "2", "retention.ms": "1000"})
+    assert [r["type"] for r in log[start:]] == [
+        "TopicRecord", "ConfigRecord", "ConfigRecord", "PartitionRecord", "PartitionRecord"]
+    assert {r["name"]: r["value"] for r in log[start + 1:start + 3]} == {
+        "min.insync.replicas": "2", "retention.ms": "1000"}
+    assert image.topics["t"].configs == {"min.insync.replicas": "2", "retention.ms": "1000"}
+    start = len(log)
+    c.fence_broker(2, "test")
+    fence = log[start]
+    assert fence["type"] == "BrokerRegistrationChangeRecord" and fence["fenced"] == 1
+    assert fence["broker_epoch"] == image.brokers[2].epoch and image.brokers[2].fenced
+    assert {r["type"] for r in log[start + 1:]} == {"PartitionChangeRecord"}
+    start = len(log)
+    c.heartbeat(1, image.brokers[1].epoch, image.offset, True, now_ms=1)  # controlled shutdown
+    assert log[start]["type"] == "BrokerRegistrationChangeRecord"
+    assert log[start]["in_controlled_shutdown"] == 1 and image.brokers[1].in_controlled_shutdown
