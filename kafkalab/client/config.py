@@ -185,13 +185,21 @@ def producer_config(user: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_idempotence(cfg: dict[str, Any], explicit: bool) -> None:
-    # Kafka 3.2+: idempotence is on by default and quietly turns off when another setting
-    # conflicts with it; only an explicit enable.idempotence=true makes the conflict an error.
+    # Kafka's ProducerConfig: idempotence is on by default and quietly turns off when acks or
+    # retries conflict with it; an explicit enable.idempotence=true makes that an error. Since
+    # 4.0 (KAFKA-17927) max.in.flight.requests.per.connection > 5 is an error whenever idempotence
+    # is on, by default too (3.x turned it off with a warning): the broker keeps the last 5
+    # batches per producer for deduplication. Only enable.idempotence=false allows more.
+    if cfg["enable.idempotence"] and cfg["max.in.flight.requests.per.connection"] > 5:
+        raise ConfigError(
+            "producer config max.in.flight.requests.per.connection="
+            f"{cfg['max.in.flight.requests.per.connection']} needs enable.idempotence=false: an "
+            "idempotent producer (the default) allows at most 5 (the broker remembers 5 batches "
+            "per producer)"
+        )
     conflicts = []
     if cfg["acks"] != -1:
         conflicts.append("acks='all'")
-    if cfg["max.in.flight.requests.per.connection"] > 5:
-        conflicts.append("max.in.flight.requests.per.connection <= 5")
     if cfg["retries"] == 0:
         conflicts.append("retries > 0")
     if cfg["enable.idempotence"] and conflicts:

@@ -248,7 +248,7 @@ def test_safe_producer_config():
         ({"acks": "1"}, "acks=1"),
         ({"acks": 0}, "acks=0"),
         ({"retries": 0}, "retries=0"),
-        ({"max.in.flight.requests.per.connection": 10}, "quietly turns idempotence off"),
+        ({"max.in.flight.requests.per.connection": 10}, "would refuse"),
         ({"enable.idempotence": False}, "a second time"),
         ({"enable.idempotence": True, "acks": "1"}, "would refuse"),
         ({"lingr.ms": 5}, "would refuse"),
