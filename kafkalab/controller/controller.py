@@ -17,7 +17,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from kafkalab.config import TOPIC_CONFIGS, resolve
+from kafkalab.config import TOPIC_CONFIGS, check_topic_segment_bytes, resolve
 from kafkalab.controller.image import (
     FENCE,
     IN_CONTROLLED_SHUTDOWN,
@@ -219,7 +219,7 @@ class Controller:
         if num_partitions < 1:
             return ErrorCode.invalid_partitions, "partitions must be at least 1"
         try:
-            resolve(configs or {}, TOPIC_CONFIGS, "topic")
+            check_topic_segment_bytes(self.config, resolve(configs or {}, TOPIC_CONFIGS, "topic"))
         except ConfigError as e:
             return ErrorCode.invalid_config, str(e)
         live = self.image.live_brokers()

@@ -232,3 +232,22 @@ def test_metadata_records_carry_kafkas_names():
     c.heartbeat(1, image.brokers[1].epoch, image.offset, True, now_ms=1)  # controlled shutdown
     assert log[start]["type"] == "BrokerRegistrationChangeRecord"
     assert log[start]["in_controlled_shutdown"] == 1 and image.brokers[1].in_controlled_shutdown
+
+
+def test_kafka_profile_refuses_segments_below_1_mib_as_kafka_4_does():
+    # KIP-1030: Kafka 4.0 refuses log.segment.bytes below 1 MiB, 4.1 topic segment.bytes too.
+    from kafkalab.config import broker_config
+    from kafkalab.errors import ConfigError
+    image = MetadataImage()
+    c = Controller(image, lambda rs: [image.apply(r) for r in rs], broker_config("kafka"),
+                   rng=random.Random(1))
+    e = c.register_broker(1, "tcp://x", "h", 1, now_ms=0)
+    c.heartbeat(1, e, image.offset, False, now_ms=0)
+    code, msg = c.create_topic("t", 1, 1, {"segment.bytes": 1024})
+    assert code == ErrorCode.invalid_config and "1048576" in msg and "KIP-1030" in msg
+    assert c.create_topic("t", 1, 1, {"segment.bytes": 1_048_576})[0] == ErrorCode.none
+    # The lab profile keeps tiny segments: they are what makes segments visible.
+    lab, _, _, _ = make(brokers=(1,))
+    assert lab.create_topic("t", 1, 1, {"segment.bytes": 1024})[0] == ErrorCode.none
+    with pytest.raises(ConfigError, match="segment.bytes.min"):
+        broker_config("kafka", {"segment.bytes.min": 10})  # the floor itself is checked
