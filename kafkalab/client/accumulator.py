@@ -121,6 +121,7 @@ class RecordAccumulator:
         # partitioner.availability.timeout.ms has its partitions left out of the load stats.
         self.node_latency: dict[int, list[float]] = {}
         self.available_memory = buffer_memory
+        self.last_appended_bytes = 0  # what the last try_append added (the built-in partitioner counts it)
         self.batches: dict[TopicPartitionKey, deque[ProducerBatch]] = {}
         self.in_flight: dict[TopicPartitionKey, int] = {}
         self.next_sequence: dict[TopicPartitionKey, int] = {}
@@ -139,9 +140,11 @@ class RecordAccumulator:
             dq = self.batches[tp] = deque()
         elif dq:
             last = dq[-1]
+            before = last.builder.estimated_size
             if last.attempts == 0 and last.builder.append(key, value, headers, timestamp_ms):
                 if thunk is not None:
                     last.thunks.append(thunk)
+                self.last_appended_bytes = last.builder.estimated_size - before
                 return APPENDED_WAKE if last.builder.estimated_size >= self.batch_size else APPENDED
         if abort_on_new_batch:
             return NEW_BATCH_NEEDED
@@ -156,6 +159,7 @@ class RecordAccumulator:
         if thunk is not None:
             batch.thunks.append(thunk)
         dq.append(batch)
+        self.last_appended_bytes = builder.estimated_size  # a new batch counts with its header
         return APPENDED_WAKE
 
     def all_batches_full(self, tp: TopicPartitionKey) -> bool:

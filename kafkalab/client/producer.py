@@ -254,7 +254,8 @@ class Producer:
                 self._memory_freed.wait(deadline - now)
             if builtin:
                 self._partitioner.on_append(
-                    topic, p, size, self._acc.all_batches_full((topic, p)), count, available,
+                    topic, p, self._acc.last_appended_bytes, self._acc.all_batches_full((topic, p)),
+                    count, available,
                     lambda: self._acc.queue_sizes(topic, self._leader_for))
             self._outstanding += 1
         if r == APPENDED_WAKE:
