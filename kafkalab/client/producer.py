@@ -231,6 +231,12 @@ class Producer:
         with self._lock:
             if builtin:  # another thread may have moved the sticky partition meanwhile
                 p = self._partitioner.partition(topic, key, count, available)
+                if self._acc.all_batches_full((topic, p)):
+                    # A switch held back by an incomplete batch may be due now (that batch was
+                    # sent or filled): Kafka's RecordAccumulator.partitionChanged.
+                    self._partitioner.on_append(topic, p, 0, True, count, available,
+                                                lambda: self._acc.queue_sizes(topic, self._leader_for))
+                    p = self._partitioner.partition(topic, key, count, available)
             while True:
                 r = self._acc.try_append(topic, p, key, value, hdrs, ts, thunk,
                                          time.monotonic() * 1000.0, abort_on_new_batch=sticky)
