@@ -159,6 +159,11 @@ def test_adaptive_partitioning_prefers_partitions_with_short_queues():
 
 def test_accumulator_queue_sizes_leave_out_slow_leaders():
     acc = RecordAccumulator(batch_size=100, partition_availability_timeout_ms=500)
+    acc.try_append("u", 0, None, b"x", None, 0, None, 0)
+    first = acc.last_appended_bytes  # a new batch counts with its header, as Kafka's appendedBytes
+    assert first == acc.batches[("u", 0)][0].builder.estimated_size
+    acc.try_append("u", 0, None, b"x", None, 0, None, 0)
+    assert 0 < acc.last_appended_bytes < first
     for part in (0, 1, 2):
         for _ in range(part + 1):
             acc.try_append("t", part, None, b"x" * 200, None, 0, None, 0)
