@@ -119,17 +119,27 @@ class BuiltInPartitioner:
             st = self._sticky[topic] = _Sticky(self._next(partition_count, available, None))
         return st.partition
 
-    def on_append(self, topic: str, partition: int, appended_bytes: int, enable_switch: bool,
-                  partition_count: int, available: Sequence[int],
+    def switch_due(self, topic: str) -> bool:
+        """batch.size bytes went to the sticky partition: a switch waits only for a full batch."""
+        st = self._sticky.get(topic)
+        return st is not None and st.produced_bytes >= self.batch_size
+
+    def on_append(self, topic: str, partition: int, appended_bytes: int,
+                  enable_switch: bool | Callable[[], bool], partition_count: int, available: Sequence[int],
                   queue_sizes: Callable[[], tuple[dict[int, int], int]] | None = None) -> None:
         """A sticky record of appended_bytes went to partition; enable_switch: its batches are
-        all full. queue_sizes() gives the accumulator's (sizes per available partition,
-        partitions with a queue), read only when switching."""
+        all full (a callable is asked only when it matters). queue_sizes() gives the
+        accumulator's (sizes per available partition, partitions with a queue), read only when
+        switching."""
         st = self._sticky.get(topic)
         if st is None or st.partition != partition:
             return
         st.produced_bytes += appended_bytes
-        if (st.produced_bytes >= self.batch_size and enable_switch) or st.produced_bytes >= 2 * self.batch_size:
+        if st.produced_bytes < self.batch_size:
+            return
+        if callable(enable_switch):
+            enable_switch = enable_switch()
+        if enable_switch or st.produced_bytes >= 2 * self.batch_size:
             stats = None
             if self.adaptive and queue_sizes is not None:
                 sizes, with_queues = queue_sizes()

@@ -231,8 +231,8 @@ class Producer:
         with self._lock:
             if builtin:  # another thread may have moved the sticky partition meanwhile
                 p = self._partitioner.partition(topic, key, count, available)
-                if self._acc.all_batches_full((topic, p)):
-                    # A switch held back by an incomplete batch may be due now (that batch was
+                if self._partitioner.switch_due(topic) and self._acc.all_batches_full((topic, p)):
+                    # A switch held back by an incomplete batch is due now (that batch was
                     # sent or filled): Kafka's RecordAccumulator.partitionChanged.
                     self._partitioner.on_append(topic, p, 0, True, count, available,
                                                 lambda: self._acc.queue_sizes(topic, self._leader_for))
@@ -260,9 +260,8 @@ class Producer:
                 self._memory_freed.wait(deadline - now)
             if builtin:
                 self._partitioner.on_append(
-                    topic, p, self._acc.last_appended_bytes, self._acc.all_batches_full((topic, p)),
-                    count, available,
-                    lambda: self._acc.queue_sizes(topic, self._leader_for))
+                    topic, p, self._acc.last_appended_bytes, lambda: self._acc.all_batches_full((topic, p)),
+                    count, available, lambda: self._acc.queue_sizes(topic, self._leader_for))
             self._outstanding += 1
         if r == APPENDED_WAKE:
             self._sender.waker.wake()
