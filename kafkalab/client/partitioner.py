@@ -119,32 +119,51 @@ class BuiltInPartitioner:
             st = self._sticky[topic] = _Sticky(self._next(partition_count, available, None))
         return st.partition
 
-    def switch_due(self, topic: str) -> bool:
-        """batch.size bytes went to the sticky partition: a switch waits only for a full batch."""
-        st = self._sticky.get(topic)
-        return st is not None and st.produced_bytes >= self.batch_size
-
     def on_append(self, topic: str, partition: int, appended_bytes: int,
-                  enable_switch: bool | Callable[[], bool], partition_count: int, available: Sequence[int],
+                  enable_switch: bool, partition_count: int, available: Sequence[int],
                   queue_sizes: Callable[[], tuple[dict[int, int], int]] | None = None) -> None:
         """A sticky record of appended_bytes went to partition; enable_switch: its batches are
-        all full (a callable is asked only when it matters). queue_sizes() gives the
-        accumulator's (sizes per available partition, partitions with a queue), read only when
-        switching."""
+        all full. queue_sizes() gives the accumulator's (sizes per available partition,
+        partitions with a queue), read only when switching."""
         st = self._sticky.get(topic)
         if st is None or st.partition != partition:
             return
         st.produced_bytes += appended_bytes
         if st.produced_bytes < self.batch_size:
             return
-        if callable(enable_switch):
-            enable_switch = enable_switch()
         if enable_switch or st.produced_bytes >= 2 * self.batch_size:
             stats = None
             if self.adaptive and queue_sizes is not None:
                 sizes, with_queues = queue_sizes()
                 stats = load_stats(sizes, with_queues, partition_count)
             self._sticky[topic] = _Sticky(self._next(partition_count, available, stats))
+
+    def sticky_partition(self, topic: str, partition_count: int, available: Sequence[int], queues: Any,
+                         leader_for: Callable[[str, int], int | None]) -> int:
+        """The partition for the next sticky record, switching first if a switch held back by
+        an incomplete batch is due now (that batch was sent or filled): Kafka's
+        RecordAccumulator.partitionChanged."""
+        st = self._sticky.get(topic)
+        if st is None or st.partition >= partition_count:
+            return self.partition(topic, None, partition_count, available)
+        if st.produced_bytes >= self.batch_size and queues.all_batches_full((topic, st.partition)):
+            self.on_append(topic, st.partition, 0, True, partition_count, available,
+                           lambda: queues.queue_sizes(topic, leader_for))
+            return self._sticky[topic].partition
+        return st.partition
+
+    def appended(self, topic: str, partition: int, appended_bytes: int, partition_count: int,
+                 available: Sequence[int], queues: Any, leader_for: Callable[[str, int], int | None]) -> None:
+        """on_append as the producer calls it for every sticky record: `queues` is its record
+        accumulator (all_batches_full, queue_sizes), asked only once a switch is due."""
+        st = self._sticky.get(topic)
+        if st is None or st.partition != partition:
+            return
+        if st.produced_bytes + appended_bytes < self.batch_size:
+            st.produced_bytes += appended_bytes  # the common case, kept cheap
+            return
+        self.on_append(topic, partition, appended_bytes, queues.all_batches_full((topic, partition)),
+                       partition_count, available, lambda: queues.queue_sizes(topic, leader_for))
 
     def on_new_batch(self, topic: str, partition_count: int, available: Sequence[int],
                      previous: int) -> None:

@@ -229,14 +229,8 @@ class Producer:
         builtin = self._builtin and partition < 0 and self._partitioner.uses_sticky(key)
         deadline = None
         with self._lock:
-            if builtin:  # another thread may have moved the sticky partition meanwhile
-                p = self._partitioner.partition(topic, key, count, available)
-                if self._partitioner.switch_due(topic) and self._acc.all_batches_full((topic, p)):
-                    # A switch held back by an incomplete batch is due now (that batch was
-                    # sent or filled): Kafka's RecordAccumulator.partitionChanged.
-                    self._partitioner.on_append(topic, p, 0, True, count, available,
-                                                lambda: self._acc.queue_sizes(topic, self._leader_for))
-                    p = self._partitioner.partition(topic, key, count, available)
+            if builtin:  # under the lock: another thread may have moved the sticky partition
+                p = self._partitioner.sticky_partition(topic, count, available, self._acc, self._leader_for)
             while True:
                 r = self._acc.try_append(topic, p, key, value, hdrs, ts, thunk,
                                          time.monotonic() * 1000.0, abort_on_new_batch=sticky)
@@ -259,9 +253,8 @@ class Producer:
                         "flush() to let deliveries complete, or raise buffer.memory")
                 self._memory_freed.wait(deadline - now)
             if builtin:
-                self._partitioner.on_append(
-                    topic, p, self._acc.last_appended_bytes, lambda: self._acc.all_batches_full((topic, p)),
-                    count, available, lambda: self._acc.queue_sizes(topic, self._leader_for))
+                self._partitioner.appended(topic, p, self._acc.last_appended_bytes, count, available,
+                                           self._acc, self._leader_for)
             self._outstanding += 1
         if r == APPENDED_WAKE:
             self._sender.waker.wake()
