@@ -105,6 +105,8 @@ def _ms_or_unlimited(v: Any) -> bool:
     return v >= -1
 
 
+SEGMENT_BYTES_MIN = 1_048_576  # Kafka 4.x: log.segment.bytes and segment.bytes are at least 1 MiB
+
 # Per-topic configs (Kafka's topic-level names and defaults).
 TOPIC_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("cleanup.policy", list, ["delete"], "delete, compact or both",
@@ -157,8 +159,16 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("replica.fetch.max.bytes", int, 1_048_576, "", check=_positive, check_doc="must be > 0"),
     ConfigDef("replica.fetch.backoff.ms", int, 1000, "pause after a failed follower fetch",
               check=_nonneg, check_doc="must be >= 0"),
-    ConfigDef("metadata.max.idle.interval.ms", int, 500, "controller metadata long-poll",
+    # kafkalab's own key: how long a broker's metadata Fetch waits at the controller for new
+    # records (Kafka's KafkaRaftClient.MAX_FETCH_WAIT_MS, a constant 500 ms). Kafka's
+    # metadata.max.idle.interval.ms is something else: the controller's no-op record interval.
+    ConfigDef("metadata.fetch.max.wait.ms", int, 500, "broker -> controller metadata long-poll",
               check=_positive, check_doc="must be > 0"),
+    # kafkalab's own key: the smallest segment.bytes a topic may set. Kafka 4.1 refuses topic
+    # segment.bytes below 1 MiB (KIP-1030; 4.0 did so for the broker's log.segment.bytes); the
+    # lab profile lowers the floor so that a few records fill a segment and segments show.
+    ConfigDef("segment.bytes.min", int, SEGMENT_BYTES_MIN, "smallest segment.bytes a topic may set",
+              check=lambda v: v >= 14, check_doc="must be >= 14"),
     ConfigDef("auto.create.topics.enable", bool, True, "create unknown topics on Metadata"),
     ConfigDef("num.partitions", int, 1, "partitions of an auto-created topic", check=_positive,
               check_doc="must be >= 1"),
@@ -202,13 +212,15 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
 
 PROFILES: dict[str, dict[str, Any]] = {
     "kafka": {},
+    # Every override is listed, with Kafka's value, in the README's "Profiles" table.
     "lab": {
         "broker.heartbeat.interval.ms": 100,
         "broker.session.timeout.ms": 500,
         "replica.lag.time.max.ms": 1500,
         "replica.fetch.wait.max.ms": 200,
         "replica.fetch.backoff.ms": 100,
-        "metadata.max.idle.interval.ms": 200,
+        "metadata.fetch.max.wait.ms": 200,
+        "segment.bytes.min": 14,
         "log.retention.check.interval.ms": 1000,
         "log.cleaner.backoff.ms": 1000,
         "offsets.topic.num.partitions": 6,
@@ -246,7 +258,26 @@ def broker_config(profile: str, overrides: Mapping[str, Any] | None = None) -> d
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     merged = dict(PROFILES[profile])
     merged.update(overrides or {})
-    return resolve(merged, BROKER_CONFIGS, "broker")
+    cfg = resolve(merged, BROKER_CONFIGS, "broker")
+    if cfg.get("log.segment.bytes", SEGMENT_BYTES_MIN) < cfg["segment.bytes.min"]:
+        raise ConfigError(_segment_too_small("broker config log.segment.bytes", cfg["log.segment.bytes"],
+                                             cfg["segment.bytes.min"], profile))
+    return cfg
+
+
+def _segment_too_small(what: str, value: int, floor: int, profile: str) -> str:
+    fix = ("Kafka 4.x refuses segments below 1 MiB (KIP-1030); the lab profile allows tiny ones"
+           if profile == "kafka" else "raise it")
+    return f"{what}={value} is below the minimum of {floor} bytes in the {profile!r} profile: {fix}"
+
+
+def check_topic_segment_bytes(broker: Mapping[str, Any], topic: Mapping[str, Any]) -> None:
+    """Refuse a topic's segment.bytes below the broker's floor (1 MiB as in Kafka 4.1, unless
+    the lab profile lowered it)."""
+    floor = broker["segment.bytes.min"]
+    if "segment.bytes" in topic and topic["segment.bytes"] < floor:
+        profile = "kafka" if floor >= SEGMENT_BYTES_MIN else "lab"
+        raise ConfigError(_segment_too_small("topic config segment.bytes", topic["segment.bytes"], floor, profile))
 
 
 def topic_config(broker: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

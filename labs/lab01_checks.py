@@ -65,16 +65,24 @@ def check_segment_for(fn: Callable[[int, Sequence[int]], int | None]) -> Feedbac
                  "offsets), then where in it (the sparse .index).")
 
 
-def log_start_after_size_retention(segment_sizes: Sequence[tuple[int, int]], retention_bytes: int) -> int:
+def log_start_after_size_retention(segment_sizes: Sequence[tuple[int, int]], retention_bytes: int,
+                                   log_end_offset: int | None = None) -> int:
     """Kafka's rule for retention.bytes over [(base_offset, size_bytes), ...], oldest first, the last
-    being the active segment: delete the oldest while the log stays at least retention_bytes."""
+    being the active segment: delete the oldest while the log stays at least retention_bytes.
+    The active segment is no exception (Kafka rolls a new, empty one first): if it goes too, the
+    log starts at its log end offset, which must then be given."""
     excess = sum(size for _, size in segment_sizes) - retention_bytes
     start = segment_sizes[0][0]
-    for i, (_, size) in enumerate(segment_sizes[:-1]):  # never the active segment
-        if excess - size < 0:
+    for i, (_, size) in enumerate(segment_sizes):
+        if excess < 0 or excess - size < 0 or size == 0:
             break
         excess -= size
-        start = segment_sizes[i + 1][0]
+        if i + 1 < len(segment_sizes):
+            start = segment_sizes[i + 1][0]
+        elif log_end_offset is None:
+            raise ValueError("every segment goes, the active one too: pass log_end_offset")
+        else:
+            start = log_end_offset
     return start
 
 

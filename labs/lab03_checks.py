@@ -82,9 +82,6 @@ def _safety_problem(cfg: Mapping[str, Any]) -> str | None:
     if eff["retries"] == 0:
         return ("retries=0: a leader change or a timeout fails the send instead of retrying it on the "
                 "new leader. Leave retries at its default (bounded by delivery.timeout.ms).")
-    if eff["max.in.flight.requests.per.connection"] > 5:
-        return ("max.in.flight.requests.per.connection > 5: Kafka then quietly turns idempotence off, "
-                "and a retried batch can be written twice or overtake a later one. Keep it <= 5.")
     if not eff["enable.idempotence"]:
         return ("enable.idempotence=false: a retry after a lost response writes the batch a second time, "
                 "and with several requests in flight a retried batch can land after a later one. "

@@ -43,7 +43,8 @@ def check_high_watermark(fn: Callable[[Mapping[int, int], list[int]], int]) -> F
                          "offsets below it. No -1.")
         return wrong(f"{case}: the HW is the smallest log end offset among the ISR members.")
     return right("HW = min(LEO over the ISR). Consumers read below it; acks=all waits for it to pass "
-                 "your record.")
+                 "your record. (Since Kafka 3.7 the leader also holds it still while the ISR is smaller "
+                 "than min.insync.replicas, as section 2 showed.)")
 
 
 def eligible_leaders_reference(replicas: Iterable[int], isr: Iterable[int], alive: Iterable[int],

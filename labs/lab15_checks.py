@@ -20,7 +20,8 @@ QUIZ: dict[int, tuple[str, str]] = {
     5: ("b", "since Kafka 0.9 committed offsets are records in the internal topic __consumer_offsets, "
              "written through the group coordinator (lab 04)."),
     6: ("b", "acks=all waits for every replica in the ISR, not every replica: a dead follower leaves "
-             "the ISR and stops holding writes back; min.insync.replicas sets the floor (lab 05)."),
+             "the ISR and stops holding writes back; min.insync.replicas is the smallest ISR with which "
+             "the leader still accepts such a write, or advances the high watermark (lab 05)."),
 }
 
 

@@ -2,7 +2,7 @@
 
 Pure logic around a storage Log: no sockets, no clocks (now_ms is passed in). The leader tracks
 every follower's log end offset (learned from the fetch offsets followers send), advances the
-high watermark to the smallest LEO in the ISR, and proposes ISR shrinks and expansions to the
+high watermark to the smallest LEO in the ISR (never while the ISR is under its minimum), and proposes ISR shrinks and expansions to the
 controller; the follower appends what it fetched and truncates where its log diverged from the
 leader's (found with leader epochs).
 """
@@ -130,8 +130,18 @@ class Partition:
             return ErrorCode.not_leader_or_follower
         return ErrorCode.none
 
+    @property
+    def effective_min_isr(self) -> int:
+        """min.insync.replicas, capped by the replication factor (Kafka accepts a larger value
+        on a topic and uses min(min.insync.replicas, replicas))."""
+        return min(self.config["min.insync.replicas"], max(1, len(self.replicas)))
+
+    @property
+    def is_under_min_isr(self) -> bool:
+        return self.is_leader and len(self.isr) < self.effective_min_isr
+
     def check_min_isr(self, acks: int) -> ErrorCode:
-        if acks == -1 and len(self.isr) < self.config["min.insync.replicas"]:
+        if acks == -1 and self.is_under_min_isr:
             return ErrorCode.not_enough_replicas
         return ErrorCode.none
 
@@ -160,7 +170,10 @@ class Partition:
         self.maybe_advance_high_watermark()
 
     def maybe_advance_high_watermark(self) -> bool:
-        if not self.is_leader:
+        # Since Kafka 3.7 (KAFKA-15583) the HW stands still while the ISR is under its minimum:
+        # acks=0/1 writes are still accepted, but no consumer sees them until the ISR recovers,
+        # so a record a consumer has read is always on min.insync.replicas replicas.
+        if not self.is_leader or self.is_under_min_isr:
             return False
         leos = [self.log_end_offset]
         for b in self.maximal_isr:

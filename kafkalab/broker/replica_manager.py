@@ -197,7 +197,7 @@ class ReplicaManager:
                 if "delete" in plog.config["cleanup.policy"]:
                     # Like Kafka, retention does not wait for slow consumers: the log start
                     # offset moves up and they get OFFSET_OUT_OF_RANGE.
-                    result = apply_retention(plog, now_ms)
+                    result = apply_retention(plog, now_ms, part.high_watermark)
                     if result["deleted_segments"]:
                         self.on_event("retention", {"topic": tp[0], "partition": tp[1],
                                                     "detail": f"deleted {len(result['deleted_segments'])} segments "
@@ -315,7 +315,7 @@ class ReplicaManager:
                 continue
             if part.high_watermark >= r[2]:
                 # The ISR has it; Kafka still refuses if the ISR shrank below the minimum.
-                if len(part.isr) < part.config["min.insync.replicas"]:
+                if len(part.isr) < part.effective_min_isr:
                     r[0] = ErrorCode.not_enough_replicas_after_append
                 continue
             if now_ms >= op.deadline_ms:

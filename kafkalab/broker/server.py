@@ -86,7 +86,7 @@ class BrokerServer:
         self._controller_heard = time.monotonic()
         # Heartbeats are answered at once, so this long a silence means the controller is gone.
         self._controller_silence_s = max(3 * config["broker.heartbeat.interval.ms"],
-                                         1.5 * config["metadata.max.idle.interval.ms"]) / 1000
+                                         1.5 * config["metadata.fetch.max.wait.ms"]) / 1000
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         from kafkalab.controller.server import _publisher
         self.metrics = _publisher(self.ctx, metrics_endpoint, self.node)
@@ -254,7 +254,7 @@ class BrokerServer:
 
     def _fetch_metadata(self) -> None:
         req = fetch_req.FetchRequest(
-            replica_id=self.broker_id, max_wait=_td(self.config["metadata.max.idle.interval.ms"]),
+            replica_id=self.broker_id, max_wait=_td(self.config["metadata.fetch.max.wait.ms"]),
             min_bytes=1, topics=(fetch_req.FetchTopic(topic=METADATA_TOPIC, partitions=(
                 fetch_req.FetchPartition(partition=0, fetch_offset=self.image.offset,
                                          partition_max_bytes=1 << 20),)),),

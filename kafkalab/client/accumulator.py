@@ -108,6 +108,7 @@ class RecordAccumulator:
         delivery_timeout_ms: float = 120_000,
         retry_backoff_ms: float = 100,
         max_request_size: int = 1_048_576,
+        partition_availability_timeout_ms: float = 0,
     ):
         self.batch_size = batch_size
         self.linger_ms = linger_ms
@@ -115,7 +116,13 @@ class RecordAccumulator:
         self.delivery_timeout_ms = delivery_timeout_ms
         self.retry_backoff_ms = retry_backoff_ms
         self.max_request_size = max_request_size
+        self.partition_availability_timeout_ms = partition_availability_timeout_ms
+        # node -> [last time it had data ready, last time it could also take it] (Kafka's
+        # NodeLatencyStats): a node ready but not drainable for longer than
+        # partitioner.availability.timeout.ms has its partitions left out of the load stats.
+        self.node_latency: dict[int, list[float]] = {}
         self.available_memory = buffer_memory
+        self.last_appended_bytes = 0  # what the last try_append added (the built-in partitioner counts it)
         self.batches: dict[TopicPartitionKey, deque[ProducerBatch]] = {}
         self.in_flight: dict[TopicPartitionKey, int] = {}
         self.next_sequence: dict[TopicPartitionKey, int] = {}
@@ -134,9 +141,11 @@ class RecordAccumulator:
             dq = self.batches[tp] = deque()
         elif dq:
             last = dq[-1]
+            before = last.builder.estimated_size
             if last.attempts == 0 and last.builder.append(key, value, headers, timestamp_ms):
                 if thunk is not None:
                     last.thunks.append(thunk)
+                self.last_appended_bytes = last.builder.estimated_size - before
                 return APPENDED_WAKE if last.builder.estimated_size >= self.batch_size else APPENDED
         if abort_on_new_batch:
             return NEW_BATCH_NEEDED
@@ -151,7 +160,43 @@ class RecordAccumulator:
         if thunk is not None:
             batch.thunks.append(thunk)
         dq.append(batch)
+        self.last_appended_bytes = builder.estimated_size  # a new batch counts with its header
         return APPENDED_WAKE
+
+    def all_batches_full(self, tp: TopicPartitionKey) -> bool:
+        """Only the last batch can still take records: is it full (or is there none)?"""
+        dq = self.batches.get(tp)
+        return not dq or dq[-1].attempts > 0 or dq[-1].builder.estimated_size >= self.batch_size
+
+    def queue_sizes(self, topic: str, leader_for: Callable[[str, int], int | None]
+                    ) -> tuple[dict[int, int], int]:
+        """For the built-in partitioner's load stats (Kafka's RecordAccumulator.partitionReady):
+        batches queued per partition with a leader, leaving out partitions whose leader has
+        been unable to take data for partitioner.availability.timeout.ms, and how many of the
+        topic's partitions have a queue at all."""
+        sizes: dict[int, int] = {}
+        with_queues = 0
+        for (t, p), dq in self.batches.items():
+            if t != topic:
+                continue
+            with_queues += 1
+            leader = leader_for(t, p)
+            if leader is None or leader < 0:
+                continue
+            if self.partition_availability_timeout_ms > 0:
+                ready_ms, drain_ms = self.node_latency.get(leader, (0.0, 0.0))
+                if ready_ms - drain_ms > self.partition_availability_timeout_ms:
+                    continue
+            sizes[p] = len(dq)
+        return sizes, with_queues
+
+    def update_node_latency(self, node: int, now_ms: float, can_drain: bool) -> None:
+        if self.partition_availability_timeout_ms <= 0:
+            return
+        stats = self.node_latency.setdefault(node, [now_ms, now_ms])
+        if can_drain:
+            stats[1] = now_ms
+        stats[0] = now_ms
 
     # ---- sender side ----------------------------------------------------------------
     def _sendable_head(self, tp: TopicPartitionKey, dq: deque[ProducerBatch], now_ms: float) -> bool:

@@ -20,9 +20,11 @@ IGNORED_KEYS = frozenset({"bootstrap.servers", "client.id"})
 
 _JAVA_PARTITIONERS = {
     "org.apache.kafka.clients.producer.RoundRobinPartitioner": "round_robin",
-    "org.apache.kafka.clients.producer.internals.DefaultPartitioner": "murmur2_random",
+    # The 2.4-3.2 sticky classes (removed in 4.0) ran KIP-480's rule.
+    "org.apache.kafka.clients.producer.internals.DefaultPartitioner": "sticky_per_batch",
+    "org.apache.kafka.clients.producer.UniformStickyPartitioner": "sticky_per_batch",
 }
-PARTITIONERS = ("murmur2_random", "murmur2", "round_robin", "random")
+PARTITIONERS = ("murmur2_random", "sticky_per_batch", "murmur2", "round_robin", "random")
 
 _ASSIGNORS = {
     "org.apache.kafka.clients.consumer.RangeAssignor": "range",
@@ -67,8 +69,16 @@ PRODUCER_CONFIGS: dict[str, ConfigDef] = _defs(
               check=_ge(1), check_doc="must be >= 1"),
     ConfigDef("enable.idempotence", bool, True, "producer id + sequence numbers: no duplicates on retry"),
     ConfigDef("partitioner", str, "murmur2_random",
-              "murmur2_random (keys hashed, null keys sticky), round_robin, random, or a callable",
+              "murmur2_random (Kafka's built-in: keys hashed, null keys sticky for batch.size bytes), "
+              "sticky_per_batch (the rule before 3.3), murmur2, round_robin, random, or a callable",
               choices=PARTITIONERS),
+    ConfigDef("partitioner.adaptive.partitioning.enable", bool, True,
+              "built-in partitioner: weight the next sticky partition by queue sizes (KIP-794)"),
+    ConfigDef("partitioner.availability.timeout.ms", int, 0,
+              "built-in partitioner: skip partitions whose leader could not take a request for this "
+              "long (0: never)", check=_ge(0), check_doc=_MS),
+    ConfigDef("partitioner.ignore.keys", bool, False,
+              "built-in partitioner: partition keyed records like null-key ones"),
     ConfigDef("max.request.size", int, 1_048_576, "largest produce request (and record)",
               check=_ge(1), check_doc="must be >= 1"),
     ConfigDef("transactional.id", str, None, "stable id for transactions (the transactions lab)"),
@@ -204,13 +214,21 @@ def producer_config(user: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_idempotence(cfg: dict[str, Any], explicit: bool) -> None:
-    # Kafka 3.2+: idempotence is on by default and quietly turns off when another setting
-    # conflicts with it; only an explicit enable.idempotence=true makes the conflict an error.
+    # Kafka's ProducerConfig: idempotence is on by default and quietly turns off when acks or
+    # retries conflict with it; an explicit enable.idempotence=true makes that an error. Since
+    # 4.0 (KAFKA-17927) max.in.flight.requests.per.connection > 5 is an error whenever idempotence
+    # is on, by default too (3.x turned it off with a warning): the broker keeps the last 5
+    # batches per producer for deduplication. Only enable.idempotence=false allows more.
+    if cfg["enable.idempotence"] and cfg["max.in.flight.requests.per.connection"] > 5:
+        raise ConfigError(
+            "producer config max.in.flight.requests.per.connection="
+            f"{cfg['max.in.flight.requests.per.connection']} needs enable.idempotence=false: an "
+            "idempotent producer (the default) allows at most 5 (the broker remembers 5 batches "
+            "per producer)"
+        )
     conflicts = []
     if cfg["acks"] != -1:
         conflicts.append("acks='all'")
-    if cfg["max.in.flight.requests.per.connection"] > 5:
-        conflicts.append("max.in.flight.requests.per.connection <= 5")
     if cfg["retries"] == 0:
         conflicts.append("retries > 0")
     if cfg["enable.idempotence"] and conflicts:

@@ -1,15 +1,20 @@
 """Partitioners: which partition a record goes to. Pure: no metadata fetching, no clocks.
 
 Each takes the topic, the serialized key, the partition count and the partitions that have a
-leader right now, and returns a partition index. The default matches Kafka's Java client:
-keyed records go to murmur2(key) mod partitions (so a key always lands on the same partition),
-null-key records stick to one partition until a batch for it is closed, then hop randomly.
+leader right now, and returns a partition index. The default matches Kafka's Java client since
+3.3 (KIP-794, BuiltInPartitioner): keyed records go to murmur2(key) mod partitions (so a key
+always lands on the same partition); null-key records stick to one partition until batch.size
+bytes went to it, then move to the next one, chosen at random but weighted towards partitions
+with shorter queues (adaptive partitioning). The rule before 3.3 (KIP-480: move on when a new
+batch has to be opened, uniformly) is kept as `StickyPerBatchPartitioner` for comparison.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafkalab.errors import ConfigError
@@ -57,8 +62,125 @@ class Partitioner(Protocol):
                      previous: int) -> None: ...
 
 
-class DefaultPartitioner:
-    """murmur2 for keys; sticky for null keys (Kafka's Java client since 2.4, KIP-480).
+@dataclass(slots=True)
+class _Sticky:
+    partition: int
+    produced_bytes: int = 0
+
+
+def load_stats(queue_sizes: dict[int, int], partitions_with_queues: int, partition_count: int
+               ) -> tuple[list[int], list[int]] | None:
+    """Kafka's partition load stats: (partition ids, cumulative frequency table), or None to
+    pick uniformly. queue_sizes holds the batches queued per available partition (a leader
+    known, not excluded by partitioner.availability.timeout.ms); a shorter queue weighs more:
+    each weight is (longest queue + 1) - queue."""
+    if partitions_with_queues < partition_count:
+        return None  # not every partition has had a batch yet: its queue is unknown
+    if not queue_sizes or partitions_with_queues < 2:
+        return None
+    ids, sizes = list(queue_sizes), list(queue_sizes.values())
+    if len(set(sizes)) == 1 and len(ids) == partitions_with_queues:
+        return None  # all equal, none excluded: uniform is the same thing
+    top = max(sizes) + 1
+    cft, total = [], 0
+    for q in sizes:
+        total += top - q
+        cft.append(total)
+    return ids, cft
+
+
+class BuiltInPartitioner:
+    """Kafka's built-in partitioner (3.3+, KIP-794).
+
+    Keyed records: murmur2 (unless partitioner.ignore.keys). Others stick to one partition
+    until batch.size bytes were appended to it, and switch only once its batches are full
+    (so no half-empty batch is left behind), or at 2 x batch.size whatever. The next partition
+    is drawn with the queue-size weights of `load_stats` (adaptive partitioning), or uniformly
+    among partitions with a leader when adaptive partitioning is off.
+    """
+
+    def __init__(self, rng: random.Random | None = None, *, batch_size: int = 16384,
+                 adaptive: bool = True, ignore_keys: bool = False):
+        self._rng = rng or random.Random()
+        self.batch_size = batch_size
+        self.adaptive = adaptive
+        self.ignore_keys = ignore_keys
+        self._sticky: dict[str, _Sticky] = {}
+
+    def uses_sticky(self, key: bytes | None) -> bool:
+        return key is None or self.ignore_keys
+
+    def partition(self, topic: str, key: bytes | None, partition_count: int,
+                  available: Sequence[int]) -> int:
+        if not self.uses_sticky(key):
+            return murmur2_partition(key or b"", partition_count)
+        st = self._sticky.get(topic)
+        if st is None or st.partition >= partition_count:
+            st = self._sticky[topic] = _Sticky(self._next(partition_count, available, None))
+        return st.partition
+
+    def on_append(self, topic: str, partition: int, appended_bytes: int,
+                  enable_switch: bool, partition_count: int, available: Sequence[int],
+                  queue_sizes: Callable[[], tuple[dict[int, int], int]] | None = None) -> None:
+        """A sticky record of appended_bytes went to partition; enable_switch: its batches are
+        all full. queue_sizes() gives the accumulator's (sizes per available partition,
+        partitions with a queue), read only when switching."""
+        st = self._sticky.get(topic)
+        if st is None or st.partition != partition:
+            return
+        st.produced_bytes += appended_bytes
+        if st.produced_bytes < self.batch_size:
+            return
+        if enable_switch or st.produced_bytes >= 2 * self.batch_size:
+            stats = None
+            if self.adaptive and queue_sizes is not None:
+                sizes, with_queues = queue_sizes()
+                stats = load_stats(sizes, with_queues, partition_count)
+            self._sticky[topic] = _Sticky(self._next(partition_count, available, stats))
+
+    def sticky_partition(self, topic: str, partition_count: int, available: Sequence[int], queues: Any,
+                         leader_for: Callable[[str, int], int | None]) -> int:
+        """The partition for the next sticky record, switching first if a switch held back by
+        an incomplete batch is due now (that batch was sent or filled): Kafka's
+        RecordAccumulator.partitionChanged."""
+        st = self._sticky.get(topic)
+        if st is None or st.partition >= partition_count:
+            return self.partition(topic, None, partition_count, available)
+        if st.produced_bytes >= self.batch_size and queues.all_batches_full((topic, st.partition)):
+            self.on_append(topic, st.partition, 0, True, partition_count, available,
+                           lambda: queues.queue_sizes(topic, leader_for))
+            return self._sticky[topic].partition
+        return st.partition
+
+    def appended(self, topic: str, partition: int, appended_bytes: int, partition_count: int,
+                 available: Sequence[int], queues: Any, leader_for: Callable[[str, int], int | None]) -> None:
+        """on_append as the producer calls it for every sticky record: `queues` is its record
+        accumulator (all_batches_full, queue_sizes), asked only once a switch is due."""
+        st = self._sticky.get(topic)
+        if st is None or st.partition != partition:
+            return
+        if st.produced_bytes + appended_bytes < self.batch_size:
+            st.produced_bytes += appended_bytes  # the common case, kept cheap
+            return
+        self.on_append(topic, partition, appended_bytes, queues.all_batches_full((topic, partition)),
+                       partition_count, available, lambda: queues.queue_sizes(topic, leader_for))
+
+    def on_new_batch(self, topic: str, partition_count: int, available: Sequence[int],
+                     previous: int) -> None:
+        pass  # switching is by bytes (on_append), not by batches
+
+    def _next(self, count: int, available: Sequence[int], stats: tuple[list[int], list[int]] | None) -> int:
+        if stats is not None:
+            ids, cft = stats
+            return ids[bisect.bisect_right(cft, self._rng.randrange(cft[-1]))]
+        pool = available or range(count)
+        return pool[self._rng.randrange(len(pool))]
+
+
+class StickyPerBatchPartitioner:
+    """murmur2 for keys; sticky for null keys the way Kafka's Java client did from 2.4 to 3.2
+    (KIP-480): move to another partition, uniformly at random, when a new batch is needed.
+    Kept to compare with the built-in partitioner (lab 02).
 
     `sticky_null_keys=False` hashes null keys like empty ones (librdkafka's "murmur2").
     """
@@ -140,21 +262,25 @@ class CallablePartitioner:
         pass
 
 
-def make_partitioner(spec: Any, rng: random.Random | None = None) -> Partitioner:
-    """The partitioner a producer config names (see config.PARTITIONERS) or wraps (a callable)."""
+def make_partitioner(spec: Any, rng: random.Random | None = None, *, batch_size: int = 16384,
+                     adaptive: bool = True, ignore_keys: bool = False) -> Partitioner:
+    """The partitioner a producer config names (see config.PARTITIONERS) or wraps (a callable);
+    the keyword arguments are the built-in partitioner's batch.size and partitioner.* configs."""
     if callable(spec) and not isinstance(spec, str):
         return CallablePartitioner(spec)
     if spec == "murmur2_random":
-        return DefaultPartitioner(rng)
+        return BuiltInPartitioner(rng, batch_size=batch_size, adaptive=adaptive, ignore_keys=ignore_keys)
+    if spec == "sticky_per_batch":
+        return StickyPerBatchPartitioner(rng)
     if spec == "murmur2":
-        return DefaultPartitioner(rng, sticky_null_keys=False)
+        return StickyPerBatchPartitioner(rng, sticky_null_keys=False)
     if spec == "round_robin":
         return RoundRobinPartitioner()
     if spec == "random":
         return RandomPartitioner(rng)
     raise ConfigError(
-        f"producer config 'partitioner'={spec!r} is not one of murmur2_random, murmur2, "
-        "round_robin, random, or a callable (key, partition_count, available) -> int"
+        f"producer config 'partitioner'={spec!r} is not one of murmur2_random, sticky_per_batch, "
+        "murmur2, round_robin, random, or a callable (key, partition_count, available) -> int"
     )
 
 

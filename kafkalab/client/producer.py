@@ -29,7 +29,12 @@ from kafkalab.client.config import producer_config
 from kafkalab.client.context import ClientContext
 from kafkalab.client.message import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Message
 from kafkalab.client.metadata import ClusterMetadata
-from kafkalab.client.partitioner import DefaultPartitioner, check_partition, make_partitioner
+from kafkalab.client.partitioner import (
+    BuiltInPartitioner,
+    StickyPerBatchPartitioner,
+    check_partition,
+    make_partitioner,
+)
 from kafkalab.client.sender import (
     GROUP_KEY,
     TXN_KEY,
@@ -155,15 +160,20 @@ class Producer:
                             "create it with cluster.producer(config)")
         self._cfg = cfg = producer_config(config)
         self._ctx = ctx
-        self._partitioner = make_partitioner(cfg["partitioner"], rng)
-        self._sticky = isinstance(self._partitioner, DefaultPartitioner)
+        self._partitioner = make_partitioner(
+            cfg["partitioner"], rng, batch_size=cfg["batch.size"],
+            adaptive=cfg["partitioner.adaptive.partitioning.enable"],
+            ignore_keys=cfg["partitioner.ignore.keys"])
+        self._builtin = isinstance(self._partitioner, BuiltInPartitioner)
+        self._sticky = isinstance(self._partitioner, StickyPerBatchPartitioner)
         self._default_cb: DeliveryCallback | None = cfg["on_delivery"]
         self._max_block_s = cfg["max.block.ms"] / 1000.0
         self._max_request_size = cfg["max.request.size"]
         self._acc = RecordAccumulator(
             batch_size=cfg["batch.size"], linger_ms=cfg["linger.ms"],
             buffer_memory=cfg["buffer.memory"], delivery_timeout_ms=cfg["delivery.timeout.ms"],
-            retry_backoff_ms=cfg["retry.backoff.ms"], max_request_size=cfg["max.request.size"])
+            retry_backoff_ms=cfg["retry.backoff.ms"], max_request_size=cfg["max.request.size"],
+            partition_availability_timeout_ms=cfg["partitioner.availability.timeout.ms"])
         self._lock = threading.Lock()
         self._memory_freed = threading.Condition(self._lock)
         self._metadata_changed = threading.Condition(threading.Lock())
@@ -189,6 +199,10 @@ class Producer:
         """The resolved configuration (every key, with defaults)."""
         return dict(self._cfg)
 
+    def _leader_for(self, topic: str, partition: int) -> int | None:
+        net = self._sender.net
+        return None if net is None else net.metadata.leader_for(topic, partition)
+
     # ---- produce ----------------------------------------------------------------------
     def produce(self, topic: str, value: Any = None, key: Any = None, partition: int = -1,
                 on_delivery: DeliveryCallback | None = None, callback: DeliveryCallback | None = None,
@@ -211,7 +225,7 @@ class Producer:
         count, available = info
         if partition < 0:
             p = self._partitioner.partition(topic, key, count, available)
-            if not self._sticky:
+            if not (self._sticky or self._builtin):
                 p = check_partition(p, topic, count, "the partitioner")
         else:
             p = check_partition(partition, topic, count, "produce()")
@@ -223,8 +237,11 @@ class Producer:
         cb = on_delivery or callback or self._default_cb
         thunk = (cb, key, value, hdrs, ts, time.monotonic()) if cb is not None else None
         sticky = self._sticky and key is None and partition < 0
+        builtin = self._builtin and partition < 0 and self._partitioner.uses_sticky(key)
         deadline = None
         with self._lock:
+            if builtin:  # under the lock: another thread may have moved the sticky partition
+                p = self._partitioner.sticky_partition(topic, count, available, self._acc, self._leader_for)
             while True:
                 r = self._acc.try_append(topic, p, key, value, hdrs, ts, thunk,
                                          time.monotonic() * 1000.0, abort_on_new_batch=sticky)
@@ -246,6 +263,9 @@ class Producer:
                         f"in use for max.block.ms={self._cfg['max.block.ms']}): call poll() or "
                         "flush() to let deliveries complete, or raise buffer.memory")
                 self._memory_freed.wait(deadline - now)
+            if builtin:
+                self._partitioner.appended(topic, p, self._acc.last_appended_bytes, count, available,
+                                           self._acc, self._leader_for)
             self._outstanding += 1
         if r == APPENDED_WAKE:
             self._sender.waker.wake()

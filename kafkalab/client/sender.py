@@ -223,7 +223,12 @@ class Sender(IoThread):
             else:
                 sendable = self._txn_sendable if self.transactional_id is not None else None
                 check = self.acc.ready(now_ms, leader_for, sendable)
-                nodes = [n for n in check.ready_nodes if self.net.in_flight(n) < self.max_in_flight]
+                nodes = []
+                for n in check.ready_nodes:
+                    can_drain = self.net.in_flight(n) < self.max_in_flight
+                    self.acc.update_node_latency(n, now_ms, can_drain)
+                    if can_drain:
+                        nodes.append(n)
                 if nodes:
                     drained = self.acc.drain(nodes, leader_for, now_ms, self.producer_id, sendable)
             if expired:

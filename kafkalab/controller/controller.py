@@ -17,8 +17,16 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from kafkalab.config import TOPIC_CONFIGS, resolve, topic_config
-from kafkalab.controller.image import NO_LEADER, MetadataImage, PartitionRegistration
+from kafkalab.config import TOPIC_CONFIGS, check_topic_segment_bytes, resolve, topic_config
+from kafkalab.controller.image import (
+    FENCE,
+    IN_CONTROLLED_SHUTDOWN,
+    NO_LEADER,
+    TOPIC_RESOURCE,
+    UNFENCE,
+    MetadataImage,
+    PartitionRegistration,
+)
 from kafkalab.errors import ConfigError
 
 Record = dict[str, Any]
@@ -71,7 +79,7 @@ class Controller:
     def register_broker(self, broker_id: int, endpoint: str, host: str, port: int, now_ms: int) -> int:
         """A broker (re)joins: new epoch, fenced until it has caught up with the metadata."""
         epoch = self.image.offset  # like KRaft, the broker epoch is the registration's offset
-        self.commit([{"type": "RegisterBroker", "broker_id": broker_id, "epoch": epoch,
+        self.commit([{"type": "RegisterBrokerRecord", "broker_id": broker_id, "broker_epoch": epoch,
                       "endpoint": endpoint, "host": host, "port": port}])
         self.registration_offset[broker_id] = self.image.offset
         self.last_heartbeat_ms[broker_id] = now_ms
@@ -92,7 +100,8 @@ class Controller:
             )
             return HeartbeatResult(ErrorCode.none, caught_up, True, not still_leads)
         if reg.fenced and caught_up:
-            self.commit([{"type": "UnfenceBroker", "broker_id": broker_id, "epoch": epoch}])
+            self.commit([{"type": "BrokerRegistrationChangeRecord", "broker_id": broker_id,
+                          "broker_epoch": epoch, "fenced": UNFENCE}])
             self.on_event("broker_unfenced", {"broker": broker_id})
             self._elect_offline_partitions()
         return HeartbeatResult(ErrorCode.none, caught_up, reg.fenced, False)
@@ -110,13 +119,18 @@ class Controller:
 
     def fence_broker(self, broker_id: int, reason: str) -> None:
         reg = self.image.brokers[broker_id]
-        self.commit([{"type": "FenceBroker", "broker_id": broker_id, "epoch": reg.epoch}])
+        self.commit([{"type": "BrokerRegistrationChangeRecord", "broker_id": broker_id,
+                      "broker_epoch": reg.epoch, "fenced": FENCE}])
         self.on_event("broker_fenced", {"broker": broker_id, "detail": reason})
         self._remove_from_isr_and_reelect(broker_id)
 
     def _controlled_shutdown(self, broker_id: int) -> None:
         reg = self.image.brokers[broker_id]
-        self.commit([{"type": "BrokerShutdown", "broker_id": broker_id, "epoch": reg.epoch}])
+        # Kafka marks the broker in controlled shutdown and fences it once its leaderships have
+        # moved; kafkalab does both in one record, so it leads and joins nothing from here on.
+        self.commit([{"type": "BrokerRegistrationChangeRecord", "broker_id": broker_id,
+                      "broker_epoch": reg.epoch, "fenced": FENCE,
+                      "in_controlled_shutdown": IN_CONTROLLED_SHUTDOWN}])
         self.on_event("broker_fenced", {"broker": broker_id, "detail": "controlled shutdown"})
         self._remove_from_isr_and_reelect(broker_id)
 
@@ -168,7 +182,7 @@ class Controller:
 
     @staticmethod
     def _change(topic: str, pid: int, p: PartitionRegistration, new_isr: list[int]) -> Record:
-        return {"type": "PartitionChange", "topic": topic, "partition": pid, "isr": list(new_isr),
+        return {"type": "PartitionChangeRecord", "topic": topic, "partition": pid, "isr": list(new_isr),
                 "partition_epoch": p.partition_epoch + 1}
 
     def _emit_changes(self, records: list[Record]) -> None:
@@ -200,7 +214,7 @@ class Controller:
         if num_partitions < 1:
             return ErrorCode.invalid_partitions, "partitions must be at least 1"
         try:
-            resolve(configs or {}, TOPIC_CONFIGS, "topic")
+            check_topic_segment_bytes(self.config, resolve(configs or {}, TOPIC_CONFIGS, "topic"))
         except ConfigError as e:
             return ErrorCode.invalid_config, str(e)
         live = self.image.live_brokers()
@@ -210,13 +224,15 @@ class Controller:
                     f"replication factor {replication_factor} is larger than the "
                     f"{len(live)} available brokers; lower it or start more brokers")
             assignments = assign_replicas(live, num_partitions, replication_factor, self.rng)
-        records: list[Record] = [{"type": "Topic", "name": name, "topic_id": str(uuid.UUID(int=self.rng.getrandbits(128))),
-                                  "configs": dict(configs or {})}]
+        records: list[Record] = [{"type": "TopicRecord", "name": name,
+                                  "topic_id": str(uuid.UUID(int=self.rng.getrandbits(128)))}]
+        records += [{"type": "ConfigRecord", "resource_type": TOPIC_RESOURCE, "resource_name": name,
+                     "name": k, "value": v} for k, v in (configs or {}).items()]
         for pid in range(num_partitions):
             replicas = assignments[pid]
             isr = [b for b in replicas if self._usable(b)]
             leader = isr[0] if isr else NO_LEADER
-            records.append({"type": "Partition", "topic": name, "partition": pid,
+            records.append({"type": "PartitionRecord", "topic": name, "partition": pid,
                             "replicas": replicas, "isr": isr or replicas[:1], "leader": leader,
                             "leader_epoch": 0, "partition_epoch": 0})
         self.commit(records)
@@ -226,7 +242,7 @@ class Controller:
     def delete_topic(self, name: str) -> ErrorCode:
         if name not in self.image.topics:
             return ErrorCode.unknown_topic_or_partition
-        self.commit([{"type": "RemoveTopic", "name": name}])
+        self.commit([{"type": "RemoveTopicRecord", "name": name}])
         return ErrorCode.none
 
     # -- ISR changes (AlterPartition) ------------------------------------------------------
@@ -272,7 +288,7 @@ class Controller:
 
     def allocate_producer_ids(self) -> tuple[int, int]:
         start = self.image.next_producer_id
-        self.commit([{"type": "ProducerIds", "next_producer_id": start + PRODUCER_ID_BLOCK}])
+        self.commit([{"type": "ProducerIdsRecord", "next_producer_id": start + PRODUCER_ID_BLOCK}])
         return start, PRODUCER_ID_BLOCK
 
 

@@ -2,9 +2,12 @@
 
 The controller writes every change as a metadata record to its `__cluster_metadata` log and
 applies it here; brokers fetch the same records and apply them to their own copy, so both sides
-share this one `apply`. Records are small JSON objects (readable with `kafkalab dump-log`) whose
-"type" follows KRaft's record names: RegisterBroker, FenceBroker, UnfenceBroker, BrokerShutdown,
-Topic, Partition, PartitionChange, RemoveTopic, TopicConfig, ProducerIds.
+share this one `apply`. Records are small JSON objects (readable with `kafkalab dump-log`; Kafka's
+are binary) whose "type" is Kafka's record name, as written at metadata version 3.3-IV3 and later:
+RegisterBrokerRecord; BrokerRegistrationChangeRecord for fencing, unfencing and controlled
+shutdown (3.3-IV2 replaced FenceBrokerRecord/UnfenceBrokerRecord with its `fenced` flag);
+TopicRecord, then one ConfigRecord per topic config the user set, then PartitionRecords;
+PartitionChangeRecord, RemoveTopicRecord, ProducerIdsRecord.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NO_LEADER = -1
+# BrokerRegistrationChangeRecord's flags (Kafka's BrokerRegistrationFencingChange and
+# BrokerRegistrationInControlledShutdownChange): 0 means "no change".
+FENCE, UNFENCE = 1, -1
+IN_CONTROLLED_SHUTDOWN = 1
+TOPIC_RESOURCE = 2  # ConfigRecord.resource_type of a topic (ConfigResource.Type.TOPIC)
 
 
 @dataclass(slots=True)
@@ -53,28 +61,38 @@ class MetadataImage:
 
     def apply(self, record: dict[str, Any], offset: int | None = None) -> None:
         kind = record["type"]
-        if kind == "RegisterBroker":
+        if kind == "RegisterBrokerRecord":
             self.brokers[record["broker_id"]] = BrokerRegistration(
-                record["broker_id"], record["epoch"], record["endpoint"], record["host"],
+                record["broker_id"], record["broker_epoch"], record["endpoint"], record["host"],
                 record["port"], fenced=True,
             )
-        elif kind in ("FenceBroker", "UnfenceBroker", "BrokerShutdown"):
+        elif kind == "BrokerRegistrationChangeRecord":
             b = self.brokers.get(record["broker_id"])
-            if b is not None:
-                b.fenced = kind != "UnfenceBroker"
-                b.in_controlled_shutdown = kind == "BrokerShutdown"
-        elif kind == "Topic":
-            self.topics[record["name"]] = TopicImage(record["name"], record["topic_id"], dict(record["configs"]))
-        elif kind == "TopicConfig":
-            self.topics[record["name"]].configs = dict(record["configs"])
-        elif kind == "RemoveTopic":
+            if b is not None and b.epoch == record["broker_epoch"]:
+                fenced = record.get("fenced", 0)
+                if fenced:
+                    b.fenced = fenced == FENCE
+                    if fenced == UNFENCE:
+                        b.in_controlled_shutdown = False
+                if record.get("in_controlled_shutdown", 0) == IN_CONTROLLED_SHUTDOWN:
+                    b.in_controlled_shutdown = True
+        elif kind == "TopicRecord":
+            self.topics[record["name"]] = TopicImage(record["name"], record["topic_id"], {})
+        elif kind == "ConfigRecord":
+            t = self.topics.get(record["resource_name"]) if record["resource_type"] == TOPIC_RESOURCE else None
+            if t is not None:
+                if record["value"] is None:
+                    t.configs.pop(record["name"], None)
+                else:
+                    t.configs[record["name"]] = record["value"]
+        elif kind == "RemoveTopicRecord":
             self.topics.pop(record["name"], None)
-        elif kind == "Partition":
+        elif kind == "PartitionRecord":
             self.topics[record["topic"]].partitions[record["partition"]] = PartitionRegistration(
                 list(record["replicas"]), list(record["isr"]), record["leader"],
                 record["leader_epoch"], record["partition_epoch"],
             )
-        elif kind == "PartitionChange":
+        elif kind == "PartitionChangeRecord":
             p = self.topics[record["topic"]].partitions[record["partition"]]
             if "isr" in record:
                 p.isr = list(record["isr"])
@@ -82,7 +100,7 @@ class MetadataImage:
                 p.leader = record["leader"]
                 p.leader_epoch = record["leader_epoch"]
             p.partition_epoch = record["partition_epoch"]
-        elif kind == "ProducerIds":
+        elif kind == "ProducerIdsRecord":
             self.next_producer_id = record["next_producer_id"]
         else:
             raise ValueError(f"unknown metadata record type {kind!r}")

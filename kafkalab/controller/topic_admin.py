@@ -1,7 +1,7 @@
 """The controller's admin decisions: topic config changes, new partitions, leader elections.
 
-As in KRaft, the controller decides and writes metadata records (TopicConfig, Partition,
-PartitionChange); brokers apply them when they fetch the metadata log. Pure: functions of a
+As in KRaft, the controller decides and writes metadata records (ConfigRecord, PartitionRecord,
+PartitionChangeRecord); brokers apply them when they fetch the metadata log. Pure: functions of a
 Controller that answer with error codes and commit records through it. The `*_response`
 functions translate Kafka's request messages (AlterConfigs, IncrementalAlterConfigs,
 CreatePartitions, ElectLeaders) to these calls and back.
@@ -15,11 +15,10 @@ from kio.schema.errors import ErrorCode
 
 from kafkalab.config import TOPIC_CONFIGS, nearest_key, topic_config
 from kafkalab.controller.controller import Controller, Record, assign_replicas
-from kafkalab.controller.image import NO_LEADER
+from kafkalab.controller.image import NO_LEADER, TOPIC_RESOURCE
 from kafkalab.controller.requests import NO_THROTTLE
 from kafkalab.errors import ConfigError
 
-TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs operations
 PREFERRED, UNCLEAN = 0, 1  # ElectLeaders election types
 
@@ -38,7 +37,15 @@ def alter_topic_config(controller: Controller, topic: str, overrides: dict[str, 
     except ConfigError as e:
         return ErrorCode.invalid_config, str(e)
     if not validate_only:
-        controller.commit([{"type": "TopicConfig", "name": topic, "configs": dict(overrides)}])
+        # One ConfigRecord per key that changes; a null value removes an override (as Kafka's).
+        current = controller.image.topics[topic].configs
+        records: list[Record] = [
+            {"type": "ConfigRecord", "resource_type": TOPIC_RESOURCE, "resource_name": topic,
+             "name": k, "value": None} for k in sorted(set(current) - set(overrides))]
+        records += [{"type": "ConfigRecord", "resource_type": TOPIC_RESOURCE, "resource_name": topic,
+                     "name": k, "value": v} for k, v in sorted(overrides.items()) if current.get(k) != v]
+        if records:
+            controller.commit(records)
         controller.on_event("topic_config", {"topic": topic, "detail": _describe(overrides)})
     return OK
 
@@ -111,7 +118,7 @@ def create_partitions(controller: Controller, topic: str, count: int,
     records: list[Record] = []
     for pid, replicas in new.items():
         isr = [b for b in replicas if controller._usable(b)]
-        records.append({"type": "Partition", "topic": topic, "partition": pid, "replicas": list(replicas),
+        records.append({"type": "PartitionRecord", "topic": topic, "partition": pid, "replicas": list(replicas),
                         "isr": isr or list(replicas[:1]), "leader": isr[0] if isr else NO_LEADER,
                         "leader_epoch": 0, "partition_epoch": 0})
     controller.commit(records)

@@ -53,6 +53,16 @@ def test_idempotence_turns_off_quietly_unless_asked_for():
         producer_config({"acks": 1, "enable.idempotence": True})
 
 
+def test_more_than_5_in_flight_is_an_error_unless_idempotence_is_off():
+    # Kafka 4.0 (KAFKA-17927): an error with idempotence on, whether set or by default
+    # (3.x turned idempotence off with a warning); even acks=1 does not rescue it.
+    for cfg in ({}, {"enable.idempotence": True}, {"acks": 1}):
+        with pytest.raises(ConfigError, match="max.in.flight.requests.per.connection=6"):
+            producer_config({**cfg, "max.in.flight.requests.per.connection": 6})
+    ok = producer_config({"enable.idempotence": False, "max.in.flight.requests.per.connection": 6})
+    assert ok["max.in.flight.requests.per.connection"] == 6
+
+
 def test_delivery_timeout_must_cover_linger_and_request_timeout():
     with pytest.raises(ConfigError, match="delivery.timeout.ms"):
         producer_config({"delivery.timeout.ms": 1000, "request.timeout.ms": 5000})

@@ -205,3 +205,49 @@ def test_preferred_leader_election_restores_first_replica():
                       p.partition_epoch, sorted(set(p.isr) | {first}))
     assert c.elect_preferred_leaders() == 1
     assert image.topics["t"].partitions[0].leader == first
+
+
+def test_metadata_records_carry_kafkas_names():
+    # Metadata version 3.3-IV2+: fencing and unfencing are a BrokerRegistrationChangeRecord with
+    # a fenced flag (FenceBrokerRecord/UnfenceBrokerRecord are gone); topic configs are one
+    # ConfigRecord per key between the TopicRecord and the PartitionRecords.
+    c, image, log, _ = make()
+    kinds = [r["type"] for r in log]
+    assert kinds == ["RegisterBrokerRecord", "BrokerRegistrationChangeRecord"] * 3
+    assert [r["fenced"] for r in log[1::2]] == [-1, -1, -1]  # UNFENCE
+    start = len(log)
+    c.create_topic("t", 2, 3, {"min.insync.replicas": "2", "retention.ms": "1000"})
+    assert [r["type"] for r in log[start:]] == [
+        "TopicRecord", "ConfigRecord", "ConfigRecord", "PartitionRecord", "PartitionRecord"]
+    assert {r["name"]: r["value"] for r in log[start + 1:start + 3]} == {
+        "min.insync.replicas": "2", "retention.ms": "1000"}
+    assert image.topics["t"].configs == {"min.insync.replicas": "2", "retention.ms": "1000"}
+    start = len(log)
+    c.fence_broker(2, "test")
+    fence = log[start]
+    assert fence["type"] == "BrokerRegistrationChangeRecord" and fence["fenced"] == 1
+    assert fence["broker_epoch"] == image.brokers[2].epoch and image.brokers[2].fenced
+    assert {r["type"] for r in log[start + 1:]} == {"PartitionChangeRecord"}
+    start = len(log)
+    c.heartbeat(1, image.brokers[1].epoch, image.offset, True, now_ms=1)  # controlled shutdown
+    assert log[start]["type"] == "BrokerRegistrationChangeRecord"
+    assert log[start]["in_controlled_shutdown"] == 1 and image.brokers[1].in_controlled_shutdown
+
+
+def test_kafka_profile_refuses_segments_below_1_mib_as_kafka_4_does():
+    # KIP-1030: Kafka 4.0 refuses log.segment.bytes below 1 MiB, 4.1 topic segment.bytes too.
+    from kafkalab.config import broker_config
+    from kafkalab.errors import ConfigError
+    image = MetadataImage()
+    c = Controller(image, lambda rs: [image.apply(r) for r in rs], broker_config("kafka"),
+                   rng=random.Random(1))
+    e = c.register_broker(1, "tcp://x", "h", 1, now_ms=0)
+    c.heartbeat(1, e, image.offset, False, now_ms=0)
+    code, msg = c.create_topic("t", 1, 1, {"segment.bytes": 1024})
+    assert code == ErrorCode.invalid_config and "1048576" in msg and "KIP-1030" in msg
+    assert c.create_topic("t", 1, 1, {"segment.bytes": 1_048_576})[0] == ErrorCode.none
+    # The lab profile keeps tiny segments: they are what makes segments visible.
+    lab, _, _, _ = make(brokers=(1,))
+    assert lab.create_topic("t", 1, 1, {"segment.bytes": 1024})[0] == ErrorCode.none
+    with pytest.raises(ConfigError, match="segment.bytes.min"):
+        broker_config("kafka", {"segment.bytes.min": 10})  # the floor itself is checked

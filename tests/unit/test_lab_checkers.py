@@ -116,7 +116,9 @@ def test_size_retention_reference_matches_kafkas_rule():
     assert l01.log_start_after_size_retention(SEGS, 1500) == 36
     assert l01.log_start_after_size_retention(SEGS, 2000) == 24
     assert l01.log_start_after_size_retention(SEGS, 10_000) == 0
-    assert l01.log_start_after_size_retention(SEGS, 0) == 48  # the active segment stays
+    assert l01.log_start_after_size_retention(SEGS, 900) == 48  # the active one stays: 948 > 900 - 0
+    # retention.bytes=0: the active segment goes too, after a new empty one is rolled at the LEO
+    assert l01.log_start_after_size_retention(SEGS, 0, log_end_offset=60) == 60
 
 
 def test_size_retention_prediction():
@@ -248,7 +250,7 @@ def test_safe_producer_config():
         ({"acks": "1"}, "acks=1"),
         ({"acks": 0}, "acks=0"),
         ({"retries": 0}, "retries=0"),
-        ({"max.in.flight.requests.per.connection": 10}, "quietly turns idempotence off"),
+        ({"max.in.flight.requests.per.connection": 10}, "would refuse"),
         ({"enable.idempotence": False}, "a second time"),
         ({"enable.idempotence": True, "acks": "1"}, "would refuse"),
         ({"lingr.ms": 5}, "would refuse"),

@@ -8,11 +8,14 @@ from collections import Counter
 import pytest
 from kafka.partitioner.default import murmur2 as reference_murmur2
 
+from kafkalab.client.accumulator import RecordAccumulator
 from kafkalab.client.partitioner import (
+    BuiltInPartitioner,
     CallablePartitioner,
-    DefaultPartitioner,
     RoundRobinPartitioner,
+    StickyPerBatchPartitioner,
     check_partition,
+    load_stats,
     make_partitioner,
     murmur2,
     murmur2_partition,
@@ -36,13 +39,13 @@ def test_keyed_partition_masks_sign_bit_before_modulo():
 
 
 def test_same_key_always_same_partition():
-    p = DefaultPartitioner(random.Random(1))
+    p = StickyPerBatchPartitioner(random.Random(1))
     parts = {p.partition("t", b"user-1", 6, range(6)) for _ in range(100)}
     assert parts == {murmur2_partition(b"user-1", 6)}
 
 
-def test_null_keys_stick_until_new_batch_then_move():
-    p = DefaultPartitioner(random.Random(3))
+def test_pre_3_3_rule_null_keys_stick_until_new_batch_then_move():
+    p = StickyPerBatchPartitioner(random.Random(3))
     first = p.partition("t", None, 6, [0, 1, 2, 3, 4, 5])
     assert {p.partition("t", None, 6, [0, 1, 2, 3, 4, 5]) for _ in range(50)} == {first}
     p.on_new_batch("t", 6, [0, 1, 2, 3, 4, 5], first)
@@ -51,14 +54,14 @@ def test_null_keys_stick_until_new_batch_then_move():
 
 
 def test_sticky_ignores_new_batch_on_other_partition():
-    p = DefaultPartitioner(random.Random(3))
+    p = StickyPerBatchPartitioner(random.Random(3))
     first = p.partition("t", None, 6, range(6))
     p.on_new_batch("t", 6, range(6), (first + 1) % 6)
     assert p.partition("t", None, 6, range(6)) == first
 
 
 def test_sticky_only_picks_available_partitions():
-    p = DefaultPartitioner(random.Random(5))
+    p = StickyPerBatchPartitioner(random.Random(5))
     seen = set()
     for _ in range(100):
         q = p.partition("t", None, 6, [1, 4])
@@ -84,8 +87,89 @@ def test_callable_partitioner_and_invalid_result():
 
 
 def test_make_partitioner_names():
-    assert isinstance(make_partitioner("murmur2_random"), DefaultPartitioner)
+    assert isinstance(make_partitioner("murmur2_random"), BuiltInPartitioner)
+    assert isinstance(make_partitioner("sticky_per_batch"), StickyPerBatchPartitioner)
     assert isinstance(make_partitioner("round_robin"), RoundRobinPartitioner)
     assert isinstance(make_partitioner(lambda k, n, a: 0), CallablePartitioner)
     with pytest.raises(ConfigError, match="round_robin"):
         make_partitioner("fnv1a")
+
+
+# -- Kafka's built-in partitioner (3.3+, KIP-794) ----------------------------------------------
+
+def test_builtin_switches_after_batch_size_bytes_not_at_a_new_batch():
+    p = BuiltInPartitioner(random.Random(3), batch_size=1000, adaptive=False)
+    first = p.partition("t", None, 6, range(6))
+    p.on_new_batch("t", 6, range(6), first)  # the old trigger does nothing now
+    for _ in range(9):
+        p.on_append("t", first, 100, True, 6, range(6))
+        assert p.partition("t", None, 6, range(6)) == first  # 900 bytes: stays
+    p.on_append("t", first, 100, True, 6, range(6))  # 1000 bytes with its batch full: a new pick
+    assert p._sticky["t"].produced_bytes == 0
+    seen = set()
+    for _ in range(50):
+        cur = p.partition("t", None, 6, range(6))
+        seen.add(cur)
+        p.on_append("t", cur, 1000, True, 6, range(6))
+    assert len(seen) > 1
+
+
+def test_builtin_waits_for_a_full_batch_up_to_twice_batch_size():
+    p = BuiltInPartitioner(random.Random(3), batch_size=1000, adaptive=False)
+    first = p.partition("t", None, 6, range(6))
+    p.on_append("t", first, 1500, False, 6, range(6))  # past batch.size, batch not full
+    assert p._sticky["t"].produced_bytes == 1500
+    p.on_append("t", first, 500, False, 6, range(6))  # 2 x batch.size: moves regardless
+    assert p._sticky["t"].produced_bytes == 0
+
+
+def test_builtin_hashes_keys_unless_told_to_ignore_them():
+    p = BuiltInPartitioner(random.Random(1))
+    assert {p.partition("t", b"user-1", 6, range(6)) for _ in range(20)} == {murmur2_partition(b"user-1", 6)}
+    q = BuiltInPartitioner(random.Random(1), ignore_keys=True)
+    sticky = q.partition("t", None, 6, range(6))
+    assert q.partition("t", b"user-1", 6, range(6)) == sticky
+
+
+def test_load_stats_weight_short_queues_like_kafka():
+    # Kafka's example: queues 0 3 1 -> weights 4 1 3 -> cumulative 4 5 8.
+    assert load_stats({0: 0, 1: 3, 2: 1}, 3, 3) == ([0, 1, 2], [4, 5, 8])
+    assert load_stats({0: 2, 1: 2, 2: 2}, 3, 3) is None  # all equal: uniform
+    assert load_stats({0: 2, 2: 2}, 3, 3) == ([0, 2], [1, 2])  # one left out: still weighted
+    assert load_stats({0: 0, 1: 3}, 2, 3) is None  # partition 2 never had a batch yet
+
+
+def test_adaptive_partitioning_prefers_partitions_with_short_queues():
+    sizes = {0: 0, 1: 9, 2: 9}  # partition 0's broker keeps up, 1 and 2 are backed up
+    picks = Counter()
+    p = BuiltInPartitioner(random.Random(11), batch_size=100)
+    for _ in range(2000):
+        cur = p.partition("t", None, 3, range(3))
+        picks[cur] += 1
+        p.on_append("t", cur, 100, True, 3, range(3), lambda: (sizes, 3))
+    assert picks[0] > 0.75 * sum(picks.values())  # weights 10:1:1
+    uniform = Counter()
+    u = BuiltInPartitioner(random.Random(11), batch_size=100, adaptive=False)
+    for _ in range(2000):
+        cur = u.partition("t", None, 3, range(3))
+        uniform[cur] += 1
+        u.on_append("t", cur, 100, True, 3, range(3), lambda: (sizes, 3))
+    assert max(uniform.values()) < 0.45 * sum(uniform.values())
+
+
+def test_accumulator_queue_sizes_leave_out_slow_leaders():
+    acc = RecordAccumulator(batch_size=100, partition_availability_timeout_ms=500)
+    acc.try_append("u", 0, None, b"x", None, 0, None, 0)
+    first = acc.last_appended_bytes  # a new batch counts with its header, as Kafka's appendedBytes
+    assert first == acc.batches[("u", 0)][0].builder.estimated_size
+    acc.try_append("u", 0, None, b"x", None, 0, None, 0)
+    assert 0 < acc.last_appended_bytes < first
+    for part in (0, 1, 2):
+        for _ in range(part + 1):
+            acc.try_append("t", part, None, b"x" * 200, None, 0, None, 0)
+    leaders = {0: 1, 1: 2, 2: 3}
+    assert acc.queue_sizes("t", lambda t, p: leaders[p]) == ({0: 1, 1: 2, 2: 3}, 3)
+    acc.update_node_latency(3, 0, can_drain=True)
+    acc.update_node_latency(3, 1000, can_drain=False)  # ready but blocked for 1 s
+    assert acc.queue_sizes("t", lambda t, p: leaders[p]) == ({0: 1, 1: 2}, 3)
+    assert acc.all_batches_full(("t", 0)) and acc.all_batches_full(("t", 9))

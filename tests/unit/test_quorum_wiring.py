@@ -36,12 +36,12 @@ def _quorum_log() -> InMemoryRaftLog:
     log = InMemoryRaftLog()
     log.append_as_leader(encode_leader_change(1, [1, 2, 3], [1, 2], 0), 1)
     log.append_as_leader(encode_data_batch([_value(
-        {"type": "RegisterBroker", "broker_id": b, "epoch": b, "endpoint": "tcp://x", "host": "h", "port": 1})
+        {"type": "RegisterBrokerRecord", "broker_id": b, "broker_epoch": b, "endpoint": "tcp://x", "host": "h", "port": 1})
         for b in (1, 2)], 0), 1)
     log.append_as_leader(encode_leader_change(2, [1, 2, 3], [2, 3], 0), 2)
     log.append_as_leader(encode_data_batch([_value(
-        {"type": "Topic", "name": "orders", "topic_id": "00000000-0000-0000-0000-000000000001",
-         "configs": {}})], 0), 2)
+        {"type": "TopicRecord", "name": "orders", "topic_id": "00000000-0000-0000-0000-000000000001"})],
+        0), 2)
     return log
 
 

@@ -119,6 +119,42 @@ def test_not_enough_replicas_before_append(tmp_path):
     assert err == ErrorCode.none  # acks=1 does not care about the ISR
 
 
+def test_the_high_watermark_stands_still_while_the_isr_is_under_min_isr(tmp_path):
+    # Kafka 3.7+ (KAFKA-15583): acks=1 writes are taken, but nobody can read them until the
+    # ISR is back to min(min.insync.replicas, replication factor).
+    s = Sim(tmp_path, min_isr=2)
+    for b in (2, 3):
+        s.c.fence_broker(b, "test")
+    s.sync()
+    assert s.part(1).isr == [1] and s.part(1).is_under_min_isr
+    for v in (b"a", b"b", b"c"):
+        assert acked(s.produce(1, [v], acks=1))[0] == ErrorCode.none
+    assert s.part(1).log_end_offset == 3 and s.part(1).high_watermark == 0
+    # Broker 2 comes back, catches up and rejoins: only then does the HW move.
+    e = s.c.register_broker(2, "tcp://x", "h", 2, s.now)
+    s.c.heartbeat(2, e, s.image.offset, False, s.now)
+    s.sync()
+    s.fetch_round(2, 1)
+    s.fetch_round(2, 1)
+    assert s.part(1).high_watermark == 0  # caught up, but not yet in the ISR
+    proposal = s.part(1).isr_change_to_propose(s.now)
+    assert proposal == [1, 2]
+    code, _ = s.c.alter_partition(1, s.image.brokers[1].epoch, T, 0, s.part(1).leader_epoch,
+                                  s.part(1).partition_epoch, proposal)
+    assert code == ErrorCode.none
+    s.sync()
+    assert s.part(1).high_watermark == 3
+
+
+def test_min_isr_above_the_replication_factor_counts_as_the_replication_factor(tmp_path):
+    s = Sim(tmp_path, min_isr=5)  # 3 replicas: Kafka uses min(5, 3)
+    out = s.produce(1, [b"a"])
+    for _ in range(2):
+        s.fetch_round(2, 1)
+        s.fetch_round(3, 1)
+    assert acked(out) == (ErrorCode.none, 0) and s.part(1).high_watermark == 1
+
+
 def test_consumers_never_read_past_the_high_watermark(tmp_path):
     from kio.schema.fetch.v12 import request as fr
     s = Sim(tmp_path)

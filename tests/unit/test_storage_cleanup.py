@@ -32,7 +32,7 @@ def put(log: Log, kvs, ts: int, **kw) -> tuple[int, int]:
 
 # -- retention --------------------------------------------------------------
 
-def test_retention_ms_deletes_old_segments_never_the_active_one(tmp_path):
+def test_retention_ms_deletes_old_segments_from_the_oldest(tmp_path):
     lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300, "retention.ms": 1000}, now_ms=0)
     for i in range(20):
         put(lg, [(b"k", b"x" * 50)], ts=i * 100)
@@ -47,8 +47,33 @@ def test_retention_ms_deletes_old_segments_never_the_active_one(tmp_path):
     assert os.path.exists(result["deleted_segments"][0] + ".deleted")
     lg.delete_expired_files(2500 + 60_000)
     assert not os.path.exists(result["deleted_segments"][0] + ".deleted")
-    apply_retention(lg, now_ms=10**9)  # everything expired: the active segment stays
-    assert len(lg.segments) == 1 and lg.log_end_offset == 20
+    lg.close()
+
+
+def test_an_expired_active_segment_goes_after_a_new_empty_one_is_rolled(tmp_path):
+    # Kafka's UnifiedLog.deletableSegments: the active segment is a candidate like any other
+    # once it is wholly below the HW and not empty; deleteSegments rolls a new one first.
+    lg = Log(str(tmp_path / "t-0"), {"retention.ms": 1000}, now_ms=0)
+    put(lg, [(b"k", b"x" * 50)] * 10, ts=0)
+    assert len(lg.segments) == 1
+    assert deletable_segments(lg, now_ms=5000, high_watermark=5) == ([], None)  # HW below its end
+    result = apply_retention(lg, now_ms=5000, high_watermark=10)
+    assert result["reasons"] == ["retention.ms"] and len(result["deleted_segments"]) == 1
+    assert len(lg.segments) == 1 and lg.active_segment.size == 0
+    assert lg.active_segment.base_offset == lg.log_start_offset == lg.log_end_offset == 10
+    assert apply_retention(lg, now_ms=10**9)["deleted_segments"] == []  # an empty log stays
+    assert put(lg, [(b"k", b"y")], ts=10**9) == (10, 10)  # offsets carry on
+    lg.close()
+
+
+def test_retention_never_moves_the_log_start_past_the_high_watermark(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {"segment.bytes": 300, "retention.ms": 1000}, now_ms=0)
+    for _ in range(20):
+        put(lg, [(b"k", b"x" * 50)], ts=0)
+    hw = lg.segments[2].base_offset + 1  # inside the third segment
+    apply_retention(lg, now_ms=10**9, high_watermark=hw)
+    assert lg.log_start_offset == lg.segments[0].base_offset <= hw
+    assert lg.segments[1].base_offset > hw
     lg.close()
 
 

@@ -28,11 +28,14 @@ from kafkalab.controller.topic_admin import (
 )
 
 
-def test_a_config_change_is_a_topic_config_record_and_a_bad_one_is_refused():
+def test_a_config_change_is_one_config_record_per_key_and_a_bad_one_is_refused():
     c, image, log, _ = make()
     c.create_topic("t", 1, 3, {"retention.ms": "1000"})
     assert alter_topic_config(c, "t", {"segment.bytes": "2048"}) == (ErrorCode.none, "")
-    assert log[-1] == {"type": "TopicConfig", "name": "t", "configs": {"segment.bytes": "2048"}}
+    assert log[-2:] == [  # AlterConfigs: the old override removed (null value), the new one set
+        {"type": "ConfigRecord", "resource_type": 2, "resource_name": "t", "name": "retention.ms", "value": None},
+        {"type": "ConfigRecord", "resource_type": 2, "resource_name": "t", "name": "segment.bytes", "value": "2048"},
+    ]
     assert image.topics["t"].configs == {"segment.bytes": "2048"}   # AlterConfigs replaces the set
     code, msg = alter_topic_config(c, "t", {"segment.byte": "1"})
     assert code == ErrorCode.invalid_config and "did you mean 'segment.bytes'" in msg
