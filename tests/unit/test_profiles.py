@@ -28,3 +28,15 @@ def test_every_lab_override_is_in_the_readme_with_kafkas_value():
     for kind, overrides in CLIENT_PROFILES["lab"].items():
         for key in overrides:
             assert any(f"`{key}`" in name for name in rows), f"{kind} {key} missing from the README"
+
+
+def test_the_kafka_profile_refuses_a_broker_segment_below_one_mib_and_the_lab_profile_keeps_tiny_ones():
+    import pytest
+
+    from kafkalab.config import broker_config
+    from kafkalab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="KIP-1030"):
+        broker_config("kafka", {"log.segment.bytes": 1024})
+    assert broker_config("kafka", {"log.segment.bytes": 1 << 20})["log.segment.bytes"] == 1 << 20
+    assert broker_config("lab", {"log.segment.bytes": 1024})["log.segment.bytes"] == 1024
