@@ -81,6 +81,7 @@ class MirrorMaker:
         self._proc: Any = None
         self._state = "new"
         self._cut = False
+        self._incarnation = 0
         if start:
             self.start()
 
@@ -108,13 +109,16 @@ class MirrorMaker:
     def _spawn(self) -> None:
         from kafkalab.mirror.replicator import replicator_main
         profile = self.source.profile
+        self._incarnation += 1
         self._proc = spawner().spawn(
-            replicator_main, self.node, parent_pid=os.getpid(), node=self.node,
+            replicator_main, self.node, parent_pid=os.getpid(), node=self.node, incarnation=self._incarnation,
             source_side=self._side(self.source), target_side=self._side(self.target), topics=dict(self.partitions),
             groups=self.groups, config=self.config,
             consumer_config=client_config(profile, "consumer", None),
             producer_config=client_config(profile, "producer", None))
         self._state = "running"
+        if self._cut:  # a cut link stays cut for the new incarnation's clients too
+            self._set_link(True)
         self._event("mirror_start", f"{self.node}: {', '.join(self.topics)} -> "
                                     f"{', '.join(remote_topic(self.source.name, t) for t in self.topics)}")
 
@@ -190,7 +194,7 @@ class MirrorMaker:
                 continue
             with c._lock:
                 for b in c.broker_ids:
-                    for n in client_nodes(self.node, self.groups):
+                    for n in client_nodes(self.node, self._incarnation, self.groups):
                         (c.faults.cut if cut else c.faults.restore)(n, broker_node(b))
             c._apply_faults("cut" if cut else "heal",
                             f"{self.node} {'cut from' if cut else 'reconnected to'} {c.name}")
@@ -228,8 +232,8 @@ class MirrorMaker:
 
         def caught_up() -> Any:
             d = self.describe()
-            return d if (d["lag"].notna().all() and (d["lag"] == 0).all()) else None
-        return wait_until(caught_up, timeout, f"{self.node} to copy everything")
+            return (d,) if (d["lag"].notna().all() and (d["lag"] == 0).all()) else None
+        return wait_until(caught_up, timeout, f"{self.node} to copy everything")[0]
 
     def offset_syncs(self) -> pd.DataFrame:
         """The offset-syncs topic on the source, decoded: one row per sync record."""

@@ -35,22 +35,30 @@ def progress_key(source: str, topic: str, partition: int) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def client_nodes(node: str, groups: list[str]) -> list[str]:
-    """The replicator's clients, each its own node on the lab network (a node name is a
-    ZeroMQ identity, unique per broker connection): cutting the link cuts all of them."""
-    return [f"{node}.{role}" for role in ("copy-in", "copy-out", "syncs", "reader",
-                                          *(f"group-{g}" for g in groups))]
+def client_nodes(node: str, incarnation: int, groups: list[str]) -> list[str]:
+    """The replicator's clients, each its own node on the lab network: a node name is a
+    ZeroMQ identity, unique per broker connection, so a restarted replicator (a new
+    incarnation) never reuses one a broker may still hold. Cutting the link cuts them all."""
+    return [f"{node}-{incarnation}.{role}" for role in ("copy-in", "copy-out", "syncs", "reader",
+                                                         *(f"group-{g}" for g in groups))]
 
 
 def read_to_end(consumer: Any, tps: list[Any], timeout: float = 10.0) -> list[Any]:
     """Every record of `tps` from offset 0 up to the high watermarks read now."""
     from kafkalab.client.message import TopicPartition
-    ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
+    deadline = time.monotonic() + timeout
+    while True:  # a leader not known yet answers -1: ask again rather than read nothing
+        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
+        if all(e >= 0 for e in ends.values()):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no end offset for {sorted(ends)} within {timeout}s")
+        time.sleep(0.1)
     wanted = [TopicPartition(t, p, 0) for (t, p), end in ends.items() if end > 0]
     if not wanted:
         return []
     consumer.assign(wanted)
-    out, deadline = [], time.monotonic() + timeout
+    out = []
     while time.monotonic() < deadline:
         for m in consumer.consume(500, 0.2):
             if m.error() is None:
@@ -62,7 +70,7 @@ def read_to_end(consumer: Any, tps: list[Any], timeout: float = 10.0) -> list[An
     return out
 
 
-def replicator_main(*, parent_pid: int, node: str, source_side: dict[str, Any], target_side: dict[str, Any],
+def replicator_main(*, parent_pid: int, node: str, incarnation: int, source_side: dict[str, Any], target_side: dict[str, Any],
                     topics: dict[str, int], groups: list[str], config: dict[str, Any],
                     consumer_config: dict[str, Any], producer_config: dict[str, Any]) -> None:
     import zmq
@@ -89,7 +97,7 @@ def replicator_main(*, parent_pid: int, node: str, source_side: dict[str, Any], 
 
     def client(kind: Any, side: str, role: str, cfg: dict[str, Any]) -> Any:
         brokers, faults = contexts[side]
-        return kind(cfg, ClientContext(node=f"{node}.{role}", brokers=brokers, faults=faults, metrics=metrics))
+        return kind(cfg, ClientContext(node=f"{node}-{incarnation}.{role}", brokers=brokers, faults=faults, metrics=metrics))
 
     src_alias, dst_alias = source["name"], target["name"]
     plain = {**consumer_config, "enable.auto.commit": False}
