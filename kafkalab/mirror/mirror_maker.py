@@ -266,7 +266,7 @@ def _ends(cluster: Any, topic: str) -> dict[int, int]:
     if not alive:
         return {}
     try:
-        d = cluster.describe_topic(topic, fresh=False)
+        d = cluster.describe_topic(topic)  # fresh: a lag read right after a write counts it
     except Exception:  # noqa: BLE001 - a cluster without a leader has no end offset to show
         return {}
     return {int(r.partition): int(r.high_watermark) for r in d.itertuples() if int(r.leader) >= 0}

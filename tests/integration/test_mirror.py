@@ -154,3 +154,21 @@ def test_a_killed_replicator_resumes_without_losing_records(regions):
         first_seen = list(dict.fromkeys(dst[p]))
         assert first_seen == src[p]
         assert len(dst[p]) >= len(src[p])
+
+
+def test_a_paused_or_cut_off_replicator_falls_behind_then_catches_up(regions):
+    west, east = regions
+    west.create_topic("clicks", partitions=1)
+    with MirrorMaker(source=west, target=east, topics=["clicks"]) as mm:
+        mm.wait_caught_up(30)
+        mm.pause()
+        produce(west, "clicks", 40)
+        assert mm.state == "paused" and int(mm.describe().lag.sum()) == 40
+        mm.resume()
+        mm.wait_caught_up(30)
+        mm.cut()
+        produce(west, "clicks", 25, start=40)
+        assert int(mm.describe().lag.sum()) == 25
+        mm.heal()
+        mm.wait_caught_up(30)
+    assert read_all(east, "west.clicks", 1) == read_all(west, "clicks", 1)

@@ -1,6 +1,8 @@
 """MirrorMaker's rules, without processes: remote names and loops, the offset-sync rule,
 offset translation, checkpoints and the group-offset sync, the record layouts."""
 
+import os
+
 import pytest
 
 from kafkalab.mirror import formats
@@ -127,3 +129,16 @@ def test_record_layouts_round_trip_in_kafkas_struct_encoding():
     cp = Checkpoint("billing", "west.orders", 1, 70, 1, "m")
     assert formats.decode_checkpoint(*formats.encode_checkpoint(cp)) == cp
     assert formats.decode_heartbeat(*formats.encode_heartbeat("west", "east", 123)) == ("west", "east", 123)
+
+
+def test_a_cluster_name_cannot_hold_the_remote_topic_separator():
+    from kafkalab import Cluster
+    with pytest.raises(ValueError, match="no '.'"):
+        Cluster(brokers=1, name="us.west", start=False)
+    c = Cluster(brokers=1, name="us-west", start=False)
+    try:
+        assert c.name == "us-west" and c.node_label("broker-1") == "us-west/broker-1"
+        assert os.path.basename(c.data_dir).startswith("kafkalab-us-west-")
+    finally:
+        c.close()
+    assert not os.path.exists(c.data_dir)
