@@ -207,7 +207,8 @@ class MirrorMaker:
         if rows.empty:
             return {}
         rows = rows[rows["node"] == self.node].sort_values("time")
-        return {(r.topic, int(r.partition)): int(r.copied_offset) for r in rows.itertuples()}
+        return {(r.topic, int(r.partition)): int(r.copied_offset) for r in rows.itertuples()
+                if int(r.copied_offset) >= 0}
 
     def describe(self) -> pd.DataFrame:
         """A row per source partition: the source's end offset, how far the replicator copied,

@@ -213,6 +213,12 @@ def replicator_main(*, parent_pid: int, node: str, incarnation: int, source_side
             down.produce(HEARTBEATS_TOPIC, key=k, value=v, partition=0)
             down.poll(0)
         if intervals.due("metrics", now_ms):
-            for (t, p), o in sorted(copied.items()):
-                metrics.publish("mirror", {"source": src_alias, "target": dst_alias, "topic": t,
-                                           "partition": p, "copied_offset": o})
+            for t, n in topics.items():
+                for p in range(n):
+                    o = copied.get((t, p), -1)
+                    # the source's high watermark as of the last fetch: no request of its own
+                    end = up.get_watermark_offsets(TopicPartition(t, p), cached=True)[1]
+                    metrics.publish("mirror", {"source": src_alias, "target": dst_alias, "topic": t,
+                                               "partition": p, "copied_offset": o,
+                                               "source_end_offset": end,
+                                               "lag": max(0, end - o - 1) if end >= 0 else None})

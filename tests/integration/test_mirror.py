@@ -9,6 +9,7 @@ import pytest
 from kafkalab import Cluster, MirrorMaker, TopicPartition
 from kafkalab.cluster import wait_until
 from kafkalab.errors import KafkaLabError
+from kafkalab.mirror import formats
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,6 +95,10 @@ def test_records_copied_identically_and_a_group_fails_over_from_translated_offse
         assert east.topic_configs["west.orders"] == {"retention.ms": 3_600_000}
         mm.wait_caught_up(60)
         assert read_all(east, "west.orders", 3) == read_all(west, "orders", 3)
+        rows = east.metrics.frame("mirror")  # the replicator's own view of its lag, for the views
+        assert {"copied_offset", "source_end_offset", "lag"} <= set(rows.columns)
+        beats = read_all(east, "heartbeats", 1)[0]
+        assert beats and formats.decode_heartbeat(beats[0][0], beats[0][1])[:2] == ("west", "east")
 
         def synced():
             c = east.consumer({"group.id": "billing", "enable.auto.commit": False})
