@@ -78,6 +78,7 @@ def replicator_main(*, parent_pid: int, node: str, incarnation: int, source_side
     from kafkalab.client import Consumer, Producer
     from kafkalab.client.context import ClientContext
     from kafkalab.client.message import TopicPartition
+    from kafkalab.errors import KafkaLabError
     from kafkalab.metrics_publisher import MetricsPublisher
     from kafkalab.process import die_with_parent, parent_alive
     from kafkalab.protocol.errors import KafkaError
@@ -133,7 +134,11 @@ def replicator_main(*, parent_pid: int, node: str, incarnation: int, source_side
     delivered: list[tuple[tuple[str, int], int, int]] = []
     errors: list[Any] = []
 
-    def on_delivery(err: Any, msg: Any, tp: tuple[str, int], upstream: int) -> None:
+    batch_no = 0
+
+    def on_delivery(err: Any, msg: Any, tp: tuple[str, int], upstream: int, no: int) -> None:
+        if no != batch_no:
+            return  # a late report of a batch already given up on (and copied again)
         if err is not None:
             errors.append(err)
         else:
@@ -148,77 +153,88 @@ def replicator_main(*, parent_pid: int, node: str, incarnation: int, source_side
                 s.drain()
             if not parent_alive(parent_pid):
                 break
-        batch = [m for m in up.consume(500, 0.1) if m.error() is None]
-        if batch:
-            delivered.clear()
-            errors.clear()
-            for m in batch:
-                tp, upstream = (m.topic(), m.partition()), m.offset()
-                down.produce(remote_topic(src_alias, m.topic()), value=m.value(), key=m.key(),
-                             partition=m.partition(), timestamp=m.timestamp()[1], headers=m.headers(),
-                             on_delivery=lambda e, msg, tp=tp, u=upstream: on_delivery(e, msg, tp, u))
-            down.flush(30)
-            if errors or len(delivered) < len(batch):
-                # not all acknowledged: rewind and copy again (duplicates, never a gap)
-                firsts: dict[tuple[str, int], int] = {}
+        try:
+            batch = [m for m in up.consume(500, 0.1) if m.error() is None]
+            if batch:
+                delivered.clear()
+                errors.clear()
+                batch_no += 1
                 for m in batch:
-                    firsts.setdefault((m.topic(), m.partition()), m.offset())
-                for (t, p), o in firsts.items():
-                    up.seek(TopicPartition(t, p, o))
-                continue
-            for tp, upstream, downstream in sorted(delivered, key=lambda d: (d[0], d[1])):
-                if rule.update(tp, upstream, downstream):
-                    sync = OffsetSync(tp[0], tp[1], upstream, downstream)
-                    store.add(sync)
-                    k, v = formats.encode_offset_sync(sync)
-                    syncs_out.produce(offset_syncs_topic(dst_alias), key=k, value=v, partition=0)
-                copied[tp] = upstream
-            syncs_out.poll(0)
-            for (t, p) in {d[0] for d in delivered}:
-                down.produce(offsets_topic(src_alias), key=progress_key(src_alias, t, p),
-                             value=json.dumps({"offset": copied[(t, p)]}).encode(), partition=0)
-            down.poll(0)
-        now_ms = int(time.time() * 1000)
-        if groups and intervals.due("checkpoints", now_ms):
-            for g, c in src_groups.items():
-                try:
-                    tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
-                    committed = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=2)
-                                 if tp.offset is not None and tp.offset >= 0}
-                except (KafkaError, TimeoutError):
-                    continue  # the source is unreachable: the last checkpoints stand
-                for cp in checkpoints.checkpoints(g, committed, store):
-                    k, v = formats.encode_checkpoint(cp)
-                    down.produce(checkpoints_topic(src_alias), key=k, value=v, partition=0)
-            down.poll(0)
-        if groups and intervals.due("sync", now_ms):
-            for g, c in dst_groups.items():
-                latest = checkpoints.latest(g)
-                if not latest:
+                    tp, upstream = (m.topic(), m.partition()), m.offset()
+                    down.produce(remote_topic(src_alias, m.topic()), value=m.value(), key=m.key(),
+                                 partition=m.partition(), timestamp=m.timestamp()[1], headers=m.headers(),
+                                 on_delivery=lambda e, msg, tp=tp, u=upstream, no=batch_no:
+                                 on_delivery(e, msg, tp, u, no))
+                down.flush(30)
+                if errors or len(delivered) < len(batch):
+                    # not all acknowledged: rewind and copy again (duplicates, never a gap)
+                    firsts: dict[tuple[str, int], int] = {}
+                    for m in batch:
+                        firsts.setdefault((m.topic(), m.partition()), m.offset())
+                    for (t, p), o in firsts.items():
+                        up.seek(TopicPartition(t, p, o))
                     continue
-                try:
-                    tps = [TopicPartition(cp.topic, cp.partition) for cp in latest]
-                    have = {(tp.topic, tp.partition): tp.offset if tp.offset is not None else -1
-                            for tp in c.committed(tps, timeout=2)}
-                    wanted = CheckpointRule.offsets_to_sync(latest, have)
-                    if wanted:
-                        c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in sorted(wanted.items())],
-                                 asynchronous=False)
-                        metrics.publish("mirror_event", {"event": "group_offsets_synced",
-                                                         "detail": f"{g}: {sorted(wanted.items())}"})
-                except (KafkaError, TimeoutError):
-                    continue  # members are active on the target (UNKNOWN_MEMBER_ID), or unreachable
-        if intervals.due("heartbeats", now_ms):
-            k, v = formats.encode_heartbeat(src_alias, dst_alias, now_ms)
-            down.produce(HEARTBEATS_TOPIC, key=k, value=v, partition=0)
-            down.poll(0)
-        if intervals.due("metrics", now_ms):
+                for tp, upstream, downstream in sorted(delivered, key=lambda d: (d[0], d[1])):
+                    if rule.update(tp, upstream, downstream):
+                        sync = OffsetSync(tp[0], tp[1], upstream, downstream)
+                        store.add(sync)
+                        k, v = formats.encode_offset_sync(sync)
+                        syncs_out.produce(offset_syncs_topic(dst_alias), key=k, value=v, partition=0)
+                    copied[tp] = upstream
+                syncs_out.poll(0)
+                for (t, p) in {d[0] for d in delivered}:
+                    down.produce(offsets_topic(src_alias), key=progress_key(src_alias, t, p),
+                                 value=json.dumps({"offset": copied[(t, p)]}).encode(), partition=0)
+                down.poll(0)
+            now_ms = int(time.time() * 1000)
+            if groups and intervals.due("checkpoints", now_ms):
+                for g, c in src_groups.items():
+                    try:
+                        tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
+                        committed = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=2)
+                                     if tp.offset is not None and tp.offset >= 0}
+                    except (KafkaError, TimeoutError):
+                        continue  # the source is unreachable: the last checkpoints stand
+                    for cp in checkpoints.checkpoints(g, committed, store):
+                        k, v = formats.encode_checkpoint(cp)
+                        down.produce(checkpoints_topic(src_alias), key=k, value=v, partition=0)
+                down.poll(0)
+            if groups and intervals.due("sync", now_ms):
+                for g, c in dst_groups.items():
+                    latest = checkpoints.latest(g)
+                    if not latest:
+                        continue
+                    try:
+                        tps = [TopicPartition(cp.topic, cp.partition) for cp in latest]
+                        have = {(tp.topic, tp.partition): tp.offset if tp.offset is not None else -1
+                                for tp in c.committed(tps, timeout=2)}
+                        wanted = CheckpointRule.offsets_to_sync(latest, have)
+                        if wanted:
+                            c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in sorted(wanted.items())],
+                                     asynchronous=False)
+                            metrics.publish("mirror_event", {"event": "group_offsets_synced",
+                                                             "detail": f"{g}: {sorted(wanted.items())}"})
+                    except (KafkaError, TimeoutError):
+                        continue  # members are active on the target (UNKNOWN_MEMBER_ID), or unreachable
+            if intervals.due("heartbeats", now_ms):
+                k, v = formats.encode_heartbeat(src_alias, dst_alias, now_ms)
+                down.produce(HEARTBEATS_TOPIC, key=k, value=v, partition=0)
+                down.poll(0)
+            if intervals.due("metrics", now_ms):
+                for t, n in topics.items():
+                    for p in range(n):
+                        o = copied.get((t, p), -1)
+                        # the source's high watermark as of the last fetch: no request of its own
+                        end = up.get_watermark_offsets(TopicPartition(t, p), cached=True)[1]
+                        metrics.publish("mirror", {"source": src_alias, "target": dst_alias, "topic": t,
+                                                   "partition": p, "copied_offset": o,
+                                                   "source_end_offset": end,
+                                                   "lag": max(0, end - o - 1) if end >= 0 else None})
+        except (KafkaError, KafkaLabError, TimeoutError, BufferError) as e:
+            # a cluster is down or cut off: go back to one past the last record the target
+            # acknowledged and retry (at-least-once: some may be copied again, none skipped)
+            metrics.publish("mirror_event", {"event": "retry", "detail": f"{node}: {type(e).__name__}: {e}"})
             for t, n in topics.items():
                 for p in range(n):
-                    o = copied.get((t, p), -1)
-                    # the source's high watermark as of the last fetch: no request of its own
-                    end = up.get_watermark_offsets(TopicPartition(t, p), cached=True)[1]
-                    metrics.publish("mirror", {"source": src_alias, "target": dst_alias, "topic": t,
-                                               "partition": p, "copied_offset": o,
-                                               "source_end_offset": end,
-                                               "lag": max(0, end - o - 1) if end >= 0 else None})
+                    up.seek(TopicPartition(t, p, copied.get((t, p), -1) + 1))
+            time.sleep(0.5)
