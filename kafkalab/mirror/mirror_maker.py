@@ -7,8 +7,10 @@ request: kill, restart, pause, cut the link between the clusters.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
+import weakref
 from typing import Any
 
 import pandas as pd
@@ -25,6 +27,26 @@ from kafkalab.mirror.policy import (
     topics_to_replicate,
 )
 from kafkalab.process import spawner
+
+_live: weakref.WeakSet[MirrorMaker] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for mm in list(_live):
+        mm.close()
+
+
+_registered = False
+
+
+def _register_exit_handler() -> None:
+    """Exit handlers run last-registered-first, and multiprocess registers the one that joins
+    children when it first starts one. Registered after that, ours runs first: an unclosed
+    replicator is stopped rather than joined forever."""
+    global _registered
+    if not _registered:
+        atexit.register(_close_all)
+        _registered = True
 
 # Kafka's MM2 defaults, and the lab profile's shorter intervals (so a lab sees them in seconds).
 DEFAULTS = {
@@ -117,6 +139,8 @@ class MirrorMaker:
             consumer_config=client_config(profile, "consumer", None),
             producer_config=client_config(profile, "producer", None))
         self._state = "running"
+        _live.add(self)
+        _register_exit_handler()
         if self._cut:  # a cut link stays cut for the new incarnation's clients too
             self._set_link(True)
         self._event("mirror_start", f"{self.node}: {', '.join(self.topics)} -> "
@@ -136,6 +160,7 @@ class MirrorMaker:
             self._proc = None
             self._event("mirror_stop", self.node)
         self._state = "closed"
+        _live.discard(self)
 
     def __enter__(self) -> MirrorMaker:
         return self

@@ -108,18 +108,36 @@ def replicator_main(*, parent_pid: int, node: str, incarnation: int, source_side
     src_groups = {g: client(Consumer, "source", f"group-{g}", {**plain, "group.id": g}) for g in groups}
     dst_groups = {g: client(Consumer, "target", f"group-{g}", {**plain, "group.id": g}) for g in groups}
 
-    # Resume: progress from the target, offset syncs from the source.
-    start: dict[tuple[str, int], int] = {}
-    reader = client(Consumer, "target", "reader", plain)
-    for m in read_to_end(reader, [TopicPartition(offsets_topic(src_alias), 0)]):
-        k, v = json.loads(m.key()), json.loads(m.value())
-        start[(k[1]["topic"], int(k[1]["partition"]))] = int(v["offset"]) + 1
-    reader.close()
-    store = OffsetSyncStore()
-    reader = client(Consumer, "source", "reader", plain)
-    for m in read_to_end(reader, [TopicPartition(offset_syncs_topic(dst_alias), 0)]):
-        store.add(formats.decode_offset_sync(m.key(), m.value()))
-    reader.close()
+    def resume_state() -> tuple[dict[tuple[str, int], int], OffsetSyncStore]:
+        """Progress from the target, offset syncs from the source."""
+        start: dict[tuple[str, int], int] = {}
+        reader = client(Consumer, "target", "reader", plain)
+        try:
+            for m in read_to_end(reader, [TopicPartition(offsets_topic(src_alias), 0)]):
+                k, v = json.loads(m.key()), json.loads(m.value())
+                start[(k[1]["topic"], int(k[1]["partition"]))] = int(v["offset"]) + 1
+        finally:
+            reader.close()
+        store = OffsetSyncStore()
+        reader = client(Consumer, "source", "reader", plain)
+        try:
+            for m in read_to_end(reader, [TopicPartition(offset_syncs_topic(dst_alias), 0)]):
+                store.add(formats.decode_offset_sync(m.key(), m.value()))
+        finally:
+            reader.close()
+        return start, store
+
+    while True:  # a cluster down or cut off at start-up: wait for it, as a Connect worker would
+        try:
+            start, store = resume_state()
+            break
+        except (KafkaError, KafkaLabError, TimeoutError) as e:
+            metrics.publish("mirror_event", {"event": "retry", "detail": f"{node}: {type(e).__name__}: {e}"})
+            for s in subs:
+                s.drain()
+            if not parent_alive(parent_pid):
+                return
+            time.sleep(0.5)
 
     up.assign([TopicPartition(t, p, start.get((t, p), 0)) for t, n in topics.items() for p in range(n)])
     rule = OffsetSyncRule(int(config["offset.lag.max"]))
