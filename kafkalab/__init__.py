@@ -6,13 +6,16 @@ never pay for pandas or the client code.
 
 from typing import Any
 
-__all__ = ["Cluster", "TopicPartition"]
+__all__ = ["Cluster", "MirrorMaker", "TopicPartition"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Cluster":
         from kafkalab.cluster import Cluster
         return Cluster
+    if name == "MirrorMaker":
+        from kafkalab.mirror import MirrorMaker
+        return MirrorMaker
     if name == "TopicPartition":
         from kafkalab.client import TopicPartition
         return TopicPartition

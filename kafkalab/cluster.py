@@ -9,6 +9,7 @@ import datetime
 import itertools
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -196,9 +197,11 @@ class Cluster:
             raise ValueError(f"brokers must be a positive integer, not {brokers!r}")
         if not isinstance(controllers, int) or isinstance(controllers, bool) or controllers < 1:
             raise ValueError(f"controllers must be a positive integer (1, or 3 for a quorum), not {controllers!r}")
+        if name is not None and not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]+", name)):
+            raise ValueError(f"name={name!r}: a cluster name is letters, digits, '-' or '_' (no '.', "
+                             "which separates a remote topic's source from its name), e.g. 'west'")
+        self.name = name  # several clusters in one kernel: remote topics and views say which
         self.num_controllers = controllers
-        self.name = name
-
         self._schema_registry = schema_registry  # True, or `_schemas` topic configs: kafkalab.registry
         self._retried = False  # the last quorum admin call needed another attempt
         self.config = broker_config(profile, config)
@@ -208,7 +211,7 @@ class Cluster:
         self._own_data_dir = data_dir is None
         if data_dir is None:
             remove_orphaned_data_dirs()
-            data_dir = tempfile.mkdtemp(prefix="kafkalab-")  # mode 0700
+            data_dir = tempfile.mkdtemp(prefix=f"kafkalab-{name}-" if name else "kafkalab-")  # mode 0700
             _write_owner(data_dir)
         else:
             try:
@@ -229,6 +232,7 @@ class Cluster:
         self._clients: list[Any] = []
         self._loads: dict[str, Any] = {}
         self._broker_admins: dict[int, RpcClient] = {}
+        self.topic_configs: dict[str, dict[str, Any]] = {}
         self._closed = False
         self._started = False
         self.metrics: MetricsCollector | None = None
@@ -247,6 +251,7 @@ class Cluster:
         try:
             self._ctx = zmq.Context()
             self.metrics = MetricsCollector()
+            self.metrics.cluster_name = self.name  # views label this cluster's nodes with it
             self._fault_pub = FaultPublisher(self._ctx)
             self.controller_port = _free_port()
             self._ports = {b: (_free_port(), _free_port()) for b in self.broker_ids}
@@ -428,6 +433,10 @@ class Cluster:
         """What each notebook client node is ({"client-1": "Producer", ...}), for the views."""
         return {c.node: type(c).__name__ for c in self._clients if getattr(c, "node", None)}
 
+    def node_label(self, node: str) -> str:
+        """A node's name as views show it: "west/broker-1" for a named cluster."""
+        return f"{self.name}/{node}" if self.name else node
+
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{self._ports[b][1]}" for b in self.broker_ids)
@@ -589,6 +598,7 @@ class Cluster:
             pass  # our first attempt was committed by a controller that died before answering
         elif result.error_code != ErrorCode.none:
             raise KafkaError(result.error_code, result.error_message or f"cannot create topic {name!r}")
+        self.topic_configs[name] = dict(config or {})  # what a mirror of this topic copies
         self._record_event("topic_created", f"{name}: {partitions} partitions, RF {replication_factor}")
         wait_until(lambda: self._topic_served(name), timeout, f"leaders of topic {name!r}")
 
