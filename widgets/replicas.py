@@ -50,7 +50,8 @@ def classify_replicas(latest: pd.DataFrame, topic: str, now: float | None = None
     if now is None:
         now = float(rows["time"].max())
     leaders = current_leaders(rows)
-    leaders = leaders[[broker_states.get(int(b), "up") in SERVING for b in leaders["broker"]]]
+    # A boolean Series, not a list: an empty list would select no *columns* when no leader reports.
+    leaders = leaders[leaders["broker"].map(lambda b: broker_states.get(int(b), "up") in SERVING).astype(bool)]
     leaders = leaders.set_index("partition")
     out = []
     for _, row in rows.iterrows():

@@ -235,6 +235,15 @@ def test_a_killed_broker_is_grey_at_once_and_an_offline_partition_is_red():
     assert summary[0]["verdict"] == "under-replicated" and summary[0]["leader"] == 1
 
 
+def test_every_leader_killed_leaves_every_partition_offline_and_the_chart_drawn():
+    rows = pd.DataFrame([replica_row(10.0, b, p, -1, 3, [2]) for b in (1, 2) for p in (0, 1)])  # no leader
+    states = {1: "killed", 2: "killed"}
+    classified = classify_replicas(rows, "orders", now=10.0, broker_states=states)
+    assert set(classified["status"]) == {"offline"}
+    assert {s["verdict"] for s in partition_summary(classified)} == {"OFFLINE"}
+    assert replica_figure_data(rows, "orders", 10.0, broker_states=states)["data"]
+
+
 def test_a_replica_view_of_a_cluster_takes_its_word_on_which_brokers_run():
     from kafkalab.widgets import ReplicaView
 
