@@ -187,6 +187,14 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
               check=_nonneg, check_doc="must be >= 0"),
     ConfigDef("group.min.session.timeout.ms", int, 6000, "", check=_positive, check_doc="must be > 0"),
     ConfigDef("group.max.session.timeout.ms", int, 1_800_000, "", check=_positive, check_doc="must be > 0"),
+    # KIP-848 (group.protocol=consumer): the broker owns the session, the heartbeat pace and
+    # the assignor; the first assignor in the list is the default.
+    ConfigDef("group.consumer.session.timeout.ms", int, 45_000, "fence a consumer-protocol member silent this long",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("group.consumer.heartbeat.interval.ms", int, 5_000, "how often consumer-protocol members heartbeat",
+              check=_positive, check_doc="must be > 0"),
+    ConfigDef("group.consumer.assignors", list, ["uniform", "range"], "server-side assignors (first: default)",
+              choices=("uniform", "range"), check=bool, check_doc="must name at least one assignor"),
     ConfigDef("producer.id.expiration.ms", int, 86_400_000, "forget an idle producer's state after this",
               check=_positive, check_doc="must be > 0"),
     ConfigDef("producer.id.expiration.check.interval.ms", int, 600_000, "",
@@ -218,6 +226,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "group.initial.rebalance.delay.ms": 0,
         "transaction.abort.timed.out.transaction.cleanup.interval.ms": 500,
         "group.min.session.timeout.ms": 100,
+        "group.consumer.session.timeout.ms": 1500,
+        "group.consumer.heartbeat.interval.ms": 150,
         "request.timeout.ms": 2000,
         "metrics.publish.interval.ms": 250,
     },
