@@ -163,6 +163,82 @@ def current_assignment_record(group: str, m: Member) -> tuple[bytes, bytes]:
         _topic_partitions(m.assigned), _topic_partitions(m.revoking))
 
 
+class _Reader:
+    """Reads the records above back: keys are classic (int16-length strings), values flexible."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def fmt(self, f: str) -> Any:
+        (v,) = struct.unpack_from(f, self.data, self.pos)
+        self.pos += struct.calcsize(f)
+        return v
+
+    def key_str(self) -> str:
+        n = self.fmt(">h")
+        self.pos += n
+        return self.data[self.pos - n:self.pos].decode()
+
+    def uvarint(self) -> int:
+        shift = n = 0
+        while True:
+            b = self.data[self.pos]
+            self.pos += 1
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+            shift += 7
+
+    def cstr(self) -> str | None:
+        n = self.uvarint() - 1
+        if n < 0:
+            return None
+        self.pos += n
+        return self.data[self.pos - n:self.pos].decode()
+
+    def skip_tags(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.pos += self.uvarint()
+
+    def topic_partitions(self) -> set[TP]:
+        out: set[TP] = set()
+        for _ in range(self.uvarint() - 1):
+            t = str(uuid.UUID(bytes=self.data[self.pos:self.pos + 16]))
+            self.pos += 16
+            out.update((t, self.fmt(">i")) for _ in range(self.uvarint() - 1))
+            self.skip_tags()
+        return out
+
+
+def decode_record(key: bytes, value: bytes | None) -> tuple[int, str, str | None, dict[str, Any] | None]:
+    """(record type, group id, member id or None, value fields or None for a tombstone)."""
+    r = _Reader(key)
+    kind = r.fmt(">h")
+    group = r.key_str()
+    member = r.key_str() if kind in (5, 7, 8) else None
+    if value is None:
+        return kind, group, member, None
+    v = _Reader(value)
+    v.fmt(">h")
+    fields: dict[str, Any]
+    if kind in (3, 6):
+        fields = {"epoch": v.fmt(">i")}
+    elif kind == 5:
+        fields = {"instance_id": v.cstr(), "rack_id": v.cstr(), "client_id": v.cstr() or "",
+                  "client_host": v.cstr() or ""}
+        fields["subscribed_topic_names"] = sorted(str(v.cstr()) for _ in range(v.uvarint() - 1))
+        fields.update(subscribed_topic_regex=v.cstr(), rebalance_timeout_ms=v.fmt(">i"), server_assignor=v.cstr())
+    elif kind == 7:
+        fields = {"assignment": v.topic_partitions()}
+    elif kind == 8:
+        fields = {"member_epoch": v.fmt(">i"), "previous_member_epoch": v.fmt(">i"), "state": v.fmt(">b")}
+        fields.update(assigned=v.topic_partitions(), revoking=v.topic_partitions())
+    else:
+        raise ValueError(f"record type {kind} is not a consumer-group record")
+    return kind, group, member, fields
+
+
 # ---- the group ------------------------------------------------------------------------------
 
 @dataclass
@@ -548,6 +624,55 @@ class ConsumerGroupCoordinator:
     def list_groups(self) -> list[tuple[str, str]]:
         return [(gid, g.state) for gid, g in sorted(self.groups.items())
                 if self.is_consumer_group(gid) and self.owns(gid) == "yes"]
+
+    def load_record(self, key: bytes, value: bytes | None, now_ms: int) -> None:
+        """Replay one record (types 3, 5, 6, 7, 8) when this broker becomes the coordinator:
+        members, epochs, the target and current assignments come back as they were written,
+        and every member gets a fresh session to find the new coordinator in."""
+        kind, group_id, member_id, f = decode_record(key, value)
+        g = self.groups.setdefault(group_id, ConsumerGroup(group_id))
+        if kind == 3:
+            if f is None:
+                del self.groups[group_id]
+            else:
+                g.group_epoch = f["epoch"]
+            return
+        if kind == 6:
+            g.assignment_epoch = f["epoch"] if f is not None else 0
+            return
+        assert member_id is not None
+        if f is None:
+            if kind == 5:
+                m = g.members.pop(member_id, None)
+                if m is not None and m.instance_id is not None and g.static.get(m.instance_id) == member_id:
+                    del g.static[m.instance_id]
+            elif kind == 7:
+                g.target.pop(member_id, None)
+            return
+        if kind == 7:
+            g.target[member_id] = f["assignment"]
+            return
+        m = g.members.setdefault(member_id, Member(member_id))
+        m.session_deadline_ms = now_ms + self.session_timeout_ms
+        if kind == 5:
+            for name in ("instance_id", "rack_id", "client_id", "client_host", "subscribed_topic_names",
+                         "subscribed_topic_regex", "rebalance_timeout_ms", "server_assignor"):
+                setattr(m, name, f[name])
+            if m.instance_id is not None:
+                g.static[m.instance_id] = member_id
+        else:
+            states = {code: name for name, code in MEMBER_STATE_CODE.items()}
+            m.member_epoch, m.previous_member_epoch = f["member_epoch"], f["previous_member_epoch"]
+            m.state, m.assigned, m.revoking = states[f["state"]], f["assigned"], f["revoking"]
+        g.topics_seen = self._subscribed_topics(g)
+
+    def downgrade(self, group_id: str) -> Records:
+        """An empty consumer group that a classic member joins becomes a classic group again:
+        its records are deleted (the offsets stay)."""
+        g = self.groups.pop(group_id, None)
+        if g is None:
+            return []
+        return [(_key(6, group_id), None), (_key(3, group_id), None)]
 
     def unload(self, still_owned: Callable[[str], bool]) -> None:
         for gid in [gid for gid in self.groups if not still_owned(gid)]:

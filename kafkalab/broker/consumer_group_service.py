@@ -139,6 +139,14 @@ class ConsumerGroupService:
         gen = "generation_id_or_member_epoch" if "generation_id_or_member_epoch" in fields else "generation_id"
         return code, dataclasses.replace(req, member_id="", **{gen: -1})
 
+    def busy(self, group_id: str) -> bool:
+        """A consumer group with members: classic members may not join it."""
+        g = self.coordinator.groups.get(group_id)
+        return g is not None and bool(g.members)
+
+    def downgrade(self, group_id: str, then: Any) -> None:
+        self._append(group_id, self.coordinator.downgrade(group_id), lambda code: then())
+
     def tick(self, now_ms: int) -> None:
         for gid, records in self.coordinator.tick(now_ms).items():
             self._append(gid, records, lambda code: None)

@@ -227,6 +227,8 @@ class GroupCoordinator:
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
         self.groups: dict[str, Group] = {}
+        # records of KIP-848's consumer groups, replayed by their own coordinator
+        self.load_other: Callable[[bytes, bytes | None, int], None] = lambda key, value, now_ms: None
 
     # -- helpers -----------------------------------------------------------------------------
     def partition_of(self, group_id: str) -> int:
@@ -788,6 +790,7 @@ class GroupCoordinator:
         partition's leader); log_offset is where it sits in the log."""
         kind, ident = decode_key(key)
         if kind == "other":
+            self.load_other(key, value, now_ms)
             return
         if kind == "offset":
             group_id, topic, partition = ident

@@ -63,6 +63,7 @@ class GroupService(InternalTopicService):
             min_session_timeout_ms=int(cfg.get("group.min.session.timeout.ms", 100)),
             max_session_timeout_ms=int(cfg.get("group.max.session.timeout.ms", 1_800_000)))
         self.consumer = ConsumerGroupService(self)  # KIP-848 groups, side by side with classic ones
+        self.coordinator.load_other = self.consumer.coordinator.load_record
         server.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
         server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
@@ -134,8 +135,12 @@ class GroupService(InternalTopicService):
         c = self.coordinator
         if api_key in self.consumer.api_keys:
             self.consumer.handle(api_key, version, req, reply, now_ms)
-        elif api_key == JOIN_GROUP and self.consumer.coordinator.is_consumer_group(str(req.group_id)):
+        elif api_key == JOIN_GROUP and self.consumer.busy(str(req.group_id)):
             reply(self._join_response(cls, {"error_code": ErrorCode.inconsistent_group_protocol}))
+        elif api_key == JOIN_GROUP and self.consumer.coordinator.is_consumer_group(str(req.group_id)):
+            # An empty consumer group turns classic again when a classic member joins it.
+            self.consumer.downgrade(str(req.group_id), lambda: c.join_group(
+                req, now_ms, lambda r: reply(self._join_response(cls, r))))
         elif api_key == FIND_COORDINATOR:
             reply(self._find_coordinator(req, cls))
         elif api_key == JOIN_GROUP:

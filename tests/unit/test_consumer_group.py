@@ -205,3 +205,31 @@ def test_uniform_is_sticky_when_a_member_joins():
     before = uniform_assign({"a": {"t"}, "b": {"t"}}, {"t": 6}, {})
     after = uniform_assign({"a": {"t"}, "b": {"t"}, "c": {"t"}}, {"t": 6}, before)
     assert all(after[m] <= before[m] for m in "ab") and len(after["c"]) == 2
+
+
+def test_a_new_coordinator_replays_the_records_into_the_same_group():
+    c2, full = coordinator(), []
+    for cl_id in ("a", "b", "c"):
+        full += hb(c2, cl_id, 0, 0)[1]
+    for _ in range(6):
+        for cl_id in ("a", "b", "c"):
+            m = c2.groups["g"].members[cl_id]
+            full += hb(c2, cl_id, m.member_epoch, 10, owned=m.assigned)[1]
+    full += hb(c2, "c", -1, 20)[1]
+    fresh = coordinator()
+    for key, value in full:
+        fresh.load_record(key, value, 30)
+    a, b = c2.groups["g"], fresh.groups["g"]
+    assert (b.group_epoch, b.assignment_epoch, b.target) == (a.group_epoch, a.assignment_epoch, a.target)
+    assert {mid: (m.member_epoch, m.assigned, m.subscribed_topic_names) for mid, m in b.members.items()} == \
+        {mid: (m.member_epoch, m.assigned, m.subscribed_topic_names) for mid, m in a.members.items()}
+    assert set(b.members) == {"a", "b"}
+
+
+def test_an_empty_consumer_group_can_turn_classic_again():
+    c = coordinator()
+    hb(c, "a", 0, 0)
+    hb(c, "a", -1, 10)
+    assert c.is_consumer_group("g") and not c.groups["g"].members
+    records = c.downgrade("g")
+    assert [v for _, v in records] == [None, None] and not c.is_consumer_group("g")
