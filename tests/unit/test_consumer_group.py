@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import struct
@@ -233,3 +234,22 @@ def test_an_empty_consumer_group_can_turn_classic_again():
     assert c.is_consumer_group("g") and not c.groups["g"].members
     records = c.downgrade("g")
     assert [v for _, v in records] == [None, None] and not c.is_consumer_group("g")
+
+
+def test_a_regex_subscription_follows_the_topics_that_match():
+    topics = {"orders": Topic(T, "orders", 2)}
+    c = ConsumerGroupCoordinator(topics=lambda: topics, owns=lambda g: "yes", new_member_id=lambda: "x")
+    req = ConsumerGroupHeartbeatRequest(
+        group_id="g", member_id="a", member_epoch=0, instance_id=None, rack_id=None,
+        rebalance_timeout=datetime.timedelta(seconds=5), subscribed_topic_names=None,
+        subscribed_topic_regex="ord.*", server_assignor=None, topic_partitions=None)
+    r, _ = c.heartbeat(req, 0)
+    assert sorted(r["assignment"]) == [(T, 0), (T, 1)]
+    epoch = r["member_epoch"]
+    other = str(uuid.UUID(int=8))
+    topics["orders-eu"] = Topic(other, "orders-eu", 1)  # a new topic that matches: a new group epoch
+    r, _ = hb(c, "a", epoch, 10, owned={(T, 0), (T, 1)}, topics=None)
+    assert r["member_epoch"] == epoch + 1 and (other, 0) in r["assignment"]
+    bad = dataclasses.replace(req, member_id="b", subscribed_topic_regex="ord[")
+    r, _ = c.heartbeat(bad, 20)
+    assert r["error_code"] == ErrorCode.invalid_regular_expression and "ord[" in r["error_message"]
