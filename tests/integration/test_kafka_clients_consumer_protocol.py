@@ -59,6 +59,10 @@ def test_librdkafka_consumer_protocol_three_members_then_one_leaves(cluster):
         listed = admin.list_consumer_groups().result(10)
         kinds = {g.group_id: str(getattr(g, "type", "")) for g in listed.valid}
         assert "kip848-group" in kinds and "CONSUMER" in kinds["kip848-group"].upper(), kinds
+        described = admin.describe_consumer_groups(["kip848-group"])["kip848-group"].result(10)
+        assert "CONSUMER" in str(described.type) and described.partition_assignor == "uniform"
+        assert sorted(tp.partition for m in described.members for tp in m.assignment.topic_partitions) \
+            == list(range(6))
 
         kept = {i: set(owned[i]) for i in range(2)}
         for i in range(2):
