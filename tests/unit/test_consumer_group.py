@@ -253,3 +253,37 @@ def test_a_regex_subscription_follows_the_topics_that_match():
     bad = dataclasses.replace(req, member_id="b", subscribed_topic_regex="ord[")
     r, _ = c.heartbeat(bad, 20)
     assert r["error_code"] == ErrorCode.invalid_regular_expression and "ord[" in r["error_message"]
+
+
+def test_a_member_that_never_revokes_is_fenced_after_its_rebalance_timeout():
+    c = coordinator()
+    a = Client(c, "a")
+    settle([a], 10)
+    b = Client(c, "b", now=20)
+    r = hb(c, "a", a.epoch, 30, owned=a.owned)[0]  # told to revoke three partitions; it never does
+    assert len(r["assignment"]) == 3
+    for t in range(100, 5_100, 100):  # heartbeats keep the session alive, still owning all six
+        assert hb(c, "a", a.epoch, t, owned=a.owned)[0]["error_code"] == ErrorCode.none
+        b.beat(t)
+        c.tick(t)
+        assert "a" in c.groups["g"].members and not b.owned
+    c.tick(5_100)  # the rebalance timeout (5 s) has passed since the revocation was asked
+    assert "a" not in c.groups["g"].members
+    b.beat(5_200)
+    assert len(b.owned) == 6
+
+
+def test_metadata_answers_a_request_by_topic_id():
+    from kio.schema.metadata.v12 import request as md_req
+
+    from kafkalab.controller.image import MetadataImage
+    from kafkalab.controller.requests import metadata_response
+    image = MetadataImage()
+    image.apply({"type": "Topic", "name": "orders", "topic_id": T, "configs": {}})
+    unknown = uuid.UUID(int=99)
+    req = md_req.MetadataRequest(topics=(md_req.MetadataRequestTopic(topic_id=uuid.UUID(T), name=None),
+                                         md_req.MetadataRequestTopic(topic_id=unknown, name=None)),
+                                 allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+    out = metadata_response(image, req)
+    assert [(t.name, t.error_code) for t in out.topics] == [("orders", ErrorCode.none),
+                                                           (None, ErrorCode.unknown_topic_id)]
