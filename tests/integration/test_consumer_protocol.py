@@ -47,3 +47,43 @@ def test_lab_consumers_on_the_new_protocol_share_and_keep_their_partitions(clust
     finally:
         for c in consumers:
             c.close()
+
+
+def test_the_group_survives_its_coordinators_death_with_epochs_and_assignments(cluster):
+    from kafkalab.cluster import wait_until
+
+    cluster.create_topic("orders2", partitions=6, replication_factor=3)
+    cfg = {"group.id": "kip848-failover", "group.protocol": "consumer", "auto.offset.reset": "earliest",
+           "enable.auto.commit": False}
+    consumers = [cluster.consumer(cfg) for _ in range(3)]
+    changes: list[str] = []
+    try:
+        for c in consumers:
+            c.subscribe(["orders2"], on_revoke=lambda c, parts: changes.append("revoke"),
+                        on_lost=lambda c, parts: changes.append("lost"))
+
+        def owned() -> list[frozenset[int]]:
+            for c in consumers:
+                c.poll(0.05)
+            return [frozenset(tp.partition for tp in c.assignment()) for c in consumers]
+
+        wait_until(lambda: [len(o) for o in owned()] == [2, 2, 2], 30, "three members with two partitions each")
+        consumers.pop().close()  # the group epoch moves on to 4: a group rebuilt from scratch would not be there
+        wait_until(lambda: [len(o) for o in owned()] == [3, 3], 30, "two members with three partitions each")
+        before = owned()
+        members = [c._member for c in consumers]
+        epochs = [m.generation for m in members]
+        assert epochs == [4, 4]
+        coordinator = members[0].coordinator
+        changes.clear()
+        cluster.kill_broker(coordinator)
+        # The new coordinator replays the group's records: the members heartbeat on at their
+        # epochs, with their partitions, and are never fenced (a fenced member rejoins at epoch 0).
+        wait_until(lambda: all(m.coordinator not in (None, coordinator) and m.generation > 0 for m in members)
+                   and owned() == before, 30, "members on the new coordinator")
+        for _ in range(10):
+            assert owned() == before
+        assert [m.generation for m in members] == epochs and changes == []
+    finally:
+        for c in consumers:
+            c.close()
