@@ -26,6 +26,7 @@ from kio.schema.errors import ErrorCode
 from kafkalab.broker.consumer_group_service import ConsumerGroupService
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkalab.broker.internal_topic import InternalTopicService
+from kafkalab.broker.share_service import ShareService
 from kafkalab.protocol.apis import response_class
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _nested(resp_cls: type, name: str) -> type:
 class GroupService(InternalTopicService):
     api_keys = frozenset({FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP,
                           OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, TXN_OFFSET_COMMIT}
-                         | ConsumerGroupService.api_keys)
+                         | ConsumerGroupService.api_keys | ShareService.api_keys)
 
     def __init__(self, server: Any):
         cfg = server.config
@@ -64,6 +65,7 @@ class GroupService(InternalTopicService):
             max_session_timeout_ms=int(cfg.get("group.max.session.timeout.ms", 1_800_000)))
         self.consumer = ConsumerGroupService(self)  # KIP-848 groups, side by side with classic ones
         self.coordinator.load_other = self.consumer.coordinator.load_record
+        self.share = ShareService(self)  # KIP-932 share groups: membership here, records at leaders
         server.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
         server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
@@ -83,6 +85,7 @@ class GroupService(InternalTopicService):
                 self._follow(p, now)
         self.coordinator.tick(now)
         self.consumer.tick(now)
+        self.share.tick(now)
 
     def _follow(self, p: int, now_ms: int) -> None:
         """Replay the transactional batches and markers appended since the last look, up to
@@ -135,6 +138,8 @@ class GroupService(InternalTopicService):
         c = self.coordinator
         if api_key in self.consumer.api_keys:
             self.consumer.handle(api_key, version, req, reply, now_ms)
+        elif api_key in self.share.api_keys:
+            self.share.handle(api_key, version, req, reply, now_ms)
         elif api_key == JOIN_GROUP and self.consumer.busy(str(req.group_id)):
             reply(self._join_response(cls, {"error_code": ErrorCode.inconsistent_group_protocol}))
         elif api_key == JOIN_GROUP and self.consumer.coordinator.is_consumer_group(str(req.group_id)):
@@ -175,6 +180,9 @@ class GroupService(InternalTopicService):
                 listed.pop(g, None)
                 if not states or st in states:
                     listed[g] = ("consumer", st, "consumer")
+            for g, st in self.share.coordinator.list_groups():
+                if not states or st in states:
+                    listed[g] = ("share", st, "share")
             reply(_make(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(
                 _make(item, group_id=g, protocol_type=pt, group_state=st, group_type=kind)
                 for g, (pt, st, kind) in sorted(listed.items()) if not types or kind in types)))

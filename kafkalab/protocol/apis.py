@@ -77,6 +77,9 @@ ZMQ_VERSIONS: dict[int, int] = {
     67: 0,  # AllocateProducerIds (the only version)
     68: 1,  # ConsumerGroupHeartbeat (KIP-848; v1: the member names itself)
     69: 1,  # ConsumerGroupDescribe
+    76: 1,  # ShareGroupHeartbeat (KIP-932)
+    78: 1,  # ShareFetch
+    79: 1,  # ShareAcknowledge
 }
 
 _NAME_EXCEPTIONS = {"api_versions": "ApiVersions"}
