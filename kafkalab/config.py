@@ -207,6 +207,10 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
               check=_positive, check_doc="must be > 0"),
     ConfigDef("group.share.heartbeat.interval.ms", int, 5_000, "how often share-group members heartbeat",
               check=_positive, check_doc="must be > 0"),
+    ConfigDef("share.coordinator.state.topic.num.partitions", int, 50, "partitions of __share_group_state",
+              check=_positive, check_doc="must be >= 1"),
+    ConfigDef("share.coordinator.state.topic.replication.factor", int, 3, "", check=_positive,
+              check_doc="must be >= 1"),
     ConfigDef("share.auto.offset.reset", str, "latest", "where a new share-partition starts (Kafka: a group "
               "config; here the brokers' default for every share group)", choices=("latest", "earliest")),
     ConfigDef("producer.id.expiration.ms", int, 86_400_000, "forget an idle producer's state after this",
@@ -243,6 +247,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "group.consumer.session.timeout.ms": 1500,
         "group.consumer.heartbeat.interval.ms": 150,
         "group.share.record.lock.duration.ms": 2000,
+        "share.coordinator.state.topic.num.partitions": 6,
         "group.share.session.timeout.ms": 1500,
         "group.share.heartbeat.interval.ms": 150,
         "request.timeout.ms": 2000,

@@ -299,6 +299,9 @@ class GroupService(InternalTopicService):
                                  for m, i, c, md, a in d["members"])))
         return _make(cls, throttle_time=NO_THROTTLE, groups=tuple(out))
 
+    def close(self) -> None:
+        self.share.close()
+
     # -- metrics -------------------------------------------------------------------------------
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
         self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})

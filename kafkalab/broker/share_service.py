@@ -20,6 +20,7 @@ from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.share_group import ShareGroupCoordinator
 from kafkalab.broker.share_partition import SharePartition
+from kafkalab.broker.share_state import ShareStateClient, ShareStateService
 from kafkalab.protocol.apis import response_class
 from kafkalab.records.scan import iter_batches
 
@@ -41,7 +42,7 @@ class ShareSession:
 
 
 class ShareService:
-    api_keys = frozenset({SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE})
+    api_keys = frozenset({SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE}) | ShareStateService.api_keys
 
     def __init__(self, groups: Any):
         self.groups = groups
@@ -58,6 +59,9 @@ class ShareService:
             heartbeat_interval_ms=int(cfg.get("group.share.heartbeat.interval.ms", 5_000)))
         self.partitions: dict[tuple[str, str, int], SharePartition] = {}  # (group, topic, partition)
         self.sessions: dict[tuple[str, str], ShareSession] = {}  # (group, member)
+        self.state_service = ShareStateService(self.server)  # the share coordinator
+        self.state = ShareStateClient(self.server, self.state_service)
+        self.loading: set[tuple[str, str, int]] = set()  # share-partitions whose state is being read
 
     def _other_group(self, group_id: str) -> str | None:
         if self.groups.consumer.coordinator.is_consumer_group(group_id):
@@ -67,6 +71,9 @@ class ShareService:
 
     # -- requests ------------------------------------------------------------------------------
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
+        if api_key in ShareStateService.api_keys:
+            self.state_service.handle(api_key, version, req, reply, now_ms)
+            return
         cls = response_class(api_key, version)
         if api_key == SHARE_GROUP_HEARTBEAT:
             r = self.coordinator.heartbeat(req, now_ms)
@@ -114,13 +121,61 @@ class ShareService:
         key = (group, topic, p)
         sp = self.partitions.get(key)
         if sp is None:
-            start = part.log.log_start_offset if self.auto_offset_reset == "earliest" else part.high_watermark
-            sp = self.partitions[key] = SharePartition(start, lock_duration_ms=self.lock_ms,
-                                                       delivery_limit=self.delivery_limit,
-                                                       max_in_flight=self.max_in_flight)
+            # A new leader (or a first fetch) starts from the share coordinator's state: nothing
+            # acknowledged comes back; what was only acquired is available again.
+            if key not in self.loading:
+                self.loading.add(key)
+                self.state.read(self._state_key(key), lambda code, st: self._loaded(key, code, st))
+            return ErrorCode.none, None
         return ErrorCode.none, sp
 
-    def _acks(self, group: str, member: str, topics: Any, names: dict[str, str]) -> dict[TP, ErrorCode]:
+    def _state_key(self, key: tuple[str, str, int]) -> tuple[str, str, int]:
+        return key[0], self.server.image.topics[key[1]].topic_id, key[2]
+
+    def _loaded(self, key: tuple[str, str, int], code: ErrorCode, state: Any) -> None:
+        self.loading.discard(key)
+        part = self.server.rm.partitions.get(key[1:])
+        if code != ErrorCode.none or part is None or not part.is_leader or key in self.partitions:
+            return  # asked again on the next fetch
+        args = {"lock_duration_ms": self.lock_ms, "delivery_limit": self.delivery_limit,
+                "max_in_flight": self.max_in_flight}
+        if state is not None:
+            self.partitions[key] = SharePartition(state[1], state=(state[1], state[2]), **args)
+            return
+        start = part.log.log_start_offset if self.auto_offset_reset == "earliest" else part.high_watermark
+        self.partitions[key] = SharePartition(start, **args)
+
+    def _persist(self, key: tuple[str, str, int], done: Any = None) -> None:
+        sp, part = self.partitions.get(key), self.server.rm.partitions.get(key[1:])
+        if sp is None or part is None or key[1] not in self.server.image.topics:
+            if done is not None:
+                done(ErrorCode.not_leader_or_follower)
+            return
+        spso, batches = sp.state()
+        self.state.write(self._state_key(key), (0, spso, batches), part.leader_epoch,
+                         done if done is not None else (lambda code: None))
+
+    def _acks(self, group: str, member: str, topics: Any, names: dict[str, str], then: Any) -> None:
+        """Apply the acknowledgements, write the changed share-partitions' state to the share
+        coordinator, and call then({partition: error}) once it has them (acks=all)."""
+        out = self._apply_acks(group, member, topics, names)
+        changed = [tp for tp, code in out.items() if code == ErrorCode.none]
+        if not changed:
+            then(out)
+            return
+        waiting = set(changed)
+
+        def written(tp: TP, code: ErrorCode) -> None:
+            if code != ErrorCode.none:
+                out[tp] = code
+            waiting.discard(tp)
+            if not waiting:
+                then(out)
+
+        for tp in changed:
+            self._persist((group, *tp), lambda code, tp=tp: written(tp, code))
+
+    def _apply_acks(self, group: str, member: str, topics: Any, names: dict[str, str]) -> dict[TP, ErrorCode]:
         out: dict[TP, ErrorCode] = {}
         for t in topics:
             name = names.get(str(t.topic_id))
@@ -131,6 +186,8 @@ class ShareService:
                     out[(str(t.topic_id), int(p.partition_index))] = ErrorCode.unknown_topic_id
                     continue
                 code, sp = self._share_partition(group, name, int(p.partition_index))
+                if sp is None and code == ErrorCode.none:
+                    code = ErrorCode.invalid_record_state  # a new leader: the locks did not survive
                 for b in p.acknowledgement_batches:
                     if sp is None:
                         break
@@ -142,9 +199,9 @@ class ShareService:
         return out
 
     def _release(self, group: str, member: str) -> None:
-        for (g, _t, _p), sp in self.partitions.items():
-            if g == group:
-                sp.release_member(member)
+        for key, sp in self.partitions.items():
+            if key[0] == group and sp.release_member(member):
+                self._persist(key)
 
     def _fetch(self, req: Any, cls: type, reply: Any, now_ms: int) -> None:
         group, member, epoch = str(req.group_id or ""), str(req.member_id or ""), int(req.share_session_epoch)
@@ -162,10 +219,14 @@ class ShareService:
         for t in req.forgotten_topics_data:
             name = names.get(str(t.topic_id))
             session.partitions.difference_update((name, int(p)) for p in t.partitions)
-        acks = self._acks(group, member, req.topics, names)
+        self._acks(group, member, req.topics, names,
+                   lambda acks: self._fetch_records(req, cls, reply, group, member, epoch, session, acks))
+
+    def _fetch_records(self, req: Any, cls: type, reply: Any, group: str, member: str, epoch: int,
+                       session: ShareSession, acks: dict[TP, ErrorCode]) -> None:
         if epoch == -1:
             self._release(group, member)
-            del self.sessions[(group, member)]
+            self.sessions.pop((group, member), None)
             reply(self._fetch_response(cls, {}, acks))
             return
         deadline = time.monotonic() + req.max_wait.total_seconds()
@@ -238,13 +299,15 @@ class ShareService:
             code = ErrorCode.invalid_share_session_epoch
         else:
             code, _ = self._session(group, member, epoch, now_ms)
-        topic_cls, part_cls = _nested(cls, "ShareAcknowledgeTopicResponse"), _nested(cls, "PartitionData")
-        leader_cls = _nested(cls, "LeaderIdAndEpoch")
         if code != ErrorCode.none:
             reply(cls(throttle_time=NO_THROTTLE, error_code=code, error_message=f"share session of {member}: "
                       f"{code.name}", responses=(), node_endpoints=()))
             return
-        acks = self._acks(group, member, req.topics, names)
+        self._acks(group, member, req.topics, names, lambda acks: self._acked(cls, reply, group, member, epoch, acks))
+
+    def _acked(self, cls: type, reply: Any, group: str, member: str, epoch: int, acks: dict[TP, ErrorCode]) -> None:
+        topic_cls, part_cls = _nested(cls, "ShareAcknowledgeTopicResponse"), _nested(cls, "PartitionData")
+        leader_cls = _nested(cls, "LeaderIdAndEpoch")
         if epoch == -1:
             self._release(group, member)
             self.sessions.pop((group, member), None)
@@ -262,6 +325,8 @@ class ShareService:
 
     # -- timers ----------------------------------------------------------------------------------
     def tick(self, now_ms: int) -> None:
+        self.state_service.tick()
+        self.state.expire()
         for group, member in self.coordinator.tick(now_ms):
             self._release(group, member)
         for key, s in list(self.sessions.items()):
@@ -272,8 +337,11 @@ class ShareService:
             part = self.server.rm.partitions.get((topic, p))
             if part is None or not part.is_leader:
                 del self.partitions[(_g, topic, p)]
-            else:
-                sp.expire_locks(now_ms)
+            elif sp.expire_locks(now_ms):
+                self._persist((_g, topic, p))  # delivery counts and archived records must survive
+
+    def close(self) -> None:
+        self.state.close()
 
 
 def _ack_message(code: ErrorCode) -> str | None:

@@ -80,6 +80,8 @@ ZMQ_VERSIONS: dict[int, int] = {
     76: 1,  # ShareGroupHeartbeat (KIP-932)
     78: 1,  # ShareFetch
     79: 1,  # ShareAcknowledge
+    84: 0,  # ReadShareGroupState (share-partition leader -> share coordinator)
+    85: 0,  # WriteShareGroupState
 }
 
 _NAME_EXCEPTIONS = {"api_versions": "ApiVersions"}

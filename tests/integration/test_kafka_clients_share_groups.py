@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _share_consumers(cluster, n: int) -> list:
     from confluent_kafka import ShareConsumer
     out = [ShareConsumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "queue",
-                          "share.acknowledgement.mode": "explicit"}) for _ in range(n)]
+                          "share.acknowledgement.mode": "explicit", "max.poll.records": 5})
+           for _ in range(n)]
     for c in out:
         c.subscribe(["jobs"])
     return out
@@ -42,15 +43,12 @@ def test_share_consumers_split_one_partition_and_get_released_and_expired_record
     producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 0})
     try:
         accepted: dict[int, list[int]] = {i: [] for i in range(3)}
-        sent = 0
+        for n in range(90):
+            producer.produce("jobs", value=f"job-{n}".encode())
+        producer.flush(10)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and sum(map(len, accepted.values())) < 90:
-            if sent < 90:
-                for _ in range(3):
-                    producer.produce("jobs", value=f"job-{sent}".encode())
-                    sent += 1
-                producer.flush(5)
-            for i, c in enumerate(consumers):
+            for i, c in enumerate(consumers):  # each fetch acquires at most max.poll.records
                 for m in c.poll(0.05) or []:
                     assert m.error() is None, m.error()
                     c.acknowledge(m, AcknowledgeType.ACCEPT)
@@ -98,3 +96,45 @@ def _poll_one(consumers, match, timeout: float = 10.0):
                 if m.error() is None and match(m):
                     return c, m
     raise AssertionError("no matching record was delivered")
+
+
+def test_nothing_acknowledged_comes_back_after_the_leader_dies(earliest_cluster):
+    from confluent_kafka import AcknowledgeType, Producer
+
+    cluster = earliest_cluster
+    cluster.create_topic("jobs", partitions=1, replication_factor=3)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    for n in range(40):
+        producer.produce("jobs", value=f"job-{n}".encode())
+    producer.flush(10)
+    workers = _share_consumers(cluster, 2)
+    holder = _share_consumers(cluster, 1)[0]
+    accepted: list[int] = []
+    try:
+        def work(until: int, timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and len(accepted) < until:
+                for c in workers:
+                    msgs = [m for m in c.poll(0.1) or [] if m.error() is None]
+                    for m in msgs:
+                        c.acknowledge(m, AcknowledgeType.ACCEPT)
+                    # answered once the share coordinator has written it; a refused
+                    # acknowledgement (the leader died first) does not count as accepted
+                    if msgs and all(v is None for v in c.commit_sync(10).values()):
+                        accepted.extend(m.offset() for m in msgs)
+
+        work(15, 30)
+        held = []
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            held = [m.offset() for m in holder.poll(0.2) or [] if m.error() is None]  # never acknowledged
+        assert held and not set(held) & set(accepted)
+        leader = int(cluster.describe_topic("jobs").iloc[0]["leader"])
+        cluster.kill_broker(leader)
+        work(40, 60)
+        # every record accepted exactly once: the new leader read the acknowledgements back, and
+        # the records the holder only acquired were delivered again
+        assert sorted(accepted) == list(range(40)), sorted(accepted)
+    finally:
+        for c in [*workers, holder]:
+            c.close()

@@ -67,3 +67,15 @@ def test_the_persisted_state_keeps_acknowledgements_and_frees_acquisitions():
     assert restored.spso == 0 and restored.speo == 6
     got = restored.acquire("b", 6, 10, 0)
     assert got == [(0, 0, 2), (3, 5, 2)]  # 1 and 2 are done; the rest come again
+
+
+def test_share_snapshot_records_round_trip():
+    import uuid
+
+    from kafkalab.broker.share_state import decode_snapshot, snapshot_record, state_partition
+
+    key = ("queue", str(uuid.UUID(int=3)), 2)
+    state = (0, 17, [(17, 17, 0, 2), (18, 20, 2, 1), (21, 21, 4, 5)])
+    k, v = snapshot_record(key, state, leader_epoch=4)
+    assert decode_snapshot(k, v) == (key, state) and decode_snapshot(k, None) == (key, None)
+    assert 0 <= state_partition(key, 6) < 6
