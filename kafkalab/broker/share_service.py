@@ -27,6 +27,7 @@ from kafkalab.records.scan import iter_batches
 SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
 NO_THROTTLE = datetime.timedelta(0)
 RETRY_S = 0.05
+SESSION_IDLE_MS = 60_000
 TP = tuple[str, int]  # (topic name, partition)
 
 
@@ -282,7 +283,7 @@ class ShareService:
                 acknowledge_error_code=int(acks.get(tp, ErrorCode.none)), acknowledge_error_message=None,
                 current_leader=leader_cls(leader_id=self.server.broker_id if part is not None else -1,
                                           leader_epoch=part.leader_epoch if part is not None else -1),
-                records=data if ranges else None,
+                records=data if ranges else b"",
                 acquired_records=tuple(acq_cls(first_offset=f, last_offset=last, delivery_count=d)
                                        for f, last, d in ranges)))
         return cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None,
@@ -330,7 +331,9 @@ class ShareService:
         for group, member in self.coordinator.tick(now_ms):
             self._release(group, member)
         for key, s in list(self.sessions.items()):
-            if now_ms - s.last_used_ms > self.session_timeout_ms:
+            # A member holding records may not fetch for a while (its locks expire meanwhile);
+            # only a session idle for long is dropped (Kafka evicts idle ones when its cache fills).
+            if now_ms - s.last_used_ms > SESSION_IDLE_MS:
                 del self.sessions[key]
                 self._release(*key)
         for (_g, topic, p), sp in list(self.partitions.items()):
