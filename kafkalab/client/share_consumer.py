@@ -188,6 +188,14 @@ class ShareConsumer:
     def subscription(self) -> list[str]:
         return list(self.member.topics)
 
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions the broker gave this member (shared with other members, often)."""
+        names = self._names
+        if any(t not in names for t, _ in self.member.assignment):
+            self._refresh(sorted(self.member.topics))
+        return sorted((TopicPartition(names[t], p) for t, p in self.member.assignment if t in names),
+                      key=lambda tp: (tp.topic, tp.partition))
+
     def unsubscribe(self) -> None:
         self._leave()
 
