@@ -27,7 +27,8 @@ def _owners(consumers: list[Any]) -> dict[tuple[str, int], Any]:
     return out
 
 
-def _one_round(cluster: Cluster, strategy: str, members: int, partitions: int) -> dict[str, Any]:
+def one_round(cluster: Cluster, strategy: str, members: int, partitions: int) -> dict[str, Any]:
+    """One measurement on a running cluster (labs call it too): members-1 consume, one more joins."""
     topic = f"bench-{strategy}"
     cluster.create_topic(topic, partitions=partitions, replication_factor=1)
     cfg = {**FAST, "group.id": f"bench-{strategy}", "partition.assignment.strategy": strategy}
@@ -105,7 +106,7 @@ def run(members: int = 10, partitions: int = 20,
     rows = []
     with Cluster(brokers=1) as cluster:
         for s in strategies:
-            rows.append(_one_round(cluster, s, members, partitions))
+            rows.append(one_round(cluster, s, members, partitions))
     return rows
 
 
