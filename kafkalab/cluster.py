@@ -656,6 +656,14 @@ class Cluster:
         self._clients.append(c)
         return c
 
+    def share_consumer(self, config: dict[str, Any] | None = None) -> Any:
+        """A share-group member (KIP-932) with confluent-kafka's ShareConsumer methods."""
+        from kafkalab.client.share_consumer import ShareConsumer
+        self._check_open()
+        c = ShareConsumer(config, self._client_context())
+        self._clients.append(c)
+        return c
+
     # -- groups ------------------------------------------------------------------------------
     def describe_group(self, group: str) -> pd.DataFrame:
         """A row per partition: member, committed offset, log end offset, lag; with the group's

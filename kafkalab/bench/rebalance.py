@@ -1,4 +1,5 @@
-"""Rebalance bench: a 10th member joins a group of 9; eager (sticky) vs cooperative-sticky.
+"""Rebalance bench: a 10th member joins a group of 9; eager (sticky) vs cooperative-sticky vs
+Kafka 4's consumer protocol ("consumer": KIP-848, the broker's uniform assignor).
 
 Measures how long the group takes to settle (from the newcomer's subscribe() until every
 partition has exactly one owner and the newcomer owns some) and the longest gap between two
@@ -26,10 +27,13 @@ def _owners(consumers: list[Any]) -> dict[tuple[str, int], Any]:
     return out
 
 
-def _one_round(cluster: Cluster, strategy: str, members: int, partitions: int) -> dict[str, Any]:
+def one_round(cluster: Cluster, strategy: str, members: int, partitions: int) -> dict[str, Any]:
+    """One measurement on a running cluster (labs call it too): members-1 consume, one more joins."""
     topic = f"bench-{strategy}"
     cluster.create_topic(topic, partitions=partitions, replication_factor=1)
     cfg = {**FAST, "group.id": f"bench-{strategy}", "partition.assignment.strategy": strategy}
+    if strategy == "consumer":  # KIP-848: no client assignor; the broker paces the heartbeats
+        cfg = {**FAST, "group.id": f"bench-{strategy}", "group.protocol": "consumer"}
     consumers = [cluster.consumer(cfg) for _ in range(members - 1)]
     seen: dict[tuple[str, int], list[float]] = {}
     stop = threading.Event()
@@ -98,11 +102,11 @@ def _one_round(cluster: Cluster, strategy: str, members: int, partitions: int) -
 
 
 def run(members: int = 10, partitions: int = 20,
-        strategies: tuple[str, ...] = ("sticky", "cooperative-sticky")) -> list[dict[str, Any]]:
+        strategies: tuple[str, ...] = ("sticky", "cooperative-sticky", "consumer")) -> list[dict[str, Any]]:
     rows = []
     with Cluster(brokers=1) as cluster:
         for s in strategies:
-            rows.append(_one_round(cluster, s, members, partitions))
+            rows.append(one_round(cluster, s, members, partitions))
     return rows
 
 

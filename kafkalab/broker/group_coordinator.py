@@ -123,7 +123,9 @@ def decode_key(key: bytes) -> tuple[str, Any]:
     version = r.fmt(">h")
     if version in (0, 1):
         return "offset", (r.str(), r.str(), r.fmt(">i"))
-    return "group", r.str()
+    if version == 2:
+        return "group", r.str()
+    return "other", version  # KIP-848's record types (3+): the consumer-group coordinator's
 
 
 def decode_offset_record(key: bytes, value: bytes | None) -> tuple[str, TP, tuple[int, int, str | None] | None] | None:
@@ -225,6 +227,8 @@ class GroupCoordinator:
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
         self.groups: dict[str, Group] = {}
+        # records of KIP-848's consumer groups, replayed by their own coordinator
+        self.load_other: Callable[[bytes, bytes | None, int], None] = lambda key, value, now_ms: None
 
     # -- helpers -----------------------------------------------------------------------------
     def partition_of(self, group_id: str) -> int:
@@ -785,6 +789,9 @@ class GroupCoordinator:
         """Replay one non-transactional __consumer_offsets record (when this broker becomes the
         partition's leader); log_offset is where it sits in the log."""
         kind, ident = decode_key(key)
+        if kind == "other":
+            self.load_other(key, value, now_ms)
+            return
         if kind == "offset":
             group_id, topic, partition = ident
             g = self._group(group_id, create=True)

@@ -23,8 +23,10 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.broker.consumer_group_service import ConsumerGroupService
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkalab.broker.internal_topic import InternalTopicService
+from kafkalab.broker.share_service import ShareService
 from kafkalab.protocol.apis import response_class
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ def _nested(resp_cls: type, name: str) -> type:
 
 class GroupService(InternalTopicService):
     api_keys = frozenset({FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP,
-                          OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, TXN_OFFSET_COMMIT})
+                          OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, TXN_OFFSET_COMMIT}
+                         | ConsumerGroupService.api_keys | ShareService.api_keys)
 
     def __init__(self, server: Any):
         cfg = server.config
@@ -60,6 +63,9 @@ class GroupService(InternalTopicService):
             initial_rebalance_delay_ms=int(cfg.get("group.initial.rebalance.delay.ms", 0)),
             min_session_timeout_ms=int(cfg.get("group.min.session.timeout.ms", 100)),
             max_session_timeout_ms=int(cfg.get("group.max.session.timeout.ms", 1_800_000)))
+        self.consumer = ConsumerGroupService(self)  # KIP-848 groups, side by side with classic ones
+        self.coordinator.load_other = self.consumer.coordinator.load_record
+        self.share = ShareService(self)  # KIP-932 share groups: membership here, records at leaders
         server.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
         server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
@@ -74,9 +80,12 @@ class GroupService(InternalTopicService):
                 self.loaded.discard(p)
                 self.scanned.pop(p, None)
                 self.coordinator.unload_partition(p)
+                self.consumer.unload_partition(p)
             elif leads:
                 self._follow(p, now)
         self.coordinator.tick(now)
+        self.consumer.tick(now)
+        self.share.tick(now)
 
     def _follow(self, p: int, now_ms: int) -> None:
         """Replay the transactional batches and markers appended since the last look, up to
@@ -127,7 +136,17 @@ class GroupService(InternalTopicService):
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
         cls = response_class(api_key, version)
         c = self.coordinator
-        if api_key == FIND_COORDINATOR:
+        if api_key in self.consumer.api_keys:
+            self.consumer.handle(api_key, version, req, reply, now_ms)
+        elif api_key in self.share.api_keys:
+            self.share.handle(api_key, version, req, reply, now_ms)
+        elif api_key == JOIN_GROUP and self.consumer.busy(str(req.group_id)):
+            reply(self._join_response(cls, {"error_code": ErrorCode.inconsistent_group_protocol}))
+        elif api_key == JOIN_GROUP and self.consumer.coordinator.is_consumer_group(str(req.group_id)):
+            # An empty consumer group turns classic again when a classic member joins it.
+            self.consumer.downgrade(str(req.group_id), lambda: c.join_group(
+                req, now_ms, lambda r: reply(self._join_response(cls, r))))
+        elif api_key == FIND_COORDINATOR:
             reply(self._find_coordinator(req, cls))
         elif api_key == JOIN_GROUP:
             c.join_group(req, now_ms, lambda r: reply(self._join_response(cls, r)))
@@ -140,7 +159,12 @@ class GroupService(InternalTopicService):
         elif api_key == LEAVE_GROUP:
             reply(self._leave(req, cls, now_ms))
         elif api_key == OFFSET_COMMIT:
-            c.commit_offsets(req, now_ms, lambda r: reply(self._commit_response(cls, r)))
+            code, checked = self.consumer.check_commit(req)  # a consumer group checks member epochs
+            if checked is None:
+                reply(self._commit_response(cls, {(str(t.name), int(p.partition_index)): code
+                                                  for t in req.topics for p in t.partitions}))
+            else:
+                c.commit_offsets(checked, now_ms, lambda r: reply(self._commit_response(cls, r)))
         elif api_key == TXN_OFFSET_COMMIT:
             c.txn_commit_offsets(req, now_ms, lambda r: reply(self._txn_commit_response(cls, r)))
         elif api_key == OFFSET_FETCH:
@@ -149,10 +173,19 @@ class GroupService(InternalTopicService):
             reply(self._describe(req, cls))
         elif api_key == LIST_GROUPS:
             states = {str(s) for s in getattr(req, "states_filter", ())}
+            types = {str(t).lower() for t in getattr(req, "types_filter", ())}
             item = _nested(cls, "ListedGroup")
+            listed = {g: (pt, st, "classic") for g, pt, st in c.list_groups(states)}
+            for g, st in self.consumer.coordinator.list_groups():  # a consumer group is listed as one
+                listed.pop(g, None)
+                if not states or st in states:
+                    listed[g] = ("consumer", st, "consumer")
+            for g, st in self.share.coordinator.list_groups():
+                if not states or st in states:
+                    listed[g] = ("share", st, "share")
             reply(_make(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(
-                _make(item, group_id=g, protocol_type=pt, group_state=st)
-                for g, pt, st in c.list_groups(states))))
+                _make(item, group_id=g, protocol_type=pt, group_state=st, group_type=kind)
+                for g, (pt, st, kind) in sorted(listed.items()) if not types or kind in types)))
 
     def _find_coordinator(self, req: Any, cls: type) -> Any:
         keys = [str(k) for k in req.coordinator_keys] if hasattr(req, "coordinator_keys") else [str(req.key)]
@@ -251,6 +284,12 @@ class GroupService(InternalTopicService):
         group_cls, member_cls = _nested(cls, "DescribedGroup"), _nested(cls, "DescribedGroupMember")
         out = []
         for gid in req.groups:
+            if self.consumer.coordinator.is_consumer_group(str(gid)):
+                # As Kafka: DescribeGroups describes classic groups; ConsumerGroupDescribe the rest.
+                out.append(_make(group_cls, error_code=ErrorCode.group_id_not_found, group_id=str(gid),
+                                 error_message=f"Group {gid} is not a classic group.", group_state="Dead",
+                                 protocol_type="", protocol_data="", members=()))
+                continue
             d = self.coordinator.describe(str(gid))
             out.append(_make(group_cls, error_code=d["error_code"], group_id=d["group_id"],
                              group_state=d["group_state"], protocol_type=d["protocol_type"],
@@ -260,6 +299,9 @@ class GroupService(InternalTopicService):
                                  for m, i, c, md, a in d["members"])))
         return _make(cls, throttle_time=NO_THROTTLE, groups=tuple(out))
 
+    def close(self) -> None:
+        self.share.close()
+
     # -- metrics -------------------------------------------------------------------------------
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
         self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})
@@ -267,10 +309,15 @@ class GroupService(InternalTopicService):
     def _publish_state(self) -> None:
         now = _ms()
         rm = self.server.rm
+        cg = self.consumer.coordinator
+        for gid, new in list(cg.groups.items()):  # consumer groups that have committed nothing yet
+            if gid not in self.coordinator.groups and cg.is_consumer_group(gid) and cg.owns(gid) == "yes":
+                self._publish_now("group", cg.group_row(new, now))
         for g in list(self.coordinator.groups.values()):
             if self._owns(self.coordinator.partition_of(g.group_id)) != "yes":
                 continue
-            self._publish_now("group", self.coordinator.group_row(g, now))
+            new = cg.groups.get(g.group_id) if cg.is_consumer_group(g.group_id) else None
+            self._publish_now("group", self.coordinator.group_row(g, now) if new is None else cg.group_row(new, now))
             for (topic, p), (offset, _e, _md) in sorted(g.offsets.items()):
                 part = rm.partitions.get((topic, p))
                 # Lag against the high watermark (what a consumer can read) of the replica

@@ -90,6 +90,10 @@ PRODUCER_CONFIGS: dict[str, ConfigDef] = _defs(
 CONSUMER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("group.id", str, None, "consumer group (the consumer-groups lab)"),
     ConfigDef("group.instance.id", str, None, "static membership id"),
+    ConfigDef("group.protocol", str, "classic", "classic (JoinGroup/SyncGroup) or consumer (KIP-848: "
+              "the broker assigns, members reconcile)", choices=("classic", "consumer")),
+    ConfigDef("group.remote.assignor", str, None, "group.protocol=consumer: the broker's assignor to ask "
+              "for (uniform or range; None: the broker's default)"),
     ConfigDef("auto.offset.reset", str, "latest", "where to start without a valid offset",
               choices=("earliest", "latest", "none")),
     ConfigDef("enable.auto.commit", bool, True, ""),

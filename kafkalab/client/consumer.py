@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafkalab.client.config import consumer_config
+from kafkalab.client.consumer_group_member import ConsumerGroupMember
 from kafkalab.client.context import ClientContext
 from kafkalab.client.fetcher import Fetcher, MessageQueue, PartitionState
 from kafkalab.client.group_member import GroupDriver, GroupMember
@@ -90,7 +91,11 @@ class Consumer:
         self._callbacks: dict[str, Any] = {}
         self._next_auto_commit = 0.0
         driver = None
-        if self._cfg["group.id"] is not None:
+        if self._cfg["group.id"] is not None and self._cfg["group.protocol"] == "consumer":
+            # KIP-848: the broker assigns; the member heartbeats and reconciles (same face).
+            self._member = ConsumerGroupMember(self._cfg["group.id"], self._cfg, ctx.node)
+            driver = GroupDriver(self._member)
+        elif self._cfg["group.id"] is not None:
             self._member = GroupMember(self._cfg["group.id"], self._cfg, list(strategies), ctx.node,
                                        lambda topics: driver.partition_counts(self._fetcher.net, topics))
             driver = GroupDriver(self._member)

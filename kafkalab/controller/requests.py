@@ -73,14 +73,25 @@ def alter_partition(controller: Controller, req: Any, resp_cls: Any) -> Any:
     return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, topics=tuple(topics))
 
 
+def _by_id(image: MetadataImage, topic_id: Any) -> Any:
+    """The name of the topic with this id, or the id itself when no topic has it."""
+    t = image.topic_by_id(str(topic_id)) if topic_id is not None else None
+    return t.name if t is not None else topic_id
+
+
 def metadata_response(image: MetadataImage, req: Any, resp_cls: Any = md.MetadataResponse,
                       *, controller_id: int = -1, missing: dict[str, ErrorCode] | None = None) -> Any:
     """Metadata for the requested topics (all when None) from an image."""
     brokers = tuple(md.MetadataResponseBroker(node_id=b.broker_id, host=b.host, port=b.port, rack=None)
                     for b in image.brokers.values() if not b.fenced)
-    names = [str(t.name) for t in req.topics] if req.topics is not None else sorted(image.topics)
+    names: list[Any] = sorted(image.topics) if req.topics is None else [
+        str(t.name) if t.name is not None else _by_id(image, t.topic_id) for t in req.topics]
     topics = []
     for name in names:
+        if isinstance(name, uuid.UUID):  # Metadata v10+ may ask by topic id (KIP-848 clients do)
+            topics.append(md.MetadataResponseTopic(error_code=ErrorCode.unknown_topic_id, name=None,
+                                                   topic_id=name, is_internal=False, partitions=()))
+            continue
         t = image.topics.get(name)
         if t is None:
             code = (missing or {}).get(name, ErrorCode.unknown_topic_or_partition)

@@ -46,8 +46,8 @@ ZMQ_VERSIONS: dict[int, int] = {
     12: 4,  # Heartbeat
     13: 5,  # LeaveGroup
     14: 5,  # SyncGroup
-    15: 5,  # DescribeGroups
-    16: 4,  # ListGroups
+    15: 6,  # DescribeGroups (v6: an error message, e.g. for a group that is not classic)
+    16: 5,  # ListGroups (v5: group types, classic or consumer)
     18: 3,  # ApiVersions
     19: 7,  # CreateTopics
     20: 6,  # DeleteTopics
@@ -85,6 +85,13 @@ ZMQ_VERSIONS: dict[int, int] = {
     63: 2,  # BrokerHeartbeat (highest in kio)
     64: 0,  # UnregisterBroker (the only version)
     67: 0,  # AllocateProducerIds (the only version)
+    68: 1,  # ConsumerGroupHeartbeat (KIP-848; v1: the member names itself)
+    69: 1,  # ConsumerGroupDescribe
+    76: 1,  # ShareGroupHeartbeat (KIP-932)
+    78: 1,  # ShareFetch
+    79: 1,  # ShareAcknowledge
+    84: 0,  # ReadShareGroupState (share-partition leader -> share coordinator)
+    85: 0,  # WriteShareGroupState
 }
 
 _NAME_EXCEPTIONS = {"api_versions": "ApiVersions"}

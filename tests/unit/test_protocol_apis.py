@@ -43,7 +43,9 @@ EXPECTED_NAMES = {
     53: "BeginQuorumEpoch", 54: "EndQuorumEpoch", 55: "DescribeQuorum", 56: "AlterPartition",
     59: "FetchSnapshot",
     60: "DescribeCluster", 62: "BrokerRegistration", 63: "BrokerHeartbeat",
-    64: "UnregisterBroker", 67: "AllocateProducerIds",
+    64: "UnregisterBroker", 67: "AllocateProducerIds", 68: "ConsumerGroupHeartbeat",
+    69: "ConsumerGroupDescribe", 76: "ShareGroupHeartbeat", 78: "ShareFetch", 79: "ShareAcknowledge",
+    84: "ReadShareGroupState", 85: "WriteShareGroupState",
 }  # fmt: skip
 
 

@@ -1,0 +1,354 @@
+"""The broker's wiring of share groups (KIP-932). Thin.
+
+ShareGroupHeartbeat goes to the group's coordinator (ShareGroupCoordinator); ShareFetch and
+ShareAcknowledge go to each partition's leader, which keeps one SharePartition per (share
+group, partition) and reads the records from its log. A ShareFetch names a share session
+(epoch 0 opens it with the partitions listed, later epochs add and forget partitions, -1
+closes it and releases what the member still holds); acknowledgements ride on ShareFetch or
+ShareAcknowledge. A fetch that finds nothing to acquire waits (up to max_wait) for records.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from kafkalab.broker.share_group import ShareGroupCoordinator
+from kafkalab.broker.share_partition import SharePartition
+from kafkalab.broker.share_state import ShareStateClient, ShareStateService
+from kafkalab.protocol.apis import response_class
+from kafkalab.records.scan import iter_batches
+
+SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
+NO_THROTTLE = datetime.timedelta(0)
+RETRY_S = 0.05
+SESSION_IDLE_MS = 60_000
+TP = tuple[str, int]  # (topic name, partition)
+
+
+def _nested(cls: type, name: str) -> type:
+    return getattr(__import__(cls.__module__, fromlist=[name]), name)
+
+
+@dataclass
+class ShareSession:
+    epoch: int
+    partitions: set[TP] = field(default_factory=set)
+    last_used_ms: int = 0
+
+
+class ShareService:
+    api_keys = frozenset({SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE}) | ShareStateService.api_keys
+
+    def __init__(self, groups: Any):
+        self.groups = groups
+        self.server = groups.server
+        cfg = self.server.config
+        self.lock_ms = int(cfg.get("group.share.record.lock.duration.ms", 30_000))
+        self.delivery_limit = int(cfg.get("group.share.delivery.count.limit", 5))
+        self.max_in_flight = int(cfg.get("group.share.partition.max.record.locks", 2000))
+        self.session_timeout_ms = int(cfg.get("group.share.session.timeout.ms", 45_000))
+        self.auto_offset_reset = str(cfg.get("share.auto.offset.reset", "latest"))
+        self.coordinator = ShareGroupCoordinator(
+            topics=groups.consumer._topics, owns=groups.consumer._owns, other_group=self._other_group,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=int(cfg.get("group.share.heartbeat.interval.ms", 5_000)))
+        self.partitions: dict[tuple[str, str, int], SharePartition] = {}  # (group, topic, partition)
+        self.sessions: dict[tuple[str, str], ShareSession] = {}  # (group, member)
+        self.state_service = ShareStateService(self.server)  # the share coordinator
+        self.state = ShareStateClient(self.server, self.state_service)
+        self.loading: set[tuple[str, str, int]] = set()  # share-partitions whose state is being read
+
+    def _other_group(self, group_id: str) -> str | None:
+        if self.groups.consumer.coordinator.is_consumer_group(group_id):
+            return "consumer"
+        g = self.groups.coordinator.groups.get(group_id)
+        return "classic" if g is not None and (g.members or g.offsets) else None
+
+    # -- requests ------------------------------------------------------------------------------
+    def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
+        if api_key in ShareStateService.api_keys:
+            self.state_service.handle(api_key, version, req, reply, now_ms)
+            return
+        cls = response_class(api_key, version)
+        if api_key == SHARE_GROUP_HEARTBEAT:
+            r = self.coordinator.heartbeat(req, now_ms)
+            assignment = None
+            if r["assignment"] is not None:
+                tp_cls = _nested(cls, "TopicPartitions")
+                by_topic: dict[str, list[int]] = {}
+                for t, p in r["assignment"]:
+                    by_topic.setdefault(t, []).append(p)
+                assignment = _nested(cls, "Assignment")(topic_partitions=tuple(
+                    tp_cls(topic_id=uuid.UUID(t), partitions=tuple(ps)) for t, ps in sorted(by_topic.items())))
+            reply(cls(throttle_time=NO_THROTTLE, error_code=r["error_code"], error_message=r["error_message"],
+                      member_id=r["member_id"], member_epoch=r["member_epoch"],
+                      heartbeat_interval=datetime.timedelta(milliseconds=r["heartbeat_interval_ms"]),
+                      assignment=assignment))
+        elif api_key == SHARE_FETCH:
+            self._fetch(req, cls, reply, now_ms)
+        elif api_key == SHARE_ACKNOWLEDGE:
+            self._acknowledge(req, cls, reply, now_ms)
+
+    def _names(self) -> dict[str, str]:
+        return {t.topic_id: name for name, t in self.server.image.topics.items()}
+
+    def _session(self, group: str, member: str, epoch: int, now_ms: int) -> tuple[ErrorCode, ShareSession | None]:
+        key = (group, member)
+        s = self.sessions.get(key)
+        if epoch == 0:
+            if s is not None:
+                self._release(group, member)
+            s = self.sessions[key] = ShareSession(0, last_used_ms=now_ms)
+            return ErrorCode.none, s
+        if s is None:
+            return ErrorCode.share_session_not_found, None
+        if epoch == -1:
+            return ErrorCode.none, s
+        if epoch != s.epoch + 1:
+            return ErrorCode.invalid_share_session_epoch, None
+        s.epoch, s.last_used_ms = epoch, now_ms
+        return ErrorCode.none, s
+
+    def _share_partition(self, group: str, topic: str, p: int) -> tuple[ErrorCode, SharePartition | None]:
+        part = self.server.rm.partitions.get((topic, p))
+        if part is None or not part.is_leader:
+            return ErrorCode.not_leader_or_follower, None
+        key = (group, topic, p)
+        sp = self.partitions.get(key)
+        if sp is None:
+            # A new leader (or a first fetch) starts from the share coordinator's state: nothing
+            # acknowledged comes back; what was only acquired is available again.
+            if key not in self.loading:
+                self.loading.add(key)
+                self.state.read(self._state_key(key), lambda code, st: self._loaded(key, code, st))
+            return ErrorCode.none, None
+        return ErrorCode.none, sp
+
+    def _state_key(self, key: tuple[str, str, int]) -> tuple[str, str, int]:
+        return key[0], self.server.image.topics[key[1]].topic_id, key[2]
+
+    def _loaded(self, key: tuple[str, str, int], code: ErrorCode, state: Any) -> None:
+        self.loading.discard(key)
+        part = self.server.rm.partitions.get(key[1:])
+        if code != ErrorCode.none or part is None or not part.is_leader or key in self.partitions:
+            return  # asked again on the next fetch
+        args = {"lock_duration_ms": self.lock_ms, "delivery_limit": self.delivery_limit,
+                "max_in_flight": self.max_in_flight}
+        if state is not None:
+            self.partitions[key] = SharePartition(state[1], state=(state[1], state[2]), **args)
+            return
+        start = part.log.log_start_offset if self.auto_offset_reset == "earliest" else part.high_watermark
+        self.partitions[key] = SharePartition(start, **args)
+
+    def _persist(self, key: tuple[str, str, int], done: Any = None) -> None:
+        sp, part = self.partitions.get(key), self.server.rm.partitions.get(key[1:])
+        if sp is None or part is None or key[1] not in self.server.image.topics:
+            if done is not None:
+                done(ErrorCode.not_leader_or_follower)
+            return
+        spso, batches = sp.state()
+        self.state.write(self._state_key(key), (0, spso, batches), part.leader_epoch,
+                         done if done is not None else (lambda code: None))
+
+    def _acks(self, group: str, member: str, topics: Any, names: dict[str, str], then: Any) -> None:
+        """Apply the acknowledgements, write the changed share-partitions' state to the share
+        coordinator, and call then({partition: error}) once it has them (acks=all)."""
+        out = self._apply_acks(group, member, topics, names)
+        changed = [tp for tp, code in out.items() if code == ErrorCode.none]
+        if not changed:
+            then(out)
+            return
+        waiting = set(changed)
+
+        def written(tp: TP, code: ErrorCode) -> None:
+            if code != ErrorCode.none:
+                out[tp] = code
+            waiting.discard(tp)
+            if not waiting:
+                then(out)
+
+        for tp in changed:
+            self._persist((group, *tp), lambda code, tp=tp: written(tp, code))
+
+    def _apply_acks(self, group: str, member: str, topics: Any, names: dict[str, str]) -> dict[TP, ErrorCode]:
+        out: dict[TP, ErrorCode] = {}
+        for t in topics:
+            name = names.get(str(t.topic_id))
+            for p in t.partitions:
+                if not p.acknowledgement_batches:
+                    continue
+                if name is None:
+                    out[(str(t.topic_id), int(p.partition_index))] = ErrorCode.unknown_topic_id
+                    continue
+                code, sp = self._share_partition(group, name, int(p.partition_index))
+                if sp is None and code == ErrorCode.none:
+                    code = ErrorCode.invalid_record_state  # a new leader: the locks did not survive
+                for b in p.acknowledgement_batches:
+                    if sp is None:
+                        break
+                    c = sp.acknowledge(member, int(b.first_offset), int(b.last_offset),
+                                       [int(x) for x in b.acknowledge_types])
+                    if c != ErrorCode.none:
+                        code = c
+                out[(name, int(p.partition_index))] = code
+        return out
+
+    def _release(self, group: str, member: str) -> None:
+        for key, sp in self.partitions.items():
+            if key[0] == group and sp.release_member(member):
+                self._persist(key)
+
+    def _fetch(self, req: Any, cls: type, reply: Any, now_ms: int) -> None:
+        group, member, epoch = str(req.group_id or ""), str(req.member_id or ""), int(req.share_session_epoch)
+        names = self._names()
+        code, session = self._session(group, member, epoch, now_ms)
+        if session is None:
+            reply(cls(throttle_time=NO_THROTTLE, error_code=code, error_message=f"share session of {member}: "
+                      f"{code.name}; start a new one with epoch 0", acquisition_lock_timeout=datetime.timedelta(
+                          milliseconds=self.lock_ms), responses=(), node_endpoints=()))
+            return
+        for t in req.topics:
+            name = names.get(str(t.topic_id))
+            if name is not None:
+                session.partitions.update((name, int(p.partition_index)) for p in t.partitions)
+        for t in req.forgotten_topics_data:
+            name = names.get(str(t.topic_id))
+            session.partitions.difference_update((name, int(p)) for p in t.partitions)
+        self._acks(group, member, req.topics, names,
+                   lambda acks: self._fetch_records(req, cls, reply, group, member, epoch, session, acks))
+
+    def _fetch_records(self, req: Any, cls: type, reply: Any, group: str, member: str, epoch: int,
+                       session: ShareSession, acks: dict[TP, ErrorCode]) -> None:
+        if epoch == -1:
+            self._release(group, member)
+            self.sessions.pop((group, member), None)
+            reply(self._fetch_response(cls, {}, acks))
+            return
+        deadline = time.monotonic() + req.max_wait.total_seconds()
+        max_records = max(1, int(req.max_records) if int(req.max_records) > 0 else 500)
+
+        def attempt() -> None:
+            now = int(time.time() * 1000)
+            got = self._acquire(group, member, session, max_records, int(req.max_bytes), now)
+            if any(ranges for _, ranges, _ in got.values()) or acks or time.monotonic() >= deadline \
+                    or self.sessions.get((group, member)) is not session:
+                reply(self._fetch_response(cls, got, acks))
+            else:
+                self.server.loop.call_later(RETRY_S, attempt)
+
+        attempt()
+
+    def _acquire(self, group: str, member: str, session: ShareSession, max_records: int, max_bytes: int,
+                 now_ms: int) -> dict[TP, tuple[bytes, list[tuple[int, int, int]], ErrorCode]]:
+        out: dict[TP, tuple[bytes, list[tuple[int, int, int]], ErrorCode]] = {}
+        for topic, p in sorted(session.partitions):
+            code, sp = self._share_partition(group, topic, p)
+            if sp is None:
+                out[(topic, p)] = (b"", [], code)
+                continue
+            sp.expire_locks(now_ms)
+            part = self.server.rm.partitions[(topic, p)]
+            hw = part.high_watermark
+            start = sp.candidates(hw)
+            if start is None or max_records <= 0:
+                continue
+            data = bytes(part.log.read_bytes(start, max(max_bytes, 1), max_offset=hw))
+            end = None
+            for _pos, h in iter_batches(data):
+                end = h.next_offset
+            if end is None:
+                continue
+            ranges = sp.acquire(member, hw, max_records, now_ms, covered_end=end)
+            max_records -= sum(last - first + 1 for first, last, _ in ranges)
+            if ranges:
+                out[(topic, p)] = (data, ranges, ErrorCode.none)
+        return out
+
+    def _fetch_response(self, cls: type, got: dict, acks: dict[TP, ErrorCode]) -> Any:
+        ids = {name: t.topic_id for name, t in self.server.image.topics.items()}
+        topic_cls, part_cls = _nested(cls, "ShareFetchableTopicResponse"), _nested(cls, "PartitionData")
+        acq_cls, leader_cls = _nested(cls, "AcquiredRecords"), _nested(cls, "LeaderIdAndEpoch")
+        by_topic: dict[str, list[Any]] = {}
+        for tp in sorted(set(got) | set(acks)):
+            data, ranges, code = got.get(tp, (b"", [], ErrorCode.none))
+            part = self.server.rm.partitions.get(tp)
+            by_topic.setdefault(tp[0], []).append(part_cls(
+                partition_index=tp[1], error_code=code, error_message=None,
+                acknowledge_error_code=int(acks.get(tp, ErrorCode.none)), acknowledge_error_message=None,
+                current_leader=leader_cls(leader_id=self.server.broker_id if part is not None else -1,
+                                          leader_epoch=part.leader_epoch if part is not None else -1),
+                records=data if ranges else b"",
+                acquired_records=tuple(acq_cls(first_offset=f, last_offset=last, delivery_count=d)
+                                       for f, last, d in ranges)))
+        return cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None,
+                   acquisition_lock_timeout=datetime.timedelta(milliseconds=self.lock_ms),
+                   responses=tuple(_nested(cls, "ShareFetchableTopicResponse")(
+                       topic_id=uuid.UUID(ids[t]) if t in ids else None, partitions=tuple(ps))
+                       for t, ps in sorted(by_topic.items()) if t in ids) if topic_cls else (),
+                   node_endpoints=())
+
+    def _acknowledge(self, req: Any, cls: type, reply: Any, now_ms: int) -> None:
+        group, member, epoch = str(req.group_id or ""), str(req.member_id or ""), int(req.share_session_epoch)
+        names = self._names()
+        if epoch == 0:
+            code = ErrorCode.invalid_share_session_epoch
+        else:
+            code, _ = self._session(group, member, epoch, now_ms)
+        if code != ErrorCode.none:
+            reply(cls(throttle_time=NO_THROTTLE, error_code=code, error_message=f"share session of {member}: "
+                      f"{code.name}", responses=(), node_endpoints=()))
+            return
+        self._acks(group, member, req.topics, names, lambda acks: self._acked(cls, reply, group, member, epoch, acks))
+
+    def _acked(self, cls: type, reply: Any, group: str, member: str, epoch: int, acks: dict[TP, ErrorCode]) -> None:
+        topic_cls, part_cls = _nested(cls, "ShareAcknowledgeTopicResponse"), _nested(cls, "PartitionData")
+        leader_cls = _nested(cls, "LeaderIdAndEpoch")
+        if epoch == -1:
+            self._release(group, member)
+            self.sessions.pop((group, member), None)
+        ids = {name: t.topic_id for name, t in self.server.image.topics.items()}
+        by_topic: dict[str, list[Any]] = {}
+        for (t, p), c in sorted(acks.items()):
+            part = self.server.rm.partitions.get((t, p))
+            by_topic.setdefault(t, []).append(part_cls(
+                partition_index=p, error_code=c, error_message=_ack_message(c),
+                current_leader=leader_cls(leader_id=self.server.broker_id if part is not None else -1,
+                                          leader_epoch=part.leader_epoch if part is not None else -1)))
+        reply(cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None,
+                  responses=tuple(topic_cls(topic_id=uuid.UUID(ids[t]), partitions=tuple(ps))
+                                  for t, ps in sorted(by_topic.items()) if t in ids), node_endpoints=()))
+
+    # -- timers ----------------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> None:
+        self.state_service.tick()
+        self.state.expire()
+        for group, member in self.coordinator.tick(now_ms):
+            self._release(group, member)
+        for key, s in list(self.sessions.items()):
+            # A member holding records may not fetch for a while (its locks expire meanwhile);
+            # only a session idle for long is dropped (Kafka evicts idle ones when its cache fills).
+            if now_ms - s.last_used_ms > SESSION_IDLE_MS:
+                del self.sessions[key]
+                self._release(*key)
+        for (_g, topic, p), sp in list(self.partitions.items()):
+            part = self.server.rm.partitions.get((topic, p))
+            if part is None or not part.is_leader:
+                del self.partitions[(_g, topic, p)]
+            elif sp.expire_locks(now_ms):
+                self._persist((_g, topic, p))  # delivery counts and archived records must survive
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def _ack_message(code: ErrorCode) -> str | None:
+    if code == ErrorCode.invalid_record_state:
+        return ("a record acknowledged is not held by this consumer (its acquisition lock expired or "
+                "another consumer holds it now); acknowledge before group.share.record.lock.duration.ms")
+    return None
