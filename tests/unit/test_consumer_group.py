@@ -279,7 +279,7 @@ def test_metadata_answers_a_request_by_topic_id():
     from kafkalab.controller.image import MetadataImage
     from kafkalab.controller.requests import metadata_response
     image = MetadataImage()
-    image.apply({"type": "Topic", "name": "orders", "topic_id": T, "configs": {}})
+    image.apply({"type": "TopicRecord", "name": "orders", "topic_id": T})
     unknown = uuid.UUID(int=99)
     req = md_req.MetadataRequest(topics=(md_req.MetadataRequestTopic(topic_id=uuid.UUID(T), name=None),
                                          md_req.MetadataRequestTopic(topic_id=unknown, name=None)),
