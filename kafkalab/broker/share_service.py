@@ -346,6 +346,36 @@ class ShareService:
     def close(self) -> None:
         self.state.close()
 
+    # -- metrics (the share-group view and describe_group read these) ----------------------------
+    def metric_rows(self, now_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        """("group", row) per share group this broker coordinates and ("share_partition", row)
+        per share-partition it leads: records per state, per consumer, lock expiries and
+        redeliveries (counters since this leader loaded the share-partition)."""
+        rows: list[tuple[str, dict[str, Any]]] = []
+        names = self._names()
+        for gid, g in sorted(self.coordinator.groups.items()):
+            if self.coordinator.owns(gid) != "yes":
+                continue
+            rows.append(("group", {
+                "time": now_ms / 1000, "group": gid, "state": g.state, "generation": g.group_epoch,
+                "members": len(g.members), "protocol": "share",
+                "assignment": {mid: [f"{names.get(t, t)}-{p}" for t, p in sorted(g.assignment.get(mid, ()))]
+                               for mid in sorted(g.members)},
+                "member_epochs": {mid: m.member_epoch for mid, m in sorted(g.members.items())}}))
+        for (gid, topic, p), sp in sorted(self.partitions.items()):
+            part = self.server.rm.partitions.get((topic, p))
+            hw = part.high_watermark if part is not None else sp.speo
+            deadline = sp.next_lock_deadline()
+            rows.append(("share_partition", {
+                "time": now_ms / 1000, "group": gid, "topic": topic, "partition": p,
+                "start_offset": sp.spso, "end_offset": sp.speo, "high_watermark": hw,
+                **sp.counts(), "not_yet_acquired": max(0, hw - sp.speo),
+                "acknowledged_total": sp.acknowledged_total, "archived_total": sp.archived_total,
+                "lock_expiries": sp.expired, "redeliveries": sp.redelivered,
+                "next_lock_expiry_ms": None if deadline is None else deadline - now_ms,
+                "acquired_by": sp.acquired_by(), "accepted_by": dict(sp.accepted_by)}))
+        return rows
+
 
 def _ack_message(code: ErrorCode) -> str | None:
     if code == ErrorCode.invalid_record_state:
