@@ -1,0 +1,82 @@
+"""describe_group() on the three kinds of group one small cluster can hold at once: classic,
+consumer (KIP-848) and share (KIP-932); and the share-partition metrics the share-group view reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from kafkalab.cluster import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def small_cluster():
+    from kafkalab import Cluster
+
+    c = Cluster(brokers=1, config={"share.auto.offset.reset": "earliest"})
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_describe_group_covers_classic_consumer_and_share_groups(small_cluster):
+    from kafkalab.client.share_consumer import AcknowledgeType
+
+    cluster = small_cluster
+    cluster.create_topic("jobs", partitions=2, replication_factor=1)
+    producer = cluster.producer({})
+    for n in range(6):
+        producer.produce("jobs", value=f"job-{n}".encode(), partition=n % 2)
+    producer.flush(10)
+    classic = cluster.consumer({"group.id": "old", "auto.offset.reset": "earliest"})
+    new = cluster.consumer({"group.id": "new", "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+    share = cluster.share_consumer({"group.id": "queue", "share.acknowledgement.mode": "explicit"})
+    try:
+        for c in (classic, new, share):
+            c.subscribe(["jobs"])
+        accepted = 0
+
+        def everyone_settled() -> bool:
+            nonlocal accepted
+            classic.poll(0.05)
+            new.poll(0.05)
+            msgs = share.poll(0.05)
+            for m in msgs:
+                share.acknowledge(m, AcknowledgeType.ACCEPT)
+            if msgs and all(v is None for v in share.commit_sync(10).values()):
+                accepted += len(msgs)
+            return len(classic.assignment()) == 2 and len(new.assignment()) == 2 and accepted == 6
+
+        wait_until(everyone_settled, 30, "both consumers to own two partitions and the share consumer to accept 6")
+
+        def described(group: str, kind: str) -> object:
+            g = cluster.describe_group(group)
+            return (g,) if len(g) and (g["type"] == kind).all() and g["partition"].notna().all() \
+                and sorted(g["partition"]) == [0, 1] and g["member"].notna().all() else None
+
+        (old,) = wait_until(lambda: described("old", "classic"), 15, "the classic group described")
+        assert set(old["member"]) == {classic.member_id()} and old["member_epoch"].isna().all()
+        assert old["state"].iloc[0] == "Stable" and old["client_id"].notna().all()
+
+        (latest,) = wait_until(lambda: described("new", "consumer"), 15, "the consumer group described")
+        assert len(set(latest["member"])) == 1 and latest["client_id"].notna().all()
+        # a reconciled member stands at the group epoch
+        assert (latest["member_epoch"] == latest["generation"]).all() and latest["generation"].iloc[0] >= 1
+
+        (queue,) = wait_until(lambda: described("queue", "share"), 15, "the share group described")
+        assert len(set(queue["member"])) == 1 and (queue["member_epoch"] == queue["generation"]).all()
+        assert queue["committed_offset"].isna().all()  # share groups commit no offsets
+
+        def share_rows() -> object:
+            rows = cluster.metrics.frame("share_partition")
+            rows = rows[rows["group"] == "queue"].sort_values("time").drop_duplicates("partition", keep="last") \
+                if not rows.empty else rows
+            return (rows,) if len(rows) == 2 and rows["acknowledged_total"].sum() == 6 else None
+
+        (rows,) = wait_until(share_rows, 15, "share-partition rows counting 6 acknowledged records")
+        assert sum(sum(d.values()) for d in rows["accepted_by"]) == 6 and (rows["start_offset"] == 3).all()
+    finally:
+        for c in (classic, new, share):
+            c.close()
