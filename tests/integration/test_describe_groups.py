@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kafkalab.cluster import wait_until
+from kafkalab.widgets import RebalanceTimeline, ShareGroupView
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,6 +78,12 @@ def test_describe_group_covers_classic_consumer_and_share_groups(small_cluster):
 
         (rows,) = wait_until(share_rows, 15, "share-partition rows counting 6 acknowledged records")
         assert sum(sum(d.values()) for d in rows["accepted_by"]) == 6 and (rows["start_offset"] == 3).all()
+        # the live views read the same rows
+        view = ShareGroupView(cluster.metrics, "queue").figure_data()
+        assert sum(next(t for t in view["data"] if t["name"] == "acknowledged")["y"]) == 6
+        timeline = RebalanceTimeline(cluster.metrics, "new").figure_data()
+        labels = next(t for t in timeline["data"] if t["name"] == "member epochs")
+        assert sorted(set(labels["y"])) == ["jobs-0", "jobs-1"] and all(x.startswith("e") for x in labels["text"])
     finally:
         for c in (classic, new, share):
             c.close()
