@@ -3,12 +3,31 @@ consumer (KIP-848) and share (KIP-932); and the share-partition metrics the shar
 
 from __future__ import annotations
 
-import pytest
+import socket
+import struct
+from typing import Any
 
+import pytest
+from kio.schema.errors import ErrorCode
+
+from kafkalab.broker.share_service import SHARE_GROUP_DESCRIBE
 from kafkalab.cluster import wait_until
+from kafkalab.protocol.apis import decode_response, request_class
+from kafkalab.protocol.kafka_framing import encode_request
 from kafkalab.widgets import RebalanceTimeline, ShareGroupView
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def share_group_describe(bootstrap: str, group: str) -> Any:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    request = request_class(SHARE_GROUP_DESCRIBE, 1)(group_ids=(group,), include_authorized_operations=False)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(encode_request(request, 11))
+        (size,) = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))
+        payload = sock.recv(size, socket.MSG_WAITALL)
+    assert struct.unpack_from(">i", payload)[0] == 11 and payload[4] == 0  # header v1: no tagged fields
+    return decode_response(SHARE_GROUP_DESCRIBE, 1, payload[5:])
 
 
 @pytest.fixture
@@ -78,6 +97,14 @@ def test_describe_group_covers_classic_consumer_and_share_groups(small_cluster):
 
         (rows,) = wait_until(share_rows, 15, "share-partition rows counting 6 acknowledged records")
         assert sum(sum(d.values()) for d in rows["accepted_by"]) == 6 and (rows["start_offset"] == 3).all()
+        # the broker answers ShareGroupDescribe on the Kafka listener as it does for real clients
+        (answer,) = share_group_describe(cluster.bootstrap_servers, "queue").groups
+        assert answer.error_code == ErrorCode.none and answer.group_epoch == int(queue["generation"].iloc[0])
+        assert [m.member_id for m in answer.members] == list(set(queue["member"]))
+        assert sorted((t.topic_name, p) for t in answer.members[0].assignment.topic_partitions
+                      for p in t.partitions) == [("jobs", 0), ("jobs", 1)]
+        (other,) = share_group_describe(cluster.bootstrap_servers, "new").groups
+        assert other.error_code == ErrorCode.group_id_not_found and "consumer group" in other.error_message
         # the live views read the same rows
         view = ShareGroupView(cluster.metrics, "queue").figure_data()
         assert sum(next(t for t in view["data"] if t["name"] == "acknowledged")["y"]) == 6
