@@ -370,8 +370,8 @@ def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
                    "hovertemplate": "%{customdata}<extra></extra>"})
     layout["yaxis"] = {"type": "category", "categoryorder": "array",
                        "categoryarray": [*reversed(partitions), "group"], "fixedrange": True}
-    key = ("│ new group epoch   eN member epoch   <span style='color:#d62728'>┈</span> revoking   "
-           "✕ member left") if new_protocol else "│ new generation   ✕ member killed or left (hover for who)"
+    key = (f"│ new group epoch   eN member epoch   <span style='color:{REVOKING_COLOR}'>┈</span> revoking"
+           "   ✕ member left") if new_protocol else "│ new generation   ✕ member killed or left (hover for who)"
     layout["annotations"] = [{
         "text": key,
         "xref": "paper", "yref": "paper", "x": 1, "y": 1.0, "yanchor": "bottom",
