@@ -15,7 +15,7 @@ import pandas as pd
 
 from kafkalab.metrics import latest_by
 
-from .base import FigureData, Source, View, base_layout, empty_note
+from .base import EVENT_LINE, FigureData, Source, View, base_layout, empty_note
 
 SHARE_KIND = "share_partition"
 STATE_COLORS = {"available": "#1f77b4", "acquired": "#ff7f0e", "acknowledged": "#2ca02c",
@@ -52,11 +52,11 @@ def _per_member(latest: pd.DataFrame, column: str) -> dict[str, int]:
 def share_figure_data(rows: pd.DataFrame, group: str, topic: str | None = None) -> FigureData:
     """Left: per share-partition, records available (in flight, or not yet acquired below the
     high watermark), acquired (under a lock now), acknowledged and archived (since the leader
-    loaded it), stacked; lock expiries and redeliveries in the hover and the title line.
+    loaded it), stacked; lock expiries and redeliveries in the hover and above the chart.
     Right: per consumer, what it holds now and what it has accepted."""
     layout = base_layout(f"Share group {group!r}: records per state", barmode="stack",
                          xaxis={"domain": [0, 0.55], "title": {"text": "share-partition"}},
-                         xaxis2={"domain": [0.65, 1], "anchor": "y2", "title": {"text": "consumer"}},
+                         xaxis2={"domain": [0.65, 1], "anchor": "y2", "title": {"text": "consumer: held | accepted"}},
                          yaxis={"title": {"text": "records"}},
                          yaxis2={"anchor": "x2", "rangemode": "tozero"})
     latest = share_partition_rows(rows, group, topic)
@@ -91,9 +91,12 @@ def share_figure_data(rows: pd.DataFrame, group: str, topic: str | None = None) 
                    "xaxis": "x2", "yaxis": "y2", "marker": {"color": STATE_COLORS["acknowledged"]},
                    "showlegend": False, "offsetgroup": "accepted",
                    "hovertemplate": "%{x} accepted %{y}<extra></extra>"})
-    layout["title"]["text"] += f" · lock expiries {sum(expiries)} · redeliveries {sum(redeliveries)}"
+    layout["annotations"] = [{
+        "text": f"lock expiries {sum(expiries)} · redeliveries {sum(redeliveries)}", "xref": "paper",
+        "yref": "paper", "x": 1, "y": 1.0, "xanchor": "right", "yanchor": "bottom", "showarrow": False,
+        "font": {"size": 10, "color": EVENT_LINE}}]
     if not members:
-        layout["annotations"] = [{**empty_note("no consumer holds or accepted records"), "x": 0.82}]
+        layout["annotations"].append({**empty_note("no consumer holds or accepted records"), "x": 0.82})
     return {"data": traces, "layout": layout}
 
 

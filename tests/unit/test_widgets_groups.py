@@ -87,7 +87,7 @@ def test_share_group_view_counts_records_per_state_per_partition_and_per_consume
     assert held["x"] == ["client-1", "client-2"] and held["y"] == [2, 3] and accepted["y"] == [6, 5]
     assert held["xaxis"] == "x2" and accepted["yaxis"] == "y2"
     assert trace(data, "acquired")["customdata"][0] == "SPSO 10, SPEO 16; lock expiries 3, redeliveries 4"
-    assert data["layout"]["title"]["text"].endswith("lock expiries 3 · redeliveries 4")
+    assert data["layout"]["annotations"][0]["text"] == "lock expiries 3 · redeliveries 4"
     assert data["layout"]["barmode"] == "stack"
     assert ShareGroupView(snap, "q").snapshot().data[0].name == "available"
 
