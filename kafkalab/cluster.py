@@ -666,8 +666,9 @@ class Cluster:
 
     # -- groups ------------------------------------------------------------------------------
     def describe_group(self, group: str) -> pd.DataFrame:
-        """A row per partition: member, committed offset, log end offset, lag; with the group's
-        state and generation."""
+        """A row per member and partition (classic, consumer or share group): type, state,
+        generation or group epoch, member, client id, member epoch, committed offset, log end
+        offset, lag."""
         from kafkalab.broker.groups import describe_group
         return describe_group(self, group)
 

@@ -63,6 +63,11 @@ KIND_COLUMNS: dict[str, list[str]] = {
     ],
     "group": ["time", "group", "state", "generation", "members", "protocol", "assignment"],
     "lag": ["time", "group", "topic", "partition", "committed_offset", "log_end_offset", "lag"],
+    "share_partition": [
+        "time", "broker", "group", "topic", "partition", "start_offset", "end_offset", "high_watermark",
+        "available", "acquired", "acknowledged", "archived", "not_yet_acquired", "acknowledged_total",
+        "archived_total", "lock_expiries", "redeliveries", "next_lock_expiry_ms", "acquired_by", "accepted_by",
+    ],
     "txn": ["time", "transactional_id", "state", "producer_id", "producer_epoch", "partitions"],
     "controller": ["time", "node", "controller_id", "active", "metadata_offset", "brokers"],
 }

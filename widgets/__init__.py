@@ -10,6 +10,7 @@ from .network import NetworkView, network_figure
 from .quorum import QuorumView
 from .rates import LagView, ThroughputView
 from .replicas import ReplicaView, SegmentView
+from .share_groups import ShareGroupView
 from .timelines import IsrTimeline, RebalanceTimeline
 from .transactions import TransactionView
 
@@ -26,6 +27,7 @@ __all__ = [
     "RebalanceTimeline",
     "ReplicaView",
     "SegmentView",
+    "ShareGroupView",
     "ThroughputView",
     "TransactionView",
     "network_figure",

@@ -1,4 +1,5 @@
-"""Timelines: ISR size per partition with fault events, and partition ownership in a group."""
+"""Timelines: ISR size per partition with fault events, and partition ownership in a group
+(with member epochs and revocations for the KIP-848 consumer protocol)."""
 
 from __future__ import annotations
 
@@ -192,12 +193,13 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
     return {"data": traces, "layout": layout}
 
 
-def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None = None
-                        ) -> pd.DataFrame:
+def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None = None,
+                        column: str = "assignment") -> pd.DataFrame:
     """(member, topic_partition, start, end) spans from a group's assignment reports.
 
     Each report's assignment holds until the next report; the last holds until `end_time`
-    (default: the last report).
+    (default: the last report). `column="revoking"` gives the spans of partitions a
+    consumer-protocol member still holds while it gives them up.
     """
     columns = ["member", "topic_partition", "start", "end"]
     rows = groups[groups["group"] == group].sort_values("time", kind="stable")
@@ -207,8 +209,10 @@ def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None
     ends = times[1:] + [max(end_time if end_time is not None else times[-1], times[-1])]
     open_spans: dict[tuple[str, str], float] = {}
     spans = []
-    for t, end, assignment in zip(times, ends, rows["assignment"], strict=True):
-        owned = {(m, tp) for m, tps in (assignment or {}).items() for tp in tps}
+    values = rows[column] if column in rows else [None] * len(rows)
+    for t, end, assignment in zip(times, ends, values, strict=True):
+        owned = {(m, tp) for m, tps in (assignment if isinstance(assignment, dict) else {}).items()
+                 for tp in tps}
         for key in list(open_spans):
             if key not in owned:
                 spans.append((*key, open_spans.pop(key), t))
@@ -249,12 +253,45 @@ def member_count(members: Any) -> int:
     return 0 if members is None or pd.isna(members) else int(members)
 
 
+REVOKING_COLOR = "#d62728"
+
+
+def member_epoch_marks(groups: pd.DataFrame, group: str) -> pd.DataFrame:
+    """Consumer-protocol groups (KIP-848): where each member's epoch moved, (time, member,
+    topic_partition, epoch), one per partition it owned then, to label its bars. Empty for
+    classic groups (their reports carry no member epochs)."""
+    columns = ["time", "member", "topic_partition", "epoch"]
+    if "member_epochs" not in groups or groups.empty:
+        return pd.DataFrame(columns=columns)
+    rows = groups[groups["group"] == group].sort_values("time", kind="stable")
+    last: dict[str, int] = {}
+    out = []
+    for t, epochs, assignment in zip(rows["time"], rows["member_epochs"], rows["assignment"], strict=True):
+        if not isinstance(epochs, dict):
+            continue
+        owned = assignment if isinstance(assignment, dict) else {}
+        for member, epoch in sorted(epochs.items()):
+            if last.get(member) == epoch:
+                continue
+            last[member] = epoch
+            out += [(float(t), member, tp, int(epoch)) for tp in owned.get(member, [])]
+    return pd.DataFrame(out, columns=columns)
+
+
+def _new_protocol(rows: pd.DataFrame) -> bool:
+    return "member_epochs" in rows and bool(rows["member_epochs"].map(lambda v: isinstance(v, dict)).any())
+
+
 def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
                           now: float | None = None, events: pd.DataFrame | None = None,
                           window_s: float | None = None) -> FigureData:
     """A bar of colour per member along each partition's row; generations and killed or
     departed members as markers on a top row ("group"), their words in the hover. A member's
-    bars end where it was killed or left, not where the group noticed."""
+    bars end where it was killed or left, not where the group noticed.
+
+    For a consumer-protocol group (KIP-848) the generation is the group epoch; each member's
+    bars are labelled with its member epoch ("e3") where it moved, and a partition the member
+    is still revoking is drawn thin and red until it lets go (reconciliation)."""
     layout = base_layout(f"Who owns which partition in group {group!r}",
                          xaxis={"title": {"text": TIME_AXIS_TITLE}},
                          legend={"orientation": "h", "y": -0.28, "font": {"size": 10}})
@@ -292,15 +329,39 @@ def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
         if died is not None:
             marks.append((died[0] - start_time, "x", f"{names[member]} {died[1]}"))
     rows = groups[groups["group"] == group].sort_values("time", kind="stable")
+    new_protocol = _new_protocol(rows)
+    generation = "group epoch" if new_protocol else "generation"
     if not rows.empty:
         firsts = rows.drop_duplicates("generation", keep="first")
         for _, row in firsts.iterrows():
             members = member_count(row.get("members"))
             marks.append((float(row["time"] - start_time), "line-ns",
-                          f"generation {int(row['generation'])}: {members} member"
+                          f"{generation} {int(row['generation'])}: {members} member"
                           f"{'s' if members != 1 else ''}"))
     marks.sort()
     partitions = sorted(spans["topic_partition"].unique().tolist()) if not spans.empty else []
+    if new_protocol:
+        revoking = ownership_intervals(groups, group, now, "revoking")
+        x, y, words = [], [], []
+        for _, span in revoking.iterrows():
+            who = names.get(span["member"]) or member_names([span["member"]])[span["member"]]
+            x += [float(span["start"]) - start_time, float(span["end"]) - start_time, None]
+            y += [span["topic_partition"], span["topic_partition"], None]
+            words += [f"{who} revoking {span['topic_partition']}"] * 2 + [None]
+        partitions = sorted({*partitions, *revoking["topic_partition"].tolist()})
+        traces.append({"type": "scatter", "mode": "lines", "name": "revoking",
+                       "x": x, "y": y, "line": {"width": 4, "color": REVOKING_COLOR, "dash": "dot"},
+                       "connectgaps": False, "customdata": words,
+                       "hovertemplate": "%{customdata}<extra></extra>"})
+        labels = member_epoch_marks(groups, group)
+        traces.append({"type": "scatter", "mode": "text", "name": "member epochs", "showlegend": False,
+                       "x": [float(t) - start_time for t in labels["time"]],
+                       "y": labels["topic_partition"].tolist(),
+                       "text": [f"e{e}" for e in labels["epoch"]], "textposition": "top right",
+                       "textfont": {"size": 9},
+                       "customdata": [f"{names.get(m, m)}: member epoch {e}"
+                                      for m, e in zip(labels["member"], labels["epoch"], strict=True)],
+                       "hovertemplate": "%{customdata}<extra></extra>"})
     traces.append({"type": "scatter", "mode": "markers", "name": "rebalances",
                    "x": [m[0] for m in marks], "y": ["group"] * len(marks),
                    "marker": {"symbol": [m[1] for m in marks], "size": 12, "color": "#222222",
@@ -309,11 +370,13 @@ def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
                    "hovertemplate": "%{customdata}<extra></extra>"})
     layout["yaxis"] = {"type": "category", "categoryorder": "array",
                        "categoryarray": [*reversed(partitions), "group"], "fixedrange": True}
+    key = (f"│ new group epoch   eN member epoch   <span style='color:{REVOKING_COLOR}'>┈</span> revoking"
+           "   ✕ member left") if new_protocol else "│ new generation   ✕ member killed or left (hover for who)"
     layout["annotations"] = [{
-        "text": "│ new generation   ✕ member killed or left (hover for who)",
+        "text": key,
         "xref": "paper", "yref": "paper", "x": 1, "y": 1.0, "yanchor": "bottom",
         "xanchor": "right", "showarrow": False, "font": {"size": 10, "color": EVENT_LINE}}]
-    if len(traces) == 1:
+    if spans.empty:
         layout["annotations"].append(empty_note("no assignment reported yet"))
     return {"data": traces, "layout": layout}
 

@@ -687,4 +687,8 @@ class ConsumerGroupCoordinator:
                 "members": len(g.members), "protocol": "consumer",
                 "assignment": {mid: [f"{names.get(t, t)}-{p}" for t, p in sorted(m.assigned)]
                                for mid, m in sorted(g.members.items())},
-                "member_epochs": {mid: m.member_epoch for mid, m in sorted(g.members.items())}}
+                "member_epochs": {mid: m.member_epoch for mid, m in sorted(g.members.items())},
+                # Partitions a member still holds but must give up (reconciliation in progress).
+                "revoking": {mid: [f"{names.get(t, t)}-{p}" for t, p in sorted(m.revoking)]
+                             for mid, m in sorted(g.members.items()) if m.revoking},
+                "client_ids": {mid: m.client_id for mid, m in sorted(g.members.items())}}

@@ -254,7 +254,8 @@ class GroupCoordinator:
         return {"time": now_ms / 1000, "group": g.group_id, "state": g.state, "generation": g.generation,
                 "members": len(g.members), "protocol": g.protocol or "",
                 "assignment": {m: [f"{t}-{p}" for t, p in self._decoded(g, mem.assignment)]
-                               for m, mem in g.members.items()} if g.state == STABLE else {}}
+                               for m, mem in g.members.items()} if g.state == STABLE else {},
+                "client_ids": {m: mem.client_id for m, mem in g.members.items()}}
 
     def _decoded(self, g: Group, data: bytes) -> list[tuple[str, int]]:
         if g.protocol_type != "consumer":

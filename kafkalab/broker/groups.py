@@ -310,6 +310,8 @@ class GroupService(InternalTopicService):
         now = _ms()
         rm = self.server.rm
         cg = self.consumer.coordinator
+        for kind, row in self.share.metric_rows(now):
+            self._publish_now(kind, row)
         for gid, new in list(cg.groups.items()):  # consumer groups that have committed nothing yet
             if gid not in self.coordinator.groups and cg.is_consumer_group(gid) and cg.owns(gid) == "yes":
                 self._publish_now("group", cg.group_row(new, now))
@@ -339,14 +341,17 @@ def _ms() -> int:
 
 
 def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
-    """A row per partition the group has committed or been assigned: member, committed
-    offset, log end offset (the leader's high watermark), lag; plus state and generation.
-    Built from the coordinator's and the brokers' metric rows (fresh ones are awaited)."""
+    """A row per member and partition it is assigned or the group has committed: the group's
+    type ("classic", "consumer" (KIP-848) or "share" (KIP-932)), state and generation (the
+    group epoch of the new protocols), member id, client id, member epoch (consumer and share
+    groups), committed offset, log end offset (the leader's high watermark) and lag. A member
+    with no partition has one row; share groups commit no offsets (many members may share a
+    partition). Built from the coordinator's and the brokers' metric rows (fresh ones are awaited)."""
     import pandas as pd
 
     from kafkalab.cluster import wait_until
-    columns = ["group", "state", "generation", "topic", "partition", "member", "committed_offset",
-               "log_end_offset", "lag"]
+    columns = ["group", "type", "state", "generation", "topic", "partition", "member", "client_id",
+               "member_epoch", "committed_offset", "log_end_offset", "lag"]
     since = time.time()
     metrics = cluster.metrics
 
@@ -360,7 +365,15 @@ def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
     except TimeoutError:
         return pd.DataFrame(columns=columns)
     row = groups.sort_values("time").iloc[-1]
-    owner = {tp: m for m, tps in (row["assignment"] or {}).items() for tp in tps}
+    kind = {"consumer": "consumer", "share": "share"}.get(str(row["protocol"]), "classic")
+    epochs = row.get("member_epochs") if isinstance(row.get("member_epochs"), dict) else {}
+    clients = row.get("client_ids") if isinstance(row.get("client_ids"), dict) else {}
+    assignment = row["assignment"] if isinstance(row["assignment"], dict) else {}
+    owners: dict[tuple[str, int], list[str]] = {}
+    for m, tps in assignment.items():
+        for tp in tps:
+            t, _, p = tp.rpartition("-")
+            owners.setdefault((t, int(p)), []).append(m)
     lag = metrics.lag()
     committed: dict[tuple[str, int], int] = {}
     if not lag.empty:
@@ -372,15 +385,17 @@ def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
     if not reps.empty:
         for _, r in reps[reps["is_leader"].astype(bool)].iterrows():
             ends[(r["topic"], int(r["partition"]))] = int(r["high_watermark"])
-    tps = set(committed)
-    for tp in owner:
-        t, _, p = tp.rpartition("-")
-        tps.add((t, int(p)))
-    rows = []
-    for t, p in sorted(tps):
-        c = committed.get((t, p))
-        end = ends.get((t, p))
-        rows.append({"group": group, "state": row["state"], "generation": int(row["generation"]), "topic": t,
-                     "partition": p, "member": owner.get(f"{t}-{p}"), "committed_offset": c,
-                     "log_end_offset": end, "lag": None if c is None or end is None else max(0, end - c)})
+
+    def member_row(t: str | None, p: int | None, m: str | None) -> dict[str, Any]:
+        c = committed.get((t, p)) if t is not None and p is not None else None
+        end = ends.get((t, p)) if t is not None and p is not None else None
+        return {"group": group, "type": kind, "state": row["state"], "generation": int(row["generation"]),
+                "topic": t, "partition": p, "member": m, "client_id": clients.get(m) if m else None,
+                "member_epoch": epochs.get(m) if m else None, "committed_offset": c,
+                "log_end_offset": end, "lag": None if c is None or end is None else max(0, end - c)}
+
+    rows = [member_row(t, p, m) for t, p in sorted(set(committed) | set(owners))
+            for m in (sorted(owners.get((t, p), [])) or [None])]
+    idle = set(epochs) | set(clients) | set(assignment)
+    rows += [member_row(None, None, m) for m in sorted(idle) if not assignment.get(m)]
     return pd.DataFrame(rows, columns=columns)

@@ -142,5 +142,23 @@ class ShareGroupCoordinator:
                 self._assign(g)
         return gone
 
+    def describe(self, group_id: str) -> dict[str, Any]:
+        """ShareGroupDescribe's fields for one group; assignments as (topic id, partition)."""
+        g = self.groups.get(group_id)
+        owned = self.owns(group_id)
+        if owned != "yes":
+            code = ErrorCode.coordinator_load_in_progress if owned == "loading" else ErrorCode.not_coordinator
+            return {"error_code": code, "error_message": None}
+        if g is None:
+            kind = self.other_group(group_id)
+            return {"error_code": ErrorCode.group_id_not_found,
+                    "error_message": f"group {group_id!r} is " + (f"a {kind} group, not a share group"
+                                                                  if kind else "not a share group")}
+        return {"error_code": ErrorCode.none, "error_message": None, "group_state": g.state,
+                "group_epoch": g.group_epoch, "assignment_epoch": g.group_epoch, "assignor_name": "simple",
+                "members": [{"member_id": mid, "member_epoch": m.member_epoch, "subscribed_topic_names": m.topics,
+                             "assignment": sorted(g.assignment.get(mid, set()))}
+                            for mid, m in sorted(g.members.items())]}
+
     def list_groups(self) -> list[tuple[str, str]]:
         return [(gid, g.state) for gid, g in sorted(self.groups.items()) if self.owns(gid) == "yes"]

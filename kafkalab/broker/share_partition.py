@@ -45,7 +45,9 @@ class SharePartition:
         self.max_in_flight = max_in_flight
         self.spso = self.speo = start_offset
         self.records: dict[int, InFlight] = {}
-        self.redelivered = self.expired = 0  # counters for the views
+        # Counters for the views, since this leader loaded the share-partition.
+        self.redelivered = self.expired = self.acknowledged_total = self.archived_total = 0
+        self.accepted_by: dict[str, int] = {}  # member -> records it ACCEPTed
         if state is not None:
             self.spso, batches = state
             self.speo = self.spso
@@ -120,6 +122,7 @@ class SharePartition:
             t = types[0] if len(types) == 1 else types[o - first]
             if t == ACCEPT:
                 self._set(r, ACKNOWLEDGED)
+                self.accepted_by[member] = self.accepted_by.get(member, 0) + 1
             elif t in (REJECT, GAP):
                 self._set(r, ARCHIVED)
             else:
@@ -128,6 +131,8 @@ class SharePartition:
         return ErrorCode.none
 
     def _set(self, r: InFlight, state: int) -> None:
+        self.acknowledged_total += state == ACKNOWLEDGED
+        self.archived_total += state == ARCHIVED
         r.state, r.member, r.lock_deadline_ms = state, None, 0
 
     def _release(self, r: InFlight) -> None:
@@ -167,6 +172,13 @@ class SharePartition:
         out = {name: 0 for name in STATE_NAMES.values()}
         for r in self.records.values():
             out[STATE_NAMES[r.state]] += 1
+        return out
+
+    def acquired_by(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records.values():
+            if r.state == ACQUIRED and r.member is not None:
+                out[r.member] = out.get(r.member, 0) + 1
         return out
 
     def state(self) -> tuple[int, list[tuple[int, int, int, int]]]:

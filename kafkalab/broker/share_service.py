@@ -24,7 +24,7 @@ from kafkalab.broker.share_state import ShareStateClient, ShareStateService
 from kafkalab.protocol.apis import response_class
 from kafkalab.records.scan import iter_batches
 
-SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
+SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 77, 78, 79
 NO_THROTTLE = datetime.timedelta(0)
 RETRY_S = 0.05
 SESSION_IDLE_MS = 60_000
@@ -43,7 +43,8 @@ class ShareSession:
 
 
 class ShareService:
-    api_keys = frozenset({SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE}) | ShareStateService.api_keys
+    api_keys = frozenset({SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH,
+                          SHARE_ACKNOWLEDGE}) | ShareStateService.api_keys
 
     def __init__(self, groups: Any):
         self.groups = groups
@@ -90,10 +91,37 @@ class ShareService:
                       member_id=r["member_id"], member_epoch=r["member_epoch"],
                       heartbeat_interval=datetime.timedelta(milliseconds=r["heartbeat_interval_ms"]),
                       assignment=assignment))
+        elif api_key == SHARE_GROUP_DESCRIBE:
+            reply(self._describe(req, cls))
         elif api_key == SHARE_FETCH:
             self._fetch(req, cls, reply, now_ms)
         elif api_key == SHARE_ACKNOWLEDGE:
             self._acknowledge(req, cls, reply, now_ms)
+
+    def _describe(self, req: Any, cls: type) -> Any:
+        group_cls, member_cls, assign_cls, tp_cls = (
+            _nested(cls, n) for n in ("DescribedGroup", "Member", "Assignment", "TopicPartitions"))
+        names = {t.topic_id: name for name, t in self.coordinator.topics().items()}
+        out = []
+        for gid in req.group_ids:
+            d = self.coordinator.describe(str(gid))
+            members = []
+            for m in d.get("members", []):
+                by_topic: dict[str, list[int]] = {}
+                for t, p in m["assignment"]:
+                    by_topic.setdefault(t, []).append(p)
+                members.append(member_cls(
+                    member_id=m["member_id"], rack_id=None, member_epoch=m["member_epoch"], client_id="",
+                    client_host="", subscribed_topic_names=tuple(m["subscribed_topic_names"]),
+                    assignment=assign_cls(topic_partitions=tuple(
+                        tp_cls(topic_id=uuid.UUID(t), topic_name=names.get(t, ""), partitions=tuple(ps))
+                        for t, ps in sorted(by_topic.items())))))
+            out.append(group_cls(
+                error_code=d["error_code"], error_message=d["error_message"], group_id=str(gid),
+                group_state=d.get("group_state", "Dead"), group_epoch=d.get("group_epoch", -1),
+                assignment_epoch=d.get("assignment_epoch", -1), assignor_name=d.get("assignor_name", ""),
+                members=tuple(members), authorized_operations=-2147483648))
+        return cls(throttle_time=NO_THROTTLE, groups=tuple(out))
 
     def _names(self) -> dict[str, str]:
         return {t.topic_id: name for name, t in self.server.image.topics.items()}
@@ -345,6 +373,36 @@ class ShareService:
 
     def close(self) -> None:
         self.state.close()
+
+    # -- metrics (the share-group view and describe_group read these) ----------------------------
+    def metric_rows(self, now_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        """("group", row) per share group this broker coordinates and ("share_partition", row)
+        per share-partition it leads: records per state, per consumer, lock expiries and
+        redeliveries (counters since this leader loaded the share-partition)."""
+        rows: list[tuple[str, dict[str, Any]]] = []
+        names = self._names()
+        for gid, g in sorted(self.coordinator.groups.items()):
+            if self.coordinator.owns(gid) != "yes":
+                continue
+            rows.append(("group", {
+                "time": now_ms / 1000, "group": gid, "state": g.state, "generation": g.group_epoch,
+                "members": len(g.members), "protocol": "share",
+                "assignment": {mid: [f"{names.get(t, t)}-{p}" for t, p in sorted(g.assignment.get(mid, ()))]
+                               for mid in sorted(g.members)},
+                "member_epochs": {mid: m.member_epoch for mid, m in sorted(g.members.items())}}))
+        for (gid, topic, p), sp in sorted(self.partitions.items()):
+            part = self.server.rm.partitions.get((topic, p))
+            hw = part.high_watermark if part is not None else sp.speo
+            deadline = sp.next_lock_deadline()
+            rows.append(("share_partition", {
+                "time": now_ms / 1000, "group": gid, "topic": topic, "partition": p,
+                "start_offset": sp.spso, "end_offset": sp.speo, "high_watermark": hw,
+                **sp.counts(), "not_yet_acquired": max(0, hw - sp.speo),
+                "acknowledged_total": sp.acknowledged_total, "archived_total": sp.archived_total,
+                "lock_expiries": sp.expired, "redeliveries": sp.redelivered,
+                "next_lock_expiry_ms": None if deadline is None else deadline - now_ms,
+                "acquired_by": sp.acquired_by(), "accepted_by": dict(sp.accepted_by)}))
+        return rows
 
 
 def _ack_message(code: ErrorCode) -> str | None:

@@ -88,6 +88,7 @@ ZMQ_VERSIONS: dict[int, int] = {
     68: 1,  # ConsumerGroupHeartbeat (KIP-848; v1: the member names itself)
     69: 1,  # ConsumerGroupDescribe
     76: 1,  # ShareGroupHeartbeat (KIP-932)
+    77: 1,  # ShareGroupDescribe
     78: 1,  # ShareFetch
     79: 1,  # ShareAcknowledge
     84: 0,  # ReadShareGroupState (share-partition leader -> share coordinator)

@@ -44,7 +44,7 @@ EXPECTED_NAMES = {
     59: "FetchSnapshot",
     60: "DescribeCluster", 62: "BrokerRegistration", 63: "BrokerHeartbeat",
     64: "UnregisterBroker", 67: "AllocateProducerIds", 68: "ConsumerGroupHeartbeat",
-    69: "ConsumerGroupDescribe", 76: "ShareGroupHeartbeat", 78: "ShareFetch", 79: "ShareAcknowledge",
+    69: "ConsumerGroupDescribe", 76: "ShareGroupHeartbeat", 77: "ShareGroupDescribe", 78: "ShareFetch", 79: "ShareAcknowledge",
     84: "ReadShareGroupState", 85: "WriteShareGroupState",
 }  # fmt: skip
 

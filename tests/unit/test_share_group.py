@@ -54,3 +54,19 @@ def test_a_silent_member_leaves_after_the_session_timeout():
     hb(c, "b", 0, 0)
     assert hb(c, "a", c.groups["q"].members["a"].member_epoch, 900)["error_code"] == ErrorCode.none
     assert c.tick(1500) == [("q", "b")] and set(c.groups["q"].members) == {"a"}
+
+
+def test_describe_gives_epochs_members_and_assignments_or_kafkas_errors():
+    c = coordinator()
+    hb(c, "a", 0, 0)
+    hb(c, "b", 0, 0)
+    d = c.describe("q")
+    assert (d["error_code"], d["group_state"], d["group_epoch"], d["assignor_name"]) == (ErrorCode.none, "Stable", 2,
+                                                                                         "simple")
+    assert [(m["member_id"], m["assignment"]) for m in d["members"]] == [("a", [(T, 0)]), ("b", [(T, 0)])]
+    assert [m["member_epoch"] for m in d["members"]] == [1, 2]  # a has not heartbeated since b joined
+    assert c.describe("nope")["error_code"] == ErrorCode.group_id_not_found
+    foreign = coordinator(other="classic").describe("q")
+    assert foreign["error_code"] == ErrorCode.group_id_not_found and "classic group" in foreign["error_message"]
+    elsewhere = ShareGroupCoordinator(topics=lambda: {}, owns=lambda g: "no", other_group=lambda g: None)
+    assert elsewhere.describe("q")["error_code"] == ErrorCode.not_coordinator
