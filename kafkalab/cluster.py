@@ -21,7 +21,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import pandas as pd
 import zmq
 from kio.schema.create_topics.v7 import request as ct_req
 from kio.schema.delete_topics.v6 import request as dt_req
@@ -32,6 +31,7 @@ from kafkalab.broker.server import broker_node
 from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
 from kafkalab.controller.server import CONTROLLER_NODE, controller_node
 from kafkalab.errors import ClusterAlreadyRunningWarning, KafkaLabError
+from kafkalab.lazy_pandas import pd
 from kafkalab.metrics import MetricsCollector
 from kafkalab.process import run_role, spawner
 from kafkalab.protocol.errors import KafkaError
@@ -608,15 +608,13 @@ class Cluster:
         if t.error_code != ErrorCode.none or any(p.leader_id < 0 for p in t.partitions):
             return False
         # Every leader must have learned it leads (metadata reaches brokers by long-poll).
-        rows = self.metrics.latest_replicas() if self.metrics else pd.DataFrame()
-        if rows.empty:
-            return False
+        rows = self.metrics.latest_replica_rows() if self.metrics else []
+        latest = {(r.get("topic"), r.get("partition"), r.get("broker")): r for r in rows}
         for p in t.partitions:
-            r = rows[(rows.topic == name) & (rows.partition == int(p.partition_index))
-                     & (rows.broker == int(p.leader_id))]
-            if r.empty or not bool(r.iloc[-1].is_leader) or int(r.iloc[-1].leader_epoch) != int(p.leader_epoch):
+            r = latest.get((name, int(p.partition_index), int(p.leader_id)))
+            if r is None or not r.get("is_leader") or int(r.get("leader_epoch", -1)) != int(p.leader_epoch):
                 return False
-        return True
+        return bool(rows)
 
     def delete_topic(self, name: str, timeout: float = 10.0) -> None:
         req = dt_req.DeleteTopicsRequest(topics=(dt_req.DeleteTopicState(name=name, topic_id=None),),

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import zmq
+
+from .lazy_pandas import pd
 
 # The publishing half lives apart so lab processes need not import pandas; it is re-exported
 # here so `from kafkalab.metrics import MetricsPublisher` keeps working.
@@ -371,6 +372,12 @@ class MetricsCollector(MetricsSource):
         with self._lock:
             rows = self._rows_by_kind.get(kind)
             return len(rows) if rows else 0
+
+    def latest_replica_rows(self) -> list[dict[str, Any]]:
+        """The newest row of every replica as plain dicts: for checks that need no frame
+        (and so no pandas in a process that never shows one)."""
+        with self._lock:
+            return [dict(r) for r in self._latest_replica.values()]
 
     def latest_replicas(self) -> pd.DataFrame:
         with self._lock:

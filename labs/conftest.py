@@ -4,11 +4,13 @@
 Each lab must also fit Binder: its kernel plus its cluster stay under 1 GB of RSS. A thread
 samples the memory of every process this pytest started (the kernel and, below it, the
 cluster) while a notebook runs; the notebook's last cell fails if the peak passed the limit,
-and the summary lists each lab's peak.
+and the summary lists each lab's peak. With KAFKALAB_LAB_PEAKS set to a file name, the peaks are
+also merged into that JSON file ({lab file: MB}), where `kafkalab bench footprint` reads them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -94,9 +96,25 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     _sampler = None
     time.sleep(0)  # let the sampler see its stop flag
     peak = _peaks[item.path.name]
+    _save_peak(item.path.name, peak)
     if peak > LIMIT_MB:
         raise AssertionError(f"{item.path.name}: its kernel and cluster peaked at {peak:.0f} MB RSS, over the "
                              f"{LIMIT_MB} MB a Binder session allows: use fewer brokers or less data")
+
+
+def _save_peak(lab: str, mb: float) -> None:
+    path = os.environ.get("KAFKALAB_LAB_PEAKS")
+    if not path:
+        return
+    try:
+        with open(path) as f:
+            peaks = json.load(f)
+    except (OSError, ValueError):
+        peaks = {}
+    peaks[lab] = round(mb, 1)
+    with open(path + ".tmp", "w") as f:
+        json.dump(dict(sorted(peaks.items())), f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -17,6 +17,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "rebalance": ("kafkalab.bench.rebalance", "run"),
     "transactions": ("kafkalab.bench.transactions", "run"),
     "consume": ("kafkalab.bench.kafka_clients", "consume"),
+    "footprint": ("kafkalab.bench.footprint", "run"),
 }
 
 

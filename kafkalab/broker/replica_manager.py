@@ -383,13 +383,15 @@ class ReplicaManager:
         pid = int(p.partition)
         part = self.partitions.get((topic, pid))
 
+        # Records are empty, never null, as Kafka's MemoryRecords.EMPTY: librdkafka takes a null
+        # records field for a protocol error and retries the same fetch in a tight loop.
         def error(code: ErrorCode, part: Partition | None = None) -> fetch_resp.PartitionData:
             leader = fetch_resp.LeaderIdAndEpoch(leader_id=part.leader if part else -1,
                                                  leader_epoch=part.leader_epoch if part else -1)
             return fetch_resp.PartitionData(partition_index=pid, error_code=code, high_watermark=-1,
                                             last_stable_offset=-1, log_start_offset=-1,
                                             current_leader=leader, aborted_transactions=None,
-                                            records=None)
+                                            records=b"")
 
         if part is None:
             code = ErrorCode.unknown_topic_or_partition if self.image.partition(topic, pid) is None \
@@ -406,7 +408,7 @@ class ReplicaManager:
             return fetch_resp.PartitionData(
                 partition_index=pid, error_code=ErrorCode.none, high_watermark=hw,
                 last_stable_offset=lso, log_start_offset=part.log_start_offset,
-                diverging_epoch=diverging, aborted_transactions=None, records=None), 0
+                diverging_epoch=diverging, aborted_transactions=None, records=b""), 0
         # Followers read to the log end; consumers never past the high watermark, and
         # read_committed consumers never past the last stable offset.
         max_offset = None if replica_id >= 0 else (lso if isolation_level == 1 else hw)

@@ -1,0 +1,53 @@
+"""What keeps a learner small: lazy imports on the notebook side, state rows sent on change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_importing_kafkalab_and_cluster_leaves_pandas_and_plotly_out():
+    code = ("import sys, kafkalab\nfrom kafkalab import Cluster\n"
+            "from kafkalab.metrics import MetricsCollector\n"
+            "print(sorted(m for m in ('pandas', 'plotly', 'numpy') if m in sys.modules))\n"
+            "from kafkalab.metrics import KIND_COLUMNS, _to_frame\n"
+            "print(type(_to_frame([], 'broker')).__module__.split('.')[0], 'pandas' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "pandas True"]  # and a frame still comes out as pandas
+
+
+def test_broker_process_modules_never_import_pandas():
+    code = ("import sys, kafkalab.broker.server, kafkalab.controller.server\n"
+            "print('pandas' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.integration
+def test_a_cluster_with_a_topic_and_traffic_leaves_pandas_out_until_a_frame_is_asked_for():
+    code = ("import sys\nfrom kafkalab import Cluster\n"
+            "with Cluster(brokers=1) as c:\n"
+            "    c.create_topic('t', partitions=1, replication_factor=1)\n"
+            "    p = c.producer({'acks': '1'})\n"
+            "    p.produce('t', value=b'x')\n"
+            "    assert p.flush(10) == 0\n"
+            "    p.close()\n"
+            "    print('pandas' in sys.modules)\n"
+            "    c.describe_topic('t')\n"
+            "    print('pandas' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_footprint_reads_the_lab_peaks_the_labs_run_saved(tmp_path, monkeypatch):
+    from kafkalab.bench.footprint import LAB_PEAKS_ENV, lab_peaks
+
+    monkeypatch.delenv(LAB_PEAKS_ENV, raising=False)
+    assert lab_peaks() == {}  # no file named: no rows, not an error
+    path = tmp_path / "peaks.json"
+    path.write_text('{"04_consumer_groups.ipynb": 412.5, "11_failure_scenarios.ipynb": 600}')
+    monkeypatch.setenv(LAB_PEAKS_ENV, str(path))
+    assert lab_peaks() == {"04_consumer_groups.ipynb": 412.5, "11_failure_scenarios.ipynb": 600.0}
