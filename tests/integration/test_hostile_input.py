@@ -233,4 +233,4 @@ def test_hostile_frames_on_both_transports_leave_the_broker_up_and_the_good_clie
             b, c = m.brokers(), m.controller()
             return (not b.empty and not c.empty and b["kafka_malformed_requests"].max() > 0
                     and b["rpc_malformed_requests"].max() > 0 and c["rpc_malformed_requests"].max() > 0)
-        assert cluster.metrics.wait_for(counted, timeout=10), "no malformed requests in the metrics"
+        assert cluster.metrics.wait_for(counted, timeout=30), "no malformed requests in the metrics"
