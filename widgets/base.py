@@ -33,7 +33,8 @@ TIME_AXIS_TITLE = "seconds since start"
 FIGURE_CONFIG = {"displayModeBar": False}
 # A browser model that has drawn its figure but not answered an update sent this long ago
 # never will (see EchoWatch): the view gets a new FigureWidget.
-DEAF_AFTER_S = 10.0
+DEAF_AFTER_S = 5.0
+LIVE_CLASS = "kafkalab-chart-live"  # on a view's box while its browser model hears updates
 
 
 class Source(Protocol):
@@ -152,8 +153,9 @@ class EchoWatch:
     means that model is deaf, and only a new widget (a new model) can show the figure.
     """
 
-    def __init__(self, deaf_after_s: float = DEAF_AFTER_S) -> None:
+    def __init__(self, deaf_after_s: float = DEAF_AFTER_S, opened_at_edit: int = 0) -> None:
         self.deaf_after_s = deaf_after_s
+        self.opened_at_edit = opened_at_edit  # the edit id in the model's starting state
         self.answered = False          # a view of this model has drawn or answered
         self.newest_echo = -1
         self._unanswered: deque[tuple[int, float]] = deque()  # (edit id, sent at)
@@ -175,6 +177,16 @@ class EchoWatch:
         """No view has ever answered: not known (nothing displayed it yet, or it is closed)."""
         return (self.answered and bool(self._unanswered)
                 and now - self._unanswered[0][1] >= self.deaf_after_s)
+
+    @property
+    def hearing(self) -> bool:
+        """A view answered an edit sent after the model opened: the model hears updates."""
+        return self.newest_echo > self.opened_at_edit
+
+    def needs_probe(self) -> bool:
+        """A view drew the starting state, and no edit is on its way to show whether its
+        model hears: a still chart would otherwise look fine until its first change is lost."""
+        return self.answered and not self.hearing and not self._unanswered
 
 
 class SharedReads:
@@ -244,7 +256,7 @@ class View:
             layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT, **data["layout"]},
             # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
             config=FIGURE_CONFIG)
-        self._watch = EchoWatch(self.deaf_after_s)
+        self._watch = EchoWatch(self.deaf_after_s, figure._last_trace_edit_id)
         figure.observe(self._on_echo, names="_js2py_traceDeltas")
         return figure
 
@@ -254,11 +266,24 @@ class View:
             with self._echo_lock:
                 self._watch.echoed(int(message.get("trace_edit_id", -1)))
 
-    def _replace_deaf_figure(self) -> bool:
-        """A new FigureWidget showing the current figure, in place of a deaf one."""
+    def _check_browser_model(self) -> bool:
+        """Probe a model that drew but has not yet shown that it hears; mark the box live
+        once it has (tests wait on the class); replace it when it is deaf."""
         with self._echo_lock:
-            if not self._watch.deaf(time.monotonic()):
-                return False
+            deaf, hearing, probe = (self._watch.deaf(time.monotonic()), self._watch.hearing,
+                                    self._watch.needs_probe())
+        if hearing != (LIVE_CLASS in self.frame._dom_classes):
+            (self.frame.add_class if hearing else self.frame.remove_class)(LIVE_CLASS)
+        if probe:
+            # Invisible (layout.meta), and sent as an update, which the front-end answers.
+            with self.figure.batch_update():
+                self.figure.layout.meta = {"probe": self.figure._last_trace_edit_id + 1}
+            with self._echo_lock:
+                self._watch.sent(self.figure._last_trace_edit_id, time.monotonic())
+        if not deaf:
+            return False
+        if LIVE_CLASS in self.frame._dom_classes:
+            self.frame.remove_class(LIVE_CLASS)
         old, data = self.figure, self._shown or self.figure_data()
         old.unobserve(self._on_echo, names="_js2py_traceDeltas")  # its late echoes are moot
         self.figure = self._new_figure(data)
@@ -287,7 +312,7 @@ class View:
 
     def refresh(self) -> bool:
         """Recompute from the source; returns whether the figure changed."""
-        replaced = self._replace_deaf_figure()
+        replaced = self._check_browser_model()
         now = time.monotonic()
         if now - self._computed_at < self.min_interval_s:
             return replaced

@@ -13,7 +13,7 @@ import pytest
 
 from kafkalab.metrics import MetricsSnapshot
 from kafkalab.widgets import ReplicaView
-from kafkalab.widgets.base import EchoWatch, LiveFigure
+from kafkalab.widgets.base import LIVE_CLASS, EchoWatch, LiveFigure
 
 T0 = 1_000.0
 
@@ -54,6 +54,17 @@ def test_answers_clear_the_edits_they_cover():
     assert not watch.deaf(now=300)
 
 
+def test_a_model_hears_once_a_view_answers_an_edit_sent_after_it_opened():
+    watch = EchoWatch(deaf_after_s=5, opened_at_edit=3)
+    assert not watch.needs_probe()  # nothing drew it yet
+    watch.echoed(3)  # a view drew the starting state: deaf or not, nobody knows
+    assert not watch.hearing and watch.needs_probe()
+    watch.sent(4, now=0)
+    assert not watch.needs_probe()  # the probe is on its way
+    watch.echoed(4)
+    assert watch.hearing and not watch.needs_probe()
+
+
 def test_a_live_figure_opens_its_browser_model_with_the_whole_first_figure(monkeypatch):
     opened: list[dict[str, Any]] = []
     create_comm = widget_module.comm.create_comm
@@ -85,6 +96,28 @@ def view(monkeypatch) -> ReplicaView:
 def echo(figure: Any, edit_id: int) -> None:
     """What Plotly's front-end sends after drawing or applying an update."""
     figure._js2py_traceDeltas = {"trace_deltas": [], "trace_edit_id": edit_id}
+
+
+def test_a_still_chart_is_probed_once_drawn_and_marked_live_when_the_probe_is_answered(view):
+    figure = view.figure
+    assert view.refresh() is False and LIVE_CLASS not in view.widget._dom_classes
+    echo(figure, figure._last_trace_edit_id)  # drawn, nothing sent since it opened
+    before = figure._last_trace_edit_id
+    view.refresh()
+    assert figure._last_trace_edit_id == before + 1  # the probe
+    assert figure.layout.meta == {"probe": before + 1}
+    echo(figure, before + 1)
+    view.refresh()
+    assert LIVE_CLASS in view.widget._dom_classes and view.figure is figure
+
+
+def test_a_still_chart_whose_probe_goes_unanswered_is_replaced(view):
+    figure = view.figure
+    echo(figure, figure._last_trace_edit_id)
+    view.refresh()  # sends the probe; deaf_after_s is 0, but the probe was just sent
+    view.refresh()  # unanswered: deaf
+    assert view.replaced == 1 and view.figure is not figure
+    assert LIVE_CLASS not in view.widget._dom_classes
 
 
 def test_a_view_swaps_a_deaf_figure_for_one_that_shows_the_current_figure(view):
