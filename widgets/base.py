@@ -174,7 +174,8 @@ class EchoWatch:
             self._unanswered.popleft()
 
     def deaf(self, now: float) -> bool:
-        """No view has ever answered: not known (nothing displayed it yet, or it is closed)."""
+        """An edit has waited `deaf_after_s` for an answer although a view answered before.
+        Before any view answered, nobody knows (nothing displayed it yet, or it is closed)."""
         return (self.answered and bool(self._unanswered)
                 and now - self._unanswered[0][1] >= self.deaf_after_s)
 
