@@ -167,7 +167,7 @@ def page_state(page: Any) -> str:
             f"charts {page.evaluate(CHARTS_JS)}")
 
 
-def check_charts(page: Any) -> None:
+def check_charts(page: Any, page_errors: list[str]) -> None:
     """Every chart is drawn with its figure, never blank, and its model hears the kernel.
 
     A blank chart fails at once (not waited out): a chart's first figure is in its browser
@@ -180,9 +180,12 @@ def check_charts(page: Any) -> None:
     charts = page.evaluate(CHARTS_JS)
     blank = [c for c in charts if not c["title"] and not c["traces"]]
     assert not blank, (f"{len(blank)} of {len(charts)} charts are blank (an empty grid: the "
-                       f"browser model never got the figure): {charts}")
+                       f"browser model never got the figure): {charts}; {page_errors}")
+    # anywidget reports a model it gave up on as a page error; the kernel replaces those.
+    deaf = sum("Failed to initialize model" in e for e in page_errors)
     wait_js(page, f"({CHARTS_JS})().every(c => c.live)", 60_000,
-            "every chart's browser model hears the kernel's updates")
+            f"every chart's browser model hears the kernel's updates ({deaf} browser models "
+            f"so far gave up loading: {page_errors[:3]})")
 
 
 def tile_text(page: Any, broker: int) -> str:
@@ -220,6 +223,8 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
                                                  artifacts: Path) -> None:
 
     page, out = chromium_page, artifacts
+    page_errors: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
     page.set_viewport_size(VIEWPORT)
     started = time.monotonic()
     write_notebook(jupyter_lab.root)
@@ -238,7 +243,7 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
     cluster_pids = jupyter_lab.children_of_server() - {kernel_pid}
     assert len(cluster_pids) >= 4, cluster_pids  # controller + 3 brokers (+ resource tracker)
 
-    check_charts(page)
+    check_charts(page, page_errors)
     wait_js(page, f"({REPLICA_LEADERS_JS})().leaders?.P0 !== undefined", 60_000,
             "ReplicaView marks a leader of P0")
     wait_js(page, f"({NETWORK_CUT_JS})().found", 30_000, "the network picture is drawn")
