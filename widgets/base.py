@@ -142,6 +142,16 @@ class LiveFigure(go.FigureWidget):
             super().open()
 
 
+class FigureFrame(w.Box):
+    """The box a view's live figure sits in. Closing it closes the figure too: a lab that
+    is done with a view closes `view.widget`."""
+
+    def close(self) -> None:
+        for child in self.children:
+            child.close()
+        super().close()
+
+
 class EchoWatch:
     """Whether the browser's model of a FigureWidget still hears the kernel's updates.
 
@@ -242,7 +252,7 @@ class View:
         data = self.figure_data()
         self._computed_at = time.monotonic()
         self.figure = self._new_figure(data)
-        self.frame = w.Box([self.figure])
+        self.frame = FigureFrame([self.figure])
         self._shown: FigureData | None = data
         self.refresh()  # what a subclass shows beside the figure (a table) fills in too
 

@@ -151,3 +151,9 @@ def test_a_view_that_hears_its_answers_keeps_its_figure(view):
         assert view.refresh() is True
         echo(first, first._last_trace_edit_id)
     assert view.refresh() is False and view.figure is first and view.replaced == 0
+
+
+def test_closing_a_views_widget_closes_its_figure(view):
+    figure = view.figure
+    view.widget.close()
+    assert figure.comm is None and view.widget.comm is None
