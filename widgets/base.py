@@ -136,6 +136,10 @@ class LiveFigure(go.FigureWidget):
         self._config = {**self._config, **config}
         self._opening = False
         self.open()
+        # JupyterLab handles kernel messages one at a time and holds a message for a model
+        # until the model is ready: this one makes the next widget's model start loading only
+        # once this one has, so the 5 MB loads do not overlap and miss the 2 s limit together.
+        self.send_state("_config")
 
     def open(self) -> None:
         if not getattr(self, "_opening", False):
