@@ -7,9 +7,12 @@ Python values only, so tests compare numbers and colours without a kernel or a b
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
 from typing import Any, Protocol
 
+import ipywidgets as w
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -28,6 +31,10 @@ FIGURE_HEIGHT = 320
 FIGURE_WIDTH = 460  # two a row beside the file browser at 1400 px
 TIME_AXIS_TITLE = "seconds since start"
 FIGURE_CONFIG = {"displayModeBar": False}
+# A browser model that has drawn its figure but not answered an update sent this long ago
+# never will (see EchoWatch): the view gets a new FigureWidget.
+DEAF_AFTER_S = 5.0
+LIVE_CLASS = "kafkalab-chart-live"  # on a view's box while its browser model hears updates
 
 
 class Source(Protocol):
@@ -113,6 +120,90 @@ def apply_figure(fig: go.FigureWidget, data: FigureData) -> None:
             setattr(fig.layout, key, value)
 
 
+class LiveFigure(go.FigureWidget):
+    """A FigureWidget whose browser model starts from its first figure, not from nothing.
+
+    ipywidgets opens a widget's comm (the browser model's starting state) inside the
+    constructor, before Plotly sets the figure, so the figure would travel as a separate
+    update message; a model that drops its updates (EchoWatch) then draws an empty grid.
+    Here the comm opens only once data, layout and config are set.
+    """
+
+    def __init__(self, data: list[dict[str, Any]], layout: dict[str, Any],
+                 config: dict[str, Any]) -> None:
+        self._opening = True
+        super().__init__(data=data, layout=layout)
+        self._config = {**self._config, **config}
+        self._opening = False
+        self.open()
+        # JupyterLab handles kernel messages one at a time and holds a message for a model
+        # until the model is ready: this one makes the next widget's model start loading only
+        # once this one has, so the 5 MB loads do not overlap and miss the 2 s limit together.
+        self.send_state("_config")
+
+    def open(self) -> None:
+        if not getattr(self, "_opening", False):
+            super().open()
+
+
+class FigureFrame(w.Box):
+    """The box a view's live figure sits in. Closing it closes the figure too: a lab that
+    is done with a view closes `view.widget`."""
+
+    def close(self) -> None:
+        for child in self.children:
+            child.close()
+        super().close()
+
+
+class EchoWatch:
+    """Whether the browser's model of a FigureWidget still hears the kernel's updates.
+
+    Plotly's front-end answers every update it applies, and every first drawing of a view,
+    with the newest edit id it knows. anywidget gives a model 2 s to load its JavaScript
+    (Plotly's is 5 MB, parsed per widget); a model that took longer drops every message
+    from the kernel from then on, without an error, while its views still draw the
+    starting state. So: once a view has answered, an edit left unanswered for `deaf_after_s`
+    means that model is deaf, and only a new widget (a new model) can show the figure.
+    """
+
+    def __init__(self, deaf_after_s: float = DEAF_AFTER_S, opened_at_edit: int = 0) -> None:
+        self.deaf_after_s = deaf_after_s
+        self.opened_at_edit = opened_at_edit  # the edit id in the model's starting state
+        self.answered = False          # a view of this model has drawn or answered
+        self.newest_echo = -1
+        self._unanswered: deque[tuple[int, float]] = deque()  # (edit id, sent at)
+
+    def sent(self, edit_id: int, now: float) -> None:
+        """The kernel sent the edit `edit_id` (Plotly's _last_trace_edit_id) at `now`."""
+        if edit_id > self.newest_echo and (not self._unanswered
+                                           or edit_id > self._unanswered[-1][0]):
+            self._unanswered.append((edit_id, now))
+
+    def echoed(self, edit_id: int) -> None:
+        """A view answered: its model has applied every edit up to `edit_id`."""
+        self.answered = True
+        self.newest_echo = max(self.newest_echo, edit_id)
+        while self._unanswered and self._unanswered[0][0] <= self.newest_echo:
+            self._unanswered.popleft()
+
+    def deaf(self, now: float) -> bool:
+        """An edit has waited `deaf_after_s` for an answer although a view answered before.
+        Before any view answered, nobody knows (nothing displayed it yet, or it is closed)."""
+        return (self.answered and bool(self._unanswered)
+                and now - self._unanswered[0][1] >= self.deaf_after_s)
+
+    @property
+    def hearing(self) -> bool:
+        """A view answered an edit sent after the model opened: the model hears updates."""
+        return self.newest_echo > self.opened_at_edit
+
+    def needs_probe(self) -> bool:
+        """A view drew the starting state, and no edit is on its way to show whether its
+        model hears: a still chart would otherwise look fine until its first change is lost."""
+        return self.answered and not self.hearing and not self._unanswered
+
+
 class SharedReads:
     """A metrics source whose reads are shared within one refresh: five views asking for the
     latest replicas build one frame, and every view sees the same `now`. `clear()` starts
@@ -147,8 +238,12 @@ class View:
     """A live figure over a metrics source: `.widget`, `refresh()`, `figure_data()`.
 
     Subclasses implement `figure_data()` by reading the source and calling their pure
-    function; `refresh()` only touches the widget when the figure data changed.
+    function; `refresh()` only touches the widget when the figure data changed. `.widget`
+    is a box around the FigureWidget, so a figure whose browser model went deaf
+    (EchoWatch) can be swapped for a new one showing the whole current figure.
     """
+
+    deaf_after_s = DEAF_AFTER_S
 
     def __init__(self, source: Source, window_s: float = 120.0) -> None:
         self.source = source
@@ -156,21 +251,61 @@ class View:
         # A Dashboard recomputes slow-moving views (1 s lanes, 1 s rates) at most this often.
         self.min_interval_s = 0.0
         self._computed_at = -math.inf
-        # The first figure goes into the constructor: a FigureWidget shown later starts from
-        # its constructor's data, and changes made before the browser drew it are lost.
+        self.replaced = 0  # figures swapped out because their browser model went deaf
+        self._echo_lock = threading.Lock()  # echoes arrive on the kernel's thread
         data = self.figure_data()
         self._computed_at = time.monotonic()
-        self.figure = go.FigureWidget(
-            data=data["data"],
-            layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT, **data["layout"]})
-        # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
-        self.figure._config = {**self.figure._config, **FIGURE_CONFIG}
+        self.figure = self._new_figure(data)
+        self.frame = FigureFrame([self.figure])
         self._shown: FigureData | None = data
         self.refresh()  # what a subclass shows beside the figure (a table) fills in too
 
     @property
     def widget(self) -> Any:
-        return self.figure
+        return self.frame
+
+    def _new_figure(self, data: FigureData) -> LiveFigure:
+        # The whole figure is in the new model's starting state (LiveFigure).
+        figure = LiveFigure(
+            data=data["data"],
+            layout={"width": FIGURE_WIDTH, "height": FIGURE_HEIGHT, **data["layout"]},
+            # Plotly's mode bar would sit over the titles; these charts are read, not zoomed.
+            config=FIGURE_CONFIG)
+        self._watch = EchoWatch(self.deaf_after_s, figure._last_trace_edit_id)
+        figure.observe(self._on_echo, names="_js2py_traceDeltas")
+        return figure
+
+    def _on_echo(self, change: dict[str, Any]) -> None:
+        message = change.get("new")
+        if message and change.get("owner") is self.figure:
+            with self._echo_lock:
+                self._watch.echoed(int(message.get("trace_edit_id", -1)))
+
+    def _check_browser_model(self) -> bool:
+        """Probe a model that drew but has not yet shown that it hears; mark the box live
+        once it has (tests wait on the class); replace it when it is deaf."""
+        with self._echo_lock:
+            deaf, hearing, probe = (self._watch.deaf(time.monotonic()), self._watch.hearing,
+                                    self._watch.needs_probe())
+        if hearing != (LIVE_CLASS in self.frame._dom_classes):
+            (self.frame.add_class if hearing else self.frame.remove_class)(LIVE_CLASS)
+        if probe:
+            # Invisible (layout.meta), and sent as an update, which the front-end answers.
+            with self.figure.batch_update():
+                self.figure.layout.meta = {"probe": self.figure._last_trace_edit_id + 1}
+            with self._echo_lock:
+                self._watch.sent(self.figure._last_trace_edit_id, time.monotonic())
+        if not deaf:
+            return False
+        if LIVE_CLASS in self.frame._dom_classes:
+            self.frame.remove_class(LIVE_CLASS)
+        old, data = self.figure, self._shown or self.figure_data()
+        old.unobserve(self._on_echo, names="_js2py_traceDeltas")  # its late echoes are moot
+        self.figure = self._new_figure(data)
+        self.frame.children = (self.figure,)
+        old.close()
+        self.replaced += 1
+        return True
 
     def since(self, now: float) -> float:
         return now - self.window_s
@@ -192,13 +327,16 @@ class View:
 
     def refresh(self) -> bool:
         """Recompute from the source; returns whether the figure changed."""
+        replaced = self._check_browser_model()
         now = time.monotonic()
         if now - self._computed_at < self.min_interval_s:
-            return False
+            return replaced
         self._computed_at = now
         data = self.figure_data()
         if data == self._shown:
-            return False
+            return replaced
         apply_figure(self.figure, data)
         self._shown = data
+        with self._echo_lock:
+            self._watch.sent(self.figure._last_trace_edit_id, time.monotonic())
         return True

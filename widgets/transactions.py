@@ -77,7 +77,7 @@ class TransactionView(View):
         self.topic = topic
         self.table = w.HTML()
         super().__init__(source)
-        self.box = w.VBox([self.figure, self.table])
+        self.box = w.VBox([self.frame, self.table])
 
     @property
     def widget(self) -> Any:

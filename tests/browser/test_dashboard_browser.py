@@ -3,7 +3,8 @@ file browser open: kill the leader with its button, cut a link, watch the story.
 
 A notebook builds a 3-broker cluster, a replicated topic and some records, prints partition
 0's leader into a known output element and displays `Dashboard(cluster, topic="orders")`.
-The test runs it, clicks broker N's "Kill" on that leader and checks that, within 3 s, the
+The test first checks that every chart is drawn with its figure (a blank one fails at once)
+and that the kernel knows each chart's browser model hears its updates. Then it clicks broker N's "Kill" on that leader and checks that, within 3 s, the
 broker's tile says "killed", its replicas are grey and the ReplicaView names another leader
 for P0; that the story feed says `orders-0: leader N → M`; then it cuts broker-1 ↔ broker-2
 with the network controls and checks that the network picture draws the cut. Then it shuts
@@ -105,6 +106,17 @@ NETWORK_CUT_JS = """
   return {found: false};
 }
 """
+# Every chart the notebook drew: its title, how many traces, and whether the kernel knows its
+# browser model hears updates (the view's box carries kafkalab-chart-live). A chart with no
+# title and no trace is blank: the empty grid Plotly draws when its model never got the figure.
+CHARTS_JS = """
+() => [...document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot')].map(gd => ({
+  title: (gd.layout && gd.layout.title && gd.layout.title.text) || null,
+  traces: (gd.data || []).length,
+  live: gd.closest('.kafkalab-chart-live') !== null,
+}))
+"""
+DASHBOARD_CHARTS = 6  # network, replicas, ISR lanes, throughput, lag (hidden), segments
 FEED_JS = "() => document.querySelector('.kafkalab-story')?.textContent || ''"
 STATUS_JS = "() => document.querySelector('.kafkalab-status')?.textContent || ''"
 
@@ -151,7 +163,27 @@ def page_state(page: Any) -> str:
     outputs = [t[:300] for t in page.locator(".jp-OutputArea-output").all_inner_texts()]
     tiles = page.locator(".jp-OutputArea-output .widget-html-content").all_inner_texts()
     return (f"prompts {prompts}, outputs {outputs}, ReplicaView "
-            f"{page.evaluate(REPLICA_LEADERS_JS)}, status and tiles {tiles}")
+            f"{page.evaluate(REPLICA_LEADERS_JS)}, status and tiles {tiles}, "
+            f"charts {page.evaluate(CHARTS_JS)}")
+
+
+def check_charts(page: Any, page_errors: list[str]) -> None:
+    """Every chart is drawn with its figure, never blank, and its model hears the kernel.
+
+    A blank chart fails at once (not waited out): a chart's first figure is in its browser
+    model's starting state, so a drawn chart without it is the bug, not slowness. Then every
+    chart must become live before the test acts: one whose model stopped hearing updates is
+    replaced by the kernel within seconds, and a chart still deaf after that is a failure.
+    """
+    wait_js(page, f"({CHARTS_JS})().length >= {DASHBOARD_CHARTS}", RENDER_TIMEOUT_MS,
+            f"the dashboard draws its {DASHBOARD_CHARTS} charts")
+    charts = page.evaluate(CHARTS_JS)
+    blank = [c for c in charts if not c["title"] and not c["traces"]]
+    assert not blank, (f"{len(blank)} of {len(charts)} charts are blank (an empty grid: the "
+                       f"browser model never got the figure): {charts}; {page_errors}")
+    wait_js(page, f"({CHARTS_JS})().every(c => c.live)", 60_000,
+            f"every chart's browser model hears the kernel's updates (page errors: "
+            f"{page_errors[:3]})")
 
 
 def tile_text(page: Any, broker: int) -> str:
@@ -189,6 +221,8 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
                                                  artifacts: Path) -> None:
 
     page, out = chromium_page, artifacts
+    page_errors: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
     page.set_viewport_size(VIEWPORT)
     started = time.monotonic()
     write_notebook(jupyter_lab.root)
@@ -207,6 +241,7 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
     cluster_pids = jupyter_lab.children_of_server() - {kernel_pid}
     assert len(cluster_pids) >= 4, cluster_pids  # controller + 3 brokers (+ resource tracker)
 
+    check_charts(page, page_errors)
     wait_js(page, f"({REPLICA_LEADERS_JS})().leaders?.P0 !== undefined", 60_000,
             "ReplicaView marks a leader of P0")
     wait_js(page, f"({NETWORK_CUT_JS})().found", 30_000, "the network picture is drawn")
