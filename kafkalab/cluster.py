@@ -27,12 +27,11 @@ from kio.schema.delete_topics.v6 import request as dt_req
 from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12 import request as md_req
 
-from kafkalab.broker.server import broker_node
 from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
-from kafkalab.controller.server import CONTROLLER_NODE, controller_node
 from kafkalab.errors import ClusterAlreadyRunningWarning, KafkaLabError
 from kafkalab.lazy_pandas import pd
 from kafkalab.metrics import MetricsCollector
+from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
 from kafkalab.process import run_role, spawner
 from kafkalab.protocol.errors import KafkaError
 from kafkalab.transport.faults import FaultTable

@@ -92,3 +92,8 @@ class NullPublisher:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def publisher_for(ctx: zmq.Context, endpoint: str | None, node: str) -> MetricsPublisher | NullPublisher:
+    """A process's publisher: real when the cluster collects metrics, silent otherwise."""
+    return MetricsPublisher(ctx, endpoint, node) if endpoint else NullPublisher()

@@ -28,7 +28,7 @@ from kafkalab.config import (
     topic_config,
     topic_default_sources,
 )
-from kafkalab.controller.image import MetadataImage
+from kafkalab.metadata.image import MetadataImage
 
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 # Kafka's DescribeConfigs sources and types.

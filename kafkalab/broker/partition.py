@@ -15,7 +15,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.producer_state import ProducerStateManager
-from kafkalab.controller.image import NO_LEADER, PartitionRegistration
+from kafkalab.metadata.image import NO_LEADER, PartitionRegistration
 
 
 @dataclass(slots=True)

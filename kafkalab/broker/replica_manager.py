@@ -29,8 +29,8 @@ from kio.schema.produce.v9 import response as produce_resp
 from kafkalab.broker.partition import Partition
 from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.config import topic_config
-from kafkalab.controller.image import MetadataImage
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
+from kafkalab.metadata.image import MetadataImage
 from kafkalab.records import encode_control_batch
 from kafkalab.records.header import (
     HEADER_SIZE,

@@ -26,9 +26,12 @@ from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_req
 
 from kafkalab.broker.replica_manager import NO_THROTTLE, TP, ReplicaManager
-from kafkalab.controller.image import NO_LEADER, MetadataImage
 from kafkalab.controller.requests import metadata_response
-from kafkalab.controller.server import METADATA_TOPIC, apply_batches, controller_node
+from kafkalab.metadata.image import NO_LEADER, MetadataImage
+from kafkalab.metadata.replay import apply_batches
+from kafkalab.metadata.topic import METADATA_TOPIC
+from kafkalab.metrics_publisher import publisher_for
+from kafkalab.nodes import broker_node, controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
 from kafkalab.transport.faults import FaultTable
@@ -45,9 +48,6 @@ def _ms() -> int:
 def _td(ms: int) -> datetime.timedelta:
     return datetime.timedelta(milliseconds=ms)
 
-
-def broker_node(broker_id: int) -> str:
-    return f"broker-{broker_id}"
 
 
 @dataclass
@@ -88,8 +88,7 @@ class BrokerServer:
         self._controller_silence_s = max(3 * config["broker.heartbeat.interval.ms"],
                                          1.5 * config["metadata.fetch.max.wait.ms"]) / 1000
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
-        from kafkalab.controller.server import _publisher
-        self.metrics = _publisher(self.ctx, metrics_endpoint, self.node)
+        self.metrics = publisher_for(self.ctx, metrics_endpoint, self.node)
         self.rm = ReplicaManager(broker_id, data_dir, config)
         self.rm.on_event = self._event
         self.image = MetadataImage()

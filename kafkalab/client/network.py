@@ -18,6 +18,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from kafkalab.client.context import ClientContext
 from kafkalab.client.metadata import MetadataCache
+from kafkalab.nodes import broker_node
 from kafkalab.protocol.build import metadata_request, metadata_results
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 from kafkalab.transport.rpc import RequestTimeoutError, RpcClient
@@ -26,10 +27,6 @@ METADATA_RETRY_S = 1.0
 
 Callback = Callable[[Any], None]  # gets the response, or a KafkaError
 
-
-def broker_node_name(node_id: int) -> str:
-    """A broker's name on the lab network (what the FaultTable's cuts and delays name)."""
-    return f"broker-{node_id}"
 
 
 class Waker:
@@ -91,7 +88,7 @@ class ClientNetwork:
             if endpoint is None:
                 raise KafkaError(ErrorCode.broker_not_available,
                                  f"broker {node_id} has no endpoint in ClientContext.brokers")
-            c = RpcClient(self.zmq, self.ctx.node, broker_node_name(node_id), endpoint, self.ctx.faults)
+            c = RpcClient(self.zmq, self.ctx.node, broker_node(node_id), endpoint, self.ctx.faults)
             self.clients[node_id] = c
             self._poller.register(c.socket, zmq.POLLIN)
             monitor = c.socket.get_monitor_socket(
@@ -110,7 +107,7 @@ class ClientNetwork:
             # Kafka's client does not queue for a broker it cannot reach: fail now, so the
             # caller refreshes metadata and finds the new leader.
             err = KafkaError(ErrorCode.network_exception,
-                             f"{self.ctx.node}: {broker_node_name(node_id)} is not reachable")
+                             f"{self.ctx.node}: {broker_node(node_id)} is not reachable")
             if callback is None:
                 raise err
             callback(err)
@@ -194,7 +191,7 @@ class ClientNetwork:
             cb = self.callbacks.pop(key, None)
             if cb is not None:
                 cb(RequestTimeoutError(
-                    f"{self.ctx.node} -> {broker_node_name(node_id)}: no response in time "
+                    f"{self.ctx.node} -> {broker_node(node_id)}: no response in time "
                     f"(request.timeout.ms={int(self.request_timeout_s * 1000)})"))
                 ran += 1
         return ran
@@ -216,7 +213,7 @@ class ClientNetwork:
             cb = self.callbacks.pop((node_id, corr), None)
             if cb is not None:
                 cb(KafkaError(ErrorCode.network_exception,
-                              f"{self.ctx.node}: connection to {broker_node_name(node_id)} lost"))
+                              f"{self.ctx.node}: connection to {broker_node(node_id)} lost"))
                 ran += 1
         return ran
 

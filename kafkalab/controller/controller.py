@@ -18,7 +18,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from kafkalab.config import TOPIC_CONFIGS, check_topic_segment_bytes, resolve, topic_config
-from kafkalab.controller.image import (
+from kafkalab.errors import ConfigError
+from kafkalab.metadata.image import (
     FENCE,
     IN_CONTROLLED_SHUTDOWN,
     NO_LEADER,
@@ -27,7 +28,6 @@ from kafkalab.controller.image import (
     MetadataImage,
     PartitionRegistration,
 )
-from kafkalab.errors import ConfigError
 
 Record = dict[str, Any]
 

@@ -28,7 +28,6 @@ import zmq
 from kio.schema.errors import ErrorCode
 
 from kafkalab.controller.controller import Controller
-from kafkalab.controller.image import MetadataImage, decode_record, encode_record
 from kafkalab.controller.raft import (
     Committed,
     NotLeader,
@@ -43,13 +42,11 @@ from kafkalab.controller.raft import (
 )
 from kafkalab.controller.raft_log import StorageRaftLog
 from kafkalab.controller.requests import metadata_fetch_response, metadata_response
-from kafkalab.controller.server import (
-    METADATA_LOG_CONFIG,
-    METADATA_TOPIC,
-    ControllerServer,
-    _publisher,
-    controller_node,
-)
+from kafkalab.controller.server import ControllerServer
+from kafkalab.metadata.image import MetadataImage, decode_record, encode_record
+from kafkalab.metadata.topic import METADATA_LOG_CONFIG, METADATA_TOPIC
+from kafkalab.metrics_publisher import publisher_for
+from kafkalab.nodes import controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
 from kafkalab.records.scan import iter_batches
@@ -186,7 +183,7 @@ class QuorumControllerServer(ControllerServer):
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, self.node, port, self.faults)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
-        self.metrics = _publisher(self.ctx, metrics_endpoint, self.node)
+        self.metrics = publisher_for(self.ctx, metrics_endpoint, self.node)
         self.log_dir = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
         self.raft_log = StorageRaftLog(self.log_dir, dict(METADATA_LOG_CONFIG), now_ms=_wall_ms(), clock=_wall_ms)
         self.state_path = os.path.join(self.log_dir, QUORUM_STATE_FILE)

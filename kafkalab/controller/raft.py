@@ -46,10 +46,10 @@ from kafkalab.controller.raft_log import (
     encode_data_batch,
     encode_leader_change,
 )
+from kafkalab.metadata.topic import METADATA_TOPIC
 from kafkalab.records.scan import iter_batches
 
 __all__ = [
-    "METADATA_TOPIC",
     "Committed",
     "HighWatermarkMoved",
     "LogAppended",
@@ -65,7 +65,6 @@ __all__ = [
     "SnapshotLoaded",
 ]
 
-METADATA_TOPIC = "__cluster_metadata"
 VOTE, BEGIN_QUORUM_EPOCH, END_QUORUM_EPOCH, FETCH, FETCH_SNAPSHOT = 52, 53, 54, 1, 59
 _NONE = ErrorCode.none
 _ZERO = datetime.timedelta(0)

@@ -13,7 +13,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12 import response as md
 
 from kafkalab.controller.controller import Controller
-from kafkalab.controller.image import NO_LEADER, MetadataImage
+from kafkalab.metadata.image import NO_LEADER, MetadataImage
 
 NO_THROTTLE = datetime.timedelta(0)
 

@@ -17,11 +17,14 @@ import zmq
 from kio.schema.errors import ErrorCode
 
 from kafkalab.controller.controller import Controller
-from kafkalab.controller.image import MetadataImage, decode_record, encode_record
+from kafkalab.metadata.image import MetadataImage, encode_record
+from kafkalab.metadata.replay import replay
+from kafkalab.metadata.topic import METADATA_LOG_CONFIG, METADATA_TOPIC
+from kafkalab.metrics_publisher import publisher_for
+from kafkalab.nodes import CONTROLLER_NODE
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
-from kafkalab.records import decode_batch, encode_batch
-from kafkalab.records.header import parse_header
+from kafkalab.records import encode_batch
 from kafkalab.storage import Log
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.loop import EventLoop
@@ -29,56 +32,11 @@ from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcServer
 
 log = logging.getLogger(__name__)
 
-METADATA_TOPIC = "__cluster_metadata"
 NO_THROTTLE = datetime.timedelta(0)
-CONTROLLER_NODE = "controller"
-# The metadata log keeps everything: brokers replay it from offset 0 when they start.
-METADATA_LOG_CONFIG: dict[str, Any] = {
-    "segment.bytes": 8 << 20, "retention.ms": -1, "retention.bytes": -1, "cleanup.policy": ["delete"],
-    "index.interval.bytes": 4096, "segment.index.bytes": 1 << 20, "segment.ms": 1 << 62,
-    "max.message.bytes": 8 << 20, "message.timestamp.type": "CreateTime"}
-
-
-def controller_node(controller_id: int) -> str:
-    """Node name of a quorum controller (fault table, ZeroMQ identity, metrics)."""
-    return f"controller-{controller_id}"
 
 
 def _ms() -> int:
     return int(time.time() * 1000)
-
-
-def replay(mlog: Any, image: MetadataImage) -> None:
-    """Rebuild the image from the metadata log (controller restart, broker catch-up)."""
-    offset = mlog.log_start_offset
-    while offset < mlog.log_end_offset:
-        data = mlog.read_bytes(offset, 1 << 20)
-        if not data:
-            break
-        offset = apply_batches(bytes(data), image, offset)
-
-
-def apply_batches(data: bytes, image: MetadataImage, from_offset: int) -> int:
-    """Apply every metadata record at or above from_offset; returns the next offset."""
-    pos, nxt = 0, from_offset
-    while pos + 61 <= len(data):
-        h = parse_header(data, pos)
-        if pos + h.size > len(data):
-            break
-        if h.is_control:
-            # A quorum's LEADER_CHANGE record: no metadata, but the image moves past it so
-            # the next fetch starts after it.
-            if h.next_offset > nxt:
-                nxt = image.offset = h.next_offset
-            pos += h.size
-            continue
-        batch = decode_batch(data, pos)
-        for rec in batch.records:
-            if rec.offset >= nxt:
-                image.apply(decode_record(rec.value), rec.offset)
-                nxt = rec.offset + 1
-        pos += h.size
-    return nxt
 
 
 class ControllerServer:
@@ -90,7 +48,7 @@ class ControllerServer:
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, CONTROLLER_NODE, port, self.faults)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
-        self.metrics = _publisher(self.ctx, metrics_endpoint, CONTROLLER_NODE)
+        self.metrics = publisher_for(self.ctx, metrics_endpoint, CONTROLLER_NODE)
         path = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
         self.mlog = Log(path, dict(METADATA_LOG_CONFIG), now_ms=_ms())
         self.image = MetadataImage()
@@ -210,11 +168,6 @@ class ControllerServer:
         self.fault_sub.close()
         self.metrics.close()
         self.ctx.term()
-
-
-def _publisher(ctx: zmq.Context, endpoint: str | None, node: str) -> Any:
-    from kafkalab.metrics_publisher import MetricsPublisher, NullPublisher
-    return MetricsPublisher(ctx, endpoint, node) if endpoint else NullPublisher()
 
 
 def controller_main(*, parent_pid: int, **kwargs: Any) -> None:

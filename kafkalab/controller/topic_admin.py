@@ -15,9 +15,9 @@ from kio.schema.errors import ErrorCode
 
 from kafkalab.config import TOPIC_CONFIGS, nearest_key, topic_config
 from kafkalab.controller.controller import Controller, Record, assign_replicas
-from kafkalab.controller.image import NO_LEADER, TOPIC_RESOURCE
 from kafkalab.controller.requests import NO_THROTTLE
 from kafkalab.errors import ConfigError
+from kafkalab.metadata.image import NO_LEADER, TOPIC_RESOURCE
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs operations
 PREFERRED, UNCLEAN = 0, 1  # ElectLeaders election types

@@ -212,8 +212,8 @@ class MirrorMaker:
         self._set_link(False)
 
     def _set_link(self, cut: bool) -> None:
-        from kafkalab.broker.server import broker_node
         from kafkalab.mirror.replicator import client_nodes
+        from kafkalab.nodes import broker_node
         for c in (self.source, self.target):
             if c.closed:
                 continue

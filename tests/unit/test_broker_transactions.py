@@ -14,7 +14,7 @@ from kio.schema.write_txn_markers.v1 import response as wresp
 from kafkalab.broker.replica_manager import ReplicaManager
 from kafkalab.config import broker_config
 from kafkalab.controller.controller import Controller
-from kafkalab.controller.image import MetadataImage
+from kafkalab.metadata.image import MetadataImage
 from kafkalab.records import encode_batch
 
 T = "t"

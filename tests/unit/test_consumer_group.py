@@ -276,8 +276,8 @@ def test_a_member_that_never_revokes_is_fenced_after_its_rebalance_timeout():
 def test_metadata_answers_a_request_by_topic_id():
     from kio.schema.metadata.v12 import request as md_req
 
-    from kafkalab.controller.image import MetadataImage
     from kafkalab.controller.requests import metadata_response
+    from kafkalab.metadata.image import MetadataImage
     image = MetadataImage()
     image.apply({"type": "TopicRecord", "name": "orders", "topic_id": T})
     unknown = uuid.UUID(int=99)

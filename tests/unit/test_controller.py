@@ -9,7 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from kafkalab.config import broker_config
 from kafkalab.controller.controller import Controller, assign_replicas
-from kafkalab.controller.image import NO_LEADER, MetadataImage
+from kafkalab.metadata.image import NO_LEADER, MetadataImage
 
 
 def make(brokers=(1, 2, 3), **overrides):

@@ -9,7 +9,6 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from kafkalab.cluster import _not_controller
-from kafkalab.controller.image import MetadataImage, encode_record
 from kafkalab.controller.quorum import (
     PendingReplies,
     metadata_fetch_error,
@@ -17,7 +16,8 @@ from kafkalab.controller.quorum import (
     read_committed,
 )
 from kafkalab.controller.raft_log import InMemoryRaftLog, encode_data_batch, encode_leader_change
-from kafkalab.controller.server import apply_batches
+from kafkalab.metadata.image import MetadataImage, encode_record
+from kafkalab.metadata.replay import apply_batches
 from kafkalab.protocol.apis import (
     ZMQ_VERSIONS,
     decode_response,

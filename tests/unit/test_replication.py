@@ -18,7 +18,7 @@ from kio.schema.produce.v9 import request as pr
 from kafkalab.broker.replica_manager import ReplicaManager
 from kafkalab.config import broker_config
 from kafkalab.controller.controller import Controller
-from kafkalab.controller.image import MetadataImage
+from kafkalab.metadata.image import MetadataImage
 from kafkalab.records import decode_batch, encode_batch
 from kafkalab.records.header import parse_header
 
