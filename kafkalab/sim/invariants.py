@@ -1,0 +1,19 @@
+"""What must hold after every event of a simulated run, and how a broken one is reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Violation(AssertionError):
+    """An invariant that did not hold: which, when, and how to replay it."""
+
+    seed: int
+    event: int
+    invariant: str
+    detail: str
+
+    def __str__(self) -> str:
+        return (f"seed {self.seed}, event {self.event}: {self.invariant} violated: {self.detail}\n"
+                f"replay: kafkalab sim --seeds {self.seed} --trace {self.seed}")
