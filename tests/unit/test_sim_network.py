@@ -40,6 +40,7 @@ def test_cuts_are_one_way_and_pauses_hold_messages() -> None:
     net.cut_one_way("a", "b")
     net.send("a", "b", 1)
     net.send("b", "a", 2)
+    s.run_until(50)
     net.pause("a")
     net.send("b", "a", 3)
     s.run_until(100)
