@@ -17,3 +17,17 @@ class Violation(AssertionError):
     def __str__(self) -> str:
         return (f"seed {self.seed}, event {self.event}: {self.invariant} violated: {self.detail}\n"
                 f"replay: kafkalab sim --seeds {self.seed} --trace {self.seed}")
+
+
+@dataclass
+class RunSummary:
+    """One seeded run of one scenario, as `kafkalab sim` prints it (a row per seed)."""
+
+    scenario: str
+    seed: int
+    virtual_s: float
+    events: int
+    faults: int
+    acknowledged: int  # records (or commits) the clients were told are durable
+    checks: int  # invariant checks made (invariants x events)
+    trace: list[str] | None = None  # the story in words, when asked for
