@@ -89,6 +89,17 @@ def resolve(user: Mapping[str, Any] | None, catalog: Mapping[str, ConfigDef], wh
     return out
 
 
+def config_str(value: Any) -> str | None:
+    """A config value the way Kafka keeps and shows it: "true", "delete,compact", "604800000"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def _defs(*defs: ConfigDef) -> dict[str, ConfigDef]:
     return {d.name: d for d in defs}
 

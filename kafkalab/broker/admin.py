@@ -25,6 +25,7 @@ from kafkalab.config import (
     BROKER_CONFIGS,
     TOPIC_CONFIGS,
     ConfigDef,
+    config_str,
     topic_config,
     topic_default_sources,
 )
@@ -44,17 +45,6 @@ FORWARDED = frozenset({ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS, CREATE_PARTITIO
 
 def _module(resp_cls: Any) -> Any:
     return importlib.import_module(resp_cls.__module__)
-
-
-def config_str(value: Any) -> str | None:
-    """A config value the way Kafka shows it: "true", "delete,compact", "604800000"."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 def _is_set(d: ConfigDef, value: Any) -> bool:

@@ -49,7 +49,6 @@ from kafkalab.storage import (
     OffsetCheckpointFile,
 )
 from kafkalab.storage.cleaner import Cleaner
-from kafkalab.storage.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -190,27 +189,24 @@ class ReplicaManager:
             part.producer_state.remove_expired(now_ms)
 
     def clean_logs(self, now_ms: int) -> None:
-        """The log cleaner's round: retention (delete policy) and compaction."""
+        """The log cleaner's round: compaction, then retention (Kafka's order, see Cleaner.run)."""
         for tp, part in list(self.partitions.items()):
             plog = part.log
             try:
-                if "delete" in plog.config["cleanup.policy"]:
-                    # Like Kafka, retention does not wait for slow consumers: the log start
-                    # offset moves up and they get OFFSET_OUT_OF_RANGE.
-                    result = apply_retention(plog, now_ms, part.high_watermark)
-                    if result["deleted_segments"]:
-                        self.on_event("retention", {"topic": tp[0], "partition": tp[1],
-                                                    "detail": f"deleted {len(result['deleted_segments'])} segments "
-                                                              f"({', '.join(result['reasons'])})",
-                                                    "log_start_offset": plog.log_start_offset})
-                if "compact" in plog.config["cleanup.policy"]:
-                    stats = self.cleaner.clean(plog, now_ms, part.last_stable_offset)
-                    if stats.get("cleaned"):
-                        self.on_event("compaction", {
-                            "topic": tp[0], "partition": tp[1],
-                            "detail": f"removed {stats['records_removed']} records "
-                                      f"(dirty ratio {stats['dirty_ratio']:.2f}: {stats['dirty_bytes']} "
-                                      f"dirty of {stats['clean_bytes'] + stats['dirty_bytes']} bytes)"})
+                # Like Kafka, retention does not wait for slow consumers: the log start offset
+                # moves up and they get OFFSET_OUT_OF_RANGE.
+                stats, result = self.cleaner.run(plog, now_ms, part.high_watermark, part.last_stable_offset)
+                if stats is not None and stats.get("cleaned"):
+                    self.on_event("compaction", {
+                        "topic": tp[0], "partition": tp[1],
+                        "detail": f"removed {stats['records_removed']} records "
+                                  f"(dirty ratio {stats['dirty_ratio']:.2f}: {stats['dirty_bytes']} "
+                                  f"dirty of {stats['clean_bytes'] + stats['dirty_bytes']} bytes)"})
+                if result["deleted_segments"]:
+                    self.on_event("retention", {"topic": tp[0], "partition": tp[1],
+                                                "detail": f"deleted {len(result['deleted_segments'])} segments "
+                                                          f"({', '.join(result['reasons'])})",
+                                                "log_start_offset": plog.log_start_offset})
                 plog.delete_expired_files(now_ms)
             except Exception:
                 log.exception("log cleaning failed for %s-%d", tp[0], tp[1])

@@ -23,10 +23,10 @@ from kafkalab.metadata.image import (
     FENCE,
     IN_CONTROLLED_SHUTDOWN,
     NO_LEADER,
-    TOPIC_RESOURCE,
     UNFENCE,
     MetadataImage,
     PartitionRegistration,
+    config_record,
 )
 
 Record = dict[str, Any]
@@ -226,8 +226,7 @@ class Controller:
             assignments = assign_replicas(live, num_partitions, replication_factor, self.rng)
         records: list[Record] = [{"type": "TopicRecord", "name": name,
                                   "topic_id": str(uuid.UUID(int=self.rng.getrandbits(128)))}]
-        records += [{"type": "ConfigRecord", "resource_type": TOPIC_RESOURCE, "resource_name": name,
-                     "name": k, "value": v} for k, v in (configs or {}).items()]
+        records += [config_record(name, k, v) for k, v in (configs or {}).items()]
         for pid in range(num_partitions):
             replicas = assignments[pid]
             isr = [b for b in replicas if self._usable(b)]

@@ -13,11 +13,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from kafkalab.config import TOPIC_CONFIGS, nearest_key, topic_config
+from kafkalab.config import TOPIC_CONFIGS, config_str, nearest_key, topic_config
 from kafkalab.controller.controller import Controller, Record, assign_replicas
 from kafkalab.controller.requests import NO_THROTTLE
 from kafkalab.errors import ConfigError
-from kafkalab.metadata.image import NO_LEADER, TOPIC_RESOURCE
+from kafkalab.metadata.image import NO_LEADER, TOPIC_RESOURCE, config_record
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs operations
 PREFERRED, UNCLEAN = 0, 1  # ElectLeaders election types
@@ -39,11 +39,9 @@ def alter_topic_config(controller: Controller, topic: str, overrides: dict[str, 
     if not validate_only:
         # One ConfigRecord per key that changes; a null value removes an override (as Kafka's).
         current = controller.image.topics[topic].configs
-        records: list[Record] = [
-            {"type": "ConfigRecord", "resource_type": TOPIC_RESOURCE, "resource_name": topic,
-             "name": k, "value": None} for k in sorted(set(current) - set(overrides))]
-        records += [{"type": "ConfigRecord", "resource_type": TOPIC_RESOURCE, "resource_name": topic,
-                     "name": k, "value": v} for k, v in sorted(overrides.items()) if current.get(k) != v]
+        records: list[Record] = [config_record(topic, k, None) for k in sorted(set(current) - set(overrides))]
+        records += [config_record(topic, k, v) for k, v in sorted(overrides.items())
+                    if current.get(k) != config_str(v)]
         if records:
             controller.commit(records)
         controller.on_event("topic_config", {"topic": topic, "detail": _describe(overrides)})

@@ -8,6 +8,10 @@ RegisterBrokerRecord; BrokerRegistrationChangeRecord for fencing, unfencing and 
 shutdown (3.3-IV2 replaced FenceBrokerRecord/UnfenceBrokerRecord with its `fenced` flag);
 TopicRecord, then one ConfigRecord per topic config the user set, then PartitionRecords;
 PartitionChangeRecord, RemoveTopicRecord, ProducerIdsRecord.
+
+A ConfigRecord's value is a string, as Kafka's (null removes the override); the image keeps the
+strings too (Kafka's ConfigurationsImage does), and `topic_config` turns them into typed values
+where a log is configured.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from kafkalab.config import config_str
 
 NO_LEADER = -1
 # BrokerRegistrationChangeRecord's flags (Kafka's BrokerRegistrationFencingChange and
@@ -48,7 +54,7 @@ class PartitionRegistration:
 class TopicImage:
     name: str
     topic_id: str
-    configs: dict[str, Any]  # only the overrides the user gave (Kafka's DescribeConfigs shape)
+    configs: dict[str, str]  # only the overrides the user gave, as strings (Kafka's DescribeConfigs shape)
     partitions: dict[int, PartitionRegistration] = field(default_factory=dict)
 
 
@@ -83,8 +89,8 @@ class MetadataImage:
             if t is not None:
                 if record["value"] is None:
                     t.configs.pop(record["name"], None)
-                else:
-                    t.configs[record["name"]] = record["value"]
+                else:  # a log written before values were strings holds typed ones
+                    t.configs[record["name"]] = config_str(record["value"])
         elif kind == "RemoveTopicRecord":
             self.topics.pop(record["name"], None)
         elif kind == "PartitionRecord":
@@ -119,6 +125,13 @@ class MetadataImage:
             if t.topic_id == topic_id:
                 return t
         return None
+
+
+def config_record(resource_name: str, name: str, value: Any, resource_type: int = TOPIC_RESOURCE
+                  ) -> dict[str, Any]:
+    """A ConfigRecord setting `name` (value None: removing the override), its value a string."""
+    return {"type": "ConfigRecord", "resource_type": resource_type, "resource_name": resource_name,
+            "name": name, "value": config_str(value)}
 
 
 def encode_record(record: dict[str, Any]) -> tuple[bytes, bytes]:

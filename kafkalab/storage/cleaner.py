@@ -7,14 +7,16 @@ LogCleaner does it:
    offset*, which is the lowest of the active segment's base offset, the last stable offset
    (no record of an open transaction, or above the high watermark, is ever cleaned) and the
    first segment whose newest record is younger than min.compaction.lag.ms.
-1. Map every key to its latest offset *within the cleanable part*. Records of the active
-   segment do not count: a value superseded only by a record in the active segment stays
-   until that segment closes and a later pass runs (Kafka's offset map stops at the first
-   uncleanable offset too). So a finished pass stays finished while producers append.
-   Records of aborted transactions (known from the .txnindex files) are not counted: they are
-   removed.
-2. Rewrite each cleanable segment into a `.cleaned` segment keeping, per batch, the records that
-   are still the latest for their key. A batch that keeps all its records is copied byte for
+1. Build the offset map, as Kafka's Cleaner.buildOffsetMap does, from the *dirty* range only:
+   each key's latest offset from the first dirty offset (where the last pass stopped) up to the
+   first uncleanable offset. The clean part is not read into it (an earlier pass left it with
+   one record per key); the active segment is not either: a value superseded only by a record
+   in the active segment stays until that segment closes and a later pass runs. So a finished
+   pass stays finished while producers append. Records of aborted transactions (known from the
+   .txnindex files) are not mapped: they are removed.
+2. Rewrite every cleanable segment, clean and dirty, into a `.cleaned` segment keeping, per
+   batch, the records no newer record in the map supersedes (a key the map lacks is kept), as
+   Kafka's shouldRetainRecord. A batch that keeps all its records is copied byte for
    byte; one that loses some is re-encoded with its surviving records at their original
    offsets (its base offset and last offset delta stay, so the batch still ends where it did).
 3. Swap it in: `.cleaned` -> `.swap` (the commit point) -> old files removed -> final names,
@@ -28,6 +30,11 @@ horizon removes the tombstone, so a consumer that reads to the log end within
 delete.retention.ms of the first cleaning still sees the delete. A COMMIT/ABORT marker gets its
 horizon once no record of its transaction remains, and goes at the first pass after it.
 Keyless records are dropped (the broker rejects them on a compacted topic at produce time).
+
+Order, as Kafka's cleaner thread (LogCleaner.cleanFilthiestLog, then deleteOldSegments on every
+compacted log): a log with cleanup.policy=compact,delete is compacted first, then retention
+applies to what is left (`Cleaner.run`); a compact-only log still loses segments below its log
+start offset (DeleteRecords). Kafka's log manager runs retention for delete-only logs.
 
 min.cleanable.dirty.ratio: clean only when the dirty bytes (cleanable segments at or after the
 first dirty offset, i.e. not yet cleaned) are at least that share of the cleanable log, or
@@ -55,6 +62,7 @@ from kafkalab.records.header import (
 from kafkalab.records.varint import write_varint
 from kafkalab.storage.files import CLEANED_SUFFIX, SEGMENT_SUFFIXES, segment_path
 from kafkalab.storage.log import Log
+from kafkalab.storage.retention import apply_retention
 from kafkalab.storage.segment import LogSegment
 from kafkalab.storage.txn_index import AbortedTxn
 
@@ -155,6 +163,15 @@ class Cleaner:
             self.first_dirty[log.dir] = stats["first_dirty_offset"]
         return stats
 
+    def run(self, log: Log, now_ms: int, high_watermark: int | None = None,
+            last_stable_offset: int | None = None) -> tuple[dict | None, dict]:
+        """One log's turn in a cleanup round, in Kafka's order: compaction (if the policy has
+        compact), then retention on what is left. Returns (compaction stats or None, retention)."""
+        compaction = None
+        if "compact" in log.config["cleanup.policy"]:
+            compaction = self.clean(log, now_ms, last_stable_offset)
+        return compaction, apply_retention(log, now_ms, high_watermark)
+
 
 def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
           last_stable_offset: int | None = None, force: bool = False) -> dict:
@@ -191,15 +208,20 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
         for t in seg.txn_index.entries:
             aborted.setdefault(t.producer_id, []).append(t)
 
-    # Pass 1: latest offset per key over the cleanable segments (the offset map).
+    # Pass 1: the offset map, latest offset per key over the dirty range of the cleanable part.
     latest: dict[bytes, int] = {}
     for seg in cleanable:
+        if seg.next_offset <= first_dirty:
+            continue  # clean: not read into the map
         for _, h, data in _batches(seg):
-            if h.is_control:
+            if h.is_control or h.last_offset < first_dirty:
                 continue
             for r in decode_batch(data, verify_crc=False).records:
-                if r.key is not None and not _is_aborted(h, r.offset, aborted):
+                if r.offset >= first_dirty and r.key is not None and not _is_aborted(h, r.offset, aborted):
                     latest[r.key] = r.offset
+
+    def superseded(r: Record) -> bool:
+        return r.offset < latest.get(r.key, -1)  # a key the map lacks is kept
 
     # Pass 2: which transactions keep data (markers of emptied ones may go).
     txn_has_data: dict[int, bool] = {}  # marker offset -> any record of its txn survives
@@ -212,7 +234,7 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
                 txn_has_data[h.base_offset] = open_txn.pop(h.producer_id, False)
                 continue
             keeps = any(
-                r.key is not None and latest.get(r.key) == r.offset and not _is_aborted(h, r.offset, aborted)
+                r.key is not None and not superseded(r) and not _is_aborted(h, r.offset, aborted)
                 for r in decode_batch(data, verify_crc=False).records
             )
             open_txn[h.producer_id] = open_txn.get(h.producer_id, False) or keeps
@@ -245,7 +267,7 @@ def clean(log: Log, now_ms: int, *, first_dirty_offset: int | None = None,
                     stats["keyless_removed"] += 1
                 elif _is_aborted(h, r.offset, aborted):
                     stats["aborted_removed"] += 1
-                elif latest.get(r.key) != r.offset:
+                elif superseded(r):
                     pass
                 elif r.value is None and horizon is not None and now_ms >= horizon:
                     stats["tombstones_removed"] += 1

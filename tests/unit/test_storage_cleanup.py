@@ -163,6 +163,49 @@ def test_a_record_superseded_only_in_the_active_segment_waits_for_it_to_close(tm
     lg.close()
 
 
+def test_the_offset_map_covers_the_dirty_range_only(tmp_path):
+    # Kafka's Cleaner.buildOffsetMap reads [first dirty offset, first uncleanable offset): a record
+    # of the clean part goes only if a newer record of the *dirty* part supersedes it.
+    lg = Log(str(tmp_path / "t-0"), {**CCFG, "segment.bytes": 200}, now_ms=0)
+    for k in (b"a", b"a", b"b", b"b", b"c", b"x"):   # two per segment: [a a] [b b] [c x] [active]
+        put(lg, [(k, b"v")], ts=0)
+    put(lg, [(b"y", b"v")], ts=0)
+    assert [s.base_offset for s in lg.segments] == [0, 2, 4, 6]
+    stats = clean(lg, 0, first_dirty_offset=2)         # offsets 0-1 count as cleaned before
+    assert stats["cleaned"] and stats["first_dirty_offset"] == 6
+    # a at 0 stays (its newer a at 1 is in the clean part, outside the map); b at 2 goes
+    assert [o for o, _, _ in records(lg)] == [0, 1, 3, 4, 5, 6]
+    lg.close()
+
+
+def test_compact_delete_compacts_first_then_applies_retention(tmp_path):
+    # Kafka's cleaner thread compacts a log, then runs deleteOldSegments on it: retention.bytes
+    # judges the compacted log, so the unique keys of the oldest segments survive.
+    cfg = {**CCFG, "segment.bytes": 200, "cleanup.policy": "compact,delete", "retention.bytes": 800}
+    lg = Log(str(tmp_path / "t-0"), cfg, now_ms=0)
+    for i in range(6):   # each segment: a unique key, then the hot key
+        put(lg, [(b"u%d" % i, b"x" * 20)], ts=0)
+        put(lg, [(b"hot", b"x" * 20)], ts=0)
+    assert lg.size_bytes > 800   # retention first would delete the oldest segment (u0)
+    compaction, retention = Cleaner().run(lg, 0)
+    assert compaction["cleaned"] and retention["deleted_segments"] == []
+    assert lg.log_start_offset == 0 and lg.size_bytes <= 800
+    assert [k for _, k, _ in records(lg)] == [b"u0", b"u1", b"u2", b"u3", b"u4", b"hot", b"u5", b"hot"]
+    lg.close()
+
+
+def test_a_compact_only_log_still_drops_segments_below_its_log_start(tmp_path):
+    lg = Log(str(tmp_path / "t-0"), {**CCFG, "segment.bytes": 300, "retention.ms": 1}, now_ms=0)
+    for i in range(20):
+        put(lg, [(b"k%d" % i, b"x" * 50)], ts=0)
+    third = lg.segments[2].base_offset
+    lg.delete_records(third)
+    compaction, retention = Cleaner().run(lg, 10**9)
+    assert retention["reasons"] == ["log start offset"]     # not retention.ms: no delete policy
+    assert lg.segments[0].base_offset == third == lg.log_start_offset
+    lg.close()
+
+
 def test_nothing_at_or_above_the_last_stable_offset_is_cleaned(tmp_path):
     lg = Log(str(tmp_path / "t-0"), {**CCFG, "segment.bytes": 200}, now_ms=0)
     for i in range(12):

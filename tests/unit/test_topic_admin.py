@@ -45,6 +45,24 @@ def test_a_config_change_is_one_config_record_per_key_and_a_bad_one_is_refused()
     assert len(log) == before
 
 
+def test_config_record_values_are_strings_as_kafkas():
+    # Kafka's ConfigRecord carries the value as a string, whatever type the config has; the
+    # image keeps the strings and the typed values come from topic_config.
+    c, image, log, _ = make()
+    c.create_topic("t", 1, 1, {"retention.ms": 1000, "cleanup.policy": ["compact", "delete"],
+                               "min.cleanable.dirty.ratio": 0.25, "unclean.leader.election.enable": True})
+    values = {r["name"]: r["value"] for r in log if r["type"] == "ConfigRecord"}
+    assert values == {"retention.ms": "1000", "cleanup.policy": "compact,delete",
+                      "min.cleanable.dirty.ratio": "0.25", "unclean.leader.election.enable": "true"}
+    assert image.topics["t"].configs == values
+    cfg = c.topic_configs("t")
+    assert (cfg["retention.ms"], cfg["cleanup.policy"], cfg["unclean.leader.election.enable"]) == (
+        1000, ["compact", "delete"], True)
+    before = len(log)
+    assert alter_topic_config(c, "t", {**values, "retention.ms": 1000})[0] == ErrorCode.none
+    assert len(log) == before   # 1000 and "1000" are the same value: nothing to write
+
+
 def test_incremental_operations_set_delete_and_append_to_lists():
     c, image, _, _ = make()
     c.create_topic("t", 1, 1, {"retention.ms": "1000"})

@@ -253,6 +253,22 @@ def test_add_offsets_adds_the_groups_offsets_partition():
     assert h.coord.txns[TID].partitions == {(OFFSETS_TOPIC, group_partition("g1", NP))}
 
 
+def test_each_new_partition_set_and_add_offsets_log_ongoing_again():
+    # Kafka's handleAddPartitionsToTransaction logs Ongoing whenever partitions are new to the
+    # transaction; AddOffsetsToTxn goes through it with the group's __consumer_offsets partition.
+    h = Harness()
+    _, pid, epoch = h.init()
+    h.add(pid, epoch, [("a", 0)])
+    h.add(pid, epoch, [("a", 0), ("b", 0)])
+    h.coord.add_offsets(TID, pid, epoch, "g1", 0, lambda code: None)
+    h.end(pid, epoch, True)
+    h.deliver_markers()
+    logged = [decode_txn_value(v) for _, v in h.log[partition_for(TID, NP)]]
+    assert [v["state"] for v in logged] == [TxnState.EMPTY] + [TxnState.ONGOING] * 3 + [
+        TxnState.PREPARE_COMMIT, TxnState.COMPLETE_COMMIT]
+    assert logged[3]["partitions"] == {("a", 0), ("b", 0), (OFFSETS_TOPIC, group_partition("g1", NP))}
+
+
 def test_recovery_mid_prepare_commit_finishes_the_commit():
     h = Harness()
     _, pid, epoch = h.init()
