@@ -8,9 +8,7 @@ and every 100 ms loads the groups of partitions this broker has just become lead
 (replaying their log) and drops those it no longer leads. Between loads it follows each loaded
 partition up to its high watermark for the transaction markers the transaction coordinator
 writes there: they commit or drop transactional offset commits. It also publishes "group"
-and "lag" metric rows.
-
-`describe_group(cluster, group)` (for the Cluster) reads those rows back as a DataFrame.
+and "lag" metric rows (the cluster's describe_group reads them back: kafkalab/cluster/describe.py).
 """
 
 from __future__ import annotations
@@ -338,64 +336,3 @@ class _LegacyLeave:
 
 def _ms() -> int:
     return int(time.time() * 1000)
-
-
-def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
-    """A row per member and partition it is assigned or the group has committed: the group's
-    type ("classic", "consumer" (KIP-848) or "share" (KIP-932)), state and generation (the
-    group epoch of the new protocols), member id, client id, member epoch (consumer and share
-    groups), committed offset, log end offset (the leader's high watermark) and lag. A member
-    with no partition has one row; share groups commit no offsets (many members may share a
-    partition). Built from the coordinator's and the brokers' metric rows (fresh ones are awaited)."""
-    import pandas as pd
-
-    from kafkalab.cluster import wait_until
-    columns = ["group", "type", "state", "generation", "topic", "partition", "member", "client_id",
-               "member_epoch", "committed_offset", "log_end_offset", "lag"]
-    since = time.time()
-    metrics = cluster.metrics
-
-    def fresh() -> Any:
-        g = metrics.groups()
-        g = g[(g["group"] == group) & (g["time"] >= since)] if not g.empty else g
-        return None if g.empty else (g,)
-
-    try:
-        (groups,) = wait_until(fresh, timeout, f"a fresh state row of group {group!r}")
-    except TimeoutError:
-        return pd.DataFrame(columns=columns)
-    row = groups.sort_values("time").iloc[-1]
-    kind = {"consumer": "consumer", "share": "share"}.get(str(row["protocol"]), "classic")
-    epochs = row.get("member_epochs") if isinstance(row.get("member_epochs"), dict) else {}
-    clients = row.get("client_ids") if isinstance(row.get("client_ids"), dict) else {}
-    assignment = row["assignment"] if isinstance(row["assignment"], dict) else {}
-    owners: dict[tuple[str, int], list[str]] = {}
-    for m, tps in assignment.items():
-        for tp in tps:
-            t, _, p = tp.rpartition("-")
-            owners.setdefault((t, int(p)), []).append(m)
-    lag = metrics.lag()
-    committed: dict[tuple[str, int], int] = {}
-    if not lag.empty:
-        lag = lag[lag["group"] == group].sort_values("time")
-        for _, r in lag.iterrows():
-            committed[(r["topic"], int(r["partition"]))] = int(r["committed_offset"])
-    reps = metrics.latest_replicas()
-    ends: dict[tuple[str, int], int] = {}
-    if not reps.empty:
-        for _, r in reps[reps["is_leader"].astype(bool)].iterrows():
-            ends[(r["topic"], int(r["partition"]))] = int(r["high_watermark"])
-
-    def member_row(t: str | None, p: int | None, m: str | None) -> dict[str, Any]:
-        c = committed.get((t, p)) if t is not None and p is not None else None
-        end = ends.get((t, p)) if t is not None and p is not None else None
-        return {"group": group, "type": kind, "state": row["state"], "generation": int(row["generation"]),
-                "topic": t, "partition": p, "member": m, "client_id": clients.get(m) if m else None,
-                "member_epoch": epochs.get(m) if m else None, "committed_offset": c,
-                "log_end_offset": end, "lag": None if c is None or end is None else max(0, end - c)}
-
-    rows = [member_row(t, p, m) for t, p in sorted(set(committed) | set(owners))
-            for m in (sorted(owners.get((t, p), [])) or [None])]
-    idle = set(epochs) | set(clients) | set(assignment)
-    rows += [member_row(None, None, m) for m in sorted(idle) if not assignment.get(m)]
-    return pd.DataFrame(rows, columns=columns)

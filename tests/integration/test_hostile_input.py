@@ -153,8 +153,8 @@ def test_hostile_frames_on_both_transports_leave_the_broker_up_and_the_good_clie
         topic = f"hostile-{uuid.uuid4().hex[:6]}"
         cluster.create_topic(topic, partitions=1, replication_factor=1)
         port = int(cluster.bootstrap_servers.split(":")[1])
-        broker = cluster._procs["broker-1"]
-        controller = cluster._procs["controller"]
+        broker = cluster.processes["broker-1"]
+        controller = cluster.processes["controller"]
 
         table = advertised(port)
         assert {0, 1, 2, 3, API_VERSIONS_KEY} <= set(table)
