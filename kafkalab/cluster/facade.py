@@ -9,7 +9,6 @@ and keeps the public API in one place.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shutil
 import threading
@@ -35,7 +34,7 @@ from kafkalab.controller.quorum import QUORUM_TIMEOUTS
 from kafkalab.errors import KafkaLabError
 from kafkalab.lazy_pandas import pd
 from kafkalab.metrics import MetricsCollector
-from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
+from kafkalab.nodes import broker_node, controller_node
 from kafkalab.protocol.errors import KafkaError
 from kafkalab.registry import launcher
 from kafkalab.transport.faults import FaultTable
@@ -119,7 +118,10 @@ class Cluster:
             self._admin = AdminClient(self._ctx, self.faults, self._topology, self._supervisor, self._lock,
                                       self._check_open)
             self._topics = TopicAdmin(self._admin, self._events, self.metrics, self._running_brokers)
-            for node, role, args in self._process_plan():
+            wiring = {"config": self.config, "fault_endpoint": self._network.endpoint,
+                      "metrics_endpoint": self.metrics.endpoint}
+            for node, role, args in self._topology.process_plan(self.data_dir, wiring,
+                                                                dict(QUORUM_TIMEOUTS[self.profile])):
                 self._supervisor.start(node, role, args)
             open_clusters.register_exit_cleanup()
             self._wait_brokers_unfenced(self.broker_ids, self.startup_timeout)
@@ -130,31 +132,6 @@ class Cluster:
             self.close()
             raise
         return self
-
-    def _process_plan(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """(node, role, args) of every controller and broker, controllers first."""
-        t, wiring = self._topology, {"config": self.config, "fault_endpoint": self._network.endpoint,
-                                     "metrics_endpoint": self.metrics.endpoint}
-        plan: list[tuple[str, str, dict[str, Any]]] = []
-        if t.quorum:
-            for c in t.controller_ids:
-                node = controller_node(c)
-                plan.append((node, "quorum-controller", dict(
-                    node_id=c, voters=t.controller_endpoints, port=t.controller_ports[c],
-                    data_dir=os.path.join(self.data_dir, node), raft=dict(QUORUM_TIMEOUTS[self.profile]),
-                    **wiring)))
-        else:
-            plan.append((CONTROLLER_NODE, "controller", dict(
-                port=t.controller_port, data_dir=os.path.join(self.data_dir, "controller"), **wiring)))
-        for b in t.broker_ids:
-            zmq_port, kafka_port = t.broker_ports[b]
-            args = dict(broker_id=b, port=zmq_port, kafka_port=kafka_port,
-                        data_dir=os.path.join(self.data_dir, broker_node(b)),
-                        controller_endpoint=t.controller_endpoint, **wiring)
-            if t.quorum:
-                args["controller_endpoints"] = t.controller_endpoints
-            plan.append((broker_node(b), "broker", args))
-        return plan
 
     def shape(self) -> tuple[Any, ...]:
         """What makes two clusters the same: a cell run again starts an identical one."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from kafkalab import ports
 from kafkalab.errors import KafkaLabError
-from kafkalab.nodes import CONTROLLER_NODE, controller_node
+from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
 
 
 class Topology:
@@ -21,6 +24,30 @@ class Topology:
         self.broker_ports = {b: (ports.free_port(), ports.free_port()) for b in self.broker_ids}
         if self.quorum:
             self.controller_ports = {c: ports.free_port() for c in self.controller_ids}
+
+    def process_plan(self, data_dir: str, wiring: dict[str, Any],
+                     raft: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(node, role, args) of every controller and broker, controllers first. `wiring`: what
+        every process gets (config, fault and metrics endpoints); `raft`: a quorum voter's timeouts."""
+        plan: list[tuple[str, str, dict[str, Any]]] = []
+        if self.quorum:
+            for c in self.controller_ids:
+                node = controller_node(c)
+                plan.append((node, "quorum-controller", dict(
+                    node_id=c, voters=self.controller_endpoints, port=self.controller_ports[c],
+                    data_dir=os.path.join(data_dir, node), raft=raft, **wiring)))
+        else:
+            plan.append((CONTROLLER_NODE, "controller", dict(
+                port=self.controller_port, data_dir=os.path.join(data_dir, "controller"), **wiring)))
+        for b in self.broker_ids:
+            zmq_port, kafka_port = self.broker_ports[b]
+            args = dict(broker_id=b, port=zmq_port, kafka_port=kafka_port,
+                        data_dir=os.path.join(data_dir, broker_node(b)),
+                        controller_endpoint=self.controller_endpoint, **wiring)
+            if self.quorum:
+                args["controller_endpoints"] = self.controller_endpoints
+            plan.append((broker_node(b), "broker", args))
+        return plan
 
     @property
     def broker_ids(self) -> list[int]:
