@@ -90,9 +90,8 @@ class Cluster:
         self._events = EventLog()
         self._supervisor = Supervisor(self.data_dir, self.faults, self._events)
         self._network = NetworkFaults(self.faults, self._lock, self._events)
-        numbers = itertools.count(1)  # client-N and load-N
-        self._numbers = numbers
-        self._clients = NotebookClients(profile, self.faults, numbers)
+        self._numbers = itertools.count(1)  # client-N and load-N
+        self._clients = NotebookClients(profile, self.faults, self._numbers)
         self._loads = LoadWorkers(profile, self._events, self.list_topics)
         self._admin: AdminClient | None = None
         self._topics: TopicAdmin | None = None
@@ -106,8 +105,8 @@ class Cluster:
         if self._closed:
             raise KafkaLabError("this Cluster was closed; create a new one")
         self._started = True
-        open_clusters.warn_if_another_is_open(self, self.shape())
-        open_clusters.add(self)
+        open_clusters.add(self, (self.name, self.num_brokers, self.num_controllers, self.profile,
+                                 sorted(self.config.items())))
         try:
             self._ctx = zmq.Context()
             self.metrics = MetricsCollector()
@@ -132,10 +131,6 @@ class Cluster:
             self.close()
             raise
         return self
-
-    def shape(self) -> tuple[Any, ...]:
-        """What makes two clusters the same: a cell run again starts an identical one."""
-        return (self.name, self.num_brokers, self.num_controllers, self.profile, sorted(self.config.items()))
 
     def close(self) -> None:
         """Stop every process and client; remove the data dir unless keep_data. Idempotent."""

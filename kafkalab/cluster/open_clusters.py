@@ -13,26 +13,25 @@ from typing import Any
 
 from kafkalab.errors import ClusterAlreadyRunningWarning
 
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
+# Each open cluster and its shape: what makes two clusters the same (brokers, controllers,
+# profile, config, name) - a notebook cell run again makes an identical one.
+_live: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
 
 
-def add(cluster: Any) -> None:
-    _live.add(cluster)
-
-
-def discard(cluster: Any) -> None:
-    _live.discard(cluster)
-
-
-def warn_if_another_is_open(cluster: Any, shape: tuple[Any, ...]) -> None:
-    """`shape`: what makes two clusters the same (a notebook cell run again makes an identical one)."""
-    others = [c for c in _live if c is not cluster and not c.closed and c.shape() == shape]
+def add(cluster: Any, shape: tuple[Any, ...]) -> None:
+    """Warn if an identical cluster is still open, then count this one among the open."""
+    others = [c for c, s in list(_live.items()) if c is not cluster and not c.closed and s == shape]
+    _live[cluster] = shape
     if others:
         warnings.warn(
             f"an identical Cluster is still running in this process: {others[0]!r}. "
             "Call its close() first (or use `with Cluster(...) as cluster:`); a notebook cell that "
             "creates a Cluster starts a new one each time it runs. To run two clusters on purpose, "
             "give each its own name=...", ClusterAlreadyRunningWarning, stacklevel=4)
+
+
+def discard(cluster: Any) -> None:
+    _live.pop(cluster, None)
 
 
 def _close_all() -> None:
