@@ -1,5 +1,6 @@
 """The notebook's own clients of a cluster (Producer, Consumer, ShareConsumer): each a node
-("client-N") of the lab network publishing its metrics straight into the collector."""
+("client-N") of the lab network publishing its metrics straight into the collector. The client
+package is imported when the first client is made: `from kafkalab import Cluster` stays light."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ import itertools
 import time
 from typing import Any
 
-from kafkalab.client import Consumer, Producer
-from kafkalab.client.config import check_bootstrap_servers
-from kafkalab.client.context import ClientContext
-from kafkalab.client.share_consumer import ShareConsumer
 from kafkalab.config import client_config
 from kafkalab.metrics import MetricsCollector
 from kafkalab.transport.faults import FaultTable
@@ -36,27 +33,32 @@ class NotebookClients:
         self.profile, self.faults, self.numbers = profile, faults, numbers
         self.clients: list[Any] = []
 
-    def _context(self, brokers: dict[int, str], metrics: MetricsCollector) -> ClientContext:
+    def _context(self, brokers: dict[int, str], metrics: MetricsCollector) -> Any:
+        from kafkalab.client.context import ClientContext
         node = f"client-{next(self.numbers)}"
         return ClientContext(node=node, brokers=brokers, faults=self.faults,
                              metrics=_CollectorPublisher(metrics, node))
 
     def _check_config(self, config: dict[str, Any] | None, what: str, bootstrap_servers: str) -> None:
+        from kafkalab.client.config import check_bootstrap_servers
         if config and "bootstrap.servers" in config:
             check_bootstrap_servers(config["bootstrap.servers"], bootstrap_servers, what)
 
     def producer(self, config: dict[str, Any] | None, brokers: dict[int, str], bootstrap_servers: str,
-                 metrics: MetricsCollector) -> Producer:
+                 metrics: MetricsCollector) -> Any:
+        from kafkalab.client import Producer
         self._check_config(config, "producer", bootstrap_servers)
         return self._add(Producer(client_config(self.profile, "producer", config), self._context(brokers, metrics)))
 
     def consumer(self, config: dict[str, Any] | None, brokers: dict[int, str], bootstrap_servers: str,
-                 metrics: MetricsCollector) -> Consumer:
+                 metrics: MetricsCollector) -> Any:
+        from kafkalab.client import Consumer
         self._check_config(config, "consumer", bootstrap_servers)
         return self._add(Consumer(client_config(self.profile, "consumer", config), self._context(brokers, metrics)))
 
     def share_consumer(self, config: dict[str, Any] | None, brokers: dict[int, str],
-                       metrics: MetricsCollector) -> ShareConsumer:
+                       metrics: MetricsCollector) -> Any:
+        from kafkalab.client.share_consumer import ShareConsumer
         return self._add(ShareConsumer(config, self._context(brokers, metrics)))
 
     def _add(self, client: Any) -> Any:

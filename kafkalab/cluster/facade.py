@@ -30,13 +30,11 @@ from kafkalab.cluster.supervisor import Supervisor
 from kafkalab.cluster.topology import Topology
 from kafkalab.cluster.waiting import wait_until
 from kafkalab.config import broker_config, client_config
-from kafkalab.controller.quorum import QUORUM_TIMEOUTS
 from kafkalab.errors import KafkaLabError
 from kafkalab.lazy_pandas import pd
 from kafkalab.metrics import MetricsCollector
 from kafkalab.nodes import broker_node, controller_node
 from kafkalab.protocol.errors import KafkaError
-from kafkalab.registry import launcher
 from kafkalab.transport.faults import FaultTable
 
 
@@ -117,6 +115,9 @@ class Cluster:
             self._admin = AdminClient(self._ctx, self.faults, self._topology, self._supervisor, self._lock,
                                       self._check_open)
             self._topics = TopicAdmin(self._admin, self._events, self.metrics, self._running_brokers)
+            from kafkalab.controller.quorum import (
+                QUORUM_TIMEOUTS,  # the controller's code: only to start one
+            )
             wiring = {"config": self.config, "fault_endpoint": self._network.endpoint,
                       "metrics_endpoint": self.metrics.endpoint}
             for node, role, args in self._topology.process_plan(self.data_dir, wiring,
@@ -125,6 +126,7 @@ class Cluster:
             open_clusters.register_exit_cleanup()
             self._wait_brokers_unfenced(self.broker_ids, self.startup_timeout)
             if self._schema_registry:
+                from kafkalab.registry import launcher  # the registry's code: only when asked for
                 launcher.start(self, self._supervisor,
                                self._schema_registry if isinstance(self._schema_registry, dict) else None)
         except BaseException:
@@ -229,7 +231,7 @@ class Cluster:
     def node_names(self) -> list[str]:
         # "client-kafka": every client on the brokers' Kafka listeners (kafka-python, librdkafka).
         return [*self.controller_nodes, *[broker_node(b) for b in self.broker_ids], *self._clients.nodes,
-                *self._loads.procs, *([launcher.NODE] if self._schema_registry else []), "client-kafka"]
+                *self._loads.procs, *(["schema-registry"] if self._schema_registry else []), "client-kafka"]
 
     @property
     def node_details(self) -> dict[str, str]:
@@ -479,14 +481,17 @@ class Cluster:
     @property
     def schema_registry_url(self) -> str:
         """Confluent's REST API of this cluster's registry: "http://127.0.0.1:PORT"."""
+        from kafkalab.registry import launcher
         return launcher.url(self._supervisor)
 
     def kill_schema_registry(self) -> None:
         """SIGKILL the registry; its schemas are safe in the `_schemas` topic."""
+        from kafkalab.registry import launcher
         launcher.kill(self._supervisor)
 
     def restart_schema_registry(self, timeout: float = 30.0) -> None:
         """Start it again on the same port: it rebuilds its state by reading `_schemas`."""
+        from kafkalab.registry import launcher
         launcher.restart(self._supervisor, timeout)
         self._events.event("restart", launcher.NODE)
 

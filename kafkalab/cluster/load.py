@@ -8,7 +8,6 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from kafkalab.client.config import producer_config
 from kafkalab.cluster.events import EventLog
 from kafkalab.config import client_config
 from kafkalab.errors import KafkaLabError
@@ -25,6 +24,7 @@ class LoadWorkers:
               key_count: int, value_bytes: int, seed: int, config: dict[str, Any] | None,
               wiring: dict[str, Any]) -> str:
         """`wiring`: brokers, fault_endpoint, faults_json, metrics_endpoint of the cluster."""
+        from kafkalab.client.config import producer_config  # the client package: only when used
         if keys not in KEY_DISTRIBUTIONS:
             raise KafkaLabError(f"keys={keys!r}: choose one of {KEY_DISTRIBUTIONS}")
         if topic is None:  # the first topic a learner made
