@@ -1,5 +1,8 @@
 """Starting lab processes so that none outlives the notebook kernel that started them.
 
+Below every role: a role's process calls die_with_parent(); which role runs which main is
+kafkalab/roles.py's table, one layer up.
+
 Every controller, broker and worker is a fresh interpreter (`multiprocess`, spawn method: no
 fork of a kernel full of threads). Two guards make a child die with its parent, even when the
 parent is SIGKILLed: the kernel's PR_SET_PDEATHSIG (delivered when the spawning thread ends, so
@@ -103,38 +106,3 @@ def spawner() -> Spawner:
         if _spawner is None:
             _spawner = Spawner()
         return _spawner
-
-
-def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
-    """Entry point of every lab process. Kept import-light: it runs before anything else.
-
-    A failure is also written to `error_file`, so the notebook can say why a process died
-    (a port taken, a data dir it cannot write) instead of only that it did."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as early as can be: see die_with_parent
-    try:
-        _run_role(role, **kwargs)
-    except Exception as e:
-        if error_file:
-            try:
-                with open(error_file, "w") as f:
-                    f.write(f"{type(e).__name__}: {e}\n")
-            except OSError:
-                pass
-        raise
-
-
-def _run_role(role: str, **kwargs: Any) -> None:
-    # kio registers hypothesis strategies when hypothesis is importable: ~0.1 s per process
-    # for nothing a broker needs.
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
-    if role == "controller":
-        from kafkalab.controller.server import controller_main
-        controller_main(**kwargs)
-    elif role == "broker":
-        from kafkalab.broker.server import broker_main
-        broker_main(**kwargs)
-    elif role == "schema-registry":
-        from kafkalab.registry.server import registry_main
-        registry_main(**kwargs)
-    else:
-        raise ValueError(f"unknown process role {role!r}")

@@ -92,7 +92,7 @@ def run(brokers: int = 3, records: int = 20_000, idle_s: float = 20.0, dashboard
             board = Dashboard(cluster, topic="footprint")
         try:
             # Process names from the cluster itself: describe_cluster() would import pandas here.
-            names = {proc.pid: node for node, proc in cluster._procs.items()}
+            names = {proc.pid: node for node, proc in cluster.processes.items()}
             time.sleep(2.0)  # let the traffic's tail (commits, replica fetches) settle
             pids = [me, *descendants(me)]
             before = {pid: cpu_s(pid) for pid in pids}

@@ -34,7 +34,7 @@ def run(runs: int = 5, brokers: int = 3) -> list[dict[str, Any]]:
             if acked != [None]:
                 raise RuntimeError(f"first produce failed: {acked}")
             time.sleep(0.5)  # let the processes settle before reading idle memory
-            rss = sum(_rss_mb(p.pid) for p in cluster._procs.values())
+            rss = sum(_rss_mb(p.pid) for p in cluster.processes.values())
             rows.append({"run": i + 1, "cluster_up_s": t_up - t0, "topic_ready_s": t_topic - t_up,
                          "first_ack_s": t_ack - t0, "idle_rss_mb": rss})
     med = {k: statistics.median(r[k] for r in rows) for k in ("cluster_up_s", "topic_ready_s", "first_ack_s", "idle_rss_mb")}

@@ -30,17 +30,14 @@ from kafkalab.config import (
     topic_default_sources,
 )
 from kafkalab.metadata.image import MetadataImage
+from kafkalab.protocol.api_keys import ApiKey
 
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 # Kafka's DescribeConfigs sources and types.
 TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 _TYPES = {bool: 1, str: 2, int: 5, float: 6, list: 7}
 
-DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 44
-CREATE_PARTITIONS, DELETE_RECORDS, ELECT_LEADERS, DESCRIBE_LOG_DIRS = 37, 21, 43, 35
-DESCRIBE_PRODUCERS, DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 61, 65, 66
-DELETE_GROUPS, OFFSET_DELETE = 42, 47
-FORWARDED = frozenset({ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS, CREATE_PARTITIONS, ELECT_LEADERS})
+FORWARDED = frozenset({ApiKey.ALTER_CONFIGS, ApiKey.INCREMENTAL_ALTER_CONFIGS, ApiKey.CREATE_PARTITIONS, ApiKey.ELECT_LEADERS})
 
 
 def _module(resp_cls: Any) -> Any:
@@ -253,8 +250,8 @@ def describe_transactions(req: Any, resp_cls: Any, coordinator: Any) -> Any:
 class AdminService:
     """Wires the admin APIs into a BrokerServer."""
 
-    api_keys = frozenset({DESCRIBE_CONFIGS, DELETE_RECORDS, DESCRIBE_LOG_DIRS, DESCRIBE_PRODUCERS,
-                          DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS, DELETE_GROUPS, OFFSET_DELETE}) | FORWARDED
+    api_keys = frozenset({ApiKey.DESCRIBE_CONFIGS, ApiKey.DELETE_RECORDS, ApiKey.DESCRIBE_LOG_DIRS, ApiKey.DESCRIBE_PRODUCERS,
+                          ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS, ApiKey.DELETE_GROUPS, ApiKey.OFFSET_DELETE}) | FORWARDED
 
     def __init__(self, server: Any):
         self.server = server
@@ -266,21 +263,21 @@ class AdminService:
         resp_cls = response_class(api_key, version)
         if api_key in FORWARDED:
             s._call_controller(req, reply)
-        elif api_key == DESCRIBE_CONFIGS:
+        elif api_key == ApiKey.DESCRIBE_CONFIGS:
             reply(describe_configs(req, resp_cls, s.image, s.config, s.broker_id))
-        elif api_key == DELETE_RECORDS:
+        elif api_key == ApiKey.DELETE_RECORDS:
             reply(delete_records(req, resp_cls, s.rm.partitions))
-        elif api_key == DESCRIBE_LOG_DIRS:
+        elif api_key == ApiKey.DESCRIBE_LOG_DIRS:
             reply(describe_log_dirs(req, resp_cls, s.rm.data_dir, s.rm.partitions))
-        elif api_key == DESCRIBE_PRODUCERS:
+        elif api_key == ApiKey.DESCRIBE_PRODUCERS:
             reply(describe_producers(req, resp_cls, s.rm.partitions))
-        elif api_key == LIST_TRANSACTIONS:
+        elif api_key == ApiKey.LIST_TRANSACTIONS:
             reply(list_transactions(req, resp_cls, s.transactions.coordinator, now_ms))
-        elif api_key == DESCRIBE_TRANSACTIONS:
+        elif api_key == ApiKey.DESCRIBE_TRANSACTIONS:
             reply(describe_transactions(req, resp_cls, s.transactions.coordinator))
-        elif api_key == DELETE_GROUPS:
+        elif api_key == ApiKey.DELETE_GROUPS:
             self._delete_groups(req, resp_cls, reply)
-        elif api_key == OFFSET_DELETE:
+        elif api_key == ApiKey.OFFSET_DELETE:
             self._offset_delete(req, resp_cls, reply)
 
     def _delete_groups(self, req: Any, resp_cls: Any, reply: Any) -> None:

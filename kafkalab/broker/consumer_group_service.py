@@ -19,18 +19,14 @@ from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.consumer_group import ConsumerGroupCoordinator, Topic
 from kafkalab.broker.group_coordinator import commit_error
-from kafkalab.protocol.apis import response_class
+from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import response_class, schema_module
 
-CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
 NO_THROTTLE = datetime.timedelta(0)
 
 
-def _nested(resp_cls: type, name: str) -> type:
-    return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
-
-
 class ConsumerGroupService:
-    api_keys = frozenset({CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE})
+    api_keys = frozenset({ApiKey.CONSUMER_GROUP_HEARTBEAT, ApiKey.CONSUMER_GROUP_DESCRIBE})
 
     def __init__(self, groups: Any):
         self.groups = groups  # the GroupService: __consumer_offsets ownership and appends
@@ -62,12 +58,12 @@ class ConsumerGroupService:
     # -- requests ----------------------------------------------------------------------------
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
         cls = response_class(api_key, version)
-        if api_key == CONSUMER_GROUP_HEARTBEAT:
+        if api_key == ApiKey.CONSUMER_GROUP_HEARTBEAT:
             resp, records = self.coordinator.heartbeat(req, now_ms)
             self._append(str(req.group_id), records, lambda code: reply(self._heartbeat_response(
                 cls, resp if code == ErrorCode.none else {**resp, "error_code": commit_error(code),
                                                           "error_message": "the group's record was not written"})))
-        elif api_key == CONSUMER_GROUP_DESCRIBE:
+        elif api_key == ApiKey.CONSUMER_GROUP_DESCRIBE:
             reply(self._describe(req, cls))
 
     def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]], done: Any) -> None:
@@ -79,7 +75,7 @@ class ConsumerGroupService:
 
     def _tps(self, cls: type, name: str, tps: list[tuple[str, int]], names: dict[str, str] | None = None
              ) -> tuple[Any, ...]:
-        item = _nested(cls, name)
+        item = getattr(schema_module(cls), name)
         by_topic: dict[str, list[int]] = {}
         for t, p in tps:
             by_topic.setdefault(t, []).append(p)
@@ -90,14 +86,14 @@ class ConsumerGroupService:
     def _heartbeat_response(self, cls: type, r: dict[str, Any]) -> Any:
         assignment = None
         if r["assignment"] is not None:
-            assignment = _nested(cls, "Assignment")(topic_partitions=self._tps(cls, "TopicPartitions", r["assignment"]))
+            assignment = schema_module(cls).Assignment(topic_partitions=self._tps(cls, "TopicPartitions", r["assignment"]))
         return cls(throttle_time=NO_THROTTLE, error_code=r["error_code"], error_message=r["error_message"],
                    member_id=r["member_id"], member_epoch=r["member_epoch"],
                    heartbeat_interval=datetime.timedelta(milliseconds=r["heartbeat_interval_ms"]),
                    assignment=assignment)
 
     def _describe(self, req: Any, cls: type) -> Any:
-        group_cls, member_cls, assign_cls = (_nested(cls, n) for n in ("DescribedGroup", "Member", "Assignment"))
+        group_cls, member_cls, assign_cls = (getattr(schema_module(cls), n) for n in ("DescribedGroup", "Member", "Assignment"))
         names = {t.topic_id: name for name, t in self._topics().items()}
         out = []
         for gid in req.group_ids:

@@ -8,9 +8,7 @@ and every 100 ms loads the groups of partitions this broker has just become lead
 (replaying their log) and drops those it no longer leads. Between loads it follows each loaded
 partition up to its high watermark for the transaction markers the transaction coordinator
 writes there: they commit or drop transactional offset commits. It also publishes "group"
-and "lag" metric rows.
-
-`describe_group(cluster, group)` (for the Cluster) reads those rows back as a DataFrame.
+and "lag" metric rows (the cluster's describe_group reads them back: kafkalab/cluster/describe.py).
 """
 
 from __future__ import annotations
@@ -27,13 +25,11 @@ from kafkalab.broker.consumer_group_service import ConsumerGroupService
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.share_service import ShareService
-from kafkalab.protocol.apis import response_class
+from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import response_class, schema_module
 
 log = logging.getLogger(__name__)
 
-FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
-OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS = 8, 9, 15, 16
-TXN_OFFSET_COMMIT = 28
 NO_THROTTLE = datetime.timedelta(0)
 LOAD_CHECK_INTERVAL_S = 0.1
 
@@ -44,13 +40,9 @@ def _make(cls: type, **kw: Any) -> Any:
     return cls(**{k: v for k, v in kw.items() if k in names})
 
 
-def _nested(resp_cls: type, name: str) -> type:
-    return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
-
-
 class GroupService(InternalTopicService):
-    api_keys = frozenset({FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP,
-                          OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, TXN_OFFSET_COMMIT}
+    api_keys = frozenset({ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.HEARTBEAT, ApiKey.LEAVE_GROUP, ApiKey.SYNC_GROUP,
+                          ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.TXN_OFFSET_COMMIT}
                          | ConsumerGroupService.api_keys | ShareService.api_keys)
 
     def __init__(self, server: Any):
@@ -140,41 +132,41 @@ class GroupService(InternalTopicService):
             self.consumer.handle(api_key, version, req, reply, now_ms)
         elif api_key in self.share.api_keys:
             self.share.handle(api_key, version, req, reply, now_ms)
-        elif api_key == JOIN_GROUP and self.consumer.busy(str(req.group_id)):
+        elif api_key == ApiKey.JOIN_GROUP and self.consumer.busy(str(req.group_id)):
             reply(self._join_response(cls, {"error_code": ErrorCode.inconsistent_group_protocol}))
-        elif api_key == JOIN_GROUP and self.consumer.coordinator.is_consumer_group(str(req.group_id)):
+        elif api_key == ApiKey.JOIN_GROUP and self.consumer.coordinator.is_consumer_group(str(req.group_id)):
             # An empty consumer group turns classic again when a classic member joins it.
             self.consumer.downgrade(str(req.group_id), lambda: c.join_group(
                 req, now_ms, lambda r: reply(self._join_response(cls, r))))
-        elif api_key == FIND_COORDINATOR:
+        elif api_key == ApiKey.FIND_COORDINATOR:
             reply(self._find_coordinator(req, cls))
-        elif api_key == JOIN_GROUP:
+        elif api_key == ApiKey.JOIN_GROUP:
             c.join_group(req, now_ms, lambda r: reply(self._join_response(cls, r)))
-        elif api_key == SYNC_GROUP:
+        elif api_key == ApiKey.SYNC_GROUP:
             c.sync_group(req, now_ms, lambda r: reply(_make(
                 cls, throttle_time=NO_THROTTLE, error_code=r["error_code"], protocol_type=r.get("protocol_type"),
                 protocol_name=r.get("protocol_name"), assignment=r.get("assignment", b""))))
-        elif api_key == HEARTBEAT:
+        elif api_key == ApiKey.HEARTBEAT:
             reply(_make(cls, throttle_time=NO_THROTTLE, error_code=c.heartbeat(req, now_ms)))
-        elif api_key == LEAVE_GROUP:
+        elif api_key == ApiKey.LEAVE_GROUP:
             reply(self._leave(req, cls, now_ms))
-        elif api_key == OFFSET_COMMIT:
+        elif api_key == ApiKey.OFFSET_COMMIT:
             code, checked = self.consumer.check_commit(req)  # a consumer group checks member epochs
             if checked is None:
                 reply(self._commit_response(cls, {(str(t.name), int(p.partition_index)): code
                                                   for t in req.topics for p in t.partitions}))
             else:
                 c.commit_offsets(checked, now_ms, lambda r: reply(self._commit_response(cls, r)))
-        elif api_key == TXN_OFFSET_COMMIT:
+        elif api_key == ApiKey.TXN_OFFSET_COMMIT:
             c.txn_commit_offsets(req, now_ms, lambda r: reply(self._txn_commit_response(cls, r)))
-        elif api_key == OFFSET_FETCH:
+        elif api_key == ApiKey.OFFSET_FETCH:
             reply(self._offset_fetch(req, cls))
-        elif api_key == DESCRIBE_GROUPS:
+        elif api_key == ApiKey.DESCRIBE_GROUPS:
             reply(self._describe(req, cls))
-        elif api_key == LIST_GROUPS:
+        elif api_key == ApiKey.LIST_GROUPS:
             states = {str(s) for s in getattr(req, "states_filter", ())}
             types = {str(t).lower() for t in getattr(req, "types_filter", ())}
-            item = _nested(cls, "ListedGroup")
+            item = schema_module(cls).ListedGroup
             listed = {g: (pt, st, "classic") for g, pt, st in c.list_groups(states)}
             for g, st in self.consumer.coordinator.list_groups():  # a consumer group is listed as one
                 listed.pop(g, None)
@@ -190,7 +182,7 @@ class GroupService(InternalTopicService):
     def _find_coordinator(self, req: Any, cls: type) -> Any:
         keys = [str(k) for k in req.coordinator_keys] if hasattr(req, "coordinator_keys") else [str(req.key)]
         ready = self._ensure_offsets_topic()
-        item = _nested(cls, "Coordinator") if hasattr(req, "coordinator_keys") else None
+        item = schema_module(cls).Coordinator if hasattr(req, "coordinator_keys") else None
         out = []
         for key in keys:
             code, node, host, port = ErrorCode.coordinator_not_available, -1, "", -1
@@ -211,7 +203,7 @@ class GroupService(InternalTopicService):
             for k, code, n, h, p in out))
 
     def _join_response(self, cls: type, r: dict[str, Any]) -> Any:
-        member = _nested(cls, "JoinGroupResponseMember")
+        member = schema_module(cls).JoinGroupResponseMember
         return _make(cls, throttle_time=NO_THROTTLE, error_code=r["error_code"],
                      generation_id=r.get("generation_id", -1), protocol_type=r.get("protocol_type"),
                      protocol_name=r.get("protocol_name"), leader=r.get("leader", ""), skip_assignment=False,
@@ -224,12 +216,12 @@ class GroupService(InternalTopicService):
             code, _ = self.coordinator.leave_group(_LegacyLeave(req), now_ms)
             return _make(cls, throttle_time=NO_THROTTLE, error_code=code)
         code, results = self.coordinator.leave_group(req, now_ms)
-        item = _nested(cls, "MemberResponse")
+        item = schema_module(cls).MemberResponse
         return _make(cls, throttle_time=NO_THROTTLE, error_code=code, members=tuple(
             _make(item, member_id=m, group_instance_id=i, error_code=e) for m, i, e in results))
 
     def _commit_response(self, cls: type, r: dict[tuple[str, int], ErrorCode]) -> Any:
-        topic_cls, part_cls = _nested(cls, "OffsetCommitResponseTopic"), _nested(cls, "OffsetCommitResponsePartition")
+        topic_cls, part_cls = schema_module(cls).OffsetCommitResponseTopic, schema_module(cls).OffsetCommitResponsePartition
         by_topic: dict[str, list[Any]] = {}
         for (t, p), code in r.items():
             by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p, error_code=code))
@@ -237,8 +229,8 @@ class GroupService(InternalTopicService):
             _make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items()))
 
     def _txn_commit_response(self, cls: type, r: dict[tuple[str, int], ErrorCode]) -> Any:
-        topic_cls = _nested(cls, "TxnOffsetCommitResponseTopic")
-        part_cls = _nested(cls, "TxnOffsetCommitResponsePartition")
+        topic_cls = schema_module(cls).TxnOffsetCommitResponseTopic
+        part_cls = schema_module(cls).TxnOffsetCommitResponsePartition
         by_topic: dict[str, list[Any]] = {}
         for (t, p), code in r.items():
             by_topic.setdefault(t, []).append(_make(part_cls, partition_index=p, error_code=code))
@@ -260,7 +252,7 @@ class GroupService(InternalTopicService):
             return _make(cls, throttle_time=NO_THROTTLE, error_code=code,
                          topics=self._fetch_topics(cls, "OffsetFetchResponseTopic", "OffsetFetchResponsePartition",
                                                    offsets, unstable))
-        group_cls = _nested(cls, "OffsetFetchResponseGroup")
+        group_cls = schema_module(cls).OffsetFetchResponseGroup
         return _make(cls, throttle_time=NO_THROTTLE, groups=tuple(
             _make(group_cls, group_id=gid, error_code=code,
                   topics=self._fetch_topics(cls, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions",
@@ -269,7 +261,7 @@ class GroupService(InternalTopicService):
 
     def _fetch_topics(self, cls: type, topic_name: str, part_name: str, offsets: dict,
                       unstable: set[tuple[str, int]]) -> tuple:
-        topic_cls, part_cls = _nested(cls, topic_name), _nested(cls, part_name)
+        topic_cls, part_cls = getattr(schema_module(cls), topic_name), getattr(schema_module(cls), part_name)
         by_topic: dict[str, list[Any]] = {}
         for (t, p), (o, e, md) in sorted({**offsets, **{tp: (-1, -1, None) for tp in unstable}}.items()):
             # Kafka answers a partition with a pending transactional commit: no offset, retry.
@@ -281,7 +273,7 @@ class GroupService(InternalTopicService):
         return tuple(_make(topic_cls, name=t, partitions=tuple(ps)) for t, ps in by_topic.items())
 
     def _describe(self, req: Any, cls: type) -> Any:
-        group_cls, member_cls = _nested(cls, "DescribedGroup"), _nested(cls, "DescribedGroupMember")
+        group_cls, member_cls = schema_module(cls).DescribedGroup, schema_module(cls).DescribedGroupMember
         out = []
         for gid in req.groups:
             if self.consumer.coordinator.is_consumer_group(str(gid)):
@@ -338,64 +330,3 @@ class _LegacyLeave:
 
 def _ms() -> int:
     return int(time.time() * 1000)
-
-
-def describe_group(cluster: Any, group: str, timeout: float = 5.0) -> Any:
-    """A row per member and partition it is assigned or the group has committed: the group's
-    type ("classic", "consumer" (KIP-848) or "share" (KIP-932)), state and generation (the
-    group epoch of the new protocols), member id, client id, member epoch (consumer and share
-    groups), committed offset, log end offset (the leader's high watermark) and lag. A member
-    with no partition has one row; share groups commit no offsets (many members may share a
-    partition). Built from the coordinator's and the brokers' metric rows (fresh ones are awaited)."""
-    import pandas as pd
-
-    from kafkalab.cluster import wait_until
-    columns = ["group", "type", "state", "generation", "topic", "partition", "member", "client_id",
-               "member_epoch", "committed_offset", "log_end_offset", "lag"]
-    since = time.time()
-    metrics = cluster.metrics
-
-    def fresh() -> Any:
-        g = metrics.groups()
-        g = g[(g["group"] == group) & (g["time"] >= since)] if not g.empty else g
-        return None if g.empty else (g,)
-
-    try:
-        (groups,) = wait_until(fresh, timeout, f"a fresh state row of group {group!r}")
-    except TimeoutError:
-        return pd.DataFrame(columns=columns)
-    row = groups.sort_values("time").iloc[-1]
-    kind = {"consumer": "consumer", "share": "share"}.get(str(row["protocol"]), "classic")
-    epochs = row.get("member_epochs") if isinstance(row.get("member_epochs"), dict) else {}
-    clients = row.get("client_ids") if isinstance(row.get("client_ids"), dict) else {}
-    assignment = row["assignment"] if isinstance(row["assignment"], dict) else {}
-    owners: dict[tuple[str, int], list[str]] = {}
-    for m, tps in assignment.items():
-        for tp in tps:
-            t, _, p = tp.rpartition("-")
-            owners.setdefault((t, int(p)), []).append(m)
-    lag = metrics.lag()
-    committed: dict[tuple[str, int], int] = {}
-    if not lag.empty:
-        lag = lag[lag["group"] == group].sort_values("time")
-        for _, r in lag.iterrows():
-            committed[(r["topic"], int(r["partition"]))] = int(r["committed_offset"])
-    reps = metrics.latest_replicas()
-    ends: dict[tuple[str, int], int] = {}
-    if not reps.empty:
-        for _, r in reps[reps["is_leader"].astype(bool)].iterrows():
-            ends[(r["topic"], int(r["partition"]))] = int(r["high_watermark"])
-
-    def member_row(t: str | None, p: int | None, m: str | None) -> dict[str, Any]:
-        c = committed.get((t, p)) if t is not None and p is not None else None
-        end = ends.get((t, p)) if t is not None and p is not None else None
-        return {"group": group, "type": kind, "state": row["state"], "generation": int(row["generation"]),
-                "topic": t, "partition": p, "member": m, "client_id": clients.get(m) if m else None,
-                "member_epoch": epochs.get(m) if m else None, "committed_offset": c,
-                "log_end_offset": end, "lag": None if c is None or end is None else max(0, end - c)}
-
-    rows = [member_row(t, p, m) for t, p in sorted(set(committed) | set(owners))
-            for m in (sorted(owners.get((t, p), [])) or [None])]
-    idle = set(epochs) | set(clients) | set(assignment)
-    rows += [member_row(None, None, m) for m in sorted(idle) if not assignment.get(m)]
-    return pd.DataFrame(rows, columns=columns)

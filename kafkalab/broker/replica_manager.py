@@ -31,6 +31,7 @@ from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.config import topic_config
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
 from kafkalab.metadata.image import MetadataImage
+from kafkalab.protocol.apis import schema_module
 from kafkalab.records import encode_control_batch
 from kafkalab.records.header import (
     HEADER_SIZE,
@@ -437,7 +438,7 @@ class ReplicaManager:
     def write_txn_markers(self, req: Any, resp_cls: Any, now_ms: int, on_done: Callable[[Any], None]) -> None:
         """Append COMMIT/ABORT control batches for the transaction coordinator; answer once
         the ISR has them (Kafka writes markers with acks=all)."""
-        mod = __import__(resp_cls.__module__, fromlist=["WritableTxnMarkerResult"])
+        mod = schema_module(resp_cls)
         pending: list[tuple[int, str, int, list[int]]] = []  # (marker index, topic, partition, result)
         results: dict[TP, list[int]] = {}
         for i, m in enumerate(req.markers):

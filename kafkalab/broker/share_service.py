@@ -21,18 +21,14 @@ from kio.schema.errors import ErrorCode
 from kafkalab.broker.share_group import ShareGroupCoordinator
 from kafkalab.broker.share_partition import SharePartition
 from kafkalab.broker.share_state import ShareStateClient, ShareStateService
-from kafkalab.protocol.apis import response_class
+from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import response_class, schema_module
 from kafkalab.records.scan import iter_batches
 
-SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 77, 78, 79
 NO_THROTTLE = datetime.timedelta(0)
 RETRY_S = 0.05
 SESSION_IDLE_MS = 60_000
 TP = tuple[str, int]  # (topic name, partition)
-
-
-def _nested(cls: type, name: str) -> type:
-    return getattr(__import__(cls.__module__, fromlist=[name]), name)
 
 
 @dataclass
@@ -43,8 +39,8 @@ class ShareSession:
 
 
 class ShareService:
-    api_keys = frozenset({SHARE_GROUP_HEARTBEAT, SHARE_GROUP_DESCRIBE, SHARE_FETCH,
-                          SHARE_ACKNOWLEDGE}) | ShareStateService.api_keys
+    api_keys = frozenset({ApiKey.SHARE_GROUP_HEARTBEAT, ApiKey.SHARE_GROUP_DESCRIBE, ApiKey.SHARE_FETCH,
+                          ApiKey.SHARE_ACKNOWLEDGE}) | ShareStateService.api_keys
 
     def __init__(self, groups: Any):
         self.groups = groups
@@ -77,30 +73,30 @@ class ShareService:
             self.state_service.handle(api_key, version, req, reply, now_ms)
             return
         cls = response_class(api_key, version)
-        if api_key == SHARE_GROUP_HEARTBEAT:
+        if api_key == ApiKey.SHARE_GROUP_HEARTBEAT:
             r = self.coordinator.heartbeat(req, now_ms)
             assignment = None
             if r["assignment"] is not None:
-                tp_cls = _nested(cls, "TopicPartitions")
+                tp_cls = schema_module(cls).TopicPartitions
                 by_topic: dict[str, list[int]] = {}
                 for t, p in r["assignment"]:
                     by_topic.setdefault(t, []).append(p)
-                assignment = _nested(cls, "Assignment")(topic_partitions=tuple(
+                assignment = schema_module(cls).Assignment(topic_partitions=tuple(
                     tp_cls(topic_id=uuid.UUID(t), partitions=tuple(ps)) for t, ps in sorted(by_topic.items())))
             reply(cls(throttle_time=NO_THROTTLE, error_code=r["error_code"], error_message=r["error_message"],
                       member_id=r["member_id"], member_epoch=r["member_epoch"],
                       heartbeat_interval=datetime.timedelta(milliseconds=r["heartbeat_interval_ms"]),
                       assignment=assignment))
-        elif api_key == SHARE_GROUP_DESCRIBE:
+        elif api_key == ApiKey.SHARE_GROUP_DESCRIBE:
             reply(self._describe(req, cls))
-        elif api_key == SHARE_FETCH:
+        elif api_key == ApiKey.SHARE_FETCH:
             self._fetch(req, cls, reply, now_ms)
-        elif api_key == SHARE_ACKNOWLEDGE:
+        elif api_key == ApiKey.SHARE_ACKNOWLEDGE:
             self._acknowledge(req, cls, reply, now_ms)
 
     def _describe(self, req: Any, cls: type) -> Any:
         group_cls, member_cls, assign_cls, tp_cls = (
-            _nested(cls, n) for n in ("DescribedGroup", "Member", "Assignment", "TopicPartitions"))
+            getattr(schema_module(cls), n) for n in ("DescribedGroup", "Member", "Assignment", "TopicPartitions"))
         names = {t.topic_id: name for name, t in self.coordinator.topics().items()}
         out = []
         for gid in req.group_ids:
@@ -300,8 +296,8 @@ class ShareService:
 
     def _fetch_response(self, cls: type, got: dict, acks: dict[TP, ErrorCode]) -> Any:
         ids = {name: t.topic_id for name, t in self.server.image.topics.items()}
-        topic_cls, part_cls = _nested(cls, "ShareFetchableTopicResponse"), _nested(cls, "PartitionData")
-        acq_cls, leader_cls = _nested(cls, "AcquiredRecords"), _nested(cls, "LeaderIdAndEpoch")
+        topic_cls, part_cls = schema_module(cls).ShareFetchableTopicResponse, schema_module(cls).PartitionData
+        acq_cls, leader_cls = schema_module(cls).AcquiredRecords, schema_module(cls).LeaderIdAndEpoch
         by_topic: dict[str, list[Any]] = {}
         for tp in sorted(set(got) | set(acks)):
             data, ranges, code = got.get(tp, (b"", [], ErrorCode.none))
@@ -316,7 +312,7 @@ class ShareService:
                                        for f, last, d in ranges)))
         return cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None,
                    acquisition_lock_timeout=datetime.timedelta(milliseconds=self.lock_ms),
-                   responses=tuple(_nested(cls, "ShareFetchableTopicResponse")(
+                   responses=tuple(schema_module(cls).ShareFetchableTopicResponse(
                        topic_id=uuid.UUID(ids[t]) if t in ids else None, partitions=tuple(ps))
                        for t, ps in sorted(by_topic.items()) if t in ids) if topic_cls else (),
                    node_endpoints=())
@@ -335,8 +331,8 @@ class ShareService:
         self._acks(group, member, req.topics, names, lambda acks: self._acked(cls, reply, group, member, epoch, acks))
 
     def _acked(self, cls: type, reply: Any, group: str, member: str, epoch: int, acks: dict[TP, ErrorCode]) -> None:
-        topic_cls, part_cls = _nested(cls, "ShareAcknowledgeTopicResponse"), _nested(cls, "PartitionData")
-        leader_cls = _nested(cls, "LeaderIdAndEpoch")
+        topic_cls, part_cls = schema_module(cls).ShareAcknowledgeTopicResponse, schema_module(cls).PartitionData
+        leader_cls = schema_module(cls).LeaderIdAndEpoch
         if epoch == -1:
             self._release(group, member)
             self.sessions.pop((group, member), None)

@@ -27,11 +27,11 @@ from kio.schema.write_share_group_state.v0 import response as write_resp
 from kafkalab.broker.consumer_group import _carray
 from kafkalab.broker.group_coordinator import java_string_hashcode
 from kafkalab.broker.internal_topic import InternalTopicService
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.records.batch import decode_batch
 from kafkalab.transport.rpc import RpcClient
 
 STATE_TOPIC = "__share_group_state"
-READ_SHARE_GROUP_STATE, WRITE_SHARE_GROUP_STATE = 84, 85
 CHANNEL_SUFFIX = "/share"
 Key = tuple[str, str, int]  # (group, topic id, partition)
 State = tuple[int, int, list[tuple[int, int, int, int]]]  # (state epoch, SPSO, batches)
@@ -77,7 +77,7 @@ def decode_snapshot(key: bytes, value: bytes | None) -> tuple[Key, State | None]
 
 
 class ShareStateService(InternalTopicService):
-    api_keys = frozenset({READ_SHARE_GROUP_STATE, WRITE_SHARE_GROUP_STATE})
+    api_keys = frozenset({ApiKey.READ_SHARE_GROUP_STATE, ApiKey.WRITE_SHARE_GROUP_STATE})
 
     def __init__(self, server: Any):
         cfg = server.config
@@ -113,7 +113,7 @@ class ShareStateService(InternalTopicService):
 
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
         group = str(req.group_id)
-        if api_key == READ_SHARE_GROUP_STATE:
+        if api_key == ApiKey.READ_SHARE_GROUP_STATE:
             results = []
             for t in req.topics:
                 parts = []
@@ -181,8 +181,8 @@ class ShareStateClient:
             done(None)
             return
         if reg.leader == self.server.broker_id:
-            api = READ_SHARE_GROUP_STATE if isinstance(req, read_req.ReadShareGroupStateRequest) \
-                else WRITE_SHARE_GROUP_STATE
+            api = ApiKey.READ_SHARE_GROUP_STATE if isinstance(req, read_req.ReadShareGroupStateRequest) \
+                else ApiKey.WRITE_SHARE_GROUP_STATE
             self.service.handle(api, 0, req, done, int(time.time() * 1000))
             return
         c = self.clients.get(reg.leader)

@@ -25,14 +25,13 @@ from kio.schema.write_txn_markers.v1 import request as wtm_req
 
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
-from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
+from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class, schema_module
 from kafkalab.records.batch import decode_batch
 from kafkalab.transport.rpc import RpcClient
 
 log = logging.getLogger(__name__)
 
-FIND_COORDINATOR, INIT_PRODUCER_ID, ADD_PARTITIONS, ADD_OFFSETS, END_TXN = 10, 22, 24, 25, 26
-WRITE_TXN_MARKERS = 27
 NO_THROTTLE = datetime.timedelta(0)
 TICK_S = 0.1
 MARKER_RETRY_BACKOFF_S = 0.1
@@ -49,10 +48,6 @@ def _make(cls: type, **kw: Any) -> Any:
     """A kio entity from the fields this version has."""
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in kw.items() if k in names})
-
-
-def _nested(resp_cls: type, name: str) -> type:
-    return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
 
 
 def _ms() -> int:
@@ -73,7 +68,7 @@ class MarkerJob:
 
 
 class TransactionService(InternalTopicService):
-    api_keys = frozenset({ADD_PARTITIONS, ADD_OFFSETS, END_TXN})  # plus 10 and 22, shared
+    api_keys = frozenset({ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN})  # plus 10 and 22, shared
 
     def __init__(self, server: Any):
         cfg = server.config
@@ -96,31 +91,31 @@ class TransactionService(InternalTopicService):
 
     # -- dispatch ----------------------------------------------------------------------------
     def accepts(self, api_key: int, req: Any) -> bool:
-        if api_key == INIT_PRODUCER_ID:
+        if api_key == ApiKey.INIT_PRODUCER_ID:
             return bool(getattr(req, "transactional_id", None))
-        if api_key == FIND_COORDINATOR:
+        if api_key == ApiKey.FIND_COORDINATOR:
             return int(getattr(req, "key_type", 0)) == 1
         return api_key in self.api_keys
 
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
         cls = response_class(api_key, version)
         c = self.coordinator
-        if api_key == FIND_COORDINATOR:
+        if api_key == ApiKey.FIND_COORDINATOR:
             reply(self._find_coordinator(req, cls))
-        elif api_key == INIT_PRODUCER_ID:
+        elif api_key == ApiKey.INIT_PRODUCER_ID:
             timeout_ms = int(req.transaction_timeout.total_seconds() * 1000)
             c.init_producer_id(str(req.transactional_id), timeout_ms, int(getattr(req, "producer_id", -1)),
                                int(getattr(req, "producer_epoch", -1)), now_ms,
                                lambda code, pid, epoch: reply(_make(
                                    cls, throttle_time=NO_THROTTLE, error_code=code, producer_id=pid,
                                    producer_epoch=epoch)))
-        elif api_key == ADD_PARTITIONS:
+        elif api_key == ApiKey.ADD_PARTITIONS_TO_TXN:
             self._add_partitions(req, cls, reply, now_ms)
-        elif api_key == ADD_OFFSETS:
+        elif api_key == ApiKey.ADD_OFFSETS_TO_TXN:
             c.add_offsets(str(req.transactional_id), int(req.producer_id), int(req.producer_epoch),
                           str(req.group_id), now_ms,
                           lambda code: reply(_make(cls, throttle_time=NO_THROTTLE, error_code=code)))
-        elif api_key == END_TXN:
+        elif api_key == ApiKey.END_TXN:
             c.end_txn(str(req.transactional_id), int(req.producer_id), int(req.producer_epoch),
                       bool(req.committed), now_ms,
                       lambda code: reply(_make(cls, throttle_time=NO_THROTTLE, error_code=code)))
@@ -133,8 +128,8 @@ class TransactionService(InternalTopicService):
         topics = getattr(req, "v3_and_below_topics", None) or getattr(req, "topics", ())
         tps = [(str(t.name), int(p)) for t in topics for p in t.partitions]
         unknown = {tp for tp in tps if self.server.image.partition(*tp) is None}
-        topic_cls = _nested(cls, "AddPartitionsToTxnTopicResult")
-        part_cls = _nested(cls, "AddPartitionsToTxnPartitionResult")
+        topic_cls = schema_module(cls).AddPartitionsToTxnTopicResult
+        part_cls = schema_module(cls).AddPartitionsToTxnPartitionResult
 
         def answer(code_of: Any) -> None:
             by_topic: dict[str, list[Any]] = {}
@@ -168,7 +163,7 @@ class TransactionService(InternalTopicService):
             _key, code, node, host, port = out[0]
             return _make(cls, throttle_time=NO_THROTTLE, error_code=code, error_message=None, node_id=node,
                          host=host, port=port)
-        item = _nested(cls, "Coordinator")
+        item = schema_module(cls).Coordinator
         return _make(cls, throttle_time=NO_THROTTLE, coordinators=tuple(
             _make(item, key=k, node_id=n, host=h, port=p, error_code=code, error_message=None)
             for k, code, n, h, p in out))
@@ -340,7 +335,7 @@ class TransactionService(InternalTopicService):
             self._maybe_finish(job)
 
         if leader == self.server.broker_id:
-            self.server.handle(WRITE_TXN_MARKERS, ZMQ_VERSIONS[WRITE_TXN_MARKERS], req, done)
+            self.server.handle(ApiKey.WRITE_TXN_MARKERS, ZMQ_VERSIONS[ApiKey.WRITE_TXN_MARKERS], req, done)
             return
         c = self._client(leader)
         peer, me = f"broker-{leader}", self.server.node

@@ -44,7 +44,8 @@ from kafkalab.client.sender import (
     is_fatal_txn_error,
 )
 from kafkalab.errors import KafkaLabError
-from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
+from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, schema_module
 from kafkalab.protocol.build import ms
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 
@@ -88,7 +89,6 @@ def _headers(headers: Any) -> list[tuple[str, bytes | None]] | None:
     return out
 
 
-INIT_PRODUCER_ID, ADD_OFFSETS, END_TXN, TXN_OFFSET_COMMIT = 22, 25, 26, 28
 
 
 class TxnError:
@@ -434,7 +434,7 @@ class Producer:
         s = self._sender
         tid = str(s.transactional_id)
         deadline = time.monotonic() + self._txn_timeout(timeout)
-        cls = request_class(INIT_PRODUCER_ID, ZMQ_VERSIONS[INIT_PRODUCER_ID])
+        cls = request_class(ApiKey.INIT_PRODUCER_ID, ZMQ_VERSIONS[ApiKey.INIT_PRODUCER_ID])
 
         def make() -> Any:
             return cls(transactional_id=tid, transaction_timeout=ms(self._cfg["transaction.timeout.ms"]),
@@ -465,7 +465,7 @@ class Producer:
         tid = str(s.transactional_id)
         group, generation, member, instance = _group_fields(group_metadata)
         deadline = time.monotonic() + self._txn_timeout(timeout)
-        add_cls = request_class(ADD_OFFSETS, ZMQ_VERSIONS[ADD_OFFSETS])
+        add_cls = request_class(ApiKey.ADD_OFFSETS_TO_TXN, ZMQ_VERSIONS[ApiKey.ADD_OFFSETS_TO_TXN])
         try:
             self._coordinator(TXN_KEY, tid, lambda: add_cls(
                 transactional_id=tid, producer_id=s.producer_id, producer_epoch=s.producer_epoch, group_id=group),
@@ -473,8 +473,8 @@ class Producer:
         except BaseException as e:
             self._raise(e, abortable=True)
         s.txn.offsets_added = True
-        cls = request_class(TXN_OFFSET_COMMIT, ZMQ_VERSIONS[TXN_OFFSET_COMMIT])
-        mod = __import__(cls.__module__, fromlist=["TxnOffsetCommitRequestTopic"])
+        cls = request_class(ApiKey.TXN_OFFSET_COMMIT, ZMQ_VERSIONS[ApiKey.TXN_OFFSET_COMMIT])
+        mod = schema_module(cls)
         by_topic: dict[str, list[Any]] = {}
         for tp in positions:
             if tp.offset < 0:
@@ -535,7 +535,7 @@ class Producer:
             self._raise(txn.error, abortable=True, retriable=False)
         if txn.added or txn.offsets_added:
             tid = str(s.transactional_id)
-            cls = request_class(END_TXN, ZMQ_VERSIONS[END_TXN])
+            cls = request_class(ApiKey.END_TXN, ZMQ_VERSIONS[ApiKey.END_TXN])
             try:
                 self._coordinator(TXN_KEY, tid, lambda: cls(
                     transactional_id=tid, producer_id=s.producer_id, producer_epoch=s.producer_epoch,

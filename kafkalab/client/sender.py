@@ -28,13 +28,13 @@ from kafkalab.client.accumulator import ProducerBatch, RecordAccumulator
 from kafkalab.client.context import ClientContext
 from kafkalab.client.io_thread import IoThread
 from kafkalab.client.metadata import METADATA_ERRORS
-from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
+from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, schema_module
 from kafkalab.protocol.build import ms, produce_request, produce_results
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 
 log = logging.getLogger(__name__)
 
-FIND_COORDINATOR, ADD_PARTITIONS = 10, 24
 GROUP_KEY, TXN_KEY = 0, 1  # FindCoordinator key types
 CONCURRENT_TXN_BACKOFF_S = 0.02  # Kafka's client retries CONCURRENT_TRANSACTIONS quickly
 COORDINATOR_ERRORS = (ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
@@ -183,7 +183,7 @@ class Sender(IoThread):
         assert self.net is not None
         if self._pid_in_flight or now < self._pid_next_try:
             return
-        cls = request_class(22, ZMQ_VERSIONS[22])
+        cls = request_class(ApiKey.INIT_PRODUCER_ID, ZMQ_VERSIONS[ApiKey.INIT_PRODUCER_ID])
         req = cls(transactional_id=None, transaction_timeout=ms(self.cfg["transaction.timeout.ms"]),
                   producer_id=-1, producer_epoch=-1)
         self._pid_in_flight = True
@@ -291,8 +291,8 @@ class Sender(IoThread):
     def _add_partitions(self, tps: list[tuple[str, int]], now: float) -> None:
         txn = self.txn
         txn.adding |= set(tps)
-        cls = request_class(ADD_PARTITIONS, ZMQ_VERSIONS[ADD_PARTITIONS])
-        topic_cls = __import__(cls.__module__, fromlist=["AddPartitionsToTxnTopic"]).AddPartitionsToTxnTopic
+        cls = request_class(ApiKey.ADD_PARTITIONS_TO_TXN, ZMQ_VERSIONS[ApiKey.ADD_PARTITIONS_TO_TXN])
+        topic_cls = schema_module(cls).AddPartitionsToTxnTopic
         by_topic: dict[str, list[int]] = {}
         for t, p in tps:
             by_topic.setdefault(t, []).append(p)
@@ -335,7 +335,7 @@ class Sender(IoThread):
         node = self.coordinators.get((call.key_type, call.key))
         call.in_flight = True
         if node is None:
-            cls = request_class(FIND_COORDINATOR, ZMQ_VERSIONS[FIND_COORDINATOR])
+            cls = request_class(ApiKey.FIND_COORDINATOR, ZMQ_VERSIONS[ApiKey.FIND_COORDINATOR])
             req = cls(key_type=call.key_type, coordinator_keys=(call.key,))
             self._send_call(call, self.net.any_broker(), req, self._found, now)
         else:

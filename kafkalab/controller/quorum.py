@@ -48,7 +48,7 @@ from kafkalab.metadata.topic import METADATA_LOG_CONFIG, METADATA_TOPIC
 from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import controller_node
 from kafkalab.process import die_with_parent, parent_alive
-from kafkalab.protocol.apis import response_class
+from kafkalab.protocol.apis import response_class, schema_module
 from kafkalab.records.scan import iter_batches
 from kafkalab.storage.files import write_atomic
 from kafkalab.transport.faults import FaultTable
@@ -111,12 +111,12 @@ def not_controller_response(api_key: int, version: int, request: Any) -> Any | N
         return cls(throttle_time=NO_THROTTLE, error_code=code, is_caught_up=False, is_fenced=True,
                    should_shut_down=False)
     if api_key == 19:
-        mod = __import__(cls.__module__, fromlist=["CreatableTopicResult"])
+        mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, topics=tuple(mod.CreatableTopicResult(
             name=t.name, topic_id=None, error_code=code, error_message="not the active controller",
             num_partitions=-1, replication_factor=-1, configs=None) for t in request.topics))
     if api_key == 20:
-        mod = __import__(cls.__module__, fromlist=["DeletableTopicResult"])
+        mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, responses=tuple(mod.DeletableTopicResult(
             name=t.name, topic_id=t.topic_id, error_code=code, error_message=None) for t in request.topics))
     if api_key == 56:
@@ -126,12 +126,12 @@ def not_controller_response(api_key: int, version: int, request: Any) -> Any | N
     if api_key == 67:
         return cls(throttle_time=NO_THROTTLE, error_code=code, producer_id_start=-1, producer_id_len=0)
     if api_key in (33, 44):
-        mod = __import__(cls.__module__, fromlist=["AlterConfigsResourceResponse"])
+        mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, responses=tuple(mod.AlterConfigsResourceResponse(
             error_code=code, error_message="not the active controller", resource_type=r.resource_type,
             resource_name=r.resource_name) for r in request.resources))
     if api_key == 37:
-        mod = __import__(cls.__module__, fromlist=["CreatePartitionsTopicResult"])
+        mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, results=tuple(mod.CreatePartitionsTopicResult(
             name=t.name, error_code=code, error_message="not the active controller") for t in request.topics))
     return None
@@ -139,7 +139,7 @@ def not_controller_response(api_key: int, version: int, request: Any) -> Any | N
 
 def metadata_fetch_error(resp_cls: Any, leader_hint: int, epoch: int) -> Any:
     """A broker's metadata fetch to a controller that is not active: who leads, if known."""
-    mod = __import__(resp_cls.__module__, fromlist=["PartitionData", "FetchableTopicResponse", "LeaderIdAndEpoch"])
+    mod = schema_module(resp_cls)
     part = mod.PartitionData(partition_index=0, error_code=ErrorCode.not_controller, high_watermark=-1,
                              current_leader=mod.LeaderIdAndEpoch(leader_id=leader_hint, leader_epoch=epoch),
                              aborted_transactions=None, records=None)

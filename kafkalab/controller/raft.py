@@ -47,6 +47,7 @@ from kafkalab.controller.raft_log import (
     encode_leader_change,
 )
 from kafkalab.metadata.topic import METADATA_TOPIC
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.records.scan import iter_batches
 
 __all__ = [
@@ -65,7 +66,6 @@ __all__ = [
     "SnapshotLoaded",
 ]
 
-VOTE, BEGIN_QUORUM_EPOCH, END_QUORUM_EPOCH, FETCH, FETCH_SNAPSHOT = 52, 53, 54, 1, 59
 _NONE = ErrorCode.none
 _ZERO = datetime.timedelta(0)
 
@@ -330,15 +330,15 @@ class RaftNode:
 
     def handle_request(self, source: int, correlation_id: int, request: Any, now_ms: int) -> Output:
         key = int(request.__api_key__)
-        if key == VOTE:
+        if key == ApiKey.VOTE:
             resp = self._on_vote(request, now_ms)
-        elif key == BEGIN_QUORUM_EPOCH:
+        elif key == ApiKey.BEGIN_QUORUM_EPOCH:
             resp = self._on_begin_quorum_epoch(request, now_ms)
-        elif key == END_QUORUM_EPOCH:
+        elif key == ApiKey.END_QUORUM_EPOCH:
             resp = self._on_end_quorum_epoch(request, now_ms)
-        elif key == FETCH:
+        elif key == ApiKey.FETCH:
             resp = self._on_fetch(source, correlation_id, request, now_ms)
-        elif key == FETCH_SNAPSHOT:
+        elif key == ApiKey.FETCH_SNAPSHOT:
             resp = self._on_fetch_snapshot(request)
         else:
             raise ValueError(f"api key {key} is not a KRaft quorum request")
@@ -351,20 +351,20 @@ class RaftNode:
         if sent is None or sent.destination != source or sent.api_key != int(response.__api_key__):
             return self._take()  # timed out, or from before a role change
         key = int(response.__api_key__)
-        if key == VOTE:
+        if key == ApiKey.VOTE:
             self._on_vote_response(source, response, now_ms)
-        elif key == BEGIN_QUORUM_EPOCH:
+        elif key == ApiKey.BEGIN_QUORUM_EPOCH:
             p = response.topics[0].partitions[0] if response.topics else None
             if p is not None and not self._observe(p.leader_epoch, p.leader_id, now_ms):
                 if self.role is Role.LEADER and p.error_code == _NONE:
                     self._begin_acked.add(source)
-        elif key == END_QUORUM_EPOCH:
+        elif key == ApiKey.END_QUORUM_EPOCH:
             p = response.topics[0].partitions[0] if response.topics else None
             if p is not None:
                 self._observe(p.leader_epoch, p.leader_id, now_ms)
-        elif key == FETCH:
+        elif key == ApiKey.FETCH:
             self._on_fetch_response(source, sent, response, now_ms)
-        elif key == FETCH_SNAPSHOT:
+        elif key == ApiKey.FETCH_SNAPSHOT:
             self._on_fetch_snapshot_response(source, response, now_ms)
         self._drive(now_ms)
         return self._take()

@@ -14,12 +14,13 @@ from kio.schema.metadata.v12 import response as md
 
 from kafkalab.controller.controller import Controller
 from kafkalab.metadata.image import NO_LEADER, MetadataImage
+from kafkalab.protocol.apis import schema_module
 
 NO_THROTTLE = datetime.timedelta(0)
 
 
 def create_topics(controller: Controller, req: Any, resp_cls: Any) -> Any:
-    mod = __import__(resp_cls.__module__, fromlist=["CreatableTopicResult"])
+    mod = schema_module(resp_cls)
     results = []
     for t in req.topics:
         configs = {c.name: c.value for c in t.configs}
@@ -39,7 +40,7 @@ def create_topics(controller: Controller, req: Any, resp_cls: Any) -> Any:
 
 
 def delete_topics(controller: Controller, req: Any, resp_cls: Any) -> Any:
-    mod = __import__(resp_cls.__module__, fromlist=["DeletableTopicResult"])
+    mod = schema_module(resp_cls)
     results = []
     for t in req.topics:
         name = t.name
@@ -53,7 +54,7 @@ def delete_topics(controller: Controller, req: Any, resp_cls: Any) -> Any:
 
 
 def alter_partition(controller: Controller, req: Any, resp_cls: Any) -> Any:
-    mod = __import__(resp_cls.__module__, fromlist=["TopicData", "PartitionData"])
+    mod = schema_module(resp_cls)
     topics = []
     for t in req.topics:
         image_topic = controller.image.topic_by_id(str(t.topic_id))
@@ -114,7 +115,7 @@ def metadata_response(image: MetadataImage, req: Any, resp_cls: Any = md.Metadat
 
 
 def metadata_fetch_response(data: bytes, log_end_offset: int, resp_cls: Any) -> Any:
-    mod = __import__(resp_cls.__module__, fromlist=["PartitionData", "FetchableTopicResponse"])
+    mod = schema_module(resp_cls)
     part = mod.PartitionData(partition_index=0, error_code=ErrorCode.none, high_watermark=log_end_offset,
                              last_stable_offset=log_end_offset, log_start_offset=0,
                              aborted_transactions=None, records=data)

@@ -171,15 +171,8 @@ class ControllerServer:
 
 
 def controller_main(*, parent_pid: int, **kwargs: Any) -> None:
-    """Entry point of the controller process (a quorum voter when given `voters`)."""
+    """Entry point of the single controller's process (a quorum voter's is quorum_controller_main)."""
     die_with_parent(parent_pid)
-    if kwargs.get("voters"):
-        from kafkalab.controller.quorum import quorum_controller_main
-        quorum_controller_main(parent_pid=parent_pid, **kwargs)
-        return
-    kwargs.pop("voters", None)
-    kwargs.pop("node_id", None)
-    kwargs.pop("raft", None)
     logging.basicConfig(level=logging.WARNING, format="controller %(levelname)s %(message)s")
     server = ControllerServer(**kwargs)
     server.loop.call_every(0.5, lambda: parent_alive(parent_pid) or server.loop.stop())

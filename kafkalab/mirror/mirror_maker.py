@@ -125,7 +125,7 @@ class MirrorMaker:
         return self
 
     def _side(self, c: Any) -> dict[str, Any]:
-        return {"name": c.name, "brokers": c.broker_endpoints, "fault_endpoint": c._fault_pub.endpoint,
+        return {"name": c.name, "brokers": c.broker_endpoints, "fault_endpoint": c.fault_endpoint,
                 "faults_json": c.faults.to_json(), "metrics_endpoint": c.metrics.endpoint}
 
     def _spawn(self) -> None:
@@ -149,7 +149,7 @@ class MirrorMaker:
     def _event(self, event: str, detail: str) -> None:
         for c in (self.source, self.target):
             if c.metrics is not None and not c.closed:
-                c._record_event(event, detail)
+                c.record_event(event, detail)
 
     def close(self) -> None:
         """Stop the replicator (idempotent). The topics it made stay."""
@@ -213,16 +213,11 @@ class MirrorMaker:
 
     def _set_link(self, cut: bool) -> None:
         from kafkalab.mirror.replicator import client_nodes
-        from kafkalab.nodes import broker_node
         for c in (self.source, self.target):
             if c.closed:
                 continue
-            with c._lock:
-                for b in c.broker_ids:
-                    for n in client_nodes(self.node, self._incarnation, self.groups):
-                        (c.faults.cut if cut else c.faults.restore)(n, broker_node(b))
-            c._apply_faults("cut" if cut else "heal",
-                            f"{self.node} {'cut from' if cut else 'reconnected to'} {c.name}")
+            c.cut_from_brokers(client_nodes(self.node, self._incarnation, self.groups), cut,
+                               f"{self.node} {'cut from' if cut else 'reconnected to'} {c.name}")
         self._cut = cut
 
     # -- what it did -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ negotiated, so `request_class` and friends accept every version kio has, not onl
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Callable
 from functools import cache
@@ -18,6 +19,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.bounds import check_bounds
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 
@@ -30,69 +32,70 @@ __all__ = [
     "encode",
     "request_class",
     "response_class",
+    "schema_module",
     "supported_versions",
 ]
 
 # Api key -> version used between lab processes. All exist in kio 0.6.5 (checked by the tests).
-ZMQ_VERSIONS: dict[int, int] = {
-    0: 9,  # Produce
-    1: 12,  # Fetch (last version addressing topics by name; v13+ use topic ids)
-    2: 7,  # ListOffsets
-    3: 12,  # Metadata
-    8: 8,  # OffsetCommit
-    9: 8,  # OffsetFetch (v8: several groups per request)
-    10: 4,  # FindCoordinator (v4: batched coordinator keys)
-    11: 9,  # JoinGroup
-    12: 4,  # Heartbeat
-    13: 5,  # LeaveGroup
-    14: 5,  # SyncGroup
-    15: 6,  # DescribeGroups (v6: an error message, e.g. for a group that is not classic)
-    16: 5,  # ListGroups (v5: group types, classic or consumer)
-    18: 3,  # ApiVersions
-    19: 7,  # CreateTopics
-    20: 6,  # DeleteTopics
-    21: 2,  # DeleteRecords
-    22: 4,  # InitProducerId
-    23: 4,  # OffsetForLeaderEpoch
-    24: 3,  # AddPartitionsToTxn (v3: the client form; v4+ is the broker-to-broker batch form)
-    25: 3,  # AddOffsetsToTxn
-    26: 3,  # EndTxn
-    27: 1,  # WriteTxnMarkers
-    28: 3,  # TxnOffsetCommit
-    32: 4,  # DescribeConfigs
-    33: 2,  # AlterConfigs
-    43: 2,  # ElectLeaders
+ZMQ_VERSIONS: dict[ApiKey, int] = {
+    ApiKey.PRODUCE: 9,
+    ApiKey.FETCH: 12,  # last version addressing topics by name; v13+ use topic ids
+    ApiKey.LIST_OFFSETS: 7,
+    ApiKey.METADATA: 12,
+    ApiKey.OFFSET_COMMIT: 8,
+    ApiKey.OFFSET_FETCH: 8,  # v8: several groups per request
+    ApiKey.FIND_COORDINATOR: 4,  # v4: batched coordinator keys
+    ApiKey.JOIN_GROUP: 9,
+    ApiKey.HEARTBEAT: 4,
+    ApiKey.LEAVE_GROUP: 5,
+    ApiKey.SYNC_GROUP: 5,
+    ApiKey.DESCRIBE_GROUPS: 6,  # v6: an error message, e.g. for a group that is not classic
+    ApiKey.LIST_GROUPS: 5,  # v5: group types, classic or consumer
+    ApiKey.API_VERSIONS: 3,
+    ApiKey.CREATE_TOPICS: 7,
+    ApiKey.DELETE_TOPICS: 6,
+    ApiKey.DELETE_RECORDS: 2,
+    ApiKey.INIT_PRODUCER_ID: 4,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: 4,
+    ApiKey.ADD_PARTITIONS_TO_TXN: 3,  # v3: the client form; v4+ is the broker-to-broker batch form
+    ApiKey.ADD_OFFSETS_TO_TXN: 3,
+    ApiKey.END_TXN: 3,
+    ApiKey.WRITE_TXN_MARKERS: 1,
+    ApiKey.TXN_OFFSET_COMMIT: 3,
+    ApiKey.DESCRIBE_CONFIGS: 4,
+    ApiKey.ALTER_CONFIGS: 2,
+    ApiKey.ELECT_LEADERS: 2,
     # Admin APIs served on the Kafka listener (kafkalab.broker.admin):
-    35: 4,  # DescribeLogDirs
-    37: 3,  # CreatePartitions
-    42: 2,  # DeleteGroups
-    44: 1,  # IncrementalAlterConfigs
-    47: 0,  # OffsetDelete
-    61: 0,  # DescribeProducers
-    65: 0,  # DescribeTransactions
-    66: 1,  # ListTransactions
+    ApiKey.DESCRIBE_LOG_DIRS: 4,
+    ApiKey.CREATE_PARTITIONS: 3,
+    ApiKey.DELETE_GROUPS: 2,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: 1,
+    ApiKey.OFFSET_DELETE: 0,
+    ApiKey.DESCRIBE_PRODUCERS: 0,
+    ApiKey.DESCRIBE_TRANSACTIONS: 0,
+    ApiKey.LIST_TRANSACTIONS: 1,
     # AlterPartition v2 is the highest whose new ISR is a plain list of broker ids (v3 switches
     # to NewIsrWithEpochs). Like every version kio has (2-3), it names topics by topic_id, so the
     # controller must give each topic a UUID.
-    56: 2,  # AlterPartition
-    52: 0,  # Vote (KRaft quorum)
-    53: 0,  # BeginQuorumEpoch
-    54: 0,  # EndQuorumEpoch
-    55: 0,  # DescribeQuorum
-    59: 0,  # FetchSnapshot
-    60: 0,  # DescribeCluster
-    62: 4,  # BrokerRegistration (highest in kio: listeners, features, log_dirs, previous epoch)
-    63: 2,  # BrokerHeartbeat (highest in kio)
-    64: 0,  # UnregisterBroker (the only version)
-    67: 0,  # AllocateProducerIds (the only version)
-    68: 1,  # ConsumerGroupHeartbeat (KIP-848; v1: the member names itself)
-    69: 1,  # ConsumerGroupDescribe
-    76: 1,  # ShareGroupHeartbeat (KIP-932)
-    77: 1,  # ShareGroupDescribe
-    78: 1,  # ShareFetch
-    79: 1,  # ShareAcknowledge
-    84: 0,  # ReadShareGroupState (share-partition leader -> share coordinator)
-    85: 0,  # WriteShareGroupState
+    ApiKey.ALTER_PARTITION: 2,
+    ApiKey.VOTE: 0,  # KRaft quorum
+    ApiKey.BEGIN_QUORUM_EPOCH: 0,
+    ApiKey.END_QUORUM_EPOCH: 0,
+    ApiKey.DESCRIBE_QUORUM: 0,
+    ApiKey.FETCH_SNAPSHOT: 0,
+    ApiKey.DESCRIBE_CLUSTER: 0,
+    ApiKey.BROKER_REGISTRATION: 4,  # highest in kio: listeners, features, log_dirs, previous epoch
+    ApiKey.BROKER_HEARTBEAT: 2,  # highest in kio
+    ApiKey.UNREGISTER_BROKER: 0,  # the only version
+    ApiKey.ALLOCATE_PRODUCER_IDS: 0,  # the only version
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: 1,  # KIP-848; v1: the member names itself
+    ApiKey.CONSUMER_GROUP_DESCRIBE: 1,
+    ApiKey.SHARE_GROUP_HEARTBEAT: 1,  # KIP-932
+    ApiKey.SHARE_GROUP_DESCRIBE: 1,
+    ApiKey.SHARE_FETCH: 1,
+    ApiKey.SHARE_ACKNOWLEDGE: 1,
+    ApiKey.READ_SHARE_GROUP_STATE: 0,  # share-partition leader -> share coordinator
+    ApiKey.WRITE_SHARE_GROUP_STATE: 0,
 }
 
 _NAME_EXCEPTIONS = {"api_versions": "ApiVersions"}
@@ -142,6 +145,13 @@ def response_class(api_key: int, version: int) -> type:
         return load_response_schema(api_key, version)
     except Exception as e:
         raise UnsupportedApiError(api_key, version, (), api_name(api_key)) from e
+
+
+def schema_module(entity_or_cls: Any) -> Any:
+    """The kio module of a request or response class (or object): it holds that version's
+    nested entities, e.g. schema_module(CreateTopicsResponse).CreatableTopicResult. The one way
+    from a message class to its module."""
+    return importlib.import_module(entity_or_cls.__module__)
 
 
 def api_key_of(entity: Any) -> tuple[int, int]:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, response_class
+from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, response_class, schema_module
 from kafkalab.protocol.errors import ErrorCode
 
 __all__ = [
@@ -48,7 +48,7 @@ Records = bytes | memoryview | None
 
 def _module(api_key: int, request: bool) -> Any:
     cls = (request_class if request else response_class)(api_key, ZMQ_VERSIONS[api_key])
-    return __import__(cls.__module__, fromlist=["_"])
+    return schema_module(cls)
 
 
 def ms(milliseconds: int | float) -> datetime.timedelta:

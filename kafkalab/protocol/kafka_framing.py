@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import api_key_of, encode, request_class, supported_versions
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 
 __all__ = [
-    "API_VERSIONS_KEY",
     "MAX_FRAME_BYTES",
     "RequestHeader",
     "encode_request",
@@ -36,7 +36,6 @@ __all__ = [
     "split_frames",
 ]
 
-API_VERSIONS_KEY = 18
 MAX_FRAME_BYTES = 104_857_600  # Kafka's socket.request.max.bytes default (100 MiB)
 
 _SIZE = struct.Struct(">i")
@@ -113,7 +112,7 @@ def request_header_version(api_key: int, api_version: int) -> int:
 
 
 def response_header_version(api_key: int, api_version: int) -> int:
-    if api_key == API_VERSIONS_KEY:
+    if api_key == ApiKey.API_VERSIONS:
         return 0
     return 1 if is_flexible(api_key, api_version) else 0
 

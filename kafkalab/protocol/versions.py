@@ -30,6 +30,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import request_class, response_class, supported_versions
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 
 # Oldest version each API is served at: the first where the records are RecordBatch v2
 # (Produce v3, Fetch v4), or the oldest kio knows.
-MIN_VERSIONS: dict[int, int] = {0: 3, 1: 4}
+MIN_VERSIONS: dict[ApiKey, int] = {ApiKey.PRODUCE: 3, ApiKey.FETCH: 4}
 
 _MISSING = object()
 
@@ -175,10 +176,6 @@ def _metadata_request(src: Any, out: Any) -> Any:
     if src.__version__ == 0 and not src.topics:
         return _replace(out, topics=None)
     return out
-
-
-def _mod(entity_or_cls: Any) -> Any:
-    return __import__(entity_or_cls.__module__, fromlist=["_"])
 
 
 def _find_coordinator_request(src: Any, out: Any) -> Any:

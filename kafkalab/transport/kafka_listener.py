@@ -39,6 +39,7 @@ import zmq
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import (
     ZMQ_VERSIONS,
     api_name,
@@ -46,11 +47,11 @@ from kafkalab.protocol.apis import (
     encode,
     request_class,
     response_class,
+    schema_module,
 )
 from kafkalab.protocol.bounds import check_bounds
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 from kafkalab.protocol.kafka_framing import (
-    API_VERSIONS_KEY,
     encode_response_header,
     is_flexible,
     parse_request_header,
@@ -64,10 +65,10 @@ __all__ = ["KAFKA_CLIENT_NODE", "KafkaListener", "advertised_versions"]
 log = logging.getLogger(__name__)
 
 KAFKA_CLIENT_NODE = "client-kafka"
-PRODUCE, FETCH, METADATA = 0, 1, 3
 # APIs BrokerServer.handle serves itself; group and transaction APIs join when their
 # service is present (server.groups.api_keys, server.transactions.api_keys).
-BROKER_APIS = (0, 1, 2, 3, 19, 20, 22, 23)
+BROKER_APIS = (ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA, ApiKey.CREATE_TOPICS,
+               ApiKey.DELETE_TOPICS, ApiKey.INIT_PRODUCER_ID, ApiKey.OFFSET_FOR_LEADER_EPOCH)
 READ_CHUNK = 1 << 18
 _SIZE = struct.Struct(">i")
 _HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
@@ -75,17 +76,17 @@ _HEAD = struct.Struct(">hh")  # a request header starts with its api key and ver
 
 def advertised_versions(api_keys: list[int] | tuple[int, ...]) -> dict[int, tuple[int, int]]:
     """api key -> (min, max) version the listener serves: ApiVersions itself plus api_keys."""
-    out = {API_VERSIONS_KEY: (0, ZMQ_VERSIONS[API_VERSIONS_KEY])}
+    out = {ApiKey.API_VERSIONS: (0, ZMQ_VERSIONS[ApiKey.API_VERSIONS])}
     for key in api_keys:
-        if key in ZMQ_VERSIONS and key != API_VERSIONS_KEY:
+        if key in ZMQ_VERSIONS and key != ApiKey.API_VERSIONS:
             out[key] = convertible_versions(key, ZMQ_VERSIONS[key])
     return dict(sorted(out.items()))
 
 
 def api_versions_response(version: int, versions: dict[int, tuple[int, int]],
                           error: ErrorCode = ErrorCode.none) -> Any:
-    cls = response_class(API_VERSIONS_KEY, version)
-    mod = __import__(cls.__module__, fromlist=["ApiVersion"])
+    cls = response_class(ApiKey.API_VERSIONS, version)
+    mod = schema_module(cls)
     keys = tuple(mod.ApiVersion(api_key=k, min_version=lo, max_version=hi) for k, (lo, hi) in versions.items())
     fields = {f.name for f in dataclasses.fields(cls)}
     extra: dict[str, Any] = {"throttle_time": _td0()} if "throttle_time" in fields else {}
@@ -334,7 +335,7 @@ class KafkaListener:
             return
         key, version, corr = header.api_key, header.api_version, header.correlation_id
         versions = self.versions()
-        if key == API_VERSIONS_KEY:
+        if key == ApiKey.API_VERSIONS:
             self._api_versions(conn, version, corr, payload[body_at:], versions)
             return
         reason = self._refuse(key, version, versions)
@@ -354,12 +355,12 @@ class KafkaListener:
                                   f"{type(e).__name__}: {e}")
             return
         slot: _Slot | None = None
-        if not (key == PRODUCE and int(request.acks) == 0):  # Kafka never answers acks=0
+        if not (key == ApiKey.PRODUCE and int(request.acks) == 0):  # Kafka never answers acks=0
             slot = _Slot()
             conn.slots.append(slot)
         reply = self._reply(conn, slot, key, version, corr)
         try:
-            served = self.server.handle(key, ZMQ_VERSIONS[key], lab_request, reply, zero_copy=key == FETCH)
+            served = self.server.handle(key, ZMQ_VERSIONS[key], lab_request, reply, zero_copy=key == ApiKey.FETCH)
         except Exception:  # a broker survives any single bad request
             self.counters["kafka_request_errors"] += 1
             log.exception("%s: %s v%d from %s failed", self.server.node, _name(key), version, conn.peer)
@@ -371,7 +372,7 @@ class KafkaListener:
     def _refuse(self, key: int, version: int, versions: dict[int, tuple[int, int]] | None = None) -> str:
         """Why a request for (key, version) cannot be served here, or "" if it can."""
         versions = versions or self.versions()
-        if key == API_VERSIONS_KEY:
+        if key == ApiKey.API_VERSIONS:
             return ""  # any version: a too-new one is answered at v0 with the list
         if key not in versions:
             return f"api key {key} ({_name(key)}) is not served by this broker"
@@ -383,13 +384,13 @@ class KafkaListener:
 
     def _api_versions(self, conn: Connection, version: int, corr: int, body: bytes,
                       versions: dict[int, tuple[int, int]]) -> None:
-        lo, hi = versions[API_VERSIONS_KEY]
+        lo, hi = versions[ApiKey.API_VERSIONS]
         if not lo <= version <= hi:
             # Kafka answers a too-new ApiVersions at v0 with the list, so the client can retry.
             resp = api_versions_response(0, versions, ErrorCode.unsupported_version)
         else:
             try:
-                decode_request(API_VERSIONS_KEY, version, body)
+                decode_request(ApiKey.API_VERSIONS, version, body)
             except MalformedMessageError as e:
                 self.counters["kafka_malformed_requests"] += 1
                 self.close_connection(conn, str(e))
@@ -408,9 +409,9 @@ class KafkaListener:
                 return
             try:
                 resp = response_to(lab_response, version)
-                if key == METADATA:
+                if key == ApiKey.METADATA:
                     resp = self._fix_metadata(resp)
-                if key == FETCH:
+                if key == ApiKey.FETCH:
                     chunks = self._open_regions(encode_fetch_response(resp, corr)[0])
                 else:
                     chunks = [_frame_response(resp, corr)]

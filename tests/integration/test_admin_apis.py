@@ -95,7 +95,7 @@ def test_alter_configs_incremental_and_whole_reach_every_broker(cluster: Cluster
         ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET),
         ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)])]))
     want = {"retention.ms": "60000", "cleanup.policy": "delete,compact"}
-    wait_until(lambda: all(cluster._topic_config_shown(b, name, want) for b in cluster.broker_ids), 10,
+    wait_until(lambda: all(cluster._topic_admin().topic_config_shown(b, name, want) for b in cluster.broker_ids), 10,
                "every broker to apply the change")
     with pytest.raises(Exception, match="did you mean 'retention.ms'"):
         _results(confluent_admin.incremental_alter_configs([ConfigResource("topic", name, incremental_configs=[
@@ -104,7 +104,7 @@ def test_alter_configs_incremental_and_whole_reach_every_broker(cluster: Cluster
     with pytest.warns(DeprecationWarning):  # confluent-kafka prefers the incremental API
         _results(confluent_admin.alter_configs([ConfigResource("topic", name, set_config={"segment.ms": "3600000"})]))
     want = {"segment.ms": "3600000", "retention.ms": None, "cleanup.policy": None}
-    wait_until(lambda: all(cluster._topic_config_shown(b, name, want) for b in cluster.broker_ids), 10,
+    wait_until(lambda: all(cluster._topic_admin().topic_config_shown(b, name, want) for b in cluster.broker_ids), 10,
                "every broker to apply the replacement")
 
 

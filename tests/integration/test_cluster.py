@@ -200,7 +200,7 @@ def test_unusable_data_dir_is_reported(tmp_path):
 
 def test_close_is_idempotent_and_removes_data():
     c = Cluster(brokers=1)
-    pids = [p.pid for p in c._procs.values()]
+    pids = [p.pid for p in c.processes.values()]
     data = c.data_dir
     c.close()
     c.close()
@@ -213,7 +213,7 @@ def test_processes_die_with_a_sigkilled_kernel(tmp_path):
         import os, sys, time
         from kafkalab import Cluster
         c = Cluster(brokers=2, data_dir={str(tmp_path / 'd')!r})
-        print(" ".join(str(p.pid) for p in c._procs.values()), flush=True)
+        print(" ".join(str(p.pid) for p in c.processes.values()), flush=True)
         time.sleep(60)
     """)
     kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -280,15 +280,15 @@ def test_load_worker_produces_and_obeys_network_cuts(cluster):
 def test_a_port_taken_is_named(monkeypatch):
     import socket
 
-    import kafkalab.cluster as kc
+    from kafkalab import ports
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    real = kc._free_port
+    real = ports.free_port
     calls = iter(range(1_000_000))
-    monkeypatch.setattr(kc, "_free_port", lambda: port if next(calls) == 0 else real())
+    monkeypatch.setattr(ports, "free_port", lambda: port if next(calls) == 0 else real())
     try:
         with pytest.raises(KafkaLabError, match="in use"):
             Cluster(brokers=1)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
-from kafkalab.broker.share_service import SHARE_GROUP_DESCRIBE
 from kafkalab.cluster import wait_until
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import decode_response, request_class
 from kafkalab.protocol.kafka_framing import encode_request
 from kafkalab.widgets import RebalanceTimeline, ShareGroupView
@@ -21,13 +21,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def share_group_describe(bootstrap: str, group: str) -> Any:
     host, _, port = bootstrap.split(",")[0].rpartition(":")
-    request = request_class(SHARE_GROUP_DESCRIBE, 1)(group_ids=(group,), include_authorized_operations=False)
+    request = request_class(ApiKey.SHARE_GROUP_DESCRIBE, 1)(group_ids=(group,), include_authorized_operations=False)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(encode_request(request, 11))
         (size,) = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))
         payload = sock.recv(size, socket.MSG_WAITALL)
     assert struct.unpack_from(">i", payload)[0] == 11 and payload[4] == 0  # header v1: no tagged fields
-    return decode_response(SHARE_GROUP_DESCRIBE, 1, payload[5:])
+    return decode_response(ApiKey.SHARE_GROUP_DESCRIBE, 1, payload[5:])
 
 
 @pytest.fixture

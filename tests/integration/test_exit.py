@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     from kafkalab import Cluster
     c = Cluster(brokers=1)
     try:  # a signal may come as soon as the line is out
-        print(json.dumps({"data_dir": c.data_dir, "pids": [p.pid for p in c._procs.values()]}), flush=True)
+        print(json.dumps({"data_dir": c.data_dir, "pids": [p.pid for p in c.processes.values()]}), flush=True)
         if sys.argv[1] == "wait":
             time.sleep(120)
     except KeyboardInterrupt:

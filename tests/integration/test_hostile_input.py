@@ -25,9 +25,9 @@ import pytest
 import zmq
 
 from kafkalab import Cluster
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import ZMQ_VERSIONS, decode_response, encode, request_class
 from kafkalab.protocol.kafka_framing import (
-    API_VERSIONS_KEY,
     encode_request,
     request_header_version,
 )
@@ -64,12 +64,12 @@ def _recv_frame(sock: socket.socket) -> bytes:
 
 def advertised(port: int) -> dict[int, tuple[int, int]]:
     """The broker's own ApiVersions table, asked for as a client does."""
-    request = request_class(API_VERSIONS_KEY, 3)(client_software_name="fuzz", client_software_version="1")
+    request = request_class(ApiKey.API_VERSIONS, 3)(client_software_name="fuzz", client_software_version="1")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(encode_request(request, 7))
         payload = _recv_frame(sock)
     assert struct.unpack_from(">i", payload)[0] == 7
-    resp = decode_response(API_VERSIONS_KEY, 3, payload[4:])  # ApiVersions answers with header v0
+    resp = decode_response(ApiKey.API_VERSIONS, 3, payload[4:])  # ApiVersions answers with header v0
     return {int(k.api_key): (int(k.min_version), int(k.max_version)) for k in resp.api_keys}
 
 
@@ -153,11 +153,11 @@ def test_hostile_frames_on_both_transports_leave_the_broker_up_and_the_good_clie
         topic = f"hostile-{uuid.uuid4().hex[:6]}"
         cluster.create_topic(topic, partitions=1, replication_factor=1)
         port = int(cluster.bootstrap_servers.split(":")[1])
-        broker = cluster._procs["broker-1"]
-        controller = cluster._procs["controller"]
+        broker = cluster.processes["broker-1"]
+        controller = cluster.processes["controller"]
 
         table = advertised(port)
-        assert {0, 1, 2, 3, API_VERSIONS_KEY} <= set(table)
+        assert {0, 1, 2, 3, ApiKey.API_VERSIONS} <= set(table)
         pairs = [(k, v) for k, (lo, hi) in table.items() for v in range(lo, hi + 1)]
         tcp: list[bytes] = []
         zmq_messages: list[tuple[int, int, bytes]] = []

@@ -118,7 +118,7 @@ def test_malformed_frames_do_not_disturb_a_good_client() -> None:
         finally:
             producer.close(5)
         assert offsets == list(range(200))
-        assert all(p.is_alive() for p in cluster._procs.values()), "a lab process died"
+        assert all(p.is_alive() for p in cluster.processes.values()), "a lab process died"
         consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap_servers, enable_auto_commit=False,
                                  auto_offset_reset="earliest")
         try:

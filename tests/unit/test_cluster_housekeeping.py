@@ -7,7 +7,8 @@ from __future__ import annotations
 import random
 import socket
 
-from kafkalab.cluster import _ephemeral_range, _free_port
+from kafkalab.ports import ephemeral_range as _ephemeral_range
+from kafkalab.ports import free_port as _free_port
 
 
 def test_ports_are_free_distinct_and_below_the_ephemeral_range():
@@ -36,7 +37,9 @@ def test_orphaned_data_dirs_are_removed_and_live_or_foreign_ones_kept(tmp_path):
     import subprocess
     import sys
 
-    from kafkalab.cluster import OWNER_FILE, _process_start, _write_owner, remove_orphaned_data_dirs
+    from kafkalab.cluster.data_dirs import OWNER_FILE, remove_orphaned_data_dirs
+    from kafkalab.cluster.data_dirs import process_start as _process_start
+    from kafkalab.cluster.data_dirs import write_owner as _write_owner
 
     # A process that made a data dir and died without closing its cluster (a killed kernel).
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid(), open(f'/proc/{os.getpid()}/stat')"

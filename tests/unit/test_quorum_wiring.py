@@ -8,7 +8,7 @@ import datetime
 import pytest
 from kio.schema.errors import ErrorCode
 
-from kafkalab.cluster import _not_controller
+from kafkalab.cluster.admin_client import not_controller as _not_controller
 from kafkalab.controller.quorum import (
     PendingReplies,
     metadata_fetch_error,

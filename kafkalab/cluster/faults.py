@@ -1,0 +1,107 @@
+"""The cluster's side of network faults: the authoritative FaultTable, published to every
+process (and again every 0.25 s, as PUB/SUB drops what a late subscriber missed), and each
+change awaited until the running brokers apply it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import zmq
+
+from kafkalab.cluster.events import EventLog
+from kafkalab.cluster.waiting import wait_until
+from kafkalab.errors import KafkaLabError
+from kafkalab.metrics import MetricsCollector
+from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.rpc import FaultPublisher
+
+
+class NetworkFaults:
+    """Cuts, delays and partitions between node names. `lock` guards the table: the
+    republisher thread reads it while a notebook changes it."""
+
+    def __init__(self, table: FaultTable, lock: threading.RLock, events: EventLog):
+        self.table, self.lock, self.events = table, lock, events
+        self._publisher: FaultPublisher | None = None
+        self._closed = False
+
+    def start(self, ctx: zmq.Context) -> None:
+        self._publisher = FaultPublisher(ctx)
+        threading.Thread(target=self._republish_loop, name="kafkalab-faults", daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        """Where processes subscribe to the table."""
+        assert self._publisher is not None, "start() first"
+        return self._publisher.endpoint
+
+    def _republish_loop(self) -> None:
+        while not self._closed:
+            with self.lock:
+                if self._closed:
+                    return
+                self._publisher.publish(self.table)
+            time.sleep(0.25)
+
+    def apply(self, event: str, detail: str, metrics: MetricsCollector, running: list[int]) -> None:
+        """Publish the table now and return once every running broker says it applies it, so
+        that the next line of a lab already runs on the changed network."""
+        with self.lock:
+            self._publisher.publish(self.table)
+            version = self.table.version
+        self.events.event(event, detail)
+
+        def applied() -> bool:
+            rows = metrics.brokers()
+            if rows.empty or "faults_version" not in rows:
+                return False
+            rows = rows[rows.faults_version.notna()]
+            newest = rows.groupby("broker")["faults_version"].max()
+            return all(b in newest.index and newest[b] >= version for b in running)
+        try:
+            wait_until(applied, 3.0, "brokers to apply the new network faults")
+        except TimeoutError:
+            pass  # a broker cut from the collector cannot say so; the table still reaches it
+
+    # Each change returns what apply() records: (event, detail).
+    def partition(self, groups: list[list[str]]) -> tuple[str, str]:
+        if len(groups) < 2:
+            raise KafkaLabError("partition() needs at least two groups, e.g. partition([1], [2, 3])")
+        with self.lock:
+            self.table.partition(*groups)
+        return "cut", " | ".join(",".join(g) for g in groups)
+
+    def cut(self, a: str, b: str, one_way: bool) -> tuple[str, str]:
+        with self.lock:
+            self.table.cut(a, b, one_way=one_way)
+        return "cut", f"{a} {'->' if one_way else '<->'} {b}"
+
+    def delay(self, a: str, b: str, ms: int, one_way: bool) -> tuple[str, str]:
+        with self.lock:
+            self.table.delay(a, b, ms, one_way=one_way)
+        return "delay", f"{a} {'->' if one_way else '<->'} {b}: {ms} ms"
+
+    def isolate(self, node: str, others: Iterable[str]) -> tuple[str, str]:
+        with self.lock:
+            self.table.isolate(node, list(others))
+        return "cut", f"{node} isolated"
+
+    def heal(self) -> tuple[str, str]:
+        with self.lock:
+            self.table.heal()
+        return "heal", "all links restored"
+
+    def set_links(self, pairs: Iterable[tuple[str, str]], cut: bool) -> None:
+        """Cut (or restore) each link between these two nodes, both ways."""
+        change: Callable[[str, str], None] = self.table.cut if cut else self.table.restore
+        with self.lock:
+            for a, b in pairs:
+                change(a, b)
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+        if self._publisher is not None:
+            self._publisher.close()

@@ -1,0 +1,51 @@
+"""Which main each lab process runs: the table of roles, above the roles themselves.
+
+The cluster's supervisor spawns `run_role(role, ...)`; the role's package is imported only in
+the process that plays it (a broker never loads the registry). Nothing below imports this.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+ROLES = ("controller", "quorum-controller", "broker", "schema-registry")
+
+
+def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
+    """Entry point of every lab process. Kept import-light: it runs before anything else.
+
+    A failure is also written to `error_file`, so the notebook can say why a process died
+    (a port taken, a data dir it cannot write) instead of only that it did."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as early as can be: see process.die_with_parent
+    try:
+        _run_role(role, **kwargs)
+    except Exception as e:
+        if error_file:
+            try:
+                with open(error_file, "w") as f:
+                    f.write(f"{type(e).__name__}: {e}\n")
+            except OSError:
+                pass
+        raise
+
+
+def _run_role(role: str, **kwargs: Any) -> None:
+    # kio registers hypothesis strategies when hypothesis is importable: ~0.1 s per process
+    # for nothing a broker needs.
+    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    if role == "controller":
+        from kafkalab.controller.server import controller_main
+        controller_main(**kwargs)
+    elif role == "quorum-controller":
+        from kafkalab.controller.quorum import quorum_controller_main
+        quorum_controller_main(**kwargs)
+    elif role == "broker":
+        from kafkalab.broker.server import broker_main
+        broker_main(**kwargs)
+    elif role == "schema-registry":
+        from kafkalab.registry.server import registry_main
+        registry_main(**kwargs)
+    else:
+        raise ValueError(f"unknown process role {role!r}: one of {ROLES}")
