@@ -20,20 +20,11 @@ from kafkalab.broker.admin import BROKER_RESOURCE, TOPIC_CONFIG, TOPIC_RESOURCE
 from kafkalab.cluster.admin_client import AdminClient
 from kafkalab.cluster.events import EventLog
 from kafkalab.cluster.waiting import wait_until
-from kafkalab.config import TOPIC_CONFIGS, resolve
+from kafkalab.config import TOPIC_CONFIGS, config_str, resolve
 from kafkalab.controller.topic_admin import DELETE, SET
 from kafkalab.errors import KafkaLabError
 from kafkalab.metrics import MetricsCollector
 from kafkalab.protocol.errors import KafkaError
-
-
-def config_str(v: Any) -> str:
-    """A config value as Kafka's admin APIs carry it."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, list | tuple):
-        return ",".join(map(str, v))
-    return str(v)
 
 
 class TopicAdmin:
