@@ -31,7 +31,7 @@ from kafkalab.config import TOPIC_CONFIGS, broker_config, client_config, resolve
 from kafkalab.errors import ClusterAlreadyRunningWarning, KafkaLabError
 from kafkalab.lazy_pandas import pd
 from kafkalab.metrics import MetricsCollector
-from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
+from kafkalab.nodes import CONTROLLER_NODE, SINGLE_CONTROLLER_ID, broker_node, controller_node
 from kafkalab.process import run_role, spawner
 from kafkalab.protocol.errors import KafkaError
 from kafkalab.transport.faults import FaultTable
@@ -254,15 +254,15 @@ class Cluster:
             self._fault_pub = FaultPublisher(self._ctx)
             self.controller_port = _free_port()
             self._ports = {b: (_free_port(), _free_port()) for b in self.broker_ids}
+            self._controller_ports = ({c: _free_port() for c in self.controller_ids} if self.quorum
+                                      else {SINGLE_CONTROLLER_ID: self.controller_port})
+            for c in self._controller_ports:
+                self._spawn_controller(c)
             if self.quorum:
-                self._controller_ports = {c: _free_port() for c in self.controller_ids}
                 self._active: int | None = None
                 self._admins: dict[int, RpcClient] = {}
-                for c in self.controller_ids:
-                    self._spawn_quorum_controller(c)
                 self._admin = None
             else:
-                self._spawn_controller()
                 self._admin = RpcClient(self._ctx, "admin", CONTROLLER_NODE,
                                         f"tcp://127.0.0.1:{self.controller_port}", self.faults)
             for b in self.broker_ids:
@@ -293,18 +293,10 @@ class Cluster:
                 "creates a Cluster starts a new one each time it runs. To run two clusters on purpose, "
                 "give each its own name=...", ClusterAlreadyRunningWarning, stacklevel=4)
 
-    def _spawn_controller(self) -> None:
-        args = dict(port=self.controller_port, data_dir=os.path.join(self.data_dir, "controller"),
-                    config=self.config, fault_endpoint=self._fault_pub.endpoint,
-                    metrics_endpoint=self.metrics.endpoint)
-        self._args[CONTROLLER_NODE] = args
-        self._start_process(CONTROLLER_NODE, "controller", args)
-
-    def _spawn_quorum_controller(self, controller_id: int) -> None:
+    def _spawn_controller(self, controller_id: int) -> None:
         from kafkalab.controller.quorum import QUORUM_TIMEOUTS
         node = controller_node(controller_id)
-        args = dict(node_id=controller_id, voters=self.controller_endpoints,
-                    port=self._controller_ports[controller_id],
+        args = dict(node_id=controller_id, voters=self._voters, port=self._controller_ports[controller_id],
                     data_dir=os.path.join(self.data_dir, node), config=self.config,
                     fault_endpoint=self._fault_pub.endpoint, metrics_endpoint=self.metrics.endpoint,
                     raft=dict(QUORUM_TIMEOUTS[self.profile]))
@@ -315,10 +307,8 @@ class Cluster:
         zmq_port, kafka_port = self._ports[broker_id]
         args = dict(broker_id=broker_id, port=zmq_port, kafka_port=kafka_port,
                     data_dir=os.path.join(self.data_dir, f"broker-{broker_id}"), config=self.config,
-                    controller_endpoint=f"tcp://127.0.0.1:{self.controller_port}",
+                    controller_endpoints=self._voters,
                     fault_endpoint=self._fault_pub.endpoint, metrics_endpoint=self.metrics.endpoint)
-        if self.quorum:
-            args["controller_endpoints"] = self.controller_endpoints
         self._args[broker_node(broker_id)] = args
         self._start_process(broker_node(broker_id), "broker", args)
 
@@ -411,6 +401,11 @@ class Cluster:
     @property
     def controller_ids(self) -> list[int]:
         return list(range(1, self.num_controllers + 1)) if self.quorum else []
+
+    @property
+    def _voters(self) -> dict[int, str]:
+        """Every controller process by id: one voter (id 0, node "controller") or a quorum."""
+        return {c: f"tcp://127.0.0.1:{p}" for c, p in self._controller_ports.items()}
 
     @property
     def controller_endpoints(self) -> dict[int, str]:
