@@ -9,8 +9,9 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from kafkalab.cluster import _not_controller
+from kafkalab.controller.active import PendingReplies
 from kafkalab.controller.quorum import (
-    PendingReplies,
+    controller_id_of,
     metadata_fetch_error,
     not_controller_response,
     read_committed,
@@ -118,3 +119,9 @@ def test_held_answers_go_out_once_their_offset_is_committed() -> None:
     assert held.release(5) == [("req-a", "a")]
     assert held.drop() == ["req-b"]
     assert held.release(100) == []
+
+
+def test_controller_names_map_to_voter_ids() -> None:
+    # The single controller is voter 0 of a one-voter quorum; it keeps the name "controller".
+    assert [controller_id_of(n) for n in ("controller", "controller-2", "broker-1", "controller-x")] == [
+        0, 2, None, None]
