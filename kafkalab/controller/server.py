@@ -138,10 +138,11 @@ class ControllerServer:
         outs, self._outputs = [*self._outputs, *([out] if out is not None else [])], []
         effects: list[Effect] = []
         for o in outs:
-            for e in o.effects:
-                if isinstance(e, PersistQuorumState):
-                    # A vote granted must survive a crash before the reply leaves.
-                    write_atomic(self.state_path, e.state.to_json().encode())
+            states = [e.state for e in o.effects if isinstance(e, PersistQuorumState)]
+            if states:
+                # A vote granted must survive a crash before the reply leaves. Each state is
+                # whole, so the output's last one is enough (a single voter's start makes two).
+                write_atomic(self.state_path, states[-1].to_json().encode())
             hw = max((e.high_watermark for e in o.effects if isinstance(e, HighWatermarkMoved)),
                      default=self.active.high_watermark)
             batches = [b for e in o.effects if isinstance(e, Committed) for b in e.batches]
