@@ -136,7 +136,8 @@ class ControllerServer:
         """Carry out the node's outputs: persist, apply, then send (the wiring guide's order),
         telling the ActiveController what was committed and who leads."""
         outs, self._outputs = [*self._outputs, *([out] if out is not None else [])], []
-        effects: list[Effect] = []
+        # The node's state is final by now: a deposed leader stops before any commit is heard.
+        effects = self._leader_change()
         for o in outs:
             states = [e.state for e in o.effects if isinstance(e, PersistQuorumState)]
             if states:
@@ -154,10 +155,8 @@ class ControllerServer:
                 elif isinstance(e, RoleChanged):
                     self._event("quorum_role", {"role": str(e.role), "epoch": e.epoch,
                                                 "leader": e.leader_id, "detail": f"{self.node} {e.role}"})
-            effects += self._leader_change()  # before the messages: a deposed leader stops at once
             for m in o.messages:
                 self._send(m)
-        effects += self._leader_change()
         self._apply(effects)
 
     def _leader_change(self) -> list[Effect]:

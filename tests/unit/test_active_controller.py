@@ -149,14 +149,13 @@ class OneVoter:
 
     def run(self, out: Output | None = None) -> list:
         outs, self.outputs = [*self.outputs, *([out] if out else [])], []
-        effects = []
+        r = self.raft
+        effects = self.ac.handle_leader_change(LeaderAndEpoch(
+            r.leader_id, r.epoch, r.epoch_start_offset if r.role is Role.LEADER else -1))
         for o in outs:
             hw = max((e.high_watermark for e in o.effects if isinstance(e, HighWatermarkMoved)),
                      default=self.ac.high_watermark)
             effects += self.ac.handle_commit([b for e in o.effects if isinstance(e, Committed) for b in e.batches], hw)
-        r = self.raft
-        effects += self.ac.handle_leader_change(LeaderAndEpoch(
-            r.leader_id, r.epoch, r.epoch_start_offset if r.role is Role.LEADER else -1))
         return effects
 
 
