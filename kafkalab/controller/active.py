@@ -11,8 +11,11 @@ alone this module decides:
 - respond: the Controller reads its own writes (records go into the working image as they are
   appended), but nobody hears of them before they are committed: an answer that depends on an
   uncommitted record is held until the high watermark passes it.
+- fetch: brokers long-poll the metadata log and get committed batches only, as soon as there
+  are new ones or when their wait ends.
 - deactivate: leadership lost. The working image and the held answers go (a new leader may
-  truncate those records); each held request is failed, so its client asks the new leader.
+  truncate those records); each held request and parked fetch is failed, so its client asks
+  the new leader.
 
 A single controller is a quorum of one: its own append commits at once, so it claims right
 after electing itself and never holds an answer for long.
@@ -56,9 +59,19 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """Answer this request NOT_CONTROLLER: the answer it was given may never become true."""
+    """Answer this request NOT_CONTROLLER (a metadata fetch: and who leads): this node does not
+    serve, or the answer it was given may never become true."""
 
     request: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFetch:
+    """Answer this metadata fetch with the committed batches from `offset` below `high_watermark`."""
+
+    request: Any
+    offset: int
+    high_watermark: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +92,7 @@ class Event:
     detail: dict[str, Any]
 
 
-Effect = Reply | Fail | Activated | Deactivated | Event
+Effect = Reply | Fail | AnswerFetch | Activated | Deactivated | Event
 
 
 @dataclass
@@ -120,6 +133,7 @@ class ActiveController:
         self.image = self.committed  # the working image while active
         self.appended = -1  # last offset this active controller appended
         self.pending = PendingReplies()
+        self.parked: list[tuple[Any, int, int]] = []  # metadata fetches: (request, offset, deadline ms)
         self._out: list[Effect] = []
 
     @property
@@ -136,6 +150,7 @@ class ActiveController:
         self.high_watermark = max(self.high_watermark, high_watermark)
         if self.active:
             self._out.extend(Reply(e, r) for e, r in self.pending.release(self.high_watermark))
+            self._answer_fetches(lambda offset, _deadline: offset < self.high_watermark)
         self._maybe_claim()
         return self._take()
 
@@ -155,10 +170,22 @@ class ActiveController:
             self._out.append(Reply(request, response))
         return self._take()
 
+    def fetch(self, request: Any, offset: int, max_wait_ms: int, now_ms: int) -> list[Effect]:
+        """A broker's long poll of the metadata log: answered as soon as something past `offset`
+        is committed, or empty when its wait ends (Kafka's fetch max wait)."""
+        if not self.active:
+            self._out.append(Fail(request))
+        elif offset < self.high_watermark or max_wait_ms <= 0:
+            self._out.append(AnswerFetch(request, offset, self.high_watermark))
+        else:
+            self.parked.append((request, offset, now_ms + max_wait_ms))
+        return self._take()
+
     def tick(self, now_ms: int) -> list[Effect]:
-        """The Controller's timers (broker sessions), while active."""
+        """The Controller's timers (broker sessions) and the fetches' waits, while active."""
         if self.controller is not None:
             self.controller.tick(now_ms)
+            self._answer_fetches(lambda offset, deadline: offset < self.high_watermark or now_ms >= deadline)
         return self._take()
 
     def take(self) -> list[Effect]:
@@ -182,11 +209,22 @@ class ActiveController:
         self.controller.registration_offset = {b: r.epoch + 1 for b, r in self.image.brokers.items()}
         self._out.append(Activated(lead.epoch))
 
+    def _answer_fetches(self, due: Callable[[int, int], bool]) -> None:
+        still = []
+        for request, offset, deadline in self.parked:
+            if due(offset, deadline):
+                self._out.append(AnswerFetch(request, offset, self.high_watermark))
+            else:
+                still.append((request, offset, deadline))
+        self.parked = still
+
     def _deactivate(self) -> None:
         self.controller = None
         self.image = self.committed
         self.appended = -1
         self._out.extend(Fail(e) for e in self.pending.drop())
+        self._out.extend(Fail(request) for request, _, _ in self.parked)  # they learn who leads now
+        self.parked = []
         self._out.append(Deactivated(self.leader.epoch))
 
     def _commit(self, records: list[dict[str, Any]]) -> None:

@@ -26,6 +26,7 @@ from kio.schema.errors import ErrorCode
 from kafkalab.controller.active import (
     Activated,
     ActiveController,
+    AnswerFetch,
     Deactivated,
     Effect,
     Event,
@@ -109,7 +110,6 @@ class ControllerServer:
                              **(raft or QUORUM_TIMEOUTS["lab"]))
         self.active = ActiveController(node_id, config, self._append, rng=random.Random())
         self._leader = LeaderAndEpoch(-1, 0)  # last leader change told to the ActiveController
-        self.waiting_fetches: list[tuple[Envelope, int, float]] = []
         self._outputs: list[Output] = []
         self._peer_requests: dict[tuple[int, int], Envelope] = {}
         self._peer_corr: dict[tuple[int, int], int] = {}  # (peer, rpc correlation) -> raft's
@@ -173,11 +173,14 @@ class ControllerServer:
         for e in effects:
             if isinstance(e, Reply):
                 self.server.reply(e.request, e.response)
+            elif isinstance(e, AnswerFetch):
+                data = b""
+                if self.raft.log.log_start_offset <= e.offset < e.high_watermark:
+                    data = read_committed(self.raft.log.read(e.offset, 1 << 20), e.high_watermark)
+                self.server.reply(e.request, metadata_fetch_response(
+                    data, e.high_watermark, response_class(1, e.request.version)))
             elif isinstance(e, Fail):
-                # Uncommitted answers may never be true: the client retries with the new controller.
-                resp = not_controller_response(e.request.api_key, e.request.version, e.request.body)
-                if resp is not None:
-                    self.server.reply(e.request, resp)
+                self._not_controller(e.request)
             elif isinstance(e, Event):
                 self._event(e.name, e.detail)
             elif isinstance(e, Activated):
@@ -185,11 +188,20 @@ class ControllerServer:
                 self._event("controller_active", {"detail": f"{self.node} active in epoch {e.epoch}"})
             elif isinstance(e, Deactivated):
                 changed = True
-                self._answer_fetches(force=True)
                 self._event("controller_inactive", {"detail": f"{self.node} no longer active (epoch {e.epoch})"})
-        self._answer_fetches(force=False)
         if changed:
             self._publish()
+
+    def _not_controller(self, env: Envelope) -> None:
+        """This node does not serve (or an answer it gave may never come true): the client asks
+        the active controller; a broker's metadata fetch learns who that is."""
+        if env.api_key == 1:
+            self.server.reply(env, metadata_fetch_error(response_class(1, env.version),
+                                                        self.leader_hint(), self.raft.epoch))
+            return
+        resp = not_controller_response(env.api_key, env.version, env.body)
+        if resp is not None:
+            self.server.reply(env, resp)
 
     def _append(self, values: list[bytes]) -> int:
         last, out = self.raft.append(values, _mono_ms())
@@ -255,17 +267,16 @@ class ControllerServer:
                 controller_id=self.node_id if self.active.active else self.leader_hint()))
             return
         if not self.active.active:
-            if env.api_key == 1:
-                self.server.reply(env, metadata_fetch_error(response_class(1, env.version),
-                                                            self.leader_hint(), self.raft.epoch))
-            else:
-                resp = not_controller_response(env.api_key, env.version, env.body)
-                if resp is not None:
-                    self.server.reply(env, resp)
+            self._apply([Fail(env)])
             return
         try:
-            response = self._serve(env)
-            effects = self.active.respond(env, response) if response is not None else self.active.take()
+            if env.api_key == 1:  # the metadata log's long poll
+                part = env.body.topics[0].partitions[0]
+                effects = self.active.fetch(env, int(part.fetch_offset),
+                                            int(env.body.max_wait.total_seconds() * 1000), _wall_ms())
+            else:
+                response = self._serve(env)
+                effects = self.active.respond(env, response) if response is not None else self.active.take()
         finally:
             self._run()  # what the Controller appended: commit (one voter) or replicate
         self._apply(effects)
@@ -289,10 +300,6 @@ class ControllerServer:
                                      int(req.current_metadata_offset), bool(req.want_shut_down), now)
             return resp_cls(throttle_time=NO_THROTTLE, error_code=r.error, is_caught_up=r.is_caught_up,
                             is_fenced=r.is_fenced, should_shut_down=r.should_shut_down)
-        if key == 1:  # Fetch of the metadata log: answered when there is news or the wait ends
-            part = req.topics[0].partitions[0]
-            self.waiting_fetches.append((env, int(part.fetch_offset), time.monotonic() + req.max_wait.total_seconds()))
-            return None
         if key == 19:  # CreateTopics
             from kafkalab.controller.requests import create_topics
             return create_topics(controller, req, resp_cls)
@@ -317,25 +324,6 @@ class ControllerServer:
                             producer_id_start=start, producer_id_len=length)
         log.warning("%s: %s is not a controller API; ignored", self.node, env.api_name)
         return None
-
-    def _answer_fetches(self, force: bool) -> None:
-        if not self.waiting_fetches:
-            return
-        now = time.monotonic()
-        hw = self.raft.high_watermark
-        still = []
-        for env, offset, deadline in self.waiting_fetches:
-            cls = response_class(1, env.version)
-            if not self.active.active:
-                self.server.reply(env, metadata_fetch_error(cls, self.leader_hint(), self.raft.epoch))
-            elif offset < hw or now >= deadline or force:
-                data = b""
-                if self.raft.log.log_start_offset <= offset < hw:
-                    data = read_committed(self.raft.log.read(offset, 1 << 20), hw)
-                self.server.reply(env, metadata_fetch_response(data, hw, cls))
-            else:
-                still.append((env, offset, deadline))
-        self.waiting_fetches = still
 
     # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:

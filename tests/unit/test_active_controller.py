@@ -11,6 +11,7 @@ from kafkalab.config import broker_config
 from kafkalab.controller.active import (
     Activated,
     ActiveController,
+    AnswerFetch,
     Deactivated,
     Event,
     Fail,
@@ -112,6 +113,29 @@ def test_re_elected_in_a_new_epoch_it_serves_again_only_after_that_epochs_leader
     ac = active_in_epoch_2(FakeAppend(4))
     assert ac.handle_leader_change(LeaderAndEpoch(ME, 3, epoch_start_offset=4)) == [Deactivated(2)]
     assert ac.handle_commit([], 5) == [Activated(3)]
+
+
+def test_a_metadata_fetch_waits_for_a_commit_or_its_max_wait() -> None:
+    append = FakeAppend(4)
+    ac = active_in_epoch_2(append)
+    assert ac.fetch("behind", 2, 500, now_ms=0) == [AnswerFetch("behind", 2, 4)]  # news already
+    assert ac.fetch("caught-up", 4, 500, now_ms=0) == []  # parked: nothing past offset 4 yet
+    assert ac.fetch("idle", 4, 100, now_ms=0) == []
+    assert ac.tick(now_ms=99) == []
+    assert ac.tick(now_ms=100) == [AnswerFetch("idle", 4, 4)]  # its wait ended: empty
+    ac.controller.register_broker(3, "tcp://x", "h", 1, now_ms=100)
+    ac.respond("req-3", "registered")
+    assert ac.handle_commit([], 4) == []  # appended but not committed: brokers see nothing yet
+    assert ac.handle_commit(append.committed(5), 5) == [Reply("req-3", "registered"),
+                                                         AnswerFetch("caught-up", 4, 5)]
+
+
+def test_parked_fetches_and_a_follower_fetch_learn_that_this_node_no_longer_leads() -> None:
+    ac = active_in_epoch_2(FakeAppend(4))
+    ac.fetch("parked", 4, 500, now_ms=0)
+    assert ac.handle_leader_change(LeaderAndEpoch(3, 3)) == [Fail("parked"), Deactivated(2)]
+    assert ac.fetch("late", 4, 500, now_ms=1) == [Fail("late")]
+    assert ac.tick(now_ms=10_000) == []  # nothing left parked to answer twice
 
 
 def test_the_controllers_events_and_timers_run_on_the_time_passed_in() -> None:
