@@ -7,11 +7,13 @@ in a notebook is the same node the broker process calls itself.
 from __future__ import annotations
 
 CONTROLLER_NODE = "controller"
+SINGLE_CONTROLLER_ID = 0  # the one voter of a single-controller cluster is named CONTROLLER_NODE
 
 
 def controller_node(controller_id: int) -> str:
-    """Node name of a quorum controller."""
-    return f"controller-{controller_id}"
+    """Node name of a controller: "controller" for a single controller (a quorum of one voter,
+    id 0), "controller-N" for voter N of a quorum."""
+    return CONTROLLER_NODE if controller_id == SINGLE_CONTROLLER_ID else f"controller-{controller_id}"
 
 
 def broker_node(broker_id: int) -> str:

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-ROLES = ("controller", "quorum-controller", "broker", "schema-registry")
+ROLES = ("controller", "broker", "schema-registry")
 
 
 def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
@@ -38,9 +38,6 @@ def _run_role(role: str, **kwargs: Any) -> None:
     if role == "controller":
         from kafkalab.controller.server import controller_main
         controller_main(**kwargs)
-    elif role == "quorum-controller":
-        from kafkalab.controller.quorum import quorum_controller_main
-        quorum_controller_main(**kwargs)
     elif role == "broker":
         from kafkalab.broker.server import broker_main
         broker_main(**kwargs)

@@ -34,11 +34,11 @@ def quorum_figure_data(frame: pd.DataFrame, now: float | None = None, stale_s: f
     newest = frame.sort_values("time", kind="stable").drop_duplicates("controller_id", keep="last")
     newest = newest.sort_values("controller_id", kind="stable")
     names, leos, hws, colors, texts, outlines = [], [], [], [], [], []
-    active: tuple[int, int] | None = None
+    active: tuple[int, str] | None = None
     for row in newest.itertuples():
-        cid, role = int(row.controller_id), str(row.role)
+        role = str(row.role)
         silent = now is not None and now - float(row.time) > stale_s
-        names.append(f"controller-{cid}")
+        names.append(str(row.node))  # "controller" for a single controller (a quorum of one)
         leos.append(int(row.log_end_offset))
         hws.append(int(row.high_watermark))
         if silent:
@@ -54,8 +54,8 @@ def quorum_figure_data(frame: pd.DataFrame, now: float | None = None, stale_s: f
         texts.append(f"{role}, epoch {int(row.epoch)}" + (" (active)" if is_active else "")
                      + (" (silent)" if silent else ""))
         if is_active and (active is None or int(row.epoch) > active[0]):
-            active = (int(row.epoch), cid)
-    title = (f"Controller quorum: epoch {active[0]}, active controller-{active[1]}" if active
+            active = (int(row.epoch), str(row.node))
+    title = (f"Controller quorum: epoch {active[0]}, active {active[1]}" if active
              else "Controller quorum: no active controller")
     layout["title"] = {"text": title}
     return {"data": [

@@ -64,9 +64,8 @@ class Fetcher:
 
 class BrokerServer:
     def __init__(self, *, broker_id: int, port: int, kafka_port: int, data_dir: str,
-                 config: dict[str, Any], controller_endpoint: str, fault_endpoint: str,
-                 metrics_endpoint: str | None, faults_json: str | None = None,
-                 controller_endpoints: dict[int, str] | None = None):
+                 config: dict[str, Any], controller_endpoints: dict[int, str], fault_endpoint: str,
+                 metrics_endpoint: str | None, faults_json: str | None = None):
         self.broker_id = broker_id
         self.node = broker_node(broker_id)
         self.config = config
@@ -75,13 +74,9 @@ class BrokerServer:
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
         self.loop = EventLoop()
         self.server = RpcServer(self.ctx, self.node, port, self.faults)
-        # One controller (id 0, node "controller"), or a quorum whose active member we follow.
-        self.quorum = bool(controller_endpoints)
-        if controller_endpoints:
-            self.controllers = {c: RpcClient(self.ctx, self.node, controller_node(c), ep, self.faults)
-                                for c, ep in sorted(controller_endpoints.items())}
-        else:
-            self.controllers = {0: RpcClient(self.ctx, self.node, "controller", controller_endpoint, self.faults)}
+        # The controllers (one voter, id 0, node "controller"; or a quorum): we follow the active one.
+        self.controllers = {c: RpcClient(self.ctx, self.node, controller_node(c), ep, self.faults)
+                            for c, ep in sorted(controller_endpoints.items())}
         self.controller_id = next(iter(self.controllers))
         self._controller_heard = time.monotonic()
         # Heartbeats are answered at once, so this long a silence means the controller is gone.
@@ -157,7 +152,7 @@ class BrokerServer:
         cid = self.controller.send(request)
         self.controller_calls[(self.controller_id, cid)] = callback
 
-    def _on_controller(self, controller_id: int = 0) -> None:
+    def _on_controller(self, controller_id: int) -> None:
         for cid, resp in self.controllers[controller_id].receive(time.monotonic()):
             cb = self.controller_calls.pop((controller_id, cid), None)
             if cb is not None:
@@ -177,11 +172,9 @@ class BrokerServer:
             self._allocating = False
 
     def _follow_controller(self, target: int | None) -> None:
-        """Quorum: turn to controller `target` (None: the next one in turn). Requests in
+        """Turn to controller `target` (None: the next one in turn). Requests in
         flight to the old one are given up as if they had timed out; the new active
         controller knows this broker's committed registration and gives it a fresh session."""
-        if not self.quorum:
-            return
         ids = sorted(self.controllers)
         if target not in self.controllers:
             target = ids[(ids.index(self.controller_id) + 1) % len(ids)]
@@ -225,7 +218,7 @@ class BrokerServer:
         for c, client in self.controllers.items():
             for cid in client.expire(now, self.config["request.timeout.ms"] / 1000):
                 self._drop_controller_call((c, cid))
-        if self.quorum and now - self._controller_heard > self._controller_silence_s:
+        if now - self._controller_heard > self._controller_silence_s:
             self._follow_controller(None)  # killed, paused or cut off: try the next one
         if not self.registered:
             if self._on_registered not in self.controller_calls.values():

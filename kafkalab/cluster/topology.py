@@ -7,7 +7,7 @@ from typing import Any
 
 from kafkalab import ports
 from kafkalab.errors import KafkaLabError
-from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
+from kafkalab.nodes import CONTROLLER_NODE, SINGLE_CONTROLLER_ID, broker_node, controller_node
 
 
 class Topology:
@@ -22,31 +22,26 @@ class Topology:
     def allocate_ports(self) -> None:
         self.controller_port = ports.free_port()
         self.broker_ports = {b: (ports.free_port(), ports.free_port()) for b in self.broker_ids}
-        if self.quorum:
-            self.controller_ports = {c: ports.free_port() for c in self.controller_ids}
+        self.controller_ports = ({c: ports.free_port() for c in self.controller_ids} if self.quorum
+                                 else {SINGLE_CONTROLLER_ID: self.controller_port})
 
     def process_plan(self, data_dir: str, wiring: dict[str, Any],
                      raft: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         """(node, role, args) of every controller and broker, controllers first. `wiring`: what
         every process gets (config, fault and metrics endpoints); `raft`: a quorum voter's timeouts."""
         plan: list[tuple[str, str, dict[str, Any]]] = []
-        if self.quorum:
-            for c in self.controller_ids:
-                node = controller_node(c)
-                plan.append((node, "quorum-controller", dict(
-                    node_id=c, voters=self.controller_endpoints, port=self.controller_ports[c],
-                    data_dir=os.path.join(data_dir, node), raft=raft, **wiring)))
-        else:
-            plan.append((CONTROLLER_NODE, "controller", dict(
-                port=self.controller_port, data_dir=os.path.join(data_dir, "controller"), **wiring)))
+        # Every controller is a Raft voter: a single controller is a quorum of one (id 0,
+        # node "controller"), so one process role serves both shapes.
+        for c in self.controller_ports:
+            node = controller_node(c)
+            plan.append((node, "controller", dict(
+                node_id=c, voters=self.voters, port=self.controller_ports[c],
+                data_dir=os.path.join(data_dir, node), raft=raft, **wiring)))
         for b in self.broker_ids:
             zmq_port, kafka_port = self.broker_ports[b]
-            args = dict(broker_id=b, port=zmq_port, kafka_port=kafka_port,
-                        data_dir=os.path.join(data_dir, broker_node(b)),
-                        controller_endpoint=self.controller_endpoint, **wiring)
-            if self.quorum:
-                args["controller_endpoints"] = self.controller_endpoints
-            plan.append((broker_node(b), "broker", args))
+            plan.append((broker_node(b), "broker", dict(
+                broker_id=b, port=zmq_port, kafka_port=kafka_port,
+                data_dir=os.path.join(data_dir, broker_node(b)), controller_endpoints=self.voters, **wiring)))
         return plan
 
     @property
@@ -68,6 +63,11 @@ class Topology:
     @property
     def controller_endpoint(self) -> str:
         return f"tcp://127.0.0.1:{self.controller_port}"
+
+    @property
+    def voters(self) -> dict[int, str]:
+        """Every controller process by id: one voter (id 0, node "controller") or a quorum."""
+        return {c: f"tcp://127.0.0.1:{p}" for c, p in self.controller_ports.items()}
 
     @property
     def controller_endpoints(self) -> dict[int, str]:

@@ -1,8 +1,13 @@
-"""The controller process: wires the Controller logic to its metadata log and its RPC socket.
+"""The controller process: one voter of `__cluster_metadata`, the active controller when it leads.
 
-Brokers register and heartbeat here, and long-poll the `__cluster_metadata` log with ordinary
-Fetch requests (as KRaft brokers do), so a metadata change reaches every broker within one
-round trip.
+The same process serves a single controller (a quorum of one voter, id 0, node "controller")
+and each member of a quorum ("controller-1".."controller-N"). It wires a RaftNode
+(kafkalab.controller.raft, pure) over a StorageRaftLog to ZeroMQ, a timer and the `quorum-state`
+file, and hands what Raft commits and who leads to an ActiveController
+(kafkalab.controller.active, pure), which decides when this node serves and when an answer may
+leave. Brokers register and heartbeat with the active controller and long-poll the metadata
+log with ordinary Fetch requests (as KRaft brokers do), getting only committed batches; a
+controller that is not active answers NOT_CONTROLLER (metadata fetches say who leads).
 """
 
 from __future__ import annotations
@@ -10,160 +15,353 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import random
+import signal
 import time
 from typing import Any
 
 import zmq
 from kio.schema.errors import ErrorCode
 
-from kafkalab.controller.controller import Controller
-from kafkalab.metadata.image import MetadataImage, encode_record
-from kafkalab.metadata.replay import replay
+from kafkalab.controller.active import (
+    Activated,
+    ActiveController,
+    AnswerFetch,
+    Deactivated,
+    Effect,
+    Event,
+    Fail,
+    LeaderAndEpoch,
+    Reply,
+)
+from kafkalab.controller.quorum import (
+    QUORUM_TIMEOUTS,
+    RAFT_APIS,
+    controller_id_of,
+    metadata_fetch_error,
+    not_controller_response,
+    read_committed,
+)
+from kafkalab.controller.raft import (
+    Committed,
+    HighWatermarkMoved,
+    NotLeader,
+    Outbound,
+    Output,
+    PersistQuorumState,
+    QuorumStateRecord,
+    RaftNode,
+    Role,
+    RoleChanged,
+    SnapshotLoaded,
+)
+from kafkalab.controller.raft_log import StorageRaftLog
+from kafkalab.controller.requests import metadata_fetch_response, metadata_response
 from kafkalab.metadata.topic import METADATA_LOG_CONFIG, METADATA_TOPIC
 from kafkalab.metrics_publisher import publisher_for
-from kafkalab.nodes import CONTROLLER_NODE
+from kafkalab.nodes import controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
-from kafkalab.records import encode_batch
-from kafkalab.storage import Log
+from kafkalab.storage.files import write_atomic
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.loop import EventLoop
-from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcServer
+from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcClient, RpcServer
 
 log = logging.getLogger(__name__)
 
 NO_THROTTLE = datetime.timedelta(0)
+QUORUM_STATE_FILE = "quorum-state"
 
 
-def _ms() -> int:
+def _mono_ms() -> int:
+    # Raft timers run on the monotonic clock; wall time only stamps records and heartbeats.
+    return int(time.monotonic() * 1000)
+
+
+def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
 class ControllerServer:
-    def __init__(self, *, port: int, data_dir: str, config: dict[str, Any], fault_endpoint: str,
-                 metrics_endpoint: str | None, faults_json: str | None = None):
+    """One controller process: a Raft voter, and the active controller while it leads."""
+
+    def __init__(self, *, node_id: int, voters: dict[int, str], port: int, data_dir: str,
+                 config: dict[str, Any], fault_endpoint: str, metrics_endpoint: str | None,
+                 faults_json: str | None = None, raft: dict[str, Any] | None = None):
+        self.node_id = node_id
+        self.node = controller_node(node_id)
         self.ctx = zmq.Context()
         self.config = config
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
         self.loop = EventLoop()
-        self.server = RpcServer(self.ctx, CONTROLLER_NODE, port, self.faults)
+        self.server = RpcServer(self.ctx, self.node, port, self.faults)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
-        self.metrics = publisher_for(self.ctx, metrics_endpoint, CONTROLLER_NODE)
-        path = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
-        self.mlog = Log(path, dict(METADATA_LOG_CONFIG), now_ms=_ms())
-        self.image = MetadataImage()
-        replay(self.mlog, self.image)
-        self.controller = Controller(self.image, self._commit, config, on_event=self._event)
-        self.waiting_fetches: list[tuple[Envelope, int, float]] = []
+        self.metrics = publisher_for(self.ctx, metrics_endpoint, self.node)
+        self.log_dir = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
+        self.raft_log = StorageRaftLog(self.log_dir, dict(METADATA_LOG_CONFIG), now_ms=_wall_ms(), clock=_wall_ms)
+        self.state_path = os.path.join(self.log_dir, QUORUM_STATE_FILE)
+        state = None
+        if os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                state = QuorumStateRecord.from_json(f.read())
+        self.raft = RaftNode(node_id, sorted(voters), self.raft_log, rng=random.Random(),
+                             quorum_state=state, cluster_id="kafkalab",
+                             wall_clock_offset_ms=_wall_ms() - _mono_ms(),
+                             **(raft or QUORUM_TIMEOUTS["lab"]))
+        self.active = ActiveController(node_id, config, self._append, rng=random.Random())
+        self._leader = LeaderAndEpoch(-1, 0)  # last leader change told to the ActiveController
+        self._outputs: list[Output] = []
+        self._peer_requests: dict[tuple[int, int], Envelope] = {}
+        self._peer_corr: dict[tuple[int, int], int] = {}  # (peer, rpc correlation) -> raft's
+        self.peers: dict[int, RpcClient] = {}
+        for vid, endpoint in sorted(voters.items()):
+            if vid == node_id:
+                continue
+            client = RpcClient(self.ctx, self.node, controller_node(vid), endpoint, self.faults)
+            self.peers[vid] = client
+            self.loop.add_socket(client.socket, lambda vid=vid: self._on_peer(vid))
+            self.loop.add_due_source(client.next_due, lambda vid=vid: self._on_peer(vid))
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
         self.loop.add_socket(self.fault_sub.socket, self.fault_sub.drain)
+        self.loop.add_due_source(lambda now: self.raft.next_deadline_ms() / 1000, self._poll)
         self.loop.call_every(0.05, self._tick)
+        if self.peers:
+            self.loop.call_every(0.5, self._expire_peer_requests)
         self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
+        self._run(self.raft.start(_mono_ms()))  # a single voter elects itself here, at once
 
-    # -- metadata log ----------------------------------------------------------------------
-    def _commit(self, records: list[dict[str, Any]]) -> None:
-        now = _ms()
-        batch = encode_batch([(*encode_record(r), [], now) for r in records])
-        base, _last = self.mlog.append(batch, assign_offsets=True, now_ms=now)
-        self.mlog.flush()  # a metadata change is durable before anyone acts on it
-        for i, r in enumerate(records):
-            self.image.apply(r, base + i)
-        self._answer_fetches(force=False)
+    # -- Raft I/O ---------------------------------------------------------------------------
+    def _run(self, out: Output | None = None) -> None:
+        """Carry out the node's outputs: persist, apply, then send (the wiring guide's order),
+        telling the ActiveController what was committed and who leads."""
+        outs, self._outputs = [*self._outputs, *([out] if out is not None else [])], []
+        # The node's state is final by now: a deposed leader stops before any commit is heard.
+        effects = self._leader_change()
+        for o in outs:
+            states = [e.state for e in o.effects if isinstance(e, PersistQuorumState)]
+            if states:
+                # A vote granted must survive a crash before the reply leaves. Each state is
+                # whole, so the output's last one is enough (a single voter's start makes two).
+                write_atomic(self.state_path, states[-1].to_json().encode())
+            hw = max((e.high_watermark for e in o.effects if isinstance(e, HighWatermarkMoved)),
+                     default=self.active.high_watermark)
+            batches = [b for e in o.effects if isinstance(e, Committed) for b in e.batches]
+            effects += self.active.handle_commit(batches, hw)
+            for e in o.effects:
+                if isinstance(e, SnapshotLoaded):
+                    # Controllers here never create snapshots, so none can be fetched.
+                    log.error("%s: snapshot %s received but snapshots are not wired", self.node, e.snapshot_id)
+                elif isinstance(e, RoleChanged):
+                    self._event("quorum_role", {"role": str(e.role), "epoch": e.epoch,
+                                                "leader": e.leader_id, "detail": f"{self.node} {e.role}"})
+            for m in o.messages:
+                self._send(m)
+        self._apply(effects)
+
+    def _leader_change(self) -> list[Effect]:
+        r = self.raft
+        leader = LeaderAndEpoch(r.leader_id if r.role in (Role.LEADER, Role.FOLLOWER) else -1, r.epoch,
+                                r.epoch_start_offset if r.role is Role.LEADER else -1)
+        if leader == self._leader:
+            return []
+        self._leader = leader
+        return self.active.handle_leader_change(leader)
+
+    def _apply(self, effects: list[Effect]) -> None:
+        changed = False
+        for e in effects:
+            if isinstance(e, Reply):
+                self.server.reply(e.request, e.response)
+            elif isinstance(e, AnswerFetch):
+                data = b""
+                if self.raft.log.log_start_offset <= e.offset < e.high_watermark:
+                    data = read_committed(self.raft.log.read(e.offset, 1 << 20), e.high_watermark)
+                self.server.reply(e.request, metadata_fetch_response(
+                    data, e.high_watermark, response_class(1, e.request.version)))
+            elif isinstance(e, Fail):
+                self._not_controller(e.request)
+            elif isinstance(e, Event):
+                self._event(e.name, e.detail)
+            elif isinstance(e, Activated):
+                changed = True
+                self._event("controller_active", {"detail": f"{self.node} active in epoch {e.epoch}"})
+            elif isinstance(e, Deactivated):
+                changed = True
+                self._event("controller_inactive", {"detail": f"{self.node} no longer active (epoch {e.epoch})"})
+        if changed:
+            self._publish()
+
+    def _not_controller(self, env: Envelope) -> None:
+        """This node does not serve (or an answer it gave may never come true): the client asks
+        the active controller; a broker's metadata fetch learns who that is."""
+        if env.api_key == 1:
+            self.server.reply(env, metadata_fetch_error(response_class(1, env.version),
+                                                        self.leader_hint(), self.raft.epoch))
+            return
+        resp = not_controller_response(env.api_key, env.version, env.body)
+        if resp is not None:
+            self.server.reply(env, resp)
+
+    def _append(self, values: list[bytes]) -> int:
+        last, out = self.raft.append(values, _mono_ms())
+        self._outputs.append(out)
+        if isinstance(last, NotLeader):
+            raise RuntimeError(f"{self.node} lost leadership while committing (leader {last.leader_id})")
+        return last
+
+    def _send(self, m: Outbound) -> None:
+        if m.is_response:
+            env = self._peer_requests.pop((m.destination, m.correlation_id), None)
+            if env is not None:
+                self.server.reply(env, m.message)
+            return
+        client = self.peers.get(m.destination)
+        if client is None:
+            return
+        try:
+            rpc_corr = client.send(m.message)
+        except Exception:  # a peer down for long fills its queue: Raft retries anyway
+            log.debug("%s: cannot send to %s", self.node, client.peer, exc_info=True)
+            return
+        self._peer_corr[(m.destination, rpc_corr)] = m.correlation_id
+
+    def _on_peer(self, vid: int) -> None:
+        client = self.peers[vid]
+        for rpc_corr, resp in client.receive(time.monotonic()):
+            corr = self._peer_corr.pop((vid, rpc_corr), None)
+            if corr is not None:
+                self._run(self.raft.handle_response(vid, corr, resp, _mono_ms()))
+
+    def _poll(self) -> None:
+        self._run(self.raft.poll(_mono_ms()))
+
+    def _expire_peer_requests(self) -> None:
+        # Raft times its own requests out; here only the transport's bookkeeping goes.
+        now = time.monotonic()
+        for vid, client in self.peers.items():
+            for rpc_corr in client.expire(now, 2.0):
+                self._peer_corr.pop((vid, rpc_corr), None)
 
     def _event(self, event: str, detail: dict[str, Any]) -> None:
         self.metrics.publish("event", {"event": event, **detail, "detail": str(detail.get("detail", ""))})
 
-    # -- requests --------------------------------------------------------------------------
+    def leader_hint(self) -> int:
+        r = self.raft
+        return r.leader_id if r.role in (Role.LEADER, Role.FOLLOWER) else -1
+
+    # -- requests ---------------------------------------------------------------------------
     def _on_requests(self) -> None:
         for env in self.server.receive(time.monotonic()):
             self.server.serve(env, self._handle)  # one bad request must not take the controller down
 
-    def _respond(self, env: Envelope, response: Any) -> None:
-        self.server.reply(env, response)
-
     def _handle(self, env: Envelope) -> None:
-        now = _ms()
+        peer = controller_id_of(env.sender)
+        if peer is not None and env.api_key in RAFT_APIS:
+            self._peer_requests[(peer, env.correlation_id)] = env
+            self._run(self.raft.handle_request(peer, env.correlation_id, env.body, _mono_ms()))
+            return
+        if env.api_key == 3:  # Metadata: committed state only; controller_id says who is active
+            self.server.reply(env, metadata_response(
+                self.active.committed, env.body, response_class(3, env.version),
+                controller_id=self.node_id if self.active.active else self.leader_hint()))
+            return
+        if not self.active.active:
+            self._apply([Fail(env)])
+            return
+        try:
+            if env.api_key == 1:  # the metadata log's long poll
+                part = env.body.topics[0].partitions[0]
+                effects = self.active.fetch(env, int(part.fetch_offset),
+                                            int(env.body.max_wait.total_seconds() * 1000), _wall_ms())
+            else:
+                response = self._serve(env)
+                effects = self.active.respond(env, response) if response is not None else self.active.take()
+        finally:
+            self._run()  # what the Controller appended: commit (one voter) or replicate
+        self._apply(effects)
+
+    def _serve(self, env: Envelope) -> Any | None:
+        """The active Controller's answer to a broker's or admin's request (None: none yet)."""
+        controller = self.active.controller
+        assert controller is not None
+        now = _wall_ms()
         req = env.body
         key = env.api_key
         resp_cls = response_class(key, env.version)
         if key == 62:  # BrokerRegistration
             zmq_l = next(lst for lst in req.listeners if lst.name == "ZMQ")
             kafka_l = next((lst for lst in req.listeners if lst.name != "ZMQ"), zmq_l)
-            epoch = self.controller.register_broker(
-                int(req.broker_id), f"tcp://{zmq_l.host}:{zmq_l.port}", str(kafka_l.host),
-                int(kafka_l.port), now)
-            self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, broker_epoch=epoch))
-        elif key == 63:  # BrokerHeartbeat
-            r = self.controller.heartbeat(int(req.broker_id), int(req.broker_epoch),
-                                          int(req.current_metadata_offset), bool(req.want_shut_down), now)
-            self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=r.error,
-                                            is_caught_up=r.is_caught_up, is_fenced=r.is_fenced,
-                                            should_shut_down=r.should_shut_down))
-        elif key == 1:  # Fetch of the metadata log
-            part = req.topics[0].partitions[0]
-            wait = req.max_wait.total_seconds()
-            self.waiting_fetches.append((env, int(part.fetch_offset), time.monotonic() + wait))
-            self._answer_fetches(force=False)
-        elif key == 19:  # CreateTopics
+            epoch = controller.register_broker(int(req.broker_id), f"tcp://{zmq_l.host}:{zmq_l.port}",
+                                               str(kafka_l.host), int(kafka_l.port), now)
+            return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, broker_epoch=epoch)
+        if key == 63:  # BrokerHeartbeat
+            r = controller.heartbeat(int(req.broker_id), int(req.broker_epoch),
+                                     int(req.current_metadata_offset), bool(req.want_shut_down), now)
+            return resp_cls(throttle_time=NO_THROTTLE, error_code=r.error, is_caught_up=r.is_caught_up,
+                            is_fenced=r.is_fenced, should_shut_down=r.should_shut_down)
+        if key == 19:  # CreateTopics
             from kafkalab.controller.requests import create_topics
-            self._respond(env, create_topics(self.controller, req, resp_cls))
-        elif key == 20:  # DeleteTopics
+            return create_topics(controller, req, resp_cls)
+        if key == 20:  # DeleteTopics
             from kafkalab.controller.requests import delete_topics
-            self._respond(env, delete_topics(self.controller, req, resp_cls))
-        elif key == 56:  # AlterPartition
+            return delete_topics(controller, req, resp_cls)
+        if key == 56:  # AlterPartition
             from kafkalab.controller.requests import alter_partition
-            self._respond(env, alter_partition(self.controller, req, resp_cls))
-        elif key == 43:  # ElectLeaders
+            return alter_partition(controller, req, resp_cls)
+        if key == 43:  # ElectLeaders
             from kafkalab.controller.topic_admin import elect_leaders_response
-            self._respond(env, elect_leaders_response(self.controller, req, resp_cls))
-        elif key in (33, 44):  # AlterConfigs, IncrementalAlterConfigs (topic configs)
+            return elect_leaders_response(controller, req, resp_cls)
+        if key in (33, 44):  # AlterConfigs, IncrementalAlterConfigs (topic configs)
             from kafkalab.controller.topic_admin import alter_configs_response
-            self._respond(env, alter_configs_response(self.controller, req, resp_cls, incremental=key == 44))
-        elif key == 37:  # CreatePartitions
+            return alter_configs_response(controller, req, resp_cls, incremental=key == 44)
+        if key == 37:  # CreatePartitions
             from kafkalab.controller.topic_admin import create_partitions_response
-            self._respond(env, create_partitions_response(self.controller, req, resp_cls))
-        elif key == 67:  # AllocateProducerIds
-            start, length = self.controller.allocate_producer_ids()
-            self._respond(env, resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
-                                            producer_id_start=start, producer_id_len=length))
-        elif key == 3:  # Metadata (for the Cluster's describe calls)
-            from kafkalab.controller.requests import metadata_response
-            self._respond(env, metadata_response(self.image, req, resp_cls))
-        else:
-            log.warning("controller: %s is not a controller API; ignored", env.api_name)
+            return create_partitions_response(controller, req, resp_cls)
+        if key == 67:  # AllocateProducerIds
+            start, length = controller.allocate_producer_ids()
+            return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
+                            producer_id_start=start, producer_id_len=length)
+        log.warning("%s: %s is not a controller API; ignored", self.node, env.api_name)
+        return None
 
-    def _answer_fetches(self, force: bool) -> None:
-        if not self.waiting_fetches:
-            return
-        from kafkalab.controller.requests import metadata_fetch_response
-        now = time.monotonic()
-        still = []
-        for env, offset, deadline in self.waiting_fetches:
-            if offset < self.mlog.log_end_offset or now >= deadline or force:
-                data = b""
-                if offset < self.mlog.log_end_offset:
-                    data = bytes(self.mlog.read_bytes(offset, 1 << 20))
-                self.server.reply(env, metadata_fetch_response(data, self.mlog.log_end_offset,
-                                                               response_class(1, env.version)))
-            else:
-                still.append((env, offset, deadline))
-        self.waiting_fetches = still
-
-    # -- timers ----------------------------------------------------------------------------
+    # -- timers -----------------------------------------------------------------------------
     def _tick(self) -> None:
-        self.controller.tick(_ms())
-        self._answer_fetches(force=False)
+        self._poll()  # a leader that lost its quorum resigns before it fences anyone
+        try:
+            effects = self.active.tick(_wall_ms())
+        finally:
+            self._run()
+        self._apply(effects)
 
     def _publish(self) -> None:
+        d = self.raft.describe()
+        ends = {int(k): int(v) for k, v in d["voter_end_offsets"].items()}
+        if self.raft.role is Role.LEADER:
+            ends[self.node_id] = d["log_end_offset"]
+        active = self.active.active
+        self.metrics.publish("quorum", {
+            "controller_id": self.node_id, "role": d["role"], "epoch": d["epoch"], "leader": d["leader_id"],
+            "active": active, "high_watermark": d["high_watermark"], "log_end_offset": d["log_end_offset"],
+            "voter_end_offsets": ends,
+        })
         self.metrics.publish("controller", {
-            "controller_id": 0, "active": True, "metadata_offset": self.mlog.log_end_offset,
+            "controller_id": self.node_id, "active": active, "metadata_offset": d["high_watermark"],
             "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
-            "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced") for b in self.image.brokers.values()},
+            "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced")
+                        for b in self.active.committed.brokers.values()},
         })
 
+    def shutdown_gracefully(self) -> None:
+        """SIGTERM: a leader resigns with EndQuorumEpoch so a successor need not time out."""
+        self._run(self.raft.resign(_mono_ms()))
+        # Let EndQuorumEpoch leave before the sockets close (a single voter has no one to tell).
+        self.loop.call_later(0.1 if self.peers else 0, self.loop.stop)
+
     def close(self) -> None:
-        self.mlog.close()
+        self.raft_log.close()
+        for client in self.peers.values():
+            client.close()
         self.server.close()
         self.fault_sub.close()
         self.metrics.close()
@@ -171,10 +369,12 @@ class ControllerServer:
 
 
 def controller_main(*, parent_pid: int, **kwargs: Any) -> None:
-    """Entry point of the single controller's process (a quorum voter's is quorum_controller_main)."""
+    """Entry point of a controller process."""
     die_with_parent(parent_pid)
-    logging.basicConfig(level=logging.WARNING, format="controller %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format=f"{controller_node(kwargs['node_id'])} %(levelname)s %(message)s")
     server = ControllerServer(**kwargs)
+    signal.signal(signal.SIGTERM, lambda *_: server.loop.call_later(0, server.shutdown_gracefully))
     server.loop.call_every(0.5, lambda: parent_alive(parent_pid) or server.loop.stop())
     try:
         server.loop.run_forever()

@@ -9,8 +9,9 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from kafkalab.cluster.admin_client import not_controller as _not_controller
+from kafkalab.controller.active import PendingReplies
 from kafkalab.controller.quorum import (
-    PendingReplies,
+    controller_id_of,
     metadata_fetch_error,
     not_controller_response,
     read_committed,
@@ -24,6 +25,7 @@ from kafkalab.protocol.apis import (
     encode,
     request_class,
     response_class,
+    schema_module,
 )
 
 
@@ -78,12 +80,12 @@ def test_not_controller_answers_encode_and_say_not_controller(api_key: int) -> N
     req_cls = request_class(api_key, version)
     request = None
     if api_key == 19:
-        mod = __import__(req_cls.__module__, fromlist=["CreatableTopic"])
+        mod = schema_module(req_cls)
         request = req_cls(topics=(mod.CreatableTopic(name="t", num_partitions=1, replication_factor=1,
                                                      assignments=(), configs=()),),
                           timeout=datetime.timedelta(seconds=1))
     elif api_key == 20:
-        mod = __import__(req_cls.__module__, fromlist=["DeleteTopicState"])
+        mod = schema_module(req_cls)
         request = req_cls(topics=(mod.DeleteTopicState(name="t", topic_id=None),),
                           timeout=datetime.timedelta(seconds=1))
     resp = not_controller_response(api_key, version, request)
@@ -118,3 +120,9 @@ def test_held_answers_go_out_once_their_offset_is_committed() -> None:
     assert held.release(5) == [("req-a", "a")]
     assert held.drop() == ["req-b"]
     assert held.release(100) == []
+
+
+def test_controller_names_map_to_voter_ids() -> None:
+    # The single controller is voter 0 of a one-voter quorum; it keeps the name "controller".
+    assert [controller_id_of(n) for n in ("controller", "controller-2", "broker-1", "controller-x")] == [
+        0, 2, None, None]

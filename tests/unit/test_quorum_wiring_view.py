@@ -50,3 +50,10 @@ def test_no_quorum_rows_says_how_to_get_them() -> None:
     data = quorum_figure_data(MetricsSnapshot().frame("quorum"))
     assert data["data"] == []
     assert "controllers=3" in data["layout"]["annotations"][0]["text"]
+
+
+def test_a_single_controller_is_drawn_as_the_one_voter_it_is() -> None:
+    one = {**row(T0, 0, "leader", 1, 0, 7, 7, active=True), "node": "controller"}
+    data = quorum_figure_data(MetricsSnapshot({"quorum": [one]}).frame("quorum"), now=T0 + 0.5)
+    assert data["data"][0]["x"] == ["controller"]
+    assert data["layout"]["title"]["text"] == "Controller quorum: epoch 1, active controller"

@@ -117,6 +117,22 @@ def test_single_voter_elects_itself_and_commits_at_once() -> None:
     assert n.high_watermark == 3
 
 
+@pytest.mark.parametrize(("state", "epoch"), [
+    (None, 1),  # a fresh log
+    (QuorumStateRecord(3, 0, 0, (0,)), 4),  # it led epoch 3 before a restart: leads the next
+    (QuorumStateRecord(3, -1, 0, (0,)), 3),  # it stood in epoch 3: its own vote wins that epoch
+    (QuorumStateRecord(3, -1, -1, (0,)), 4),  # it only knew epoch 3
+])
+def test_a_single_voter_leads_at_start_without_waiting_for_an_election_timeout(state, epoch) -> None:
+    n = RaftNode(0, (0,), InMemoryRaftLog(), rng=random.Random(0), quorum_state=state,
+                 election_timeout_ms=(1000, 2000), fetch_timeout_ms=2000, request_timeout_ms=2000,
+                 fetch_max_wait_ms=500)
+    out = n.start(0)
+    assert n.role is Role.LEADER and n.leader_id == 0 and n.epoch == epoch and not out.messages
+    assert n.high_watermark == n.log.log_end_offset == n.epoch_start_offset + 1  # its LEADER_CHANGE is committed
+    assert n.next_deadline_ms() > 10**12  # no election timer, and no check-quorum to resign on
+
+
 def test_batches_carry_wall_clock_create_time_while_timers_use_now_ms() -> None:
     from kafkalab.records.batch import decode_batch
 
