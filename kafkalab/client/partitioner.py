@@ -105,7 +105,9 @@ class BuiltInPartitioner:
         self.batch_size = batch_size
         self.adaptive = adaptive
         self.ignore_keys = ignore_keys
-        self._sticky: dict[str, _Sticky] = {}
+        # topic -> its sticky partition and the bytes appended to it (the producer's fast
+        # path reads and counts it under the producer's lock)
+        self.sticky: dict[str, _Sticky] = {}
 
     def uses_sticky(self, key: bytes | None) -> bool:
         return key is None or self.ignore_keys
@@ -114,9 +116,9 @@ class BuiltInPartitioner:
                   available: Sequence[int]) -> int:
         if not self.uses_sticky(key):
             return murmur2_partition(key or b"", partition_count)
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition >= partition_count:
-            st = self._sticky[topic] = _Sticky(self._next(partition_count, available, None))
+            st = self.sticky[topic] = _Sticky(self._next(partition_count, available, None))
         return st.partition
 
     def on_append(self, topic: str, partition: int, appended_bytes: int,
@@ -125,7 +127,7 @@ class BuiltInPartitioner:
         """A sticky record of appended_bytes went to partition; enable_switch: its batches are
         all full. queue_sizes() gives the accumulator's (sizes per available partition,
         partitions with a queue), read only when switching."""
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition != partition:
             return
         st.produced_bytes += appended_bytes
@@ -136,27 +138,27 @@ class BuiltInPartitioner:
             if self.adaptive and queue_sizes is not None:
                 sizes, with_queues = queue_sizes()
                 stats = load_stats(sizes, with_queues, partition_count)
-            self._sticky[topic] = _Sticky(self._next(partition_count, available, stats))
+            self.sticky[topic] = _Sticky(self._next(partition_count, available, stats))
 
     def sticky_partition(self, topic: str, partition_count: int, available: Sequence[int], queues: Any,
                          leader_for: Callable[[str, int], int | None]) -> int:
         """The partition for the next sticky record, switching first if a switch held back by
         an incomplete batch is due now (that batch was sent or filled): Kafka's
         RecordAccumulator.partitionChanged."""
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition >= partition_count:
             return self.partition(topic, None, partition_count, available)
         if st.produced_bytes >= self.batch_size and queues.all_batches_full((topic, st.partition)):
             self.on_append(topic, st.partition, 0, True, partition_count, available,
                            lambda: queues.queue_sizes(topic, leader_for))
-            return self._sticky[topic].partition
+            return self.sticky[topic].partition
         return st.partition
 
     def appended(self, topic: str, partition: int, appended_bytes: int, partition_count: int,
                  available: Sequence[int], queues: Any, leader_for: Callable[[str, int], int | None]) -> None:
         """on_append as the producer calls it for every sticky record: `queues` is its record
         accumulator (all_batches_full, queue_sizes), asked only once a switch is due."""
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition != partition:
             return
         if st.produced_bytes + appended_bytes < self.batch_size:

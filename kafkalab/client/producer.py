@@ -22,6 +22,7 @@ from kafkalab.client.accumulator import (
     APPENDED_WAKE,
     NEW_BATCH_NEEDED,
     NO_MEMORY,
+    RECORD_OVERHEAD,
     RecordAccumulator,
     estimate_record_size,
 )
@@ -47,8 +48,10 @@ from kafkalab.errors import KafkaLabError
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class
 from kafkalab.protocol.build import ms
 from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.records.builder import FAST_VALUE_LIMIT
 
 DeliveryCallback = Callable[[Any, Message], None]
+_time_ns = time.time_ns
 UNKNOWN_TOPIC_ANSWERS = 3  # "unknown topic" answers before produce() gives up on a topic
 
 
@@ -165,6 +168,11 @@ class Producer:
             adaptive=cfg["partitioner.adaptive.partitioning.enable"],
             ignore_keys=cfg["partitioner.ignore.keys"])
         self._builtin = isinstance(self._partitioner, BuiltInPartitioner)
+        # produce()'s fast path: the built-in partitioner's sticky state, read under self._lock
+        self._sticky_states = self._partitioner.sticky if self._builtin else {}
+        self._batch_size = cfg["batch.size"]
+        self._fast_max_value = min(cfg["max.request.size"] - RECORD_OVERHEAD, FAST_VALUE_LIMIT)
+        self._fast = self._builtin and cfg["on_delivery"] is None and cfg["transactional.id"] is None
         self._sticky = isinstance(self._partitioner, StickyPerBatchPartitioner)
         self._default_cb: DeliveryCallback | None = cfg["on_delivery"]
         self._max_block_s = cfg["max.block.ms"] / 1000.0
@@ -208,6 +216,38 @@ class Producer:
                 on_delivery: DeliveryCallback | None = None, callback: DeliveryCallback | None = None,
                 timestamp: int = 0, headers: Any = None) -> None:
         """Queue one record. Raises BufferError if buffer.memory stays full for max.block.ms."""
+        if (key is None and headers is None and partition < 0 and on_delivery is None and callback is None
+                and self._fast and type(value) is bytes and len(value) <= self._fast_max_value):
+            # The common case (null key, no headers, no callback, an open batch on the built-in
+            # partitioner's sticky partition): one append, no per-record objects. An open batch
+            # means no switch is due (BuiltInPartitioner.sticky_partition).
+            info = self._topic_info.get(topic)
+            if info is not None:
+                ts = timestamp or _time_ns() // 1_000_000
+                bs = self._batch_size
+                added = 0
+                with self._lock:
+                    st = self._sticky_states.get(topic)
+                    if st is not None and st.partition < info[0]:
+                        dq = self._acc.batches.get((topic, st.partition))
+                        if dq:
+                            batch = dq[-1]
+                            if not batch.attempts:
+                                builder = batch.builder
+                                added = builder.append_value(value, ts)
+                    if added:
+                        self._outstanding += 1
+                        produced = st.produced_bytes + added
+                        full = builder.size >= bs
+                        if produced < bs or not (full or produced >= 2 * bs):
+                            st.produced_bytes = produced
+                        else:  # a switch is due: the partitioner's own rule
+                            self._partitioner.appended(topic, st.partition, added, info[0], info[1], self._acc,
+                                                       self._leader_for)
+                if added:
+                    if full:
+                        self._sender.waker.wake()
+                    return
         if self._closed:
             why = f" ({self.closed_because})" if self.closed_because else ""
             raise KafkaLabError(f"produce() on a closed producer{why}: create a new one")
@@ -567,6 +607,7 @@ class Producer:
         (their reports say why)."""
         if self._closed:
             return 0
+        self._fast = False  # from now on produce() goes the general way, which refuses
         left = self.flush(timeout)
         self._closed = True
         self._sender.closing = True

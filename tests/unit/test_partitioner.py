@@ -105,7 +105,7 @@ def test_builtin_switches_after_batch_size_bytes_not_at_a_new_batch():
         p.on_append("t", first, 100, True, 6, range(6))
         assert p.partition("t", None, 6, range(6)) == first  # 900 bytes: stays
     p.on_append("t", first, 100, True, 6, range(6))  # 1000 bytes with its batch full: a new pick
-    assert p._sticky["t"].produced_bytes == 0
+    assert p.sticky["t"].produced_bytes == 0
     seen = set()
     for _ in range(50):
         cur = p.partition("t", None, 6, range(6))
@@ -118,9 +118,9 @@ def test_builtin_waits_for_a_full_batch_up_to_twice_batch_size():
     p = BuiltInPartitioner(random.Random(3), batch_size=1000, adaptive=False)
     first = p.partition("t", None, 6, range(6))
     p.on_append("t", first, 1500, False, 6, range(6))  # past batch.size, batch not full
-    assert p._sticky["t"].produced_bytes == 1500
+    assert p.sticky["t"].produced_bytes == 1500
     p.on_append("t", first, 500, False, 6, range(6))  # 2 x batch.size: moves regardless
-    assert p._sticky["t"].produced_bytes == 0
+    assert p.sticky["t"].produced_bytes == 0
 
 
 def test_builtin_hashes_keys_unless_told_to_ignore_them():
