@@ -69,12 +69,21 @@ PRODUCE, FETCH, METADATA = 0, 1, 3
 # service is present (server.groups.api_keys, server.transactions.api_keys).
 BROKER_APIS = (0, 1, 2, 3, 19, 20, 22, 23)
 READ_CHUNK = 1 << 18
+# Large socket buffers: a fetch of many MB leaves in a few sendfile calls and wake-ups rather
+# than one per default-sized buffer (Linux doubles the value, capped by net.core.wmem_max).
+SOCKET_BUFFER_BYTES = 4 << 20
 _SIZE = struct.Struct(">i")
 _HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
 
 
 def advertised_versions(api_keys: list[int] | tuple[int, ...]) -> dict[int, tuple[int, int]]:
     """api key -> (min, max) version the listener serves: ApiVersions itself plus api_keys."""
+    return dict(_advertised_versions(tuple(api_keys)))
+
+
+@cache
+def _advertised_versions(api_keys: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    # Asked on every request: worked out once per set of services (callers get a copy).
     out = {API_VERSIONS_KEY: (0, ZMQ_VERSIONS[API_VERSIONS_KEY])}
     for key in api_keys:
         if key in ZMQ_VERSIONS and key != API_VERSIONS_KEY:
@@ -215,7 +224,7 @@ class KafkaListener:
         return sorted(keys)
 
     def versions(self) -> dict[int, tuple[int, int]]:
-        return advertised_versions(self.served_api_keys())
+        return _advertised_versions(tuple(self.served_api_keys()))
 
     # -- connections -------------------------------------------------------------------------
 
@@ -230,6 +239,11 @@ class KafkaListener:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+                except OSError:  # a system that refuses keeps its default
+                    pass
             conn = Connection(sock, peer)
             self.connections[conn.fd] = conn
             self.counters["kafka_connections"] = len(self.connections)
@@ -475,16 +489,17 @@ class KafkaListener:
                     chunk.remaining -= sent
                     self.counters["kafka_bytes_out"] += sent
                     self.counters["kafka_sendfile_bytes"] += sent
-                    if chunk.remaining == 0:
-                        os.close(chunk.fd)
-                        out.popleft()
+                    if chunk.remaining:
+                        break  # the socket buffer is full: wait for POLLOUT, not for EAGAIN
+                    os.close(chunk.fd)
+                    out.popleft()
                 else:
                     sent = conn.sock.send(chunk)
                     self.counters["kafka_bytes_out"] += sent
-                    if sent == len(chunk):
-                        out.popleft()
-                    else:
+                    if sent != len(chunk):
                         out[0] = memoryview(chunk)[sent:]
+                        break
+                    out.popleft()
         except (BlockingIOError, InterruptedError):
             pass
         except (ConnectionResetError, BrokenPipeError):
