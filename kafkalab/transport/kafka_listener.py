@@ -327,7 +327,8 @@ class KafkaListener:
                         self.close_connection(conn, f"{reason} (refused before its {size}-byte frame arrived)")
                         return
                 break
-            payload = bytes(buf[start + 4:start + 4 + size])
+            with memoryview(buf) as view:  # one copy of the frame, not two
+                payload = view[start + 4:start + 4 + size].tobytes()
             start += 4 + size
             try:
                 self._on_frame(conn, payload)
