@@ -49,9 +49,25 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+# Recent keys' hashes: murmur2 in Python costs microseconds, and producers repeat keys.
+# Bounded: emptied when full; long keys are not kept.
+_HASHES: dict[bytes, int] = {}
+_HASHES_MAX = 1 << 16
+_HASHED_KEY_MAX = 256
+
+
 def murmur2_partition(key: bytes, partition_count: int) -> int:
     """Kafka's keyed partition: the hash made non-negative (mask, not abs) mod the count."""
-    return (murmur2(key) & 0x7FFFFFFF) % partition_count
+    if type(key) is not bytes:
+        key = bytes(key)
+    h = _HASHES.get(key)
+    if h is None:
+        h = murmur2(key) & 0x7FFFFFFF
+        if len(key) <= _HASHED_KEY_MAX:
+            if len(_HASHES) >= _HASHES_MAX:
+                _HASHES.clear()
+            _HASHES[key] = h
+    return h % partition_count
 
 
 class Partitioner(Protocol):

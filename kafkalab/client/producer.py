@@ -35,6 +35,7 @@ from kafkalab.client.partitioner import (
     StickyPerBatchPartitioner,
     check_partition,
     make_partitioner,
+    murmur2_partition,
 )
 from kafkalab.client.sender import (
     GROUP_KEY,
@@ -174,6 +175,7 @@ class Producer:
         self._batch_size = cfg["batch.size"]
         self._fast_max_value = min(cfg["max.request.size"] - RECORD_OVERHEAD, FAST_VALUE_LIMIT)
         self._fast = self._builtin and cfg["on_delivery"] is None and cfg["transactional.id"] is None
+        self._fast_keyed = self._fast and not cfg["partitioner.ignore.keys"]
         self._sticky = isinstance(self._partitioner, StickyPerBatchPartitioner)
         self._default_cb: DeliveryCallback | None = cfg["on_delivery"]
         self._max_block_s = cfg["max.block.ms"] / 1000.0
@@ -249,6 +251,10 @@ class Producer:
                     if full:
                         self._sender.waker.wake()
                     return
+        elif (type(key) is bytes and headers is None and partition < 0 and on_delivery is None and callback is None
+                and self._fast_keyed and type(value) is bytes and len(key) + len(value) <= self._fast_max_value):
+            if self._append_keyed(topic, key, value, timestamp):
+                return
         if self._closed:
             why = f" ({self.closed_because})" if self.closed_because else ""
             raise KafkaLabError(f"produce() on a closed producer{why}: create a new one")
@@ -310,6 +316,28 @@ class Producer:
             self._outstanding += 1
         if r == APPENDED_WAKE:
             self._sender.waker.wake()
+
+    def _append_keyed(self, topic: str, key: bytes, value: bytes, timestamp: int) -> bool:
+        """produce()'s common keyed case: murmur2(key) picks the partition (the built-in
+        partitioner's rule for keys), the record joins that partition's open batch. False: take
+        the general way (no metadata yet, no open batch, or the batch is full)."""
+        info = self._topic_info.get(topic)
+        if info is None:
+            return False
+        p = murmur2_partition(key, info[0])
+        ts = timestamp or _time_ns() // 1_000_000
+        with self._lock:
+            dq = self._acc.batches.get((topic, p))
+            if not dq or dq[-1].attempts:
+                return False
+            builder = dq[-1].builder
+            if not builder.append(key, value, None, ts):
+                return False
+            self._outstanding += 1
+            full = builder.size >= self._batch_size
+        if full:
+            self._sender.waker.wake()
+        return True
 
     def _wait_for_topic(self, topic: str) -> tuple[int, tuple[int, ...]]:
         self._sender.check()
@@ -626,7 +654,7 @@ class Producer:
         (their reports say why)."""
         if self._closed:
             return 0
-        self._fast = False  # from now on produce() goes the general way, which refuses
+        self._fast = self._fast_keyed = False  # from now on produce() goes the general way, which refuses
         left = self.flush(timeout)
         self._closed = True
         self._sender.closing = True

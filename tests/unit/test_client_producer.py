@@ -197,6 +197,24 @@ def test_fast_path_places_records_as_the_partitioner_does(make_producer, cluster
         fast.produce("w", value=b"late")
 
 
+def test_fast_path_for_keys_writes_what_the_general_path_writes(make_producer, cluster):
+    """Keyed records without a callback: murmur2 picks the partition, the record joins its
+    open batch; the logs hold the same keys, values and order as through the general path."""
+    cluster.create_topic("u", 3)
+    cluster.create_topic("w", 3)
+    records = [(f"user-{i % 7}".encode(), f"{i:05d}".encode()) for i in range(300)]
+    general = make_producer({"linger.ms": 5000, "batch.size": 2000})
+    fast = make_producer({"linger.ms": 5000, "batch.size": 2000})
+    for k, v in records:
+        general.produce("u", value=v, key=k, on_delivery=lambda err, msg: None)
+        fast.produce("w", value=v, key=k)
+    assert general.flush(10) == 0 and fast.flush(10) == 0
+    for p in range(3):
+        want = [(r.key, r.value) for r in stored(cluster, ("u", p))]
+        assert [(r.key, r.value) for r in stored(cluster, ("w", p))] == want
+    assert sum(len(stored(cluster, ("w", p))) for p in range(3)) == len(records)
+
+
 def test_metrics_are_published(cluster, make_producer):
     rows = Rows()
     p = make_producer({"linger.ms": 0}, metrics=rows)

@@ -173,3 +173,16 @@ def test_accumulator_queue_sizes_leave_out_slow_leaders():
     acc.update_node_latency(3, 1000, can_drain=False)  # ready but blocked for 1 s
     assert acc.queue_sizes("t", lambda t, p: leaders[p]) == ({0: 1, 1: 2}, 3)
     assert acc.all_batches_full(("t", 0)) and acc.all_batches_full(("t", 9))
+
+
+def test_keyed_partitions_come_from_a_bounded_cache_of_hashes(monkeypatch):
+    from kafkalab.client import partitioner as mod
+
+    monkeypatch.setattr(mod, "_HASHES", {})
+    monkeypatch.setattr(mod, "_HASHES_MAX", 8)
+    keys = [f"key-{i}".encode() for i in range(20)] + [b"x" * 300, bytearray(b"key-3")]
+    for _ in range(2):  # computed, then (mostly) from the cache: the same answers
+        for k in keys:
+            assert mod.murmur2_partition(k, 7) == (mod.murmur2(bytes(k)) & 0x7FFFFFFF) % 7
+            assert len(mod._HASHES) <= 8
+    assert b"x" * 300 not in mod._HASHES
