@@ -280,7 +280,7 @@ class Sender(IoThread):
 
     def _add_partitions(self, tps: list[tuple[str, int]], now: float) -> None:
         txn = self.txn
-        txn.adding |= set(tps)
+        generation = txn.start_adding(set(tps))
         cls = request_class(ADD_PARTITIONS, ZMQ_VERSIONS[ADD_PARTITIONS])
         topic_cls = __import__(cls.__module__, fromlist=["AddPartitionsToTxnTopic"]).AddPartitionsToTxnTopic
         by_topic: dict[str, list[int]] = {}
@@ -298,10 +298,10 @@ class Sender(IoThread):
                                now + self.cfg["max.block.ms"] / 1000)
 
         def done(f: Future) -> None:
-            txn.adding -= set(tps)
             err = f.exception()
+            if not txn.adding_done(generation, set(tps), err is None):
+                return  # that transaction is over
             if err is None:
-                txn.added |= set(tps)
                 self.waker.wake()
             else:
                 kerr = err if isinstance(err, KafkaError) else KafkaError(ErrorCode.unknown_server_error, str(err))

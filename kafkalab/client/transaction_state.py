@@ -61,6 +61,7 @@ class TxnClientState:
         self.adding: set[tuple[str, int]] = set()
         self.offsets_added = False
         self.error: KafkaError | None = None  # the abortable or fatal error that ended the transaction
+        self.generation = 0  # transactions begun: an answer meant for an earlier one is dropped
 
     def transition(self, target: TxnState) -> None:
         """Move to target; IllegalTxnTransition (and no change) if Kafka's table forbids it.
@@ -71,8 +72,27 @@ class TxnClientState:
             self.state = target
             if target is S.IN_TRANSACTION:
                 self.added, self.adding, self.offsets_added, self.error = set(), set(), False, None
+                self.generation += 1
             elif target is S.READY:
                 self.added, self.offsets_added, self.error = set(), False, None
+
+    def start_adding(self, tps: set[tuple[str, int]]) -> int:
+        """The sender asks the coordinator to add tps (AddPartitionsToTxn): the transaction's
+        generation, to hand back with the answer."""
+        with self._lock:
+            self.adding |= tps
+            return self.generation
+
+    def adding_done(self, generation: int, tps: set[tuple[str, int]], added: bool) -> bool:
+        """The coordinator answered for tps. False (and nothing changes) if the transaction that
+        asked has ended since: its answer must not count for the next one."""
+        with self._lock:
+            if generation != self.generation:
+                return False
+            self.adding -= tps
+            if added:
+                self.added |= tps
+            return True
 
     def fail(self, error: KafkaError, *, fatal: bool) -> None:
         """An error ended the transaction: FATAL_ERROR for a fatal one, else ABORTABLE_ERROR

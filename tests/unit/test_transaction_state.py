@@ -66,3 +66,18 @@ def test_errors_from_the_sender():
     txn.fail(fenced, fatal=True)
     txn.fail(KafkaError(ErrorCode.invalid_producer_epoch), fatal=True)
     assert txn.state is S.FATAL_ERROR and txn.error is fenced
+
+
+def test_an_answer_for_an_ended_transaction_does_not_count_for_the_next():
+    txn = TxnClientState()
+    for target in (S.INITIALIZING, S.READY, S.IN_TRANSACTION):
+        txn.transition(target)
+    asked = txn.start_adding({("t", 0)})
+    assert txn.adding == {("t", 0)}
+    for target in (S.ABORTING_TRANSACTION, S.READY, S.IN_TRANSACTION):
+        txn.transition(target)
+    assert not txn.adding_done(asked, {("t", 0)}, True)  # late: the next transaction must add it itself
+    assert txn.added == set() and txn.adding == set()
+    now = txn.start_adding({("t", 1)})
+    assert txn.adding_done(now, {("t", 1)}, True)
+    assert txn.added == {("t", 1)} and txn.adding == set()
