@@ -1,7 +1,7 @@
 """`kafkalab bench produce`: the lab producer's throughput by value size, acks and codec.
 
-With --param client=kafka-python (or confluent-kafka) that client also produces 1 KB records
-through the brokers' Kafka listener in the same run, as the reference."""
+With --param client=kafka-python (or confluent-kafka) that client also produces 1 KB and 100 B
+records through the brokers' Kafka listener in the same run, as the reference."""
 
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ def run(records: int = 200_000, repeats: int = 3, codecs: str = "none,gzip,snapp
             rows.append({"client": "kafkalab", "value_bytes": size, "acks": acks, "compression": codec,
                          "topic_rf": int(topic[-1]), "records_per_s": med, "MB_per_s": med * size / 1e6})
     if client:
-        # The same broker code behind the Kafka listener, driven by a client nobody here wrote.
+        # The same broker code behind the Kafka listener, driven by a client nobody here wrote:
+        # 1 KB records, and 100 B records as the lab producer's first row (the same-size ratio).
         from kafkalab.bench.kafka_clients import produce as produce_with
-        rows += produce_with(client=client, runs=repeats)
+        for size, mb in ((1000, 200), (100, max(1, records * 100 // 1_000_000))):
+            rows += [{**row, "value_bytes": size}
+                     for row in produce_with(client=client, mb=mb, runs=repeats, record_bytes=size)]
     return rows

@@ -49,9 +49,25 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+# Recent keys' hashes: murmur2 in Python costs microseconds, and producers repeat keys.
+# Bounded: emptied when full; long keys are not kept.
+_HASHES: dict[bytes, int] = {}
+_HASHES_MAX = 1 << 16
+_HASHED_KEY_MAX = 256
+
+
 def murmur2_partition(key: bytes, partition_count: int) -> int:
     """Kafka's keyed partition: the hash made non-negative (mask, not abs) mod the count."""
-    return (murmur2(key) & 0x7FFFFFFF) % partition_count
+    if type(key) is not bytes:
+        key = bytes(key)
+    h = _HASHES.get(key)
+    if h is None:
+        h = murmur2(key) & 0x7FFFFFFF
+        if len(key) <= _HASHED_KEY_MAX:
+            if len(_HASHES) >= _HASHES_MAX:
+                _HASHES.clear()
+            _HASHES[key] = h
+    return h % partition_count
 
 
 class Partitioner(Protocol):
@@ -105,7 +121,9 @@ class BuiltInPartitioner:
         self.batch_size = batch_size
         self.adaptive = adaptive
         self.ignore_keys = ignore_keys
-        self._sticky: dict[str, _Sticky] = {}
+        # topic -> its sticky partition and the bytes appended to it (the producer's fast
+        # path reads and counts it under the producer's lock)
+        self.sticky: dict[str, _Sticky] = {}
 
     def uses_sticky(self, key: bytes | None) -> bool:
         return key is None or self.ignore_keys
@@ -114,9 +132,9 @@ class BuiltInPartitioner:
                   available: Sequence[int]) -> int:
         if not self.uses_sticky(key):
             return murmur2_partition(key or b"", partition_count)
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition >= partition_count:
-            st = self._sticky[topic] = _Sticky(self._next(partition_count, available, None))
+            st = self.sticky[topic] = _Sticky(self._next(partition_count, available, None))
         return st.partition
 
     def on_append(self, topic: str, partition: int, appended_bytes: int,
@@ -125,7 +143,7 @@ class BuiltInPartitioner:
         """A sticky record of appended_bytes went to partition; enable_switch: its batches are
         all full. queue_sizes() gives the accumulator's (sizes per available partition,
         partitions with a queue), read only when switching."""
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition != partition:
             return
         st.produced_bytes += appended_bytes
@@ -136,27 +154,27 @@ class BuiltInPartitioner:
             if self.adaptive and queue_sizes is not None:
                 sizes, with_queues = queue_sizes()
                 stats = load_stats(sizes, with_queues, partition_count)
-            self._sticky[topic] = _Sticky(self._next(partition_count, available, stats))
+            self.sticky[topic] = _Sticky(self._next(partition_count, available, stats))
 
     def sticky_partition(self, topic: str, partition_count: int, available: Sequence[int], queues: Any,
                          leader_for: Callable[[str, int], int | None]) -> int:
         """The partition for the next sticky record, switching first if a switch held back by
         an incomplete batch is due now (that batch was sent or filled): Kafka's
         RecordAccumulator.partitionChanged."""
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition >= partition_count:
             return self.partition(topic, None, partition_count, available)
         if st.produced_bytes >= self.batch_size and queues.all_batches_full((topic, st.partition)):
             self.on_append(topic, st.partition, 0, True, partition_count, available,
                            lambda: queues.queue_sizes(topic, leader_for))
-            return self._sticky[topic].partition
+            return self.sticky[topic].partition
         return st.partition
 
     def appended(self, topic: str, partition: int, appended_bytes: int, partition_count: int,
                  available: Sequence[int], queues: Any, leader_for: Callable[[str, int], int | None]) -> None:
         """on_append as the producer calls it for every sticky record: `queues` is its record
         accumulator (all_batches_full, queue_sizes), asked only once a switch is due."""
-        st = self._sticky.get(topic)
+        st = self.sticky.get(topic)
         if st is None or st.partition != partition:
             return
         if st.produced_bytes + appended_bytes < self.batch_size:

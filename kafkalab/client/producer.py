@@ -22,6 +22,7 @@ from kafkalab.client.accumulator import (
     APPENDED_WAKE,
     NEW_BATCH_NEEDED,
     NO_MEMORY,
+    RECORD_OVERHEAD,
     RecordAccumulator,
     estimate_record_size,
 )
@@ -34,6 +35,7 @@ from kafkalab.client.partitioner import (
     StickyPerBatchPartitioner,
     check_partition,
     make_partitioner,
+    murmur2_partition,
 )
 from kafkalab.client.sender import (
     GROUP_KEY,
@@ -43,13 +45,16 @@ from kafkalab.client.sender import (
     Sender,
     is_fatal_txn_error,
 )
+from kafkalab.client.transaction_state import IllegalTxnTransition, TxnState
 from kafkalab.errors import KafkaLabError
 from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, schema_module
 from kafkalab.protocol.build import ms
 from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.records.builder import FAST_VALUE_LIMIT
 
 DeliveryCallback = Callable[[Any, Message], None]
+_time_ns = time.time_ns
 UNKNOWN_TOPIC_ANSWERS = 3  # "unknown topic" answers before produce() gives up on a topic
 
 
@@ -165,6 +170,12 @@ class Producer:
             adaptive=cfg["partitioner.adaptive.partitioning.enable"],
             ignore_keys=cfg["partitioner.ignore.keys"])
         self._builtin = isinstance(self._partitioner, BuiltInPartitioner)
+        # produce()'s fast path: the built-in partitioner's sticky state, read under self._lock
+        self._sticky_states = self._partitioner.sticky if self._builtin else {}
+        self._batch_size = cfg["batch.size"]
+        self._fast_max_value = min(cfg["max.request.size"] - RECORD_OVERHEAD, FAST_VALUE_LIMIT)
+        self._fast = self._builtin and cfg["on_delivery"] is None and cfg["transactional.id"] is None
+        self._fast_keyed = self._fast and not cfg["partitioner.ignore.keys"]
         self._sticky = isinstance(self._partitioner, StickyPerBatchPartitioner)
         self._default_cb: DeliveryCallback | None = cfg["on_delivery"]
         self._max_block_s = cfg["max.block.ms"] / 1000.0
@@ -208,6 +219,42 @@ class Producer:
                 on_delivery: DeliveryCallback | None = None, callback: DeliveryCallback | None = None,
                 timestamp: int = 0, headers: Any = None) -> None:
         """Queue one record. Raises BufferError if buffer.memory stays full for max.block.ms."""
+        if (key is None and headers is None and partition < 0 and on_delivery is None and callback is None
+                and self._fast and type(value) is bytes and len(value) <= self._fast_max_value):
+            # The common case (null key, no headers, no callback, an open batch on the built-in
+            # partitioner's sticky partition): one append, no per-record objects. An open batch
+            # means no switch is due (BuiltInPartitioner.sticky_partition).
+            info = self._topic_info.get(topic)
+            if info is not None:
+                ts = timestamp or _time_ns() // 1_000_000
+                bs = self._batch_size
+                added = 0
+                with self._lock:
+                    st = self._sticky_states.get(topic)
+                    if st is not None and st.partition < info[0]:
+                        dq = self._acc.batches.get((topic, st.partition))
+                        if dq:
+                            batch = dq[-1]
+                            if not batch.attempts:
+                                builder = batch.builder
+                                added = builder.append_value(value, ts)
+                    if added:
+                        self._outstanding += 1
+                        produced = st.produced_bytes + added
+                        full = builder.size >= bs
+                        if produced < bs or not (full or produced >= 2 * bs):
+                            st.produced_bytes = produced
+                        else:  # a switch is due: the partitioner's own rule
+                            self._partitioner.appended(topic, st.partition, added, info[0], info[1], self._acc,
+                                                       self._leader_for)
+                if added:
+                    if full:
+                        self._sender.waker.wake()
+                    return
+        elif (type(key) is bytes and headers is None and partition < 0 and on_delivery is None and callback is None
+                and self._fast_keyed and type(value) is bytes and len(key) + len(value) <= self._fast_max_value):
+            if self._append_keyed(topic, key, value, timestamp):
+                return
         if self._closed:
             why = f" ({self.closed_because})" if self.closed_because else ""
             raise KafkaLabError(f"produce() on a closed producer{why}: create a new one")
@@ -269,6 +316,28 @@ class Producer:
             self._outstanding += 1
         if r == APPENDED_WAKE:
             self._sender.waker.wake()
+
+    def _append_keyed(self, topic: str, key: bytes, value: bytes, timestamp: int) -> bool:
+        """produce()'s common keyed case: murmur2(key) picks the partition (the built-in
+        partitioner's rule for keys), the record joins that partition's open batch. False: take
+        the general way (no metadata yet, no open batch, or the batch is full)."""
+        info = self._topic_info.get(topic)
+        if info is None:
+            return False
+        p = murmur2_partition(key, info[0])
+        ts = timestamp or _time_ns() // 1_000_000
+        with self._lock:
+            dq = self._acc.batches.get((topic, p))
+            if not dq or dq[-1].attempts:
+                return False
+            builder = dq[-1].builder
+            if not builder.append(key, value, None, ts):
+                return False
+            self._outstanding += 1
+            full = builder.size >= self._batch_size
+        if full:
+            self._sender.waker.wake()
+        return True
 
     def _wait_for_topic(self, topic: str) -> tuple[int, tuple[int, ...]]:
         self._sender.check()
@@ -394,30 +463,44 @@ class Producer:
             raise err
         kerr = err if isinstance(err, KafkaError) else KafkaError(ErrorCode.unknown_server_error, str(err))
         fatal = is_fatal_txn_error(kerr)
-        txn = self._sender.txn
-        if fatal:
-            txn.state, txn.error = "FATAL_ERROR", txn.error or kerr
+        retriable = kerr.retriable if retriable is None else retriable
+        if fatal or (abortable and not retriable):
+            self._sender.txn.fail(kerr, fatal=fatal)  # Kafka's transitionToFatalError / AbortableError
         raise KafkaException(TxnError(kerr, fatal=fatal, txn_requires_abort=abortable and not fatal,
-                                      retriable=kerr.retriable if retriable is None else retriable)) from None
+                                      retriable=retriable)) from None
 
-    def _require(self, *states: str, what: str) -> None:
+    def _require(self, *states: TxnState, what: str) -> None:
         if self._sender.transactional_id is None:
             raise KafkaException(TxnError(KafkaError(ErrorCode.invalid_txn_state,
                                  f"{what} needs a transactional producer: set transactional.id")))
         txn = self._sender.txn
-        if txn.state == "FATAL_ERROR":
+        state = txn.state
+        if state is TxnState.FATAL_ERROR:
             assert txn.error is not None
             raise KafkaException(TxnError(txn.error, fatal=True))
-        if txn.state not in states:
+        if state not in states:
             raise KafkaException(TxnError(KafkaError(ErrorCode.invalid_txn_state,
-                                 f"{what} is not allowed in state {txn.state}"),
-                                 txn_requires_abort=txn.state == "ABORTABLE_ERROR"))
+                                 f"{what} is not allowed in state {state.name}"),
+                                 txn_requires_abort=state is TxnState.ABORTABLE_ERROR))
+
+    def _transition(self, target: TxnState, what: str) -> None:
+        """Move the transaction to target. The sender thread may have moved it meanwhile (an
+        error ended the transaction), which can make the move illegal: a clear error then."""
+        try:
+            self._sender.txn.transition(target)
+        except IllegalTxnTransition as e:
+            txn = self._sender.txn
+            if e.source is TxnState.FATAL_ERROR and txn.error is not None:
+                raise KafkaException(TxnError(txn.error, fatal=True)) from None
+            raise KafkaException(TxnError(
+                KafkaError(ErrorCode.invalid_txn_state, f"{what}: {e}"),
+                txn_requires_abort=e.source is TxnState.ABORTABLE_ERROR)) from None
 
     def _check_txn_produce(self) -> None:
         txn = self._sender.txn
-        if txn.state == "ABORTABLE_ERROR":
-            self._require("IN_TRANSACTION", what="produce()")
-        self._require("IN_TRANSACTION", what="produce() outside begin_transaction()")
+        if txn.state is TxnState.ABORTABLE_ERROR:
+            self._require(TxnState.IN_TRANSACTION, what="produce()")
+        self._require(TxnState.IN_TRANSACTION, what="produce() outside begin_transaction()")
 
     def _coordinator(self, key_type: int, key: str, make: Any, error_of: Any, deadline: float) -> Any:
         fut = self._sender.coordinator_call(key_type, key, make, error_of, max(0.0, deadline - time.monotonic()))
@@ -430,8 +513,11 @@ class Producer:
         """Register the transactional.id with its coordinator: get the producer id and a new
         epoch (fencing any older instance), after the coordinator has aborted whatever that
         instance left open."""
-        self._require("UNINITIALIZED", what="init_transactions()")
+        # INITIALIZING: a call that timed out may be made again (as Kafka's initTransactions)
+        self._require(TxnState.UNINITIALIZED, TxnState.INITIALIZING, what="init_transactions()")
         s = self._sender
+        if s.txn.state is TxnState.UNINITIALIZED:
+            self._transition(TxnState.INITIALIZING, "init_transactions()")
         tid = str(s.transactional_id)
         deadline = time.monotonic() + self._txn_timeout(timeout)
         cls = request_class(ApiKey.INIT_PRODUCER_ID, ZMQ_VERSIONS[ApiKey.INIT_PRODUCER_ID])
@@ -447,20 +533,18 @@ class Producer:
         with self._lock:
             s.producer_id, s.producer_epoch = int(resp.producer_id), int(resp.producer_epoch)
             self._acc.reset_sequences()
-        s.txn.state = "READY"
+        self._transition(TxnState.READY, "init_transactions()")
 
     def begin_transaction(self) -> None:
-        self._require("READY", what="begin_transaction()")
-        txn = self._sender.txn
-        txn.added, txn.adding, txn.offsets_added, txn.error = set(), set(), False, None
-        txn.state = "IN_TRANSACTION"
+        self._require(TxnState.READY, what="begin_transaction()")
+        self._transition(TxnState.IN_TRANSACTION, "begin_transaction()")
 
     def send_offsets_to_transaction(self, positions: Any, group_metadata: Any, timeout: float | None = None) -> None:
         """Commit the consumer's positions (the next offsets to read) as part of this
         transaction: AddOffsetsToTxn to the transaction coordinator, then TxnOffsetCommit to
         the group coordinator; they become the group's committed offsets only if the
         transaction commits."""
-        self._require("IN_TRANSACTION", what="send_offsets_to_transaction()")
+        self._require(TxnState.IN_TRANSACTION, what="send_offsets_to_transaction()")
         s = self._sender
         tid = str(s.transactional_id)
         group, generation, member, instance = _group_fields(group_metadata)
@@ -507,31 +591,35 @@ class Producer:
         what = "commit_transaction()" if commit else "abort_transaction()"
         s = self._sender
         txn = s.txn
+        # Calling again after a timeout keeps the state: COMMITTING (or ABORTING) is re-entered.
+        # As Kafka, a commit that timed out must be retried, not aborted.
         if commit:
-            self._require("IN_TRANSACTION", "COMMITTING", "ABORTABLE_ERROR", what=what)
+            self._require(TxnState.IN_TRANSACTION, TxnState.COMMITTING_TRANSACTION, TxnState.ABORTABLE_ERROR,
+                          what=what)
         else:
-            self._require("IN_TRANSACTION", "COMMITTING", "ABORTING", "ABORTABLE_ERROR", what=what)
+            self._require(TxnState.IN_TRANSACTION, TxnState.ABORTING_TRANSACTION, TxnState.ABORTABLE_ERROR,
+                          what=what)
         t = self._txn_timeout(timeout)
         deadline = time.monotonic() + t
         if commit and txn.error is not None:
             self._raise(txn.error, abortable=True, retriable=False)
         if not commit:
-            txn.state = "ABORTING"
+            if txn.state is not TxnState.ABORTING_TRANSACTION:
+                self._transition(TxnState.ABORTING_TRANSACTION, what)
             with self._lock:
                 gone = self._acc.abort_undrained()
                 self._memory_freed.notify_all()
             err = KafkaError(ErrorCode.invalid_txn_state, "the transaction was aborted before this record was sent")
             for b in gone:
                 self._reports.put(DeliveryReport(b, err, -1, -1))
-        else:
-            txn.state = "COMMITTING"
+        elif txn.state is not TxnState.COMMITTING_TRANSACTION:
+            self._transition(TxnState.COMMITTING_TRANSACTION, what)
         left = self.flush(t)
         if left:
             self._raise(KafkaError(ErrorCode.request_timed_out,
                                    f"{left} record(s) not delivered within {t:.1f}s: call {what} again"),
                         retriable=True)
-        if commit and txn.error is not None:
-            txn.state = "ABORTABLE_ERROR"
+        if commit and txn.error is not None:  # a batch failed: the sender moved to ABORTABLE_ERROR
             self._raise(txn.error, abortable=True, retriable=False)
         if txn.added or txn.offsets_added:
             tid = str(s.transactional_id)
@@ -542,8 +630,7 @@ class Producer:
                     committed=commit), lambda r: r.error_code, deadline)
             except BaseException as e:
                 self._raise(e, abortable=commit)
-        txn.added, txn.offsets_added, txn.error = set(), False, None
-        txn.state = "READY"
+        self._transition(TxnState.READY, what)
 
     # ---- metadata ----------------------------------------------------------------------
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
@@ -567,6 +654,7 @@ class Producer:
         (their reports say why)."""
         if self._closed:
             return 0
+        self._fast = self._fast_keyed = False  # from now on produce() goes the general way, which refuses
         left = self.flush(timeout)
         self._closed = True
         self._sender.closing = True

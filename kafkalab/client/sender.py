@@ -21,13 +21,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kafkalab.client.accumulator import ProducerBatch, RecordAccumulator
 from kafkalab.client.context import ClientContext
 from kafkalab.client.io_thread import IoThread
 from kafkalab.client.metadata import METADATA_ERRORS
+from kafkalab.client.transaction_state import TxnClientState, TxnState
 from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, schema_module
 from kafkalab.protocol.build import ms, produce_request, produce_results
@@ -57,17 +58,6 @@ class CoordinatorCall:
     next_try: float = 0.0
     in_flight: bool = False
     last_error: KafkaError | None = None
-
-
-@dataclass
-class TxnClientState:
-    """What the application's thread and the sender share about the current transaction."""
-
-    state: str = "UNINITIALIZED"  # READY, IN_TRANSACTION, COMMITTING, ABORTING, ABORTABLE_ERROR, FATAL_ERROR
-    added: set[tuple[str, int]] = field(default_factory=set)  # AddPartitionsToTxn acknowledged
-    adding: set[tuple[str, int]] = field(default_factory=set)
-    offsets_added: bool = False
-    error: KafkaError | None = None  # the abortable or fatal error that ended the transaction
 
 
 @dataclass(slots=True)
@@ -265,7 +255,7 @@ class Sender(IoThread):
 
     def _txn_step(self, now: float) -> float:
         txn = self.txn
-        if txn.state in ("IN_TRANSACTION", "COMMITTING", "ABORTING") and txn.error is None:
+        if txn.state in _SENDING and txn.error is None:
             with self.lock:
                 new = self.acc.partitions_with_batches() - txn.added - txn.adding
             if new:
@@ -290,7 +280,7 @@ class Sender(IoThread):
 
     def _add_partitions(self, tps: list[tuple[str, int]], now: float) -> None:
         txn = self.txn
-        txn.adding |= set(tps)
+        generation = txn.start_adding(set(tps))
         cls = request_class(ApiKey.ADD_PARTITIONS_TO_TXN, ZMQ_VERSIONS[ApiKey.ADD_PARTITIONS_TO_TXN])
         topic_cls = schema_module(cls).AddPartitionsToTxnTopic
         by_topic: dict[str, list[int]] = {}
@@ -308,14 +298,14 @@ class Sender(IoThread):
                                now + self.cfg["max.block.ms"] / 1000)
 
         def done(f: Future) -> None:
-            txn.adding -= set(tps)
             err = f.exception()
+            if not txn.adding_done(generation, set(tps), err is None):
+                return  # that transaction is over
             if err is None:
-                txn.added |= set(tps)
                 self.waker.wake()
-            elif txn.error is None:
-                txn.error = err if isinstance(err, KafkaError) else KafkaError(ErrorCode.unknown_server_error, str(err))
-                txn.state = "FATAL_ERROR" if is_fatal_txn_error(txn.error) else "ABORTABLE_ERROR"
+            else:
+                kerr = err if isinstance(err, KafkaError) else KafkaError(ErrorCode.unknown_server_error, str(err))
+                txn.fail(kerr, fatal=is_fatal_txn_error(kerr))
 
         fut.add_done_callback(done)
         self.calls.append(call)
@@ -507,12 +497,10 @@ class Sender(IoThread):
             self.batches_sent += 1
         else:
             self.errors += 1
-            txn = self.txn
-            if self.transactional_id is not None and txn.error is None and txn.state != "ABORTING":
+            if self.transactional_id is not None:
                 # A record of the transaction is lost: it can only be aborted now (or, fenced,
                 # the producer is done for).
-                txn.error = err
-                txn.state = "FATAL_ERROR" if is_fatal_txn_error(err) else "ABORTABLE_ERROR"
+                self.txn.fail(err, fatal=is_fatal_txn_error(err))
         self.reports.put(DeliveryReport(batch, err, base_offset, log_append_ms))
 
     def counters(self) -> dict[str, Any]:
@@ -545,6 +533,9 @@ class Sender(IoThread):
             self.memory_freed.notify_all()
         for b in gone:
             self._report(b, err, -1, -1)
+
+
+_SENDING = (TxnState.IN_TRANSACTION, TxnState.COMMITTING_TRANSACTION, TxnState.ABORTING_TRANSACTION)
 
 
 def is_fatal_txn_error(err: BaseException) -> bool:

@@ -90,21 +90,21 @@ def split_frames(
 
 
 @cache
-def _first_flexible(api_key: int) -> int | None:
-    for version in supported_versions(api_key):
-        if request_class(api_key, version).__flexible__:
-            return version
-    return None
+def _flexible(api_key: int, version: int) -> bool:
+    return bool(request_class(api_key, version).__flexible__)
 
 
 def is_flexible(api_key: int, api_version: int) -> bool:
     """Whether (api, version) uses compact encodings and tagged fields.
 
     Versions newer than kio knows count as flexible when the api already is at its newest
-    known version: Kafka never goes back from flexible.
+    known version: Kafka never goes back from flexible. Only the schema of the version asked
+    about is loaded (not every older one: a first Fetch would import a dozen modules).
     """
-    first = _first_flexible(api_key)
-    return first is not None and api_version >= first
+    versions = supported_versions(api_key)
+    if api_version < versions[0]:
+        return False
+    return _flexible(api_key, min(api_version, versions[-1]))
 
 
 def request_header_version(api_key: int, api_version: int) -> int:

@@ -51,6 +51,7 @@ _INT32_MAX = 0x7FFFFFFF
 _ATTR_TS = tuple(_ATTRIBUTES + b for b in SMALL_VARINTS)  # attributes byte + timestamp delta
 _ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in SMALL_VARINTS)  # by offset delta
 _NULL_KEY_LIMIT = SMALL_VARINT_LIMIT - 1
+FAST_VALUE_LIMIT = _NULL_KEY_LIMIT - 1  # the longest value BatchBuilder.append_value takes
 _NULL_KEY_VLEN = (_NULL + _NULL,) + tuple(_NULL + b for b in SMALL_VARINTS[:_NULL_KEY_LIMIT])  # by value length + 1
 
 
@@ -98,14 +99,14 @@ class BatchBuilder:
     alone (as Kafka's producer does with `batch.size`).
     """
 
-    __slots__ = ("max_bytes", "_parts", "_size", "_count", "_base_ts", "_max_ts")
+    __slots__ = ("max_bytes", "_parts", "size", "_count", "_base_ts", "_max_ts")
 
     def __init__(self, max_bytes: int) -> None:
         if not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive int (like batch.size), got {max_bytes!r}")
         self.max_bytes = max_bytes
         self._parts: list[bytes] = []
-        self._size = HEADER_SIZE
+        self.size = HEADER_SIZE
         self._count = 0
         self._base_ts = 0
         self._max_ts = -1
@@ -113,7 +114,7 @@ class BatchBuilder:
     @property
     def estimated_size(self) -> int:
         """Bytes of the batch if built now without compression (header included)."""
-        return self._size
+        return self.size
 
     @property
     def record_count(self) -> int:
@@ -174,15 +175,40 @@ class BatchBuilder:
         hdr = _encode_headers(headers) if headers else _NO_HEADERS
         bl = len(head) + len(kv) + len(value) + len(hdr)
         len_b = small[bl] if bl < SMALL_VARINT_LIMIT else varint_bytes(bl)
-        size = self._size + len(len_b) + bl
+        size = self.size + len(len_b) + bl
         if size > self.max_bytes and n:
             return False
         self._parts += (len_b, head, kv, value, hdr)
-        self._size = size
+        self.size = size
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
         return True
+
+    def append_value(self, value: bytes, timestamp_ms: int) -> int:
+        """`append(None, value, None, timestamp_ms)` for the producer's common case (null key,
+        no headers, a value shorter than FAST_VALUE_LIMIT, a batch that has records already):
+        the bytes it added, or 0 if the record does not fit (nothing added)."""
+        n = self._count
+        tsd = timestamp_ms - self._base_ts
+        if not (n and 0 <= tsd < SMALL_VARINT_LIMIT and n < SMALL_VARINT_LIMIT):
+            before = self.size
+            return self.size - before if self.append(None, value, None, timestamp_ms) else 0
+        vl = len(value)
+        head = _ATTR_TS0_OD[n] if tsd == 0 else _ATTR_TS[tsd] + SMALL_VARINTS[n]
+        kv = _NULL_KEY_VLEN[vl + 1]
+        bl = len(head) + len(kv) + vl + 1
+        len_b = SMALL_VARINTS[bl] if bl < SMALL_VARINT_LIMIT else varint_bytes(bl)
+        added = len(len_b) + bl
+        size = self.size + added
+        if size > self.max_bytes:
+            return 0
+        self._parts += (len_b, head, kv, value, _NO_HEADERS)
+        self.size = size
+        self._count = n + 1
+        if timestamp_ms > self._max_ts:
+            self._max_ts = timestamp_ms
+        return added
 
     def records_section(self) -> bytes:
         """The encoded records, uncompressed, as they follow the 61-byte header."""

@@ -38,7 +38,10 @@ from kafkalab.storage.files import (
 from kafkalab.storage.index import NO_TIMESTAMP, OffsetIndex, TimeIndex
 from kafkalab.storage.txn_index import TransactionIndex
 
-_CHUNK = 1 << 20  # read-ahead when scanning batch headers
+_CHUNK = 1 << 20  # read-ahead when scanning whole batches
+# Read-ahead when scanning headers only (a fetch finding its batches): enough for many small
+# batches, while a scan over big batches does not copy megabytes it skips.
+_HEADER_CHUNK = 1 << 16
 MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD  # batch_length of a batch with no records
 
 
@@ -138,6 +141,7 @@ class LogSegment:
         pos, buf, buf_start = start, b"", start
         expected = self.base_offset
         need_bytes = verify_crc or with_bytes
+        read_ahead = _CHUNK if need_bytes else _HEADER_CHUNK
         while pos < end:
             remaining = end - pos
             if remaining < HEADER_SIZE:
@@ -148,7 +152,7 @@ class LogSegment:
                 )
             off = pos - buf_start
             if off + HEADER_SIZE > len(buf):
-                buf, buf_start, off = os.pread(self._fd, min(_CHUNK, remaining), pos), pos, 0
+                buf, buf_start, off = os.pread(self._fd, min(read_ahead, remaining), pos), pos, 0
             h = parse_header(buf, off)
             validate_header(h, self.log_path, pos, remaining)
             if h.base_offset < expected:

@@ -70,12 +70,21 @@ KAFKA_CLIENT_NODE = "client-kafka"
 BROKER_APIS = (ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA, ApiKey.CREATE_TOPICS,
                ApiKey.DELETE_TOPICS, ApiKey.INIT_PRODUCER_ID, ApiKey.OFFSET_FOR_LEADER_EPOCH)
 READ_CHUNK = 1 << 18
+# Large socket buffers: a fetch of many MB leaves in a few sendfile calls and wake-ups rather
+# than one per default-sized buffer (Linux doubles the value, capped by net.core.wmem_max).
+SOCKET_BUFFER_BYTES = 4 << 20
 _SIZE = struct.Struct(">i")
 _HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
 
 
 def advertised_versions(api_keys: list[int] | tuple[int, ...]) -> dict[int, tuple[int, int]]:
     """api key -> (min, max) version the listener serves: ApiVersions itself plus api_keys."""
+    return dict(_advertised_versions(tuple(api_keys)))
+
+
+@cache
+def _advertised_versions(api_keys: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    # Asked on every request: worked out once per set of services (callers get a copy).
     out = {ApiKey.API_VERSIONS: (0, ZMQ_VERSIONS[ApiKey.API_VERSIONS])}
     for key in api_keys:
         if key in ZMQ_VERSIONS and key != ApiKey.API_VERSIONS:
@@ -216,7 +225,7 @@ class KafkaListener:
         return sorted(keys)
 
     def versions(self) -> dict[int, tuple[int, int]]:
-        return advertised_versions(self.served_api_keys())
+        return _advertised_versions(tuple(self.served_api_keys()))
 
     # -- connections -------------------------------------------------------------------------
 
@@ -231,6 +240,11 @@ class KafkaListener:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+                except OSError:  # a system that refuses keeps its default
+                    pass
             conn = Connection(sock, peer)
             self.connections[conn.fd] = conn
             self.counters["kafka_connections"] = len(self.connections)
@@ -314,7 +328,8 @@ class KafkaListener:
                         self.close_connection(conn, f"{reason} (refused before its {size}-byte frame arrived)")
                         return
                 break
-            payload = bytes(buf[start + 4:start + 4 + size])
+            with memoryview(buf) as view:  # one copy of the frame, not two
+                payload = view[start + 4:start + 4 + size].tobytes()
             start += 4 + size
             try:
                 self._on_frame(conn, payload)
@@ -476,16 +491,17 @@ class KafkaListener:
                     chunk.remaining -= sent
                     self.counters["kafka_bytes_out"] += sent
                     self.counters["kafka_sendfile_bytes"] += sent
-                    if chunk.remaining == 0:
-                        os.close(chunk.fd)
-                        out.popleft()
+                    if chunk.remaining:
+                        break  # the socket buffer is full: wait for POLLOUT, not for EAGAIN
+                    os.close(chunk.fd)
+                    out.popleft()
                 else:
                     sent = conn.sock.send(chunk)
                     self.counters["kafka_bytes_out"] += sent
-                    if sent == len(chunk):
-                        out.popleft()
-                    else:
+                    if sent != len(chunk):
                         out[0] = memoryview(chunk)[sent:]
+                        break
+                    out.popleft()
         except (BlockingIOError, InterruptedError):
             pass
         except (ConnectionResetError, BrokenPipeError):

@@ -8,6 +8,7 @@ import pytest
 from test_client_fakebroker import FakeCluster, wait_for
 
 from kafkalab.client import Producer
+from kafkalab.errors import KafkaLabError
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 from kafkalab.records import decode_batch, parse_header
 
@@ -35,8 +36,8 @@ def cluster():
 def make_producer(cluster):
     made: list[Producer] = []
 
-    def make(config: dict | None = None, **ctx_kw) -> Producer:
-        p = Producer(config or {}, cluster.context(f"client-{len(made) + 1}", **ctx_kw))
+    def make(config: dict | None = None, rng=None, **ctx_kw) -> Producer:
+        p = Producer(config or {}, cluster.context(f"client-{len(made) + 1}", **ctx_kw), rng=rng)
         made.append(p)
         return p
 
@@ -165,6 +166,53 @@ def test_null_keys_stick_to_one_partition_per_batch(cluster, make_producer):
         p.produce("t", value=b"v", on_delivery=lambda err, msg: reports.append(msg.partition()))
     p.flush(10)
     assert len(set(reports)) == 1
+
+
+def test_fast_path_places_records_as_the_partitioner_does(make_producer, cluster):
+    """produce() without a callback takes the fast path (one append); with a callback, the
+    general one. Same seed, same records: the same partition for every record (KIP-794:
+    switch after batch.size bytes once the batch is full; adaptive weights off, as they
+    follow the sender's timing), nothing lost, order kept."""
+    import random
+
+    cluster.create_topic("u", 3)
+    cluster.create_topic("w", 3)
+    values = [f"{i:05d}".encode().ljust(60 + i % 50, b".") for i in range(400)]
+    placed: dict[bytes, int] = {}
+    cfg = {"linger.ms": 5000, "batch.size": 1000, "partitioner.adaptive.partitioning.enable": False}
+    general = make_producer(cfg, rng=random.Random(7))
+    fast = make_producer(cfg, rng=random.Random(7))
+    for v in values:
+        general.produce("u", value=v, on_delivery=lambda err, msg: placed.__setitem__(msg.value(), msg.partition()))
+        fast.produce("w", value=v)
+    assert general.flush(10) == 0 and fast.flush(10) == 0
+    by_fast = {r.value: p for p in range(3) for r in stored(cluster, ("w", p))}
+    assert len(by_fast) == len(values) and by_fast == placed
+    assert len(set(placed.values())) > 1
+    for p in range(3):
+        got = [r.value for r in stored(cluster, ("w", p))]
+        assert got == [v for v in values if placed[v] == p]
+    fast.close()
+    with pytest.raises(KafkaLabError, match="closed producer"):
+        fast.produce("w", value=b"late")
+
+
+def test_fast_path_for_keys_writes_what_the_general_path_writes(make_producer, cluster):
+    """Keyed records without a callback: murmur2 picks the partition, the record joins its
+    open batch; the logs hold the same keys, values and order as through the general path."""
+    cluster.create_topic("u", 3)
+    cluster.create_topic("w", 3)
+    records = [(f"user-{i % 7}".encode(), f"{i:05d}".encode()) for i in range(300)]
+    general = make_producer({"linger.ms": 5000, "batch.size": 2000})
+    fast = make_producer({"linger.ms": 5000, "batch.size": 2000})
+    for k, v in records:
+        general.produce("u", value=v, key=k, on_delivery=lambda err, msg: None)
+        fast.produce("w", value=v, key=k)
+    assert general.flush(10) == 0 and fast.flush(10) == 0
+    for p in range(3):
+        want = [(r.key, r.value) for r in stored(cluster, ("u", p))]
+        assert [(r.key, r.value) for r in stored(cluster, ("w", p))] == want
+    assert sum(len(stored(cluster, ("w", p))) for p in range(3)) == len(records)
 
 
 def test_metrics_are_published(cluster, make_producer):

@@ -105,7 +105,7 @@ def test_builtin_switches_after_batch_size_bytes_not_at_a_new_batch():
         p.on_append("t", first, 100, True, 6, range(6))
         assert p.partition("t", None, 6, range(6)) == first  # 900 bytes: stays
     p.on_append("t", first, 100, True, 6, range(6))  # 1000 bytes with its batch full: a new pick
-    assert p._sticky["t"].produced_bytes == 0
+    assert p.sticky["t"].produced_bytes == 0
     seen = set()
     for _ in range(50):
         cur = p.partition("t", None, 6, range(6))
@@ -118,9 +118,9 @@ def test_builtin_waits_for_a_full_batch_up_to_twice_batch_size():
     p = BuiltInPartitioner(random.Random(3), batch_size=1000, adaptive=False)
     first = p.partition("t", None, 6, range(6))
     p.on_append("t", first, 1500, False, 6, range(6))  # past batch.size, batch not full
-    assert p._sticky["t"].produced_bytes == 1500
+    assert p.sticky["t"].produced_bytes == 1500
     p.on_append("t", first, 500, False, 6, range(6))  # 2 x batch.size: moves regardless
-    assert p._sticky["t"].produced_bytes == 0
+    assert p.sticky["t"].produced_bytes == 0
 
 
 def test_builtin_hashes_keys_unless_told_to_ignore_them():
@@ -173,3 +173,16 @@ def test_accumulator_queue_sizes_leave_out_slow_leaders():
     acc.update_node_latency(3, 1000, can_drain=False)  # ready but blocked for 1 s
     assert acc.queue_sizes("t", lambda t, p: leaders[p]) == ({0: 1, 1: 2}, 3)
     assert acc.all_batches_full(("t", 0)) and acc.all_batches_full(("t", 9))
+
+
+def test_keyed_partitions_come_from_a_bounded_cache_of_hashes(monkeypatch):
+    from kafkalab.client import partitioner as mod
+
+    monkeypatch.setattr(mod, "_HASHES", {})
+    monkeypatch.setattr(mod, "_HASHES_MAX", 8)
+    keys = [f"key-{i}".encode() for i in range(20)] + [b"x" * 300, bytearray(b"key-3")]
+    for _ in range(2):  # computed, then (mostly) from the cache: the same answers
+        for k in keys:
+            assert mod.murmur2_partition(k, 7) == (mod.murmur2(bytes(k)) & 0x7FFFFFFF) % 7
+            assert len(mod._HASHES) <= 8
+    assert b"x" * 300 not in mod._HASHES

@@ -86,3 +86,37 @@ def test_headers_in_confluent_kafka_forms():
     builder.append(None, b"y", [("a", "1")], 0)
     got = [r.headers for r in decode_batch(builder.build()).records]
     assert got == [[("a", b"1"), ("b", b"two"), ("c", None)], [("a", b"1")]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(-5, 20_000)), min_size=1, max_size=120),
+       st.integers(200, 40_000))
+def test_append_value_is_append_with_a_null_key(recs, max_bytes):
+    """The producer's fast path writes the same bytes as append(None, value, None, ts),
+    says how many it added, and refuses (adding nothing) exactly when append would."""
+    fast, slow = BatchBuilder(max_bytes), BatchBuilder(max_bytes)
+    base = 1_700_000_000_000
+    for i, (size, dt) in enumerate(recs):
+        value = bytes([i % 251]) * size
+        if i == 0:
+            assert fast.append(None, value, None, base + dt) and slow.append(None, value, None, base + dt)
+            continue
+        before = fast.estimated_size
+        added = fast.append_value(value, base + dt)
+        ok = slow.append(None, value, None, base + dt)
+        assert (added > 0) == ok
+        assert fast.estimated_size - before == added
+        assert fast.records_section() == slow.records_section()
+    assert fast.build() == slow.build()
+
+
+def test_append_value_past_the_small_varint_tables():
+    """Offset deltas and timestamp deltas beyond the lookup tables go the general way."""
+    fast, slow = BatchBuilder(1 << 24), BatchBuilder(1 << 24)
+    for b in (fast, slow):
+        b.append(None, b"v", None, 1000)
+    for i in range(1, 17_000):
+        ts = 1000 + (i if i < 16_500 else 40_000 + i)
+        assert fast.append_value(b"v", ts) and slow.append(None, b"v", None, ts)
+    assert fast.build() == slow.build()
+    assert [r.offset for r in decode_batch(fast.build()).records] == list(range(17_000))
