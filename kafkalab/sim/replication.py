@@ -1,0 +1,297 @@
+"""The replication scenario: a controller, 3-5 brokers with real logs, idempotent producers
+(acks=all and acks=1) and consumers on one topic, under a seeded schedule of faults.
+
+A run: the cluster starts and creates the topic (RF 3, min.insync.replicas 2, small segments);
+clients produce and consume while faults strike (crashes and restarts, pauses, isolation,
+one-way cuts, message loss, duplication and delay); then every fault heals, producers stop, the
+cluster quiesces and the durability checks run on the final logs. The safety checks run after
+every event.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from kafkalab.config import broker_config
+from kafkalab.metadata.image import NO_LEADER
+from kafkalab.sim.broker_node import SimBroker, broker_node
+from kafkalab.sim.clients import SimConsumer, SimProducer
+from kafkalab.sim.controller_node import CONTROLLER, SimController
+from kafkalab.sim.invariants import RunSummary, Violation
+from kafkalab.sim.network import LinkFaults, Network
+from kafkalab.sim.node import Calls, SimNode
+from kafkalab.sim.replication_checks import CONVERGED, Broken, Checks, Replica, read_log
+from kafkalab.sim.scheduler import Event, Scheduler
+
+TOPIC = "t"
+PARTITIONS = 2
+RUN_MS = 6_000  # faults and traffic
+HEAL_MS = 4_500  # from here on: no new faults; producers stop at STOP_MS
+STOP_MS = 5_000
+QUIESCE_MAX_MS = 8_000  # extra virtual time allowed for catching up after the heal
+
+BROKER_OVERRIDES: dict[str, Any] = {
+    "broker.heartbeat.interval.ms": 100,
+    "broker.session.timeout.ms": 500,
+    "replica.lag.time.max.ms": 600,
+    "replica.fetch.wait.max.ms": 50,
+    "replica.fetch.backoff.ms": 30,
+    "metadata.fetch.max.wait.ms": 100,
+    "request.timeout.ms": 500,
+}
+
+
+def _data_root() -> str | None:
+    # tmpfs where there is one: the logs are real files, but fsync costs nothing.
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+class ReplicationRun:
+    def __init__(self, seed: int, *, brokers: int = 3, trace: bool = False) -> None:
+        if not 3 <= brokers <= 5:
+            raise ValueError(f"--brokers {brokers}: the replication scenario runs 3 to 5 brokers")
+        self.seed = seed
+        self.sched = Scheduler(seed)
+        rng = self.sched.fork
+        self.fault_rng = rng()
+        self.net = Network(self.sched, rng(), LinkFaults())
+        self.calls = Calls()
+        self.story: list[str] | None = [] if trace else None
+        self.faults = 0
+        self.acked: dict[tuple[str, int], dict[int, bytes]] = {}
+        self.acked_records = 0
+        self.checks = Checks()
+        self.config = broker_config("lab", BROKER_OVERRIDES)
+        self.root = tempfile.mkdtemp(prefix="kafkalab-sim-", dir=_data_root())
+        self._leaders: dict[tuple[str, int], tuple[int, int]] = {}
+        self.controller = SimController(self.sched, self.net, self.calls, self.config, rng(), self._controller_event)
+        self.broker_ids = list(range(1, brokers + 1))
+        self.brokers = {b: SimBroker(b, os.path.join(self.root, f"broker-{b}"), self.config, self.sched,
+                                     self.net, self.calls, rng(), self._broker_event)
+                        for b in self.broker_ids}
+        self.producers = [SimProducer(i, acks, TOPIC, PARTITIONS, self.broker_ids, self.sched, self.net,
+                                      self.calls, rng(), self._acked)
+                          for i, acks in ((1, -1), (2, -1), (3, 1))]
+        self.consumers = [SimConsumer(i, TOPIC, PARTITIONS, self.broker_ids, self.sched, self.net,
+                                      self.calls, rng(), self._read) for i in (1, 2)]
+        self.down: set[str] = set()  # crashed nodes
+        self.stalled: set[str] = set()  # paused nodes
+
+    # -- the story ------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if self.story is not None:
+            self.story.append(f"t={self.sched.now_ms / 1000:.3f}s {text}")
+
+    def _controller_event(self, event: str, d: dict[str, Any]) -> None:
+        if event == "leader_election":
+            tp = (d["topic"], d["partition"])
+            old = self._leaders.get(tp, (NO_LEADER, -1))[0]
+            self._leaders[tp] = (d["leader"], d["leader_epoch"])
+            new = "none" if d["leader"] == NO_LEADER else d["leader"]
+            self.say(f"partition {tp[0]}-{tp[1]} leader {'none' if old == NO_LEADER else old}→{new} "
+                     f"epoch {d['leader_epoch']} ({d['detail']}), ISR {d['isr']}")
+        elif event == "isr_change":
+            self.say(f"partition {d['topic']}-{d['partition']} ISR → {d['isr']}")
+        elif event in ("broker_fenced", "broker_unfenced"):
+            self.say(f"controller: broker {d['broker']} {event.split('_')[1]}"
+                     + (f" ({d['detail']})" if d.get("detail") else ""))
+
+    def _broker_event(self, broker: int, event: str, d: dict[str, Any]) -> None:
+        if event in ("truncate", "log_recovery"):
+            self.say(f"broker {broker} {d['topic']}-{d['partition']}: {event.replace('_', ' ')}, {d['detail']}")
+
+    def _acked(self, p: SimProducer, tp: tuple[str, int], base: int, values: list[bytes]) -> None:
+        if p.acks == -1:
+            recs = self.acked.setdefault(tp, {})
+            for i, v in enumerate(values):
+                recs[base + i] = v
+            self.acked_records += len(values)
+        self.say(f"producer {p.producer} (acks={'all' if p.acks == -1 else p.acks}) acked {tp[0]}-{tp[1]} "
+                 f"offsets {base}–{base + len(values) - 1}")
+
+    def _read(self, c: SimConsumer, tp: tuple[str, int], hw: int, records: list[tuple[int, bytes]]) -> None:
+        self.checks.consumer_read(c.name, tp, hw, records)
+
+    # -- faults ---------------------------------------------------------------------------
+    def _node(self, name: str) -> SimNode:
+        if name == CONTROLLER:
+            return self.controller
+        return self.brokers[int(name.split("-")[1])]
+
+    def _schedule_faults(self) -> None:
+        rng = self.fault_rng
+        self.net.faults = LinkFaults(delay_ms=(1, rng.randint(2, 12)), loss=rng.choice((0, 0.01, 0.03)),
+                                     duplicate=rng.choice((0, 0.01, 0.03)))
+        t = rng.randint(600, 1200)
+        while t < HEAL_MS - 300:
+            self.sched.at(t, "fault", self._fault)
+            t += rng.randint(250, 900)
+
+    def _fault(self) -> None:
+        rng = self.fault_rng
+        servers = [CONTROLLER] + [broker_node(b) for b in self.broker_ids]
+        healthy = [n for n in servers if n not in self.down and n not in self.stalled]
+        kind = rng.choice(("crash", "crash", "pause", "isolate", "cut", "cut"))
+        heal_at = self.sched.now_ms + rng.randint(200, 1500)
+        if kind == "crash":
+            # One broker (or the controller) down at a time: with min.insync.replicas 2 the
+            # cluster promises to survive one failure, not two.
+            if self.down or not healthy:
+                return
+            name = rng.choice(healthy)
+            self._node(name).crash()
+            self.down.add(name)
+            self.say(f"{name.replace('-', ' ')} crashed")
+            self.sched.at(heal_at, "restart", lambda: self._restart(name))
+        elif kind == "pause":
+            if not healthy:
+                return
+            name = rng.choice(healthy)
+            self._node(name).pause()
+            self.stalled.add(name)
+            self.say(f"{name.replace('-', ' ')} paused")
+            self.sched.at(heal_at, "resume", lambda: self._resume(name))
+        elif kind == "isolate":
+            name = rng.choice(servers)
+            others = [n for n in self.net.handlers if n != name]
+            self.net.partition([name], others)
+            self.say(f"{name.replace('-', ' ')} isolated from everyone")
+            self.sched.at(heal_at, "heal", self._heal)
+        else:
+            a, b = rng.sample(servers, 2)
+            self.net.cut_one_way(a, b)
+            self.say(f"cut {a} → {b} (one way)")
+            self.sched.at(heal_at, "heal", self._heal)
+        self.faults += 1
+
+    def _restart(self, name: str) -> None:
+        if name in self.down:
+            self.down.discard(name)
+            self._node(name).start()
+            self.say(f"{name.replace('-', ' ')} restarted")
+
+    def _resume(self, name: str) -> None:
+        if name in self.stalled:
+            self.stalled.discard(name)
+            self.say(f"{name.replace('-', ' ')} resumed")
+            self._node(name).resume()
+
+    def _heal(self) -> None:
+        if self.net.cut:
+            self.net.heal()
+            self.say("network healed")
+
+    def _heal_all(self) -> None:
+        self._heal()
+        self.net.faults = LinkFaults()
+        for name in sorted(self.down):
+            self._restart(name)
+        for name in sorted(self.stalled):
+            self._resume(name)
+
+    # -- running --------------------------------------------------------------------------
+    def _create_topic(self) -> None:
+        if not self.controller.up or self.controller.paused or self.controller.core is None \
+                or len(self.controller.image.live_brokers()) < len(self.broker_ids):
+            self.sched.after(50, "create topic", self._create_topic)
+            return
+        code, msg = self.controller.admin(lambda c: c.create_topic(
+            TOPIC, PARTITIONS, 3, {"min.insync.replicas": 2, "segment.bytes": 1024}))
+        self.say(f"topic {TOPIC} created: {PARTITIONS} partitions, RF 3, min.insync.replicas 2 ({code.name})")
+        for p in self.producers:
+            self.sched.after(100, "producer start", p.start)
+        for c in self.consumers:
+            self.sched.after(100, "consumer start", c.start)
+
+    def _replicas(self) -> list[Replica]:
+        out = []
+        for b, node in self.brokers.items():
+            if node.rm is not None:
+                out.extend(Replica(b, node.incarnation, part) for part in node.rm.partitions.values())
+        return out
+
+    def _after_event(self, ev: Event) -> None:
+        try:
+            self.checks.after_event(self._replicas())
+        except Broken as e:
+            raise self._violation(e.invariant, e.detail) from None
+
+    def _violation(self, invariant: str, detail: str) -> Violation:
+        self.say(f"VIOLATION {invariant}: {detail}")
+        return Violation(self.seed, self.sched.events_run, invariant, detail)
+
+    def _quiet(self) -> bool:
+        """Every producer idle, every partition led, and every replica at its leader's HW = LEO."""
+        if not all(p.idle for p in self.producers):
+            return False
+        for tp in ((TOPIC, p) for p in range(PARTITIONS)):
+            reg = self.controller.image.partition(*tp)
+            if reg is None or reg.leader == NO_LEADER:
+                return False
+            leader = self.brokers[reg.leader].rm
+            lp = leader.partitions.get(tp) if leader else None
+            if lp is None or not lp.is_leader or lp.leader_epoch != reg.leader_epoch \
+                    or lp.high_watermark != lp.log_end_offset or sorted(lp.isr) != sorted(reg.replicas):
+                return False
+            for b in reg.replicas:
+                rm = self.brokers[b].rm
+                fp = rm.partitions.get(tp) if rm else None
+                if fp is None or fp.log_end_offset != lp.log_end_offset:
+                    return False
+        return True
+
+    def run(self) -> RunSummary:
+        try:
+            return self._run()
+        finally:
+            for node in self.brokers.values():
+                if node.rm is not None:
+                    for part in node.rm.partitions.values():
+                        part.log.close(flush=False)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _run(self) -> RunSummary:
+        s = self.sched
+        self.controller.start()
+        for b in self.brokers.values():
+            s.after(5, "broker start", b.start)
+        s.after(200, "create topic", self._create_topic)
+        self._schedule_faults()
+        s.at(HEAL_MS, "heal", self._heal_all)
+        s.at(STOP_MS, "stop producers", lambda: [p.stop() for p in self.producers])
+        try:
+            s.run_until(RUN_MS, self._after_event)
+            deadline = RUN_MS + QUIESCE_MAX_MS
+            while not self._quiet():
+                if s.now_ms >= deadline:
+                    raise self._violation(CONVERGED, f"not quiet {QUIESCE_MAX_MS} ms after the heal")
+                s.run_until(s.now_ms + 100, self._after_event)
+        except (Violation, Broken):
+            raise
+        except Exception as e:  # a core or client raising is a finding too
+            raise self._violation("no unexpected errors", f"{type(e).__name__}: {e}") from e
+        self.say("healed and quiet: checking the final logs")
+        logs = {}
+        for tp in ((TOPIC, p) for p in range(PARTITIONS)):
+            reg = self.controller.image.partition(*tp)
+            assert reg is not None
+            rm = self.brokers[reg.leader].rm
+            assert rm is not None
+            logs[tp] = read_log(rm.partitions[tp])
+        try:
+            self.checks.final(logs, self.acked)
+        except Broken as e:
+            raise self._violation(e.invariant, e.detail) from None
+        return RunSummary("replication", self.seed, s.now_ms / 1000, s.events_run, self.faults,
+                          self.acked_records, self.checks.checks, self.story)
+
+
+def run(seed: int, *, brokers: int = 3, controllers: int = 1, trace: bool = False) -> RunSummary:
+    """One seeded run of the replication scenario (raises `Violation`)."""
+    if controllers != 1:
+        raise ValueError("the replication scenario simulates a single controller; "
+                         "--controllers 3 (a RaftNode quorum) is not simulated yet")
+    return ReplicationRun(seed, brokers=brokers, trace=trace).run()
