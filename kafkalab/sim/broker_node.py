@@ -54,6 +54,7 @@ class SimBroker(SimNode):
         self._fetching: set[int] = set()  # leaders with a replica fetch in flight
         self._metadata_in_flight = False
         self._last_flush = 0
+        self.lose_page_cache = True  # a crash is a power loss (else a process kill)
 
     # -- life -----------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -77,7 +78,8 @@ class SimBroker(SimNode):
             # point checkpointed above a truncation is trusted by recovery and not rescanned.
             torn = on_disk.get(tp) == flushed and self.rng.random() < 0.5
             part.log.close(flush=False)
-            lose_unflushed_tail(part.log.dir, flushed, self.rng if torn else None)
+            if self.lose_page_cache:
+                lose_unflushed_tail(part.log.dir, flushed, self.rng if torn else None)
 
     # -- controller -----------------------------------------------------------------------
     def _register(self) -> None:
