@@ -54,6 +54,7 @@ class SimBroker(SimNode):
         self._fetching: set[int] = set()  # leaders with a replica fetch in flight
         self._metadata_in_flight = False
         self._last_flush = 0
+        self._registering = False
         self.lose_page_cache = True  # a crash is a power loss (else a process kill)
 
     # -- life -----------------------------------------------------------------------------
@@ -61,7 +62,7 @@ class SimBroker(SimNode):
         self.rm = ReplicaManager(self.broker_id, self.data_dir, self.config)
         self.rm.on_event = lambda e, d: self.on_event(self.broker_id, e, d)
         self.image = MetadataImage()
-        self.broker_epoch, self.fenced = -1, True
+        self.broker_epoch, self.fenced, self._registering = -1, True, False
         self._fetching, self._metadata_in_flight = set(), False
         self._last_flush = self.sched.now_ms
         self._register()
@@ -83,29 +84,35 @@ class SimBroker(SimNode):
 
     # -- controller -----------------------------------------------------------------------
     def _register(self) -> None:
+        self._registering = True
         self.call(CONTROLLER, ("register", self.broker_id), self._on_registered,
                   self.config["request.timeout.ms"])
 
     def _on_registered(self, epoch: int | None) -> None:
+        self._registering = False
         if epoch is None:
             self.timer(100, "register retry", self._register)
             return
+        first = self.broker_epoch < 0
         self.broker_epoch = epoch
-        self._heartbeat()
+        if first:
+            self._heartbeat()
         self._fetch_metadata()
 
     def _heartbeat(self) -> None:
-        assert self.rm is not None
-        self.call(CONTROLLER, ("heartbeat", self.broker_id, self.broker_epoch, self.image.offset),
-                  self._on_heartbeat, self.config["request.timeout.ms"])
-
-    def _on_heartbeat(self, result: Any) -> None:
-        if result is not None and result.error == ErrorCode.stale_broker_epoch:
-            self._register()  # the controller fenced this session: join again with a new epoch
-            return
-        if result is not None:
-            self.fenced = bool(result.is_fenced)
+        """Every broker.heartbeat.interval.ms, answered or not (a lost one is not waited for)."""
+        epoch = self.broker_epoch
+        self.call(CONTROLLER, ("heartbeat", self.broker_id, epoch, self.image.offset),
+                  lambda result: self._on_heartbeat(epoch, result), self.config["request.timeout.ms"])
         self.timer(self.config["broker.heartbeat.interval.ms"], "heartbeat", self._heartbeat)
+
+    def _on_heartbeat(self, epoch: int, result: Any) -> None:
+        if result is None or epoch != self.broker_epoch:
+            return  # lost, or about a session this broker has already replaced
+        if result.error == ErrorCode.stale_broker_epoch and not self._registering:
+            self._register()  # the controller fenced this session: join again with a new epoch
+        else:
+            self.fenced = bool(result.is_fenced)
 
     def _fetch_metadata(self) -> None:
         if self._metadata_in_flight:

@@ -34,7 +34,9 @@ RETRIABLE = {ErrorCode.not_leader_or_follower, ErrorCode.not_enough_replicas,
              ErrorCode.not_enough_replicas_after_append, ErrorCode.request_timed_out,
              ErrorCode.unknown_topic_or_partition, ErrorCode.fenced_leader_epoch,
              ErrorCode.unknown_leader_epoch, ErrorCode.leader_not_available}
-# The batch was refused, not written: a fresh producer id and sequence 0 may send it again.
+# Fatal for the batch (Kafka's producer does not retry the next sequence on these): it fails to
+# the application and the producer starts over with a new producer id. The batch may still be in
+# the log (written on another replica whose answer was lost): resending it could duplicate it.
 REINIT = {ErrorCode.out_of_order_sequence_number, ErrorCode.unknown_producer_id}
 
 
@@ -77,13 +79,16 @@ class SimProducer(SimClient):
 
     def __init__(self, producer: int, acks: int, topic: str, partitions: int, brokers: list[int],
                  scheduler: Scheduler, network: Network, calls: Calls, rng: random.Random,
-                 on_ack: Callable[[SimProducer, TP, int, list[bytes]], None]) -> None:
+                 on_ack: Callable[[SimProducer, TP, int, list[bytes]], None],
+                 on_fail: Callable[[SimProducer, TP, str, list[bytes]], None]) -> None:
         super().__init__(f"producer-{producer}", brokers, scheduler, network, calls, rng)
         self.producer = producer
         self.acks = acks
         self.topic = topic
         self.partitions = partitions
         self.on_ack = on_ack
+        self.on_fail = on_fail
+        self.failed = 0
         self.producer_id = -1
         self.producer_epoch = 0
         self.sequences: dict[TP, int] = {}
@@ -155,8 +160,9 @@ class SimProducer(SimClient):
             self.on_ack(self, p.tp, base, p.values)
             self.timer(self.rng.randint(5, 30), "send", self._send)
         elif code in REINIT:
-            # An earlier batch this producer was told of is gone (acks=1 lost on a leader change):
-            # start over with a new producer id.
+            self.pending = None
+            self.failed += len(p.values)
+            self.on_fail(self, p.tp, code.name, p.values)
             self.producer_id = -1
             self._init_producer_id()
             self.timer(30, "send", self._send)

@@ -10,6 +10,7 @@ every event.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -28,9 +29,9 @@ from kafkalab.sim.scheduler import Event, Scheduler
 
 TOPIC = "t"
 PARTITIONS = 2
-RUN_MS = 6_000  # faults and traffic
-HEAL_MS = 4_500  # from here on: no new faults; producers stop at STOP_MS
-STOP_MS = 5_000
+RUN_MS = 6_500  # faults and traffic
+HEAL_MS = 5_500  # faults end by here; producers stop at STOP_MS
+STOP_MS = 6_000
 QUIESCE_MAX_MS = 8_000  # extra virtual time allowed for catching up after the heal
 
 BROKER_OVERRIDES: dict[str, Any] = {
@@ -47,6 +48,15 @@ BROKER_OVERRIDES: dict[str, Any] = {
 def _data_root() -> str | None:
     # tmpfs where there is one: the logs are real files, but fsync costs nothing.
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+class _ErrorLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 class ReplicationRun:
@@ -67,13 +77,14 @@ class ReplicationRun:
         self.config = broker_config("lab", BROKER_OVERRIDES)
         self.root = tempfile.mkdtemp(prefix="kafkalab-sim-", dir=_data_root())
         self._leaders: dict[tuple[str, int], tuple[int, int]] = {}
+        self._errors = _ErrorLog()
         self.controller = SimController(self.sched, self.net, self.calls, self.config, rng(), self._controller_event)
         self.broker_ids = list(range(1, brokers + 1))
         self.brokers = {b: SimBroker(b, os.path.join(self.root, f"broker-{b}"), self.config, self.sched,
                                      self.net, self.calls, rng(), self._broker_event)
                         for b in self.broker_ids}
         self.producers = [SimProducer(i, acks, TOPIC, PARTITIONS, self.broker_ids, self.sched, self.net,
-                                      self.calls, rng(), self._acked)
+                                      self.calls, rng(), self._acked, self._failed)
                           for i, acks in ((1, -1), (2, -1), (3, 1))]
         self.consumers = [SimConsumer(i, TOPIC, PARTITIONS, self.broker_ids, self.sched, self.net,
                                       self.calls, rng(), self._read) for i in (1, 2)]
@@ -110,6 +121,10 @@ class ReplicationRun:
         self.say(f"producer {p.producer} (acks={'all' if p.acks == -1 else p.acks}) acked {tp[0]}-{tp[1]} "
                  f"offsets {base}–{base + len(values) - 1}")
 
+    def _failed(self, p: SimProducer, tp: tuple[str, int], error: str, values: list[bytes]) -> None:
+        self.say(f"producer {p.producer} failed {values[0].decode()}…{values[-1].decode()} on {tp[0]}-{tp[1]} "
+                 f"({error}): reported to the application; new producer id")
+
     def _read(self, c: SimConsumer, tp: tuple[str, int], hw: int, records: list[tuple[int, bytes]]) -> None:
         self.checks.consumer_read(c.name, tp, hw, records)
 
@@ -130,10 +145,10 @@ class ReplicationRun:
         the next comes a little after this one heals. Loss, duplication and delay stay on."""
         rng = self.fault_rng
         now = self.sched.now_ms
-        duration = rng.randint(200, 1500)
+        duration = rng.randint(150, 1000)
         if now + duration >= HEAL_MS:
             return
-        self.sched.at(now + duration + rng.randint(50, 500), "fault", self._fault)
+        self.sched.at(now + duration + rng.randint(50, 400), "fault", self._fault)
         servers = [CONTROLLER] + [broker_node(b) for b in self.broker_ids]
         name = rng.choice(servers)
         kind = rng.choice(("crash", "crash", "pause", "isolate", "cut", "cut"))
@@ -212,6 +227,8 @@ class ReplicationRun:
         return out
 
     def _after_event(self, ev: Event) -> None:
+        if self._errors.messages:
+            raise self._violation("no unexpected errors", f"a core logged: {self._errors.messages[0]}")
         try:
             self.checks.after_event(self._replicas())
         except Broken as e:
@@ -219,7 +236,7 @@ class ReplicationRun:
 
     def _violation(self, invariant: str, detail: str) -> Violation:
         self.say(f"VIOLATION {invariant}: {detail}")
-        return Violation(self.seed, self.sched.events_run, invariant, detail)
+        return Violation(self.seed, self.sched.events_run, invariant, detail, self.story)
 
     def _quiet(self) -> bool:
         """Every producer idle, every partition led, and every replica at its leader's HW = LEO."""
@@ -242,9 +259,19 @@ class ReplicationRun:
         return True
 
     def run(self) -> RunSummary:
+        # A core that logs an error (a follower append that failed, a checkpoint not written)
+        # has met a case it does not handle: that is a finding. Warnings (log recovery) are
+        # part of the story, not output.
+        logger = logging.getLogger("kafkalab")
+        saved = logger.propagate, logger.level
+        logger.addHandler(self._errors)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
         try:
             return self._run()
         finally:
+            logger.removeHandler(self._errors)
+            logger.propagate, logger.level = saved
             for node in self.brokers.values():
                 if node.rm is not None:
                     for part in node.rm.partitions.values():
