@@ -89,6 +89,7 @@ class SimProducer(SimClient):
         self.on_ack = on_ack
         self.on_fail = on_fail
         self.failed = 0
+        self.acked = 0
         self.producer_id = -1
         self.producer_epoch = 0
         self.sequences: dict[TP, int] = {}
@@ -157,6 +158,7 @@ class SimProducer(SimClient):
             base = int(resp.responses[0].partition_responses[0].base_offset)
             self.sequences[p.tp] = self.sequences.get(p.tp, 0) + len(p.values)
             self.pending = None
+            self.acked += len(p.values)
             self.on_ack(self, p.tp, base, p.values)
             self.timer(self.rng.randint(5, 30), "send", self._send)
         elif code in REINIT:
@@ -216,8 +218,9 @@ class SimConsumer(SimClient):
             return
         p = resp.responses[0].partitions[0]
         if p.error_code == ErrorCode.offset_out_of_range:
-            raise RuntimeError(f"{self.name}: {tp[0]}-{tp[1]} offset {self.positions[tp]} out of range "
-                               "(a consumer was ahead of the new leader's log)")
+            # Its position is past the leader's log end: it read records this leader never had.
+            self.on_read(self, tp, -1, [(self.positions[tp] - 1, b"")])
+            return
         if p.error_code != ErrorCode.none:
             self.refresh_metadata()
             return

@@ -110,7 +110,13 @@ class Checks:
 
     # -- consumers -------------------------------------------------------------------------
     def consumer_read(self, consumer: str, tp: TP, high_watermark: int, records: list[tuple[int, bytes]]) -> None:
+        """`high_watermark` -1: the leader answered OFFSET_OUT_OF_RANGE at the consumer's position."""
         self.checks += 2
+        if high_watermark < 0:
+            offset = records[-1][0]
+            raise Broken(READS_DURABLE, f"{consumer} read {tp[0]}-{tp[1]} up to offset {offset}, "
+                                        f"{self.consumed.get(tp, {}).get(offset)!r} there; the leader's log "
+                                        "now ends below it (OFFSET_OUT_OF_RANGE)")
         for offset, value in records:
             if offset >= high_watermark:
                 raise Broken(CONSUMER_BELOW_HW, f"{consumer} read {tp[0]}-{tp[1]} offset {offset} with the "
