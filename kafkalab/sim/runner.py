@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
-from kafkalab.sim.invariants import RunSummary, Violation
+from kafkalab.sim.invariants import Violation
 from kafkalab.sim.scenarios import SCENARIOS
 
 COLUMNS = ("scenario", "seed", "virtual_s", "events", "faults", "acknowledged", "checks")
