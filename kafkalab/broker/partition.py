@@ -100,6 +100,11 @@ class Partition:
             became = "leader" if reg.leader == self.broker_id else "follower"
             if became == "leader":
                 self.leader_epoch_start_offset = self.log_end_offset
+                # As Kafka's makeLeader: the new epoch starts here in the epoch cache at once, so
+                # that a follower whose last epoch this log never had is told where the previous
+                # epoch ended, even before this leader has appended anything.
+                if reg.leader_epoch >= 0:
+                    self.log.epoch_cache.assign(reg.leader_epoch, self.log_end_offset)
                 # Followers start from scratch: their LEOs are unknown until they fetch.
                 self.followers = {
                     b: ReplicaState(last_caught_up_ms=now_ms) for b in reg.replicas if b != self.broker_id
