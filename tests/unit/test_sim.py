@@ -4,6 +4,7 @@ everything, and `kafkalab sim` reports rows, violations and stories with the rig
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,28 @@ def test_cli_refuses_what_it_cannot_simulate(capsys: pytest.CaptureFixture[str])
     assert "not simulated yet" in capsys.readouterr().err
     assert main(["sim", "--jobs", "1"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_a_power_loss_cuts_the_log_back_to_the_last_flush(tmp_path: Any) -> None:
+    import random
+
+    from kafkalab.records import encode_batch
+    from kafkalab.sim.broker_node import lose_unflushed_tail
+    from kafkalab.storage import Log
+
+    cfg = {"segment.bytes": 300}
+    for torn in (None, random.Random(1)):
+        d = tmp_path / ("torn" if torn else "clean")
+        log = Log(str(d), cfg, now_ms=0)
+        for i in range(8):
+            log.append(encode_batch([(None, b"v%d" % i, [], 0)]), leader_epoch=0, now_ms=0)
+            if i == 4:
+                log.flush()  # offsets 0-4 are on disk; 5-7 only in the page cache
+        flushed = log.recovery_point
+        assert flushed == 5 and len(log.segments) > 1
+        log.close(flush=False)
+        lose_unflushed_tail(str(d), flushed, torn)
+        again = Log(str(d), cfg, now_ms=0, recovery_point=flushed)
+        assert again.log_end_offset == 5
+        assert (again.recovery_report.truncated_bytes > 0) == (torn is not None)
+        again.close()
