@@ -237,8 +237,8 @@ class Partition:
         """Cut a divergent tail; returns how many offsets went. After an unclean election this
         can go below the old high watermark: that is the data loss the lab shows."""
         removed = max(0, self.log_end_offset - offset)
+        self.log.truncate_to(offset)  # with nothing to cut, still trims the epoch cache to the log end
         if removed:
-            self.log.truncate_to(offset)
             self.producer_state.reload(self.log)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         return removed

@@ -146,6 +146,19 @@ def test_a_new_leader_tells_a_follower_where_an_epoch_it_never_had_ends(tmp_path
     assert follower.log_end_offset == 3 and follower.high_watermark <= 3
 
 
+def test_an_epoch_led_without_appending_is_forgotten_when_truncating_as_a_follower(tmp_path):
+    # Found by the simulator (kafkalab sim --seeds 184): broker 1 led epoch 1 without appending,
+    # so its epoch cache ended with 1@35; as a follower it kept naming epoch 1 in its fetches,
+    # the leader kept answering DivergingEpoch(0, ...) and its "truncate to 35" changed nothing.
+    s = Sim(tmp_path)
+    p = s.part(2)
+    p.log.append(encode_batch([(None, b"a", [], s.now)]), leader_epoch=0, now_ms=s.now)
+    p.log.epoch_cache.assign(1, 1)  # became leader of epoch 1 at its log end, then lost it
+    assert p.latest_epoch == 1
+    assert p.truncate_to(1) == 0
+    assert p.latest_epoch == 0
+
+
 def test_not_enough_replicas_before_append(tmp_path):
     s = Sim(tmp_path, min_isr=2)
     for b in (2, 3):
