@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -65,7 +64,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main(seeds_text: str | None, *, brokers: int = 3, controllers: int = 1, trace: int | None = None,
          scenarios: list[str] | None = None, as_json: bool = False, jobs: int | None = None) -> int:
-    names = scenarios or [name for name, _ in SCENARIOS]
+    known = [name for name, _ in SCENARIOS]
+    names = scenarios or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(known)}")
     if trace is not None:
         seeds = [trace]
     elif seeds_text is None:
@@ -96,11 +99,11 @@ def main(seeds_text: str | None, *, brokers: int = 3, controllers: int = 1, trac
         print(_table(rows))
     total = {k: sum(r[k] for r in rows) for k in ("events", "faults", "acknowledged", "checks")}
     print(f"{len(tasks)} runs ({', '.join(names)}) over {len(seeds)} seeds in {wall:.1f} s with {jobs} "
-          f"worker{'s' if jobs > 1 else ''}: {total['events']} events, {total['faults']} faults, "
-          f"{total['acknowledged']} acknowledged records, {total['checks']} invariant checks")
+          f"worker{'s' if jobs > 1 else ''}; the {len(rows)} that held: {total['events']} events, "
+          f"{total['faults']} faults, {total['acknowledged']} acknowledged records, {total['checks']} invariant checks")
     for v in violations:
         print(f"VIOLATION {v['scenario']} seed {v['seed']}, event {v['event']}: {v['invariant']}: {v['detail']}\n"
-              f"  replay: {v['replay']}", file=sys.stdout)
+              f"  replay: {v['replay']}")
     if not violations:
         print("every invariant held")
     return 1 if violations else 0
