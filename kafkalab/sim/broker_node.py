@@ -25,7 +25,7 @@ from kafkalab.sim.controller_node import CONTROLLER
 from kafkalab.sim.network import Network
 from kafkalab.sim.node import Calls, SimNode
 from kafkalab.sim.scheduler import Scheduler
-from kafkalab.storage import RECOVERY_POINT_CHECKPOINT
+from kafkalab.storage import RECOVERY_POINT_CHECKPOINT, CorruptCheckpointError
 from kafkalab.storage.files import LOG_SUFFIX, offset_from_name
 
 TP = tuple[str, int]
@@ -72,7 +72,10 @@ class SimBroker(SimNode):
         rm, self.rm = self.rm, None
         if rm is None:
             return
-        on_disk = rm._read_checkpoint(RECOVERY_POINT_CHECKPOINT)
+        try:
+            on_disk = rm.checkpoints[RECOVERY_POINT_CHECKPOINT].read()
+        except (CorruptCheckpointError, OSError):
+            on_disk = {}
         for tp, part in rm.partitions.items():
             flushed = part.log.recovery_point
             # A torn batch only where the checkpoint agrees with the flushed point: a recovery
