@@ -103,7 +103,8 @@ class Partition:
                 # As Kafka's makeLeader: the new epoch starts here in the epoch cache at once, so
                 # that a follower whose last epoch this log never had is told where the previous
                 # epoch ended, even before this leader has appended anything.
-                if reg.leader_epoch >= 0:
+                latest = self.latest_epoch
+                if reg.leader_epoch >= 0 and (latest is None or reg.leader_epoch > latest):
                     self.log.epoch_cache.assign(reg.leader_epoch, self.log_end_offset)
                 # Followers start from scratch: their LEOs are unknown until they fetch.
                 self.followers = {
