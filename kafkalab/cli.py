@@ -113,6 +113,17 @@ def _labs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim(args: argparse.Namespace) -> int:
+    from kafkalab.sim import runner
+
+    try:
+        return runner.main(args.seeds, brokers=args.brokers, controllers=args.controllers, trace=args.trace,
+                           scenarios=args.scenario, as_json=args.json, jobs=args.jobs)
+    except ValueError as e:
+        print(f"kafkalab sim: error: {e}", file=sys.stderr)
+        return 2
+
+
 def _progress(args: argparse.Namespace) -> int:
     from kafkalab.classroom import progress
 
@@ -200,6 +211,15 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("dir")
     p.add_argument("--force", action="store_true", help="overwrite notebooks already there")
     p.set_defaults(func=_labs)
+    p = sub.add_parser("sim", help="the deterministic simulator: seeded runs of the real cores under faults")
+    p.add_argument("--seeds", help="A-B (e.g. 1-200), one seed, or a comma list")
+    p.add_argument("--brokers", type=_broker_count, default=3)
+    p.add_argument("--controllers", type=_controller_count, default=1)
+    p.add_argument("--trace", type=int, metavar="SEED", help="run one seed and tell its story")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable; default: all)")
+    p.add_argument("--json", action="store_true", help="print rows and violations as JSON")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: 2, or 1 on one core)")
+    p.set_defaults(func=_sim)
     p = sub.add_parser("progress", help="your checked exercises: lab, exercise, passed, attempts")
     p.add_argument("--csv", action="store_true", help="CSV for an instructor (with the learner's name)")
     p.set_defaults(func=_progress)

@@ -100,6 +100,12 @@ class Partition:
             became = "leader" if reg.leader == self.broker_id else "follower"
             if became == "leader":
                 self.leader_epoch_start_offset = self.log_end_offset
+                # As Kafka's makeLeader: the new epoch starts here in the epoch cache at once, so
+                # that a follower whose last epoch this log never had is told where the previous
+                # epoch ended, even before this leader has appended anything.
+                latest = self.latest_epoch
+                if reg.leader_epoch >= 0 and (latest is None or reg.leader_epoch > latest):
+                    self.log.epoch_cache.assign(reg.leader_epoch, self.log_end_offset)
                 # Followers start from scratch: their LEOs are unknown until they fetch.
                 self.followers = {
                     b: ReplicaState(last_caught_up_ms=now_ms) for b in reg.replicas if b != self.broker_id
@@ -232,8 +238,8 @@ class Partition:
         """Cut a divergent tail; returns how many offsets went. After an unclean election this
         can go below the old high watermark: that is the data loss the lab shows."""
         removed = max(0, self.log_end_offset - offset)
+        self.log.truncate_to(offset)  # with nothing to cut, still trims the epoch cache to the log end
         if removed:
-            self.log.truncate_to(offset)
             self.producer_state.reload(self.log)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         return removed

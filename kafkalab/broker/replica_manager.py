@@ -508,8 +508,13 @@ class ReplicaManager:
                     continue
                 div = p.diverging_epoch
                 if div is not None and int(div.end_offset) >= 0:
-                    # Our log has a tail the leader never had: cut it before fetching on.
+                    # Our log has a tail the leader never had: cut it before fetching on. As
+                    # Kafka's fetcher: where the epoch the leader names ends here too, if that
+                    # is sooner (else we would keep a later epoch's batches the leader never had).
                     target = min(int(div.end_offset), part.log_end_offset)
+                    own_epoch, own_end = part.end_offset_for_epoch(int(div.epoch))
+                    if own_epoch >= 0 and own_end >= 0:
+                        target = min(target, own_end)
                     removed = part.truncate_to(target)
                     self.on_event("truncate", {"topic": tp[0], "partition": tp[1], "broker": self.broker_id,
                                                "detail": f"truncated {removed} offsets to {target}"})

@@ -78,6 +78,13 @@ class Controller:
     # -- brokers ---------------------------------------------------------------------------
     def register_broker(self, broker_id: int, endpoint: str, host: str, port: int, now_ms: int) -> int:
         """A broker (re)joins: new epoch, fenced until it has caught up with the metadata."""
+        old = self.image.brokers.get(broker_id)
+        if old is not None and not old.fenced:
+            # Restarted before its session expired: what it led and its place in the ISRs
+            # belong to the old process, whose unflushed tail may be gone. Move them away first,
+            # as Kafka does for a broker coming back from an unclean shutdown; left alone, it
+            # would lead again in the same epoch and its followers would truncate to its log.
+            self.fence_broker(broker_id, reason="registered again (a new process)")
         epoch = self.image.offset  # like KRaft, the broker epoch is the registration's offset
         self.commit([{"type": "RegisterBrokerRecord", "broker_id": broker_id, "broker_epoch": epoch,
                       "endpoint": endpoint, "host": host, "port": port}])

@@ -13,6 +13,7 @@ class Violation(AssertionError):
     event: int
     invariant: str
     detail: str
+    trace: list[str] | None = None  # the run's story up to the violation, when it was traced
 
     def __str__(self) -> str:
         return (f"seed {self.seed}, event {self.event}: {self.invariant} violated: {self.detail}\n"

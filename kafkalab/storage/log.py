@@ -426,6 +426,10 @@ class Log:
         at `offset`.
         """
         if offset >= self.log_end_offset:
+            # Nothing to cut, but an epoch this replica started as leader without appending
+            # (Kafka's makeLeader entry at the log end) must go, as Kafka's truncateTo does:
+            # else its fetches name an epoch it has no batch of, and never stop diverging.
+            self.epoch_cache.truncate_from_end(self.log_end_offset)
             return 0
         if offset < self._log_start_offset:
             dropped = self.size_bytes

@@ -53,6 +53,19 @@ def test_stale_epoch_heartbeat_is_rejected():
     assert c.heartbeat(1, old, image.offset, False, 6).error == ErrorCode.stale_broker_epoch
 
 
+def test_a_broker_registering_again_within_its_session_loses_leadership_and_isr():
+    # A crashed leader restarted before its session expired may have lost its unflushed tail:
+    # it must not lead again in the same epoch (its followers would truncate acked records).
+    c, image, _, _ = make()
+    c.create_topic("t", 1, 3, {"min.insync.replicas": "2"}, assignments={0: [1, 2, 3]})
+    before = image.partition("t", 0)
+    assert before.leader == 1 and before.leader_epoch == 0
+    c.register_broker(1, "tcp://x:1", "h", 1, now_ms=100)  # well within broker.session.timeout.ms
+    p = image.partition("t", 0)
+    assert p.leader == 2 and p.leader_epoch == 1 and p.isr == [2, 3]
+    assert image.brokers[1].fenced
+
+
 def test_create_topic_places_replicas_over_live_brokers():
     c, image, _, _ = make()
     code, _ = c.create_topic("t", 6, 3, {"min.insync.replicas": "2"})

@@ -106,6 +106,59 @@ def test_acks_all_waits_for_the_isr_and_hw_is_the_smallest_isr_leo(tmp_path):
     assert s.part(2).high_watermark == 2  # the HW reaches followers in fetch responses
 
 
+def test_follower_truncates_to_its_own_end_of_the_epoch_the_leader_names(tmp_path):
+    # Found by the simulator (kafkalab sim --seeds 8 --brokers 4): the follower's last epoch (5,
+    # one batch at offset 3) is unknown to the leader, which answers DivergingEpoch(epoch 4, end
+    # 10). Epoch 4 ends at 3 here, so the follower must cut there (Kafka's fetcher takes the
+    # smaller of the two ends), not at min(10, its LEO), which kept the batch the leader never had.
+    from kio.schema.fetch.v12 import response as fr
+
+    s = Sim(tmp_path)
+    f = s.part(2)
+    f.log.append(encode_batch([(None, v, [], s.now) for v in (b"a", b"b", b"c")]), leader_epoch=4, now_ms=s.now)
+    f.log.append(encode_batch([(None, b"d", [], s.now)]), leader_epoch=5, now_ms=s.now)
+    resp = fr.FetchResponse(throttle_time=datetime.timedelta(0), error_code=ErrorCode.none, responses=(
+        fr.FetchableTopicResponse(topic=T, partitions=(fr.PartitionData(
+            partition_index=0, error_code=ErrorCode.none, high_watermark=0, log_start_offset=0,
+            diverging_epoch=fr.EpochEndOffset(epoch=4, end_offset=10), aborted_transactions=None,
+            records=b""),)),))
+    s.rms[2].apply_fetch_response(1, resp, s.now)
+    assert f.log_end_offset == 3 and f.latest_epoch == 4
+
+
+def test_a_new_leader_tells_a_follower_where_an_epoch_it_never_had_ends(tmp_path):
+    # Found by the simulator (kafkalab sim --seeds 8 --brokers 4): a leader elected in epoch 6
+    # that has not appended yet knew only epoch 4; a follower whose last batch is from epoch 5
+    # got DivergingEpoch(-1, -1), read as "no divergence", and took the leader's HW over its
+    # epoch-5 batch. Kafka's makeLeader starts the new epoch in the epoch cache at once.
+    from kafkalab.metadata.image import PartitionRegistration
+
+    s = Sim(tmp_path)
+    leader, follower = s.part(2), s.part(3)
+    batch = encode_batch([(None, v, [], s.now) for v in (b"a", b"b", b"c")])
+    leader.log.append(batch, leader_epoch=4, now_ms=s.now)
+    follower.log.append(batch, leader_epoch=4, now_ms=s.now)
+    follower.log.append(encode_batch([(None, b"zombie", [], s.now)]), leader_epoch=5, now_ms=s.now)
+    reg = PartitionRegistration(replicas=[1, 2, 3], isr=[2, 3], leader=2, leader_epoch=6, partition_epoch=9)
+    leader.apply_registration(reg, s.now)
+    follower.apply_registration(reg, s.now)
+    s.fetch_round(3, 2)
+    assert follower.log_end_offset == 3 and follower.high_watermark <= 3
+
+
+def test_an_epoch_led_without_appending_is_forgotten_when_truncating_as_a_follower(tmp_path):
+    # Found by the simulator (kafkalab sim --seeds 184): broker 1 led epoch 1 without appending,
+    # so its epoch cache ended with 1@35; as a follower it kept naming epoch 1 in its fetches,
+    # the leader kept answering DivergingEpoch(0, ...) and its "truncate to 35" changed nothing.
+    s = Sim(tmp_path)
+    p = s.part(2)
+    p.log.append(encode_batch([(None, b"a", [], s.now)]), leader_epoch=0, now_ms=s.now)
+    p.log.epoch_cache.assign(1, 1)  # became leader of epoch 1 at its log end, then lost it
+    assert p.latest_epoch == 1
+    assert p.truncate_to(1) == 0
+    assert p.latest_epoch == 0
+
+
 def test_not_enough_replicas_before_append(tmp_path):
     s = Sim(tmp_path, min_isr=2)
     for b in (2, 3):
