@@ -203,6 +203,11 @@ class Group:
         return not self.pending and all(m.join_reply is not None for m in self.members.values())
 
 
+def uuid_member_id(client_id: str) -> str:
+    """Kafka's member id: the client id and a random UUID (the broker's default)."""
+    return f"{client_id or 'consumer'}-{uuid.uuid4()}"
+
+
 def _error(code: ErrorCode) -> dict[str, Any]:
     return {"error_code": code}
 
@@ -215,8 +220,10 @@ class GroupCoordinator:
                  initial_rebalance_delay_ms: int = 0, min_session_timeout_ms: int = 100,
                  max_session_timeout_ms: int = 1_800_000,
                  append_batch: Callable[[int, bytes, Callable[[ErrorCode, int], None]], None] | None = None,
-                 producer_entry: Callable[[int, int], Any] = lambda partition, producer_id: None):
+                 producer_entry: Callable[[int, int], Any] = lambda partition, producer_id: None,
+                 new_member_id: Callable[[str], str] = uuid_member_id):
         self.num_partitions = num_partitions
+        self.new_member_id = new_member_id  # (client id) -> a fresh member id; injected for the simulator
         self.append = append
         self.append_batch = append_batch
         self.producer_entry = producer_entry
@@ -313,7 +320,7 @@ class GroupCoordinator:
         self._join_existing(g, m, now_ms, reply, protocols, session_ms, rebalance_ms)
 
     def _join_new(self, g: Group, instance: str | None, now_ms: int, reply: Reply, **args: Any) -> None:
-        new_id = f"{args['client_id'] or 'consumer'}-{uuid.uuid4()}"
+        new_id = self.new_member_id(args["client_id"])
         if instance is not None and instance in g.static:
             self._replace_static(g, instance, new_id, now_ms, reply, **args)
             return
