@@ -499,8 +499,26 @@ class GroupCoordinator:
                 given = {str(a.member_id): bytes(a.assignment) for a in req.assignments}
                 for mid, mem in g.members.items():
                     mem.assignment = given.get(mid, b"")
-                self._store_group(g, now_ms)
-                self._stabilize(g, now_ms)
+                generation = g.generation
+
+                def stored(code: ErrorCode, *_: Any) -> None:
+                    # As Kafka: nobody learns the assignment before it is durable, or a new
+                    # coordinator (loading the previous generation) would hand out this
+                    # generation again with another assignment.
+                    if self.groups.get(g.group_id) is not g or g.state != COMPLETING or g.generation != generation:
+                        return  # a newer round, or this coordinator was unloaded meanwhile
+                    if code == ErrorCode.none:
+                        self._stabilize(g, now_ms)
+                        return
+                    err = commit_error(code)
+                    for mem in g.members.values():
+                        mem.assignment = b""
+                        if mem.sync_reply is not None:
+                            answer, mem.sync_reply = mem.sync_reply, None
+                            answer(_error(err))
+                    self._prepare_rebalance(g, now_ms, "the group's assignment could not be stored")
+
+                self._store_group(g, now_ms, stored)
 
     def _stabilize(self, g: Group, now_ms: int) -> None:
         self._transition(g, STABLE, now_ms)
@@ -746,12 +764,13 @@ class GroupCoordinator:
                 and (not states or g.state in states)]
 
     # -- persistence ------------------------------------------------------------------------------
-    def _store_group(self, g: Group, now_ms: int) -> None:
+    def _store_group(self, g: Group, now_ms: int,
+                     on_done: Callable[..., None] = lambda code, *_: None) -> None:
         """GroupMetadataValue v3 when the round completes; a tombstone for an empty group with
-        no offsets (Kafka deletes such a group)."""
+        no offsets (Kafka deletes such a group). on_done(error_code, ...) once written."""
         key = group_metadata_key(g.group_id)
         if not g.members and not g.offsets:
-            self.append(self.partition_of(g.group_id), [(key, None)], lambda code, *_: None)
+            self.append(self.partition_of(g.group_id), [(key, None)], on_done)
             return
         value = struct.pack(">h", 3) + _str(g.protocol_type or "") + struct.pack(">i", g.generation) \
             + _str(g.protocol) + _str(g.leader) + struct.pack(">q", now_ms) + struct.pack(">i", len(g.members))
@@ -759,7 +778,7 @@ class GroupCoordinator:
             value += (_str(mid) + _str(m.group_instance_id) + _str(m.client_id) + _str("")
                       + struct.pack(">ii", m.rebalance_timeout_ms, m.session_timeout_ms)
                       + _bytes(m.metadata(g.protocol) if g.protocol else b"") + _bytes(m.assignment))
-        self.append(self.partition_of(g.group_id), [(key, value)], lambda code, *_: None)
+        self.append(self.partition_of(g.group_id), [(key, value)], on_done)
 
     def load_batch(self, data: bytes | memoryview, pos: int, now_ms: int, *, txn_only: bool = False) -> None:
         """Replay one __consumer_offsets batch, in log order. Transactional offset commits stay
