@@ -96,6 +96,9 @@ class Member:
     inflight: dict[int, tuple[str, Event]] = field(default_factory=dict)
     commit_inflight: bool = False
     processing: bool = True
+    # Eager members commit, then rejoin; the others rejoin at once and keep auto-committing
+    # their old assignment with its generation until the join answers (commits race the round).
+    eager: bool = True
 
 
 class GroupsSim:
@@ -113,7 +116,7 @@ class GroupsSim:
         self.log = OffsetsLog()
         self.hosts = [Host(i, f"broker-{i}") for i in range(max(brokers, 1))]
         self.owner = 0
-        self.members = [Member(i, f"member-{i}", self.sched.fork())
+        self.members = [Member(i, f"member-{i}", self.sched.fork(), eager=self.fault_rng.random() < 0.5)
                         for i in range(self.fault_rng.randint(3, 6))]
         self.seq = 0
         # what the invariants remember
@@ -272,9 +275,10 @@ class GroupsSim:
         m.inflight.pop(seq)[1].cancelled = True
         getattr(self, f"_on_{kind}")(m, result)
 
-    def _join(self, m: Member) -> None:
+    def _join(self, m: Member, keep: bool = False) -> None:
         m.state = "joining"
-        m.assignment, m.positions = [], {}
+        if not keep:
+            m.assignment, m.positions = [], {}
         for seq in [s for s, (k, _) in m.inflight.items() if k in ("join", "sync", "fetch", "heartbeat")]:
             m.inflight.pop(seq)[1].cancelled = True
         sub = encode_subscription(Subscription(topics=[TOPIC]))
@@ -299,6 +303,7 @@ class GroupsSim:
             self.sched.after(20, f"{m.node} retries its join", lambda: m.incarnation == inc and self._join(m))
         else:
             m.member_id, m.generation, m.state = r["member_id"], r["generation_id"], "syncing"
+            m.assignment, m.positions = [], {}
             assignments = ()
             if r["leader"] == m.member_id:
                 ids = sorted(mid for mid, _, _ in r["members"])
@@ -358,6 +363,9 @@ class GroupsSim:
             return
         if code == ErrorCode.rebalance_in_progress:
             # Eager protocol: commit what was processed, give everything up, rejoin.
+            if not m.eager:
+                self._join(m, keep=True)
+                return
             m.state = "revoking"
             if m.positions and not m.commit_inflight:
                 self._commit(m)
@@ -388,7 +396,7 @@ class GroupsSim:
         if self._paused(m, lambda: self._auto_commit(m, inc)):
             return
         self.sched.after(COMMIT_EVERY_MS, f"{m.node} commits", lambda: self._auto_commit(m, inc))
-        if m.state == "stable" and m.positions and not m.commit_inflight:
+        if m.state in ("stable", "joining") and m.positions and not m.commit_inflight:
             self._commit(m)
 
     def _commit(self, m: Member) -> None:
@@ -414,6 +422,8 @@ class GroupsSim:
             self._join(m)
         elif ErrorCode.illegal_generation in errors and m.state == "stable":
             self._join(m)
+        elif errors & {ErrorCode.illegal_generation, ErrorCode.rebalance_in_progress} and m.state == "joining":
+            m.assignment, m.positions = [], {}  # the round moved on: the old assignment is gone
         elif errors & {ErrorCode.not_coordinator, ErrorCode.coordinator_not_available}:
             self._find_coordinator(m)
 
