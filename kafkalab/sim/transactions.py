@@ -155,6 +155,7 @@ class TransactionsSim:
         self.current_txn: dict[tuple[int, int], TxnKey] = {}  # (producer id, epoch) -> its open txn
         self.committed: set[TxnKey] = set()  # PrepareCommit logged
         self.latest_epoch: dict[str, tuple[int, int]] = {}  # tid -> (producer id, epoch) handed out
+        self.newest_instance: dict[str, int] = {}  # tid -> the latest instance that got an epoch
         self.copied: Counter[str] = Counter()  # input refs the read_committed consumer saw in `out`
         self.positions: dict[str, dict[int, int]] = {"read_committed": {}, "read_uncommitted": {}}
         self.faults = self.checks = 0
@@ -388,7 +389,7 @@ class TransactionsSim:
             if tc is None:
                 reply(ErrorCode.not_coordinator if kind != "init" else (ErrorCode.not_coordinator, -1, -1))
             elif kind == "init":
-                tc.init_producer_id(*req, now, lambda code, pid, epoch: self._initialised(req[0], code, pid, epoch, reply))
+                tc.init_producer_id(*req, now, lambda code, pid, epoch: self._initialised(src, code, pid, epoch, reply))
             elif kind == "add":
                 tc.add_partitions(*req, now, reply)
             elif kind == "offsets":
@@ -406,8 +407,17 @@ class TransactionsSim:
                 reply({"error": ErrorCode.unstable_offset_commit if unstable else err,
                        "offsets": {tp: o[0] for tp, o in offsets.items()}})
 
-    def _initialised(self, tid: str, code: ErrorCode, pid: int, epoch: int, reply: Callable[[Any], None]) -> None:
+    def _initialised(self, node: str, code: ErrorCode, pid: int, epoch: int, reply: Callable[[Any], None]) -> None:
+        """InitProducerId answered: the instance that asked now holds the newest epoch; one that
+        an instance started after it had already fenced must never get an epoch again."""
+        tid, number = node.split("#")
         if code == ErrorCode.none:
+            self.checks += 1
+            newest = self.newest_instance.get(tid, 0)
+            if int(number) < newest:
+                raise self.violation("a fenced producer's writes never commit",
+                                     f"{node} got producer {pid} epoch {epoch} after {tid}#{newest} had fenced it")
+            self.newest_instance[tid] = int(number)
             self.latest_epoch[tid] = (pid, epoch)
         reply((code, pid, epoch))
 
