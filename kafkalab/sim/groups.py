@@ -137,7 +137,9 @@ class GroupsSim:
 
     def violation(self, invariant: str, detail: str) -> Violation:
         self.say(f"VIOLATION {invariant}: {detail}")
-        return Violation(self.seed, self.sched.events_run, invariant, detail)
+        v = Violation(self.seed, self.sched.events_run, invariant, detail)
+        v.trace = self.trace  # the story up to here, for `kafkalab sim --trace`
+        return v
 
     # -- coordinator hosts -----------------------------------------------------------------------
     def _load(self, h: Host) -> None:

@@ -172,7 +172,9 @@ class TransactionsSim:
 
     def violation(self, invariant: str, detail: str) -> Violation:
         self.say(f"VIOLATION {invariant}: {detail}")
-        return Violation(self.seed, self.sched.events_run, invariant, detail)
+        v = Violation(self.seed, self.sched.events_run, invariant, detail)
+        v.trace = self.trace  # the story up to here, for `kafkalab sim --trace`
+        return v
 
     # -- cluster --------------------------------------------------------------------------------
     def leader_of(self, tp: TP) -> int:

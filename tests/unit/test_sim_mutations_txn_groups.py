@@ -1,0 +1,52 @@
+"""Mutation tests: break a rule the group or transaction coordinators depend on, and the
+simulator must report a violation within the few seeds run here; unbroken, the same seeds pass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kafkalab.broker.group_coordinator import GroupCoordinator
+from kafkalab.broker.partition import Partition
+from kafkalab.sim import groups, transactions
+from kafkalab.sim.invariants import Violation
+
+TXN_SEEDS = (1, 2)
+GROUP_SEEDS = (2, 3, 4)
+
+
+def _violations(run, seeds) -> list[Violation]:
+    found = []
+    for seed in seeds:
+        try:
+            run(seed)
+        except Violation as v:
+            found.append(v)
+    return found
+
+
+def test_unbroken_code_passes_the_seeds():
+    assert _violations(transactions.run, TXN_SEEDS) == []
+    assert _violations(groups.run, GROUP_SEEDS) == []
+
+
+def test_an_lso_at_the_high_watermark_is_caught(monkeypatch):
+    # read_committed consumers would read open transactions' records
+    monkeypatch.setattr(Partition, "last_stable_offset", property(lambda self: self.high_watermark))
+    found = _violations(transactions.run, TXN_SEEDS)
+    assert found and {v.invariant for v in found} == {"read_committed returns only committed transactions"}
+    assert all(v.event > 0 and f"--seeds {v.seed} " in str(v) for v in found)
+
+
+def test_a_commit_accepted_from_any_generation_is_caught(monkeypatch):
+    commit = GroupCoordinator.commit_offsets
+
+    def any_generation(self, req, now_ms, reply):
+        g = self.groups.get(str(req.group_id))
+        if g is not None:  # the coordinator no longer compares the commit's generation with its own
+            req = dataclasses.replace(req, generation_id_or_member_epoch=g.generation)
+        commit(self, req, now_ms, reply)
+
+    monkeypatch.setattr(GroupCoordinator, "commit_offsets", any_generation)
+    found = _violations(groups.run, GROUP_SEEDS)
+    assert found and {v.invariant for v in found} == {"a commit carrying a stale generation is never accepted"}
+    assert all(v.event > 0 and f"--seeds {v.seed} " in str(v) for v in found)
