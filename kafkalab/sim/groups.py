@@ -119,6 +119,7 @@ class GroupsSim:
         self.members = [Member(i, f"member-{i}", self.sched.fork(), eager=self.fault_rng.random() < 0.5)
                         for i in range(self.fault_rng.randint(3, 6))]
         self.seq = 0
+        self.append_done_ms = 0  # when the last append in flight is acknowledged
         # what the invariants remember
         self.max_generation = 0  # the highest generation the current coordinator handed out or loaded
         self.owners: dict[tuple[int, TP], str] = {}  # (generation, partition) -> member id
@@ -174,7 +175,9 @@ class GroupsSim:
             self.log.records.extend(records)
             done(ErrorCode.none, base)
 
-        self.sched.after(self.net_rng.randint(1, 6), f"{h.node} appends to __consumer_offsets", land)
+        # A partition's appends complete in the order they were made.
+        self.append_done_ms = max(self.append_done_ms, self.sched.now_ms + self.net_rng.randint(1, 6))
+        self.sched.at(self.append_done_ms, f"{h.node} appends to __consumer_offsets", land)
 
     def _check_forward(self, tp: TP, offset: int) -> None:
         self.checks += 1

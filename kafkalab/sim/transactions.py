@@ -141,6 +141,7 @@ class TransactionsSim:
         self.image = self._image(n)
         self.txn_log: list[tuple[bytes, bytes | None]] = []
         self.txn_owner = 0
+        self.txn_append_done_ms = 0  # when the last __transaction_state append in flight is acknowledged
         self.coordinator_epoch = 0
         self.next_pid = 1000
         self.seq = 0
@@ -221,7 +222,9 @@ class TransactionsSim:
                 self.txn_log.extend(records)
                 done(ErrorCode.none)
 
-            self.sched.after(self.net_rng.randint(1, 4), f"{b.node} appends to __transaction_state", land)
+            # A partition's appends complete in the order they were made.
+            self.txn_append_done_ms = max(self.txn_append_done_ms, self.sched.now_ms + self.net_rng.randint(1, 4))
+            self.sched.at(self.txn_append_done_ms, f"{b.node} appends to __transaction_state", land)
 
         def next_pid() -> int:
             self.next_pid += 1
