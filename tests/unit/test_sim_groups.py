@@ -9,7 +9,7 @@ from kio.schema.join_group.v9 import request as jg
 from kio.schema.sync_group.v5 import request as sg
 
 from kafkalab.broker.group_coordinator import COMPLETING, PREPARING, STABLE, GroupCoordinator
-from kafkalab.sim import groups
+from kafkalab.sim import groups, groups_consumer
 
 
 def test_same_seed_same_story():
@@ -66,3 +66,18 @@ def test_a_failed_store_of_the_assignment_restarts_the_round():
     waiting.pop()(ErrorCode.not_leader_or_follower)
     assert out == [{"error_code": ErrorCode.not_coordinator}]
     assert c.groups["g"].state == PREPARING and c.groups["g"].members["m1"].assignment == b""
+
+
+def test_consumer_protocol_same_seed_same_story():
+    a, b = groups_consumer.run(4, trace=True), groups_consumer.run(4, trace=True)
+    assert a == b and a.events > 1000 and a.faults > 0 and a.acknowledged > 0
+
+
+def test_consumer_protocol_fault_free_run_commits_everything_processed():
+    sim = groups_consumer.ConsumerGroupsSim(3, faults=False)
+    summary = sim.run()
+    assert summary.faults == 0 and summary.acknowledged > 0
+    final = sim.final_positions()
+    assert sorted(final) == [(groups_consumer.TOPIC, p) for p in range(sim.partitions)]
+    g = sim.hosts[sim.owner].gc.groups[groups_consumer.GROUP]
+    assert {tp: o[0] for tp, o in g.offsets.items()} == final and any(final.values())
