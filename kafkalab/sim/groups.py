@@ -7,7 +7,8 @@ leader change: the old host unloads the partition, the new one replays the log a
 3-6 members speak JoinGroup, SyncGroup, Heartbeat, OffsetCommit, OffsetFetch and LeaveGroup over
 the simulated network (kio request objects, as the core takes them); the leader runs a seeded
 assignor. Members crash and come back, pause past their session timeout and wake up as zombies,
-leave and rejoin, and commit what they processed.
+lose their link to the coordinator one way for a while, leave and rejoin, and commit what they
+processed.
 
 Invariants, checked as each event happens:
 - one owner per partition per generation (by the members' own view of their assignment);
@@ -450,11 +451,11 @@ class GroupsSim:
             return
         self.sched.after(self.fault_rng.randint(200, 1200), "fault", self._fault)
         r = self.fault_rng
-        kind = r.choice(["crash", "pause", "leave", "failover", "coordinator crash"])
+        kind = r.choice(["crash", "pause", "leave", "cut", "failover", "coordinator crash"])
         self.faults += 1
         now = self.sched.now_ms
-        if kind in ("crash", "pause", "leave"):
-            m = r.choice([m for m in self.members])
+        if kind in ("crash", "pause", "leave", "cut"):
+            m = r.choice(self.members)
             if not m.alive or now < m.paused_until or m.state == "left":
                 return
             if kind == "crash":
@@ -467,6 +468,13 @@ class GroupsSim:
                 m.paused_until = now + d
                 self.net.pause(m.node)
                 self.sched.after(d, f"{m.node} resumes", lambda: self._wake(m))
+            elif kind == "cut":
+                host = self.hosts[self.owner]
+                link = (m.node, host.node) if r.random() < 0.5 else (host.node, m.node)
+                d = r.randint(200, 1500)
+                self.say(f"the link {link[0]} -> {link[1]} is cut for {d} ms")
+                self.net.cut_one_way(*link)
+                self.sched.after(d, "link heals", lambda: self.net.cut.discard(link))
             else:
                 self.say(f"{m.node} leaves the group")
                 self._send(m, "leave", lg.LeaveGroupRequest(group_id=GROUP, members=(

@@ -6,7 +6,8 @@ both write to one in-memory copy of it, and a failover replays it on another bro
 `kafkalab.sim.groups`. 3-6 members heartbeat on their own (no JoinGroup barrier), reconcile
 towards the assignment they are sent (give up what they lose at once, fetch the committed offsets
 of what they gain), process, commit with their member epoch, crash, pause past the session
-timeout and wake up as zombies, and leave.
+timeout and wake up as zombies, lose their link to the coordinator one way for a while, and
+leave.
 
 Invariants, checked as each event happens:
 - a partition is handed to a member only once its previous owner gave it up (the previous owner,
@@ -365,10 +366,10 @@ class ConsumerGroupsSim:
             return
         self.sched.after(self.fault_rng.randint(200, 1200), "fault", self._fault)
         r = self.fault_rng
-        kind = r.choice(["crash", "pause", "leave", "failover", "coordinator crash"])
+        kind = r.choice(["crash", "pause", "leave", "cut", "failover", "coordinator crash"])
         self.faults += 1
         now = self.sched.now_ms
-        if kind in ("crash", "pause", "leave"):
+        if kind in ("crash", "pause", "leave", "cut"):
             m = r.choice(self.members)
             if not m.alive or now < m.paused_until or m.left:
                 return
@@ -382,6 +383,13 @@ class ConsumerGroupsSim:
                 m.paused_until = now + d
                 self.net.pause(m.node)
                 self.sched.after(d, f"{m.node} resumes", lambda: self.net.resume(m.node))
+            elif kind == "cut":
+                host = self.hosts[self.owner]
+                link = (m.node, host.node) if r.random() < 0.5 else (host.node, m.node)
+                d = r.randint(200, 1500)
+                self.say(f"the link {link[0]} -> {link[1]} is cut for {d} ms")
+                self.net.cut_one_way(*link)
+                self.sched.after(d, "link heals", lambda: self.net.cut.discard(link))
             else:
                 self.say(f"{m.node} leaves the group")
                 self._send(m, "heartbeat", chb.ConsumerGroupHeartbeatRequest(

@@ -12,8 +12,8 @@ Transactional producers copy `in` to `out`: read a few records (read_committed),
 Produce transactional batches (built with the records' BatchBuilder), AddOffsetsToTxn,
 TxnOffsetCommit, EndTxn - commit, or now and then abort on purpose. Brokers crash and restart,
 the coordinator moves, producers pause past transaction.timeout.ms, crash, or are fenced by a new
-instance with the same transactional.id. A read_committed and a read_uncommitted consumer read
-`out` all along.
+instance with the same transactional.id, or lose a link one way for a while. A read_committed
+and a read_uncommitted consumer read `out` all along.
 
 Invariants:
 - no consumer reads past the high watermark;
@@ -21,8 +21,8 @@ Invariants:
   aborted one, and never past the last stable offset);
 - a fenced producer's transaction never commits (no PrepareCommit for an epoch once a newer
   instance of its transactional.id holds a newer one);
-- at the end, the copy is exactly once: every input record below the committed input offset is
-  in `out` (read_committed) once, and none above it.
+- once the faults stop, every transaction completes; then the copy is exactly once: every input
+  record below the committed input offset is in `out` (read_committed) once, and none above it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ from kio.schema.write_txn_markers.v1 import response as wresp
 
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkalab.broker.replica_manager import ReplicaManager
-from kafkalab.broker.txn_coordinator import TransactionCoordinator, TxnState, decode_txn_value
+from kafkalab.broker.txn_coordinator import (
+    COMPLETE,
+    TransactionCoordinator,
+    TxnState,
+    decode_txn_value,
+)
 from kafkalab.client.fetched import messages_from_fetch
 from kafkalab.config import broker_config
 from kafkalab.metadata.image import MetadataImage
@@ -330,7 +335,7 @@ class TransactionsSim:
                               lambda resp: answered(resp), lambda: None)
             self.sched.after(REQUEST_TIMEOUT_MS, "markers retry", retry)
 
-        pending = {"done": False}
+        finished = [False]
 
         def answered(resp: Any) -> None:
             for m in resp.markers:
@@ -338,31 +343,28 @@ class TransactionsSim:
                     for p in t.partitions:
                         if p.error_code == ErrorCode.none:
                             left.discard((str(t.name), int(p.partition_index)))
-            if not left and not pending["done"]:
-                pending["done"] = True
+            if not left and not finished[0]:
+                finished[0] = True
                 on_done()
 
         def retry() -> None:
-            if left and not pending["done"]:
+            if left:
                 attempt()
 
         self.sched.after(0, "markers", attempt)
 
     # -- requests over the network ----------------------------------------------------------------
     def _request(self, src: str, dst: str, kind: str, req: Any, on_reply: Callable[[Any], None],
-                 on_timeout: Callable[[], None]) -> Event:
+                 on_timeout: Callable[[], None]) -> None:
         self.seq += 1
         seq = self.seq
-        box: dict[str, Any] = {}
 
         def timed_out() -> None:
             if self.pending.pop(seq, None) is not None:
                 on_timeout()
 
-        box["timer"] = self.sched.after(REQUEST_TIMEOUT_MS, f"{src} {kind} times out", timed_out)
-        self.pending[seq] = (on_reply, box["timer"])
+        self.pending[seq] = (on_reply, self.sched.after(REQUEST_TIMEOUT_MS, f"{src} {kind} times out", timed_out))
         self.net.send(src, dst, ("req", seq, kind, req))
-        return box["timer"]
 
     def _reply_arrived(self, msg: Any) -> None:
         _, seq, _kind, result = msg
@@ -710,7 +712,7 @@ class TransactionsSim:
             return
         self.sched.after(self.fault_rng.randint(300, 1200), "fault", self._fault)
         r = self.fault_rng
-        kind = r.choice(["broker crash", "coordinator moves", "producer pause", "producer crash", "fence"])
+        kind = r.choice(["broker crash", "coordinator moves", "producer pause", "producer crash", "fence", "cut"])
         self.faults += 1
         if kind == "broker crash":
             b = r.choice(self.brokers)
@@ -728,6 +730,13 @@ class TransactionsSim:
                 d = r.randint(300, 3000)
                 self.say(f"{self.node(inst)} pauses for {d} ms (transaction.timeout.ms {TXN_TIMEOUT_MS})")
                 inst.paused_until = self.sched.now_ms + d
+            elif kind == "cut":
+                broker = self.brokers[r.choice([self.txn_owner, 0, r.randrange(len(self.brokers))])].node
+                link = (self.node(inst), broker) if r.random() < 0.5 else (broker, self.node(inst))
+                d = r.randint(200, 2000)
+                self.say(f"the link {link[0]} -> {link[1]} is cut for {d} ms")
+                self.net.cut_one_way(*link)
+                self.sched.after(d, "link heals", lambda: self.net.cut.discard(link))
             elif kind == "producer crash":
                 self.say(f"{self.node(inst)} crashes")
                 inst.alive = False
@@ -812,13 +821,16 @@ class TransactionsSim:
         return {p: max(offsets[(IN, p)][0], 0) for p in range(self.partitions)}
 
     def _check_exactly_once(self) -> None:
-        """Once everything has settled: each input record below the committed offset is in the
-        output once, and nothing above it."""
+        """At the end (faults stopped a while ago): every transaction has completed, each input
+        record below the committed offset is in the output once, and nothing above it."""
         tc = self.brokers[self.txn_owner].tc
-        if tc is None or any(m.state not in (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
-                             or m.pending is not None for m in tc.txns.values()):
-            self.say("the run did not settle: the exactly-once count is skipped")
-            return
+        assert tc is not None
+        open_txns = [f"{m.transactional_id} ({(m.pending or m.state).label})" for m in tc.txns.values()
+                     if m.pending is not None or m.state not in (TxnState.EMPTY, *COMPLETE)]
+        self.checks += 1
+        if open_txns:
+            raise self.violation("once the faults stop, every transaction completes",
+                                 f"still open at the end: {', '.join(open_txns)}")
         committed = self.committed_offsets()
         for p, upto in committed.items():
             for o in range(RECORDS_PER_INPUT):
