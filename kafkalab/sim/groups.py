@@ -542,6 +542,8 @@ class GroupsSim:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> RunSummary:
+        self.say(f"{len(self.hosts)} brokers; {len(self.members)} members "
+                 f"({sum(m.eager for m in self.members)} eager) share {self.partitions} partitions of {TOPIC}")
         for m in self.members:
             self._start(m)
         self.sched.after(50, "coordinator tick", self._tick)

@@ -448,6 +448,7 @@ class ConsumerGroupsSim:
             m.processing = False
 
     def run(self) -> RunSummary:
+        self.say(f"{len(self.hosts)} brokers; {len(self.members)} members share {self.partitions} partitions of {TOPIC}")
         for m in self.members:
             self._start(m)
         self.sched.after(50, "coordinator tick", self._tick)

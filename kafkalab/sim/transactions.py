@@ -793,6 +793,8 @@ class TransactionsSim:
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> RunSummary:
+        self.say(f"{len(self.brokers)} brokers; {self.partitions} partitions of {IN} ({RECORDS_PER_INPUT} records each) "
+                 f"and {OUT}; transactional ids {', '.join(f'{t} copies {IN} {self.inputs[t]}' for t in self.tids)}")
         try:
             for tid in self.tids:
                 self._start_instance(tid)
