@@ -16,7 +16,8 @@ instance with the same transactional.id, or lose a link one way for a while. A r
 and a read_uncommitted consumer read `out` all along.
 
 Invariants:
-- no consumer reads past the high watermark;
+- no consumer reads past the high watermark, nor a read_committed one past the last stable offset
+  (as the simulator tracks it: where the partition's first open transaction starts);
 - read_committed returns only records of transactions whose commit is decided (so never an
   aborted one, and never past the last stable offset);
 - a fenced producer's transaction never commits (no PrepareCommit for an epoch once a newer
@@ -162,6 +163,8 @@ class TransactionsSim:
         self.committed: set[TxnKey] = set()  # PrepareCommit logged
         self.latest_epoch: dict[str, tuple[int, int]] = {}  # tid -> (producer id, epoch) handed out
         self.newest_instance: dict[str, int] = {}  # tid -> the latest instance that got an epoch
+        self.open_txns: dict[tuple[TP, int], int] = {}  # (partition, producer id) -> its first offset
+        self.closed_at: dict[tuple[TP, int], int] = {}  # (partition, producer id) -> its last marker
         self.copied: Counter[str] = Counter()  # input refs the read_committed consumer saw in `out`
         self.positions: dict[str, dict[int, int]] = {"read_committed": {}, "read_uncommitted": {}}
         self.faults = self.checks = 0
@@ -387,11 +390,12 @@ class TransactionsSim:
         rm, tc, gc = b.rm, b.tc, b.gc
         assert rm is not None
         if kind == "produce":
-            rm.produce(req, now, reply)
+            rm.produce(req, now, lambda resp: self._produced(req, resp, reply))
         elif kind == "fetch":
             rm.fetch(req, now, lambda resp: self._fetched(b, req, resp, reply))
         elif kind == "markers":
-            rm.write_txn_markers(req, wresp.WriteTxnMarkersResponse, now, lambda resp: self._markers_written(b, resp, reply))
+            rm.write_txn_markers(req, wresp.WriteTxnMarkersResponse, now,
+                                 lambda resp: self._markers_written(b, req, resp, reply))
         elif kind in ("init", "add", "offsets", "end"):
             if tc is None:
                 reply(ErrorCode.not_coordinator if kind != "init" else (ErrorCode.not_coordinator, -1, -1))
@@ -428,13 +432,33 @@ class TransactionsSim:
             self.latest_epoch[tid] = (pid, epoch)
         reply((code, pid, epoch))
 
-    def _markers_written(self, b: Broker, resp: Any, reply: Callable[[Any], None]) -> None:
-        if b.gc is not None and b.rm is not None:
+    def _produced(self, req: Any, resp: Any, reply: Callable[[Any], None]) -> None:
+        """Where each open transaction starts in each partition: the sim's own last stable offset."""
+        r = resp.responses[0].partition_responses[0]
+        tp = (str(resp.responses[0].name), int(r.index))
+        if req.transactional_id is not None and r.error_code == ErrorCode.none:
+            pid = next(iter_batches(bytes(req.topic_data[0].partition_data[0].records)))[1].producer_id
+            if int(r.base_offset) > self.closed_at.get((tp, pid), -1):  # not a late copy of an ended one
+                self.open_txns.setdefault((tp, pid), int(r.base_offset))
+        reply(resp)
+
+    def _markers_written(self, b: Broker, req: Any, resp: Any, reply: Callable[[Any], None]) -> None:
+        assert b.rm is not None
+        pid = int(req.markers[0].producer_id)
+        for t in resp.markers[0].topics:
+            for p in t.partitions:
+                tp = (str(t.name), int(p.partition_index))
+                if p.error_code == ErrorCode.none and (tp, pid) in self.open_txns:
+                    del self.open_txns[(tp, pid)]
+                    self.closed_at[(tp, pid)] = b.rm.partitions[tp].log_end_offset - 1
+        if b.gc is not None:
             self._follow(b, b.gc, b.rm.partitions[(OFFSETS_TOPIC, 0)].high_watermark)
         reply(resp)
 
     def _fetched(self, b: Broker, req: Any, resp: Any, reply: Callable[[Any], None]) -> None:
-        """No consumer reads past the high watermark (checked where the answer is made)."""
+        """No consumer reads past the high watermark, nor read_committed past the last stable
+        offset (the first offset of a transaction still open there), checked where the answer
+        is made."""
         assert b.rm is not None
         for t in resp.responses:
             for p in t.partitions:
@@ -449,6 +473,11 @@ class TransactionsSim:
                     raise self.violation("no consumer reads past the high watermark",
                                          f"{t.topic}-{p.partition_index}: got offset {last}, "
                                          f"high watermark {part.high_watermark}")
+                tp = (str(t.topic), int(p.partition_index))
+                lso = min([part.high_watermark, *(o for (otp, _), o in self.open_txns.items() if otp == tp)])
+                if int(req.isolation_level) == 1 and last >= lso:
+                    raise self.violation("no read_committed consumer reads past the last stable offset",
+                                         f"{t.topic}-{p.partition_index}: got offset {last}, last stable offset {lso}")
         reply(resp)
 
     # -- transactional producers ------------------------------------------------------------------
