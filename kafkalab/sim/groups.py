@@ -8,12 +8,14 @@ leader change: the old host unloads the partition, the new one replays the log a
 the simulated network (kio request objects, as the core takes them); the leader runs a seeded
 assignor. Members crash and come back, pause past their session timeout and wake up as zombies,
 lose their link to the coordinator one way for a while, leave and rejoin, and commit what they
-processed.
+processed; static members (group.instance.id) come back under their id, and a second process
+with the same id takes a running one's place.
 
 Invariants, checked as each event happens:
 - one owner per partition per generation (by the members' own view of their assignment);
 - a commit carrying a generation older than one the coordinator already handed out (or loaded
   from the log) is never accepted;
+- a replaced static member's commit is never accepted;
 - a partition's committed offset never goes backwards (members here never reset on purpose).
 """
 
@@ -100,6 +102,7 @@ class Member:
     # Eager members commit, then rejoin; the others rejoin at once and keep auto-committing
     # their old assignment with its generation until the join answers (commits race the round).
     eager: bool = True
+    instance: str | None = None  # group.instance.id of a static member
 
 
 class GroupsSim:
@@ -119,11 +122,17 @@ class GroupsSim:
         self.owner = 0
         self.members = [Member(i, f"member-{i}", self.sched.fork(), eager=self.fault_rng.random() < 0.5)
                         for i in range(self.fault_rng.randint(3, 6))]
+        for m in self.members:
+            if self.fault_rng.random() < 0.4:
+                m.instance = f"static-{m.index}"  # a static member: it comes back under the same id
         self.seq = 0
         self.append_done_ms = 0  # when the last append in flight is acknowledged
         # what the invariants remember
         self.max_generation = 0  # the highest generation the current coordinator handed out or loaded
-        self.owners: dict[tuple[int, TP], str] = {}  # (generation, partition) -> member id
+        # (generation, partition) -> who owns it: the group.instance.id of a static member (a
+        # restarted one takes its place and assignment in the same generation), else the member id
+        self.owners: dict[tuple[int, TP], str] = {}
+        self.static_holder: dict[str, str] = {}  # group.instance.id -> the member id it has now
         self.committed: dict[TP, int] = {}
         self.faults = self.acknowledged = self.checks = 0
         for h in self.hosts:
@@ -205,7 +214,7 @@ class GroupsSim:
                   {"error_code": ErrorCode.not_coordinator})
             return
         if kind == "join":
-            gc.join_group(req, now, lambda r: self._join_answered(r, reply))
+            gc.join_group(req, now, lambda r: self._join_answered(req, r, reply))
         elif kind == "sync":
             gc.sync_group(req, now, reply)
         elif kind == "heartbeat":
@@ -213,18 +222,21 @@ class GroupsSim:
         elif kind == "leave":
             reply(gc.leave_group(req, now)[0])
         elif kind == "commit":
-            issued = self.max_generation
-            gc.commit_offsets(req, now, lambda codes: self._commit_answered(req, issued, codes, reply))
+            # what the invariants compare with, as the commit is validated
+            issued, holder = self.max_generation, self.static_holder.get(req.group_instance_id or "")
+            gc.commit_offsets(req, now, lambda codes: self._commit_answered(req, issued, holder, codes, reply))
         elif kind == "fetch":
             err, offsets = gc.fetch_offsets(GROUP, req)
             reply({"error_code": err, "offsets": {tp: o[0] for tp, o in offsets.items()}})
 
-    def _join_answered(self, r: dict[str, Any], reply: Callable[[Any], None]) -> None:
+    def _join_answered(self, req: Any, r: dict[str, Any], reply: Callable[[Any], None]) -> None:
         if r.get("error_code") == ErrorCode.none:
             self.max_generation = max(self.max_generation, r["generation_id"])
+            if req.group_instance_id is not None:
+                self.static_holder[req.group_instance_id] = r["member_id"]
         reply(r)
 
-    def _commit_answered(self, req: Any, issued: int, codes: dict[TP, ErrorCode],
+    def _commit_answered(self, req: Any, issued: int, holder: str | None, codes: dict[TP, ErrorCode],
                          reply: Callable[[Any], None]) -> None:
         self.checks += 1
         gen = int(req.generation_id_or_member_epoch)
@@ -233,6 +245,10 @@ class GroupsSim:
                 raise self.violation("a commit carrying a stale generation is never accepted",
                                      f"{req.member_id} committed with generation {gen} after the "
                                      f"coordinator handed out generation {issued}")
+            if holder not in (None, req.member_id):
+                raise self.violation("a replaced static member's commit is never accepted",
+                                     f"{req.member_id} committed as {req.group_instance_id}, which "
+                                     f"{holder} holds now")
             self.acknowledged += 1
         reply(codes)
 
@@ -279,6 +295,13 @@ class GroupsSim:
         if seq not in m.inflight:
             return  # timed out already, or from an earlier life
         m.inflight.pop(seq)[1].cancelled = True
+        codes = set(result.values()) if kind == "commit" else {result if kind in ("heartbeat", "leave")
+                                                                else result["error_code"]}
+        if ErrorCode.fenced_instance_id in codes:
+            # Another process took this group.instance.id: for a consumer that is fatal.
+            self.say(f"{m.node} ({m.member_id}) is fenced: {m.instance} has a newer member")
+            self._crash_member(m)
+            return
         getattr(self, f"_on_{kind}")(m, result)
 
     def _join(self, m: Member, keep: bool = False) -> None:
@@ -290,7 +313,7 @@ class GroupsSim:
         sub = encode_subscription(Subscription(topics=[TOPIC]))
         self._send(m, "join", jg.JoinGroupRequest(
             group_id=GROUP, session_timeout=_ms(SESSION_MS), rebalance_timeout=_ms(REBALANCE_MS),
-            member_id=m.member_id, group_instance_id=None, protocol_type="consumer",
+            member_id=m.member_id, group_instance_id=m.instance, protocol_type="consumer",
             protocols=(jg.JoinGroupRequestProtocol(name="sim", metadata=sub),)))
 
     def _on_join(self, m: Member, r: dict[str, Any]) -> None:
@@ -323,7 +346,8 @@ class GroupsSim:
                 self.say(f"{m.node} leads generation {m.generation}: "
                          + "; ".join(f"{mid} {sorted(p for _, p in ps)}" for mid, ps in plan.items()))
             self._send(m, "sync", sg.SyncGroupRequest(group_id=GROUP, generation_id=m.generation,
-                                                      member_id=m.member_id, assignments=assignments))
+                                                      member_id=m.member_id, group_instance_id=m.instance,
+                                                      assignments=assignments))
 
     def _on_sync(self, m: Member, r: dict[str, Any]) -> None:
         code = r["error_code"]
@@ -336,12 +360,13 @@ class GroupsSim:
             return
         m.assignment = decode_assignment(r["assignment"])
         self.say(f"{m.node} ({m.member_id}) owns {sorted(p for _, p in m.assignment)} in generation {m.generation}")
+        me = m.instance or m.member_id
         for tp in m.assignment:
             self.checks += 1
-            other = self.owners.setdefault((m.generation, tp), m.member_id)
-            if other != m.member_id:
+            other = self.owners.setdefault((m.generation, tp), me)
+            if other != me:
                 raise self.violation("one owner per partition per generation",
-                                     f"{tp[0]}-{tp[1]} is owned by {other} and {m.member_id} "
+                                     f"{tp[0]}-{tp[1]} is owned by {other} and {me} "
                                      f"in generation {m.generation}")
         m.state = "fetching"
         self._send(m, "fetch", list(m.assignment))
@@ -362,7 +387,7 @@ class GroupsSim:
         self.sched.after(HEARTBEAT_MS, f"{m.node} heartbeat", lambda: self._heartbeat(m, inc))
         if m.state in ("stable", "fetching") and not any(k == "heartbeat" for k, _ in m.inflight.values()):
             self._send(m, "heartbeat", HeartbeatRequest(group_id=GROUP, generation_id=m.generation,
-                                                        member_id=m.member_id, group_instance_id=None))
+                                                        member_id=m.member_id, group_instance_id=m.instance))
 
     def _on_heartbeat(self, m: Member, code: ErrorCode) -> None:
         if m.state not in ("stable", "fetching"):
@@ -413,7 +438,7 @@ class GroupsSim:
                 partition_index=p, committed_offset=o, committed_leader_epoch=-1, committed_metadata=""))
         self._send(m, "commit", oc.OffsetCommitRequest(
             group_id=GROUP, generation_id_or_member_epoch=m.generation, member_id=m.member_id,
-            group_instance_id=None, topics=tuple(oc.OffsetCommitRequestTopic(name=t, partitions=tuple(ps))
+            group_instance_id=m.instance, topics=tuple(oc.OffsetCommitRequestTopic(name=t, partitions=tuple(ps))
                                                  for t, ps in by_topic.items())))
 
     def _on_commit(self, m: Member, codes: Any) -> None:
@@ -451,12 +476,21 @@ class GroupsSim:
             return
         self.sched.after(self.fault_rng.randint(200, 1200), "fault", self._fault)
         r = self.fault_rng
-        kind = r.choice(["crash", "pause", "leave", "cut", "failover", "coordinator crash"])
+        kind = r.choice(["crash", "pause", "leave", "cut", "twin", "failover", "coordinator crash"])
         self.faults += 1
         now = self.sched.now_ms
-        if kind in ("crash", "pause", "leave", "cut"):
+        if kind in ("crash", "pause", "leave", "cut", "twin"):
             m = r.choice(self.members)
             if not m.alive or now < m.paused_until or m.state == "left":
+                return
+            if kind == "twin":
+                if m.instance is not None:  # a second process with the same group.instance.id
+                    twin = Member(len(self.members), f"member-{len(self.members)}", self.sched.fork(),
+                                  eager=m.eager, instance=m.instance)
+                    self.members.append(twin)
+                    self.net.attach(twin.node, lambda src, msg: self._member_receive(twin, src, msg))
+                    self.say(f"{twin.node} starts as {m.instance} while {m.node} still runs")
+                    self._start(twin)
                 return
             if kind == "crash":
                 self.say(f"{m.node} crashes")
@@ -478,7 +512,7 @@ class GroupsSim:
             else:
                 self.say(f"{m.node} leaves the group")
                 self._send(m, "leave", lg.LeaveGroupRequest(group_id=GROUP, members=(
-                    lg.MemberIdentity(member_id=m.member_id, group_instance_id=None, reason="sim"),)))
+                    lg.MemberIdentity(member_id=m.member_id, group_instance_id=m.instance, reason="sim"),)))
                 for _, ev in m.inflight.values():
                     ev.cancelled = True
                 m.inflight.clear()
