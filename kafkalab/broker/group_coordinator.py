@@ -352,8 +352,27 @@ class GroupCoordinator:
             old.sync_reply(_error(ErrorCode.fenced_instance_id))
         changed = self._subscription(g, old.protocols) != self._subscription(g, args["protocols"])
         if g.state == STABLE and not changed:
-            # Answer with the current generation; the member then syncs and gets its assignment.
-            reply(self._join_response(g, m, members=g.leader == new_id))
+            # Answer with the current generation once the new member id is stored (as Kafka):
+            # a coordinator that loaded the old id would fence the new process, not the old.
+            def stored(code: ErrorCode, *_: Any) -> None:
+                if self.groups.get(g.group_id) is not g:
+                    reply(_error(ErrorCode.not_coordinator))
+                elif code != ErrorCode.none:
+                    if g.members.get(new_id) is m:  # the old member is back, as the log still says
+                        del g.members[new_id]
+                        g.members[old_id], g.static[instance] = old, old_id
+                        g.leader = old_id if g.leader == new_id else g.leader
+                    reply(_error(commit_error(code)))
+                elif g.members.get(new_id) is not m:
+                    reply(_error(ErrorCode.unknown_member_id))  # it was removed meanwhile
+                elif g.state == PREPARING:
+                    m.join_reply = reply
+                    self._maybe_complete_join(g, now_ms)
+                else:
+                    # The member then syncs and gets its assignment.
+                    reply(self._join_response(g, m, members=g.leader == new_id))
+
+            self._store_group(g, now_ms, stored)
             return
         if g.state == PREPARING:
             m.join_reply = reply

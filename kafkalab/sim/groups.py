@@ -12,7 +12,8 @@ processed; static members (group.instance.id) come back under their id, and a se
 with the same id takes a running one's place.
 
 Invariants, checked as each event happens:
-- one owner per partition per generation (by the members' own view of their assignment);
+- one owner per partition per generation (by the members' own view of their assignment; a static
+  member and the process that takes its place count as one);
 - a commit carrying a generation older than one the coordinator already handed out (or loaded
   from the log) is never accepted;
 - a replaced static member's commit is never accepted;
@@ -491,6 +492,8 @@ class GroupsSim:
                     self.net.attach(twin.node, lambda src, msg: self._member_receive(twin, src, msg))
                     self.say(f"{twin.node} starts as {m.instance} while {m.node} still runs")
                     self._start(twin)
+                    if r.random() < 0.5:  # and the coordinator moves while the twin takes over
+                        self.sched.after(r.randint(2, 40), "failover", lambda: self._move_coordinator("failover"))
                 return
             if kind == "crash":
                 self.say(f"{m.node} crashes")
@@ -522,6 +525,11 @@ class GroupsSim:
                 self.sched.after(r.randint(100, 800), f"{m.node} rejoins",
                                  lambda: m.incarnation == inc and m.state == "left" and self._join(m))
             return
+        self._move_coordinator(kind)
+
+    def _move_coordinator(self, kind: str) -> None:
+        """The offsets partition's leadership moves ("failover") or its leader dies."""
+        r = self.fault_rng
         old = self.hosts[self.owner]
         others = [h for h in self.hosts if h.up and h is not old]
         if not others:
