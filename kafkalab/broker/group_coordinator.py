@@ -203,6 +203,11 @@ class Group:
         return not self.pending and all(m.join_reply is not None for m in self.members.values())
 
 
+def uuid_member_id(client_id: str) -> str:
+    """Kafka's member id: the client id and a random UUID (the broker's default)."""
+    return f"{client_id or 'consumer'}-{uuid.uuid4()}"
+
+
 def _error(code: ErrorCode) -> dict[str, Any]:
     return {"error_code": code}
 
@@ -215,8 +220,10 @@ class GroupCoordinator:
                  initial_rebalance_delay_ms: int = 0, min_session_timeout_ms: int = 100,
                  max_session_timeout_ms: int = 1_800_000,
                  append_batch: Callable[[int, bytes, Callable[[ErrorCode, int], None]], None] | None = None,
-                 producer_entry: Callable[[int, int], Any] = lambda partition, producer_id: None):
+                 producer_entry: Callable[[int, int], Any] = lambda partition, producer_id: None,
+                 new_member_id: Callable[[str], str] = uuid_member_id):
         self.num_partitions = num_partitions
+        self.new_member_id = new_member_id  # (client id) -> a fresh member id; injected for the simulator
         self.append = append
         self.append_batch = append_batch
         self.producer_entry = producer_entry
@@ -313,7 +320,7 @@ class GroupCoordinator:
         self._join_existing(g, m, now_ms, reply, protocols, session_ms, rebalance_ms)
 
     def _join_new(self, g: Group, instance: str | None, now_ms: int, reply: Reply, **args: Any) -> None:
-        new_id = f"{args['client_id'] or 'consumer'}-{uuid.uuid4()}"
+        new_id = self.new_member_id(args["client_id"])
         if instance is not None and instance in g.static:
             self._replace_static(g, instance, new_id, now_ms, reply, **args)
             return
@@ -345,8 +352,27 @@ class GroupCoordinator:
             old.sync_reply(_error(ErrorCode.fenced_instance_id))
         changed = self._subscription(g, old.protocols) != self._subscription(g, args["protocols"])
         if g.state == STABLE and not changed:
-            # Answer with the current generation; the member then syncs and gets its assignment.
-            reply(self._join_response(g, m, members=g.leader == new_id))
+            # Answer with the current generation once the new member id is stored (as Kafka):
+            # a coordinator that loaded the old id would fence the new process, not the old.
+            def stored(code: ErrorCode, *_: Any) -> None:
+                if self.groups.get(g.group_id) is not g:
+                    reply(_error(ErrorCode.not_coordinator))
+                elif code != ErrorCode.none:
+                    if g.members.get(new_id) is m:  # the old member is back, as the log still says
+                        del g.members[new_id]
+                        g.members[old_id], g.static[instance] = old, old_id
+                        g.leader = old_id if g.leader == new_id else g.leader
+                    reply(_error(commit_error(code)))
+                elif g.members.get(new_id) is not m:
+                    reply(_error(ErrorCode.unknown_member_id))  # it was removed meanwhile
+                elif g.state == PREPARING:
+                    m.join_reply = reply
+                    self._maybe_complete_join(g, now_ms)
+                else:
+                    # The member then syncs and gets its assignment.
+                    reply(self._join_response(g, m, members=g.leader == new_id))
+
+            self._store_group(g, now_ms, stored)
             return
         if g.state == PREPARING:
             m.join_reply = reply
@@ -492,8 +518,26 @@ class GroupCoordinator:
                 given = {str(a.member_id): bytes(a.assignment) for a in req.assignments}
                 for mid, mem in g.members.items():
                     mem.assignment = given.get(mid, b"")
-                self._store_group(g, now_ms)
-                self._stabilize(g, now_ms)
+                generation = g.generation
+
+                def stored(code: ErrorCode, *_: Any) -> None:
+                    # As Kafka: nobody learns the assignment before it is durable, or a new
+                    # coordinator (loading the previous generation) would hand out this
+                    # generation again with another assignment.
+                    if self.groups.get(g.group_id) is not g or g.state != COMPLETING or g.generation != generation:
+                        return  # a newer round, or this coordinator was unloaded meanwhile
+                    if code == ErrorCode.none:
+                        self._stabilize(g, now_ms)
+                        return
+                    err = commit_error(code)
+                    for mem in g.members.values():
+                        mem.assignment = b""
+                        if mem.sync_reply is not None:
+                            answer, mem.sync_reply = mem.sync_reply, None
+                            answer(_error(err))
+                    self._prepare_rebalance(g, now_ms, "the group's assignment could not be stored")
+
+                self._store_group(g, now_ms, stored)
 
     def _stabilize(self, g: Group, now_ms: int) -> None:
         self._transition(g, STABLE, now_ms)
@@ -739,12 +783,13 @@ class GroupCoordinator:
                 and (not states or g.state in states)]
 
     # -- persistence ------------------------------------------------------------------------------
-    def _store_group(self, g: Group, now_ms: int) -> None:
+    def _store_group(self, g: Group, now_ms: int,
+                     on_done: Callable[..., None] = lambda code, *_: None) -> None:
         """GroupMetadataValue v3 when the round completes; a tombstone for an empty group with
-        no offsets (Kafka deletes such a group)."""
+        no offsets (Kafka deletes such a group). on_done(error_code, ...) once written."""
         key = group_metadata_key(g.group_id)
         if not g.members and not g.offsets:
-            self.append(self.partition_of(g.group_id), [(key, None)], lambda code, *_: None)
+            self.append(self.partition_of(g.group_id), [(key, None)], on_done)
             return
         value = struct.pack(">h", 3) + _str(g.protocol_type or "") + struct.pack(">i", g.generation) \
             + _str(g.protocol) + _str(g.leader) + struct.pack(">q", now_ms) + struct.pack(">i", len(g.members))
@@ -752,7 +797,7 @@ class GroupCoordinator:
             value += (_str(mid) + _str(m.group_instance_id) + _str(m.client_id) + _str("")
                       + struct.pack(">ii", m.rebalance_timeout_ms, m.session_timeout_ms)
                       + _bytes(m.metadata(g.protocol) if g.protocol else b"") + _bytes(m.assignment))
-        self.append(self.partition_of(g.group_id), [(key, value)], lambda code, *_: None)
+        self.append(self.partition_of(g.group_id), [(key, value)], on_done)
 
     def load_batch(self, data: bytes | memoryview, pos: int, now_ms: int, *, txn_only: bool = False) -> None:
         """Replay one __consumer_offsets batch, in log order. Transactional offset commits stay

@@ -22,7 +22,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.consumer_group_service import ConsumerGroupService
-from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator, uuid_member_id
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.share_service import ShareService
 from kafkalab.protocol.api_keys import ApiKey
@@ -52,6 +52,7 @@ class GroupService(InternalTopicService):
         self.coordinator = GroupCoordinator(
             num_partitions=self.num_partitions, append=self._append, owns=self._owns,
             publish=self._publish_now, append_batch=self._append_batch, producer_entry=self._producer_entry,
+            new_member_id=uuid_member_id,
             initial_rebalance_delay_ms=int(cfg.get("group.initial.rebalance.delay.ms", 0)),
             min_session_timeout_ms=int(cfg.get("group.min.session.timeout.ms", 100)),
             max_session_timeout_ms=int(cfg.get("group.max.session.timeout.ms", 1_800_000)))

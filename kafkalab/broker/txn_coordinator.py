@@ -262,7 +262,10 @@ class TransactionCoordinator:
             reply(ErrorCode.concurrent_transactions, NO_PRODUCER_ID, -1)
             return
         # Empty, CompleteCommit, CompleteAbort: bump the epoch (or take a new id once exhausted).
-        new_pid, new_epoch, last_epoch = m.producer_id, m.producer_epoch + 1, m.producer_epoch
+        # Only the instance that named its own epoch may later retry with it (KIP-360); a new
+        # instance's bump leaves no previous epoch, or the fenced one could take the id back.
+        new_pid, new_epoch = m.producer_id, m.producer_epoch + 1
+        last_epoch = m.producer_epoch if producer_id >= 0 else -1
         if new_epoch > MAX_PRODUCER_EPOCH:
             pid = self.next_producer_id()
             if pid is None:
@@ -477,7 +480,9 @@ class TransactionCoordinator:
             m = TransactionMetadata(tid, v["producer_id"], v["producer_epoch"], v["timeout_ms"], v["state"],
                                     v["partitions"], v["start_ms"], v["last_update_ms"])
             if prev is not None and prev.producer_id == m.producer_id and prev.producer_epoch != m.producer_epoch:
-                m.last_producer_epoch = prev.producer_epoch
+                # The coordinator's own bump (a fence or timeout abort) keeps the previous
+                # epoch; an InitProducerId bump (Empty) may be a new instance's: none kept.
+                m.last_producer_epoch = prev.producer_epoch if m.state != TxnState.EMPTY else -1
             elif prev is not None:
                 m.last_producer_epoch = prev.last_producer_epoch
             loaded[tid] = m
