@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kafkalab.sim import replication
+from kafkalab.sim import groups, groups_consumer, replication, transactions
 from kafkalab.sim.invariants import RunSummary
 
 Runner = Callable[..., RunSummary]
 
 SCENARIOS: list[tuple[str, Runner]] = [
     ("replication", replication.run),
+    ("groups", groups.run),
+    ("consumer-groups", groups_consumer.run),
+    ("transactions", transactions.run),
 ]

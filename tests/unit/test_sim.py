@@ -12,6 +12,7 @@ from kafkalab.broker.partition import Partition
 from kafkalab.cli import main
 from kafkalab.sim.replication import ReplicationRun, run
 from kafkalab.sim.runner import parse_seeds
+from kafkalab.sim.scenarios import SCENARIOS
 
 
 def test_same_seed_same_summary_and_story() -> None:
@@ -35,18 +36,25 @@ def test_seeds_are_parsed_and_bad_ones_explained() -> None:
         parse_seeds("5-2")
 
 
+SCENARIO_NAMES = [name for name, _ in SCENARIOS]
+
+
 def test_cli_rows_and_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--seeds", "1-2", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "replication     1" in out and "replication     2" in out
+    rows = [line.split()[:2] for line in out.splitlines()[1:] if line[:1].isalpha() and line.split()[1:2] != []]
+    for scenario in SCENARIO_NAMES:  # every scenario runs for every seed
+        assert [scenario, "1"] in rows and [scenario, "2"] in rows
     assert "every invariant held" in out
 
 
 def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--seeds", "1", "--jobs", "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [r["seed"] for r in doc["runs"]] == [1] and doc["violations"] == []
-    assert doc["runs"][0]["checks"] > doc["runs"][0]["events"]
+    assert [(r["scenario"], r["seed"]) for r in doc["runs"]] == [(n, 1) for n in SCENARIO_NAMES]
+    assert doc["violations"] == []
+    assert all(r["checks"] > 0 for r in doc["runs"])
+    assert doc["runs"][0]["checks"] > doc["runs"][0]["events"]  # replication checks after every event
 
 
 def test_cli_trace_tells_the_story(capsys: pytest.CaptureFixture[str]) -> None:
