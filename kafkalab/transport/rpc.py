@@ -24,7 +24,14 @@ from typing import Any
 import zmq
 
 from kafkalab.errors import KafkaLabError
-from kafkalab.protocol.apis import api_key_of, api_name, decode_request, decode_response, encode
+from kafkalab.protocol.apis import (
+    ZMQ_VERSIONS,
+    api_key_of,
+    api_name,
+    decode_request,
+    decode_response,
+    encode,
+)
 from kafkalab.protocol.error_response import error_response
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 from kafkalab.protocol.kafka_framing import MAX_FRAME_BYTES
@@ -148,6 +155,22 @@ class RpcServer:
             log.exception("%s: answering %s with an error failed", self.node, envelope.api_name)
         return False
 
+    def _unsupported(self, sender: str, api_key: int, version: int, corr: int) -> None:
+        # Lab processes speak one version per API over ZeroMQ (ZMQ_VERSIONS); handlers are
+        # written for it. Anything else is answered UNSUPPORTED_VERSION, as Kafka answers a
+        # version it does not serve, and never reaches a handler.
+        self.malformed += 1
+        wanted = ZMQ_VERSIONS.get(api_key)
+        log.warning("%s: %s from %s: %s", self.node, f"api {api_key} v{version}", sender,
+                    f"not served over ZeroMQ; send version {wanted}" if wanted is not None
+                    else "no such API over ZeroMQ")
+        try:
+            response = error_response(api_key, version, ErrorCode.unsupported_version)
+            frames = [sender.encode(), *_frames(response, corr)]
+            self.socket.send_multipart(frames, zmq.NOBLOCK)
+        except Exception:  # an API or version kio has no schema for: nothing to answer with
+            pass
+
     def reply(self, envelope: Envelope, response: Any) -> None:
         """Send the response to envelope's request back to its sender."""
         api_key, version = api_key_of(response)
@@ -191,6 +214,9 @@ class RpcServer:
             api_key, version, corr = _header(frames, 1)
             if self.faults.is_cut(sender, self.node):
                 self.inbox.dropped += 1
+                return None
+            if ZMQ_VERSIONS.get(api_key) != version:
+                self._unsupported(sender, api_key, version, corr)
                 return None
             body = decode_request(api_key, version, frames[4])
         except (ValueError, KafkaLabError) as e:  # UnicodeDecodeError is a ValueError

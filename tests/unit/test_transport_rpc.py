@@ -324,3 +324,31 @@ def test_call_against_a_server_on_an_event_loop(ctx: zmq.Context) -> None:
         with RpcClient(ctx, "client-5", "broker-1", f"tcp://127.0.0.1:{port}", FaultTable()) as c:
             for _ in range(20):
                 assert c.call(build.metadata_request(None), timeout_s=5).cluster_id == "client-5"
+
+
+def test_a_version_the_lab_does_not_speak_is_answered_unsupported_and_never_handled(
+    ctx: zmq.Context, server: RpcServer, client: RpcClient
+) -> None:
+    # Handlers are written for one version per API (ZMQ_VERSIONS); ListGroups v4 is valid
+    # Kafka but not the lab's v5: the sender hears UNSUPPORTED_VERSION at its own version.
+    from kio.schema.errors import ErrorCode
+    from kio.schema.list_groups.v4.request import ListGroupsRequest
+
+    from kafkalab.protocol.apis import decode_response
+    from kafkalab.transport.rpc import _frames
+
+    old = ctx.socket(zmq.DEALER)
+    old.setsockopt(zmq.LINGER, 0)
+    old.setsockopt(zmq.IDENTITY, b"client-old")
+    try:
+        old.connect(server.endpoint)
+        old.send_multipart(_frames(ListGroupsRequest(states_filter=()), 7))
+        wait_for(lambda: server.receive(time.monotonic()) or server.malformed == 1)
+        assert old.poll(5000), "no answer to an unsupported version"
+        api, version, corr, body = old.recv_multipart()
+        assert (struct.unpack(">hhi", api + version + corr)) == (16, 4, 7)
+        assert decode_response(16, 4, body).error_code == ErrorCode.unsupported_version
+    finally:
+        old.close(linger=0)
+    corr = client.send(build.metadata_request(None))
+    assert [e.correlation_id for e in serve_one(server)] == [corr]  # the lab's own version is served
