@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Cluster]:
-    """One 3-broker cluster for the tests that only read and write their own topics."""
-    c = Cluster(brokers=3)
+    """One 3-broker cluster for the tests that only read and write their own topics (named: it
+    runs beside the per-test `cluster` fixture's identical one on purpose)."""
+    c = Cluster(brokers=3, name="clients")
     try:
         yield c
     finally:
