@@ -215,6 +215,18 @@ class Partition:
     def isr_change_failed(self) -> None:
         self.pending_isr = None
 
+    def isr_change_committed(self, leader_epoch: int, isr: list[int], partition_epoch: int) -> bool:
+        """The controller committed an AlterPartition: adopt it now rather than waiting for
+        the metadata to arrive. An answer for an older leader epoch is ignored (this broker
+        has been leader again since). Returns True if it was adopted."""
+        if leader_epoch != self.leader_epoch:
+            return False
+        self.isr = list(isr)
+        self.partition_epoch = partition_epoch
+        self.pending_isr = None
+        self.maybe_advance_high_watermark()
+        return True
+
     def follower_lag(self, follower: int, now_ms: int) -> tuple[int, int]:
         st = self.followers.get(follower)
         if st is None:

@@ -12,10 +12,12 @@ import datetime
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kio.schema.alter_partition.v2 import request as ap_req
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_req
 from kio.schema.fetch.v12 import response as fetch_resp
@@ -471,6 +473,36 @@ class ReplicaManager:
         op = DelayedProduce(-1, now_ms + self.config["request.timeout.ms"], results, lambda _r: None, respond)
         self.delayed_produce.append(op)
         self.try_complete(now_ms)
+
+    # -- ISR changes (the leader's AlterPartition) -----------------------------------------
+    def alter_partition_requests(self, broker_epoch: int,
+                                 now_ms: int) -> list[tuple[Partition, ap_req.AlterPartitionRequest]]:
+        """The AlterPartition each led partition should send the controller now (one change
+        in flight per partition); a partition whose topic is gone from the image proposes none."""
+        out = []
+        for tp, part in self.partitions.items():
+            proposal = part.isr_change_to_propose(now_ms)
+            if proposal is None:
+                continue
+            topic = self.image.topics.get(tp[0])
+            if topic is None:
+                part.isr_change_failed()
+                continue
+            out.append((part, ap_req.AlterPartitionRequest(
+                broker_id=self.broker_id, broker_epoch=broker_epoch,
+                topics=(ap_req.TopicData(topic_id=uuid.UUID(topic.topic_id), partitions=(
+                    ap_req.PartitionData(partition_index=tp[1], leader_epoch=part.leader_epoch,
+                                         new_isr=tuple(proposal), partition_epoch=part.partition_epoch),)),))))
+        return out
+
+    def alter_partition_answered(self, part: Partition, resp: Any, now_ms: int) -> None:
+        """The controller's answer to one partition's AlterPartition (None: no answer)."""
+        p = resp.topics[0].partitions[0] if resp is not None and resp.topics else None
+        if p is None or p.error_code != ErrorCode.none:
+            part.isr_change_failed()
+            return
+        if part.isr_change_committed(int(p.leader_epoch), [int(b) for b in p.isr], int(p.partition_epoch)):
+            self.try_complete(now_ms)  # a larger ISR may complete acks=all produces now
 
     # -- follower side ---------------------------------------------------------------------
     def follower_fetch_request(self, tps: set[TP], config: dict[str, Any]) -> fetch_req.FetchRequest | None:

@@ -8,26 +8,25 @@ creating the topic on first use; every 100 ms loads the partitions of that topic
 has just become leader of (replaying their log, then finishing prepared transactions) and
 drops those it no longer leads; sends WriteTxnMarkers to partition leaders (itself directly,
 other brokers over ZeroMQ) and retries until every partition has its marker; keeps its own
-block of producer ids from the controller; publishes "txn" rows.
+the broker's block of producer ids (ProducerIdManager); publishes "txn" rows.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from kio.schema.allocate_producer_ids.v0.request import AllocateProducerIdsRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.write_txn_markers.v1 import request as wtm_req
 
+from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
 from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
 from kafkalab.records.batch import decode_batch
-from kafkalab.transport.rpc import RpcClient
+from kafkalab.transport.channel import Channel
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +54,6 @@ def _nested(resp_cls: type, name: str) -> type:
     return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
 
 
-def _ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass
 class MarkerJob:
     txn_partition: int
@@ -75,24 +70,21 @@ class MarkerJob:
 class TransactionService(InternalTopicService):
     api_keys = frozenset({ADD_PARTITIONS, ADD_OFFSETS, END_TXN})  # plus 10 and 22, shared
 
-    def __init__(self, server: Any):
-        cfg = server.config
-        super().__init__(server, TRANSACTION_STATE_TOPIC, int(cfg["transaction.state.log.num.partitions"]))
-        self.producer_ids: list[int] = []  # [next, end) of this coordinator's block
-        self._allocating = False
+    def __init__(self, broker: BrokerContext):
+        cfg = broker.config
+        super().__init__(broker, TRANSACTION_STATE_TOPIC, int(cfg["transaction.state.log.num.partitions"]))
         self.jobs: list[MarkerJob] = []
-        self.clients: dict[int, RpcClient] = {}  # broker id -> marker channel
-        self.calls: dict[tuple[int, int], Any] = {}  # (broker, correlation id) -> callback
+        self.channels: dict[int, Channel] = {}  # broker id -> marker channel
         self.coordinator = TransactionCoordinator(
             num_partitions=self.num_partitions, offsets_partitions=int(cfg["offsets.topic.num.partitions"]),
             append=self._append, send_markers=self._send_markers, owns=self._owns,
-            next_producer_id=self._next_producer_id, publish=self._publish_now,
+            next_producer_id=broker.producer_ids.try_next, publish=self._publish_now,
             max_timeout_ms=int(cfg["transaction.max.timeout.ms"]),
             id_expiration_ms=int(cfg["transactional.id.expiration.ms"]))
-        server.loop.call_every(TICK_S, self._tick)
+        broker.loop.call_every(TICK_S, self._tick)
         abort_ms = cfg.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", DEFAULT_ABORT_CHECK_MS)
-        server.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(_ms()))
-        server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
+        broker.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(broker.clock.wall_ms()))
+        broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- dispatch ----------------------------------------------------------------------------
     def accepts(self, api_key: int, req: Any) -> bool:
@@ -132,7 +124,7 @@ class TransactionService(InternalTopicService):
         epoch = getattr(req, "v3_and_below_producer_epoch", getattr(req, "producer_epoch", -1))
         topics = getattr(req, "v3_and_below_topics", None) or getattr(req, "topics", ())
         tps = [(str(t.name), int(p)) for t in topics for p in t.partitions]
-        unknown = {tp for tp in tps if self.server.image.partition(*tp) is None}
+        unknown = {tp for tp in tps if self.broker.image.partition(*tp) is None}
         topic_cls = _nested(cls, "AddPartitionsToTxnTopicResult")
         part_cls = _nested(cls, "AddPartitionsToTxnPartitionResult")
 
@@ -159,8 +151,8 @@ class TransactionService(InternalTopicService):
         for key in keys:
             code, node, host, port = ErrorCode.coordinator_not_available, -1, "", -1
             if ready:
-                reg = self.server.image.partition(TRANSACTION_STATE_TOPIC, self.coordinator.partition_of(key))
-                b = self.server.image.brokers.get(reg.leader) if reg is not None else None
+                reg = self.broker.image.partition(TRANSACTION_STATE_TOPIC, self.coordinator.partition_of(key))
+                b = self.broker.image.brokers.get(reg.leader) if reg is not None else None
                 if b is not None and not b.fenced:
                     code, node, host, port = ErrorCode.none, reg.leader, b.host, b.port
             out.append((key, code, node, host, port))
@@ -175,17 +167,17 @@ class TransactionService(InternalTopicService):
 
     def _ensure_topic(self) -> bool:
         # Compacted: only the latest state of each transactional.id matters.
-        min_isr = int(self.server.config["transaction.state.log.min.isr"])
+        min_isr = int(self.broker.config["transaction.state.log.min.isr"])
         return self._ensure_internal_topic(
             "transaction.state.log.replication.factor",
             lambda rf: {"cleanup.policy": "compact", "min.insync.replicas": str(min(min_isr, rf))})
 
     # -- __transaction_state: ownership, loading, appends -----------------------------------
     def _tick(self) -> None:
-        now = _ms()
+        now = self.broker.clock.wall_ms()
         for p in range(self.num_partitions):
             leads = self._leads(p)
-            epoch = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)].leader_epoch if leads else None
+            epoch = self.broker.rm.partitions[(TRANSACTION_STATE_TOPIC, p)].leader_epoch if leads else None
             if leads and (p not in self.loaded or self.coordinator.coordinator_epochs.get(p) != epoch):
                 self._load(p, now)
             elif not leads and p in self.loaded:
@@ -194,14 +186,14 @@ class TransactionService(InternalTopicService):
         self._drive_markers()
 
     def _load(self, p: int, now_ms: int) -> None:
-        part = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
+        part = self.broker.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
         plog = part.log
         records: list[tuple[bytes, bytes | None]] = []
         try:
             for data, pos, _h in self._read_batches(p, plog.log_start_offset, plog.log_end_offset):
                 records.extend((r.key, r.value) for r in decode_batch(data, pos).records if r.key is not None)
         except Exception:
-            log.exception("broker %s: loading %s-%d failed", self.server.broker_id, TRANSACTION_STATE_TOPIC, p)
+            log.exception("broker %s: loading %s-%d failed", self.broker.broker_id, TRANSACTION_STATE_TOPIC, p)
             return
         self.loaded.add(p)  # before replaying: finishing prepared transactions needs ownership
         n = self.coordinator.load_partition(p, part.leader_epoch, records, now_ms)
@@ -212,73 +204,30 @@ class TransactionService(InternalTopicService):
         # Appends are often asked for from inside a ReplicaManager completion callback (a
         # marker or an earlier append just finished): run them from the loop instead, so the
         # purgatory is never re-entered.
-        self.server.loop.call_later(0, lambda: self._append_now(p, records, on_done))
+        self.broker.loop.call_later(0, lambda: self._append_now(p, records, on_done))
 
     def _append_now(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
         self._produce_records(p, records, lambda code, _offset: on_done(code))
-
-    # -- producer ids ------------------------------------------------------------------------
-    def _next_producer_id(self) -> int | None:
-        ids = self.producer_ids
-        if ids and ids[0] < ids[1]:
-            ids[0] += 1
-            if ids[1] - ids[0] < 10:
-                self._allocate()  # refill before the block runs dry
-            return ids[0] - 1
-        self._allocate()
-        return None
-
-    def _allocate(self) -> None:
-        if self._allocating:
-            return
-        self._allocating = True
-
-        def done(resp: Any) -> None:
-            self._allocating = False
-            if resp.error_code == ErrorCode.none:
-                start = int(resp.producer_id_start)
-                self.producer_ids = [start, start + int(resp.producer_id_len)]
-
-        self.server._call_controller(AllocateProducerIdsRequest(broker_id=self.server.broker_id,
-                                                                broker_epoch=self.server.broker_epoch), done)
-        # The server forgets unanswered controller calls; never stay "allocating" for good.
-        self.server.loop.call_later(3.0, lambda: setattr(self, "_allocating", False))
 
     # -- markers ------------------------------------------------------------------------------
     def _send_markers(self, txn_partition: int, coordinator_epoch: int, producer_id: int, producer_epoch: int,
                       commit: bool, partitions: list[TP], on_done: Any) -> None:
         self.jobs.append(MarkerJob(txn_partition, coordinator_epoch, producer_id, producer_epoch, commit,
                                    set(partitions), on_done))
-        self.server.loop.call_later(0, self._drive_markers)  # not from inside a produce callback
+        self.broker.loop.call_later(0, self._drive_markers)  # not from inside a produce callback
 
-    def _client(self, broker_id: int) -> RpcClient | None:
-        c = self.clients.get(broker_id)
-        reg = self.server.image.brokers.get(broker_id)
-        if c is None and reg is not None:
-            s = self.server
-            # A ROUTER knows a peer by its identity and the follower fetcher to that broker
-            # already uses "broker-N": the marker channel needs a name of its own.
-            c = self.clients[broker_id] = RpcClient(s.ctx, f"{s.node}{MARKER_CHANNEL_SUFFIX}",
-                                                    f"broker-{broker_id}", reg.endpoint, s.faults)
-            s.loop.add_socket(c.socket, lambda b=broker_id: self._on_responses(b))
-            s.loop.add_due_source(c.next_due, lambda b=broker_id: self._on_responses(b))
+    def _channel(self, broker_id: int) -> Channel | None:
+        c = self.channels.get(broker_id)
+        if c is None:
+            # The follower fetcher to that broker already uses "broker-N": the marker channel
+            # has a name of its own, and honours the cuts the fault table sets on this broker.
+            c = self.broker.channel_to(broker_id, suffix=MARKER_CHANNEL_SUFFIX, honour_cuts=True)
+            if c is not None:
+                self.channels[broker_id] = c
         return c
 
-    def _on_responses(self, broker_id: int) -> None:
-        c = self.clients[broker_id]
-        for cid, resp in c.receive(time.monotonic()):
-            cb = self.calls.pop((broker_id, cid), None)
-            if cb is not None:
-                cb(resp)
-
     def _drive_markers(self) -> None:
-        now = time.monotonic()
-        timeout_s = self.server.config["request.timeout.ms"] / 1000
-        for b, c in self.clients.items():
-            for cid in c.expire(now, timeout_s):
-                cb = self.calls.pop((b, cid), None)
-                if cb is not None:
-                    cb(None)
+        now = self.broker.clock.monotonic()
         for job in list(self.jobs):
             if self.coordinator.coordinator_epochs.get(job.txn_partition) != job.coordinator_epoch:
                 self.jobs.remove(job)  # no longer this broker's transaction: its successor resends
@@ -287,7 +236,7 @@ class TransactionService(InternalTopicService):
                 continue
             by_leader: dict[int, list[TP]] = {}
             for tp in sorted(job.remaining - job.in_flight):
-                reg = self.server.image.partition(*tp)
+                reg = self.broker.image.partition(*tp)
                 if reg is None:
                     job.remaining.discard(tp)  # the topic was deleted: nothing to mark
                     continue
@@ -311,7 +260,7 @@ class TransactionService(InternalTopicService):
         def done(resp: Any) -> None:
             job.in_flight -= set(tps)
             codes: dict[TP, ErrorCode] = {}
-            if resp is not None and not isinstance(resp, BaseException):
+            if not isinstance(resp, BaseException):  # a KafkaError: timed out, or the link is cut
                 for m in resp.markers:
                     for t in m.topics:
                         for p in t.partitions:
@@ -323,14 +272,14 @@ class TransactionService(InternalTopicService):
                     job.remaining.discard(tp)
                 elif code in ZOMBIE_CODES:
                     log.warning("broker %s: marker for %s-%d refused (%s): dropping the transaction's markers",
-                                self.server.broker_id, tp[0], tp[1], code.name)
+                                self.broker.broker_id, tp[0], tp[1], code.name)
                     if job in self.jobs:
                         self.jobs.remove(job)
                     return
                 else:
                     failed = True  # not leader, not enough replicas, timed out: retry
             if failed:
-                job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
+                job.retry_at = self.broker.clock.monotonic() + MARKER_RETRY_BACKOFF_S
             for tp in tps:
                 if tp not in job.remaining:
                     self._publish_now("event", {
@@ -339,33 +288,29 @@ class TransactionService(InternalTopicService):
                                   f"epoch {job.producer_epoch} written"})
             self._maybe_finish(job)
 
-        if leader == self.server.broker_id:
-            self.server.handle(WRITE_TXN_MARKERS, ZMQ_VERSIONS[WRITE_TXN_MARKERS], req, done)
+        if leader == self.broker.broker_id:
+            self.broker.handle(WRITE_TXN_MARKERS, ZMQ_VERSIONS[WRITE_TXN_MARKERS], req, done)
             return
-        c = self._client(leader)
-        peer, me = f"broker-{leader}", self.server.node
-        if c is not None and (self.server.faults.is_cut(me, peer) or self.server.faults.is_cut(peer, me)):
-            # The fault table names this broker, not its marker channel: honour its cuts here.
-            c = None
+        c = self._channel(leader)
         if c is None:
             job.in_flight -= set(tps)
-            job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
+            job.retry_at = self.broker.clock.monotonic() + MARKER_RETRY_BACKOFF_S
             return
-        self.calls[(leader, c.send(req))] = done
+        c.send(req, done, done)
 
     def _maybe_finish(self, job: MarkerJob) -> None:
         if not job.remaining and job in self.jobs:
             self.jobs.remove(job)
-            self.server.loop.call_later(0, lambda: job.on_done(_ms()))
+            self.broker.loop.call_later(0, lambda: job.on_done(self.broker.clock.wall_ms()))
 
     # -- metrics -------------------------------------------------------------------------------
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
-        self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})
+        self.broker.metrics.publish(kind, {**row, "broker": self.broker.broker_id})
 
     def _publish_state(self) -> None:
         for row in self.coordinator.describe():
             self._publish_now("txn", row)
 
     def close(self) -> None:
-        for c in self.clients.values():
+        for c in self.channels.values():
             c.close()
