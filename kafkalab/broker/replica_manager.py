@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -475,12 +475,16 @@ class ReplicaManager:
         self.try_complete(now_ms)
 
     # -- ISR changes (the leader's AlterPartition) -----------------------------------------
-    def alter_partition_requests(self, broker_epoch: int,
-                                 now_ms: int) -> list[tuple[Partition, ap_req.AlterPartitionRequest]]:
-        """The AlterPartition each led partition should send the controller now (one change
-        in flight per partition); a partition whose topic is gone from the image proposes none."""
+    def alter_partition_requests(self, broker_epoch: int, now_ms: int, tps: Iterable[TP] | None = None,
+                                 ) -> list[tuple[Partition, ap_req.AlterPartitionRequest]]:
+        """The AlterPartition each led partition (of tps, None: all) should send the controller
+        now (one change in flight per partition); a partition whose topic is gone from the
+        image proposes none."""
         out = []
-        for tp, part in self.partitions.items():
+        for tp in self.partitions if tps is None else tps:
+            part = self.partitions.get(tp)
+            if part is None:
+                continue
             proposal = part.isr_change_to_propose(now_ms)
             if proposal is None:
                 continue
@@ -588,6 +592,15 @@ class ReplicaManager:
     def next_deadline_ms(self) -> int | None:
         deadlines = [op.deadline_ms for op in self.delayed_produce] + [op.deadline_ms for op in self.delayed_fetch]
         return min(deadlines) if deadlines else None
+
+    def next_check_ms(self) -> int | None:
+        """When try_complete or alter_partition_requests next has something to do on time
+        alone: a purgatory deadline, an ISR follower falling behind, a lost AlterPartition."""
+        due = [t for t in (p.next_isr_check_ms() for p in self.partitions.values()) if t is not None]
+        deadline = self.next_deadline_ms()
+        if deadline is not None:
+            due.append(deadline)
+        return min(due) if due else None
 
     # -- offsets ---------------------------------------------------------------------------
     def list_offsets(self, req: lo_req.ListOffsetsRequest) -> lo_resp.ListOffsetsResponse:

@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA, INIT_PRODUCER_ID = 0, 1, 2, 3, 22
 CREATE_TOPICS, DELETE_TOPICS, OFFSET_FOR_LEADER_EPOCH, WRITE_TXN_MARKERS = 19, 20, 23, 27
-# ISR changes and the purgatory's deadlines are looked at this often.
-REPLICA_CHECK_S = 0.05
+# ISR changes and the purgatory are looked at when their time comes, and after each follower
+# fetch; never more often than this.
+REPLICA_CHECK_MIN_S = 0.05
 # Kafka leaves most fsyncs to the OS and checkpoints recovery points periodically; here every
 # few seconds, so a broker restarted after a kill rescans little.
 FLUSH_INTERVAL_S = 5.0
@@ -83,6 +84,7 @@ class BrokerServer:
         self.rm.on_event = self._event
         self.image = MetadataImage()
         self.latencies: list[float] = []
+        self._replicas_checked = 0.0  # loop time of the last _check_replicas
 
         # The managers, wired to one another.
         self.controller = ControllerChannelManager(
@@ -124,7 +126,7 @@ class BrokerServer:
         self.controller.attach(self.loop)
         self.loop.add_socket(self.fault_sub.socket, self._on_faults)
         self.loop.call_every(config["broker.heartbeat.interval.ms"] / 1000, self.lifecycle.heartbeat)
-        self.loop.call_every(REPLICA_CHECK_S, self._check_replicas)
+        self.loop.add_due_source(self._replica_check_due, self._check_replicas)
         self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
         self.loop.call_every(config["log.retention.check.interval.ms"] / 1000,
                              lambda: self.rm.clean_logs(clock.wall_ms()))
@@ -159,6 +161,7 @@ class BrokerServer:
         self.fetchers.restart()
 
     def _metadata_applied(self, changes: dict[TP, str]) -> None:
+        self._propose_isr_changes(self.clock.wall_ms())
         self.fetchers.update()
         self.producer_ids.answer_waiting()
         if changes:
@@ -192,6 +195,9 @@ class BrokerServer:
             self.rm.produce(req, now, reply)
         elif api_key == FETCH:
             self.rm.fetch(req, now, reply, zero_copy=zero_copy and self.config["fetch.sendfile.enable"])
+            if int(req.replica_id) >= 0:  # a follower caught up may join the ISR now
+                self._propose_isr_changes(now, [(str(t.topic), int(p.partition)) for t in req.topics
+                                                for p in t.partitions])
         elif api_key == LIST_OFFSETS:
             reply(self.rm.list_offsets(req))
         elif api_key == METADATA:
@@ -227,12 +233,23 @@ class BrokerServer:
         return metadata_response(self.image, req, resp_cls, controller_id=-1, missing=missing)
 
     # -- timers ----------------------------------------------------------------------------
+    def _replica_check_due(self, now: float) -> float | None:
+        due_ms = self.rm.next_check_ms()
+        if due_ms is None:
+            return None
+        return max(now + (due_ms - self.clock.wall_ms()) / 1000, self._replicas_checked + REPLICA_CHECK_MIN_S)
+
     def _check_replicas(self) -> None:
         """Complete what the purgatory's deadlines release; send the ISR changes led
-        partitions propose (AlterPartition)."""
+        partitions propose."""
+        self._replicas_checked = self.clock.monotonic()
         now = self.clock.wall_ms()
         self.rm.try_complete(now)
-        for part, req in self.rm.alter_partition_requests(self.lifecycle.broker_epoch, now):
+        self._propose_isr_changes(now)
+
+    def _propose_isr_changes(self, now: int, tps: list[TP] | None = None) -> None:
+        """Send the controller the AlterPartition requests the led partitions propose."""
+        for part, req in self.rm.alter_partition_requests(self.lifecycle.broker_epoch, now, tps):
             self.controller.send(
                 req, lambda resp, part=part: self.rm.alter_partition_answered(part, resp, self.clock.wall_ms()),
                 lambda _error, part=part: self.rm.alter_partition_answered(part, None, self.clock.wall_ms()))
