@@ -23,10 +23,10 @@ class Publisher(Protocol):
 
 class Connect(Protocol):
     def __call__(self, broker_id: int, endpoint: str, *, suffix: str = "",
-                 honour_cuts: bool = False) -> Channel:
+                 fail_fast_on_cut: bool = False) -> Channel:
         """A channel to broker_id, attached to the loop. suffix: a ZeroMQ identity of its own
         ("broker-1/txn": a ROUTER knows a peer by identity, and "broker-1" is the follower
-        fetcher's); honour_cuts: apply the fault table's cuts of this broker to it."""
+        fetcher's); the fault table treats it as this broker's."""
         ...
 
 
@@ -47,9 +47,9 @@ class BrokerContext:
     # Serve a request as if it had come in on the broker's socket (a marker for this broker).
     handle: Callable[[int, int, Any, Callable[[Any], None]], Any]
 
-    def channel_to(self, broker_id: int, *, suffix: str = "", honour_cuts: bool = False) -> Channel | None:
+    def channel_to(self, broker_id: int, *, suffix: str = "", fail_fast_on_cut: bool = False) -> Channel | None:
         """A new channel to a registered broker, or None while it is unknown."""
         reg = self.image.brokers.get(broker_id)
         if reg is None:
             return None
-        return self.connect(broker_id, reg.endpoint, suffix=suffix, honour_cuts=honour_cuts)
+        return self.connect(broker_id, reg.endpoint, suffix=suffix, fail_fast_on_cut=fail_fast_on_cut)

@@ -144,10 +144,10 @@ class BrokerServer:
                            self.config["request.timeout.ms"] / 1000)
                 for c, (peer, ep) in peers.items()}
 
-    def _connect(self, broker_id: int, endpoint: str, *, suffix: str = "", honour_cuts: bool = False) -> Channel:
+    def _connect(self, broker_id: int, endpoint: str, *, suffix: str = "", fail_fast_on_cut: bool = False) -> Channel:
         client = RpcClient(self.ctx, f"{self.node}{suffix}", broker_node(broker_id), endpoint, self.faults)
         channel = Channel(client, self.clock, self.config["request.timeout.ms"] / 1000,
-                          fault_node=self.node if honour_cuts else None)
+                          fail_fast_on_cut=fail_fast_on_cut)
         channel.attach(self.loop)
         return channel
 

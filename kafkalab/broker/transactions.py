@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -24,6 +24,7 @@ from kio.schema.write_txn_markers.v1 import request as wtm_req
 from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
+from kafkalab.broker.txn_markers import MarkerJob, marker_codes
 from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class
 from kafkalab.records.batch import decode_batch
 from kafkalab.transport.channel import Channel
@@ -34,13 +35,9 @@ FIND_COORDINATOR, INIT_PRODUCER_ID, ADD_PARTITIONS, ADD_OFFSETS, END_TXN = 10, 2
 WRITE_TXN_MARKERS = 27
 NO_THROTTLE = datetime.timedelta(0)
 TICK_S = 0.1
-MARKER_RETRY_BACKOFF_S = 0.1
 # Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms is 10 s; the lab looks
 # more often so a timed-out transaction is aborted while the learner watches.
 DEFAULT_ABORT_CHECK_MS = 500
-# Markers whose partitions are gone are dropped; these end the job (a newer coordinator or
-# producer epoch exists: this coordinator is a zombie for that transaction).
-ZOMBIE_CODES = (ErrorCode.transaction_coordinator_fenced, ErrorCode.invalid_producer_epoch)
 MARKER_CHANNEL_SUFFIX = "/txn"
 
 
@@ -52,19 +49,6 @@ def _make(cls: type, **kw: Any) -> Any:
 
 def _nested(resp_cls: type, name: str) -> type:
     return getattr(__import__(resp_cls.__module__, fromlist=[name]), name)
-
-
-@dataclass
-class MarkerJob:
-    txn_partition: int
-    coordinator_epoch: int
-    producer_id: int
-    producer_epoch: int
-    commit: bool
-    remaining: set[TP]
-    on_done: Any
-    in_flight: set[TP] = field(default_factory=set)
-    retry_at: float = 0.0
 
 
 class TransactionService(InternalTopicService):
@@ -220,8 +204,8 @@ class TransactionService(InternalTopicService):
         c = self.channels.get(broker_id)
         if c is None:
             # The follower fetcher to that broker already uses "broker-N": the marker channel
-            # has a name of its own, and honours the cuts the fault table sets on this broker.
-            c = self.broker.channel_to(broker_id, suffix=MARKER_CHANNEL_SUFFIX, honour_cuts=True)
+            # has a name of its own. On a cut link a marker fails at once and is retried.
+            c = self.broker.channel_to(broker_id, suffix=MARKER_CHANNEL_SUFFIX, fail_fast_on_cut=True)
             if c is not None:
                 self.channels[broker_id] = c
         return c
@@ -232,19 +216,13 @@ class TransactionService(InternalTopicService):
             if self.coordinator.coordinator_epochs.get(job.txn_partition) != job.coordinator_epoch:
                 self.jobs.remove(job)  # no longer this broker's transaction: its successor resends
                 continue
-            if now < job.retry_at:
-                continue
-            by_leader: dict[int, list[TP]] = {}
-            for tp in sorted(job.remaining - job.in_flight):
-                reg = self.broker.image.partition(*tp)
-                if reg is None:
-                    job.remaining.discard(tp)  # the topic was deleted: nothing to mark
-                    continue
-                if reg.leader >= 0:
-                    by_leader.setdefault(reg.leader, []).append(tp)
-            for leader, tps in by_leader.items():
+            for leader, tps in job.to_send(now, self._leader_of).items():
                 self._send_marker(job, leader, tps)
             self._maybe_finish(job)
+
+    def _leader_of(self, tp: TP) -> int | None:
+        reg = self.broker.image.partition(*tp)
+        return None if reg is None else reg.leader
 
     def _send_marker(self, job: MarkerJob, leader: int, tps: list[TP]) -> None:
         topics: dict[str, list[int]] = {}
@@ -255,51 +233,35 @@ class TransactionService(InternalTopicService):
             coordinator_epoch=job.coordinator_epoch,
             topics=tuple(wtm_req.WritableTxnMarkerTopic(name=t, partition_indexes=tuple(ps))
                          for t, ps in topics.items())),))
-        job.in_flight |= set(tps)
 
         def done(resp: Any) -> None:
-            job.in_flight -= set(tps)
-            codes: dict[TP, ErrorCode] = {}
-            if not isinstance(resp, BaseException):  # a KafkaError: timed out, or the link is cut
-                for m in resp.markers:
-                    for t in m.topics:
-                        for p in t.partitions:
-                            codes[(str(t.name), int(p.partition_index))] = p.error_code
-            failed = False
-            for tp in tps:
-                code = codes.get(tp, ErrorCode.request_timed_out)
-                if code in (ErrorCode.none, ErrorCode.unknown_topic_or_partition):
-                    job.remaining.discard(tp)
-                elif code in ZOMBIE_CODES:
-                    log.warning("broker %s: marker for %s-%d refused (%s): dropping the transaction's markers",
-                                self.broker.broker_id, tp[0], tp[1], code.name)
-                    if job in self.jobs:
-                        self.jobs.remove(job)
-                    return
-                else:
-                    failed = True  # not leader, not enough replicas, timed out: retry
-            if failed:
-                job.retry_at = self.broker.clock.monotonic() + MARKER_RETRY_BACKOFF_S
-            for tp in tps:
-                if tp not in job.remaining:
-                    self._publish_now("event", {
-                        "event": "txn_marker", "topic": tp[0], "partition": tp[1],
-                        "detail": f"{'COMMIT' if job.commit else 'ABORT'} producer {job.producer_id} "
-                                  f"epoch {job.producer_epoch} written"})
+            # A KafkaError instead of a response: timed out, or the link is cut.
+            codes = {} if isinstance(resp, BaseException) else marker_codes(resp)
+            written = job.answered(tps, codes, self.broker.clock.monotonic())
+            if job.fenced:
+                log.warning("broker %s: a marker of producer %d was refused (fenced): dropping the "
+                            "transaction's markers", self.broker.broker_id, job.producer_id)
+                if job in self.jobs:
+                    self.jobs.remove(job)
+                return
+            for tp in written:
+                self._publish_now("event", {
+                    "event": "txn_marker", "topic": tp[0], "partition": tp[1],
+                    "detail": f"{'COMMIT' if job.commit else 'ABORT'} producer {job.producer_id} "
+                              f"epoch {job.producer_epoch} written"})
             self._maybe_finish(job)
 
         if leader == self.broker.broker_id:
             self.broker.handle(WRITE_TXN_MARKERS, ZMQ_VERSIONS[WRITE_TXN_MARKERS], req, done)
             return
         c = self._channel(leader)
-        if c is None:
-            job.in_flight -= set(tps)
-            job.retry_at = self.broker.clock.monotonic() + MARKER_RETRY_BACKOFF_S
+        if c is None:  # not registered (yet): as if it had not answered
+            job.answered(tps, {}, self.broker.clock.monotonic())
             return
         c.send(req, done, done)
 
     def _maybe_finish(self, job: MarkerJob) -> None:
-        if not job.remaining and job in self.jobs:
+        if job.done and job in self.jobs:
             self.jobs.remove(job)
             self.broker.loop.call_later(0, lambda: job.on_done(self.broker.clock.wall_ms()))
 

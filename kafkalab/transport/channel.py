@@ -38,19 +38,18 @@ class _Call:
 
 
 class Channel:
-    """Requests from this process to one peer. fault_node: the node the fault table knows
-    this channel's owner as, when the channel has an identity of its own ("broker-1/txn"):
-    a request on a link cut either way between fault_node and the peer then fails at once
-    with NETWORK_EXCEPTION instead of waiting for its timeout."""
+    """Requests from this process to one peer. fail_fast_on_cut: a request on a link the
+    fault table cuts (either way) fails at once with NETWORK_EXCEPTION instead of waiting
+    for its timeout (a sender that retries on its own schedule, such as the markers)."""
 
     def __init__(self, client: RpcClient, clock: Clock, request_timeout_s: float,
-                 *, fault_node: str | None = None):
+                 *, fail_fast_on_cut: bool = False):
         if not request_timeout_s > 0:
             raise ValueError(f"request_timeout_s must be > 0 seconds, not {request_timeout_s!r}")
         self.client = client
         self.clock = clock
         self.request_timeout_s = request_timeout_s
-        self.fault_node = fault_node
+        self.fail_fast_on_cut = fail_fast_on_cut
         self._calls: dict[int, _Call] = {}
         self._failed: list[tuple[_Call, KafkaError]] = []  # delivered at the next poll()
         self._next_local_id = -1  # ids of requests that never left (negative: never a wire id)
@@ -136,8 +135,8 @@ class Channel:
         self.client.close()
 
     def _cut_error(self) -> KafkaError | None:
-        node, peer, faults = self.fault_node, self.peer, self.client.faults
-        if node is not None and (faults.is_cut(node, peer) or faults.is_cut(peer, node)):
+        node, peer, faults = self.client.node, self.peer, self.client.faults
+        if self.fail_fast_on_cut and (faults.is_cut(node, peer) or faults.is_cut(peer, node)):
             return KafkaError(ErrorCode.network_exception, f"{node} -> {peer}: the link is cut")
         return None
 
