@@ -29,6 +29,10 @@ OnResponse = Callable[[Any], None]
 OnError = Callable[[KafkaError], None]
 
 
+def _ignore(_response: Any) -> None:
+    pass
+
+
 @dataclass(slots=True)
 class _Call:
     request_name: str
@@ -62,11 +66,15 @@ class Channel:
     def in_flight(self) -> int:
         return len(self._calls)
 
-    def send(self, request: Any, on_response: OnResponse, on_error: OnError | None = None) -> int:
+    def send(self, request: Any, on_response: OnResponse | None, on_error: OnError | None = None,
+             *, timeout_s: float | None = None) -> int:
         """Send request; on_response(response) when it is answered, or on_error(KafkaError)
-        when it times out, cannot be sent or is given up. Returns its correlation id."""
+        when it times out, cannot be sent or is given up. on_response None: no answer is
+        expected (acks=0). timeout_s: this request's own timeout (a JoinGroup waits for a
+        whole rebalance). Returns its correlation id."""
         now = self.clock.monotonic()
-        call = _Call(type(request).__name__, now + self.request_timeout_s, on_response, on_error)
+        timeout = self.request_timeout_s if timeout_s is None else timeout_s
+        call = _Call(type(request).__name__, now + timeout, on_response or _ignore, on_error)
         error = self._cut_error()
         if error is None:
             try:
@@ -74,7 +82,10 @@ class Channel:
             except KafkaError as e:  # the peer's queue is full: it has not read for long
                 error = e
             else:
-                self._calls[corr] = call
+                if on_response is None:
+                    self.client.forget(corr)
+                else:
+                    self._calls[corr] = call
                 return corr
         self._failed.append((call, error))
         corr, self._next_local_id = self._next_local_id, self._next_local_id - 1
@@ -105,8 +116,7 @@ class Channel:
             call = self._calls.pop(corr)
             self.client.forget(corr)
             self._failed.append((call, RequestTimeoutError(
-                f"{self.client.node} -> {self.peer}: no response to {call.request_name} within "
-                f"{self.request_timeout_s:g} s")))
+                f"{self.client.node} -> {self.peer}: no response to {call.request_name} in time")))
         failed, self._failed = self._failed, []
         for call, error in failed:
             delivered += 1

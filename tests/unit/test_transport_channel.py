@@ -89,6 +89,21 @@ def test_a_request_unanswered_for_the_timeout_fails_with_request_timed_out(clock
     assert ch.poll() == 0 and ch.next_due(clock.monotonic()) is None
 
 
+def test_a_request_may_have_its_own_timeout_or_expect_no_answer(clock: ManualClock) -> None:
+    client = FakeClient()
+    ch = channel_with(client, clock)
+    errors: list[KafkaError] = []
+    ch.send(build.metadata_request([]), lambda r: None, errors.append, timeout_s=10.0)
+    quiet = ch.send(build.metadata_request([]), None)  # acks=0: nothing to wait for
+    assert client.forgotten == [quiet] and ch.in_flight == 1
+    clock.advance(9.9)
+    ch.poll()
+    assert errors == []
+    clock.advance(0.1)
+    ch.poll()
+    assert len(errors) == 1
+
+
 def test_fail_all_fails_what_is_in_flight_at_the_next_poll(clock: ManualClock) -> None:
     client = FakeClient()
     ch = channel_with(client, clock)
