@@ -37,8 +37,8 @@ from kafkalab.broker.replica_fetcher import ReplicaFetcherManager
 from kafkalab.broker.replica_manager import NO_THROTTLE, TP, ReplicaManager
 from kafkalab.broker.transactions import TransactionService
 from kafkalab.clock import SYSTEM_CLOCK, Clock
-from kafkalab.controller.requests import metadata_response
 from kafkalab.metadata.image import MetadataImage
+from kafkalab.metadata.responses import metadata_response
 from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
 from kafkalab.process import die_with_parent, parent_alive
