@@ -18,6 +18,7 @@ import datetime
 import logging
 import signal
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from kafkalab.broker.controller_channel import ControllerChannelManager
 from kafkalab.broker.groups import GroupService
 from kafkalab.broker.lifecycle import BrokerLifecycleManager
 from kafkalab.broker.metadata_listener import BrokerMetadataListener
+from kafkalab.broker.metrics_rows import broker_row, replica_row
 from kafkalab.broker.producer_id_manager import ProducerIdManager
 from kafkalab.broker.replica_fetcher import ReplicaFetcherManager
 from kafkalab.broker.replica_manager import NO_THROTTLE, TP, ReplicaManager
@@ -83,7 +85,7 @@ class BrokerServer:
         self.rm = ReplicaManager(broker_id, data_dir, config)
         self.rm.on_event = self._event
         self.image = MetadataImage()
-        self.latencies: list[float] = []
+        self.latencies: deque[float] = deque(maxlen=1000)  # the latest requests' latencies, ms
         self._replicas_checked = 0.0  # loop time of the last _check_replicas
 
         # The managers, wired to one another.
@@ -260,38 +262,15 @@ class BrokerServer:
 
     def _publish(self) -> None:
         now = self.clock.wall_ms()
-        for (topic, pid), part in self.rm.partitions.items():
-            if part.is_leader:
-                # The leader knows every follower's lag: offsets behind and ms since caught up.
-                lags = {b: part.follower_lag(b, now) for b in part.followers}
-                lag, lag_ms = 0, 0
-            else:
-                lags = {}
-                # A follower only knows the leader's HW it last heard of.
-                lag, lag_ms = max(0, part.high_watermark - part.log_end_offset), None
-            self.metrics.publish("replica", {
-                "broker": self.broker_id, "topic": topic, "partition": pid, "is_leader": part.is_leader,
-                "leader": part.leader, "leader_epoch": part.leader_epoch,
-                "log_start_offset": part.log_start_offset, "log_end_offset": part.log_end_offset,
-                "high_watermark": part.high_watermark, "last_stable_offset": part.last_stable_offset,
-                "isr": list(part.isr), "segments": len(part.log.segments), "size_bytes": part.log.size_bytes,
-                "lag_offsets": lag, "lag_ms": lag_ms,
-                "follower_lag": {b: off for b, (off, _ms_) in lags.items()},
-                "follower_lag_ms": {b: ms for b, (_off, ms) in lags.items()},
-            })
+        for part in self.rm.partitions.values():
+            self.metrics.publish("replica", replica_row(self.broker_id, part, now))
         self._publish_broker()
 
     def _publish_broker(self) -> None:
-        lat = sorted(self.latencies[-1000:])
-        self.latencies = lat[-1000:] if len(self.latencies) > 5000 else self.latencies
-        c = self.rm.counters
-        self.metrics.publish("broker", {
-            "broker": self.broker_id, "state": "fenced" if self.lifecycle.fenced else "running", **c,
-            "faults_version": self.faults.version, "metadata_offset": self.image.offset,
-            "rpc_malformed_requests": self.server.malformed, "rpc_request_errors": self.server.request_errors,
-            "request_latency_ms_p50": lat[len(lat) // 2] if lat else 0.0,
-            "request_latency_ms_p99": lat[int(len(lat) * 0.99)] if lat else 0.0,
-        })
+        self.metrics.publish("broker", broker_row(
+            self.broker_id, fenced=self.lifecycle.fenced, counters=self.rm.counters, latencies_ms=self.latencies,
+            faults_version=self.faults.version, metadata_offset=self.image.offset,
+            rpc_malformed_requests=self.server.malformed, rpc_request_errors=self.server.request_errors))
 
     def shutdown_gracefully(self) -> None:
         """SIGTERM: controlled shutdown, moving leadership away before exiting."""

@@ -91,3 +91,23 @@ def test_only_the_partitions_asked_about_are_looked_at(tmp_path):
     shrink_3(s)
     assert s.rms[1].alter_partition_requests(1, s.now, [("other", 0)]) == []
     assert len(s.rms[1].alter_partition_requests(1, s.now, [(T, 0)])) == 1
+
+
+def test_the_replica_row_shows_each_followers_lag_at_the_leader_and_the_hw_gap_at_a_follower(tmp_path):
+    from kafkalab.broker.metrics_rows import broker_row, replica_row
+
+    s = Sim(tmp_path)
+    s.produce(1, [b"a", b"b"])
+    s.fetch_round(2, 1)
+    s.fetch_round(2, 1)  # 2 has both records and the leader knows it
+    leader = replica_row(1, s.part(1), s.now)
+    assert (leader["is_leader"], leader["log_end_offset"], leader["isr"]) == (True, 2, [1, 2, 3])
+    assert leader["follower_lag"] == {2: 0, 3: 2}  # 3 never fetched
+    assert leader["follower_lag_ms"][3] > leader["follower_lag_ms"][2] == 0
+    s.produce(1, [b"c"])
+    s.fetch_round(3, 1)  # 3 gets a, b, c; the HW it heard of is still 0 (2 is behind)
+    follower = replica_row(3, s.part(3), s.now)
+    assert (follower["is_leader"], follower["lag_offsets"], follower["lag_ms"]) == (False, 0, None)
+    row = broker_row(1, fenced=False, counters={"bytes_in": 5}, latencies_ms=[3.0, 1.0, 2.0], faults_version=4)
+    assert (row["state"], row["bytes_in"], row["faults_version"], row["request_latency_ms_p50"]) == (
+        "running", 5, 4, 2.0)
