@@ -231,9 +231,9 @@ class ReplicaManager:
         op = DelayedProduce(acks, now_ms + timeout_ms, results, on_done)
         if acks == -1 and any(r[0] == ErrorCode.none for r in results.values()):
             self.delayed_produce.append(op)
-            self.try_complete(now_ms)
         elif acks != 0:  # Kafka never answers acks=0: the producer is not listening
             on_done(self._produce_response(op))
+        self.try_complete(now_ms)  # the new data may complete parked fetches (followers' first)
 
     def _append(self, tp: TP, records: bytes, acks: int, now_ms: int, control: bool = False,
                 coordinator_epoch: int | None = None) -> list[int]:

@@ -111,3 +111,16 @@ def test_the_replica_row_shows_each_followers_lag_at_the_leader_and_the_hw_gap_a
     row = broker_row(1, fenced=False, counters={"bytes_in": 5}, latencies_ms=[3.0, 1.0, 2.0], faults_version=4)
     assert (row["state"], row["bytes_in"], row["faults_version"], row["request_latency_ms_p50"]) == (
         "running", 5, 4, 2.0)
+
+
+def test_a_parked_follower_fetch_completes_as_soon_as_an_acks_1_produce_appends(tmp_path):
+    # No periodic purgatory sweep: the append itself must wake the waiting fetch.
+    s = Sim(tmp_path)
+    s.produce(1, [b"a"], acks=1)
+    s.fetch_round(2, 1)  # 2 is at the log end now
+    req = s.rms[2].follower_fetch_request({(T, 0)}, {**s.cfg, "replica.fetch.wait.max.ms": 60_000})
+    got = []
+    s.rms[1].fetch(req, s.now, got.append)
+    assert got == []  # nothing new: parked for up to a minute
+    s.produce(1, [b"b"], acks=1)
+    assert len(got) == 1 and got[0].responses[0].partitions[0].records
