@@ -104,7 +104,7 @@ class BrokerServer:
             max_wait_ms=config["metadata.fetch.max.wait.ms"], call_later=self.loop.call_later)
         self.fetchers = ReplicaFetcherManager(
             rm=self.rm, image=self.image, config=config, clock=clock, call_at=self.loop.call_at,
-            connect=lambda leader, endpoint: self._connect(leader, endpoint))
+            connect=self._connect)
         self.producer_ids = ProducerIdManager(broker_id=broker_id, controller=self.controller,
                                               broker_epoch=lambda: self.lifecycle.broker_epoch)
         self.controller.on_follow = self.metadata.refetch
