@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
@@ -31,6 +31,11 @@ from kafkalab.config import (
 )
 from kafkalab.metadata.image import MetadataImage
 from kafkalab.protocol.api_keys import ApiKey
+
+if TYPE_CHECKING:
+    from kafkalab.broker.context import BrokerContext
+    from kafkalab.broker.groups import GroupService
+    from kafkalab.broker.transactions import TransactionService
 
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 # Kafka's DescribeConfigs sources and types.
@@ -248,21 +253,21 @@ def describe_transactions(req: Any, resp_cls: Any, coordinator: Any) -> Any:
 
 
 class AdminService:
-    """Wires the admin APIs into a BrokerServer."""
+    """Wires the admin APIs into the broker."""
 
     api_keys = frozenset({ApiKey.DESCRIBE_CONFIGS, ApiKey.DELETE_RECORDS, ApiKey.DESCRIBE_LOG_DIRS, ApiKey.DESCRIBE_PRODUCERS,
                           ApiKey.DESCRIBE_TRANSACTIONS, ApiKey.LIST_TRANSACTIONS, ApiKey.DELETE_GROUPS, ApiKey.OFFSET_DELETE}) | FORWARDED
 
-    def __init__(self, server: Any):
-        self.server = server
+    def __init__(self, broker: BrokerContext, groups: GroupService, transactions: TransactionService):
+        self.broker, self.groups, self.transactions = broker, groups, transactions
 
     def handle(self, api_key: int, version: int, req: Any, reply: Any, now_ms: int) -> None:
         from kafkalab.protocol.apis import response_class
 
-        s = self.server
+        s = self.broker
         resp_cls = response_class(api_key, version)
         if api_key in FORWARDED:
-            s._call_controller(req, reply)
+            s.controller.send(req, reply)
         elif api_key == ApiKey.DESCRIBE_CONFIGS:
             reply(describe_configs(req, resp_cls, s.image, s.config, s.broker_id))
         elif api_key == ApiKey.DELETE_RECORDS:
@@ -272,9 +277,9 @@ class AdminService:
         elif api_key == ApiKey.DESCRIBE_PRODUCERS:
             reply(describe_producers(req, resp_cls, s.rm.partitions))
         elif api_key == ApiKey.LIST_TRANSACTIONS:
-            reply(list_transactions(req, resp_cls, s.transactions.coordinator, now_ms))
+            reply(list_transactions(req, resp_cls, self.transactions.coordinator, now_ms))
         elif api_key == ApiKey.DESCRIBE_TRANSACTIONS:
-            reply(describe_transactions(req, resp_cls, s.transactions.coordinator))
+            reply(describe_transactions(req, resp_cls, self.transactions.coordinator))
         elif api_key == ApiKey.DELETE_GROUPS:
             self._delete_groups(req, resp_cls, reply)
         elif api_key == ApiKey.OFFSET_DELETE:
@@ -297,7 +302,7 @@ class AdminService:
         if not names:
             reply(resp_cls(throttle_time=_td0(), results=()))
         for name in names:
-            delete_group(self.server.groups.coordinator, name, one(name))
+            delete_group(self.groups.coordinator, name, one(name))
 
     def _offset_delete(self, req: Any, resp_cls: Any, reply: Any) -> None:
         from kafkalab.broker.group_admin import delete_offsets
@@ -312,4 +317,4 @@ class AdminService:
                     mod.OffsetDeleteResponsePartition(partition_index=p, error_code=c))
             reply(resp_cls(error_code=code, throttle_time=_td0(), topics=tuple(
                 mod.OffsetDeleteResponseTopic(name=t, partitions=tuple(ps)) for t, ps in by_topic.items())))
-        delete_offsets(self.server.groups.coordinator, str(req.group_id), tps, done)
+        delete_offsets(self.groups.coordinator, str(req.group_id), tps, done)

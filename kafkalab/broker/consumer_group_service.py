@@ -30,7 +30,7 @@ class ConsumerGroupService:
 
     def __init__(self, groups: Any):
         self.groups = groups  # the GroupService: __consumer_offsets ownership and appends
-        cfg = groups.server.config
+        cfg = groups.broker.config
         assignors = cfg.get("group.consumer.assignors", ["uniform", "range"])
         if isinstance(assignors, str):
             assignors = [a.strip() for a in assignors.split(",") if a.strip()]
@@ -44,7 +44,7 @@ class ConsumerGroupService:
     # -- what the coordinator is injected with ---------------------------------------------
     def _topics(self) -> dict[str, Topic]:
         return {name: Topic(t.topic_id, name, len(t.partitions))
-                for name, t in self.groups.server.image.topics.items()}
+                for name, t in self.groups.broker.image.topics.items()}
 
     def _owns(self, group_id: str) -> str:
         return self.groups._owns(self.groups.coordinator.partition_of(group_id))

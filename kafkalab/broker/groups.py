@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from dataclasses import fields
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.consumer_group_service import ConsumerGroupService
+from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator, uuid_member_id
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.share_service import ShareService
@@ -45,9 +45,9 @@ class GroupService(InternalTopicService):
                           ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH, ApiKey.DESCRIBE_GROUPS, ApiKey.LIST_GROUPS, ApiKey.TXN_OFFSET_COMMIT}
                          | ConsumerGroupService.api_keys | ShareService.api_keys)
 
-    def __init__(self, server: Any):
-        cfg = server.config
-        super().__init__(server, OFFSETS_TOPIC, int(cfg["offsets.topic.num.partitions"]))
+    def __init__(self, broker: BrokerContext):
+        cfg = broker.config
+        super().__init__(broker, OFFSETS_TOPIC, int(cfg["offsets.topic.num.partitions"]))
         self.scanned: dict[int, int] = {}  # loaded partition -> next offset to follow from
         self.coordinator = GroupCoordinator(
             num_partitions=self.num_partitions, append=self._append, owns=self._owns,
@@ -59,12 +59,12 @@ class GroupService(InternalTopicService):
         self.consumer = ConsumerGroupService(self)  # KIP-848 groups, side by side with classic ones
         self.coordinator.load_other = self.consumer.coordinator.load_record
         self.share = ShareService(self)  # KIP-932 share groups: membership here, records at leaders
-        server.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
-        server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
+        broker.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
+        broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- ownership and loading ---------------------------------------------------------------
     def _tick(self) -> None:
-        now = _ms()
+        now = self.broker.clock.wall_ms()
         for p in range(self.num_partitions):
             leads = self._leads(p)
             if leads and p not in self.loaded:
@@ -83,18 +83,18 @@ class GroupService(InternalTopicService):
     def _follow(self, p: int, now_ms: int) -> None:
         """Replay the transactional batches and markers appended since the last look, up to
         the high watermark (markers are written with acks=all, so they count from there)."""
-        part = self.server.rm.partitions[(OFFSETS_TOPIC, p)]
+        part = self.broker.rm.partitions[(OFFSETS_TOPIC, p)]
         offset, hw = self.scanned.get(p, part.log_end_offset), part.high_watermark
         try:
             for data, pos, h in self._read_batches(p, offset, hw):
                 self.coordinator.load_batch(data, pos, now_ms, txn_only=True)
                 offset = h.next_offset
         except Exception:
-            log.exception("broker %s: following __consumer_offsets-%d failed", self.server.broker_id, p)
+            log.exception("broker %s: following __consumer_offsets-%d failed", self.broker.broker_id, p)
         self.scanned[p] = offset
 
     def _load(self, p: int, now_ms: int) -> None:
-        plog = self.server.rm.partitions[(OFFSETS_TOPIC, p)].log
+        plog = self.broker.rm.partitions[(OFFSETS_TOPIC, p)].log
         offset, count = plog.log_start_offset, 0
         try:
             for data, pos, h in self._read_batches(p, offset, plog.log_end_offset):
@@ -102,11 +102,11 @@ class GroupService(InternalTopicService):
                 count += h.last_offset_delta + 1
                 offset = h.next_offset
         except Exception:
-            log.exception("broker %s: loading __consumer_offsets-%d failed", self.server.broker_id, p)
+            log.exception("broker %s: loading __consumer_offsets-%d failed", self.broker.broker_id, p)
             return
         self.loaded.add(p)
         self.scanned[p] = offset
-        self.server.metrics.publish("event", {"event": "group_load", "broker": self.server.broker_id,
+        self.broker.metrics.publish("event", {"event": "group_load", "broker": self.broker.broker_id,
                                               "topic": OFFSETS_TOPIC, "partition": p,
                                               "detail": f"replayed {count} records"})
 
@@ -118,7 +118,7 @@ class GroupService(InternalTopicService):
         self._produce_batch(p, batch, on_done)
 
     def _producer_entry(self, p: int, producer_id: int) -> Any:
-        part = self.server.rm.partitions.get((OFFSETS_TOPIC, p))
+        part = self.broker.rm.partitions.get((OFFSETS_TOPIC, p))
         return None if part is None else part.producer_state.last_entry(producer_id)
 
     def _ensure_offsets_topic(self) -> bool:
@@ -190,8 +190,8 @@ class GroupService(InternalTopicService):
             if int(getattr(req, "key_type", 0)) != 0:
                 pass  # transactional ids: the transaction coordinator's job, not served here
             elif ready:
-                reg = self.server.image.partition(OFFSETS_TOPIC, self.coordinator.partition_of(key))
-                b = self.server.image.brokers.get(reg.leader) if reg is not None else None
+                reg = self.broker.image.partition(OFFSETS_TOPIC, self.coordinator.partition_of(key))
+                b = self.broker.image.brokers.get(reg.leader) if reg is not None else None
                 if b is not None and not b.fenced:
                     code, node, host, port = ErrorCode.none, reg.leader, b.host, b.port
             out.append((key, code, node, host, port))
@@ -297,11 +297,11 @@ class GroupService(InternalTopicService):
 
     # -- metrics -------------------------------------------------------------------------------
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
-        self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})
+        self.broker.metrics.publish(kind, {**row, "broker": self.broker.broker_id})
 
     def _publish_state(self) -> None:
-        now = _ms()
-        rm = self.server.rm
+        now = self.broker.clock.wall_ms()
+        rm = self.broker.rm
         cg = self.consumer.coordinator
         for kind, row in self.share.metric_rows(now):
             self._publish_now(kind, row)
@@ -329,5 +329,3 @@ class _LegacyLeave:
         self.members = [type("M", (), {"member_id": req.member_id, "group_instance_id": None})()]
 
 
-def _ms() -> int:
-    return int(time.time() * 1000)

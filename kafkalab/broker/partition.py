@@ -218,8 +218,32 @@ class Partition:
         self.pending_isr = PendingIsr(proposal, now_ms)
         return proposal
 
+    def next_isr_check_ms(self) -> int | None:
+        """The earliest time isr_change_to_propose could propose something with no fetch in
+        between: a follower in the ISR falling behind for too long, or a proposal lost. An
+        expansion needs a fetch (the follower catching up), so time alone never brings one."""
+        if not self.is_leader:
+            return None
+        if self.pending_isr is not None:
+            return self.pending_isr.sent_ms + self.config.get("request.timeout.ms", 30_000)
+        lag_max = self.config["replica.lag.time.max.ms"]
+        due = [st.last_caught_up_ms + lag_max + 1 for b, st in self.followers.items() if b in self.isr]
+        return min(due) if due else None
+
     def isr_change_failed(self) -> None:
         self.pending_isr = None
+
+    def isr_change_committed(self, leader_epoch: int, isr: list[int], partition_epoch: int) -> bool:
+        """The controller committed an AlterPartition: adopt it now rather than waiting for
+        the metadata to arrive. An answer for an older leader epoch is ignored (this broker
+        has been leader again since). Returns True if it was adopted."""
+        if leader_epoch != self.leader_epoch:
+            return False
+        self.isr = list(isr)
+        self.partition_epoch = partition_epoch
+        self.pending_isr = None
+        self.maybe_advance_high_watermark()
+        return True
 
     def follower_lag(self, follower: int, now_ms: int) -> tuple[int, int]:
         st = self.followers.get(follower)

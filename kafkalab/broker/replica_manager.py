@@ -12,10 +12,12 @@ import datetime
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kio.schema.alter_partition.v2 import request as ap_req
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_req
 from kio.schema.fetch.v12 import response as fetch_resp
@@ -226,9 +228,9 @@ class ReplicaManager:
         op = DelayedProduce(acks, now_ms + timeout_ms, results, on_done)
         if acks == -1 and any(r[0] == ErrorCode.none for r in results.values()):
             self.delayed_produce.append(op)
-            self.try_complete(now_ms)
         elif acks != 0:  # Kafka never answers acks=0: the producer is not listening
             on_done(self._produce_response(op))
+        self.try_complete(now_ms)  # the new data may complete parked fetches (followers' first)
 
     def _append(self, tp: TP, records: bytes, acks: int, now_ms: int, control: bool = False,
                 coordinator_epoch: int | None = None) -> list[int]:
@@ -469,6 +471,40 @@ class ReplicaManager:
         self.delayed_produce.append(op)
         self.try_complete(now_ms)
 
+    # -- ISR changes (the leader's AlterPartition) -----------------------------------------
+    def alter_partition_requests(self, broker_epoch: int, now_ms: int, tps: Iterable[TP] | None = None,
+                                 ) -> list[tuple[Partition, ap_req.AlterPartitionRequest]]:
+        """The AlterPartition each led partition (of tps, None: all) should send the controller
+        now (one change in flight per partition); a partition whose topic is gone from the
+        image proposes none."""
+        out = []
+        for tp in self.partitions if tps is None else tps:
+            part = self.partitions.get(tp)
+            if part is None:
+                continue
+            proposal = part.isr_change_to_propose(now_ms)
+            if proposal is None:
+                continue
+            topic = self.image.topics.get(tp[0])
+            if topic is None:
+                part.isr_change_failed()
+                continue
+            out.append((part, ap_req.AlterPartitionRequest(
+                broker_id=self.broker_id, broker_epoch=broker_epoch,
+                topics=(ap_req.TopicData(topic_id=uuid.UUID(topic.topic_id), partitions=(
+                    ap_req.PartitionData(partition_index=tp[1], leader_epoch=part.leader_epoch,
+                                         new_isr=tuple(proposal), partition_epoch=part.partition_epoch),)),))))
+        return out
+
+    def alter_partition_answered(self, part: Partition, resp: Any, now_ms: int) -> None:
+        """The controller's answer to one partition's AlterPartition (None: no answer)."""
+        p = resp.topics[0].partitions[0] if resp is not None and resp.topics else None
+        if p is None or p.error_code != ErrorCode.none:
+            part.isr_change_failed()
+            return
+        if part.isr_change_committed(int(p.leader_epoch), [int(b) for b in p.isr], int(p.partition_epoch)):
+            self.try_complete(now_ms)  # a larger ISR may complete acks=all produces now
+
     # -- follower side ---------------------------------------------------------------------
     def follower_fetch_request(self, tps: set[TP], config: dict[str, Any]) -> fetch_req.FetchRequest | None:
         """The Fetch a follower sends its leader: its LEO as the fetch offset, and the epoch
@@ -558,6 +594,15 @@ class ReplicaManager:
     def next_deadline_ms(self) -> int | None:
         deadlines = [op.deadline_ms for op in self.delayed_produce] + [op.deadline_ms for op in self.delayed_fetch]
         return min(deadlines) if deadlines else None
+
+    def next_check_ms(self) -> int | None:
+        """When try_complete or alter_partition_requests next has something to do on time
+        alone: a purgatory deadline, an ISR follower falling behind, a lost AlterPartition."""
+        due = [t for t in (p.next_isr_check_ms() for p in self.partitions.values()) if t is not None]
+        deadline = self.next_deadline_ms()
+        if deadline is not None:
+            due.append(deadline)
+        return min(due) if due else None
 
     # -- offsets ---------------------------------------------------------------------------
     def list_offsets(self, req: lo_req.ListOffsetsRequest) -> lo_resp.ListOffsetsResponse:

@@ -11,7 +11,6 @@ ShareAcknowledge. A fetch that finds nothing to acquire waits (up to max_wait) f
 from __future__ import annotations
 
 import datetime
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +43,8 @@ class ShareService:
 
     def __init__(self, groups: Any):
         self.groups = groups
-        self.server = groups.server
-        cfg = self.server.config
+        self.broker = groups.broker
+        cfg = self.broker.config
         self.lock_ms = int(cfg.get("group.share.record.lock.duration.ms", 30_000))
         self.delivery_limit = int(cfg.get("group.share.delivery.count.limit", 5))
         self.max_in_flight = int(cfg.get("group.share.partition.max.record.locks", 2000))
@@ -57,8 +56,8 @@ class ShareService:
             heartbeat_interval_ms=int(cfg.get("group.share.heartbeat.interval.ms", 5_000)))
         self.partitions: dict[tuple[str, str, int], SharePartition] = {}  # (group, topic, partition)
         self.sessions: dict[tuple[str, str], ShareSession] = {}  # (group, member)
-        self.state_service = ShareStateService(self.server)  # the share coordinator
-        self.state = ShareStateClient(self.server, self.state_service)
+        self.state_service = ShareStateService(self.broker)  # the share coordinator
+        self.state = ShareStateClient(self.broker, self.state_service)
         self.loading: set[tuple[str, str, int]] = set()  # share-partitions whose state is being read
 
     def _other_group(self, group_id: str) -> str | None:
@@ -120,7 +119,7 @@ class ShareService:
         return cls(throttle_time=NO_THROTTLE, groups=tuple(out))
 
     def _names(self) -> dict[str, str]:
-        return {t.topic_id: name for name, t in self.server.image.topics.items()}
+        return {t.topic_id: name for name, t in self.broker.image.topics.items()}
 
     def _session(self, group: str, member: str, epoch: int, now_ms: int) -> tuple[ErrorCode, ShareSession | None]:
         key = (group, member)
@@ -140,7 +139,7 @@ class ShareService:
         return ErrorCode.none, s
 
     def _share_partition(self, group: str, topic: str, p: int) -> tuple[ErrorCode, SharePartition | None]:
-        part = self.server.rm.partitions.get((topic, p))
+        part = self.broker.rm.partitions.get((topic, p))
         if part is None or not part.is_leader:
             return ErrorCode.not_leader_or_follower, None
         key = (group, topic, p)
@@ -155,11 +154,11 @@ class ShareService:
         return ErrorCode.none, sp
 
     def _state_key(self, key: tuple[str, str, int]) -> tuple[str, str, int]:
-        return key[0], self.server.image.topics[key[1]].topic_id, key[2]
+        return key[0], self.broker.image.topics[key[1]].topic_id, key[2]
 
     def _loaded(self, key: tuple[str, str, int], code: ErrorCode, state: Any) -> None:
         self.loading.discard(key)
-        part = self.server.rm.partitions.get(key[1:])
+        part = self.broker.rm.partitions.get(key[1:])
         if code != ErrorCode.none or part is None or not part.is_leader or key in self.partitions:
             return  # asked again on the next fetch
         args = {"lock_duration_ms": self.lock_ms, "delivery_limit": self.delivery_limit,
@@ -171,8 +170,8 @@ class ShareService:
         self.partitions[key] = SharePartition(start, **args)
 
     def _persist(self, key: tuple[str, str, int], done: Any = None) -> None:
-        sp, part = self.partitions.get(key), self.server.rm.partitions.get(key[1:])
-        if sp is None or part is None or key[1] not in self.server.image.topics:
+        sp, part = self.partitions.get(key), self.broker.rm.partitions.get(key[1:])
+        if sp is None or part is None or key[1] not in self.broker.image.topics:
             if done is not None:
                 done(ErrorCode.not_leader_or_follower)
             return
@@ -254,17 +253,18 @@ class ShareService:
             self.sessions.pop((group, member), None)
             reply(self._fetch_response(cls, {}, acks))
             return
-        deadline = time.monotonic() + req.max_wait.total_seconds()
+        clock = self.broker.clock
+        deadline = clock.monotonic() + req.max_wait.total_seconds()
         max_records = max(1, int(req.max_records) if int(req.max_records) > 0 else 500)
 
         def attempt() -> None:
-            now = int(time.time() * 1000)
+            now = clock.wall_ms()
             got = self._acquire(group, member, session, max_records, int(req.max_bytes), now)
-            if any(ranges for _, ranges, _ in got.values()) or acks or time.monotonic() >= deadline \
+            if any(ranges for _, ranges, _ in got.values()) or acks or clock.monotonic() >= deadline \
                     or self.sessions.get((group, member)) is not session:
                 reply(self._fetch_response(cls, got, acks))
             else:
-                self.server.loop.call_later(RETRY_S, attempt)
+                self.broker.loop.call_later(RETRY_S, attempt)
 
         attempt()
 
@@ -277,7 +277,7 @@ class ShareService:
                 out[(topic, p)] = (b"", [], code)
                 continue
             sp.expire_locks(now_ms)
-            part = self.server.rm.partitions[(topic, p)]
+            part = self.broker.rm.partitions[(topic, p)]
             hw = part.high_watermark
             start = sp.candidates(hw)
             if start is None or max_records <= 0:
@@ -295,17 +295,17 @@ class ShareService:
         return out
 
     def _fetch_response(self, cls: type, got: dict, acks: dict[TP, ErrorCode]) -> Any:
-        ids = {name: t.topic_id for name, t in self.server.image.topics.items()}
+        ids = {name: t.topic_id for name, t in self.broker.image.topics.items()}
         topic_cls, part_cls = schema_module(cls).ShareFetchableTopicResponse, schema_module(cls).PartitionData
         acq_cls, leader_cls = schema_module(cls).AcquiredRecords, schema_module(cls).LeaderIdAndEpoch
         by_topic: dict[str, list[Any]] = {}
         for tp in sorted(set(got) | set(acks)):
             data, ranges, code = got.get(tp, (b"", [], ErrorCode.none))
-            part = self.server.rm.partitions.get(tp)
+            part = self.broker.rm.partitions.get(tp)
             by_topic.setdefault(tp[0], []).append(part_cls(
                 partition_index=tp[1], error_code=code, error_message=None,
                 acknowledge_error_code=int(acks.get(tp, ErrorCode.none)), acknowledge_error_message=None,
-                current_leader=leader_cls(leader_id=self.server.broker_id if part is not None else -1,
+                current_leader=leader_cls(leader_id=self.broker.broker_id if part is not None else -1,
                                           leader_epoch=part.leader_epoch if part is not None else -1),
                 records=data if ranges else b"",
                 acquired_records=tuple(acq_cls(first_offset=f, last_offset=last, delivery_count=d)
@@ -336,13 +336,13 @@ class ShareService:
         if epoch == -1:
             self._release(group, member)
             self.sessions.pop((group, member), None)
-        ids = {name: t.topic_id for name, t in self.server.image.topics.items()}
+        ids = {name: t.topic_id for name, t in self.broker.image.topics.items()}
         by_topic: dict[str, list[Any]] = {}
         for (t, p), c in sorted(acks.items()):
-            part = self.server.rm.partitions.get((t, p))
+            part = self.broker.rm.partitions.get((t, p))
             by_topic.setdefault(t, []).append(part_cls(
                 partition_index=p, error_code=c, error_message=_ack_message(c),
-                current_leader=leader_cls(leader_id=self.server.broker_id if part is not None else -1,
+                current_leader=leader_cls(leader_id=self.broker.broker_id if part is not None else -1,
                                           leader_epoch=part.leader_epoch if part is not None else -1)))
         reply(cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None,
                   responses=tuple(topic_cls(topic_id=uuid.UUID(ids[t]), partitions=tuple(ps))
@@ -351,7 +351,6 @@ class ShareService:
     # -- timers ----------------------------------------------------------------------------------
     def tick(self, now_ms: int) -> None:
         self.state_service.tick()
-        self.state.expire()
         for group, member in self.coordinator.tick(now_ms):
             self._release(group, member)
         for key, s in list(self.sessions.items()):
@@ -361,7 +360,7 @@ class ShareService:
                 del self.sessions[key]
                 self._release(*key)
         for (_g, topic, p), sp in list(self.partitions.items()):
-            part = self.server.rm.partitions.get((topic, p))
+            part = self.broker.rm.partitions.get((topic, p))
             if part is None or not part.is_leader:
                 del self.partitions[(_g, topic, p)]
             elif sp.expire_locks(now_ms):
@@ -387,7 +386,7 @@ class ShareService:
                                for mid in sorted(g.members)},
                 "member_epochs": {mid: m.member_epoch for mid, m in sorted(g.members.items())}}))
         for (gid, topic, p), sp in sorted(self.partitions.items()):
-            part = self.server.rm.partitions.get((topic, p))
+            part = self.broker.rm.partitions.get((topic, p))
             hw = part.high_watermark if part is not None else sp.speo
             deadline = sp.next_lock_deadline()
             rows.append(("share_partition", {

@@ -13,7 +13,6 @@ this broker becomes their leader; `ShareStateClient` is the share-partition lead
 from __future__ import annotations
 
 import struct
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,11 +24,12 @@ from kio.schema.write_share_group_state.v0 import request as write_req
 from kio.schema.write_share_group_state.v0 import response as write_resp
 
 from kafkalab.broker.consumer_group import _carray
+from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.group_coordinator import java_string_hashcode
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.records.batch import decode_batch
-from kafkalab.transport.rpc import RpcClient
+from kafkalab.transport.channel import Channel
 
 STATE_TOPIC = "__share_group_state"
 CHANNEL_SUFFIX = "/share"
@@ -79,9 +79,9 @@ def decode_snapshot(key: bytes, value: bytes | None) -> tuple[Key, State | None]
 class ShareStateService(InternalTopicService):
     api_keys = frozenset({ApiKey.READ_SHARE_GROUP_STATE, ApiKey.WRITE_SHARE_GROUP_STATE})
 
-    def __init__(self, server: Any):
-        cfg = server.config
-        super().__init__(server, STATE_TOPIC, int(cfg.get("share.coordinator.state.topic.num.partitions", 50)))
+    def __init__(self, broker: BrokerContext):
+        cfg = broker.config
+        super().__init__(broker, STATE_TOPIC, int(cfg.get("share.coordinator.state.topic.num.partitions", 50)))
         self.states: dict[Key, State] = {}
 
     def tick(self) -> None:
@@ -95,7 +95,7 @@ class ShareStateService(InternalTopicService):
                     del self.states[key]
 
     def _load(self, p: int) -> None:
-        plog = self.server.rm.partitions[(STATE_TOPIC, p)].log
+        plog = self.broker.rm.partitions[(STATE_TOPIC, p)].log
         for data, pos, _h in self._read_batches(p, plog.log_start_offset, plog.log_end_offset):
             for r in decode_batch(data, pos).records:
                 if r.key is None:
@@ -167,50 +167,31 @@ class ShareStateClient:
     """The share-partition leader's side: Read/Write to whichever broker leads the key's
     `__share_group_state` partition (this one: a local call)."""
 
-    def __init__(self, server: Any, service: ShareStateService):
-        self.server, self.service = server, service
-        self.clients: dict[int, RpcClient] = {}
-        self.calls: dict[tuple[int, int], Callable[[Any], None]] = {}
+    def __init__(self, broker: BrokerContext, service: ShareStateService):
+        self.broker, self.service = broker, service
+        self.channels: dict[int, Channel] = {}
 
     def _call(self, key: Key, req: Any, done: Callable[[Any], None]) -> None:
         if not self.service.ready():
             done(None)
             return
-        reg = self.server.image.partition(STATE_TOPIC, state_partition(key, self.service.num_partitions))
+        reg = self.broker.image.partition(STATE_TOPIC, state_partition(key, self.service.num_partitions))
         if reg is None or reg.leader < 0:
             done(None)
             return
-        if reg.leader == self.server.broker_id:
+        if reg.leader == self.broker.broker_id:
             api = ApiKey.READ_SHARE_GROUP_STATE if isinstance(req, read_req.ReadShareGroupStateRequest) \
                 else ApiKey.WRITE_SHARE_GROUP_STATE
-            self.service.handle(api, 0, req, done, int(time.time() * 1000))
+            self.service.handle(api, 0, req, done, self.broker.clock.wall_ms())
             return
-        c = self.clients.get(reg.leader)
-        b = self.server.image.brokers.get(reg.leader)
-        if c is None and b is not None:
-            s = self.server
-            c = self.clients[reg.leader] = RpcClient(s.ctx, f"{s.node}{CHANNEL_SUFFIX}", f"broker-{reg.leader}",
-                                                     b.endpoint, s.faults)
-            s.loop.add_socket(c.socket, lambda n=reg.leader: self._on_responses(n))
-            s.loop.add_due_source(c.next_due, lambda n=reg.leader: self._on_responses(n))
+        c = self.channels.get(reg.leader)
         if c is None:
-            done(None)
-            return
-        self.calls[(reg.leader, c.send(req))] = done
-
-    def _on_responses(self, node: int) -> None:
-        for cid, resp in self.clients[node].receive(time.monotonic()):
-            cb = self.calls.pop((node, cid), None)
-            if cb is not None:
-                cb(resp)
-
-    def expire(self) -> None:
-        timeout_s = self.server.config["request.timeout.ms"] / 1000
-        for node, c in self.clients.items():
-            for cid in c.expire(time.monotonic(), timeout_s):
-                cb = self.calls.pop((node, cid), None)
-                if cb is not None:
-                    cb(None)
+            c = self.broker.channel_to(reg.leader, suffix=CHANNEL_SUFFIX)
+            if c is None:
+                done(None)
+                return
+            self.channels[reg.leader] = c
+        c.send(req, done, lambda _error: done(None))  # None: timed out
 
     def read(self, key: Key, done: Callable[[ErrorCode, State | None], None]) -> None:
         req = read_req.ReadShareGroupStateRequest(group_id=key[0], topics=(read_req.ReadStateData(
@@ -249,6 +230,6 @@ class ShareStateClient:
         self._call(key, req, got)
 
     def close(self) -> None:
-        for c in self.clients.values():
+        for c in self.channels.values():
             c.close()
 

@@ -8,39 +8,35 @@ creating the topic on first use; every 100 ms loads the partitions of that topic
 has just become leader of (replaying their log, then finishing prepared transactions) and
 drops those it no longer leads; sends WriteTxnMarkers to partition leaders (itself directly,
 other brokers over ZeroMQ) and retries until every partition has its marker; keeps its own
-block of producer ids from the controller; publishes "txn" rows.
+the broker's block of producer ids (ProducerIdManager); publishes "txn" rows.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import time
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import Any
 
-from kio.schema.allocate_producer_ids.v0.request import AllocateProducerIdsRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.write_txn_markers.v1 import request as wtm_req
 
+from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
+from kafkalab.broker.txn_markers import MarkerJob, marker_codes
 from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class, schema_module
 from kafkalab.records.batch import decode_batch
-from kafkalab.transport.rpc import RpcClient
+from kafkalab.transport.channel import Channel
 
 log = logging.getLogger(__name__)
 
 NO_THROTTLE = datetime.timedelta(0)
 TICK_S = 0.1
-MARKER_RETRY_BACKOFF_S = 0.1
 # Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms is 10 s; the lab looks
 # more often so a timed-out transaction is aborted while the learner watches.
 DEFAULT_ABORT_CHECK_MS = 500
-# Markers whose partitions are gone are dropped; these end the job (a newer coordinator or
-# producer epoch exists: this coordinator is a zombie for that transaction).
-ZOMBIE_CODES = (ErrorCode.transaction_coordinator_fenced, ErrorCode.invalid_producer_epoch)
 MARKER_CHANNEL_SUFFIX = "/txn"
 
 
@@ -50,44 +46,26 @@ def _make(cls: type, **kw: Any) -> Any:
     return cls(**{k: v for k, v in kw.items() if k in names})
 
 
-def _ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass
-class MarkerJob:
-    txn_partition: int
-    coordinator_epoch: int
-    producer_id: int
-    producer_epoch: int
-    commit: bool
-    remaining: set[TP]
-    on_done: Any
-    in_flight: set[TP] = field(default_factory=set)
-    retry_at: float = 0.0
 
 
 class TransactionService(InternalTopicService):
     api_keys = frozenset({ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN})  # plus 10 and 22, shared
 
-    def __init__(self, server: Any):
-        cfg = server.config
-        super().__init__(server, TRANSACTION_STATE_TOPIC, int(cfg["transaction.state.log.num.partitions"]))
-        self.producer_ids: list[int] = []  # [next, end) of this coordinator's block
-        self._allocating = False
+    def __init__(self, broker: BrokerContext):
+        cfg = broker.config
+        super().__init__(broker, TRANSACTION_STATE_TOPIC, int(cfg["transaction.state.log.num.partitions"]))
         self.jobs: list[MarkerJob] = []
-        self.clients: dict[int, RpcClient] = {}  # broker id -> marker channel
-        self.calls: dict[tuple[int, int], Any] = {}  # (broker, correlation id) -> callback
+        self.channels: dict[int, Channel] = {}  # broker id -> marker channel
         self.coordinator = TransactionCoordinator(
             num_partitions=self.num_partitions, offsets_partitions=int(cfg["offsets.topic.num.partitions"]),
             append=self._append, send_markers=self._send_markers, owns=self._owns,
-            next_producer_id=self._next_producer_id, publish=self._publish_now,
+            next_producer_id=broker.producer_ids.try_next, publish=self._publish_now,
             max_timeout_ms=int(cfg["transaction.max.timeout.ms"]),
             id_expiration_ms=int(cfg["transactional.id.expiration.ms"]))
-        server.loop.call_every(TICK_S, self._tick)
+        broker.loop.call_every(TICK_S, self._tick)
         abort_ms = cfg.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", DEFAULT_ABORT_CHECK_MS)
-        server.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(_ms()))
-        server.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
+        broker.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(broker.clock.wall_ms()))
+        broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- dispatch ----------------------------------------------------------------------------
     def accepts(self, api_key: int, req: Any) -> bool:
@@ -127,7 +105,7 @@ class TransactionService(InternalTopicService):
         epoch = getattr(req, "v3_and_below_producer_epoch", getattr(req, "producer_epoch", -1))
         topics = getattr(req, "v3_and_below_topics", None) or getattr(req, "topics", ())
         tps = [(str(t.name), int(p)) for t in topics for p in t.partitions]
-        unknown = {tp for tp in tps if self.server.image.partition(*tp) is None}
+        unknown = {tp for tp in tps if self.broker.image.partition(*tp) is None}
         topic_cls = schema_module(cls).AddPartitionsToTxnTopicResult
         part_cls = schema_module(cls).AddPartitionsToTxnPartitionResult
 
@@ -154,8 +132,8 @@ class TransactionService(InternalTopicService):
         for key in keys:
             code, node, host, port = ErrorCode.coordinator_not_available, -1, "", -1
             if ready:
-                reg = self.server.image.partition(TRANSACTION_STATE_TOPIC, self.coordinator.partition_of(key))
-                b = self.server.image.brokers.get(reg.leader) if reg is not None else None
+                reg = self.broker.image.partition(TRANSACTION_STATE_TOPIC, self.coordinator.partition_of(key))
+                b = self.broker.image.brokers.get(reg.leader) if reg is not None else None
                 if b is not None and not b.fenced:
                     code, node, host, port = ErrorCode.none, reg.leader, b.host, b.port
             out.append((key, code, node, host, port))
@@ -170,17 +148,17 @@ class TransactionService(InternalTopicService):
 
     def _ensure_topic(self) -> bool:
         # Compacted: only the latest state of each transactional.id matters.
-        min_isr = int(self.server.config["transaction.state.log.min.isr"])
+        min_isr = int(self.broker.config["transaction.state.log.min.isr"])
         return self._ensure_internal_topic(
             "transaction.state.log.replication.factor",
             lambda rf: {"cleanup.policy": "compact", "min.insync.replicas": str(min(min_isr, rf))})
 
     # -- __transaction_state: ownership, loading, appends -----------------------------------
     def _tick(self) -> None:
-        now = _ms()
+        now = self.broker.clock.wall_ms()
         for p in range(self.num_partitions):
             leads = self._leads(p)
-            epoch = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)].leader_epoch if leads else None
+            epoch = self.broker.rm.partitions[(TRANSACTION_STATE_TOPIC, p)].leader_epoch if leads else None
             if leads and (p not in self.loaded or self.coordinator.coordinator_epochs.get(p) != epoch):
                 self._load(p, now)
             elif not leads and p in self.loaded:
@@ -189,14 +167,14 @@ class TransactionService(InternalTopicService):
         self._drive_markers()
 
     def _load(self, p: int, now_ms: int) -> None:
-        part = self.server.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
+        part = self.broker.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
         plog = part.log
         records: list[tuple[bytes, bytes | None]] = []
         try:
             for data, pos, _h in self._read_batches(p, plog.log_start_offset, plog.log_end_offset):
                 records.extend((r.key, r.value) for r in decode_batch(data, pos).records if r.key is not None)
         except Exception:
-            log.exception("broker %s: loading %s-%d failed", self.server.broker_id, TRANSACTION_STATE_TOPIC, p)
+            log.exception("broker %s: loading %s-%d failed", self.broker.broker_id, TRANSACTION_STATE_TOPIC, p)
             return
         self.loaded.add(p)  # before replaying: finishing prepared transactions needs ownership
         n = self.coordinator.load_partition(p, part.leader_epoch, records, now_ms)
@@ -207,90 +185,41 @@ class TransactionService(InternalTopicService):
         # Appends are often asked for from inside a ReplicaManager completion callback (a
         # marker or an earlier append just finished): run them from the loop instead, so the
         # purgatory is never re-entered.
-        self.server.loop.call_later(0, lambda: self._append_now(p, records, on_done))
+        self.broker.loop.call_later(0, lambda: self._append_now(p, records, on_done))
 
     def _append_now(self, p: int, records: list[tuple[bytes, bytes | None]], on_done: Any) -> None:
         self._produce_records(p, records, lambda code, _offset: on_done(code))
-
-    # -- producer ids ------------------------------------------------------------------------
-    def _next_producer_id(self) -> int | None:
-        ids = self.producer_ids
-        if ids and ids[0] < ids[1]:
-            ids[0] += 1
-            if ids[1] - ids[0] < 10:
-                self._allocate()  # refill before the block runs dry
-            return ids[0] - 1
-        self._allocate()
-        return None
-
-    def _allocate(self) -> None:
-        if self._allocating:
-            return
-        self._allocating = True
-
-        def done(resp: Any) -> None:
-            self._allocating = False
-            if resp.error_code == ErrorCode.none:
-                start = int(resp.producer_id_start)
-                self.producer_ids = [start, start + int(resp.producer_id_len)]
-
-        self.server._call_controller(AllocateProducerIdsRequest(broker_id=self.server.broker_id,
-                                                                broker_epoch=self.server.broker_epoch), done)
-        # The server forgets unanswered controller calls; never stay "allocating" for good.
-        self.server.loop.call_later(3.0, lambda: setattr(self, "_allocating", False))
 
     # -- markers ------------------------------------------------------------------------------
     def _send_markers(self, txn_partition: int, coordinator_epoch: int, producer_id: int, producer_epoch: int,
                       commit: bool, partitions: list[TP], on_done: Any) -> None:
         self.jobs.append(MarkerJob(txn_partition, coordinator_epoch, producer_id, producer_epoch, commit,
                                    set(partitions), on_done))
-        self.server.loop.call_later(0, self._drive_markers)  # not from inside a produce callback
+        self.broker.loop.call_later(0, self._drive_markers)  # not from inside a produce callback
 
-    def _client(self, broker_id: int) -> RpcClient | None:
-        c = self.clients.get(broker_id)
-        reg = self.server.image.brokers.get(broker_id)
-        if c is None and reg is not None:
-            s = self.server
-            # A ROUTER knows a peer by its identity and the follower fetcher to that broker
-            # already uses "broker-N": the marker channel needs a name of its own.
-            c = self.clients[broker_id] = RpcClient(s.ctx, f"{s.node}{MARKER_CHANNEL_SUFFIX}",
-                                                    f"broker-{broker_id}", reg.endpoint, s.faults)
-            s.loop.add_socket(c.socket, lambda b=broker_id: self._on_responses(b))
-            s.loop.add_due_source(c.next_due, lambda b=broker_id: self._on_responses(b))
+    def _channel(self, broker_id: int) -> Channel | None:
+        c = self.channels.get(broker_id)
+        if c is None:
+            # The follower fetcher to that broker already uses "broker-N": the marker channel
+            # has a name of its own. On a cut link a marker fails at once and is retried.
+            c = self.broker.channel_to(broker_id, suffix=MARKER_CHANNEL_SUFFIX, fail_fast_on_cut=True)
+            if c is not None:
+                self.channels[broker_id] = c
         return c
 
-    def _on_responses(self, broker_id: int) -> None:
-        c = self.clients[broker_id]
-        for cid, resp in c.receive(time.monotonic()):
-            cb = self.calls.pop((broker_id, cid), None)
-            if cb is not None:
-                cb(resp)
-
     def _drive_markers(self) -> None:
-        now = time.monotonic()
-        timeout_s = self.server.config["request.timeout.ms"] / 1000
-        for b, c in self.clients.items():
-            for cid in c.expire(now, timeout_s):
-                cb = self.calls.pop((b, cid), None)
-                if cb is not None:
-                    cb(None)
+        now = self.broker.clock.monotonic()
         for job in list(self.jobs):
             if self.coordinator.coordinator_epochs.get(job.txn_partition) != job.coordinator_epoch:
                 self.jobs.remove(job)  # no longer this broker's transaction: its successor resends
                 continue
-            if now < job.retry_at:
-                continue
-            by_leader: dict[int, list[TP]] = {}
-            for tp in sorted(job.remaining - job.in_flight):
-                reg = self.server.image.partition(*tp)
-                if reg is None:
-                    job.remaining.discard(tp)  # the topic was deleted: nothing to mark
-                    continue
-                if reg.leader >= 0:
-                    by_leader.setdefault(reg.leader, []).append(tp)
-            for leader, tps in by_leader.items():
+            for leader, tps in job.to_send(now, self._leader_of).items():
                 self._send_marker(job, leader, tps)
             self._maybe_finish(job)
+
+    def _leader_of(self, tp: TP) -> int | None:
+        reg = self.broker.image.partition(*tp)
+        return None if reg is None else reg.leader
 
     def _send_marker(self, job: MarkerJob, leader: int, tps: list[TP]) -> None:
         topics: dict[str, list[int]] = {}
@@ -301,66 +230,46 @@ class TransactionService(InternalTopicService):
             coordinator_epoch=job.coordinator_epoch,
             topics=tuple(wtm_req.WritableTxnMarkerTopic(name=t, partition_indexes=tuple(ps))
                          for t, ps in topics.items())),))
-        job.in_flight |= set(tps)
 
         def done(resp: Any) -> None:
-            job.in_flight -= set(tps)
-            codes: dict[TP, ErrorCode] = {}
-            if resp is not None and not isinstance(resp, BaseException):
-                for m in resp.markers:
-                    for t in m.topics:
-                        for p in t.partitions:
-                            codes[(str(t.name), int(p.partition_index))] = p.error_code
-            failed = False
-            for tp in tps:
-                code = codes.get(tp, ErrorCode.request_timed_out)
-                if code in (ErrorCode.none, ErrorCode.unknown_topic_or_partition):
-                    job.remaining.discard(tp)
-                elif code in ZOMBIE_CODES:
-                    log.warning("broker %s: marker for %s-%d refused (%s): dropping the transaction's markers",
-                                self.server.broker_id, tp[0], tp[1], code.name)
-                    if job in self.jobs:
-                        self.jobs.remove(job)
-                    return
-                else:
-                    failed = True  # not leader, not enough replicas, timed out: retry
-            if failed:
-                job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
-            for tp in tps:
-                if tp not in job.remaining:
-                    self._publish_now("event", {
-                        "event": "txn_marker", "topic": tp[0], "partition": tp[1],
-                        "detail": f"{'COMMIT' if job.commit else 'ABORT'} producer {job.producer_id} "
-                                  f"epoch {job.producer_epoch} written"})
+            # A KafkaError instead of a response: timed out, or the link is cut.
+            codes = {} if isinstance(resp, BaseException) else marker_codes(resp)
+            written = job.answered(tps, codes, self.broker.clock.monotonic())
+            if job.fenced:
+                log.warning("broker %s: a marker of producer %d was refused (fenced): dropping the "
+                            "transaction's markers", self.broker.broker_id, job.producer_id)
+                if job in self.jobs:
+                    self.jobs.remove(job)
+                return
+            for tp in written:
+                self._publish_now("event", {
+                    "event": "txn_marker", "topic": tp[0], "partition": tp[1],
+                    "detail": f"{'COMMIT' if job.commit else 'ABORT'} producer {job.producer_id} "
+                              f"epoch {job.producer_epoch} written"})
             self._maybe_finish(job)
 
-        if leader == self.server.broker_id:
-            self.server.handle(ApiKey.WRITE_TXN_MARKERS, ZMQ_VERSIONS[ApiKey.WRITE_TXN_MARKERS], req, done)
+        if leader == self.broker.broker_id:
+            self.broker.handle(ApiKey.WRITE_TXN_MARKERS, ZMQ_VERSIONS[ApiKey.WRITE_TXN_MARKERS], req, done)
             return
-        c = self._client(leader)
-        peer, me = f"broker-{leader}", self.server.node
-        if c is not None and (self.server.faults.is_cut(me, peer) or self.server.faults.is_cut(peer, me)):
-            # The fault table names this broker, not its marker channel: honour its cuts here.
-            c = None
-        if c is None:
-            job.in_flight -= set(tps)
-            job.retry_at = time.monotonic() + MARKER_RETRY_BACKOFF_S
+        c = self._channel(leader)
+        if c is None:  # not registered (yet): as if it had not answered
+            job.answered(tps, {}, self.broker.clock.monotonic())
             return
-        self.calls[(leader, c.send(req))] = done
+        c.send(req, done, done)
 
     def _maybe_finish(self, job: MarkerJob) -> None:
-        if not job.remaining and job in self.jobs:
+        if job.done and job in self.jobs:
             self.jobs.remove(job)
-            self.server.loop.call_later(0, lambda: job.on_done(_ms()))
+            self.broker.loop.call_later(0, lambda: job.on_done(self.broker.clock.wall_ms()))
 
     # -- metrics -------------------------------------------------------------------------------
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
-        self.server.metrics.publish(kind, {**row, "broker": self.server.broker_id})
+        self.broker.metrics.publish(kind, {**row, "broker": self.broker.broker_id})
 
     def _publish_state(self) -> None:
         for row in self.coordinator.describe():
             self._publish_now("txn", row)
 
     def close(self) -> None:
-        for c in self.clients.values():
+        for c in self.channels.values():
             c.close()

@@ -1,5 +1,7 @@
-"""ZeroMQ RPC between lab processes, the fault-injecting network, and the event loop."""
+"""ZeroMQ RPC between lab processes, the fault-injecting network, the channel that matches
+responses to their requests' callbacks, and the event loop."""
 
+from kafkalab.transport.channel import Channel
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.loop import EventLoop
 from kafkalab.transport.rpc import (
@@ -12,6 +14,7 @@ from kafkalab.transport.rpc import (
 )
 
 __all__ = [
+    "Channel",
     "Envelope",
     "EventLoop",
     "FaultPublisher",

@@ -19,6 +19,8 @@ from typing import Any
 
 import zmq
 
+from kafkalab.clock import SYSTEM_CLOCK, Clock
+
 __all__ = ["EventLoop", "Handle"]
 
 log = logging.getLogger(__name__)
@@ -53,14 +55,18 @@ class EventLoop:
     # handler takes effect promptly.
     idle_wake_s = 0.25
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
+    def __init__(self, clock: Clock = SYSTEM_CLOCK):
+        self.clock = clock  # timers and due sources are in clock.monotonic() seconds
         self._poller = zmq.Poller()
         self._callbacks: dict[Any, Callable[[], Any]] = {}
         self._timers: list[tuple[float, int, Handle]] = []
         self._seq = itertools.count()
         self._sources: list[Handle] = []
         self._stopped = False
+
+    def time(self) -> float:
+        """Now, on the clock timers are set on."""
+        return self.clock.monotonic()
 
     # -- registration ----------------------------------------------------------------------
 
@@ -88,26 +94,26 @@ class EventLoop:
         return sock.fileno()
 
     def call_at(self, when: float, fn: Callable[[], Any]) -> Handle:
-        """Run fn() once at clock time `when`."""
+        """Run fn() once at loop time `when` (see time())."""
         handle = Handle(fn, when)
         heapq.heappush(self._timers, (when, next(self._seq), handle))
         return handle
 
     def call_later(self, delay_s: float, fn: Callable[[], Any]) -> Handle:
-        return self.call_at(self.clock() + delay_s, fn)
+        return self.call_at(self.time() + delay_s, fn)
 
     def call_every(self, interval_s: float, fn: Callable[[], Any]) -> Handle:
         """Run fn() every interval_s, first after one interval. Late runs are not bunched up."""
         if not interval_s > 0:
             raise ValueError(f"call_every() needs an interval > 0 seconds, not {interval_s!r}")
-        handle = Handle(fn, self.clock() + interval_s, interval_s)
+        handle = Handle(fn, self.time() + interval_s, interval_s)
         heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
         return handle
 
     def add_due_source(
         self, fn: DueSource, callback: Callable[[], Any] | None = None
     ) -> Handle:
-        """Wake up when fn(now) says (absolute clock time or None), e.g. RpcServer.next_due.
+        """Wake up when fn(now) says (absolute loop time or None), e.g. RpcServer.next_due.
 
         If callback is given it is called when that time has come; pass the same callback
         as the source's socket, so that delayed messages are released by receive().
@@ -123,7 +129,7 @@ class EventLoop:
 
         Returns the number of callbacks run.
         """
-        now = self.clock()
+        now = self.time()
         wake = self._next_wake(now)
         if max_wait_s is not None:
             wake = min(wake, now + max_wait_s) if wake is not None else now + max_wait_s
@@ -140,14 +146,14 @@ class EventLoop:
             callback = self._callbacks.get(sock)
             if callback is not None:
                 ran += self._run(callback)
-        now = self.clock()
+        now = self.time()
         while self._timers and self._timers[0][0] <= now:
             _, _, handle = heapq.heappop(self._timers)
             if handle.cancelled:
                 continue
             if handle.interval is not None:
                 # Fixed delay from this run: a late run never makes the next one bunch up.
-                handle.when = max(handle.when + handle.interval, self.clock() + handle.interval * 0.9)
+                handle.when = max(handle.when + handle.interval, self.time() + handle.interval * 0.9)
                 heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
             ran += self._run(handle.callback)
         self._sources = [h for h in self._sources if not h.cancelled]

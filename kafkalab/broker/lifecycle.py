@@ -1,0 +1,108 @@
+"""The broker's lifecycle with the controller (Kafka's BrokerLifecycleManager).
+
+Registration (BrokerRegistration, with a fresh incarnation id per process start, answered with
+the broker epoch), heartbeats every broker.heartbeat.interval.ms (which carry how far this
+broker has replayed the metadata log; the answer says whether it is fenced), a new
+registration when the controller no longer knows the epoch, and controlled shutdown: heartbeats
+that ask to shut down until the controller has moved leadership away and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kio.schema.broker_heartbeat.v2.request import BrokerHeartbeatRequest
+from kio.schema.broker_registration.v4 import request as reg_req
+from kio.schema.errors import ErrorCode
+
+from kafkalab.broker.controller_channel import ControllerChannelManager
+
+log = logging.getLogger(__name__)
+
+CLUSTER_ID = "kafkalab"
+# After "not controller" the next controller may be active at once; after another error, wait.
+RETRY_NOT_CONTROLLER_S = 0.05
+RETRY_ERROR_S = 0.2
+
+
+class BrokerLifecycleManager:
+    def __init__(self, *, broker_id: int, controller: ControllerChannelManager,
+                 listeners: tuple[reg_req.Listener, ...], metadata_offset: Callable[[], int],
+                 call_later: Callable[[float, Callable[[], Any]], Any],
+                 incarnation_id: Callable[[], uuid.UUID] = uuid.uuid4):
+        self.broker_id = broker_id
+        self.controller = controller
+        self.listeners = listeners
+        self.metadata_offset = metadata_offset
+        self.call_later = call_later
+        self.incarnation_id = incarnation_id()  # one per process start: a restart is told apart
+        self.broker_epoch = -1
+        self.registered = False
+        self.fenced = True
+        self.want_shut_down = False
+        self._registering = False
+        self.on_registered: Callable[[], None] = lambda: None  # start following the metadata
+        # Keep the metadata fetch going; its answer also names the active controller.
+        self.ensure_metadata_fetch: Callable[[], None] = lambda: None
+        self.on_shut_down: Callable[[], None] = lambda: None  # the controller let this broker go
+
+    # -- registration ----------------------------------------------------------------------
+    def register(self) -> None:
+        self.registered = False
+        self._registering = True
+        req = reg_req.BrokerRegistrationRequest(
+            broker_id=self.broker_id, cluster_id=CLUSTER_ID, incarnation_id=self.incarnation_id,
+            listeners=self.listeners, features=(), rack=None)
+        self.controller.send(req, self._on_registered, self._on_register_failed)
+
+    def _on_register_failed(self, _error: Any) -> None:
+        self._registering = False  # the next heartbeat tick registers again
+
+    def _on_registered(self, resp: Any) -> None:
+        self._registering = False
+        if resp.error_code == ErrorCode.not_controller:
+            self.controller.follow(None)  # not active: the next controller may be
+            self.call_later(RETRY_NOT_CONTROLLER_S, self._register_unless_busy)
+            return
+        if resp.error_code != ErrorCode.none:
+            self.call_later(RETRY_ERROR_S, self._register_unless_busy)
+            return
+        self.broker_epoch = int(resp.broker_epoch)
+        self.registered = True
+        self.on_registered()
+
+    def _register_unless_busy(self) -> None:
+        if not self.registered and not self._registering:
+            self.register()
+
+    # -- heartbeats ------------------------------------------------------------------------
+    def heartbeat(self) -> None:
+        """Every broker.heartbeat.interval.ms (and at once for a controlled shutdown)."""
+        self.controller.check_silence()
+        if not self.registered:
+            self._register_unless_busy()
+            return
+        req = BrokerHeartbeatRequest(broker_id=self.broker_id, broker_epoch=self.broker_epoch,
+                                     current_metadata_offset=self.metadata_offset(), want_fence=False,
+                                     want_shut_down=self.want_shut_down)
+        self.controller.send(req, self._on_heartbeat)
+        self.ensure_metadata_fetch()
+
+    def _on_heartbeat(self, resp: Any) -> None:
+        if resp.error_code == ErrorCode.not_controller:
+            self.ensure_metadata_fetch()
+            return
+        if resp.error_code == ErrorCode.stale_broker_epoch:
+            self.register()
+            return
+        self.fenced = bool(resp.is_fenced)
+        if self.want_shut_down and resp.should_shut_down:
+            self.on_shut_down()
+
+    def begin_controlled_shutdown(self) -> None:
+        """SIGTERM: ask the controller to move leadership away before this broker exits."""
+        self.want_shut_down = True
+        self.heartbeat()
