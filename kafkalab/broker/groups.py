@@ -312,7 +312,11 @@ class GroupService(InternalTopicService):
             if self._owns(self.coordinator.partition_of(g.group_id)) != "yes":
                 continue
             new = cg.groups.get(g.group_id) if cg.is_consumer_group(g.group_id) else None
-            self._publish_now("group", self.coordinator.group_row(g, now) if new is None else cg.group_row(new, now))
+            row = self.coordinator.group_row(g, now) if new is None else cg.group_row(new, now)
+            # The committed offsets as they are now: a deleted offset (OffsetDelete, expiry)
+            # leaves this map, while the "lag" rows below are history.
+            committed = {f"{topic}-{p}": offset for (topic, p), (offset, _e, _md) in sorted(g.offsets.items())}
+            self._publish_now("group", {**row, "committed": committed})
             for (topic, p), (offset, _e, _md) in sorted(g.offsets.items()):
                 part = rm.partitions.get((topic, p))
                 # Lag against the high watermark (what a consumer can read) of the replica

@@ -100,9 +100,12 @@ def group_frame(metrics: MetricsCollector, group: str, timeout: float = 5.0) -> 
         for tp in tps:
             t, _, p = tp.rpartition("-")
             owners.setdefault((t, int(p)), []).append(m)
-    lag = metrics.lag()
     committed: dict[tuple[str, int], int] = {}
-    if not lag.empty:
+    if isinstance(row.get("committed"), dict):  # the coordinator's offsets as of this row
+        for tp, offset in row["committed"].items():
+            t, _, p = tp.rpartition("-")
+            committed[(t, int(p))] = int(offset)
+    elif not (lag := metrics.lag()).empty:  # a row without the map: the lag rows' history
         lag = lag[lag["group"] == group].sort_values("time")
         for _, r in lag.iterrows():
             committed[(r["topic"], int(r["partition"]))] = int(r["committed_offset"])

@@ -204,5 +204,10 @@ def test_groups_and_their_offsets_are_deleted_only_when_unused(cluster: Cluster,
     kafka_python_admin.delete_group_offsets(group, [KpTopicPartition(name, 0)])
     left = kafka_python_admin.list_group_offsets(group)   # OffsetFetch: the coordinator's word
     assert all(o.offset < 0 for tp, o in left.items() if tp == KpTopicPartition(name, 0)), left
+
+    def offset_gone() -> bool:  # describe_group shows the coordinator's offsets as they are now
+        d = cluster.describe_group(group)
+        return not ((d["topic"] == name) & d["committed_offset"].notna()).any()
+    wait_until(offset_gone, 10, "describe_group to drop the deleted offset")
     assert kafka_python_admin.delete_groups([group])[group] == "OK"
     assert group not in {g.group for g in kafka_python_admin.list_groups()}
