@@ -7,7 +7,13 @@ from __future__ import annotations
 import random
 
 from kafkalab.config import broker_config
-from kafkalab.controller.active import Activated, ActiveController, Deactivated, LeaderAndEpoch, Reply
+from kafkalab.controller.active import (
+    Activated,
+    ActiveController,
+    Deactivated,
+    LeaderAndEpoch,
+    Reply,
+)
 from kafkalab.controller.raft import Output, RaftNode, Role, RoleChanged
 from kafkalab.controller.raft_listener import committed_read, hear, leader_and_epoch
 from kafkalab.controller.raft_log import InMemoryRaftLog
