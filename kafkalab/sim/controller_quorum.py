@@ -44,6 +44,7 @@ from kafkalab.controller.raft import (
 )
 from kafkalab.controller.raft_listener import committed_read, hear, leader_and_epoch
 from kafkalab.controller.raft_log import InMemoryRaftLog, decode_committed
+from kafkalab.metadata.image import decode_record
 from kafkalab.records.batch import decode_batch
 from kafkalab.records.scan import iter_batches
 from kafkalab.sim.controller_node import TICK_MS, serve
@@ -54,6 +55,7 @@ from kafkalab.sim.scheduler import Scheduler
 
 RAFT_ONE_LEADER = "one Raft leader per epoch"
 METADATA_KEPT = "committed metadata is never lost (brokers apply a prefix of the quorum's committed log)"
+ANSWERS_COMMITTED = "a controller's answer leaves only once what it says is committed"
 NOT_CONTROLLER = "not_controller"
 
 
@@ -72,6 +74,11 @@ class QuorumChecks:
     checks: int = 0
     leaders: dict[int, int] = field(default_factory=dict)  # epoch -> voter
     committed: dict[int, bytes] = field(default_factory=dict)  # offset -> record value, first committed
+    # What committed records say, for checking answers: registrations by offset, partition
+    # epochs, and the producer-id blocks handed out so far.
+    registrations: dict[int, int] = field(default_factory=dict)  # offset -> broker
+    partition_epochs: set[tuple[str, int, int]] = field(default_factory=set)
+    next_producer_id: int = 0
 
     def raft_output(self, voter: int, out: Output) -> None:
         self.checks += 2
@@ -88,10 +95,36 @@ class QuorumChecks:
                 raise Broken(METADATA_KEPT, f"controller {voter} loaded snapshot {e.snapshot_id}; none are made")
 
     def _committed(self, who: str, offset: int, value: bytes) -> None:
-        first = self.committed.setdefault(offset, value)
-        if first != value:
+        first = self.committed.get(offset)
+        if first is None:
+            self.committed[offset] = value
+            r = decode_record(value)
+            if r["type"] == "RegisterBrokerRecord":
+                self.registrations[offset] = r["broker_id"]
+            elif r["type"] in ("PartitionRecord", "PartitionChangeRecord"):
+                self.partition_epochs.add((r["topic"], r["partition"], r["partition_epoch"]))
+            elif r["type"] == "ProducerIdsRecord":
+                self.next_producer_id = max(self.next_producer_id, r["next_producer_id"])
+        elif first != value:
             raise Broken(METADATA_KEPT, f"{who} committed a different record at metadata offset {offset} "
                                         "than an earlier commit")
+
+    def answer(self, voter: int, body: Any, response: Any) -> None:
+        """Controller `voter` sends `response` to the request `body`: what it tells the broker
+        (a broker epoch, a new ISR, producer ids) must already be committed."""
+        self.checks += 1
+        kind, what = body[0], None
+        if kind == "register" and self.registrations.get(response) != body[1]:
+            what = f"broker {body[1]} epoch {response} (no committed registration at that offset)"
+        elif kind == "alter_partition" and response[1] is not None and int(response[0]) == 0:
+            reg = response[1]
+            if (body[3], body[4], reg.partition_epoch) not in self.partition_epochs:
+                what = f"{body[3]}-{body[4]} ISR {reg.isr} at partition epoch {reg.partition_epoch}"
+        elif kind == "init_producer_id" and response >= self.next_producer_id:
+            what = f"producer id {response} (committed blocks end at {self.next_producer_id})"
+        if what is not None:
+            raise Broken(ANSWERS_COMMITTED, f"controller {voter} answered {kind} with {what} before the "
+                                            "quorum committed it")
 
     def broker_applies(self, broker: int, data: bytes) -> None:
         """A broker is about to apply this metadata (committed batches, as a fetch answered)."""
@@ -213,14 +246,15 @@ class SimQuorumController(SimNode):
     def _apply(self, effects: list[Effect]) -> None:
         for e in effects:
             if isinstance(e, Reply):
-                src, corr = e.request
+                src, corr, body = e.request
+                self.checks.answer(self.node_id, body, e.response)
                 self.reply(src, corr, e.response)
             elif isinstance(e, AnswerFetch):
                 assert self.raft is not None
-                src, corr = e.request
+                src, corr, _ = e.request
                 self.reply(src, corr, (e.offset, committed_read(self.raft.log, e.offset, e.high_watermark)))
             elif isinstance(e, Fail):
-                src, corr = e.request
+                src, corr, _ = e.request
                 self.reply(src, corr, (NOT_CONTROLLER, self.leader_hint()))
             elif isinstance(e, Event):
                 self.on_event(e.name, e.detail)
@@ -245,16 +279,17 @@ class SimQuorumController(SimNode):
     def handle(self, src: str, corr: int, body: Any) -> None:
         active = self.active
         assert active is not None
+        request = (src, corr, body)
         if active.controller is None:
-            self._apply([Fail((src, corr))])
+            self._apply([Fail(request)])
             return
         now = self.sched.now_ms
         try:
             if body[0] == "fetch_metadata":
                 _, offset, max_wait_ms = body
-                effects = active.fetch((src, corr), offset, max_wait_ms, now)
+                effects = active.fetch(request, offset, max_wait_ms, now)
             else:
-                effects = active.respond((src, corr), serve(active.controller, src, body, now, self._pids))
+                effects = active.respond(request, serve(active.controller, src, body, now, self._pids))
         finally:
             self._run()  # what the Controller appended: replicate it
         self._apply(effects)

@@ -166,7 +166,7 @@ class ReplicationRun:
     def _active(self) -> SimQuorumController | None:
         return next((c for c in self.quorum if c.is_active), None)
 
-    def _image(self) -> MetadataImage:
+    def committed_image(self) -> MetadataImage:
         """The committed metadata: the controller's, or the most advanced quorum voter's."""
         if self.controller is not None:
             return self.controller.image
@@ -221,7 +221,7 @@ class ReplicationRun:
             self.sched.after(duration, "heal", self._heal)
 
     def _sole_isr_member(self, broker: int) -> bool:
-        return any(p.isr == [broker] for t in self._image().topics.values()
+        return any(p.isr == [broker] for t in self.committed_image().topics.values()
                    for p in t.partitions.values())
 
     def _restart(self, node: SimNode) -> None:
@@ -271,7 +271,7 @@ class ReplicationRun:
         self.sched.after(50, "create topic", self._create_topic)
 
     def _topic_created(self) -> None:
-        for pid, reg in sorted(self._image().topics[TOPIC].partitions.items()):
+        for pid, reg in sorted(self.committed_image().topics[TOPIC].partitions.items()):
             self._leaders[(TOPIC, pid)] = (reg.leader, reg.leader_epoch)
             self.say(f"partition {TOPIC}-{pid} replicas {reg.replicas}, leader {reg.leader} epoch {reg.leader_epoch}")
         for p in self.producers:
@@ -305,7 +305,7 @@ class ReplicationRun:
         for tp in ((TOPIC, p) for p in range(PARTITIONS)):
             if self.quorum and self._active() is None:
                 return False
-            reg = self._image().partition(*tp)
+            reg = self.committed_image().partition(*tp)
             if reg is None or reg.leader == NO_LEADER:
                 return False
             leader = self.brokers[reg.leader].rm
@@ -367,7 +367,7 @@ class ReplicationRun:
         self.say("healed and quiet: checking the final logs")
         logs = {}
         for tp in ((TOPIC, p) for p in range(PARTITIONS)):
-            reg = self._image().partition(*tp)
+            reg = self.committed_image().partition(*tp)
             assert reg is not None
             rm = self.brokers[reg.leader].rm
             assert rm is not None
