@@ -52,8 +52,6 @@ def hear(raft: RaftNode, active: ActiveController, told: LeaderAndEpoch, outputs
     out = Heard(leader_and_epoch(raft))
     if out.leader != told:
         out.effects += active.handle_leader_change(out.leader)
-    else:
-        out.leader = told
     for o in outputs:
         hw = active.high_watermark
         batches = []

@@ -1,4 +1,5 @@
-"""The simulated controller: the real `Controller` core over a metadata log that survives crashes.
+"""The simulated single controller (`--controllers 1`): the real `Controller` core over a metadata
+log that survives crashes (a quorum of three is `controller_quorum.SimQuorumController`).
 
 Every committed record is appended to the log (its disk) and applied to the image; brokers fetch
 the log from their image's offset and apply the same records (as Kafka's brokers fetch

@@ -1,4 +1,4 @@
-"""The replication scenario: a controller, 3-5 brokers with real logs, idempotent producers
+"""The replication scenario: a controller (or a Raft quorum of three), 3-5 brokers with real logs, idempotent producers
 (acks=all and acks=1) and consumers on one topic, under a seeded schedule of faults.
 
 A run: the cluster starts and creates the topic (RF 3, min.insync.replicas 2, small segments);
