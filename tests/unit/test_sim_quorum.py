@@ -90,22 +90,33 @@ def _grant_twice(self: RaftNode, request: Any, now_ms: int) -> Any:
     return _on_vote(self, request, now_ms)
 
 
+def _commit_alone(self: RaftNode, now_ms: int) -> None:
+    """Raft's commit rule broken: the leader commits what it has, whatever its voters fetched."""
+    end = self.log.log_end_offset
+    if self.role is Role.LEADER and end > self.epoch_start_offset and end > self.high_watermark:
+        self._update_high_watermark(end)
+        self._complete_parked(now_ms, force=True)
+
+
 def _answer_at_once(self: ActiveController, request: Any, response: Any) -> list[Any]:
     """The commit rule broken: the active controller answers before its records are committed."""
     self._out.append(Reply(request, response))
     return self._take()
 
 
-MUTATIONS: list[tuple[str, type, str, Callable[..., Any], list[int], str]] = [
+MUTATIONS: list[tuple[str, type, str, Callable[..., Any], list[int], str | None]] = [
     ("a voter grants two votes in one epoch", RaftNode, "_on_vote", _grant_twice, [1, 15], RAFT_ONE_LEADER),
     ("the active controller answers before commit", ActiveController, "respond", _answer_at_once, [1],
      ANSWERS_COMMITTED),
+    # Caught by RaftNode's own check (a follower told to truncate below its high watermark),
+    # which the run reports as an unexpected error; without it, by "committed metadata is never lost".
+    ("the leader commits without a majority", RaftNode, "_maybe_advance_high_watermark", _commit_alone, [8], None),
 ]
 
 
 @pytest.mark.parametrize("name, cls, attr, mutant, seeds, invariant", MUTATIONS, ids=[m[0] for m in MUTATIONS])
 def test_quorum_mutation_is_caught(name: str, cls: type, attr: str, mutant: Callable[..., Any], seeds: list[int],
-                                   invariant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+                                   invariant: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     for seed in seeds:  # the real code holds on these seeds
         run(seed, controllers=3)
     monkeypatch.setattr(cls, attr, mutant)
@@ -115,4 +126,4 @@ def test_quorum_mutation_is_caught(name: str, cls: type, attr: str, mutant: Call
             run(seed, controllers=3)
         except Violation as v:
             caught.append(v.invariant)
-    assert invariant in caught, f"{name}: {caught or 'no violation'} on seeds {seeds}"
+    assert caught and (invariant is None or invariant in caught), f"{name}: {caught or 'no violation'} on seeds {seeds}"
