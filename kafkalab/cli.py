@@ -214,7 +214,10 @@ def _main(argv: list[str] | None) -> int:
     p = sub.add_parser("sim", help="the deterministic simulator: seeded runs of the real cores under faults")
     p.add_argument("--seeds", help="A-B (e.g. 1-200), one seed, or a comma list")
     p.add_argument("--brokers", type=_broker_count, default=3)
-    p.add_argument("--controllers", type=_controller_count, default=1)
+    p.add_argument("--controllers", type=_controller_count, default=1,
+                   help="1: one controller; 3: a Raft quorum of controller voters, crashed, paused and cut "
+                        "like brokers (the replication scenario; groups, consumer-groups and transactions "
+                        "simulate their coordinators without a controller and ignore it)")
     p.add_argument("--trace", type=int, metavar="SEED", help="run one seed and tell its story")
     p.add_argument("--scenario", action="append", help="only this scenario (repeatable; default: all)")
     p.add_argument("--json", action="store_true", help="print rows and violations as JSON")

@@ -40,21 +40,17 @@ from kafkalab.controller.quorum import (
     controller_id_of,
     metadata_fetch_error,
     not_controller_response,
-    read_committed,
 )
 from kafkalab.controller.raft import (
-    Committed,
-    HighWatermarkMoved,
     NotLeader,
     Outbound,
     Output,
-    PersistQuorumState,
     QuorumStateRecord,
     RaftNode,
     Role,
-    RoleChanged,
     SnapshotLoaded,
 )
+from kafkalab.controller.raft_listener import committed_read, hear
 from kafkalab.controller.raft_log import StorageRaftLog
 from kafkalab.controller.requests import metadata_fetch_response, metadata_response
 from kafkalab.metadata.topic import METADATA_LOG_CONFIG, METADATA_TOPIC
@@ -136,37 +132,21 @@ class ControllerServer:
         """Carry out the node's outputs: persist, apply, then send (the wiring guide's order),
         telling the ActiveController what was committed and who leads."""
         outs, self._outputs = [*self._outputs, *([out] if out is not None else [])], []
-        # The node's state is final by now: a deposed leader stops before any commit is heard.
-        effects = self._leader_change()
-        for o in outs:
-            states = [e.state for e in o.effects if isinstance(e, PersistQuorumState)]
-            if states:
-                # A vote granted must survive a crash before the reply leaves. Each state is
-                # whole, so the output's last one is enough (a single voter's start makes two).
-                write_atomic(self.state_path, states[-1].to_json().encode())
-            hw = max((e.high_watermark for e in o.effects if isinstance(e, HighWatermarkMoved)),
-                     default=self.active.high_watermark)
-            batches = [b for e in o.effects if isinstance(e, Committed) for b in e.batches]
-            effects += self.active.handle_commit(batches, hw)
-            for e in o.effects:
-                if isinstance(e, SnapshotLoaded):
-                    # Controllers here never create snapshots, so none can be fetched.
-                    log.error("%s: snapshot %s received but snapshots are not wired", self.node, e.snapshot_id)
-                elif isinstance(e, RoleChanged):
-                    self._event("quorum_role", {"role": str(e.role), "epoch": e.epoch,
-                                                "leader": e.leader_id, "detail": f"{self.node} {e.role}"})
-            for m in o.messages:
-                self._send(m)
-        self._apply(effects)
-
-    def _leader_change(self) -> list[Effect]:
-        r = self.raft
-        leader = LeaderAndEpoch(r.leader_id if r.role in (Role.LEADER, Role.FOLLOWER) else -1, r.epoch,
-                                r.epoch_start_offset if r.role is Role.LEADER else -1)
-        if leader == self._leader:
-            return []
-        self._leader = leader
-        return self.active.handle_leader_change(leader)
+        heard = hear(self.raft, self.active, self._leader, outs)
+        self._leader = heard.leader
+        if heard.quorum_state is not None:
+            # A vote granted must survive a crash before the reply leaves.
+            write_atomic(self.state_path, heard.quorum_state.to_json().encode())
+        for e in heard.raft_events:
+            if isinstance(e, SnapshotLoaded):
+                # Controllers here never create snapshots, so none can be fetched.
+                log.error("%s: snapshot %s received but snapshots are not wired", self.node, e.snapshot_id)
+            else:
+                self._event("quorum_role", {"role": str(e.role), "epoch": e.epoch,
+                                            "leader": e.leader_id, "detail": f"{self.node} {e.role}"})
+        for m in heard.messages:
+            self._send(m)
+        self._apply(heard.effects)
 
     def _apply(self, effects: list[Effect]) -> None:
         changed = False
@@ -174,9 +154,7 @@ class ControllerServer:
             if isinstance(e, Reply):
                 self.server.reply(e.request, e.response)
             elif isinstance(e, AnswerFetch):
-                data = b""
-                if self.raft.log.log_start_offset <= e.offset < e.high_watermark:
-                    data = read_committed(self.raft.log.read(e.offset, 1 << 20), e.high_watermark)
+                data = committed_read(self.raft.log, e.offset, e.high_watermark)
                 self.server.reply(e.request, metadata_fetch_response(
                     data, e.high_watermark, response_class(1, e.request.version)))
             elif isinstance(e, Fail):

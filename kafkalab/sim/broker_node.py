@@ -20,6 +20,7 @@ from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.replica_manager import ReplicaManager
 from kafkalab.metadata.image import NO_LEADER, MetadataImage
+from kafkalab.metadata.replay import apply_batches
 from kafkalab.records.header import HEADER_SIZE, parse_header
 from kafkalab.sim.controller_node import CONTROLLER
 from kafkalab.sim.network import Network
@@ -40,8 +41,11 @@ def broker_node(broker_id: int) -> str:
 class SimBroker(SimNode):
     def __init__(self, broker_id: int, data_dir: str, config: dict[str, Any], scheduler: Scheduler,
                  network: Network, calls: Calls, rng: random.Random,
-                 on_event: Callable[[int, str, dict[str, Any]], None]) -> None:
+                 on_event: Callable[[int, str, dict[str, Any]], None], controllers: list[str] | None = None,
+                 on_metadata: Callable[[int, bytes], None] | None = None) -> None:
         super().__init__(broker_node(broker_id), scheduler, network, calls)
+        self.controllers = controllers or [CONTROLLER]  # voters, in the order tried
+        self.on_metadata = on_metadata  # sees each metadata answer before it is applied
         self.broker_id = broker_id
         self.data_dir = data_dir
         self.config = config
@@ -55,6 +59,9 @@ class SimBroker(SimNode):
         self._metadata_in_flight = False
         self._last_flush = 0
         self._registering = False
+        self._ctrl = 0  # the controller followed
+        self._ctrl_heard = 0
+        self._metadata_gen = 0
         self.lose_page_cache = True  # a crash is a power loss (else a process kill)
 
     # -- life -----------------------------------------------------------------------------
@@ -64,6 +71,7 @@ class SimBroker(SimNode):
         self.image = MetadataImage()
         self.broker_epoch, self.fenced, self._registering = -1, True, False
         self._fetching, self._metadata_in_flight = set(), False
+        self._ctrl_heard = self.sched.now_ms
         self._last_flush = self.sched.now_ms
         self._register()
         self.timer(TICK_MS, "tick", self._tick)
@@ -86,9 +94,39 @@ class SimBroker(SimNode):
                 lose_unflushed_tail(part.log.dir, flushed, self.rng if torn else None)
 
     # -- controller -----------------------------------------------------------------------
+    def _call_controller(self, body: Any, on_reply: Callable[[Any], None], timeout_ms: int) -> None:
+        """Call the controller followed. NOT_CONTROLLER turns to the voter it names (or the next
+        one) and reaches `on_reply` as no answer, as does silence."""
+        ctrl = self._ctrl
+
+        def answered(reply: Any) -> None:
+            if isinstance(reply, tuple) and reply[:1] == ("not_controller",):
+                self._follow(reply[1] if ctrl == self._ctrl else -2)
+                reply = None
+            elif reply is not None and ctrl == self._ctrl:
+                self._ctrl_heard = self.sched.now_ms
+            on_reply(reply)
+        self.call(self.controllers[ctrl], body, answered, timeout_ms)
+
+    def _follow(self, hint: int) -> None:
+        """Turn to controller voter `hint` (-1: none known, try the next; -2: stay)."""
+        if hint == -2 or len(self.controllers) == 1:
+            return
+        names = self.controllers
+        target = next((i for i, n in enumerate(names) if n.endswith(f"-{hint}")), None) if hint >= 0 else None
+        if target is None:
+            target = (self._ctrl + 1) % len(names)
+        if target == self._ctrl:
+            return
+        self._ctrl, self._ctrl_heard = target, self.sched.now_ms
+        if self.broker_epoch >= 0:
+            self._metadata_gen += 1  # the fetch parked on the old one is not waited for
+            self._metadata_in_flight = False
+            self._fetch_metadata()
+
     def _register(self) -> None:
         self._registering = True
-        self.call(CONTROLLER, ("register", self.broker_id), self._on_registered,
+        self._call_controller(("register", self.broker_id), self._on_registered,
                   self.config["request.timeout.ms"])
 
     def _on_registered(self, epoch: int | None) -> None:
@@ -105,7 +143,10 @@ class SimBroker(SimNode):
     def _heartbeat(self) -> None:
         """Every broker.heartbeat.interval.ms, answered or not (a lost one is not waited for)."""
         epoch = self.broker_epoch
-        self.call(CONTROLLER, ("heartbeat", self.broker_id, epoch, self.image.offset),
+        silence = max(3 * self.config["broker.heartbeat.interval.ms"], 3 * self.config["metadata.fetch.max.wait.ms"])
+        if self.sched.now_ms - self._ctrl_heard > silence:
+            self._follow(-1)  # crashed, paused or cut off: try the next voter
+        self._call_controller(("heartbeat", self.broker_id, epoch, self.image.offset),
                   lambda result: self._on_heartbeat(epoch, result), self.config["request.timeout.ms"])
         self.timer(self.config["broker.heartbeat.interval.ms"], "heartbeat", self._heartbeat)
 
@@ -122,18 +163,26 @@ class SimBroker(SimNode):
             return
         self._metadata_in_flight = True
         wait = self.config["metadata.fetch.max.wait.ms"]
-        self.call(CONTROLLER, ("fetch_metadata", self.image.offset, wait), self._on_metadata,
-                  wait + self.config["request.timeout.ms"])
+        gen = self._metadata_gen
+        self._call_controller(("fetch_metadata", self.image.offset, wait),
+                              lambda reply: self._on_metadata(gen, reply), wait + self.config["request.timeout.ms"])
 
-    def _on_metadata(self, reply: tuple[int, list[dict[str, Any]]] | None) -> None:
+    def _on_metadata(self, gen: int, reply: tuple[int, list[dict[str, Any]] | bytes] | None) -> None:
+        if gen != self._metadata_gen:
+            return  # asked of a controller this broker has left
         self._metadata_in_flight = False
         if reply is None:
             self.timer(50, "metadata retry", self._fetch_metadata)
             return
         offset, records = reply
         if offset == self.image.offset and records:
-            for i, record in enumerate(records):
-                self.image.apply(record, offset + i)
+            if isinstance(records, bytes):  # a quorum's committed batches
+                if self.on_metadata is not None:
+                    self.on_metadata(self.broker_id, records)
+                apply_batches(records, self.image, offset)
+            else:
+                for i, record in enumerate(records):
+                    self.image.apply(record, offset + i)
             assert self.rm is not None
             self.rm.apply_metadata(self.image, self.sched.now_ms)
             self._send_fetches()
@@ -195,7 +244,7 @@ class SimBroker(SimNode):
                 continue
             body = ("alter_partition", self.broker_id, self.broker_epoch, tp[0], tp[1], part.leader_epoch,
                     part.partition_epoch, proposal)
-            self.call(CONTROLLER, body, lambda resp, part=part: self._on_alter_partition(part, resp),
+            self._call_controller(body, lambda resp, part=part: self._on_alter_partition(part, resp),
                       self.config["request.timeout.ms"])
         if now - self._last_flush >= FLUSH_EVERY_MS:
             self._last_flush = now

@@ -80,7 +80,8 @@ class SimProducer(SimClient):
     def __init__(self, producer: int, acks: int, topic: str, partitions: int, brokers: list[int],
                  scheduler: Scheduler, network: Network, calls: Calls, rng: random.Random,
                  on_ack: Callable[[SimProducer, TP, int, list[bytes]], None],
-                 on_fail: Callable[[SimProducer, TP, str, list[bytes]], None]) -> None:
+                 on_fail: Callable[[SimProducer, TP, str, list[bytes]], None],
+                 controllers: list[str] | None = None) -> None:
         super().__init__(f"producer-{producer}", brokers, scheduler, network, calls, rng)
         self.producer = producer
         self.acks = acks
@@ -88,6 +89,8 @@ class SimProducer(SimClient):
         self.partitions = partitions
         self.on_ack = on_ack
         self.on_fail = on_fail
+        self.controllers = controllers or [CONTROLLER]
+        self._ctrl = 0
         self.failed = 0
         self.acked = 0
         self.producer_id = -1
@@ -111,10 +114,12 @@ class SimProducer(SimClient):
         return self.pending is None and not self.in_flight
 
     def _init_producer_id(self) -> None:
-        self.call(CONTROLLER, ("init_producer_id",), self._on_producer_id, REQUEST_TIMEOUT_MS)
+        self.call(self.controllers[self._ctrl], ("init_producer_id",), self._on_producer_id, REQUEST_TIMEOUT_MS)
 
-    def _on_producer_id(self, pid: int | None) -> None:
-        if pid is None:
+    def _on_producer_id(self, pid: int | tuple[str, int] | None) -> None:
+        if not isinstance(pid, int):
+            # No answer, or not the active controller: ask the next voter.
+            self._ctrl = (self._ctrl + 1) % len(self.controllers)
             self.timer(50, "init producer id retry", self._init_producer_id)
             return
         self.producer_id, self.producer_epoch, self.sequences = pid, 0, {}

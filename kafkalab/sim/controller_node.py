@@ -1,4 +1,5 @@
-"""The simulated controller: the real `Controller` core over a metadata log that survives crashes.
+"""The simulated single controller (`--controllers 1`): the real `Controller` core over a metadata
+log that survives crashes (a quorum of three is `controller_quorum.SimQuorumController`).
 
 Every committed record is appended to the log (its disk) and applied to the image; brokers fetch
 the log from their image's offset and apply the same records (as Kafka's brokers fetch
@@ -69,28 +70,11 @@ class SimController(SimNode):
     def handle(self, src: str, corr: int, body: Any) -> None:
         core = self.core
         assert core is not None
-        now = self.sched.now_ms
-        kind = body[0]
-        if kind == "register":
-            _, broker_id = body
-            epoch = core.register_broker(broker_id, f"sim://{src}", "sim", broker_id, now)
-            self.reply(src, corr, epoch)
-        elif kind == "heartbeat":
-            _, broker_id, epoch, offset = body
-            self.reply(src, corr, core.heartbeat(broker_id, epoch, offset, False, now))
-        elif kind == "alter_partition":
-            _, broker_id, broker_epoch, topic, partition, leader_epoch, partition_epoch, isr = body
-            code, reg = core.alter_partition(broker_id, broker_epoch, topic, partition, leader_epoch,
-                                             partition_epoch, isr)
-            self.reply(src, corr, (code, copy.deepcopy(reg)))
-        elif kind == "fetch_metadata":
+        if body[0] == "fetch_metadata":
             _, offset, max_wait_ms = body
-            self._waiting.append((src, corr, offset, now + max_wait_ms))
-        elif kind == "init_producer_id":
-            if not self._pids:
-                start, n = core.allocate_producer_ids()
-                self._pids = list(range(start, start + n))
-            self.reply(src, corr, self._pids.pop(0))
+            self._waiting.append((src, corr, offset, self.sched.now_ms + max_wait_ms))
+        else:
+            self.reply(src, corr, serve(core, src, body, self.sched.now_ms, self._pids))
         self._answer_fetches()
 
     def _answer_fetches(self) -> None:
@@ -102,3 +86,27 @@ class SimController(SimNode):
             else:
                 still.append((src, corr, offset, deadline))
         self._waiting = still
+
+
+def serve(core: Controller, src: str, body: Any, now_ms: int, pids: list[int]) -> Any:
+    """The Controller's answer to a broker's or producer's request (the sim's tuples standing
+    for BrokerRegistration, BrokerHeartbeat, AlterPartition and AllocateProducerIds). `pids`:
+    this controller's block of producer ids still to hand out."""
+    kind = body[0]
+    if kind == "register":
+        _, broker_id = body
+        return core.register_broker(broker_id, f"sim://{src}", "sim", broker_id, now_ms)
+    if kind == "heartbeat":
+        _, broker_id, epoch, offset = body
+        return core.heartbeat(broker_id, epoch, offset, False, now_ms)
+    if kind == "alter_partition":
+        _, broker_id, broker_epoch, topic, partition, leader_epoch, partition_epoch, isr = body
+        code, reg = core.alter_partition(broker_id, broker_epoch, topic, partition, leader_epoch,
+                                         partition_epoch, isr)
+        return code, copy.deepcopy(reg)
+    if kind == "init_producer_id":
+        if not pids:
+            start, n = core.allocate_producer_ids()
+            pids.extend(range(start, start + n))
+        return pids.pop(0)
+    raise ValueError(f"{src}: {kind!r} is not a controller request")

@@ -1,4 +1,4 @@
-"""The replication scenario: a controller, 3-5 brokers with real logs, idempotent producers
+"""The replication scenario: a controller (or a Raft quorum of three), 3-5 brokers with real logs, idempotent producers
 (acks=all and acks=1) and consumers on one topic, under a seeded schedule of faults.
 
 A run: the cluster starts and creates the topic (RF 3, min.insync.replicas 2, small segments);
@@ -17,10 +17,12 @@ import tempfile
 from typing import Any
 
 from kafkalab.config import broker_config
-from kafkalab.metadata.image import NO_LEADER
+from kafkalab.metadata.image import NO_LEADER, MetadataImage
+from kafkalab.nodes import controller_node
 from kafkalab.sim.broker_node import SimBroker, broker_node
 from kafkalab.sim.clients import SimConsumer, SimProducer
-from kafkalab.sim.controller_node import CONTROLLER, SimController
+from kafkalab.sim.controller_node import SimController
+from kafkalab.sim.controller_quorum import QuorumChecks, SimQuorumController
 from kafkalab.sim.invariants import RunSummary, Violation
 from kafkalab.sim.network import LinkFaults, Network
 from kafkalab.sim.node import Calls, SimNode
@@ -60,9 +62,12 @@ class _ErrorLog(logging.Handler):
 
 
 class ReplicationRun:
-    def __init__(self, seed: int, *, brokers: int = 3, trace: bool = False, faults: bool = True) -> None:
+    def __init__(self, seed: int, *, brokers: int = 3, controllers: int = 1, trace: bool = False,
+                 faults: bool = True) -> None:
         if not 3 <= brokers <= 5:
             raise ValueError(f"--brokers {brokers}: the replication scenario runs 3 to 5 brokers")
+        if controllers not in (1, 3):
+            raise ValueError(f"--controllers {controllers}: the replication scenario runs 1 or 3 controllers")
         self.seed = seed
         self.with_faults = faults
         self.sched = Scheduler(seed)
@@ -79,13 +84,27 @@ class ReplicationRun:
         self.root = tempfile.mkdtemp(prefix="kafkalab-sim-", dir=_data_root())
         self._leaders: dict[tuple[str, int], tuple[int, int]] = {}
         self._errors = _ErrorLog()
-        self.controller = SimController(self.sched, self.net, self.calls, self.config, rng(), self._controller_event)
+        # One controller: the Controller over a plain metadata log (SimController). Three: a Raft
+        # quorum of voters, each the process's RaftNode + ActiveController (SimQuorumController).
+        self.controller: SimController | None = None
+        self.quorum: list[SimQuorumController] = []
+        self.quorum_checks = QuorumChecks()
+        if controllers == 1:
+            self.controller = SimController(self.sched, self.net, self.calls, self.config, rng(),
+                                            self._controller_event)
+        else:
+            voters = list(range(1, controllers + 1))
+            self.quorum = [SimQuorumController(v, voters, controller_node, self.sched, self.net, self.calls,
+                                               self.config, rng(), self._controller_event, self.quorum_checks)
+                           for v in voters]
+        self.controller_names = [n.name for n in self._controllers()]
         self.broker_ids = list(range(1, brokers + 1))
         self.brokers = {b: SimBroker(b, os.path.join(self.root, f"broker-{b}"), self.config, self.sched,
-                                     self.net, self.calls, rng(), self._broker_event)
+                                     self.net, self.calls, rng(), self._broker_event, self.controller_names,
+                                     self.quorum_checks.broker_applies if self.quorum else None)
                         for b in self.broker_ids}
         self.producers = [SimProducer(i, acks, TOPIC, PARTITIONS, self.broker_ids, self.sched, self.net,
-                                      self.calls, rng(), self._acked, self._failed)
+                                      self.calls, rng(), self._acked, self._failed, self.controller_names)
                           for i, acks in ((1, -1), (2, -1), (3, 1))]
         self.consumers = [SimConsumer(i, TOPIC, PARTITIONS, self.broker_ids, self.sched, self.net,
                                       self.calls, rng(), self._read) for i in (1, 2)]
@@ -108,6 +127,11 @@ class ReplicationRun:
         elif event in ("broker_fenced", "broker_unfenced"):
             self.say(f"controller: broker {d['broker']} {event.split('_')[1]}"
                      + (f" ({d['detail']})" if d.get("detail") else ""))
+        elif event == "quorum_role":
+            self.say(f"controller {d['controller']} {d['role']} in epoch {d['epoch']}")
+        elif event in ("controller_active", "controller_inactive"):
+            self.say(f"controller {d['controller']} {'active' if event == 'controller_active' else 'no longer active'}"
+                     f" (epoch {d['epoch']})")
 
     def _broker_event(self, broker: int, event: str, d: dict[str, Any]) -> None:
         if event in ("truncate", "log_recovery"):
@@ -130,10 +154,24 @@ class ReplicationRun:
         self.checks.consumer_read(c.name, tp, hw, records)
 
     # -- faults ---------------------------------------------------------------------------
+    def _controllers(self) -> list[SimNode]:
+        return [self.controller] if self.controller is not None else list(self.quorum)
+
     def _node(self, name: str) -> SimNode:
-        if name == CONTROLLER:
-            return self.controller
+        for c in self._controllers():
+            if c.name == name:
+                return c
         return self.brokers[int(name.split("-")[1])]
+
+    def _active(self) -> SimQuorumController | None:
+        return next((c for c in self.quorum if c.is_active), None)
+
+    def committed_image(self) -> MetadataImage:
+        """The committed metadata: the controller's, or the most advanced quorum voter's."""
+        if self.controller is not None:
+            return self.controller.image
+        best = max(self.quorum, key=lambda c: c.active.high_watermark if c.active is not None else -1)
+        return best.active.committed if best.active is not None else MetadataImage()
 
     def _schedule_faults(self) -> None:
         rng = self.fault_rng
@@ -150,7 +188,7 @@ class ReplicationRun:
         if now + duration >= HEAL_MS:
             return
         self.sched.at(now + duration + rng.randint(50, 400), "fault", self._fault)
-        servers = [CONTROLLER] + [broker_node(b) for b in self.broker_ids]
+        servers = self.controller_names + [broker_node(b) for b in self.broker_ids]
         name = rng.choice(servers)
         kind = rng.choice(("crash", "crash", "pause", "isolate", "cut", "cut"))
         node = self._node(name)
@@ -183,7 +221,7 @@ class ReplicationRun:
             self.sched.after(duration, "heal", self._heal)
 
     def _sole_isr_member(self, broker: int) -> bool:
-        return any(p.isr == [broker] for t in self.controller.image.topics.values()
+        return any(p.isr == [broker] for t in self.committed_image().topics.values()
                    for p in t.partitions.values())
 
     def _restart(self, node: SimNode) -> None:
@@ -205,6 +243,9 @@ class ReplicationRun:
 
     # -- running --------------------------------------------------------------------------
     def _create_topic(self) -> None:
+        if self.quorum:
+            self._create_topic_in_quorum()
+            return
         if not self.controller.up or self.controller.paused or self.controller.core is None \
                 or len(self.controller.image.live_brokers()) < len(self.broker_ids):
             self.sched.after(50, "create topic", self._create_topic)
@@ -212,7 +253,25 @@ class ReplicationRun:
         code, msg = self.controller.admin(lambda c: c.create_topic(
             TOPIC, PARTITIONS, 3, {"min.insync.replicas": 2, "segment.bytes": 1024}))
         self.say(f"topic {TOPIC} created: {PARTITIONS} partitions, RF 3, min.insync.replicas 2 ({code.name})")
-        for pid, reg in sorted(self.controller.image.topics[TOPIC].partitions.items()):
+        self._topic_created()
+
+    def _create_topic_in_quorum(self) -> None:
+        """Ask the active controller until the topic is committed (a failover may lose an
+        uncommitted creation, as it would a CreateTopics request's records)."""
+        active = self._active()
+        if active is not None and not active.paused and active.active is not None:
+            if TOPIC in active.active.committed.topics:
+                self.say(f"topic {TOPIC} created (committed): {PARTITIONS} partitions, RF 3, min.insync.replicas 2")
+                self._topic_created()
+                return
+            working = active.active.image
+            if TOPIC not in working.topics and len(working.live_brokers()) == len(self.broker_ids):
+                active.admin(lambda c: c.create_topic(
+                    TOPIC, PARTITIONS, 3, {"min.insync.replicas": 2, "segment.bytes": 1024}))
+        self.sched.after(50, "create topic", self._create_topic)
+
+    def _topic_created(self) -> None:
+        for pid, reg in sorted(self.committed_image().topics[TOPIC].partitions.items()):
             self._leaders[(TOPIC, pid)] = (reg.leader, reg.leader_epoch)
             self.say(f"partition {TOPIC}-{pid} replicas {reg.replicas}, leader {reg.leader} epoch {reg.leader_epoch}")
         for p in self.producers:
@@ -244,7 +303,9 @@ class ReplicationRun:
         if not all(p.idle for p in self.producers):
             return False
         for tp in ((TOPIC, p) for p in range(PARTITIONS)):
-            reg = self.controller.image.partition(*tp)
+            if self.quorum and self._active() is None:
+                return False
+            reg = self.committed_image().partition(*tp)
             if reg is None or reg.leader == NO_LEADER:
                 return False
             leader = self.brokers[reg.leader].rm
@@ -281,7 +342,8 @@ class ReplicationRun:
 
     def _run(self) -> RunSummary:
         s = self.sched
-        self.controller.start()
+        for c in self._controllers():
+            c.start()
         for b in self.brokers.values():
             s.after(5, "broker start", b.start)
         s.after(200, "create topic", self._create_topic)
@@ -305,22 +367,23 @@ class ReplicationRun:
         self.say("healed and quiet: checking the final logs")
         logs = {}
         for tp in ((TOPIC, p) for p in range(PARTITIONS)):
-            reg = self.controller.image.partition(*tp)
+            reg = self.committed_image().partition(*tp)
             assert reg is not None
             rm = self.brokers[reg.leader].rm
             assert rm is not None
             logs[tp] = read_log(rm.partitions[tp])
         try:
             self.checks.final(logs, self.acked)
+            active = self._active()
+            if active is not None and active.active is not None:
+                self.quorum_checks.final(active.log, active.active.high_watermark,
+                                         {b: n.image.offset for b, n in self.brokers.items()})
         except Broken as e:
             raise self._violation(e.invariant, e.detail) from None
         return RunSummary("replication", self.seed, s.now_ms / 1000, s.events_run, self.faults,
-                          self.acked_records, self.checks.checks, self.story)
+                          self.acked_records, self.checks.checks + self.quorum_checks.checks, self.story)
 
 
 def run(seed: int, *, brokers: int = 3, controllers: int = 1, trace: bool = False) -> RunSummary:
     """One seeded run of the replication scenario (raises `Violation`)."""
-    if controllers != 1:
-        raise ValueError("the replication scenario simulates a single controller; "
-                         "--controllers 3 (a RaftNode quorum) is not simulated yet")
-    return ReplicationRun(seed, brokers=brokers, trace=trace).run()
+    return ReplicationRun(seed, brokers=brokers, controllers=controllers, trace=trace).run()
