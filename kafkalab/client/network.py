@@ -10,7 +10,6 @@ connection).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from kafkalab.client.context import ClientContext
 from kafkalab.client.metadata import MetadataCache
-from kafkalab.clock import SYSTEM_CLOCK
+from kafkalab.clock import SYSTEM_CLOCK, Clock
 from kafkalab.nodes import broker_node
 from kafkalab.protocol.build import metadata_request, metadata_results
 from kafkalab.protocol.errors import ErrorCode, KafkaError
@@ -69,6 +68,7 @@ class ClientNetwork:
         self.zmq = zmq.Context()
         self.waker = waker
         self.request_timeout_s = request_timeout_ms / 1000.0
+        self.clock: Clock = SYSTEM_CLOCK
         self.channels: dict[int, Channel] = {}
         self.metadata = MetadataCache()
         self._metadata_sent_at = float("-inf")
@@ -90,7 +90,7 @@ class ClientNetwork:
                                  f"broker {node_id} has no endpoint in ClientContext.brokers")
             c = RpcClient(self.zmq, self.ctx.node, broker_node(node_id), endpoint, self.ctx.faults)
             # A callback that raises fails the I/O thread loudly, as it did before channels.
-            ch = Channel(c, SYSTEM_CLOCK, self.request_timeout_s, timeout_config="request.timeout.ms",
+            ch = Channel(c, self.clock, self.request_timeout_s, timeout_config="request.timeout.ms",
                          catch_callback_errors=False)
             self.channels[node_id] = ch
             self._poller.register(c.socket, zmq.POLLIN)
@@ -148,7 +148,7 @@ class ClientNetwork:
                     then(resp)
                 return
             results = metadata_results(resp)
-            self.metadata.update(results, time.monotonic())
+            self.metadata.update(results, self.clock.monotonic())
             if then:
                 then(results)
 
@@ -163,7 +163,7 @@ class ClientNetwork:
     def poll(self, timeout_s: float) -> int:
         """Wait up to timeout_s for responses (or a wake-up), no longer than until a channel
         has something due (a held response, a timeout); run the callbacks. Returns how many ran."""
-        now = SYSTEM_CLOCK.monotonic()
+        now = self.clock.monotonic()
         due = [d for ch in self.channels.values() if (d := ch.next_due(now)) is not None]
         if due:
             timeout_s = min(timeout_s, max(0.0, min(due) - now))

@@ -92,7 +92,8 @@ class ControllerServer:
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         self.metrics = publisher_for(self.ctx, metrics_endpoint, self.node)
         self.log_dir = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
-        self.raft_log = StorageRaftLog(self.log_dir, dict(METADATA_LOG_CONFIG), now_ms=clock.wall_ms(), clock=clock.wall_ms)
+        self.raft_log = StorageRaftLog(self.log_dir, dict(METADATA_LOG_CONFIG), now_ms=clock.wall_ms(),
+                                       clock=clock.wall_ms)
         self.state_path = os.path.join(self.log_dir, QUORUM_STATE_FILE)
         state = None
         if os.path.exists(self.state_path):
@@ -215,7 +216,8 @@ class ControllerServer:
         # No on_error: a request that cannot leave (a peer down for long fills its queue) or is
         # not answered is one Raft times out and retries itself.
         vid, corr = m.destination, m.correlation_id
-        channel.send(m.message, lambda resp: self._run(self.raft.handle_response(vid, corr, resp, self._mono_ms())))
+        channel.send(m.message,
+                     lambda resp: self._run(self.raft.handle_response(vid, corr, resp, self._mono_ms())))
 
     def _mono_ms(self) -> int:
         # Raft timers run on the monotonic clock; wall time only stamps records and heartbeats.
