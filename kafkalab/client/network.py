@@ -1,15 +1,15 @@
 """The I/O half of a client: one thread's ZeroMQ sockets to the brokers, and its wake-up pipe.
 
 Thin wiring only. A `ClientNetwork` belongs to the client's own thread (ZeroMQ sockets are
-not thread-safe): it opens an RpcClient per broker on first use, sends requests with a
-callback, and `poll`s the sockets, the wake-up pipe (other threads write a byte to it when
-there is new work) and request timeouts, calling back with the response or a KafkaError.
+not thread-safe): it opens a Channel per broker on first use, sends requests with a callback,
+and `poll`s the sockets and the wake-up pipe (other threads write a byte to it when there is
+new work); the channels call back with the response or a KafkaError (a timeout, a lost
+connection).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,15 +18,16 @@ from zmq.utils.monitor import recv_monitor_message
 
 from kafkalab.client.context import ClientContext
 from kafkalab.client.metadata import MetadataCache
+from kafkalab.clock import SYSTEM_CLOCK, Clock
 from kafkalab.nodes import broker_node
 from kafkalab.protocol.build import metadata_request, metadata_results
 from kafkalab.protocol.errors import ErrorCode, KafkaError
-from kafkalab.transport.rpc import RequestTimeoutError, RpcClient
+from kafkalab.transport.channel import Channel
+from kafkalab.transport.rpc import RpcClient
 
 METADATA_RETRY_S = 1.0
 
 Callback = Callable[[Any], None]  # gets the response, or a KafkaError
-
 
 
 class Waker:
@@ -67,9 +68,8 @@ class ClientNetwork:
         self.zmq = zmq.Context()
         self.waker = waker
         self.request_timeout_s = request_timeout_ms / 1000.0
-        self.clients: dict[int, RpcClient] = {}
-        self.callbacks: dict[tuple[int, int], Callback] = {}  # (node, corr) -> callback
-        self.deadlines: dict[tuple[int, int], float] = {}  # (node, corr) -> when to give up
+        self.clock: Clock = SYSTEM_CLOCK
+        self.channels: dict[int, Channel] = {}
         self.metadata = MetadataCache()
         self._metadata_sent_at = float("-inf")
         self._bootstrap_turn = 0
@@ -81,28 +81,32 @@ class ClientNetwork:
         self._down: set[int] = set()  # brokers whose connection dropped and is not back yet
 
     # ---- sending -----------------------------------------------------------------------
-    def client(self, node_id: int) -> RpcClient:
-        c = self.clients.get(node_id)
-        if c is None:
+    def channel(self, node_id: int) -> Channel:
+        ch = self.channels.get(node_id)
+        if ch is None:
             endpoint = self.ctx.brokers.get(node_id)
             if endpoint is None:
                 raise KafkaError(ErrorCode.broker_not_available,
                                  f"broker {node_id} has no endpoint in ClientContext.brokers")
             c = RpcClient(self.zmq, self.ctx.node, broker_node(node_id), endpoint, self.ctx.faults)
-            self.clients[node_id] = c
+            # A callback that raises fails the I/O thread loudly, as it did before channels.
+            ch = Channel(c, self.clock, self.request_timeout_s, timeout_config="request.timeout.ms",
+                         catch_callback_errors=False)
+            self.channels[node_id] = ch
             self._poller.register(c.socket, zmq.POLLIN)
             monitor = c.socket.get_monitor_socket(
                 zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECTED
                 | zmq.EVENT_HANDSHAKE_SUCCEEDED)
             self._monitors[monitor] = node_id
             self._poller.register(monitor, zmq.POLLIN)
-        return c
+        return ch
 
     def send(self, node_id: int, request: Any, callback: Callback | None, now: float,
              timeout_s: float | None = None) -> int:
-        """Send; `callback` gets the response or a KafkaError. None: no response expected.
-        timeout_s: this request's own timeout (JoinGroup waits for a whole rebalance)."""
-        c = self.client(node_id)
+        """Send; `callback` gets the response or a KafkaError, from a later poll(). None: no
+        response expected. timeout_s: this request's own timeout (JoinGroup waits for a whole
+        rebalance). `now` is unused: the channel reads the same monotonic clock itself."""
+        ch = self.channel(node_id)
         if node_id in self._down:
             # Kafka's client does not queue for a broker it cannot reach: fail now, so the
             # caller refreshes metadata and finds the new leader.
@@ -112,17 +116,11 @@ class ClientNetwork:
                 raise err
             callback(err)
             return -1
-        corr = c.send(request, now)
-        if callback is None:
-            c.forget(corr)
-        else:
-            self.callbacks[(node_id, corr)] = callback
-            self.deadlines[(node_id, corr)] = now + (self.request_timeout_s if timeout_s is None else timeout_s)
-        return corr
+        return ch.send(request, callback, callback, timeout_s=timeout_s)
 
     def in_flight(self, node_id: int) -> int:
-        c = self.clients.get(node_id)
-        return c.pending if c else 0
+        ch = self.channels.get(node_id)
+        return ch.in_flight if ch else 0
 
     def any_broker(self) -> int:
         """A broker to ask for metadata: the bootstrap list, in turn (the next after a timeout)."""
@@ -150,7 +148,7 @@ class ClientNetwork:
                     then(resp)
                 return
             results = metadata_results(resp)
-            self.metadata.update(results, time.monotonic())
+            self.metadata.update(results, self.clock.monotonic())
             if then:
                 then(results)
 
@@ -163,40 +161,21 @@ class ClientNetwork:
 
     # ---- receiving ---------------------------------------------------------------------
     def poll(self, timeout_s: float) -> int:
-        """Wait up to timeout_s for responses (or a wake-up); run their callbacks. Returns
-        how many callbacks ran."""
-        now = time.monotonic()
-        due = [d for c in self.clients.values() if (d := c.next_due(now)) is not None]
+        """Wait up to timeout_s for responses (or a wake-up), no longer than until a channel
+        has something due (a held response, a timeout); run the callbacks. Returns how many ran."""
+        now = self.clock.monotonic()
+        due = [d for ch in self.channels.values() if (d := ch.next_due(now)) is not None]
         if due:
             timeout_s = min(timeout_s, max(0.0, min(due) - now))
         events = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
         if self.waker.read_fd in events:
             self.waker.drain()
-        now = time.monotonic()
-        ran = 0
         for monitor, node_id in list(self._monitors.items()):  # a callback may connect anew
             if monitor in events:
-                ran += self._on_disconnect(monitor, node_id)
-        for node_id, c in list(self.clients.items()):
-            for corr, response in c.receive(now):
-                self.deadlines.pop((node_id, corr), None)
-                cb = self.callbacks.pop((node_id, corr), None)
-                if cb is not None:
-                    cb(response)
-                    ran += 1
-        for key in [k for k, deadline in self.deadlines.items() if deadline <= now]:
-            node_id, corr = key
-            del self.deadlines[key]
-            self.clients[node_id].forget(corr)
-            cb = self.callbacks.pop(key, None)
-            if cb is not None:
-                cb(RequestTimeoutError(
-                    f"{self.ctx.node} -> {broker_node(node_id)}: no response in time "
-                    f"(request.timeout.ms={int(self.request_timeout_s * 1000)})"))
-                ran += 1
-        return ran
+                self._on_disconnect(monitor, node_id)
+        return sum(ch.poll() for ch in list(self.channels.values()))
 
-    def _on_disconnect(self, monitor: Any, node_id: int) -> int:
+    def _on_disconnect(self, monitor: Any, node_id: int) -> None:
         disconnected = False
         while monitor.poll(0):
             event = recv_monitor_message(monitor)["event"]
@@ -205,24 +184,16 @@ class ClientNetwork:
                 self._down.add(node_id)
             else:
                 self._down.discard(node_id)
-        if not disconnected:
-            return 0
-        ran = 0
-        for corr in self.clients[node_id].expire(float("inf"), 0.0):
-            self.deadlines.pop((node_id, corr), None)
-            cb = self.callbacks.pop((node_id, corr), None)
-            if cb is not None:
-                cb(KafkaError(ErrorCode.network_exception,
-                              f"{self.ctx.node}: connection to {broker_node(node_id)} lost"))
-                ran += 1
-        return ran
+        if disconnected:
+            self.channels[node_id].fail_all(KafkaError(
+                ErrorCode.network_exception, f"{self.ctx.node}: connection to {broker_node(node_id)} lost"))
 
     def close(self) -> None:
         for monitor in self._monitors:
             monitor.close(linger=0)
         self._monitors.clear()
-        for c in self.clients.values():
-            c.socket.disable_monitor()
-            c.close()
-        self.clients.clear()
+        for ch in self.channels.values():
+            ch.client.socket.disable_monitor()
+            ch.close()
+        self.channels.clear()
         self.zmq.term()

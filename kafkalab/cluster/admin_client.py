@@ -12,10 +12,12 @@ import zmq
 from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12 import request as md_req
 
+from kafkalab.clock import SYSTEM_CLOCK
 from kafkalab.cluster.supervisor import Supervisor
 from kafkalab.cluster.topology import Topology
 from kafkalab.nodes import CONTROLLER_NODE, broker_node, controller_node
 from kafkalab.protocol.errors import KafkaError
+from kafkalab.transport.channel import Channel
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.rpc import RequestTimeoutError, RpcClient
 
@@ -32,12 +34,15 @@ def not_controller(resp: Any, asked: int) -> bool:
 
 
 class AdminClient:
-    """One RpcClient per controller and per broker (a ZeroMQ identity is reused), all on the
-    node "admin", so network faults on "admin" apply to them."""
+    """One RpcClient per controller (in a Channel, for the probes sent to all at once) and per
+    broker (a ZeroMQ identity is reused), all on the node "admin", so network faults on "admin"
+    apply to them."""
 
     # A request the active controller did not answer in this long goes to whoever is active
     # now: a controller failover takes a fraction of a second in the lab profile.
     QUORUM_ATTEMPT_S = 0.5
+    # How long to wait for the controllers to say who is active before trying anyway.
+    PROBE_S = 0.3
 
     def __init__(self, ctx: zmq.Context, faults: FaultTable, topology: Topology, supervisor: Supervisor,
                  lock: threading.RLock, check_open: Callable[[], None]):
@@ -45,7 +50,7 @@ class AdminClient:
         self.lock, self.check_open = lock, check_open
         self.retried = False  # the last quorum call needed another attempt
         self.active: int | None = None
-        self.controllers: dict[int, RpcClient] = {}
+        self.controllers: dict[int, Channel] = {}
         self.brokers: dict[int, RpcClient] = {}
         self.single = None if topology.quorum else RpcClient(ctx, "admin", CONTROLLER_NODE,
                                                              topology.controller_endpoint, faults)
@@ -90,7 +95,7 @@ class AdminClient:
                 target = self._find_active(deadline)
             if target is not None:
                 try:
-                    resp = self._controller_client(target).call(
+                    resp = self._controller(target).client.call(
                         request, max(0.05, min(self.QUORUM_ATTEMPT_S, deadline - time.monotonic())))
                 except KafkaError:
                     self.reset(target)  # drop what is queued for a dead controller
@@ -104,54 +109,51 @@ class AdminClient:
             self.retried = True
             time.sleep(0.02)
 
-    def _controller_client(self, controller_id: int) -> RpcClient:
-        client = self.controllers.get(controller_id)
-        if client is None:
-            client = self.controllers[controller_id] = RpcClient(
+    def _controller(self, controller_id: int) -> Channel:
+        channel = self.controllers.get(controller_id)
+        if channel is None:
+            channel = self.controllers[controller_id] = Channel(RpcClient(
                 self.ctx, "admin", controller_node(controller_id),
-                self.topology.controller_endpoints[controller_id], self.faults)
-        return client
+                self.topology.controller_endpoints[controller_id], self.faults), SYSTEM_CLOCK, self.PROBE_S)
+        return channel
 
     def reset(self, controller_id: int) -> None:
         """Drop the client of a controller (it died, or restarts): what it queued goes with it."""
-        client = self.controllers.pop(controller_id, None)
-        if client is not None:
-            client.close()
+        channel = self.controllers.pop(controller_id, None)
+        if channel is not None:
+            channel.close()
 
     def _find_active(self, deadline: float) -> int | None:
-        """Ask every running controller who is active (Metadata's controller_id) at once."""
+        """Ask every running controller who is active (Metadata's controller_id) at once:
+        the one that names itself, else (after PROBE_S) one that another named."""
         probe = md_req.MetadataRequest(topics=(), allow_auto_topic_creation=False,
                                        include_topic_authorized_operations=False)
         ids = self.topology.controller_ids
-        asked: dict[int, int] = {}
+        named: dict[int, int] = {}  # controller -> the active controller it named
+        asked: dict[int, tuple[Channel, int]] = {}
         for c in ids:
             if self.controller_state(c) == "running":
-                asked[c] = self._controller_client(c).send(probe)
-        end = min(deadline, time.monotonic() + 0.3)
-        hint = None
+                channel = self._controller(c)
+                asked[c] = channel, channel.send(
+                    probe, lambda resp, c=c: named.__setitem__(c, int(resp.controller_id)))
+        end = min(deadline, time.monotonic() + self.PROBE_S)
         poller = zmq.Poller()
-        for c in asked:
-            poller.register(self.controllers[c].socket, zmq.POLLIN)
-        while asked and time.monotonic() < end:
+        for channel, _ in asked.values():
+            poller.register(channel.client.socket, zmq.POLLIN)
+        active = None
+        while active is None and len(named) < len(asked) and time.monotonic() < end:
             poller.poll(max(1, int((end - time.monotonic()) * 1000)))
-            for c in list(asked):
-                for corr, resp in self.controllers[c].receive(time.monotonic()):
-                    if corr != asked.get(c):
-                        continue
-                    del asked[c]
-                    if int(resp.controller_id) == c:
-                        self._forget_probes(asked)
-                        self.active = c
-                        return c
-                    if int(resp.controller_id) in ids:
-                        hint = int(resp.controller_id)
-        self._forget_probes(asked)
-        return hint
-
-    def _forget_probes(self, asked: dict[int, int]) -> None:
-        for c, corr in asked.items():
-            self.controllers[c].forget(corr)
+            for channel, _ in asked.values():
+                channel.poll()
+            active = next((c for c, said in named.items() if said == c), None)
+        for c, (channel, corr) in asked.items():
+            if c not in named:
+                channel.cancel(corr)
+        if active is not None:
+            self.active = active
+            return active
+        return next((said for said in reversed(named.values()) if said in ids), None)
 
     def close(self) -> None:
-        for client in [*([self.single] if self.single else []), *self.controllers.values(), *self.brokers.values()]:
-            client.close()
+        for closable in [*([self.single] if self.single else []), *self.controllers.values(), *self.brokers.values()]:
+            closable.close()

@@ -17,12 +17,12 @@ import logging
 import os
 import random
 import signal
-import time
 from typing import Any
 
 import zmq
 from kio.schema.errors import ErrorCode
 
+from kafkalab.clock import SYSTEM_CLOCK, Clock
 from kafkalab.controller.active import (
     Activated,
     ActiveController,
@@ -59,6 +59,7 @@ from kafkalab.nodes import controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.apis import response_class
 from kafkalab.storage.files import write_atomic
+from kafkalab.transport.channel import Channel
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.loop import EventLoop
 from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcClient, RpcServer
@@ -69,32 +70,26 @@ NO_THROTTLE = datetime.timedelta(0)
 QUORUM_STATE_FILE = "quorum-state"
 
 
-def _mono_ms() -> int:
-    # Raft timers run on the monotonic clock; wall time only stamps records and heartbeats.
-    return int(time.monotonic() * 1000)
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class ControllerServer:
     """One controller process: a Raft voter, and the active controller while it leads."""
 
     def __init__(self, *, node_id: int, voters: dict[int, str], port: int, data_dir: str,
                  config: dict[str, Any], fault_endpoint: str, metrics_endpoint: str | None,
-                 faults_json: str | None = None, raft: dict[str, Any] | None = None):
+                 faults_json: str | None = None, raft: dict[str, Any] | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.node_id = node_id
+        self.clock = clock
         self.node = controller_node(node_id)
         self.ctx = zmq.Context()
         self.config = config
         self.faults = FaultTable.from_json(faults_json) if faults_json else FaultTable()
-        self.loop = EventLoop()
+        self.loop = EventLoop(clock)
         self.server = RpcServer(self.ctx, self.node, port, self.faults)
         self.fault_sub = FaultSubscriber(self.ctx, fault_endpoint, self.faults)
         self.metrics = publisher_for(self.ctx, metrics_endpoint, self.node)
         self.log_dir = os.path.join(data_dir, f"{METADATA_TOPIC}-0")
-        self.raft_log = StorageRaftLog(self.log_dir, dict(METADATA_LOG_CONFIG), now_ms=_wall_ms(), clock=_wall_ms)
+        self.raft_log = StorageRaftLog(self.log_dir, dict(METADATA_LOG_CONFIG), now_ms=clock.wall_ms(),
+                                       clock=clock.wall_ms)
         self.state_path = os.path.join(self.log_dir, QUORUM_STATE_FILE)
         state = None
         if os.path.exists(self.state_path):
@@ -102,30 +97,29 @@ class ControllerServer:
                 state = QuorumStateRecord.from_json(f.read())
         self.raft = RaftNode(node_id, sorted(voters), self.raft_log, rng=random.Random(),
                              quorum_state=state, cluster_id="kafkalab",
-                             wall_clock_offset_ms=_wall_ms() - _mono_ms(),
+                             wall_clock_offset_ms=clock.wall_ms() - self._mono_ms(),
                              **(raft or QUORUM_TIMEOUTS["lab"]))
         self.active = ActiveController(node_id, config, self._append, rng=random.Random())
         self._leader = LeaderAndEpoch(-1, 0)  # last leader change told to the ActiveController
         self._outputs: list[Output] = []
         self._peer_requests: dict[tuple[int, int], Envelope] = {}
-        self._peer_corr: dict[tuple[int, int], int] = {}  # (peer, rpc correlation) -> raft's
-        self.peers: dict[int, RpcClient] = {}
+        # Raft times its own requests out (request_timeout_ms) and ignores a late answer, so a
+        # channel only has to remember a request longer than Raft does; it calls nothing on errors.
+        peer_timeout_s = 2 * self.raft.request_timeout_ms / 1000
+        self.peers: dict[int, Channel] = {}
         for vid, endpoint in sorted(voters.items()):
             if vid == node_id:
                 continue
             client = RpcClient(self.ctx, self.node, controller_node(vid), endpoint, self.faults)
-            self.peers[vid] = client
-            self.loop.add_socket(client.socket, lambda vid=vid: self._on_peer(vid))
-            self.loop.add_due_source(client.next_due, lambda vid=vid: self._on_peer(vid))
+            self.peers[vid] = Channel(client, clock, peer_timeout_s)
+            self.peers[vid].attach(self.loop)
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
         self.loop.add_socket(self.fault_sub.socket, self.fault_sub.drain)
         self.loop.add_due_source(lambda now: self.raft.next_deadline_ms() / 1000, self._poll)
         self.loop.call_every(0.05, self._tick)
-        if self.peers:
-            self.loop.call_every(0.5, self._expire_peer_requests)
         self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
-        self._run(self.raft.start(_mono_ms()))  # a single voter elects itself here, at once
+        self._run(self.raft.start(self._mono_ms()))  # a single voter elects itself here, at once
 
     # -- Raft I/O ---------------------------------------------------------------------------
     def _run(self, out: Output | None = None) -> None:
@@ -182,7 +176,7 @@ class ControllerServer:
             self.server.reply(env, resp)
 
     def _append(self, values: list[bytes]) -> int:
-        last, out = self.raft.append(values, _mono_ms())
+        last, out = self.raft.append(values, self._mono_ms())
         self._outputs.append(out)
         if isinstance(last, NotLeader):
             raise RuntimeError(f"{self.node} lost leadership while committing (leader {last.leader_id})")
@@ -194,32 +188,21 @@ class ControllerServer:
             if env is not None:
                 self.server.reply(env, m.message)
             return
-        client = self.peers.get(m.destination)
-        if client is None:
+        channel = self.peers.get(m.destination)
+        if channel is None:
             return
-        try:
-            rpc_corr = client.send(m.message)
-        except Exception:  # a peer down for long fills its queue: Raft retries anyway
-            log.debug("%s: cannot send to %s", self.node, client.peer, exc_info=True)
-            return
-        self._peer_corr[(m.destination, rpc_corr)] = m.correlation_id
+        # No on_error: a request that cannot leave (a peer down for long fills its queue) or is
+        # not answered is one Raft times out and retries itself.
+        vid, corr = m.destination, m.correlation_id
+        channel.send(m.message,
+                     lambda resp: self._run(self.raft.handle_response(vid, corr, resp, self._mono_ms())))
 
-    def _on_peer(self, vid: int) -> None:
-        client = self.peers[vid]
-        for rpc_corr, resp in client.receive(time.monotonic()):
-            corr = self._peer_corr.pop((vid, rpc_corr), None)
-            if corr is not None:
-                self._run(self.raft.handle_response(vid, corr, resp, _mono_ms()))
+    def _mono_ms(self) -> int:
+        # Raft timers run on the monotonic clock; wall time only stamps records and heartbeats.
+        return int(self.clock.monotonic() * 1000)
 
     def _poll(self) -> None:
-        self._run(self.raft.poll(_mono_ms()))
-
-    def _expire_peer_requests(self) -> None:
-        # Raft times its own requests out; here only the transport's bookkeeping goes.
-        now = time.monotonic()
-        for vid, client in self.peers.items():
-            for rpc_corr in client.expire(now, 2.0):
-                self._peer_corr.pop((vid, rpc_corr), None)
+        self._run(self.raft.poll(self._mono_ms()))
 
     def _event(self, event: str, detail: dict[str, Any]) -> None:
         self.metrics.publish("event", {"event": event, **detail, "detail": str(detail.get("detail", ""))})
@@ -230,14 +213,14 @@ class ControllerServer:
 
     # -- requests ---------------------------------------------------------------------------
     def _on_requests(self) -> None:
-        for env in self.server.receive(time.monotonic()):
+        for env in self.server.receive(self.clock.monotonic()):
             self.server.serve(env, self._handle)  # one bad request must not take the controller down
 
     def _handle(self, env: Envelope) -> None:
         peer = controller_id_of(env.sender)
         if peer is not None and env.api_key in RAFT_APIS:
             self._peer_requests[(peer, env.correlation_id)] = env
-            self._run(self.raft.handle_request(peer, env.correlation_id, env.body, _mono_ms()))
+            self._run(self.raft.handle_request(peer, env.correlation_id, env.body, self._mono_ms()))
             return
         if env.api_key == 3:  # Metadata: committed state only; controller_id says who is active
             self.server.reply(env, metadata_response(
@@ -251,7 +234,7 @@ class ControllerServer:
             if env.api_key == 1:  # the metadata log's long poll
                 part = env.body.topics[0].partitions[0]
                 effects = self.active.fetch(env, int(part.fetch_offset),
-                                            int(env.body.max_wait.total_seconds() * 1000), _wall_ms())
+                                            int(env.body.max_wait.total_seconds() * 1000), self.clock.wall_ms())
             else:
                 response = self._serve(env)
                 effects = self.active.respond(env, response) if response is not None else self.active.take()
@@ -263,7 +246,7 @@ class ControllerServer:
         """The active Controller's answer to a broker's or admin's request (None: none yet)."""
         controller = self.active.controller
         assert controller is not None
-        now = _wall_ms()
+        now = self.clock.wall_ms()
         req = env.body
         key = env.api_key
         resp_cls = response_class(key, env.version)
@@ -307,7 +290,7 @@ class ControllerServer:
     def _tick(self) -> None:
         self._poll()  # a leader that lost its quorum resigns before it fences anyone
         try:
-            effects = self.active.tick(_wall_ms())
+            effects = self.active.tick(self.clock.wall_ms())
         finally:
             self._run()
         self._apply(effects)
@@ -332,14 +315,14 @@ class ControllerServer:
 
     def shutdown_gracefully(self) -> None:
         """SIGTERM: a leader resigns with EndQuorumEpoch so a successor need not time out."""
-        self._run(self.raft.resign(_mono_ms()))
+        self._run(self.raft.resign(self._mono_ms()))
         # Let EndQuorumEpoch leave before the sockets close (a single voter has no one to tell).
         self.loop.call_later(0.1 if self.peers else 0, self.loop.stop)
 
     def close(self) -> None:
         self.raft_log.close()
-        for client in self.peers.values():
-            client.close()
+        for channel in self.peers.values():
+            channel.close()
         self.server.close()
         self.fault_sub.close()
         self.metrics.close()

@@ -37,6 +37,7 @@ def _ignore(_response: Any) -> None:
 class _Call:
     request_name: str
     deadline: float
+    timeout_s: float | None  # None: the channel's request timeout
     on_response: OnResponse
     on_error: OnError | None
 
@@ -44,16 +45,22 @@ class _Call:
 class Channel:
     """Requests from this process to one peer. fail_fast_on_cut: a request on a link the
     fault table cuts (either way) fails at once with NETWORK_EXCEPTION instead of waiting
-    for its timeout (a sender that retries on its own schedule, such as the markers)."""
+    for its timeout (a sender that retries on its own schedule, such as the markers).
+    timeout_config: the setting request_timeout_s comes from, named in timeout errors.
+    catch_callback_errors False: a callback's exception propagates out of poll() (a client's
+    I/O thread fails loudly) instead of being logged."""
 
     def __init__(self, client: RpcClient, clock: Clock, request_timeout_s: float,
-                 *, fail_fast_on_cut: bool = False):
+                 *, fail_fast_on_cut: bool = False, timeout_config: str = "",
+                 catch_callback_errors: bool = True):
         if not request_timeout_s > 0:
             raise ValueError(f"request_timeout_s must be > 0 seconds, not {request_timeout_s!r}")
         self.client = client
         self.clock = clock
         self.request_timeout_s = request_timeout_s
         self.fail_fast_on_cut = fail_fast_on_cut
+        self.timeout_config = timeout_config
+        self.catch_callback_errors = catch_callback_errors
         self._calls: dict[int, _Call] = {}
         self._failed: list[tuple[_Call, KafkaError]] = []  # delivered at the next poll()
         self._next_local_id = -1  # ids of requests that never left (negative: never a wire id)
@@ -74,7 +81,7 @@ class Channel:
         whole rebalance). Returns its correlation id."""
         now = self.clock.monotonic()
         timeout = self.request_timeout_s if timeout_s is None else timeout_s
-        call = _Call(type(request).__name__, now + timeout, on_response or _ignore, on_error)
+        call = _Call(type(request).__name__, now + timeout, timeout_s, on_response or _ignore, on_error)
         error = self._cut_error()
         if error is None:
             try:
@@ -116,7 +123,8 @@ class Channel:
             call = self._calls.pop(corr)
             self.client.forget(corr)
             self._failed.append((call, RequestTimeoutError(
-                f"{self.client.node} -> {self.peer}: no response to {call.request_name} in time")))
+                f"{self.client.node} -> {self.peer}: no response to {call.request_name} in time "
+                f"({self._timeout_text(call.timeout_s)})")))
         failed, self._failed = self._failed, []
         for call, error in failed:
             delivered += 1
@@ -144,6 +152,11 @@ class Channel:
         self._failed.clear()
         self.client.close()
 
+    def _timeout_text(self, timeout_s: float | None) -> str:
+        if timeout_s is None and self.timeout_config:
+            return f"{self.timeout_config}={round(self.request_timeout_s * 1000)}"
+        return f"{self.request_timeout_s if timeout_s is None else timeout_s:g} s"
+
     def _cut_error(self) -> KafkaError | None:
         node, peer, faults = self.client.node, self.peer, self.client.faults
         if self.fail_fast_on_cut and (faults.is_cut(node, peer) or faults.is_cut(peer, node)):
@@ -151,6 +164,9 @@ class Channel:
         return None
 
     def _run(self, callback: Callable[[Any], None], arg: Any, call: _Call) -> None:
+        if not self.catch_callback_errors:
+            callback(arg)
+            return
         try:
             callback(arg)
         except Exception:

@@ -223,3 +223,34 @@ def test_manual_clock_moves_both_readings_together_and_never_back() -> None:
     assert (clock.monotonic(), clock.wall_ms()) == (11.5, 6_500)
     with pytest.raises(ValueError, match="never goes back"):
         clock.advance(-1)
+
+
+def test_a_timeout_names_the_link_the_request_and_the_timeout_that_passed(clock: ManualClock) -> None:
+    client = FakeClient()
+    ch = channel_with(client, clock, timeout_config="request.timeout.ms")
+    errors: list[KafkaError] = []
+    ch.send(build.metadata_request([]), lambda r: None, errors.append)
+    ch.send(build.metadata_request([]), lambda r: None, errors.append, timeout_s=10.0)
+    clock.advance(10.0)
+    ch.poll()
+    assert [str(e).split(": ", 1)[1] for e in errors] == [
+        "broker-1 -> controller: no response to MetadataRequest in time (request.timeout.ms=2000)",
+        "broker-1 -> controller: no response to MetadataRequest in time (10 s)"]
+
+
+def test_a_failing_callback_is_logged_or_raised_as_the_channel_was_told(clock: ManualClock) -> None:
+    def boom(_response: Any) -> None:
+        raise RuntimeError("a bug in the callback")
+
+    for catch in (True, False):
+        client = FakeClient()
+        ch = channel_with(client, clock, catch_callback_errors=catch)
+        got: list[Any] = []
+        a = ch.send(build.metadata_request([]), boom)
+        b = ch.send(build.metadata_request([]), got.append)
+        client.arrived = [(a, "answer-a"), (b, "answer-b")]
+        if catch:  # the broker's loop carries on: the next answer still arrives
+            assert ch.poll() == 2 and got == ["answer-b"]
+        else:  # a client's I/O thread fails loudly
+            with pytest.raises(RuntimeError, match="a bug in the callback"):
+                ch.poll()
