@@ -18,11 +18,24 @@ def test_importing_kafkalab_and_cluster_leaves_pandas_and_plotly_out():
     assert out.splitlines() == ["[]", "pandas True"]  # and a frame still comes out as pandas
 
 
-def test_broker_process_modules_never_import_pandas():
-    code = ("import sys, kafkalab.broker.server, kafkalab.controller.server\n"
-            "print('pandas' in sys.modules)\n")
+# What each lab process imports before its main runs: the module its target lives in, and the
+# clients the main then imports. A consumer worker once paid ~30 MB for pandas through
+# workloads/__init__ (the checker), a MirrorMaker replicator the same through mirror/__init__.
+PROCESS_MODULES = {
+    "broker and controller": "kafkalab.broker.server, kafkalab.controller.server",
+    "consumer worker": "kafkalab.workloads.consumers, kafkalab.client.consumer",
+    "eos worker": "kafkalab.workloads.eos, kafkalab.client.consumer, kafkalab.client.producer",
+    "load worker": "kafkalab.load_worker, kafkalab.client.producer",
+    "mirror replicator": "kafkalab.mirror.replicator, kafkalab.client",
+    "schema registry": "kafkalab.registry.server",
+}
+
+
+@pytest.mark.parametrize("modules", PROCESS_MODULES.values(), ids=PROCESS_MODULES.keys())
+def test_lab_process_modules_never_import_pandas(modules):
+    code = f"import sys, {modules}\nprint(sorted(m for m in ('pandas', 'numpy', 'plotly') if m in sys.modules))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
 
 
 @pytest.mark.integration
