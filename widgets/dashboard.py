@@ -34,7 +34,7 @@ EFFECT_WINDOW_S = 20.0   # story lines this soon after an action are reported as
 QUIET_INTERVAL_S = 1.0   # latest-state panels are redrawn at least this often (staleness)
 # Replica report fields that move while nothing happens (ms since a follower caught up).
 _VOLATILE = frozenset({"time", "lag_ms", "follower_lag_ms"})
-_LATEST_STATE_VIEWS = ("network", "replicas")
+_LATEST_STATE_VIEWS = ("network", "replicas", "segments")
 
 
 class Dashboard:
