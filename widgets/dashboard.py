@@ -3,9 +3,10 @@
 Button callbacks (on the kernel's thread) only enqueue actions. The updater thread runs them,
 then refreshes the views up to `refresh_hz` times a second; it is the only code that mutates
 widgets, so no two threads ever touch a figure at once. Errors go to the status line, never to
-stdout. The panels drawn from the cluster's latest state are redrawn when that state changed
-(an action, a process state, a replica's report), else once every QUIET_INTERVAL_S, which is
-how a node that stops reporting still turns stale; the scrolling charts move once a second.
+stdout. The panels drawn from the cluster's latest state are redrawn when that state changed:
+an action, a process state, what a replica reports, or which replicas have been silent for
+STALE_AFTER_S (so a node that stops reporting still turns grey), and at least every
+QUIET_INTERVAL_S; the scrolling charts move once a second.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .controls import Action, BrokerControls, GroupControls, LoadControls, Netwo
 from .network import NetworkView
 from .probe import ClusterProbe
 from .rates import LagView, ThroughputView
-from .replicas import ReplicaView, SegmentView
+from .replicas import STALE_AFTER_S, ReplicaView, SegmentView
 from .story import StoryFeed, observe
 from .timelines import IsrTimeline, RebalanceTimeline
 
@@ -31,7 +32,7 @@ _STOP = object()
 FEED_LINES = 40          # the story feed keeps this many lines (it scrolls)
 SLOW_VIEW_INTERVAL_S = 1.0
 EFFECT_WINDOW_S = 20.0   # story lines this soon after an action are reported as its effect
-QUIET_INTERVAL_S = 1.0   # latest-state panels are redrawn at least this often (staleness)
+QUIET_INTERVAL_S = 5.0   # latest-state panels are redrawn at least this often
 # Replica report fields that move while nothing happens (ms since a follower caught up).
 _VOLATILE = frozenset({"time", "lag_ms", "follower_lag_ms"})
 _LATEST_STATE_VIEWS = ("network", "replicas", "segments")
@@ -221,16 +222,20 @@ class Dashboard:
         self.refreshes += 1
 
     def _latest_inputs(self) -> Any:
-        """What the latest-state panels are drawn from, less the clock: the cluster's process
-        states and links, and every replica's newest report without its time. None when the
-        source cannot say (a saved snapshot): then they are redrawn every time."""
-        rows = getattr(self.source.source, "latest_replica_rows", None)
-        if rows is None:
+        """What the latest-state panels are drawn from: the cluster's process states and links,
+        every replica's newest report without its time, and which reports are older than
+        STALE_AFTER_S (the views' staleness rule). None when the source cannot say (a saved
+        snapshot): then they are redrawn every time."""
+        read = getattr(self.source.source, "latest_replica_rows", None)
+        if read is None:
             return None
         state = self.probe.read()
+        rows, now = read(), self.source.now()
         replicas = sorted(repr(sorted((k, v) for k, v in row.items() if k not in _VOLATILE))
-                          for row in rows())
-        return (repr({k: v for k, v in state.items() if k != "cluster_frame"}), replicas,
+                          for row in rows)
+        silent = sorted((str(row.get("topic")), row.get("partition", -1), row.get("broker", -1))
+                        for row in rows if now - row["time"] > STALE_AFTER_S)
+        return (repr({k: v for k, v in state.items() if k != "cluster_frame"}), replicas, silent,
                 self._action, self.actions_done)
 
     def _tell_story(self) -> None:

@@ -356,11 +356,14 @@ def test_dashboard_redraws_latest_state_on_change_and_still_marks_a_silent_repli
         dash.refresh()
         assert dash.latest_redraws == drawn + 1 and replicas.figure.data[0].y == (42,)
         assert replicas.figure.data[0].marker.color == (IN_SYNC,)
-        # The broker falls silent: only the clock moves, and the quiet redraw shows it stale.
-        monkeypatch.setattr(dashboard_module, "QUIET_INTERVAL_S", 0.2)
+        # The broker falls silent: only the clock moves, and the replica turns stale when its
+        # report is STALE_AFTER_S old, not at some later periodic redraw.
+        silent_since = time.time()
 
         def stale() -> bool:
             dash.refresh()
             return replicas.figure.data[0].marker.color == (OFFLINE,)
         assert wait_until(stale, timeout=10.0)
+        assert time.time() - silent_since < dashboard_module.STALE_AFTER_S + 1.0
+        assert dash.latest_redraws == drawn + 2
         dash.close()
