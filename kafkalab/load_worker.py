@@ -1,6 +1,6 @@
 """Producer load as a worker process, for the dashboard's load panel and the labs: the code
-that runs inside the worker (the cluster starts and stops it: kafkalab/cluster/load.py). Kept
-outside workloads/, whose package imports pandas: a load worker never loads it.
+that runs inside the worker (the cluster starts and stops it: kafkalab/cluster/load.py). Like
+every lab process it never loads pandas.
 
 A worker is a fresh interpreter with its own lab producer; it is a node of the lab network
 ("load-N"), so network cuts apply to it, and it publishes its client metrics like any process.

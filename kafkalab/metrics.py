@@ -22,7 +22,7 @@ from .lazy_pandas import pd
 
 # The publishing half lives apart so lab processes need not import pandas; it is re-exported
 # here so `from kafkalab.metrics import MetricsPublisher` keeps working.
-from .metrics_publisher import MetricsPublisher, NullPublisher
+from .metrics_publisher import MetricsPublisher, NullPublisher, dumps
 from .metrics_publisher import _json_default as _json_default
 
 __all__ = [
@@ -258,11 +258,19 @@ class MetricsSource:
                                start_time=self.start_time)
 
 
+def _decode(at: float, payload: bytes) -> dict[str, Any]:
+    row = json.loads(payload)
+    row["time"] = at  # the sender may have left it out: the collector's arrival time
+    return row
+
+
 class MetricsCollector(MetricsSource):
     """Binds a SUB socket on 127.0.0.1 and keeps bounded history per kind.
 
     A daemon thread with its own ZeroMQ context drains the socket; reads copy the rows under
-    the lock and build frames outside it.
+    the lock and build frames outside it. History is kept as each row's JSON text, decoded when
+    read: a replica row is ~360 bytes so, ~2.3 KB as a dict, and a 3-broker cluster sends tens
+    of them a second, which over `history_seconds` came to tens of MB of the kernel's memory.
     """
 
     def __init__(self, port: int = 0, history_seconds: float = 600.0,
@@ -272,7 +280,7 @@ class MetricsCollector(MetricsSource):
         self.start_time = time.time()
         self.malformed = 0
         self._lock = threading.Lock()
-        self._rows_by_kind: dict[str, deque[dict[str, Any]]] = {}
+        self._rows_by_kind: dict[str, deque[tuple[float, bytes]]] = {}  # (time, JSON)
         self._latest_replica: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._version = 0
         self._stop = threading.Event()
@@ -300,16 +308,18 @@ class MetricsCollector(MetricsSource):
         message = dict(row)
         message.setdefault("time", time.time())
         message.setdefault("node", "notebook")
-        self._append(kind, message)
+        message["time"] = float(message["time"])
+        self._append(kind, message, dumps(message))
 
-    def _append(self, kind: str, row: dict[str, Any]) -> None:
+    def _append(self, kind: str, row: dict[str, Any], payload: bytes) -> None:
+        at = row["time"]
         with self._lock:
             rows = self._rows_by_kind.get(kind)
             if rows is None:
                 rows = self._rows_by_kind[kind] = deque(maxlen=self.max_rows_per_kind)
-            rows.append(row)
-            cutoff = row["time"] - self.history_seconds
-            while rows and rows[0]["time"] < cutoff:
+            rows.append((at, payload))
+            cutoff = at - self.history_seconds
+            while rows and rows[0][0] < cutoff:
                 rows.popleft()
             if kind == "replica":
                 key = tuple(row.get(k) for k in _REPLICA_KEY)
@@ -345,7 +355,7 @@ class MetricsCollector(MetricsSource):
         except (IndexError, UnicodeDecodeError, ValueError, TypeError):
             self.malformed += 1  # a broken sender must not stop the collector
             return
-        self._append(kind, row)
+        self._append(kind, row, frames[1])
 
     # -- reading
 
@@ -362,8 +372,8 @@ class MetricsCollector(MetricsSource):
             rows = self._rows_by_kind.get(kind)
             copied = list(rows) if rows else []
         if since is not None:
-            copied = [r for r in copied if r["time"] >= since]
-        return copied
+            copied = [entry for entry in copied if entry[0] >= since]
+        return [_decode(at, payload) for at, payload in copied]
 
     def now(self) -> float:
         return time.time()

@@ -1,8 +1,12 @@
 """Dashboard: controls and live views over one cluster, kept current by one updater thread.
 
 Button callbacks (on the kernel's thread) only enqueue actions. The updater thread runs them,
-then refreshes every view a few times a second; it is the only code that mutates widgets,
-so no two threads ever touch a figure at once. Errors go to the status line, never to stdout.
+then refreshes the views up to `refresh_hz` times a second; it is the only code that mutates
+widgets, so no two threads ever touch a figure at once. Errors go to the status line, never to
+stdout. The panels drawn from the cluster's latest state are redrawn when that state changed:
+an action, a process state, what a replica reports, or which replicas have been silent for
+STALE_AFTER_S (so a node that stops reporting still turns grey), and at least every
+QUIET_INTERVAL_S; the scrolling charts move once a second.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .controls import Action, BrokerControls, GroupControls, LoadControls, Netwo
 from .network import NetworkView
 from .probe import ClusterProbe
 from .rates import LagView, ThroughputView
-from .replicas import ReplicaView, SegmentView
+from .replicas import STALE_AFTER_S, ReplicaView, SegmentView
 from .story import StoryFeed, observe
 from .timelines import IsrTimeline, RebalanceTimeline
 
@@ -28,6 +32,10 @@ _STOP = object()
 FEED_LINES = 40          # the story feed keeps this many lines (it scrolls)
 SLOW_VIEW_INTERVAL_S = 1.0
 EFFECT_WINDOW_S = 20.0   # story lines this soon after an action are reported as its effect
+QUIET_INTERVAL_S = 5.0   # latest-state panels are redrawn at least this often
+# Replica report fields that move while nothing happens (ms since a follower caught up).
+_VOLATILE = frozenset({"time", "lag_ms", "follower_lag_ms"})
+_LATEST_STATE_VIEWS = ("network", "replicas", "segments")
 
 
 class Dashboard:
@@ -61,6 +69,9 @@ class Dashboard:
         self._action: tuple[str, float, float] | None = None  # description, started, done
         self._effects: list[str] = []
         self._closed_shown = False
+        self._inputs: Any = None
+        self._latest_drawn_at = -float("inf")
+        self.latest_redraws = 0  # how often the latest-state panels were recomputed
         self.brokers = BrokerControls(cluster, self.source, submit=self.submit, probe=self.probe)
         self.network = NetworkControls(cluster, submit=self.submit)
         self.load = LoadControls(cluster, submit=self.submit, topic=topic)
@@ -174,13 +185,27 @@ class Dashboard:
         self.actions_done += 1
 
     def refresh(self) -> None:
-        """Redraw every view and tile once (the updater calls this; tests may too)."""
+        """Redraw what may have changed (the updater calls this; tests may too): the scrolling
+        charts at their own pace, the latest-state panels when their inputs changed or
+        QUIET_INTERVAL_S passed."""
         if getattr(self.cluster, "closed", False):
             self._mark_closed()
             return
         self.source.clear()
-        parts: list[Any] = [*self.views.values(), self.brokers, self.network, self.load,
-                            *([self.group_controls] if self.group_controls else [])]
+        now = time.monotonic()
+        try:
+            inputs = self._latest_inputs()
+        except Exception:  # the panels' own refresh then reports what is wrong
+            inputs = None
+        latest_due = (inputs is None or inputs != self._inputs
+                      or now - self._latest_drawn_at >= QUIET_INTERVAL_S)
+        parts: list[Any] = [view for name, view in self.views.items() if name not in _LATEST_STATE_VIEWS]
+        if latest_due:
+            self._inputs, self._latest_drawn_at = inputs, now
+            self.latest_redraws += 1
+            parts += [*(self.views[name] for name in _LATEST_STATE_VIEWS), self.brokers]
+        parts += [self.network, self.load,
+                  *([self.group_controls] if self.group_controls else [])]
         for part in parts:
             try:
                 part.refresh()
@@ -188,12 +213,30 @@ class Dashboard:
                 self._set_status(f"{type(part).__name__} could not refresh: "
                                  f"{type(exc).__name__}: {exc}", ok=False)
         try:
-            self._tell_story()
+            if latest_due:
+                self._tell_story()
         except Exception as exc:
             self._set_status(f"the story feed could not refresh: {type(exc).__name__}: {exc}",
                              ok=False)
         self._hide_empty()
         self.refreshes += 1
+
+    def _latest_inputs(self) -> Any:
+        """What the latest-state panels are drawn from: the cluster's process states and links,
+        every replica's newest report without its time, and which reports are older than
+        STALE_AFTER_S (the views' staleness rule). None when the source cannot say (a saved
+        snapshot): then they are redrawn every time."""
+        read = getattr(self.source.source, "latest_replica_rows", None)
+        if read is None:
+            return None
+        state = self.probe.read()
+        rows, now = read(), self.source.now()
+        replicas = sorted(repr(sorted((k, v) for k, v in row.items() if k not in _VOLATILE))
+                          for row in rows)
+        silent = sorted((str(row.get("topic")), row.get("partition", -1), row.get("broker", -1))
+                        for row in rows if now - row["time"] > STALE_AFTER_S)
+        return (repr({k: v for k, v in state.items() if k != "cluster_frame"}), replicas, silent,
+                self._action, self.actions_done)
 
     def _tell_story(self) -> None:
         moment = observe(self.probe.read(), self.source.latest_replicas(), self.source.groups(),

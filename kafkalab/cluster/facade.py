@@ -384,7 +384,7 @@ class Cluster:
                         handler: Any = None) -> list[Any]:
         """n consumer worker processes in `group`; handles can be killed, paused and resumed.
         `handler(message)` is any Python callable (shipped to the workers with dill)."""
-        # Imported here: the workloads package loads pandas, which a cluster leaves out until used.
+        # Imported here: a cluster that never spawns a worker leaves the workloads package out.
         from kafkalab.workloads.consumers import spawn_consumers
         return spawn_consumers(self, group, n, topics, client_config(self.profile, "consumer", config), handler)
 

@@ -13,10 +13,9 @@ import signal
 import weakref
 from typing import Any
 
-import pandas as pd
-
 from kafkalab.config import client_config
 from kafkalab.errors import KafkaLabError
+from kafkalab.lazy_pandas import pd
 from kafkalab.mirror import formats
 from kafkalab.mirror.policy import (
     HEARTBEATS_TOPIC,

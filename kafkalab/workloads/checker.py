@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import pandas as pd
-
+from kafkalab.lazy_pandas import pd
 from kafkalab.workloads.history import ACKED, FAILED, PENDING, History, Read
 
 KINDS = ("lost", "duplicated", "moved", "reordered", "unexpected")

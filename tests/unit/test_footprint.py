@@ -18,11 +18,24 @@ def test_importing_kafkalab_and_cluster_leaves_pandas_and_plotly_out():
     assert out.splitlines() == ["[]", "pandas True"]  # and a frame still comes out as pandas
 
 
-def test_broker_process_modules_never_import_pandas():
-    code = ("import sys, kafkalab.broker.server, kafkalab.controller.server\n"
-            "print('pandas' in sys.modules)\n")
+# What each lab process imports before its main runs: the module its target lives in, and the
+# clients the main then imports. A consumer worker once paid ~30 MB for pandas through
+# workloads/__init__ (the checker), a MirrorMaker replicator the same through mirror/__init__.
+PROCESS_MODULES = {
+    "broker and controller": "kafkalab.broker.server, kafkalab.controller.server",
+    "consumer worker": "kafkalab.workloads.consumers, kafkalab.client.consumer",
+    "eos worker": "kafkalab.workloads.eos, kafkalab.client.consumer, kafkalab.client.producer",
+    "load worker": "kafkalab.load_worker, kafkalab.client.producer",
+    "mirror replicator": "kafkalab.mirror.replicator, kafkalab.client",
+    "schema registry": "kafkalab.registry.server",
+}
+
+
+@pytest.mark.parametrize("modules", PROCESS_MODULES.values(), ids=PROCESS_MODULES.keys())
+def test_lab_process_modules_never_import_pandas(modules):
+    code = f"import sys, {modules}\nprint(sorted(m for m in ('pandas', 'numpy', 'plotly') if m in sys.modules))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
 
 
 @pytest.mark.integration
@@ -51,3 +64,32 @@ def test_footprint_reads_the_lab_peaks_the_labs_run_saved(tmp_path, monkeypatch)
     path.write_text('{"04_consumer_groups.ipynb": 412.5, "11_failure_scenarios.ipynb": 600}')
     monkeypatch.setenv(LAB_PEAKS_ENV, str(path))
     assert lab_peaks() == {"04_consumer_groups.ipynb": 412.5, "11_failure_scenarios.ipynb": 600.0}
+
+
+def test_metrics_history_keeps_rows_compact_and_reads_them_back_whole():
+    import json
+    import tracemalloc
+
+    from kafkalab.metrics import MetricsCollector
+
+    row = {"broker": 1, "topic": "orders", "partition": 2, "is_leader": True, "leader": 1, "leader_epoch": 3,
+           "log_start_offset": 0, "log_end_offset": 123456, "high_watermark": 123456, "isr": [1, 2, 3],
+           "segments": 3, "size_bytes": 12345678, "lag_offsets": 0, "lag_ms": 0,
+           "follower_lag": {"2": 0, "3": 0}, "follower_lag_ms": {"2": 12, "3": 40}, "node": "broker-1"}
+    n = 10_000  # five minutes of one topic's replica rows from 3 brokers in the lab profile
+    with MetricsCollector() as c:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(n):  # fresh objects per row, as rows decoded from other processes are
+                c.record("replica", json.loads(json.dumps({**row, "log_end_offset": i, "time": 1000.0 + i / 40})))
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        # As dicts these rows held ~2.3 KB each (23 MB here); kept as their JSON, under 0.8 KB.
+        assert held < n * 800, f"{held / n:.0f} bytes a row"
+        assert c.row_count("replica") == n  # all within history_seconds
+        back = c.replicas(since=1000.0 + (n - 2) / 40)
+        assert back["log_end_offset"].tolist() == [n - 2, n - 1]
+        assert back["time"].tolist() == [1000.0 + (n - 2) / 40, 1000.0 + (n - 1) / 40]
+        assert back["isr"].tolist() == [[1, 2, 3], [1, 2, 3]]

@@ -333,3 +333,37 @@ def test_dashboard_hides_the_lag_panel_while_it_is_empty(dashboard_and_cluster):
     dash, _ = dashboard_and_cluster
     assert dash.boxes["lag"].layout.display == "none"
     assert dash.boxes["network"].layout.display is None
+
+
+def test_dashboard_redraws_latest_state_on_change_and_still_marks_a_silent_replica_stale(monkeypatch):
+    import widgets.dashboard as dashboard_module
+    from kafkalab.metrics import MetricsCollector
+    from widgets.base import IN_SYNC, OFFLINE
+
+    monkeypatch.setattr(dashboard_module, "QUIET_INTERVAL_S", 60.0)
+    with MetricsCollector() as metrics:
+        metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1]})
+        dash = Dashboard(FakeCluster(broker_ids=(1,), metrics=metrics), topic="orders", start=False)
+        replicas = dash.views["replicas"]
+        dash.refresh()
+        drawn = dash.latest_redraws
+        # The same report again (a heartbeat): nothing to redraw.
+        metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1]})
+        dash.refresh()
+        assert dash.latest_redraws == drawn
+        # A report that says something new is drawn at once.
+        metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1], "log_end_offset": 42})
+        dash.refresh()
+        assert dash.latest_redraws == drawn + 1 and replicas.figure.data[0].y == (42,)
+        assert replicas.figure.data[0].marker.color == (IN_SYNC,)
+        # The broker falls silent: only the clock moves, and the replica turns stale when its
+        # report is STALE_AFTER_S old, not at some later periodic redraw.
+        silent_since = time.time()
+
+        def stale() -> bool:
+            dash.refresh()
+            return replicas.figure.data[0].marker.color == (OFFLINE,)
+        assert wait_until(stale, timeout=10.0)
+        assert time.time() - silent_since < dashboard_module.STALE_AFTER_S + 1.0
+        assert dash.latest_redraws == drawn + 2
+        dash.close()
