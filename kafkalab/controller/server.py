@@ -99,7 +99,9 @@ class ControllerServer:
                              quorum_state=state, cluster_id="kafkalab",
                              wall_clock_offset_ms=clock.wall_ms() - self._mono_ms(),
                              **(raft or QUORUM_TIMEOUTS["lab"]))
-        self.active = ActiveController(node_id, config, self._append, rng=random.Random())
+        # Replica placement is seeded, as the single controller's always was: a lab's topics get
+        # the same replica lists run after run (its saved outputs show them).
+        self.active = ActiveController(node_id, config, self._append, rng=random.Random(0))
         self._leader = LeaderAndEpoch(-1, 0)  # last leader change told to the ActiveController
         self._outputs: list[Output] = []
         self._peer_requests: dict[tuple[int, int], Envelope] = {}
