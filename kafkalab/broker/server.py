@@ -44,6 +44,7 @@ from kafkalab.metadata.responses import metadata_response
 from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import broker_node, controller_node
 from kafkalab.process import die_with_parent, parent_alive
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import response_class
 from kafkalab.transport.channel import Channel
 from kafkalab.transport.faults import FaultTable
@@ -53,8 +54,6 @@ from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcClient, RpcServ
 
 log = logging.getLogger(__name__)
 
-PRODUCE, FETCH, LIST_OFFSETS, METADATA, INIT_PRODUCER_ID = 0, 1, 2, 3, 22
-CREATE_TOPICS, DELETE_TOPICS, OFFSET_FOR_LEADER_EPOCH, WRITE_TXN_MARKERS = 19, 20, 23, 27
 # ISR changes and the purgatory are looked at when their time comes, and after each follower
 # fetch; never more often than this.
 REPLICA_CHECK_MIN_S = 0.05
@@ -190,26 +189,26 @@ class BrokerServer:
             self.transactions.handle(api_key, version, req, reply, now)
         elif api_key in self.groups.api_keys:
             self.groups.handle(api_key, version, req, reply, now)
-        elif api_key == PRODUCE:
+        elif api_key == ApiKey.PRODUCE:
             self.rm.produce(req, now, reply)
-        elif api_key == FETCH:
+        elif api_key == ApiKey.FETCH:
             self.rm.fetch(req, now, reply, zero_copy=zero_copy and self.config["fetch.sendfile.enable"])
             if int(req.replica_id) >= 0:  # a follower caught up may join the ISR now
                 self._propose_isr_changes(now, [(str(t.topic), int(p.partition)) for t in req.topics
                                                 for p in t.partitions])
-        elif api_key == LIST_OFFSETS:
+        elif api_key == ApiKey.LIST_OFFSETS:
             reply(self.rm.list_offsets(req))
-        elif api_key == METADATA:
-            reply(self._metadata(req, response_class(METADATA, version)))
-        elif api_key == OFFSET_FOR_LEADER_EPOCH:
+        elif api_key == ApiKey.METADATA:
+            reply(self._metadata(req, response_class(ApiKey.METADATA, version)))
+        elif api_key == ApiKey.OFFSET_FOR_LEADER_EPOCH:
             reply(self.rm.offset_for_leader_epoch(req))
-        elif api_key == WRITE_TXN_MARKERS:
-            self.rm.write_txn_markers(req, response_class(WRITE_TXN_MARKERS, version), now, reply)
-        elif api_key == INIT_PRODUCER_ID:
-            cls = response_class(INIT_PRODUCER_ID, version)
+        elif api_key == ApiKey.WRITE_TXN_MARKERS:
+            self.rm.write_txn_markers(req, response_class(ApiKey.WRITE_TXN_MARKERS, version), now, reply)
+        elif api_key == ApiKey.INIT_PRODUCER_ID:
+            cls = response_class(ApiKey.INIT_PRODUCER_ID, version)
             self.producer_ids.generate(lambda pid: reply(cls(
                 throttle_time=NO_THROTTLE, error_code=ErrorCode.none, producer_id=pid, producer_epoch=0)))
-        elif api_key in (CREATE_TOPICS, DELETE_TOPICS):  # the controller's: forward
+        elif api_key in (ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS):  # the controller's: forward
             self.controller.send(req, reply)
         elif api_key in self.admin.api_keys:
             self.admin.handle(api_key, version, req, reply, now)

@@ -62,32 +62,32 @@ def not_controller_response(api_key: int, version: int, request: Any) -> Any | N
     """NOT_CONTROLLER in the shape of each controller API's response (None: no such API)."""
     cls = response_class(api_key, version)
     code = ErrorCode.not_controller
-    if api_key == 62:
+    if api_key == ApiKey.BROKER_REGISTRATION:
         return cls(throttle_time=NO_THROTTLE, error_code=code, broker_epoch=-1)
-    if api_key == 63:
+    if api_key == ApiKey.BROKER_HEARTBEAT:
         return cls(throttle_time=NO_THROTTLE, error_code=code, is_caught_up=False, is_fenced=True,
                    should_shut_down=False)
-    if api_key == 19:
+    if api_key == ApiKey.CREATE_TOPICS:
         mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, topics=tuple(mod.CreatableTopicResult(
             name=t.name, topic_id=None, error_code=code, error_message="not the active controller",
             num_partitions=-1, replication_factor=-1, configs=None) for t in request.topics))
-    if api_key == 20:
+    if api_key == ApiKey.DELETE_TOPICS:
         mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, responses=tuple(mod.DeletableTopicResult(
             name=t.name, topic_id=t.topic_id, error_code=code, error_message=None) for t in request.topics))
-    if api_key == 56:
+    if api_key == ApiKey.ALTER_PARTITION:
         return cls(throttle_time=NO_THROTTLE, error_code=code, topics=())
-    if api_key == 43:
+    if api_key == ApiKey.ELECT_LEADERS:
         return cls(throttle_time=NO_THROTTLE, error_code=code, replica_election_results=())
-    if api_key == 67:
+    if api_key == ApiKey.ALLOCATE_PRODUCER_IDS:
         return cls(throttle_time=NO_THROTTLE, error_code=code, producer_id_start=-1, producer_id_len=0)
-    if api_key in (33, 44):
+    if api_key in (ApiKey.ALTER_CONFIGS, ApiKey.INCREMENTAL_ALTER_CONFIGS):
         mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, responses=tuple(mod.AlterConfigsResourceResponse(
             error_code=code, error_message="not the active controller", resource_type=r.resource_type,
             resource_name=r.resource_name) for r in request.resources))
-    if api_key == 37:
+    if api_key == ApiKey.CREATE_PARTITIONS:
         mod = schema_module(cls)
         return cls(throttle_time=NO_THROTTLE, results=tuple(mod.CreatePartitionsTopicResult(
             name=t.name, error_code=code, error_message="not the active controller") for t in request.topics))

@@ -57,6 +57,7 @@ from kafkalab.metadata.topic import METADATA_LOG_CONFIG, METADATA_TOPIC
 from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import controller_node
 from kafkalab.process import die_with_parent, parent_alive
+from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import response_class
 from kafkalab.storage.files import write_atomic
 from kafkalab.transport.channel import Channel
@@ -169,7 +170,7 @@ class ControllerServer:
     def _not_controller(self, env: Envelope) -> None:
         """This node does not serve (or an answer it gave may never come true): the client asks
         the active controller; a broker's metadata fetch learns who that is."""
-        if env.api_key == 1:
+        if env.api_key == ApiKey.FETCH:
             self.server.reply(env, metadata_fetch_error(response_class(1, env.version),
                                                         self.leader_hint(), self.raft.epoch))
             return
@@ -224,7 +225,7 @@ class ControllerServer:
             self._peer_requests[(peer, env.correlation_id)] = env
             self._run(self.raft.handle_request(peer, env.correlation_id, env.body, self._mono_ms()))
             return
-        if env.api_key == 3:  # Metadata: committed state only; controller_id says who is active
+        if env.api_key == ApiKey.METADATA:  # committed state only; controller_id says who is active
             self.server.reply(env, metadata_response(
                 self.active.committed, env.body, response_class(3, env.version),
                 controller_id=self.node_id if self.active.active else self.leader_hint()))
@@ -233,7 +234,7 @@ class ControllerServer:
             self._apply([Fail(env)])
             return
         try:
-            if env.api_key == 1:  # the metadata log's long poll
+            if env.api_key == ApiKey.FETCH:  # the metadata log's long poll
                 part = env.body.topics[0].partitions[0]
                 effects = self.active.fetch(env, int(part.fetch_offset),
                                             int(env.body.max_wait.total_seconds() * 1000), self.clock.wall_ms())
@@ -252,36 +253,36 @@ class ControllerServer:
         req = env.body
         key = env.api_key
         resp_cls = response_class(key, env.version)
-        if key == 62:  # BrokerRegistration
+        if key == ApiKey.BROKER_REGISTRATION:
             zmq_l = next(lst for lst in req.listeners if lst.name == "ZMQ")
             kafka_l = next((lst for lst in req.listeners if lst.name != "ZMQ"), zmq_l)
             epoch = controller.register_broker(int(req.broker_id), f"tcp://{zmq_l.host}:{zmq_l.port}",
                                                str(kafka_l.host), int(kafka_l.port), now)
             return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, broker_epoch=epoch)
-        if key == 63:  # BrokerHeartbeat
+        if key == ApiKey.BROKER_HEARTBEAT:
             r = controller.heartbeat(int(req.broker_id), int(req.broker_epoch),
                                      int(req.current_metadata_offset), bool(req.want_shut_down), now)
             return resp_cls(throttle_time=NO_THROTTLE, error_code=r.error, is_caught_up=r.is_caught_up,
                             is_fenced=r.is_fenced, should_shut_down=r.should_shut_down)
-        if key == 19:  # CreateTopics
+        if key == ApiKey.CREATE_TOPICS:
             from kafkalab.controller.requests import create_topics
             return create_topics(controller, req, resp_cls)
-        if key == 20:  # DeleteTopics
+        if key == ApiKey.DELETE_TOPICS:
             from kafkalab.controller.requests import delete_topics
             return delete_topics(controller, req, resp_cls)
-        if key == 56:  # AlterPartition
+        if key == ApiKey.ALTER_PARTITION:
             from kafkalab.controller.requests import alter_partition
             return alter_partition(controller, req, resp_cls)
-        if key == 43:  # ElectLeaders
+        if key == ApiKey.ELECT_LEADERS:
             from kafkalab.controller.topic_admin import elect_leaders_response
             return elect_leaders_response(controller, req, resp_cls)
-        if key in (33, 44):  # AlterConfigs, IncrementalAlterConfigs (topic configs)
+        if key in (ApiKey.ALTER_CONFIGS, ApiKey.INCREMENTAL_ALTER_CONFIGS):  # topic configs
             from kafkalab.controller.topic_admin import alter_configs_response
-            return alter_configs_response(controller, req, resp_cls, incremental=key == 44)
-        if key == 37:  # CreatePartitions
+            return alter_configs_response(controller, req, resp_cls, incremental=key == ApiKey.INCREMENTAL_ALTER_CONFIGS)
+        if key == ApiKey.CREATE_PARTITIONS:
             from kafkalab.controller.topic_admin import create_partitions_response
             return create_partitions_response(controller, req, resp_cls)
-        if key == 67:  # AllocateProducerIds
+        if key == ApiKey.ALLOCATE_PRODUCER_IDS:
             start, length = controller.allocate_producer_ids()
             return resp_cls(throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                             producer_id_start=start, producer_id_len=length)
