@@ -42,7 +42,7 @@ from kafkalab.client.assignors import (
     encode_assignment,
     encode_subscription,
 )
-from kafkalab.sim.invariants import RunSummary, Violation
+from kafkalab.sim.invariants import RunSummary, Story
 from kafkalab.sim.network import LinkFaults, Network
 from kafkalab.sim.scheduler import Event, Scheduler
 
@@ -106,7 +106,7 @@ class Member:
     instance: str | None = None  # group.instance.id of a static member
 
 
-class GroupsSim:
+class GroupsSim(Story):
     def __init__(self, seed: int, *, brokers: int = 3, faults: bool = True, trace: bool = False) -> None:
         self.seed = seed
         self.sched = Scheduler(seed)
@@ -141,17 +141,6 @@ class GroupsSim:
         for m in self.members:
             self.net.attach(m.node, lambda src, msg, m=m: self._member_receive(m, src, msg))
         self._load(self.hosts[0])
-
-    # -- the story ------------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        if self.trace is not None:
-            self.trace.append(f"{self.sched.now_ms:>6} ms  {text}")
-
-    def violation(self, invariant: str, detail: str) -> Violation:
-        self.say(f"VIOLATION {invariant}: {detail}")
-        v = Violation(self.seed, self.sched.events_run, invariant, detail)
-        v.trace = self.trace  # the story up to here, for `kafkalab sim --trace`
-        return v
 
     # -- coordinator hosts -----------------------------------------------------------------------
     def _load(self, h: Host) -> None:

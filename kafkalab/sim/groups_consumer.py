@@ -31,7 +31,7 @@ from kio.schema.offset_commit.v8 import request as oc
 
 from kafkalab.broker.consumer_group import ConsumerGroupCoordinator, Topic
 from kafkalab.broker.group_coordinator import GroupCoordinator, decode_offset_record
-from kafkalab.sim.invariants import RunSummary, Violation
+from kafkalab.sim.invariants import RunSummary, Story
 from kafkalab.sim.network import LinkFaults, Network
 from kafkalab.sim.scheduler import Event, Scheduler
 
@@ -84,7 +84,7 @@ class Member:
     processing: bool = True
 
 
-class ConsumerGroupsSim:
+class ConsumerGroupsSim(Story):
     def __init__(self, seed: int, *, brokers: int = 3, faults: bool = True, trace: bool = False) -> None:
         self.seed = seed
         self.sched = Scheduler(seed)
@@ -109,16 +109,6 @@ class ConsumerGroupsSim:
         for m in self.members:
             self.net.attach(m.node, lambda src, msg, m=m: self._member_receive(m, msg))
         self._load(self.hosts[0])
-
-    def say(self, text: str) -> None:
-        if self.trace is not None:
-            self.trace.append(f"{self.sched.now_ms:>6} ms  {text}")
-
-    def violation(self, invariant: str, detail: str) -> Violation:
-        self.say(f"VIOLATION {invariant}: {detail}")
-        v = Violation(self.seed, self.sched.events_run, invariant, detail)
-        v.trace = self.trace  # the story up to here, for `kafkalab sim --trace`
-        return v
 
     # -- coordinator hosts -----------------------------------------------------------------------
     def _load(self, h: Host) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -32,3 +33,21 @@ class RunSummary:
     acknowledged: int  # records (or commits) the clients were told are durable
     checks: int  # invariant checks made (invariants x events)
     trace: list[str] | None = None  # the story in words, when asked for
+
+
+class Story:
+    """A scenario's story in words and its violations (the coordinator scenarios share it):
+    subclasses set `seed`, `sched` (the Scheduler) and `trace` (a list, or None when untold)."""
+
+    seed: int
+    sched: Any
+    trace: list[str] | None
+
+    def say(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace.append(f"{self.sched.now_ms:>6} ms  {text}")
+
+    def violation(self, invariant: str, detail: str) -> Violation:
+        self.say(f"VIOLATION {invariant}: {detail}")
+        # The story up to here goes with it, for `kafkalab sim --trace`.
+        return Violation(self.seed, self.sched.events_run, invariant, detail, trace=self.trace)

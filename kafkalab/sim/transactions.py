@@ -59,7 +59,7 @@ from kafkalab.metadata.image import MetadataImage
 from kafkalab.records.batch import encode_batch
 from kafkalab.records.builder import BatchBuilder
 from kafkalab.records.scan import iter_batches
-from kafkalab.sim.invariants import RunSummary, Violation
+from kafkalab.sim.invariants import RunSummary, Story
 from kafkalab.sim.network import LinkFaults, Network
 from kafkalab.sim.scheduler import Event, Scheduler
 
@@ -128,7 +128,7 @@ class Instance:
     fenced: bool = False
 
 
-class TransactionsSim:
+class TransactionsSim(Story):
     def __init__(self, seed: int, *, brokers: int = 3, faults: bool = True, trace: bool = False) -> None:
         self.seed = seed
         self.sched = Scheduler(seed)
@@ -173,17 +173,6 @@ class TransactionsSim:
         self._preload()
         self.brokers[0].tc = self._new_tc(self.brokers[0])
         self.brokers[0].tc.load_partition(0, self.coordinator_epoch, [], 0)
-
-    # -- the story ------------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        if self.trace is not None:
-            self.trace.append(f"{self.sched.now_ms:>6} ms  {text}")
-
-    def violation(self, invariant: str, detail: str) -> Violation:
-        self.say(f"VIOLATION {invariant}: {detail}")
-        v = Violation(self.seed, self.sched.events_run, invariant, detail)
-        v.trace = self.trace  # the story up to here, for `kafkalab sim --trace`
-        return v
 
     # -- cluster --------------------------------------------------------------------------------
     def leader_of(self, tp: TP) -> int:
