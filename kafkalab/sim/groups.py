@@ -16,7 +16,9 @@ Invariants, checked as each event happens:
   member and the process that takes its place count as one);
 - a commit carrying a generation older than one the coordinator already handed out (or loaded
   from the log) is never accepted;
-- a replaced static member's commit is never accepted;
+- a replaced static member's commit is never accepted: the replacement is the one the
+  coordinator answered, or after a failover the one the log holds (a replacement made during a
+  rebalance and not yet written is lost with the old coordinator, as in Kafka);
 - a partition's committed offset never goes backwards (members here never reset on purpose).
 """
 
@@ -133,7 +135,8 @@ class GroupsSim(Story):
         # (generation, partition) -> who owns it: the group.instance.id of a static member (a
         # restarted one takes its place and assignment in the same generation), else the member id
         self.owners: dict[tuple[int, TP], str] = {}
-        self.static_holder: dict[str, str] = {}  # group.instance.id -> the member id it has now
+        # group.instance.id -> the member id the current coordinator gave it (or loaded)
+        self.static_holder: dict[str, str] = {}
         self.committed: dict[TP, int] = {}
         self.faults = self.acknowledged = self.checks = 0
         for h in self.hosts:
@@ -157,6 +160,14 @@ class GroupsSim(Story):
         # A generation handed out but never written (the leader's SyncGroup had not landed) is
         # lost with the old coordinator, as in Kafka: the new one starts from what the log says.
         self.max_generation = g.generation if g else 0
+        # So is a static member's replacement made while the group rebalanced: Kafka's classic
+        # coordinator (updateStaticMemberThenRebalanceOrCompleteJoin) swaps the member id in
+        # memory only in PreparingRebalance and CompletingRebalance (Stable alone writes the
+        # group record first), and the id reaches the log with the leader's SyncGroup. The next
+        # coordinator loads the last group record: its group.instance.id -> member id is the one
+        # OffsetCommit checks (validateMember: FENCED_INSTANCE_ID for any other id), so the old
+        # process commits again and the new one is the fenced one.
+        self.static_holder = dict(g.static) if g else {}
         self.say(f"{h.node} loads the offsets partition ({len(self.log.records)} records): "
                  f"generation {g.generation if g else 0}")
 
@@ -288,8 +299,8 @@ class GroupsSim(Story):
         codes = set(result.values()) if kind == "commit" else {result if kind in ("heartbeat", "leave")
                                                                 else result["error_code"]}
         if ErrorCode.fenced_instance_id in codes:
-            # Another process took this group.instance.id: for a consumer that is fatal.
-            self.say(f"{m.node} ({m.member_id}) is fenced: {m.instance} has a newer member")
+            # Another process holds this group.instance.id: for a consumer that is fatal.
+            self.say(f"{m.node} ({m.member_id}) is fenced: {m.instance} has another member")
             self._crash_member(m)
             return
         getattr(self, f"_on_{kind}")(m, result)

@@ -6,6 +6,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 from kio.schema.join_group.v9 import request as jg
+from kio.schema.offset_commit.v8 import request as oc
 from kio.schema.sync_group.v5 import request as sg
 
 from kafkalab.broker.group_coordinator import COMPLETING, PREPARING, STABLE, GroupCoordinator
@@ -137,3 +138,66 @@ def test_a_static_replacement_that_cannot_be_stored_keeps_the_old_member():
     assert out == [{"error_code": ErrorCode.not_coordinator}]
     g = c.groups["g"]
     assert g.static == {"i1": "old"} and list(g.members) == ["old"] and g.members["old"].assignment == b"A"
+
+
+def test_a_static_replacement_made_during_a_rebalance_is_lost_with_the_coordinator():
+    """Kafka's rule (the simulator's seed 371 held the invariant to a stricter one): while the
+    group rebalances, a new process with a known group.instance.id takes the member's place in
+    memory only; the group record naming it is written with the leader's SyncGroup. A coordinator
+    that loads the log before then maps the id to the old process: that one commits at the
+    generation the log holds, and the new process is fenced when it syncs."""
+    log = []
+
+    def append(p, records, done):
+        log.extend(records)
+        done(ErrorCode.none, 0)
+
+    ids = iter(["old", "d", "new"])
+    c = GroupCoordinator(num_partitions=1, append=append, owns=lambda p: "yes",
+                         new_member_id=lambda client_id: next(ids))
+
+    def join(member_id, instance):
+        out = []
+        c.join_group(jg.JoinGroupRequest(
+            group_id="g", session_timeout=datetime.timedelta(seconds=10),
+            rebalance_timeout=datetime.timedelta(seconds=10), member_id=member_id, group_instance_id=instance,
+            protocol_type="consumer", protocols=(jg.JoinGroupRequestProtocol(name="range", metadata=b""),)),
+            0, out.append)
+        return out
+
+    join("", "i1")
+    c.sync_group(sg.SyncGroupRequest(group_id="g", generation_id=1, member_id="old", group_instance_id="i1",
+                                     assignments=(sg.SyncGroupRequestAssignment(member_id="old", assignment=b"A"),)),
+                 1, lambda r: None)
+    written = len(log)
+    join("", None)  # a dynamic member: MEMBER_ID_REQUIRED, then it joins and the group rebalances
+    join("d", None)
+    assert c.groups["g"].state == PREPARING
+    out = join("", "i1")  # a new process takes i1's place while the group rebalances
+    assert out[0]["error_code"] == ErrorCode.none and out[0]["member_id"] == "new"
+    assert out[0]["generation_id"] == 2 and c.groups["g"].state == COMPLETING
+    assert len(log) == written  # nothing written yet: the leader has not synced
+
+    moved = GroupCoordinator(num_partitions=1, append=append, owns=lambda p: "yes")
+    for key, value in log:
+        moved.load_record(key, value, 5)
+    assert moved.groups["g"].generation == 1 and moved.groups["g"].static == {"i1": "old"}
+    codes = []
+    moved.commit_offsets(oc.OffsetCommitRequest(
+        group_id="g", generation_id_or_member_epoch=1, member_id="old", group_instance_id="i1",
+        topics=(oc.OffsetCommitRequestTopic(name="t", partitions=(oc.OffsetCommitRequestPartition(
+            partition_index=0, committed_offset=7, committed_leader_epoch=-1, committed_metadata=""),)),)),
+        6, codes.append)
+    assert codes == [{("t", 0): ErrorCode.none}]
+    synced = []
+    moved.sync_group(sg.SyncGroupRequest(group_id="g", generation_id=2, member_id="new", group_instance_id="i1",
+                                         assignments=()), 7, synced.append)
+    assert synced[0]["error_code"] == ErrorCode.fenced_instance_id
+
+
+def test_seed_371_holds():
+    """Seed 371 reported the old process's commit after such a move as a violation; with the
+    invariant as Kafka has it the run holds, and the new process is the one fenced."""
+    story = groups.run(371, trace=True)
+    assert story.acknowledged > 0
+    assert any("member-6" in line and "is fenced" in line for line in story.trace or [])

@@ -55,6 +55,21 @@ def test_a_commit_accepted_from_any_generation_is_caught(monkeypatch):
     assert all(v.event > 0 and f"--seeds {v.seed} " in str(v) for v in found)
 
 
+
+def test_a_commit_accepted_from_a_replaced_static_member_is_caught(monkeypatch):
+    commit = GroupCoordinator.commit_offsets
+
+    def any_incarnation(self, req, now_ms, reply):
+        g = self.groups.get(str(req.group_id))
+        holder = g.static.get(req.group_instance_id) if g is not None and req.group_instance_id else None
+        if holder is not None:  # the coordinator no longer tells the group.instance.id's processes apart
+            req = dataclasses.replace(req, member_id=holder)
+        commit(self, req, now_ms, reply)
+
+    monkeypatch.setattr(GroupCoordinator, "commit_offsets", any_incarnation)
+    found = _violations(groups.run, GROUP_SEEDS)
+    assert found and {v.invariant for v in found} == {"a replaced static member's commit is never accepted"}
+
 def test_a_consumer_protocol_commit_accepted_at_any_member_epoch_is_caught(monkeypatch):
     validate = ConsumerGroupCoordinator.validate_commit
 
