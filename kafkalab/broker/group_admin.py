@@ -22,7 +22,7 @@ from kafkalab.broker.group_coordinator import (
     group_metadata_key,
     offset_commit_key,
 )
-from kafkalab.client.assignors import decode_subscription
+from kafkalab.protocol.consumer_protocol import decode_subscription
 
 TP = tuple[str, int]
 

@@ -37,7 +37,7 @@ from kafkalab.broker.txn_offsets import (
     next_sequence,
     txn_offset_commit_batch,
 )
-from kafkalab.client.assignors import decode_assignment, decode_subscription
+from kafkalab.protocol.consumer_protocol import decode_assignment, decode_subscription
 from kafkalab.records.batch import decode_batch
 from kafkalab.records.header import parse_header
 

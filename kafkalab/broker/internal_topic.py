@@ -8,12 +8,13 @@ import datetime
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kio.schema.create_topics.v7 import request as ct_req
-from kio.schema.produce.v9 import request as produce_req
-
 from kafkalab.broker.context import BrokerContext
+from kafkalab.protocol.apis import lazy_schema
 from kafkalab.records import BatchHeader, encode_batch
 from kafkalab.records.scan import iter_batches
+
+ct_req = lazy_schema("kio.schema.create_topics.v7.request")
+produce_req = lazy_schema("kio.schema.produce.v9.request")
 
 APPEND_TIMEOUT = datetime.timedelta(seconds=5)
 CREATE_RETRY_S = 2.0

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from kio.schema.broker_heartbeat.v2.request import BrokerHeartbeatRequest
-from kio.schema.broker_registration.v4 import request as reg_req
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.controller_channel import ControllerChannelManager
+from kafkalab.protocol.apis import lazy_schema
+
+reg_req = lazy_schema("kio.schema.broker_registration.v4.request")
 
 log = logging.getLogger(__name__)
 

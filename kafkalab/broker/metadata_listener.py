@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-from kio.schema.fetch.v12 import request as fetch_req
 
 from kafkalab.broker.controller_channel import ControllerChannelManager
 from kafkalab.broker.replica_manager import TP, ReplicaManager
@@ -23,6 +22,9 @@ from kafkalab.clock import Clock
 from kafkalab.metadata.image import MetadataImage
 from kafkalab.metadata.replay import apply_batches
 from kafkalab.metadata.topic import METADATA_TOPIC
+from kafkalab.protocol.apis import lazy_schema
+
+fetch_req = lazy_schema("kio.schema.fetch.v12.request")
 
 RETRY_ELECTION_S = 0.05  # no controller is active yet: ask again shortly
 

@@ -17,23 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kio.schema.alter_partition.v2 import request as ap_req
 from kio.schema.errors import ErrorCode
-from kio.schema.fetch.v12 import request as fetch_req
-from kio.schema.fetch.v12 import response as fetch_resp
-from kio.schema.list_offsets.v7 import request as lo_req
-from kio.schema.list_offsets.v7 import response as lo_resp
-from kio.schema.offset_for_leader_epoch.v4 import request as ofle_req
-from kio.schema.offset_for_leader_epoch.v4 import response as ofle_resp
-from kio.schema.produce.v9 import request as produce_req
-from kio.schema.produce.v9 import response as produce_resp
 
 from kafkalab.broker.partition import Partition
 from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.config import topic_config
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
 from kafkalab.metadata.image import MetadataImage
-from kafkalab.protocol.apis import schema_module
+from kafkalab.protocol.apis import lazy_schema, schema_module
 from kafkalab.records import encode_control_batch
 from kafkalab.records.header import (
     HEADER_SIZE,
@@ -52,6 +43,16 @@ from kafkalab.storage import (
     OffsetCheckpointFile,
 )
 from kafkalab.storage.cleaner import Cleaner
+
+ap_req = lazy_schema("kio.schema.alter_partition.v2.request")
+fetch_req = lazy_schema("kio.schema.fetch.v12.request")
+fetch_resp = lazy_schema("kio.schema.fetch.v12.response")
+lo_req = lazy_schema("kio.schema.list_offsets.v7.request")
+lo_resp = lazy_schema("kio.schema.list_offsets.v7.response")
+ofle_req = lazy_schema("kio.schema.offset_for_leader_epoch.v4.request")
+ofle_resp = lazy_schema("kio.schema.offset_for_leader_epoch.v4.response")
+produce_req = lazy_schema("kio.schema.produce.v9.request")
+produce_resp = lazy_schema("kio.schema.produce.v9.response")
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-from kio.schema.broker_registration.v4 import request as reg_req
-from kio.schema.create_topics.v7 import request as ct_req
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.admin import AdminService
@@ -45,12 +43,15 @@ from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import broker_node, controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.api_keys import ApiKey
-from kafkalab.protocol.apis import response_class
+from kafkalab.protocol.apis import lazy_schema, response_class
 from kafkalab.transport.channel import Channel
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.kafka_listener import KafkaListener
 from kafkalab.transport.loop import EventLoop
 from kafkalab.transport.rpc import Envelope, FaultSubscriber, RpcClient, RpcServer
+
+reg_req = lazy_schema("kio.schema.broker_registration.v4.request")
+ct_req = lazy_schema("kio.schema.create_topics.v7.request")
 
 log = logging.getLogger(__name__)
 

@@ -18,18 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-from kio.schema.read_share_group_state.v0 import request as read_req
-from kio.schema.read_share_group_state.v0 import response as read_resp
-from kio.schema.write_share_group_state.v0 import request as write_req
-from kio.schema.write_share_group_state.v0 import response as write_resp
 
 from kafkalab.broker.consumer_group import _carray
 from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.group_coordinator import java_string_hashcode
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import lazy_schema
 from kafkalab.records.batch import decode_batch
 from kafkalab.transport.channel import Channel
+
+read_req = lazy_schema("kio.schema.read_share_group_state.v0.request")
+read_resp = lazy_schema("kio.schema.read_share_group_state.v0.response")
+write_req = lazy_schema("kio.schema.write_share_group_state.v0.request")
+write_resp = lazy_schema("kio.schema.write_share_group_state.v0.response")
 
 STATE_TOPIC = "__share_group_state"
 CHANNEL_SUFFIX = "/share"

@@ -19,16 +19,17 @@ from dataclasses import fields
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-from kio.schema.write_txn_markers.v1 import request as wtm_req
 
 from kafkalab.broker.context import BrokerContext
 from kafkalab.broker.internal_topic import InternalTopicService
 from kafkalab.broker.txn_coordinator import TP, TRANSACTION_STATE_TOPIC, TransactionCoordinator
 from kafkalab.broker.txn_markers import MarkerJob, marker_codes
 from kafkalab.protocol.api_keys import ApiKey
-from kafkalab.protocol.apis import ZMQ_VERSIONS, response_class, schema_module
+from kafkalab.protocol.apis import ZMQ_VERSIONS, lazy_schema, response_class, schema_module
 from kafkalab.records.batch import decode_batch
 from kafkalab.transport.channel import Channel
+
+wtm_req = lazy_schema("kio.schema.write_txn_markers.v1.request")
 
 log = logging.getLogger(__name__)
 

@@ -15,38 +15,51 @@ works too (partition.assignment.strategy=[fn]); give it a `name` attribute to na
 protocol and `rebalance_protocol = "cooperative"` if it only moves revoked partitions.
 
 Subscriptions and assignments travel as Kafka's consumer protocol bytes (an int16 version,
-then ConsumerProtocolSubscription / ConsumerProtocolAssignment), so Kafka clients can join.
+then ConsumerProtocolSubscription / ConsumerProtocolAssignment), so Kafka clients can join;
+that codec is wire format and lives in kafkalab.protocol.consumer_protocol (re-exported here).
 """
 
 from __future__ import annotations
 
-import io
-import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from kio.schema.consumer_protocol_assignment.v3 import data as asg_v3
-from kio.schema.consumer_protocol_subscription.v3 import data as sub_v3
-from kio.serial import entity_reader, entity_writer
+# The bytes are wire format (the broker reads them too): kafkalab.protocol.consumer_protocol.
+from kafkalab.protocol.consumer_protocol import (
+    TP,
+    Subscription,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
+)
 
-from kafkalab.protocol.bounds import check_bounds
+__all__ = [
+    "ASSIGNORS",
+    "COOPERATIVE",
+    "EAGER",
+    "TP",
+    "Assignment",
+    "Assignor",
+    "Subscription",
+    "assignor",
+    "check_assignment",
+    "cooperative_sticky_assign",
+    "decode_assignment",
+    "decode_subscription",
+    "encode_assignment",
+    "encode_subscription",
+    "protocol_name",
+    "range_assign",
+    "rebalance_protocol",
+    "roundrobin_assign",
+    "sticky_assign",
+]
 
-TP = tuple[str, int]
 Assignment = dict[str, list[TP]]
 Assignor = Callable[[Mapping[str, int], Mapping[str, "Subscription"]], Assignment]
 
 EAGER, COOPERATIVE = "eager", "cooperative"
-
-
-@dataclass
-class Subscription:
-    """What a member tells the leader: its topics and (cooperative, sticky) what it owns now."""
-
-    topics: list[str]
-    owned_partitions: list[TP] = field(default_factory=list)
-    generation: int = -1
-    user_data: bytes | None = None
 
 
 # ---- the assignors ----------------------------------------------------------------------
@@ -194,61 +207,3 @@ def check_assignment(assignment: Mapping[str, Sequence[TP]], partitions_per_topi
             if tp in seen:
                 raise ValueError(f"assignor gave {tp[0]}-{tp[1]} to both {seen[tp]!r} and {m!r}")
             seen[tp] = m
-
-
-# ---- the consumer protocol's bytes ------------------------------------------------------
-
-def _grouped(tps: Sequence[TP]) -> dict[str, list[int]]:
-    by_topic: dict[str, list[int]] = {}
-    for t, p in sorted(tps):
-        by_topic.setdefault(t, []).append(p)
-    return by_topic
-
-
-def encode_subscription(sub: Subscription) -> bytes:
-    body = sub_v3.ConsumerProtocolSubscription(
-        topics=tuple(sorted(sub.topics)), user_data=sub.user_data,
-        owned_partitions=tuple(sub_v3.TopicPartition(topic=t, partitions=tuple(ps))
-                               for t, ps in _grouped(sub.owned_partitions).items()),
-        generation_id=sub.generation)
-    buf = io.BytesIO()
-    buf.write(struct.pack(">h", 3))
-    entity_writer(sub_v3.ConsumerProtocolSubscription)(buf, body)
-    return buf.getvalue()
-
-
-def _data_class(kind: str, version: int) -> Any:
-    import importlib
-    mod = importlib.import_module(f"kio.schema.consumer_protocol_{kind}.v{min(version, 3)}.data")
-    return getattr(mod, "ConsumerProtocolSubscription" if kind == "subscription" else "ConsumerProtocolAssignment")
-
-
-def decode_subscription(data: bytes) -> Subscription:
-    (version,) = struct.unpack_from(">h", data, 0)
-    # A newer version only appends fields: read it with the newest schema kio has.
-    cls = _data_class("subscription", version)
-    check_bounds(cls, memoryview(bytes(data))[2:])  # group members' bytes reach the broker
-    body, _ = entity_reader(cls)(memoryview(bytes(data))[2:], 0)
-    owned = [(str(tp.topic), int(p)) for tp in getattr(body, "owned_partitions", ()) for p in tp.partitions]
-    return Subscription([str(t) for t in body.topics], owned, int(getattr(body, "generation_id", -1)),
-                        body.user_data)
-
-
-def encode_assignment(tps: Sequence[TP], user_data: bytes | None = None) -> bytes:
-    body = asg_v3.ConsumerProtocolAssignment(
-        assigned_partitions=tuple(asg_v3.TopicPartition(topic=t, partitions=tuple(ps))
-                                  for t, ps in _grouped(tps).items()), user_data=user_data)
-    buf = io.BytesIO()
-    buf.write(struct.pack(">h", 3))
-    entity_writer(asg_v3.ConsumerProtocolAssignment)(buf, body)
-    return buf.getvalue()
-
-
-def decode_assignment(data: bytes | None) -> list[TP]:
-    if not data:
-        return []
-    (version,) = struct.unpack_from(">h", data, 0)
-    cls = _data_class("assignment", version)
-    check_bounds(cls, memoryview(bytes(data))[2:])  # group members' bytes reach the broker
-    body, _ = entity_reader(cls)(memoryview(bytes(data))[2:], 0)
-    return sorted((str(tp.topic), int(p)) for tp in body.assigned_partitions for p in tp.partitions)

@@ -25,17 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from kio.schema.begin_quorum_epoch.v0 import request as bqe_req
-from kio.schema.begin_quorum_epoch.v0 import response as bqe_resp
-from kio.schema.end_quorum_epoch.v0 import request as eqe_req
-from kio.schema.end_quorum_epoch.v0 import response as eqe_resp
 from kio.schema.errors import ErrorCode
-from kio.schema.fetch.v12 import request as fetch_req
-from kio.schema.fetch.v12 import response as fetch_resp
-from kio.schema.fetch_snapshot.v0 import request as fs_req
-from kio.schema.fetch_snapshot.v0 import response as fs_resp
-from kio.schema.vote.v0 import request as vote_req
-from kio.schema.vote.v0 import response as vote_resp
 from kio.static.constants import EntityType
 
 from kafkalab.controller.raft_log import (
@@ -48,7 +38,19 @@ from kafkalab.controller.raft_log import (
 )
 from kafkalab.metadata.topic import METADATA_TOPIC
 from kafkalab.protocol.api_keys import ApiKey
+from kafkalab.protocol.apis import lazy_schema
 from kafkalab.records.scan import iter_batches
+
+bqe_req = lazy_schema("kio.schema.begin_quorum_epoch.v0.request")
+bqe_resp = lazy_schema("kio.schema.begin_quorum_epoch.v0.response")
+eqe_req = lazy_schema("kio.schema.end_quorum_epoch.v0.request")
+eqe_resp = lazy_schema("kio.schema.end_quorum_epoch.v0.response")
+fetch_req = lazy_schema("kio.schema.fetch.v12.request")
+fetch_resp = lazy_schema("kio.schema.fetch.v12.response")
+fs_req = lazy_schema("kio.schema.fetch_snapshot.v0.request")
+fs_resp = lazy_schema("kio.schema.fetch_snapshot.v0.response")
+vote_req = lazy_schema("kio.schema.vote.v0.request")
+vote_resp = lazy_schema("kio.schema.vote.v0.response")
 
 __all__ = [
     "Committed",

@@ -12,6 +12,7 @@ import importlib
 import io
 from collections.abc import Callable
 from functools import cache
+from types import ModuleType
 from typing import Any
 
 from kio.index import load_request_schema, load_response_schema
@@ -30,6 +31,7 @@ __all__ = [
     "decode_request",
     "decode_response",
     "encode",
+    "lazy_schema",
     "request_class",
     "response_class",
     "schema_module",
@@ -152,6 +154,30 @@ def schema_module(entity_or_cls: Any) -> Any:
     nested entities, e.g. schema_module(CreateTopicsResponse).CreatableTopicResult. The one way
     from a message class to its module."""
     return importlib.import_module(entity_or_cls.__module__)
+
+
+class _LazySchema(ModuleType):
+    """Stands for a kio schema module until an attribute is first asked for, then imports it,
+    copies its names in and becomes a plain module: later lookups cost what a module's do."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") and attr.endswith("__"):
+            raise AttributeError(attr)  # copy, pickle and introspection must not import it
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update((k, v) for k, v in vars(module).items() if not k.startswith("__"))
+        self.__class__ = ModuleType  # type: ignore[assignment]
+        return getattr(self, attr)
+
+
+def lazy_schema(name: str) -> Any:
+    """A kio schema module, e.g. "kio.schema.fetch.v12.request", imported on first use.
+
+    A process imports each api's schemas (~140 KB a version) only once it speaks that api:
+    `fetch_req = lazy_schema("kio.schema.fetch.v12.request")` at the top of a module, then
+    `fetch_req.FetchRequest(...)` as with the module itself."""
+    if not name.startswith("kio.schema."):
+        raise ValueError(f"lazy_schema takes a kio schema module name, not {name!r}")
+    return _LazySchema(name)
 
 
 def api_key_of(entity: Any) -> tuple[int, int]:

@@ -19,10 +19,8 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-
-import cramjam
-import lz4.frame
-import zstandard
+from functools import cache
+from typing import Any
 
 from kafkalab.errors import CorruptRecordError, UnknownCodecError
 
@@ -39,6 +37,9 @@ XERIAL_MAGIC = b"\x82SNAPPY\x00"
 XERIAL_HEADER = XERIAL_MAGIC + struct.pack(">ii", 1, 1)  # format version 1, compatible with 1
 XERIAL_BLOCK_SIZE = 32 * 1024  # snappy-java's default block size
 _INT32 = struct.Struct(">i")
+
+# The codec libraries (cramjam, lz4, zstandard) are imported by the first batch that needs
+# them: most lab processes never see a compressed batch, and cramjam alone is ~1.7 MB of one.
 
 
 def codec_id(compression: str | int | None) -> int:
@@ -85,6 +86,8 @@ def _gzip_decompress(data: bytes) -> bytes:
 
 
 def _snappy_compress(data: bytes, level: int | None) -> bytes:
+    import cramjam
+
     parts = [XERIAL_HEADER]
     view = memoryview(data)
     for i in range(0, len(data), XERIAL_BLOCK_SIZE):
@@ -95,6 +98,8 @@ def _snappy_compress(data: bytes, level: int | None) -> bytes:
 
 
 def _snappy_decompress(data: bytes) -> bytes:
+    import cramjam
+
     if not data.startswith(XERIAL_MAGIC):
         return bytes(cramjam.snappy.decompress_raw(data))
     # Version and compat fields are not checked: some producers write them little-endian.
@@ -117,11 +122,13 @@ def _snappy_decompress(data: bytes) -> bytes:
 
 
 def _lz4_compress(data: bytes, level: int | None) -> bytes:
+    from lz4 import frame
+
     # Kafka's reader needs independent blocks; it has no use for a content size.
-    return lz4.frame.compress(
+    return frame.compress(
         data,
         compression_level=0 if level is None else level,
-        block_size=lz4.frame.BLOCKSIZE_MAX64KB,
+        block_size=frame.BLOCKSIZE_MAX64KB,
         block_linked=False,
         content_checksum=False,
         store_size=False,
@@ -129,19 +136,29 @@ def _lz4_compress(data: bytes, level: int | None) -> bytes:
 
 
 def _lz4_decompress(data: bytes) -> bytes:
-    return lz4.frame.decompress(data)
+    from lz4 import frame
+
+    return frame.decompress(data)
 
 
 # --- zstd -------------------------------------------------------------------------------
 
-_zstd_compressors: dict[int, zstandard.ZstdCompressor] = {}
-_zstd_decompressor = zstandard.ZstdDecompressor()
+_zstd_compressors: dict[int, Any] = {}  # zstandard.ZstdCompressor by level
+
+
+@cache
+def _zstd_decompressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdDecompressor()
 
 
 def _zstd_compress(data: bytes, level: int | None) -> bytes:
     lvl = ZSTD_DEFAULT_LEVEL if level is None else level
     c = _zstd_compressors.get(lvl)
     if c is None:
+        import zstandard
+
         c = _zstd_compressors[lvl] = zstandard.ZstdCompressor(level=lvl)
     return c.compress(data)
 
@@ -151,7 +168,7 @@ def _zstd_decompress(data: bytes) -> bytes:
     # may hold several frames, so decode frame by frame rather than one-shot decompress().
     out = []
     while data:
-        d = _zstd_decompressor.decompressobj()
+        d = _zstd_decompressor().decompressobj()
         out.append(d.decompress(data))
         if not d.eof:
             raise ValueError("zstd frame ends early")
