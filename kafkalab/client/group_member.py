@@ -160,6 +160,9 @@ class GroupMember(Membership):
         self.state = UNJOINED
         self.need_join = True
 
+    def _instance_fenced(self) -> None:
+        self._fatal(ErrorCode.fenced_instance_id, f"another consumer uses group.instance.id={self.instance_id!r}")
+
     def _code(self, resp: Any) -> Any:
         if isinstance(resp, Exception):
             return ErrorCode.coordinator_not_available
@@ -188,7 +191,7 @@ class GroupMember(Membership):
         elif code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
             self._lose(reset_member=True)
         elif code == ErrorCode.fenced_instance_id:
-            self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+            self._instance_fenced()
         elif code in (ErrorCode.inconsistent_group_protocol, ErrorCode.invalid_session_timeout):
             self._fatal(code, "the group refused this consumer's partition.assignment.strategy "
                               "or session.timeout.ms")
@@ -230,7 +233,7 @@ class GroupMember(Membership):
             if code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
                 self._lose(reset_member=code == ErrorCode.unknown_member_id)
             elif code == ErrorCode.fenced_instance_id:
-                self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+                self._instance_fenced()
             elif code in COORDINATOR_ERRORS:
                 self._coordinator_lost(now)
             return
@@ -258,7 +261,7 @@ class GroupMember(Membership):
         elif code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
             self._lose(reset_member=code == ErrorCode.unknown_member_id)
         elif code == ErrorCode.fenced_instance_id:
-            self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+            self._instance_fenced()
         elif code in COORDINATOR_ERRORS:
             self._coordinator_lost(now)
 
