@@ -18,7 +18,8 @@ from kafkalab.client.config import consumer_config
 from kafkalab.client.consumer_group_member import ConsumerGroupMember
 from kafkalab.client.context import ClientContext
 from kafkalab.client.fetcher import Fetcher, MessageQueue, PartitionState
-from kafkalab.client.group_member import GroupDriver, GroupMember
+from kafkalab.client.group_member import GroupMember
+from kafkalab.client.membership import GroupDriver
 from kafkalab.client.message import (
     OFFSET_BEGINNING,
     OFFSET_END,

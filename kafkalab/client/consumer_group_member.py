@@ -1,8 +1,8 @@
 """The consumer's side of Kafka 4's consumer group protocol (KIP-848, `group.protocol=consumer`).
 
-A pure state machine with the same face as the classic `GroupMember` (events for the
-application, `step(now)` returning the requests due), so the Consumer and its I/O-thread
-driver run either. There is no JoinGroup/SyncGroup: the member heartbeats
+A pure state machine on `membership.Membership`, as the classic `GroupMember` is (events for
+the application, `step(now)` returning the requests due, the coordinator lookup and backoff),
+so the Consumer and its I/O-thread driver run either. There is no JoinGroup/SyncGroup: the member heartbeats
 (ConsumerGroupHeartbeat) with its epoch, its subscription and the partitions it owns, and the
 broker answers with its assignment (topic ids and partitions). The member reconciles:
 
@@ -19,58 +19,42 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
-from collections import deque
 from typing import Any
 
 from kio.schema.consumer_group_heartbeat.v1 import request as cgh_req
-from kio.schema.find_coordinator.v4 import request as fc_req
 
-from kafkalab.client.group_member import COORDINATOR_ERRORS, FATAL, STABLE, UNJOINED, Send
+from kafkalab.client.membership import (
+    COORDINATOR_ERRORS,
+    FATAL,
+    STABLE,
+    TP,
+    UNJOINED,
+    Membership,
+    Send,
+)
 from kafkalab.protocol.build import metadata_request
-from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
 FATAL_CODES = {ErrorCode.unsupported_assignor, ErrorCode.invalid_request, ErrorCode.group_id_not_found,
                ErrorCode.unreleased_instance_id, ErrorCode.invalid_regular_expression,
                ErrorCode.group_max_size_reached, ErrorCode.unsupported_version}
 
 
-class ConsumerGroupMember:
+class ConsumerGroupMember(Membership):
     protocol = "consumer"
 
     def __init__(self, group_id: str, cfg: dict[str, Any], client_id: str):
-        self.group_id = group_id
-        self.cfg = cfg
-        self.client_id = client_id
-        self.instance_id: str | None = cfg.get("group.instance.id")
+        super().__init__(group_id, cfg, client_id)
         self.assignor: str | None = cfg.get("group.remote.assignor")
-        self.topics: list[str] = []
-        self.state = UNJOINED
-        self.coordinator: int | None = None
-        self.member_id = ""
-        self.generation = -1  # the member epoch (what OffsetCommit carries)
-        self.owned: list[TP] = []
         self.revoking: set[TP] = set()
         self.revoke_seq = 0
         self.pending: set[tuple[str, int]] | None = None  # (topic id, partition) not yet named
         self.names: dict[str, str] = {}  # topic id -> name
-        self.events: deque[tuple[str, list[TP], int]] = deque()
-        self.seq = 0
-        self.app_done = 0
-        self.last_poll = 0.0
-        self.error: KafkaError | None = None
-        self.need_join = False
-        self.in_flight = False
-        self.hb_in_flight = False
-        self.next_heartbeat = 0.0
         self.heartbeat_interval_s = 0.5
-        self.retry_at = 0.0
         self.metadata_at = 0.0
         self.subscription_sent = False
-        self.deferred: list[Send] = []
-        self.want_coordinator = False
 
     # ---- from the application ------------------------------------------------------------
     def subscribe(self, topics: list[str], now: float) -> None:
@@ -81,11 +65,6 @@ class ConsumerGroupMember:
         self.next_heartbeat = now
         self.last_poll = now
 
-    def _event(self, kind: str, tps: list[TP]) -> int:
-        self.seq += 1
-        self.events.append((kind, sorted(tps), self.seq))
-        return self.seq
-
     # ---- the machine ---------------------------------------------------------------------------
     def step(self, now: float) -> list[Send]:
         out: list[Send] = []
@@ -95,23 +74,15 @@ class ConsumerGroupMember:
             self.revoking = set()
             self.next_heartbeat = now  # tell the broker at once: the new owner is waiting
         if not self.topics:
-            if self.want_coordinator and self.coordinator is None and not self.in_flight and now >= self.retry_at:
-                self._find_coordinator(out)
+            self._find_coordinator_for_offsets(now, out)
             return out
         if self.generation < 0:  # unsubscribed and subscribed again, or fenced: join afresh
             self.generation = 0
-        if self.member_id and now - self.last_poll > self.cfg["max.poll.interval.ms"] / 1000 \
-                and self.generation > 0:
-            log.warning("%s: no poll() for max.poll.interval.ms=%d: leaving group %s", self.client_id,
-                        self.cfg["max.poll.interval.ms"], self.group_id)
-            if self.coordinator is not None:
-                out.append((self.coordinator, self.leave_request(), lambda resp, now: None))
+        if self._poll_expired(now) and self.generation > 0:
+            self._leave_for_poll_timeout(out)
             self._lose()
             return out
-        if self.in_flight or now < self.retry_at:
-            return out
-        if self.coordinator is None:
-            self._find_coordinator(out)
+        if not self._coordinator_ready(now, out):
             return out
         if self.pending is not None:
             self._ask_names(now, out)
@@ -119,11 +90,6 @@ class ConsumerGroupMember:
         if not self.hb_in_flight and now >= self.next_heartbeat:
             self._heartbeat(now, out)
         return out
-
-    def _find_coordinator(self, out: list[Send]) -> None:
-        self.in_flight = True
-        out.append((None, fc_req.FindCoordinatorRequest(key_type=0, coordinator_keys=(self.group_id,)),
-                    self._on_find_coordinator))
 
     def _heartbeat(self, now: float, out: list[Send]) -> None:
         if not self.member_id:
@@ -167,27 +133,11 @@ class ConsumerGroupMember:
         self.subscription_sent = False
         self.state = UNJOINED
 
-    def _fatal(self, code: Any, why: str) -> None:
-        self.state = FATAL
-        self.error = KafkaError(code, f"group {self.group_id}: {why}")
-        if self.owned:
-            self._event("lost", self.owned)
-        self.owned = []
-
     # ---- handlers ------------------------------------------------------------------------------
-    def _on_find_coordinator(self, resp: Any, now: float) -> None:
-        self.in_flight = False
-        c = None if isinstance(resp, Exception) else resp.coordinators[0]
-        if c is None or c.error_code != ErrorCode.none:
-            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
-            return
-        self.coordinator = int(c.node_id)
-        self.next_heartbeat = now
-
     def _on_metadata(self, resp: Any, now: float) -> None:
         self.in_flight = False
         if isinstance(resp, Exception):
-            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+            self._back_off(now)
             return
         for t in resp.topics:
             if t.topic_id is not None and t.name is not None:
@@ -196,7 +146,7 @@ class ConsumerGroupMember:
             target, self.pending = self.pending, None
             self._apply({(self.names[t], p) for t, p in target})
         else:
-            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+            self._back_off(now)
 
     def _on_heartbeat(self, resp: Any, now: float) -> None:
         self.hb_in_flight = False
@@ -215,7 +165,7 @@ class ConsumerGroupMember:
             elif code in FATAL_CODES:
                 self._fatal(code, why)
             else:
-                self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+                self._back_off(now)
             return
         if self.generation < 0:
             return  # left meanwhile
@@ -241,7 +191,3 @@ class ConsumerGroupMember:
         if added:
             self._event("assign", added)
         self.owned = sorted(new)
-
-    def _coordinator_lost(self, now: float) -> None:
-        self.coordinator = None
-        self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000

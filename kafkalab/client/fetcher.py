@@ -93,7 +93,7 @@ class Fetcher(IoThread):
         self._fetching: set[int] = set()  # brokers with a Fetch out
         self.records_received = self.bytes_received = self.errors = 0
         self._notified_seq = 0
-        self.group = group  # a GroupDriver when the consumer subscribes (group_member.py)
+        self.group = group  # a GroupDriver when the consumer subscribes (membership.py)
 
     def counters(self) -> dict[str, int]:
         return {"records_received": self.records_received, "bytes_received": self.bytes_received,

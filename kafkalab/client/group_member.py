@@ -1,30 +1,26 @@
-"""The consumer's side of the group protocol: a pure state machine plus its thin driver.
+"""The consumer's side of the classic group protocol: a pure state machine.
 
 `GroupMember` decides what to send and reacts to answers; it owns no socket and reads no
 clock (`now` comes in). `step(now)` returns the requests due, each with the method to call
-with its response (or a KafkaError); the driver (`GroupDriver`, run inside the consumer's
-I/O thread, so heartbeats need no thread of their own) sends them.
+with its response (or a KafkaError); `membership.GroupDriver` sends them from the consumer's
+I/O thread. The coordinator lookup, the backoff, the application's events and leaving after
+max.poll.interval.ms are `membership.Membership`'s, shared with the KIP-848 member.
 
     find coordinator -> JoinGroup (MEMBER_ID_REQUIRED: again with the id) -> SyncGroup
     (the leader runs the assignor) -> Stable: Heartbeat every heartbeat.interval.ms
     REBALANCE_IN_PROGRESS -> rejoin; UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION -> partitions lost, rejoin
 
-Changes of assignment become `events` ("revoke" | "assign" | "lost", partitions, seq) that the
-application's thread handles inside poll()/consume() (callbacks, commits), then acknowledges
-with `app_done = seq`. Eager: every partition is revoked before JoinGroup. Cooperative: the
-member keeps what it owns, gives up only what the new assignment leaves out, and rejoins
-after the application has let those go.
+Eager: every partition is revoked (a "revoke" event the application handles, committing)
+before JoinGroup. Cooperative: the member keeps what it owns, gives up only what the new
+assignment leaves out, and rejoins after the application has let those go.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from kio.schema.find_coordinator.v4 import request as fc_req
 from kio.schema.heartbeat.v4.request import HeartbeatRequest
 from kio.schema.join_group.v9 import request as jg_req
 from kio.schema.leave_group.v5 import request as lg_req
@@ -42,65 +38,42 @@ from kafkalab.client.assignors import (
     protocol_name,
     rebalance_protocol,
 )
-from kafkalab.protocol.errors import ErrorCode, KafkaError
+from kafkalab.client.membership import (
+    COORDINATOR_ERRORS,
+    FATAL,
+    STABLE,
+    TP,
+    UNJOINED,
+    Membership,
+    Send,
+)
+from kafkalab.protocol.errors import ErrorCode
 
-log = logging.getLogger(__name__)
-
-TP = tuple[str, int]
-Send = tuple[Any, Any, Callable[[Any, float], None]]  # (node id | None for any, request, handler)
-
-UNJOINED, JOINING, SYNCING, STABLE, FATAL = "unjoined", "joining", "syncing", "stable", "fatal"
-COORDINATOR_ERRORS = {ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
-                      ErrorCode.coordinator_load_in_progress}
+JOINING, SYNCING = "joining", "syncing"
 
 
 def _td(ms: int) -> datetime.timedelta:
     return datetime.timedelta(milliseconds=ms)
 
 
-class GroupMember:
+class GroupMember(Membership):
     def __init__(self, group_id: str, cfg: dict[str, Any], strategies: list[Any], client_id: str,
                  partition_counts: Callable[[list[str]], dict[str, int] | None]):
-        self.group_id = group_id
-        self.cfg = cfg
+        super().__init__(group_id, cfg, client_id)
         self.strategies = strategies
         self.protocol = rebalance_protocol(strategies[0])
-        self.client_id = client_id
         self.partition_counts = partition_counts
-        self.instance_id: str | None = cfg.get("group.instance.id")
-        self.topics: list[str] = []
-        self.state = UNJOINED
-        self.coordinator: int | None = None
-        self.member_id = ""
-        self.generation = -1
         self.leader = ""
-        self.owned: list[TP] = []
         self.previous: list[TP] = []  # eager: what was owned before the last revocation
-        self.events: deque[tuple[str, list[TP], int]] = deque()
-        self.seq = 0
-        self.app_done = 0  # written by the application thread
-        self.last_poll = 0.0  # written by the application thread
-        self.error: KafkaError | None = None
         self.need_join = False
-        self.in_flight = False
-        self.hb_in_flight = False
-        self.next_heartbeat = 0.0
-        self.retry_at = 0.0
         self.pending_sync: Any = None  # a JoinGroup answer waiting for metadata (leader)
         self.left_for_poll_timeout = False
-        self.deferred: list[Send] = []
-        self.want_coordinator = False  # set by commit()/committed() of an unsubscribed consumer  # requests a handler wants sent right away
 
     # ---- from the application ------------------------------------------------------------
     def subscribe(self, topics: list[str], now: float) -> None:
         self.topics = sorted(set(topics))
         self.need_join = True
         self.last_poll = now
-
-    def _event(self, kind: str, tps: list[TP]) -> int:
-        self.seq += 1
-        self.events.append((kind, sorted(tps), self.seq))
-        return self.seq
 
     def _waiting_for_app(self) -> bool:
         return self.app_done < self.seq
@@ -110,9 +83,8 @@ class GroupMember:
         out: list[Send] = []
         if self.state == FATAL:
             return out
-        if not self.topics:  # not subscribed: only commit()/committed() need the coordinator
-            if self.want_coordinator and self.coordinator is None and not self.in_flight and now >= self.retry_at:
-                self._find_coordinator(out)
+        if not self.topics:
+            self._find_coordinator_for_offsets(now, out)
             return out
         if self._poll_timed_out(now, out):
             return out
@@ -123,10 +95,7 @@ class GroupMember:
             out.append((self.coordinator, HeartbeatRequest(
                 group_id=self.group_id, generation_id=self.generation, member_id=self.member_id,
                 group_instance_id=self.instance_id), self._on_heartbeat))
-        if self.in_flight or now < self.retry_at:
-            return out
-        if self.coordinator is None:
-            self._find_coordinator(out)
+        if not self._coordinator_ready(now, out):
             return out
         if self.pending_sync is not None:
             self._sync_as_leader(self.pending_sync, now, out)
@@ -140,24 +109,14 @@ class GroupMember:
             self._join(out)
         return out
 
-    def _find_coordinator(self, out: list[Send]) -> None:
-        self.in_flight = True
-        out.append((None, fc_req.FindCoordinatorRequest(key_type=0, coordinator_keys=(self.group_id,)),
-                    self._on_find_coordinator))
-
     def _poll_timed_out(self, now: float, out: list[Send]) -> bool:
         if self.left_for_poll_timeout:
             if now - self.last_poll < self.cfg["max.poll.interval.ms"] / 1000:
                 self.left_for_poll_timeout = False  # the application polls again: rejoin
                 self.need_join = True
             return True
-        if self.member_id and now - self.last_poll > self.cfg["max.poll.interval.ms"] / 1000:
-            # Kafka's consumer leaves by itself when the application stops polling, so its
-            # partitions go to members that do make progress.
-            log.warning("%s: no poll() for max.poll.interval.ms=%d: leaving group %s", self.client_id,
-                        self.cfg["max.poll.interval.ms"], self.group_id)
-            if self.coordinator is not None:
-                out.append((self.coordinator, self.leave_request(), lambda resp, now: None))
+        if self._poll_expired(now):
+            self._leave_for_poll_timeout(out)
             self._lose(reset_member=True)
             self.left_for_poll_timeout = True
             return True
@@ -183,9 +142,12 @@ class GroupMember:
             group_instance_id=self.instance_id, protocol_type="consumer", protocols=protocols,
             reason=None), self._on_join))
 
-    def _coordinator_lost(self, now: float) -> None:
-        self.coordinator = None
-        self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+    def timeout_s(self, req: Any) -> float | None:
+        # Like Kafka's consumer: a JoinGroup is answered only when the rebalance completes, so
+        # it may take up to the rebalance timeout (max.poll.interval.ms), plus a margin.
+        if isinstance(req, jg_req.JoinGroupRequest):
+            return req.rebalance_timeout.total_seconds() + 5.0
+        return None
 
     def _lose(self, reset_member: bool) -> None:
         if self.owned:
@@ -198,12 +160,8 @@ class GroupMember:
         self.state = UNJOINED
         self.need_join = True
 
-    def _fatal(self, code: Any, why: str) -> None:
-        self.state = FATAL
-        self.error = KafkaError(code, f"group {self.group_id}: {why}")
-        if self.owned:
-            self._event("lost", self.owned)
-        self.owned = []
+    def _instance_fenced(self) -> None:
+        self._fatal(ErrorCode.fenced_instance_id, f"another consumer uses group.instance.id={self.instance_id!r}")
 
     def _code(self, resp: Any) -> Any:
         if isinstance(resp, Exception):
@@ -211,15 +169,6 @@ class GroupMember:
         return ErrorCode(resp.error_code)
 
     # ---- handlers (called by the driver with the response or an exception) -----------------
-    def _on_find_coordinator(self, resp: Any, now: float) -> None:
-        self.in_flight = False
-        c = None if isinstance(resp, Exception) else resp.coordinators[0]
-        if c is None or c.error_code != ErrorCode.none:
-            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
-            return
-        self.coordinator = int(c.node_id)
-        self.next_heartbeat = now
-
     def _on_join(self, resp: Any, now: float) -> None:
         self.in_flight = False
         code = self._code(resp)
@@ -242,14 +191,14 @@ class GroupMember:
         elif code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
             self._lose(reset_member=True)
         elif code == ErrorCode.fenced_instance_id:
-            self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+            self._instance_fenced()
         elif code in (ErrorCode.inconsistent_group_protocol, ErrorCode.invalid_session_timeout):
             self._fatal(code, "the group refused this consumer's partition.assignment.strategy "
                               "or session.timeout.ms")
         elif code in COORDINATOR_ERRORS:
             self._coordinator_lost(now)
         elif code != ErrorCode.rebalance_in_progress:
-            self.retry_at = now + self.cfg["retry.backoff.ms"] / 1000
+            self._back_off(now)
 
     def _sync_as_leader(self, join: Any, now: float, out: list[Send]) -> None:
         subs = {str(m.member_id): decode_subscription(bytes(m.metadata)) for m in join.members}
@@ -284,7 +233,7 @@ class GroupMember:
             if code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
                 self._lose(reset_member=code == ErrorCode.unknown_member_id)
             elif code == ErrorCode.fenced_instance_id:
-                self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+                self._instance_fenced()
             elif code in COORDINATOR_ERRORS:
                 self._coordinator_lost(now)
             return
@@ -312,59 +261,7 @@ class GroupMember:
         elif code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
             self._lose(reset_member=code == ErrorCode.unknown_member_id)
         elif code == ErrorCode.fenced_instance_id:
-            self._fatal(code, f"another consumer uses group.instance.id={self.instance_id!r}")
+            self._instance_fenced()
         elif code in COORDINATOR_ERRORS:
             self._coordinator_lost(now)
 
-
-class GroupDriver:
-    """Runs a GroupMember inside the consumer's I/O thread: sends what it asks for."""
-
-    def __init__(self, member: GroupMember):
-        self.member = member
-        self._metadata_asked = 0.0
-
-    def step(self, net: Any, now: float) -> float:
-        m = self.member
-        m.deferred = []
-        sends = m.step(now)
-        while sends:
-            for node, req, handler in sends:
-                self._send(net, node, req, handler, now)
-            sends, m.deferred = m.deferred, []
-        return 0.05
-
-    def _send(self, net: Any, node: Any, req: Any, handler: Callable[[Any, float], None], now: float) -> None:
-        import time
-
-        def done(resp: Any) -> None:
-            m = self.member
-            m.deferred = []
-            handler(resp, time.monotonic())
-            for n, r, h in m.deferred:
-                self._send(net, n, r, h, time.monotonic())
-            m.deferred = []
-
-        # Like Kafka's consumer: a JoinGroup is answered only when the rebalance completes, so
-        # it may take up to the rebalance timeout (max.poll.interval.ms), plus a margin.
-        timeout_s = None
-        if type(req).__name__ == "JoinGroupRequest":
-            timeout_s = req.rebalance_timeout.total_seconds() + 5.0
-        try:
-            net.send(net.any_broker() if node is None else node, req, done, now, timeout_s=timeout_s)
-        except KafkaError as e:
-            done(e)
-
-    def partition_counts(self, net: Any, topics: list[str]) -> dict[str, int] | None:
-        import time
-        counts = {}
-        for t in topics:
-            info = net.metadata.partition_info(t)
-            if info is None:
-                now = time.monotonic()
-                if now - self._metadata_asked > 0.2:
-                    self._metadata_asked = now
-                    net.refresh_metadata(topics, now)
-                return None
-            counts[t] = info[0]
-        return counts

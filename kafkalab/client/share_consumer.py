@@ -32,8 +32,8 @@ from kio.schema.share_group_heartbeat.v1 import request as sgh_req
 
 from kafkalab.client.context import ClientContext
 from kafkalab.client.fetched import messages_from_fetch
-from kafkalab.client.group_member import COORDINATOR_ERRORS, Send
 from kafkalab.client.io_thread import IoThread
+from kafkalab.client.membership import COORDINATOR_ERRORS, Send
 from kafkalab.client.message import Message, TopicPartition
 from kafkalab.errors import ConfigError, KafkaLabError
 from kafkalab.protocol.build import metadata_request, metadata_results

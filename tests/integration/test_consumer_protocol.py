@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from kafkalab import TopicPartition
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -77,6 +79,12 @@ def test_the_group_survives_its_coordinators_death_with_epochs_and_assignments(c
         coordinator = members[0].coordinator
         changes.clear()
         cluster.kill_broker(coordinator)
+        # A synchronous commit at once, at the member's epoch: it finds the new coordinator
+        # (as the classic member's does, test_groups.py) and is accepted there.
+        mine = [TopicPartition("orders2", p, 3) for p in sorted(before[0])]
+        committed = consumers[0].commit(offsets=mine, asynchronous=False)
+        assert sorted((tp.partition, tp.offset) for tp in committed) == [(tp.partition, 3) for tp in mine]
+        assert members[0].coordinator not in (None, coordinator)
         # The new coordinator replays the group's records: the members heartbeat on at their
         # epochs, with their partitions, and are never fenced (a fenced member rejoins at epoch 0).
         wait_until(lambda: all(m.coordinator not in (None, coordinator) and m.generation > 0 for m in members)
@@ -84,6 +92,7 @@ def test_the_group_survives_its_coordinators_death_with_epochs_and_assignments(c
         for _ in range(10):
             assert owned() == before
         assert [m.generation for m in members] == epochs and changes == []
+        assert [tp.offset for tp in consumers[1].committed(mine, timeout=10)] == [3] * len(mine)
     finally:
         for c in consumers:
             c.close()

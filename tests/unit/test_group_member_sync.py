@@ -14,7 +14,8 @@ from kafkalab.client.assignors import (
     encode_subscription,
 )
 from kafkalab.client.config import consumer_config
-from kafkalab.client.group_member import STABLE, GroupDriver, GroupMember
+from kafkalab.client.group_member import GroupMember
+from kafkalab.client.membership import STABLE, GroupDriver
 
 
 class FakeNet:
