@@ -116,7 +116,10 @@ class GroupMember(Membership):
                 self.need_join = True
             return True
         if self._poll_expired(now):
-            self._leave_for_poll_timeout(out)
+            # A static member only forgets its generation: Kafka's classic consumer sends
+            # LeaveGroup for dynamic members alone (AbstractCoordinator.maybeLeaveGroup), so the
+            # coordinator keeps a static member's partitions until session.timeout.ms.
+            self._leave_for_poll_timeout(out, send_leave=self.instance_id is None)
             self._lose(reset_member=True)
             self.left_for_poll_timeout = True
             return True

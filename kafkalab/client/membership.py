@@ -98,12 +98,12 @@ class Membership:
     def _poll_expired(self, now: float) -> bool:
         return bool(self.member_id) and now - self.last_poll > self.cfg["max.poll.interval.ms"] / 1000
 
-    def _leave_for_poll_timeout(self, out: list[Send]) -> None:
+    def _leave_for_poll_timeout(self, out: list[Send], *, send_leave: bool = True) -> None:
         # Kafka's consumer leaves by itself when the application stops polling, so its
         # partitions go to members that do make progress.
         log.warning("%s: no poll() for max.poll.interval.ms=%d: leaving group %s", self.client_id,
                     self.cfg["max.poll.interval.ms"], self.group_id)
-        if self.coordinator is not None:
+        if send_leave and self.coordinator is not None:
             out.append((self.coordinator, self.leave_request(), _no_answer_needed))
 
     # ---- the coordinator ------------------------------------------------------------------

@@ -44,9 +44,9 @@ def backoff(m) -> float:
     return m.cfg["retry.backoff.ms"] / 1000
 
 
-def stable(protocol: str):
+def stable(protocol: str, **cfg):
     """A member that found coordinator 1 and owns t[0], t[1] (generation/epoch 5)."""
-    m = make(protocol)
+    m = make(protocol, **cfg)
     m.subscribe(["t"], 0.0)
     _, fc, on_found = only(m.step(0.0))
     assert type(fc).__name__ == "FindCoordinatorRequest" and fc.coordinator_keys == ("g",)
@@ -129,6 +129,20 @@ def test_no_poll_for_max_poll_interval_leaves_the_group_and_loses_the_partitions
     leaves = [(node, r) for node, r, _ in sends
               if type(r).__name__ == "LeaveGroupRequest" or getattr(r, "member_epoch", 0) < 0]
     assert [node for node, _ in leaves] == [1]
+    assert m.events[-1][:2] == ("lost", [("t", 0), ("t", 1)]) and m.owned == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_static_member_that_stops_polling_keeps_its_place_at_the_coordinator(protocol):
+    """Kafka's classic consumer sends LeaveGroup on a poll timeout for dynamic members only;
+    the KIP-848 member leaves with epoch -2 (a static member's temporary leave), never -1."""
+    m = stable(protocol, **{"group.instance.id": "i1"})
+    m.last_poll = 0.0
+    m.hb_in_flight = False
+    sends = m.step(m.cfg["max.poll.interval.ms"] / 1000 + 1)
+    assert not [r for _, r, _ in sends if type(r).__name__ == "LeaveGroupRequest" or getattr(r, "member_epoch", 0) == -1]
+    if protocol == "consumer":
+        assert [r.member_epoch for _, r, _ in sends if getattr(r, "member_epoch", 0) < 0] == [-2]
     assert m.events[-1][:2] == ("lost", [("t", 0), ("t", 1)]) and m.owned == []
 
 
