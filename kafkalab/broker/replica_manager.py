@@ -364,6 +364,27 @@ class ReplicaManager:
             self.counters["fetch_sessions"] = len(self.fetch_sessions.sessions)
         op.on_done(resp)
 
+    def _fetch_may_complete(self, op: DelayedFetch) -> bool:
+        """Could a parked fetch's response now carry records or an error? From offsets alone
+        (as Kafka's DelayedFetch.tryComplete), without reading any log: when no partition has
+        a readable offset past its fetch offset and none would answer an error, the response
+        would be as empty as when the fetch was parked."""
+        req = op.request
+        for t in req.topics:
+            for p in t.partitions:
+                part = self.partitions.get((str(t.topic), int(p.partition)))
+                if part is None or part.check_leader(int(p.current_leader_epoch)) != ErrorCode.none:
+                    return True
+                offset = int(p.fetch_offset)
+                if not part.log_start_offset <= offset <= part.log_end_offset:
+                    return True  # OFFSET_OUT_OF_RANGE
+                if op.replica_id >= 0:
+                    if part.log_end_offset > offset or self._divergence(part, p) is not None:
+                        return True
+                elif (part.last_stable_offset if int(req.isolation_level) == 1 else part.high_watermark) > offset:
+                    return True
+        return False
+
     @staticmethod
     def _divergence(part: Partition, p: fetch_req.FetchPartition) -> fetch_resp.EpochEndOffset | None:
         """Where a follower's log left ours: its last epoch ended earlier here, or never was."""
@@ -600,6 +621,9 @@ class ReplicaManager:
         if self.delayed_fetch:
             still_f = []
             for op in self.delayed_fetch:
+                if now_ms < op.deadline_ms and not self._fetch_may_complete(op):
+                    still_f.append(op)  # nothing readable yet: not worth reading the logs
+                    continue
                 resp, size, has_error = self._fetch_response(op)
                 if size >= int(op.request.min_bytes) or has_error or now_ms >= op.deadline_ms:
                     self._fetch_done(op, resp, size, now_ms)
