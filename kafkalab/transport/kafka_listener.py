@@ -73,6 +73,7 @@ READ_CHUNK = 1 << 18
 # than one per default-sized buffer (Linux doubles the value, capped by net.core.wmem_max).
 SOCKET_BUFFER_BYTES = 4 << 20
 _SIZE = struct.Struct(">i")
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux; elsewhere each piece leaves as it is written
 _HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
 
 
@@ -552,7 +553,11 @@ class KafkaListener:
                     os.close(chunk.fd)
                     out.popleft()
                 else:
-                    sent = conn.sock.send(chunk)
+                    # Bytes just before file data (a response's head, the fields between two
+                    # partitions' records) wait for that data instead of leaving as a packet of
+                    # their own: fewer, fuller segments for the client to wake up for.
+                    more = len(out) > 1 and isinstance(out[1], _FileChunk)
+                    sent = conn.sock.send(chunk, _MSG_MORE if more else 0)
                     self.counters["kafka_bytes_out"] += sent
                     if sent != len(chunk):
                         out[0] = memoryview(chunk)[sent:]
