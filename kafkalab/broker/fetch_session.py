@@ -43,7 +43,6 @@ __all__ = [
     "FINAL_EPOCH",
     "INITIAL_EPOCH",
     "INVALID_SESSION_ID",
-    "SESSION_MIN_VERSION",
     "FetchContext",
     "FetchSession",
     "FetchSessionCache",
@@ -53,7 +52,6 @@ __all__ = [
 INVALID_SESSION_ID = 0  # "no session"
 INITIAL_EPOCH = 0  # a full request that asks for a new session
 FINAL_EPOCH = -1  # a full request that wants no session
-SESSION_MIN_VERSION = 7  # Fetch v7 brought session_id, session_epoch and forgotten_topics_data
 DEFAULT_CACHE_SLOTS = 1000  # max.incremental.fetch.session.cache.slots
 EVICTION_MS = 120_000  # Kafka's MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS
 _MAX_EPOCH = 2**31 - 1
@@ -228,10 +226,6 @@ class FetchSessionCache:
         return replace(response, session_id=session.id, responses=_response_topics(kept))
 
     # -- the cache -----------------------------------------------------------------------
-    @property
-    def total_partitions(self) -> int:
-        return sum(max(0, s.cached_size) for s in self.sessions.values())
-
     def remove(self, session_id: int) -> FetchSession | None:
         return self.sessions.pop(session_id, None)
 

@@ -96,7 +96,7 @@ class ReplicaManager:
         self.on_event: Callable[[str, dict[str, Any]], None] = lambda e, d: None
         self.counters = {"bytes_in": 0, "bytes_out": 0, "messages_in": 0,
                          "produce_requests": 0, "fetch_requests": 0,
-                         "fetch_sessions": 0, "incremental_fetch_requests": 0}
+                         "fetch_sessions": 0, "fetch_session_evictions": 0, "incremental_fetch_requests": 0}
         os.makedirs(data_dir, exist_ok=True)
         # Kafka's per-log-dir checkpoints: where recovery may start, where each log starts,
         # and the high watermarks (so a restarted broker does not expose less than it had).
@@ -362,6 +362,7 @@ class ReplicaManager:
         if op.session is not None:
             resp = self.fetch_sessions.respond(op.session, resp, now_ms)
             self.counters["fetch_sessions"] = len(self.fetch_sessions.sessions)
+            self.counters["fetch_session_evictions"] = self.fetch_sessions.evictions
         op.on_done(resp)
 
     def _fetch_may_complete(self, op: DelayedFetch) -> bool:
