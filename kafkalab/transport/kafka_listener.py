@@ -129,6 +129,7 @@ _EPOCH_END = struct.Struct(">iq")  # diverging_epoch: epoch, end_offset
 _LEADER = struct.Struct(">ii")  # current_leader: leader_id, leader_epoch
 _SNAPSHOT = struct.Struct(">qi")  # snapshot_id: end_offset, epoch
 FETCH_MAX_VERSION = 12  # the encoder below knows Fetch response v4..v12
+_OWN_CHUNK_BYTES = 1 << 16  # records in memory (sendfile off) this large are a chunk of their own
 
 
 def _uvarint(value: int) -> bytes:
@@ -198,8 +199,15 @@ def encode_fetch_response(resp: Any, correlation_id: int, version: int | None = 
                 chunks.append(records)
                 size += len(out) + records.length
                 out = bytearray()
+            elif len(records) >= _OWN_CHUNK_BYTES:  # queued as they are, not copied once more
+                out += _records_prefix(len(records), flexible)
+                chunks.append(bytes(out))
+                chunks.append(records)
+                size += len(out) + len(records)
+                out = bytearray()
             else:
-                out += _records_prefix(len(records), flexible) + records
+                out += _records_prefix(len(records), flexible)
+                out += records
             if flexible:
                 out += _partition_tags(p)
         if flexible:

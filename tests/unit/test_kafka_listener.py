@@ -373,3 +373,13 @@ def test_the_fetch_encoder_writes_each_version_as_converting_and_encoding_with_k
     expected = encode_response(response_to(_lab_fetch_response([data[100:800], data[900:3900]]), version), 42)
     assert wire == expected and size == len(wire)
     assert sum(isinstance(c, FileRegion) for c in chunks) == 2  # the records stay in the file
+
+
+@pytest.mark.parametrize("version", [4, 12])
+def test_the_fetch_encoder_writes_records_held_in_memory_small_and_large(version) -> None:
+    small, large = os.urandom(300), os.urandom(200_000)  # sendfile off: records are bytes
+    lab = _lab_fetch_response([small, large])
+    chunks, size = encode_fetch_response(lab, 42, version)
+    wire = b"".join(chunks)
+    assert wire == encode_response(response_to(lab, version), 42) and size == len(wire)
+    assert any(c is large for c in chunks)  # queued as it is, not copied into the frame
