@@ -202,6 +202,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("metrics.publish.interval.ms", int, 1000, "how often processes publish metrics",
               check=_positive, check_doc="must be > 0"),
     ConfigDef("fetch.sendfile.enable", bool, True, "send Fetch record data with os.sendfile"),
+    ConfigDef("max.incremental.fetch.session.cache.slots", int, 1000, "fetch sessions (KIP-227) a broker keeps",
+              check=_nonneg, check_doc="must be >= 0"),
     ConfigDef("group.initial.rebalance.delay.ms", int, 3000, "wait for more members before the first rebalance",
               check=_nonneg, check_doc="must be >= 0"),
     ConfigDef("group.min.session.timeout.ms", int, 6000, "", check=_positive, check_doc="must be > 0"),

@@ -19,6 +19,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.broker.fetch_session import DEFAULT_CACHE_SLOTS, FetchContext, FetchSessionCache
 from kafkalab.broker.partition import Partition
 from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.config import topic_config
@@ -81,6 +82,7 @@ class DelayedFetch:
     # For the Kafka listener's sendfile path: `records` holds a storage FileRegion (path,
     # position, length) instead of bytes, and the listener streams it from the file.
     zero_copy: bool = False
+    session: FetchContext | None = None  # the request's fetch session (KIP-227)
 
 
 class ReplicaManager:
@@ -94,7 +96,8 @@ class ReplicaManager:
         self.delayed_fetch: list[DelayedFetch] = []
         self.on_event: Callable[[str, dict[str, Any]], None] = lambda e, d: None
         self.counters = {"bytes_in": 0, "bytes_out": 0, "messages_in": 0,
-                         "produce_requests": 0, "fetch_requests": 0}
+                         "produce_requests": 0, "fetch_requests": 0,
+                         "fetch_sessions": 0, "fetch_session_evictions": 0, "incremental_fetch_requests": 0}
         os.makedirs(data_dir, exist_ok=True)
         # Kafka's per-log-dir checkpoints: where recovery may start, where each log starts,
         # and the high watermarks (so a restarted broker does not expose less than it had).
@@ -102,6 +105,8 @@ class ReplicaManager:
                             (RECOVERY_POINT_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, REPLICATION_CHECKPOINT)}
         self._checkpointed = {name: self._read_checkpoint(name) for name in self.checkpoints}
         self.cleaner = Cleaner()
+        self.fetch_sessions = FetchSessionCache(max_slots=int(broker_config.get(
+            "max.incremental.fetch.session.cache.slots", DEFAULT_CACHE_SLOTS)))
 
     # -- metadata --------------------------------------------------------------------------
     def apply_metadata(self, image: MetadataImage, now_ms: int) -> dict[TP, str]:
@@ -328,6 +333,11 @@ class ReplicaManager:
     def fetch(self, req: fetch_req.FetchRequest, now_ms: int,
               on_done: Callable[[fetch_resp.FetchResponse], None], *, zero_copy: bool = False) -> None:
         self.counters["fetch_requests"] += 1
+        # An incremental request (KIP-227) lists only what changed: the session fills in the rest.
+        session = self.fetch_sessions.new_context(req, now_ms)
+        if session.kind == "incremental":
+            self.counters["incremental_fetch_requests"] += 1
+        req = session.request
         replica_id = int(req.replica_id)
         if replica_id >= 0:
             for t in req.topics:
@@ -340,13 +350,42 @@ class ReplicaManager:
                         part.record_follower_fetch(replica_id, int(p.fetch_offset), now_ms)
             self.try_complete(now_ms)  # a follower's progress may complete acks=all produces
         wait_ms = int(req.max_wait.total_seconds() * 1000)
-        op = DelayedFetch(req, now_ms + wait_ms, on_done, replica_id, zero_copy=zero_copy)
+        op = DelayedFetch(req, now_ms + wait_ms, on_done, replica_id, zero_copy=zero_copy, session=session)
         resp, size, has_error = self._fetch_response(op)
-        if size >= int(req.min_bytes) or has_error or wait_ms <= 0:
-            self.counters["bytes_out"] += size
-            on_done(resp)
+        # Nothing to read (a session error, no partitions): answered at once, as Kafka does.
+        if size >= int(req.min_bytes) or has_error or wait_ms <= 0 or not req.topics:
+            self._fetch_done(op, resp, size, now_ms)
         else:
             self.delayed_fetch.append(op)
+
+    def _fetch_done(self, op: DelayedFetch, resp: fetch_resp.FetchResponse, size: int, now_ms: int) -> None:
+        self.counters["bytes_out"] += size
+        if op.session is not None:
+            resp = self.fetch_sessions.respond(op.session, resp, now_ms)
+            self.counters["fetch_sessions"] = len(self.fetch_sessions.sessions)
+            self.counters["fetch_session_evictions"] = self.fetch_sessions.evictions
+        op.on_done(resp)
+
+    def _fetch_may_complete(self, op: DelayedFetch) -> bool:
+        """Could a parked fetch's response now carry records or an error? From offsets alone
+        (as Kafka's DelayedFetch.tryComplete), without reading any log: when no partition has
+        a readable offset past its fetch offset and none would answer an error, the response
+        would be as empty as when the fetch was parked."""
+        req = op.request
+        for t in req.topics:
+            for p in t.partitions:
+                part = self.partitions.get((str(t.topic), int(p.partition)))
+                if part is None or part.check_leader(int(p.current_leader_epoch)) != ErrorCode.none:
+                    return True
+                offset = int(p.fetch_offset)
+                if not part.log_start_offset <= offset <= part.log_end_offset:
+                    return True  # OFFSET_OUT_OF_RANGE
+                if op.replica_id >= 0:
+                    if part.log_end_offset > offset or self._divergence(part, p) is not None:
+                        return True
+                elif (part.last_stable_offset if int(req.isolation_level) == 1 else part.high_watermark) > offset:
+                    return True
+        return False
 
     @staticmethod
     def _divergence(part: Partition, p: fetch_req.FetchPartition) -> fetch_resp.EpochEndOffset | None:
@@ -584,10 +623,12 @@ class ReplicaManager:
         if self.delayed_fetch:
             still_f = []
             for op in self.delayed_fetch:
+                if now_ms < op.deadline_ms and not self._fetch_may_complete(op):
+                    still_f.append(op)  # nothing readable yet: not worth reading the logs
+                    continue
                 resp, size, has_error = self._fetch_response(op)
                 if size >= int(op.request.min_bytes) or has_error or now_ms >= op.deadline_ms:
-                    self.counters["bytes_out"] += size
-                    op.on_done(resp)
+                    self._fetch_done(op, resp, size, now_ms)
                 else:
                     still_f.append(op)
             self.delayed_fetch = still_f

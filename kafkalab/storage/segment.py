@@ -190,20 +190,23 @@ class LogSegment:
         self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one_batch: bool = True
     ) -> FileRegion | None:
         """Whole batches from the one holding `offset`, or None if no batch here reaches it."""
-        found = self.translate_offset(offset)
-        if found is None:
-            return None
-        start, first = found
-        if max_offset is not None and first.base_offset >= max_offset:
-            return FileRegion(self.log_path, start, 0, offset, offset)
-        length, end_offset = 0, first.base_offset
-        for _, h, _ in self.scan(start):
+        _, index_position = self.index.lookup(offset)
+        start, first = -1, None
+        length, end_offset = 0, offset
+        # One pass from the index entry: skip to the batch holding offset, then take batches.
+        for pos, h, _ in self.scan(index_position):
+            if first is None:
+                if h.last_offset < offset:
+                    continue
+                start, first, end_offset = pos, h, h.base_offset
             if max_offset is not None and h.base_offset >= max_offset:
                 break
             if length + h.size > max_bytes and (length or not min_one_batch):
                 break
             length += h.size
             end_offset = h.next_offset
+        if first is None:
+            return None
         if length == 0:
             return FileRegion(self.log_path, start, 0, offset, offset)
         return FileRegion(self.log_path, start, length, first.base_offset, end_offset)

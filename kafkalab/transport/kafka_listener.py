@@ -8,9 +8,9 @@ order even when a later request (a Metadata) completes before an earlier one (a 
 Fetch), so each connection keeps a queue of reply slots.
 
 Fetch record data leaves with os.sendfile straight from the segment file: the response is
-encoded with a placeholder where each partition's records go, cut there, and the pieces
-are queued as [bytes, file region, bytes, ...] on the connection's output queue, drained
-as the non-blocking socket accepts them.
+encoded in one pass from the lab's version to the client's, cut where each partition's
+records go, and the pieces are queued as [bytes, file region, bytes, ...] on the
+connection's output queue, drained as the non-blocking socket accepts them.
 
 Sockets are non-blocking and share the broker's single event loop: no thread per connection.
 
@@ -53,7 +53,6 @@ from kafkalab.protocol.bounds import check_bounds
 from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 from kafkalab.protocol.kafka_framing import (
     encode_response_header,
-    is_flexible,
     parse_request_header,
     response_header_version,
 )
@@ -74,6 +73,7 @@ READ_CHUNK = 1 << 18
 # than one per default-sized buffer (Linux doubles the value, capped by net.core.wmem_max).
 SOCKET_BUFFER_BYTES = 4 << 20
 _SIZE = struct.Struct(">i")
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux; elsewhere each piece leaves as it is written
 _HEAD = struct.Struct(">hh")  # a request header starts with its api key and version
 
 
@@ -120,27 +120,20 @@ class _FileChunk:
 Chunk = bytes | memoryview | _FileChunk
 
 
-def _placeholders(resp: Any) -> tuple[Any, list[tuple[bytes, FileRegion]]]:
-    """resp with each FileRegion in a partition's records replaced by a unique 16-byte marker."""
-    found: list[tuple[bytes, FileRegion]] = []
-    topics = []
-    for t in resp.responses:
-        parts = []
-        for p in t.partitions:
-            if isinstance(p.records, FileRegion):
-                marker = os.urandom(16)
-                found.append((marker, p.records))
-                p = dataclasses.replace(p, records=marker)
-            parts.append(p)
-        topics.append(dataclasses.replace(t, partitions=tuple(parts)))
-    return (dataclasses.replace(resp, responses=tuple(topics)) if found else resp), found
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_I64_I64 = struct.Struct(">qq")
+_PARTITION_HEAD = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
+_EPOCH_END = struct.Struct(">iq")  # diverging_epoch: epoch, end_offset
+_LEADER = struct.Struct(">ii")  # current_leader: leader_id, leader_epoch
+_SNAPSHOT = struct.Struct(">qi")  # snapshot_id: end_offset, epoch
+FETCH_MAX_VERSION = 12  # the encoder below knows Fetch response v4..v12
+_OWN_CHUNK_BYTES = 1 << 16  # records in memory (sendfile off) this large are a chunk of their own
 
 
-def _records_prefix(length: int, flexible: bool) -> bytes:
-    """Length prefix of a records field: int32, or unsigned varint of length+1 when compact."""
-    if not flexible:
-        return _SIZE.pack(length)
-    value, out = length + 1, bytearray()
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
@@ -148,31 +141,103 @@ def _records_prefix(length: int, flexible: bool) -> bytes:
     return bytes(out)
 
 
-def encode_fetch_response(resp: Any, correlation_id: int) -> tuple[list[Any], int]:
-    """A framed Fetch response as chunks: bytes, with FileRegions where records are in files.
+def _records_prefix(length: int, flexible: bool) -> bytes:
+    """Length prefix of a records field: int32, or unsigned varint of length+1 when compact."""
+    return _uvarint(length + 1) if flexible else _SIZE.pack(length)
 
+
+def encode_fetch_response(resp: Any, correlation_id: int, version: int | None = None) -> tuple[list[Any], int]:
+    """A framed Fetch response at `version` (default: resp's own) as chunks: bytes, with each
+    partition's FileRegion where its records are in a file.
+
+    Written in one pass from the lab's response straight to the client's version: nothing is
+    converted, copied or searched afterwards. Fields the version lacks are left out, as
+    converting to that version and encoding with kio would (the unit tests hold it to that).
     Returns (chunks, frame size including its 4-byte prefix).
     """
-    api_key, version = int(resp.__api_key__), int(resp.__version__)
-    flexible = is_flexible(api_key, version)
-    patched, regions = _placeholders(resp)
-    header = encode_response_header(correlation_id, response_header_version(api_key, version))
-    body = encode(patched)
+    version = int(resp.__version__) if version is None else version
+    if not 4 <= version <= FETCH_MAX_VERSION:
+        raise ValueError(f"Fetch response v{version} is outside v4-v{FETCH_MAX_VERSION}")
+    flexible = version >= 12
+    out = bytearray(encode_response_header(correlation_id, 1 if flexible else 0))
+    out += _I32.pack(int(resp.throttle_time.total_seconds() * 1000))
+    if version >= 7:
+        out += _I16.pack(int(getattr(resp, "error_code", 0))) + _I32.pack(int(getattr(resp, "session_id", 0)))
+
+    def count(n: int) -> bytes:
+        return _uvarint(n + 1) if flexible else _I32.pack(n)
+
     chunks: list[Any] = []
-    size = len(header) + len(body)
-    pos = 0
-    for marker, region in regions:
-        old_prefix = _records_prefix(len(marker), flexible)
-        at = body.find(old_prefix + marker, pos)
-        if at < 0:  # cannot happen: the encoder writes the records field verbatim
-            raise AssertionError("records placeholder not found in the encoded Fetch response")
-        chunks.append(body[pos:at] + _records_prefix(region.length, flexible))
-        chunks.append(region)
-        size += len(_records_prefix(region.length, flexible)) - len(old_prefix) - len(marker) + region.length
-        pos = at + len(old_prefix) + len(marker)
-    chunks.append(body[pos:])
-    chunks[0] = _SIZE.pack(size) + header + chunks[0]
+    size = 0
+    out += count(len(resp.responses))
+    for t in resp.responses:
+        name = str(t.topic).encode()
+        out += (_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name
+        out += count(len(t.partitions))
+        for p in t.partitions:
+            out += _PARTITION_HEAD.pack(int(p.partition_index), int(p.error_code), int(p.high_watermark),
+                                        int(getattr(p, "last_stable_offset", -1)))
+            if version >= 5:
+                out += _I64.pack(int(getattr(p, "log_start_offset", -1)))
+            aborted = p.aborted_transactions
+            if aborted is None:
+                out += b"\0" if flexible else _I32.pack(-1)
+            else:
+                out += count(len(aborted))
+                for a in aborted:
+                    out += _I64_I64.pack(int(a.producer_id), int(a.first_offset))
+                    if flexible:
+                        out += b"\0"
+            if version >= 11:
+                out += _I32.pack(int(getattr(p, "preferred_read_replica", -1)))
+            records = p.records
+            if records is None:
+                out += b"\0" if flexible else _I32.pack(-1)
+            elif isinstance(records, FileRegion):
+                out += _records_prefix(records.length, flexible)
+                chunks.append(bytes(out))
+                chunks.append(records)
+                size += len(out) + records.length
+                out = bytearray()
+            elif len(records) >= _OWN_CHUNK_BYTES:  # queued as they are, not copied once more
+                out += _records_prefix(len(records), flexible)
+                chunks.append(bytes(out))
+                chunks.append(records)
+                size += len(out) + len(records)
+                out = bytearray()
+            else:
+                out += _records_prefix(len(records), flexible)
+                out += records
+            if flexible:
+                out += _partition_tags(p)
+        if flexible:
+            out += b"\0"  # the topic's tagged fields
+    if flexible:
+        out += b"\0"  # the response's tagged fields
+    chunks.append(bytes(out))
+    size += len(out)
+    chunks[0] = _SIZE.pack(size) + chunks[0]
     return chunks, size + 4
+
+
+def _partition_tags(p: Any) -> bytes:
+    """Fetch v12's tagged partition fields, each written only when it is not its default."""
+    fields = []
+    d = getattr(p, "diverging_epoch", None)
+    if d is not None and (int(d.epoch), int(d.end_offset)) != (-1, -1):
+        fields.append((0, _EPOCH_END.pack(int(d.epoch), int(d.end_offset)) + b"\0"))
+    c = getattr(p, "current_leader", None)
+    if c is not None and (int(c.leader_id), int(c.leader_epoch)) != (-1, -1):
+        fields.append((1, _LEADER.pack(int(c.leader_id), int(c.leader_epoch)) + b"\0"))
+    s = getattr(p, "snapshot_id", None)
+    if s is not None and (int(s.end_offset), int(s.epoch)) != (-1, -1):
+        fields.append((2, _SNAPSHOT.pack(int(s.end_offset), int(s.epoch)) + b"\0"))
+    if not fields:
+        return b"\0"
+    out = bytearray(_uvarint(len(fields)))
+    for tag, payload in fields:  # (tag, size, payload) in tag order
+        out += _uvarint(tag) + _uvarint(len(payload)) + payload
+    return bytes(out)
 
 
 class _Slot:
@@ -423,12 +488,12 @@ class KafkaListener:
             if slot is None or conn.closed:
                 return
             try:
-                resp = response_to(lab_response, version)
-                if key == ApiKey.METADATA:
-                    resp = self._fix_metadata(resp)
-                if key == ApiKey.FETCH:
-                    chunks = self._open_regions(encode_fetch_response(resp, corr)[0])
+                if key == ApiKey.FETCH:  # straight from the lab's version to the client's
+                    chunks = self._open_regions(encode_fetch_response(lab_response, corr, version)[0])
                 else:
+                    resp = response_to(lab_response, version)
+                    if key == ApiKey.METADATA:
+                        resp = self._fix_metadata(resp)
                     chunks = [_frame_response(resp, corr)]
             except Exception:
                 log.exception("%s: encoding the %s v%d response for %s failed", self.server.node,
@@ -496,7 +561,11 @@ class KafkaListener:
                     os.close(chunk.fd)
                     out.popleft()
                 else:
-                    sent = conn.sock.send(chunk)
+                    # Bytes just before file data (a response's head, the fields between two
+                    # partitions' records) wait for that data instead of leaving as a packet of
+                    # their own: fewer, fuller segments for the client to wake up for.
+                    more = len(out) > 1 and isinstance(out[1], _FileChunk)
+                    sent = conn.sock.send(chunk, _MSG_MORE if more else 0)
                     self.counters["kafka_bytes_out"] += sent
                     if sent != len(chunk):
                         out[0] = memoryview(chunk)[sent:]
