@@ -20,8 +20,9 @@ from kafkalab.transport.channel import Channel
 
 
 @dataclass
-class FetchSession:
-    """When one leader's fetcher may send: the rule, with the time passed in."""
+class FetcherState:
+    """When one leader's fetcher may send: the rule, with the time passed in. (A follower
+    fetches sessionless; KIP-227 sessions are broker/fetch_session.py.)"""
 
     leader: int
     backoff_s: float
@@ -61,7 +62,7 @@ class ReplicaFetcherManager:
         self.clock = clock
         self.connect = connect  # (leader id, endpoint) -> a channel to that broker, attached
         self.call_at = call_at
-        self.sessions: dict[int, FetchSession] = {}
+        self.sessions: dict[int, FetcherState] = {}
         self.channels: dict[int, Channel] = {}
         self._backoff_s = config["replica.fetch.backoff.ms"] / 1000
 
@@ -76,7 +77,7 @@ class ReplicaFetcherManager:
             reg = self.image.brokers.get(leader)
             if s is None and reg is not None:
                 self.channels[leader] = self.connect(leader, reg.endpoint)
-                s = self.sessions[leader] = FetchSession(leader, self._backoff_s)
+                s = self.sessions[leader] = FetcherState(leader, self._backoff_s)
             if s is not None:
                 s.partitions = tps
         for leader, s in self.sessions.items():
@@ -104,16 +105,16 @@ class ReplicaFetcherManager:
             s.sent(self.channels[leader].send(
                 req, lambda resp, s=s: self._on_response(s, resp), lambda _e, s=s: self._on_lost(s)))
 
-    def _on_response(self, s: FetchSession, resp: Any) -> None:
+    def _on_response(self, s: FetcherState, resp: Any) -> None:
         failed = self.rm.apply_fetch_response(s.leader, resp, self.clock.wall_ms())
         s.answered(failed, self.clock.monotonic())
         self._resume(s)
 
-    def _on_lost(self, s: FetchSession) -> None:
+    def _on_lost(self, s: FetcherState) -> None:
         s.lost(self.clock.monotonic())
         self._resume(s)
 
-    def _resume(self, s: FetchSession) -> None:
+    def _resume(self, s: FetcherState) -> None:
         if s.backoff_until > self.clock.monotonic():
             self.call_at(s.backoff_until, self.send_fetches)
         else:

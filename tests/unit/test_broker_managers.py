@@ -14,7 +14,7 @@ from kio.schema.errors import ErrorCode
 from kafkalab.broker.controller_channel import ControllerChannelManager
 from kafkalab.broker.lifecycle import RETRY_NOT_CONTROLLER_S, BrokerLifecycleManager
 from kafkalab.broker.producer_id_manager import PREFETCH_WHEN_LEFT, ProducerIdManager
-from kafkalab.broker.replica_fetcher import FetchSession
+from kafkalab.broker.replica_fetcher import FetcherState
 from kafkalab.broker.txn_markers import RETRY_BACKOFF_S, MarkerJob
 from kafkalab.clock import ManualClock
 from kafkalab.protocol.errors import KafkaError
@@ -200,7 +200,7 @@ def test_a_lost_block_request_is_asked_again_by_the_next_request() -> None:
 # -- fetch sessions ------------------------------------------------------------------------------
 
 def test_a_fetch_session_sends_one_fetch_at_a_time_and_backs_off_after_a_failure() -> None:
-    s = FetchSession(leader=1, backoff_s=0.1, partitions={("t", 0)})
+    s = FetcherState(leader=1, backoff_s=0.1, partitions={("t", 0)})
     assert s.may_send(10.0)
     s.sent(5)
     assert not s.may_send(10.0)
