@@ -22,6 +22,7 @@ import ctypes
 import os
 import pickle
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -112,6 +113,19 @@ class LabProcess:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the process to end (and reap it), at most `timeout` seconds."""
+        if timeout is not None and hasattr(os, "pidfd_open") and self.is_alive():
+            # Woken the moment it ends (Popen.wait with a timeout polls, up to 50 ms late).
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except OSError:  # already gone
+                pass
+            else:
+                try:
+                    select.select([pidfd], [], [], timeout)
+                finally:
+                    os.close(pidfd)
+            self._popen.poll()
+            return
         try:
             self._popen.wait(timeout)
         except subprocess.TimeoutExpired:
