@@ -21,13 +21,13 @@ from kafkalab.process import LabProcess, spawner
 
 STATUS_BYTES = 65536  # a file's pages cost nothing until written
 _HEADER = 32  # stop flag (byte 0), then words: [1] sequence, [2] count, [3] status length
-_SIZE = _HEADER + STATUS_BYTES
+SIZE = _HEADER + STATUS_BYTES
 _SEQ, _COUNT, _LEN = 1, 2, 3
 
 
 class WorkerState:
     def __init__(self, fd: int):
-        self._map = mmap.mmap(fd, _SIZE)
+        self._map = mmap.mmap(fd, SIZE)
         self._words = memoryview(self._map)[:_HEADER].cast("q")
         self._last_status = b""
 
@@ -70,7 +70,7 @@ class WorkerState:
 def spawn_worker(target: Callable[..., Any], name: str, **kwargs: Any) -> tuple[LabProcess, WorkerState]:
     """Start `target(state_fd=N, **kwargs)`; the worker maps it with WorkerState(state_fd)."""
     with tempfile.TemporaryFile() as f:
-        f.truncate(_SIZE)
+        f.truncate(SIZE)
         state = WorkerState(f.fileno())  # the mapping outlives the file's descriptor
         proc = spawner().spawn(target, name, pass_fds=(f.fileno(),), state_fd=f.fileno(), **kwargs)
     return proc, state
