@@ -3,26 +3,40 @@
 Below every role: a role's process calls die_with_parent(); which role runs which main is
 kafkalab/roles.py's table, one layer up.
 
-Every controller, broker and worker is a fresh interpreter (`multiprocess`, spawn method: no
-fork of a kernel full of threads). Two guards make a child die with its parent, even when the
-parent is SIGKILLed: the kernel's PR_SET_PDEATHSIG (delivered when the spawning thread ends, so
-all spawns go through one long-lived daemon thread), and a poll of getppid() in the child.
+Every controller, broker and worker is a fresh interpreter started with `subprocess` (no fork
+of a kernel full of threads): `python -c BOOT NAME`, which reads the parent's sys.path, then
+the target ("module:function") and its keyword arguments, as two stdlib pickles on its stdin,
+and calls the target. A child imports only its target's modules: no multiprocessing machinery,
+no helper process, and never the parent's __main__ (a script that starts a cluster without a
+`__main__` guard would start a second one). stdout and stderr are the parent's, as for any
+subprocess: in normal runs a lab process writes nothing to them.
+
+Two guards make a child die with its parent, even when the parent is SIGKILLed: the kernel's
+PR_SET_PDEATHSIG (delivered when the spawning *thread* ends, so all spawns go through one
+long-lived daemon thread), and a poll of getppid() in the child.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import queue
+import select
 import signal
+import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
-import multiprocess
-
 _PR_SET_PDEATHSIG = 1
+
+# The child's first code: SIGINT ignored before anything else (see die_with_parent), then the
+# parent's import path, then the rest from here. argv[1] is the process's name, for `ps`.
+BOOT = ("import signal,sys,pickle;signal.signal(signal.SIGINT,signal.SIG_IGN);"
+        "sys.path[:]=pickle.load(sys.stdin.buffer);import kafkalab.process as p;p.child_main()")
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -46,50 +60,124 @@ def parent_alive(parent_pid: int) -> bool:
     return os.getppid() == parent_pid
 
 
-def _install_main_guard() -> None:
-    """Our children run functions importable from kafkalab (or dill-pickled by value), so they
-    need not re-run the parent's __main__ script — which would start a second cluster from an
-    unguarded script. Strip that step for processes named kafkalab-*."""
-    from multiprocess import spawn
+def target_name(target: Callable[..., Any]) -> str:
+    """"module:function" for a function a fresh interpreter can import."""
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        raise ValueError(f"{target!r} cannot be a lab process's main: it must be a function defined at "
+                         "the top level of an importable module (not in __main__, not a lambda or closure)")
+    return f"{module}:{qualname}"
 
-    if getattr(spawn.get_preparation_data, "_kafkalab", False):
-        return
-    original = spawn.get_preparation_data
 
-    def get_preparation_data(name: str) -> dict[str, Any]:
-        data = original(name)
-        if name.startswith("kafkalab-"):
-            data.pop("init_main_from_path", None)
-            data.pop("init_main_from_name", None)
-        return data
+def child_main() -> None:
+    """The child's side of BOOT: guard, read the target, run it, exit with its code."""
+    stdin = sys.stdin.buffer
+    parent_pid, name, target, kwargs = pickle.load(stdin)
+    die_with_parent(parent_pid)
+    null = os.open(os.devnull, os.O_RDONLY)  # stdin was only the way in
+    os.dup2(null, 0)
+    os.close(null)
+    code: Any = 0
+    try:
+        module, _, qualname = target.partition(":")
+        fn: Any = __import__(module, fromlist=["_"])
+        for part in qualname.split("."):
+            fn = getattr(fn, part)
+        fn(**kwargs)
+    except SystemExit as e:
+        code = e.code
+    except BaseException:  # noqa: BLE001 - reported as a failed process is, then exit 1
+        sys.stderr.write(f"Process {name}:\n")
+        traceback.print_exc()
+        code = 1
+    sys.exit(code)
 
-    get_preparation_data._kafkalab = True  # type: ignore[attr-defined]
-    spawn.get_preparation_data = get_preparation_data
+
+class LabProcess:
+    """The parent's handle on one child: what callers need of it, nothing more."""
+
+    def __init__(self, popen: subprocess.Popen, name: str):
+        self._popen, self.name = popen, name
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while running; the exit status, or -N if signal N ended it."""
+        return self._popen.poll()
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the process to end (and reap it), at most `timeout` seconds."""
+        if timeout is not None and hasattr(os, "pidfd_open") and self.is_alive():
+            # Woken the moment it ends (Popen.wait with a timeout polls, up to 50 ms late).
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except OSError:  # already gone
+                pass
+            else:
+                try:
+                    select.select([pidfd], [], [], timeout)
+                finally:
+                    os.close(pidfd)
+            self._popen.poll()
+            return
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        self._popen.kill()  # a no-op once it has ended and been reaped
+
+    def terminate(self) -> None:
+        self._popen.terminate()
+
+    def __repr__(self) -> str:
+        state = "alive" if self.is_alive() else f"exitcode={self.exitcode}"
+        return f"<LabProcess {self.name} pid={self.pid} {state}>"
 
 
 class Spawner:
     """Owns one daemon thread through which every child is started (see module doc)."""
 
     def __init__(self) -> None:
-        _install_main_guard()
-        self._ctx = multiprocess.get_context("spawn")
-        self._requests: queue.Queue[tuple[Callable[..., Any], str, dict[str, Any], queue.Queue]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, bytes, tuple[int, ...], queue.Queue]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="kafkalab-spawner", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            target, name, kwargs, reply = self._requests.get()
+            name, payload, pass_fds, reply = self._requests.get()
             try:
-                proc = self._ctx.Process(target=target, name=f"kafkalab-{name}", kwargs=kwargs, daemon=False)
-                proc.start()
-                reply.put(proc)
+                reply.put(self._start(name, payload, pass_fds))
             except BaseException as e:  # noqa: BLE001 - handed back to the caller
                 reply.put(e)
 
-    def spawn(self, target: Callable[..., Any], name: str, **kwargs: Any) -> Any:
+    @staticmethod
+    def _start(name: str, payload: bytes, pass_fds: tuple[int, ...]) -> LabProcess:
+        popen = subprocess.Popen([sys.executable, "-c", BOOT, name], stdin=subprocess.PIPE,
+                                 pass_fds=pass_fds)
+        try:
+            popen.stdin.write(payload)
+            popen.stdin.close()
+        except BrokenPipeError:  # it died before reading: its exit code says so to the caller
+            pass
+        return LabProcess(popen, name)
+
+    def spawn(self, target: Callable[..., Any], name: str, *, pass_fds: tuple[int, ...] = (),
+              **kwargs: Any) -> LabProcess:
+        """Start `target(**kwargs)` in a new process named kafkalab-`name`. The arguments are
+        pickled here, so one that cannot cross is an error in the caller, not in the child.
+        `pass_fds`: file descriptors the child inherits (same numbers)."""
+        full_name = f"kafkalab-{name}"
+        payload = pickle.dumps(sys.path) + pickle.dumps((os.getpid(), full_name, target_name(target), kwargs))
         reply: queue.Queue = queue.Queue()
-        self._requests.put((target, name, kwargs, reply))
+        self._requests.put((full_name, payload, tuple(pass_fds), reply))
         result = reply.get()
         if isinstance(result, BaseException):
             raise result

@@ -6,7 +6,6 @@ the process that plays it (a broker never loads the registry). Nothing below imp
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
@@ -17,8 +16,8 @@ def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
     """Entry point of every lab process. Kept import-light: it runs before anything else.
 
     A failure is also written to `error_file`, so the notebook can say why a process died
-    (a port taken, a data dir it cannot write) instead of only that it did."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as early as can be: see process.die_with_parent
+    (a port taken, a data dir it cannot write) instead of only that it did. (SIGINT is already
+    ignored: kafkalab/process.py's BOOT does it first thing.)"""
     try:
         _run_role(role, **kwargs)
     except Exception as e:

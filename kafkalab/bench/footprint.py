@@ -106,7 +106,7 @@ def run(brokers: int = 3, records: int = 20_000, idle_s: float = 20.0, dashboard
                 except OSError:
                     continue
                 name = "notebook (this process)" + (" + dashboard" if board else "") if pid == me \
-                    else names.get(pid, "helper (multiprocess resource tracker)")
+                    else names.get(pid, f"other child process (pid {pid})")
                 rows.append({"process": name, "rss_mb": mb, "idle_cpu_pct": cpu})
         finally:
             if board is not None:

@@ -4,7 +4,6 @@ and stopped from a notebook or the dashboard's load panel (the worker: kafkalab/
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -12,13 +11,13 @@ from kafkalab.cluster.events import EventLog
 from kafkalab.config import client_config
 from kafkalab.errors import KafkaLabError
 from kafkalab.load_worker import KEY_DISTRIBUTIONS, producer_worker_main
-from kafkalab.process import spawner
+from kafkalab.process import LabProcess, spawner
 
 
 class LoadWorkers:
     def __init__(self, profile: str, events: EventLog, list_topics: Callable[[], list[str]]):
         self.profile, self.events, self.list_topics = profile, events, list_topics
-        self.procs: dict[str, Any] = {}  # node -> process
+        self.procs: dict[str, LabProcess] = {}  # node -> process
 
     def start(self, node: str, topic: str | None, rate: float, acks: str | int, compression: str, keys: str,
               key_count: int, value_bytes: int, seed: int, config: dict[str, Any] | None,
@@ -47,7 +46,6 @@ class LoadWorkers:
             proc = self.procs.pop(name, None)
             if proc is None:
                 raise KafkaLabError(f"no load worker {name!r}; running: {sorted(self.procs)}")
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()
             proc.join(timeout=5)
             self.events.event("load_stop", name)

@@ -39,15 +39,18 @@ def _close_all() -> None:
         c.close()
 
 
-def register_exit_cleanup() -> None:
-    """Close every open cluster when the interpreter exits or is told to stop.
+_registered = False
 
-    Exit handlers run last-registered-first, and multiprocess registers one (again, when it
-    first logs) that joins every non-daemon child: a running broker never ends, so a script that
-    never called close() would hang there. Registering ours again after each start puts it
-    first. SIGTERM would end the process without any exit handler: close, then die of it."""
-    atexit.unregister(_close_all)
-    atexit.register(_close_all)
+
+def register_exit_cleanup() -> None:
+    """Close every open cluster when the interpreter exits or is told to stop (once: the
+    first start registers it). Without it the processes would still die with this one
+    (kafkalab/process.py), but the data dirs would stay. SIGTERM would end the process
+    without any exit handler: close, then die of it."""
+    global _registered
+    if not _registered:
+        atexit.register(_close_all)
+        _registered = True
     if threading.current_thread() is threading.main_thread() \
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _close_all_and_die)

@@ -9,7 +9,7 @@ from typing import Any
 
 from kafkalab.cluster.events import EventLog
 from kafkalab.errors import KafkaLabError
-from kafkalab.process import spawner
+from kafkalab.process import LabProcess, spawner
 from kafkalab.roles import run_role
 from kafkalab.transport.faults import FaultTable
 
@@ -19,7 +19,7 @@ class Supervisor:
 
     def __init__(self, data_dir: str, faults: FaultTable, events: EventLog):
         self.data_dir, self.faults, self.events = data_dir, faults, events
-        self.procs: dict[str, Any] = {}
+        self.procs: dict[str, LabProcess] = {}
         self.states: dict[str, str] = {}
         self.args: dict[str, dict[str, Any]] = {}
         self.roles: dict[str, str] = {}
@@ -64,7 +64,7 @@ class Supervisor:
         proc = self.procs[node]
         if not proc.is_alive():
             raise KafkaLabError(f"{what} is not running (state {self.state(node)}); {restart_hint} first")
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()
         proc.join(timeout=5)
         self._set_state(node, "killed")
 
@@ -78,7 +78,7 @@ class Supervisor:
         os.kill(proc.pid, signal.SIGTERM)
         proc.join(timeout=timeout)
         if proc.is_alive():
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()
             proc.join(timeout=5)
         self._set_state(node, "stopped")
 
@@ -100,17 +100,10 @@ class Supervisor:
         self.states[node] = state
         self.events.state_changed(node, state)
 
-    def end_all(self, others: list[Any]) -> None:
+    def end_all(self, others: list[LabProcess]) -> None:
         """SIGKILL every process (and `others`: worker processes), then reap them."""
         procs = [*others, *self.procs.values()]
         for proc in procs:
-            try:
-                if proc.is_alive():
-                    os.kill(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, AttributeError, ValueError):
-                pass
+            proc.kill()
         for proc in procs:
-            try:
-                proc.join(timeout=5)
-            except (AssertionError, ValueError):
-                pass
+            proc.join(timeout=5)

@@ -25,7 +25,7 @@ from kafkalab.mirror.policy import (
     remote_topic,
     topics_to_replicate,
 )
-from kafkalab.process import spawner
+from kafkalab.process import LabProcess, spawner
 
 _live: weakref.WeakSet[MirrorMaker] = weakref.WeakSet()
 
@@ -39,9 +39,10 @@ _registered = False
 
 
 def _register_exit_handler() -> None:
-    """Exit handlers run last-registered-first, and multiprocess registers the one that joins
-    children when it first starts one. Registered after that, ours runs first: an unclosed
-    replicator is stopped rather than joined forever."""
+    """An unclosed replicator is ended at exit before its clusters are (it would see their
+    brokers vanish and retry until it died with this process). Exit handlers run
+    last-registered-first, and ours is registered after the clusters' (a MirrorMaker needs two
+    running clusters; kafkalab/cluster/open_clusters.py registers once, at the first start)."""
     global _registered
     if not _registered:
         atexit.register(_close_all)
@@ -99,7 +100,7 @@ class MirrorMaker:
         self.groups = list(groups)
         self.config = _config(source.profile, config)
         self.node = f"mirrormaker-{source.name}-{target.name}"
-        self._proc: Any = None
+        self._proc: LabProcess | None = None
         self._state = "new"
         self._cut = False
         self._incarnation = 0
@@ -153,8 +154,7 @@ class MirrorMaker:
     def close(self) -> None:
         """Stop the replicator (idempotent). The topics it made stay."""
         if self._proc is not None:
-            if self._proc.is_alive():
-                os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.kill()
             self._proc.join(timeout=5)
             self._proc = None
             self._event("mirror_stop", self.node)
@@ -178,7 +178,7 @@ class MirrorMaker:
         """SIGKILL the replicator: it writes nothing more; restart() resumes from its progress."""
         if self._proc is None or not self._proc.is_alive():
             raise KafkaLabError(f"{self.node} is not running ({self.state}): restart() it")
-        os.kill(self._proc.pid, signal.SIGKILL)
+        self._proc.kill()
         self._proc.join(timeout=5)
         self._state = "killed"
         self._event("mirror_kill", self.node)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -176,8 +175,7 @@ def _on_assign(consumer: Any, parts: list[TopicPartition]) -> None:
 
 def eos_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_json: str,
                metrics_endpoint: str | None, group: str, source: str, sink: str, transactional_id: str,
-               consumer_config: dict[str, Any], producer_config: dict[str, Any],
-               processed: Any, stop: Any) -> None:
+               consumer_config: dict[str, Any], producer_config: dict[str, Any], state_fd: int) -> None:
     """Entry point of a worker process."""
     import sys
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
@@ -188,7 +186,9 @@ def eos_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_js
     from kafkalab.metrics_publisher import MetricsPublisher
     from kafkalab.process import die_with_parent
     from kafkalab.transport.faults import FaultTable
+    from kafkalab.workloads.worker_state import attach
     die_with_parent(parent_pid)
+    state = attach(state_fd)
     if log_dir := os.environ.get("KAFKALAB_EOS_LOG_DIR"):  # per-worker logs, to debug a failing seed
         logging.basicConfig(filename=os.path.join(log_dir, f"{node}.log"), level=logging.DEBUG,
                             format="%(asctime)s %(name)s %(message)s")
@@ -207,7 +207,7 @@ def eos_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_js
                 producer.init_transactions(30)
                 break
             except Exception as e:
-                if _is_fatal(e) or stop.is_set():
+                if _is_fatal(e) or state.stop_requested():
                     producer.close(1)
                     raise
                 log.info("%s: init_transactions: %s; retrying", node, e)
@@ -228,7 +228,7 @@ def eos_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_js
 
     consumer, producer = start()
     try:
-        while not stop.is_set():
+        while not state.stop_requested():
             try:
                 n = run_round(consumer, producer, sink, group)
             except RestartNeeded as e:
@@ -244,8 +244,7 @@ def eos_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_js
                 time.sleep(RETRY_BACKOFF_S)  # back off before the next round
                 continue
             if n:
-                with processed.get_lock():
-                    processed.value += n
+                state.add(n)
     finally:
         close(consumer, producer)
         if metrics is not None:
@@ -256,25 +255,23 @@ class EosWorker:
     """A worker process: kill() it (SIGKILL, mid-transaction or not) and start its successor
     with `spawn_eos_worker(..., index)`: the same transactional.id fences what it left."""
 
-    def __init__(self, proc: Any, index: int, transactional_id: str, processed: Any, stop: Any):
-        self.proc, self.index, self.transactional_id = proc, index, transactional_id
-        self._processed, self._stop = processed, stop
+    def __init__(self, proc: Any, index: int, transactional_id: str, state: Any):
+        self.proc, self.index, self.transactional_id, self._state = proc, index, transactional_id, state
 
     @property
     def processed(self) -> int:
-        return int(self._processed.value)
+        return self._state.count
 
     @property
     def alive(self) -> bool:
         return self.proc.is_alive()
 
     def kill(self) -> None:
-        if self.proc.is_alive():
-            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.kill()
         self.proc.join(timeout=5)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self._state.request_stop()
         self.proc.join(timeout=timeout)
         if self.proc.is_alive():
             self.kill()
@@ -290,23 +287,18 @@ def transactional_id_of(group: str, source: str, index: int) -> str:
 def spawn_eos_worker(cluster: Any, group: str, index: int, source: str, sink: str,
                      producer_config: dict[str, Any] | None = None) -> EosWorker:
     """Worker `index` of `group` (a restart of it if one ran before: same transactional.id)."""
-    import multiprocess
-
     from kafkalab.config import client_config
-    from kafkalab.process import spawner
-    mp = multiprocess.get_context("spawn")
+    from kafkalab.workloads.worker_state import spawn_worker
     node = f"{group}-eos-{index}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tid = transactional_id_of(group, source, index)
-    processed, stop = mp.Value("q", 0), mp.Event()
-    proc = spawner().spawn(eos_worker, node, parent_pid=os.getpid(), node=node,
-                           brokers=dict(cluster.broker_endpoints), faults_json=cluster.faults.to_json(),
-                           metrics_endpoint=cluster.metrics.endpoint if cluster.metrics else None,
-                           group=group, source=source, sink=sink, transactional_id=tid,
-                           consumer_config=client_config(cluster.profile, "consumer", None),
-                           producer_config=client_config(cluster.profile, "producer",
-                                                         {"linger.ms": 5, **(producer_config or {})}),
-                           processed=processed, stop=stop)
-    return EosWorker(proc, index, tid, processed, stop)
+    proc, state = spawn_worker(eos_worker, node, parent_pid=os.getpid(), node=node,
+                               brokers=dict(cluster.broker_endpoints), faults_json=cluster.faults.to_json(),
+                               metrics_endpoint=cluster.metrics.endpoint if cluster.metrics else None,
+                               group=group, source=source, sink=sink, transactional_id=tid,
+                               consumer_config=client_config(cluster.profile, "consumer", None),
+                               producer_config=client_config(cluster.profile, "producer",
+                                                             {"linger.ms": 5, **(producer_config or {})}))
+    return EosWorker(proc, index, tid, state)
 
 
 def spawn_eos_workers(cluster: Any, group: str, n: int, source: str, sink: str,

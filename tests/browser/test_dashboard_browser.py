@@ -239,7 +239,7 @@ def test_kill_button_fails_over_the_leader_live(jupyter_lab: Any, chromium_page:
     leader, kernel_pid = int(match[1]), int(match[2])
     assert kernel_pid in jupyter_lab.processes(), "the kernel is not one of the server's processes"
     cluster_pids = jupyter_lab.children_of_server() - {kernel_pid}
-    assert len(cluster_pids) >= 4, cluster_pids  # controller + 3 brokers (+ resource tracker)
+    assert len(cluster_pids) >= 4, cluster_pids  # controller + 3 brokers
 
     check_charts(page, page_errors)
     wait_js(page, f"({REPLICA_LEADERS_JS})().leaders?.P0 !== undefined", 60_000,
