@@ -18,7 +18,7 @@ CLOSURE = ("import json, sys\nsys.modules['hypothesis'] = None\nimport {module}\
 # all of it for the consumer protocol's codec), the notebook side, and the compression codecs,
 # which load with the first compressed batch.
 NEVER = ("kafkalab.client", "kafkalab.cluster", "kafkalab.widgets", "kafkalab.metrics", "pandas", "numpy",
-         "plotly", "cramjam", "lz4", "zstandard")
+         "plotly", "cramjam", "lz4", "zstandard", "multiprocess", "multiprocessing", "dill")
 
 # kio schema versions of apis (headers aside) a process may load before it serves anything:
 # the broker's heartbeat, producer-id and Metadata schemas, the controller's LeaderChange and
