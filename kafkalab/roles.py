@@ -34,6 +34,10 @@ def _run_role(role: str, **kwargs: Any) -> None:
     # kio registers hypothesis strategies when hypothesis is importable: ~0.1 s per process
     # for nothing a broker needs.
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    if role in ("controller", "broker"):
+        # Both speak plaintext only (the lab has no TLS listener); kio's writers import asyncio,
+        # which imports ssl when it can: ~4 MB of libssl/libcrypto in every process for nothing.
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     if role == "controller":
         from kafkalab.controller.server import controller_main
         controller_main(**kwargs)

@@ -72,6 +72,9 @@ def test_a_cluster_is_its_processes_and_nothing_else():
             with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
                 argv = f.read().rstrip(b"\0").split(b"\0")
             assert argv[1:] == [b"-c", BOOT.encode(), f"kafkalab-{node}".encode()]
+            # Brokers and controllers speak plaintext: no TLS library mapped (roles.py).
+            with open(f"/proc/{proc.pid}/maps") as f:
+                assert "libssl" not in f.read(), f"{node} loaded ssl"
 
 
 def test_a_role_that_fails_says_why(tmp_path, capfd):
