@@ -259,9 +259,10 @@ class ReplicaManager:
             log.info("rejected batch for %s-%d: %s", tp[0], tp[1], verdict.message)
             return [verdict.error_code, -1, -1, -1]
         try:
-            buf = bytearray(records)
+            buf: bytes | bytearray | memoryview = records  # appended without a copy
             if part.config["message.timestamp.type"] == "LogAppendTime" and not control:
                 # The broker's clock replaces the producer's (CRC recomputed per batch).
+                buf = bytearray(records)
                 for pos, _h in iter_batches(buf):
                     set_log_append_time(buf, now_ms, pos)
             base, last = part.append_as_leader(buf, now_ms)
