@@ -287,8 +287,17 @@ class ReplicaManager:
                 return ErrorCode.unsupported_for_message_format
             if h.size > len(records) - pos or h.batch_length < HEADER_SIZE - LOG_OVERHEAD:
                 return ErrorCode.corrupt_message
-            if h.is_control and not control:
-                return ErrorCode.invalid_record  # only transaction coordinators write markers
+            if not control:
+                # Kafka's LogValidator.validateBatch for a client's v2 batch, from the header
+                # alone (the CRC is checked as the log appends): only transaction coordinators
+                # write markers; the record count must match the offset range; a producer id
+                # needs a sequence.
+                if h.is_control:
+                    return ErrorCode.invalid_record
+                if h.records_count <= 0 or h.last_offset_delta + 1 != h.records_count:
+                    return ErrorCode.invalid_record
+                if h.producer_id >= 0 and h.base_sequence < 0:
+                    return ErrorCode.invalid_record
             pos += h.size
         return ErrorCode.none
 

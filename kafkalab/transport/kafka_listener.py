@@ -71,11 +71,12 @@ KAFKA_CLIENT_NODE = "client-kafka"
 BROKER_APIS = (ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA, ApiKey.CREATE_TOPICS,
                ApiKey.DELETE_TOPICS, ApiKey.INIT_PRODUCER_ID, ApiKey.OFFSET_FOR_LEADER_EPOCH)
 READ_CHUNK = 1 << 18
-# A Produce frame at least this large, once its api and version are judged, is read straight
+# A Produce frame of this many bytes, once its api and version are judged, is read straight
 # into a buffer of its size (recv_into): no growing input buffer and no copies of the
-# records before they are decoded. Capped, so that 8 bytes cannot make the broker allocate
-# socket.request.max.bytes: a larger frame is buffered as it arrives, like any other.
-PRODUCE_FRAME_DIRECT = (1 << 16, 16 << 20)
+# records before they are written. Capped (clients' requests are at most 1 MB by default),
+# so that 8 bytes cannot make the broker allocate socket.request.max.bytes: a larger frame
+# is buffered as it arrives, like any other.
+PRODUCE_FRAME_DIRECT = (1 << 16, 4 << 20)
 # A connection keeps its last Produce frame's buffer for the next one up to this size: fresh
 # megabytes cost more (page faults) than the copy into them. (One buffer per producing
 # connection: librdkafka's requests are at most message.max.bytes, 1 MB by default.)
