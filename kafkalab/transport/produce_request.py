@@ -1,4 +1,6 @@
-"""A Produce request body read in place: each partition's records stay a view into the frame.
+"""Produce request bodies by hand: read in place, and written in one join.
+
+Reading: each partition's records stay a view into the frame.
 
 kio's decoder copies every partition's records into a new bytes object. A librdkafka producer
 sends up to a megabyte per request, and that copy (into fresh memory the kernel must fault in)
@@ -8,6 +10,11 @@ using it, and builds the lab version's request (v9) with memoryviews as records,
 go from the socket buffer to the segment file's writev without being copied in between.
 
 Bytes after the message are ignored, as Kafka's brokers (and the listener's other requests) do.
+
+Writing: the lab producer's sender sends a Produce (v9) per batch it drains, hundreds of times a
+second; kio's generic writer checks every field's type on the way (a quarter of the sender's
+time). write_produce_request writes the same bytes (a unit test holds it to kio's) with the
+records copied once, by the final join.
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ from kio.schema.produce.v9 import request as lab
 
 from kafkalab.protocol.errors import MalformedMessageError
 
-__all__ = ["FIRST_FLEXIBLE", "read_produce_request"]
+__all__ = ["FIRST_FLEXIBLE", "read_produce_request", "write_produce_request"]
 
 FIRST_FLEXIBLE = 9  # Produce v9 (KIP-482): compact lengths and tagged fields
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_ACKS_TIMEOUT = struct.Struct(">hi")
+_NO_TAGS = b"\x00"  # an empty tagged-field section; also a null compact string or bytes
 
 
 class _Cursor:
@@ -126,3 +135,40 @@ def read_produce_request(version: int, body: memoryview) -> lab.ProduceRequest:
         r.skip_tagged_fields("request")
     return lab.ProduceRequest(transactional_id=transactional_id, acks=acks,  # type: ignore[arg-type]
                               timeout=datetime.timedelta(milliseconds=timeout_ms), topic_data=tuple(topics))
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _compact_string(value: str) -> bytes:
+    raw = value.encode()
+    return _uvarint(len(raw) + 1) + raw
+
+
+def write_produce_request(req: lab.ProduceRequest) -> bytes:
+    """The body of a Produce v9 request (what kio's writer writes), records joined once."""
+    txn = req.transactional_id
+    parts: list[bytes | bytearray | memoryview] = [
+        _NO_TAGS if txn is None else _compact_string(txn),
+        _ACKS_TIMEOUT.pack(req.acks, round(req.timeout.total_seconds() * 1000)),
+        _uvarint(len(req.topic_data) + 1),
+    ]
+    for topic in req.topic_data:
+        parts += (_compact_string(topic.name), _uvarint(len(topic.partition_data) + 1))
+        for p in topic.partition_data:
+            records = p.records
+            parts.append(_INT32.pack(p.index))
+            if records is None:
+                parts.append(_NO_TAGS)
+            else:
+                parts += (_uvarint(len(records) + 1), records)
+            parts.append(_NO_TAGS)
+        parts.append(_NO_TAGS)
+    parts.append(_NO_TAGS)
+    return b"".join(parts)

@@ -4,6 +4,7 @@ refused with MalformedMessageError, never another exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import random
 
@@ -15,7 +16,7 @@ from kafkalab.protocol.apis import decode_request, encode, request_class, schema
 from kafkalab.protocol.errors import MalformedMessageError
 from kafkalab.protocol.versions import request_to
 from kafkalab.transport.kafka_listener import _decode_lenient
-from kafkalab.transport.produce_request import read_produce_request
+from kafkalab.transport.produce_request import read_produce_request, write_produce_request
 
 VERSIONS = range(3, 10)
 
@@ -105,3 +106,12 @@ def test_a_negative_length_other_than_null_and_a_null_topic_name_are_refused() -
     at = 2 + 2 + 4 + 4
     with pytest.raises(MalformedMessageError, match="may not be null"):
         read_produce_request(3, memoryview(good[:at] + b"\xff\xff" + good[at + 3:]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(txn=st.one_of(st.none(), st.text(max_size=20)), acks=st.sampled_from((-1, 0, 1)),
+       timeout_ms=st.integers(0, 2**31 - 1), topics=topics_st)
+def test_the_writer_writes_what_kio_writes(txn, acks, timeout_ms, topics) -> None:
+    req = dataclasses.replace(_request(9, txn, acks, topics), timeout=datetime.timedelta(milliseconds=timeout_ms))
+    assert write_produce_request(req) == encode(req)
+    assert _as_plain(read_produce_request(9, memoryview(write_produce_request(req)))) == _as_plain(req)
