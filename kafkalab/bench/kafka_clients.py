@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 RECORD_BYTES = 1000
+LOOPBACK = "loopback sendfile (limit)"
 
 
 def _payload(record_bytes: int) -> bytes:
@@ -287,7 +288,9 @@ def _produce_kafka_python(bootstrap: str, topic: str, count: int, record_bytes: 
 
 def produce(client: str = "confluent-kafka", mb: int = 200, runs: int = 3,
             record_bytes: int = RECORD_BYTES, acks: str = "1") -> list[dict[str, Any]]:
-    """records/s and MB/s of record_bytes records to one partition (RF 1)."""
+    """records/s and MB/s of record_bytes records to one partition (RF 1), next to the
+    loopback limit measured in the same run: the segment files just written, sent with
+    os.sendfile over TCP loopback to a reader that drops them (as in consume())."""
     from kafkalab import Cluster
 
     clients = {"confluent-kafka": _produce_confluent, "kafka-python": _produce_kafka_python}
@@ -302,7 +305,15 @@ def produce(client: str = "confluent-kafka", mb: int = 200, runs: int = 3,
             seconds = clients[client](cluster.bootstrap_servers, topic, count, record_bytes, str(acks))
             rows.append({"client": client, "acks": str(acks), "run": i + 1, "records": count,
                          "records_per_s": count / seconds, "mb_per_s": count * record_bytes / seconds / 1e6})
+            nbytes, seconds = loopback_sendfile(_segments(cluster, topic))
+            rows.append({"client": LOOPBACK, "acks": None, "run": i + 1, "records": count,
+                         "records_per_s": None, "mb_per_s": nbytes / seconds / 1e6})
+    med = {name: statistics.median(r["mb_per_s"] for r in rows if r["client"] == name) for name in (client, LOOPBACK)}
     rows.append({"client": client, "acks": str(acks), "run": "median", "records": count,
-                 "records_per_s": statistics.median(r["records_per_s"] for r in rows),
-                 "mb_per_s": statistics.median(r["mb_per_s"] for r in rows)})
+                 "records_per_s": statistics.median(r["records_per_s"] for r in rows if r["client"] == client),
+                 "mb_per_s": med[client]})
+    rows.append({"client": LOOPBACK, "acks": None, "run": "median", "records": count, "records_per_s": None,
+                 "mb_per_s": med[LOOPBACK]})
+    rows.append({"client": f"{client} / loopback limit", "acks": str(acks), "run": "ratio", "records": count,
+                 "records_per_s": None, "mb_per_s": med[client] / med[LOOPBACK]})
     return rows

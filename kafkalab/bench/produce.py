@@ -1,7 +1,9 @@
 """`kafkalab bench produce`: the lab producer's throughput by value size, acks and codec.
 
-With --param client=kafka-python (or confluent-kafka) that client also produces 1 KB and 100 B
-records through the brokers' Kafka listener in the same run, as the reference."""
+With --client kafka-python (or confluent-kafka, or both comma-separated) that client also
+produces 1 KB and 100 B records through the brokers' Kafka listener in the same run, as the
+reference: rows "kafkalab / CLIENT" give the lab producer's 100 B records/s over the client's,
+and "CLIENT / loopback limit" the 1 KB MB/s over a loopback sendfile of the same segments."""
 
 from __future__ import annotations
 
@@ -50,10 +52,17 @@ def run(records: int = 200_000, repeats: int = 3, codecs: str = "none,gzip,snapp
             rows.append({"client": "kafkalab", "value_bytes": size, "acks": acks, "compression": codec,
                          "topic_rf": int(topic[-1]), "records_per_s": med, "MB_per_s": med * size / 1e6})
     if client:
-        # The same broker code behind the Kafka listener, driven by a client nobody here wrote:
-        # 1 KB records, and 100 B records as the lab producer's first row (the same-size ratio).
+        # The same broker code behind the Kafka listener, driven by clients nobody here wrote
+        # (a comma-separated list): 1 KB records (with the loopback limit measured in the same
+        # run), and 100 B records as the lab producer's first row, for the same-size ratio.
         from kafkalab.bench.kafka_clients import produce as produce_with
-        for size, mb in ((1000, 200), (100, max(1, records * 100 // 1_000_000))):
-            rows += [{**row, "value_bytes": size}
-                     for row in produce_with(client=client, mb=mb, runs=repeats, record_bytes=size)]
+        lab_100 = rows[0]["records_per_s"]
+        for name in client.split(","):
+            for size, mb in ((1000, 200), (100, max(1, records * 100 // 1_000_000))):
+                got = produce_with(client=name, mb=mb, runs=repeats, record_bytes=size)
+                rows += [{**row, "value_bytes": size} for row in got]
+                if size == 100:
+                    ref = next(r["records_per_s"] for r in got if r["client"] == name and r["run"] == "median")
+                    rows.append({"client": f"kafkalab / {name}", "value_bytes": 100, "acks": "1",
+                                 "run": "ratio", "records_per_s": lab_100 / ref})
     return rows

@@ -265,9 +265,10 @@ class ReplicaManager:
             log.info("rejected batch for %s-%d: %s", tp[0], tp[1], verdict.message)
             return [verdict.error_code, -1, -1, -1]
         try:
-            buf = bytearray(records)
+            buf: bytes | bytearray | memoryview = records  # appended without a copy
             if part.config["message.timestamp.type"] == "LogAppendTime" and not control:
                 # The broker's clock replaces the producer's (CRC recomputed per batch).
+                buf = bytearray(records)
                 for pos, _h in iter_batches(buf):
                     set_log_append_time(buf, now_ms, pos)
             base, last = part.append_as_leader(buf, now_ms)
@@ -292,8 +293,17 @@ class ReplicaManager:
                 return ErrorCode.unsupported_for_message_format
             if h.size > len(records) - pos or h.batch_length < HEADER_SIZE - LOG_OVERHEAD:
                 return ErrorCode.corrupt_message
-            if h.is_control and not control:
-                return ErrorCode.invalid_record  # only transaction coordinators write markers
+            if not control:
+                # Kafka's LogValidator.validateBatch for a client's v2 batch, from the header
+                # alone (the CRC is checked as the log appends): only transaction coordinators
+                # write markers; the record count must match the offset range; a producer id
+                # needs a sequence.
+                if h.is_control:
+                    return ErrorCode.invalid_record
+                if h.records_count <= 0 or h.last_offset_delta + 1 != h.records_count:
+                    return ErrorCode.invalid_record
+                if h.producer_id >= 0 and h.base_sequence < 0:
+                    return ErrorCode.invalid_record
             pos += h.size
         return ErrorCode.none
 

@@ -82,6 +82,7 @@ class Partitioner(Protocol):
 class _Sticky:
     partition: int
     produced_bytes: int = 0
+    queue: Any = None  # the producer's cache of this partition's batch queue (its fast path)
 
 
 def load_stats(queue_sizes: dict[int, int], partitions_with_queues: int, partition_count: int

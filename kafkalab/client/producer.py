@@ -232,7 +232,11 @@ class Producer:
                 with self._lock:
                     st = self._sticky_states.get(topic)
                     if st is not None and st.partition < info[0]:
-                        dq = self._acc.batches.get((topic, st.partition))
+                        # The partition's queue, found once per sticky partition (a queue,
+                        # once made, stays the partition's for the accumulator's life).
+                        dq = st.queue
+                        if dq is None:
+                            dq = st.queue = self._acc.batches.get((topic, st.partition))
                         if dq:
                             batch = dq[-1]
                             if not batch.attempts:

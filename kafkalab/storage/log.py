@@ -23,8 +23,6 @@ from kafkalab.records.header import (
     HEADER_SIZE,
     BatchHeader,
     parse_header,
-    set_base_offset,
-    set_partition_leader_epoch,
 )
 from kafkalab.storage.epoch_cache import LeaderEpochCache
 from kafkalab.storage.files import (
@@ -47,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MAX_RELATIVE_OFFSET = 0x7FFFFFFF
 CONTROL_ABORT, CONTROL_COMMIT = 0, 1
+# A batch's base offset, length and partition leader epoch: the 16 bytes before magic that a
+# leader rewrites and the CRC does not cover.
+_BATCH_PREFIX = struct.Struct(">qii")
 
 
 @dataclass
@@ -281,21 +282,28 @@ class Log:
         """Append one or more whole batches; returns (first offset, last offset).
 
         A leader (assign_offsets=True) gives the batches offsets from the log end offset and
-        stamps leader_epoch, both in place (outside the CRC). A follower appends the leader's
-        bytes as they are; their offsets must not go below the log end offset or backwards.
+        stamps leader_epoch (both outside the CRC). The input is not copied nor changed: each
+        batch's first 16 bytes (base offset, length, leader epoch) go out as a new prefix and
+        the rest straight from the caller's buffer, in one writev. A follower appends the
+        leader's bytes as they are; their offsets must not go below the log end offset or
+        backwards.
         """
-        buf = bytearray(batch_bytes)
-        batches = parse_batches(buf)
+        view = memoryview(batch_bytes)
+        batches = parse_batches(view)
         leo = self.log_end_offset
+        pieces: list[Any]
         if assign_offsets:
+            pieces = []
             nxt = leo
             for i, (pos, h) in enumerate(batches):
-                set_base_offset(buf, nxt, pos)
-                if leader_epoch is not None:
-                    set_partition_leader_epoch(buf, leader_epoch, pos)
-                batches[i] = (pos, parse_header(buf, pos))
+                epoch = h.partition_leader_epoch if leader_epoch is None else leader_epoch
+                h = h._replace(base_offset=nxt, partition_leader_epoch=epoch)
+                batches[i] = (pos, h)
+                pieces.append(_BATCH_PREFIX.pack(nxt, h.batch_length, epoch))
+                pieces.append(view[pos + _BATCH_PREFIX.size : pos + h.size])
                 nxt += h.last_offset_delta + 1
         else:
+            pieces = [view]
             expected = leo
             for pos, h in batches:
                 if h.base_offset < expected:
@@ -306,16 +314,16 @@ class Log:
                     )
                 expected = h.next_offset
         first, last = batches[0][1], batches[-1][1]
-        self._maybe_roll(len(buf), first.base_offset, last.last_offset, len(batches), now_ms)
+        self._maybe_roll(len(view), first.base_offset, last.last_offset, len(batches), now_ms)
         seg = self.active_segment
-        seg.append(buf, batches)
+        seg.append(pieces, batches)
         for pos, h in batches:
             if h.partition_leader_epoch >= 0:
                 latest = self.epoch_cache.latest_epoch
                 if latest is None or h.partition_leader_epoch > latest:
                     self.epoch_cache.assign(h.partition_leader_epoch, h.base_offset)
             if h.is_transactional:
-                data = memoryview(buf)[pos : pos + h.size] if h.is_control else None
+                data = view[pos : pos + h.size] if h.is_control else None
                 self._track_txn(seg, h, data, write_txn_index=True)
         return first.base_offset, last.last_offset
 

@@ -38,6 +38,9 @@ from kafkalab.storage.files import (
 from kafkalab.storage.index import NO_TIMESTAMP, OffsetIndex, TimeIndex
 from kafkalab.storage.txn_index import TransactionIndex
 
+Buffer = bytes | bytearray | memoryview
+_IOV_MAX = 1024  # pieces per writev (Linux's IOV_MAX)
+
 _CHUNK = 1 << 20  # read-ahead when scanning whole batches
 # Read-ahead when scanning headers only (a fetch finding its batches): enough for many small
 # batches, while a scan over big batches does not copy megabytes it skips.
@@ -251,15 +254,22 @@ class LogSegment:
         return int(os.stat(self.log_path).st_mtime * 1000)
 
     # -- writing ---------------------------------------------------------
-    def append(self, data: bytes | bytearray | memoryview, batches: list[tuple[int, BatchHeader]]) -> None:
-        """Write whole batches (positions relative to `data`) and index them at Kafka's cadence."""
+    def append(self, data: Buffer | list[Buffer], batches: list[tuple[int, BatchHeader]]) -> None:
+        """Write whole batches (positions relative to the bytes written) and index them at
+        Kafka's cadence. data: the bytes, or pieces written in order with one writev."""
         start = self.size
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        pieces = [memoryview(data)] if not isinstance(data, list) else [memoryview(p) for p in data]
+        size = sum(p.nbytes for p in pieces)
+        while pieces:  # a short write (a full disk's last bytes) continues where it stopped
+            written = os.writev(self._fd, pieces[:_IOV_MAX])
+            while pieces and written >= pieces[0].nbytes:
+                written -= pieces[0].nbytes
+                pieces.pop(0)
+            if pieces and written:
+                pieces[0] = pieces[0][written:]
         for rel, h in batches:
             self._index_batch(start + rel, h)
-        self.size = start + len(data)
+        self.size = start + size
         self._next_offset = batches[-1][1].next_offset
 
     def _index_batch(self, pos: int, h: BatchHeader) -> None:

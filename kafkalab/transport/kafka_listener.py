@@ -58,6 +58,7 @@ from kafkalab.protocol.kafka_framing import (
 )
 from kafkalab.protocol.versions import convertible_versions, request_to, response_to
 from kafkalab.storage import FileRegion
+from kafkalab.transport.produce_request import read_produce_request
 
 __all__ = ["KAFKA_CLIENT_NODE", "KafkaListener", "advertised_versions"]
 
@@ -69,6 +70,16 @@ KAFKA_CLIENT_NODE = "client-kafka"
 BROKER_APIS = (ApiKey.PRODUCE, ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA, ApiKey.CREATE_TOPICS,
                ApiKey.DELETE_TOPICS, ApiKey.INIT_PRODUCER_ID, ApiKey.OFFSET_FOR_LEADER_EPOCH)
 READ_CHUNK = 1 << 18
+# A Produce frame of this many bytes, once its api and version are judged, is read straight
+# into a buffer of its size (recv_into): no growing input buffer and no copies of the
+# records before they are written. Capped (clients' requests are at most 1 MB by default),
+# so that 8 bytes cannot make the broker allocate socket.request.max.bytes: a larger frame
+# is buffered as it arrives, like any other.
+PRODUCE_FRAME_DIRECT = (1 << 16, 4 << 20)
+# A connection keeps its last Produce frame's buffer for the next one up to this size: fresh
+# megabytes cost more (page faults) than the copy into them. (One buffer per producing
+# connection: librdkafka's requests are at most message.max.bytes, 1 MB by default.)
+PRODUCE_FRAME_KEPT = 2 << 20
 # Large socket buffers: a fetch of many MB leaves in a few sendfile calls and wake-ups rather
 # than one per default-sized buffer (Linux doubles the value, capped by net.core.wmem_max).
 SOCKET_BUFFER_BYTES = 4 << 20
@@ -255,6 +266,9 @@ class Connection:
         self.fd = sock.fileno()
         self.peer = f"{peer[0]}:{peer[1]}"
         self.inbuf = bytearray()
+        self.frame: memoryview | None = None  # a large Produce frame read in place
+        self.frame_got = 0
+        self.spare: bytearray | None = None  # the buffer of the last one, for the next
         self.slots: deque[_Slot] = deque()
         self.out: deque[Chunk] = deque()
         self.closed = False
@@ -353,6 +367,9 @@ class KafkaListener:
             self._read(conn)
 
     def _read(self, conn: Connection) -> None:
+        if conn.frame is not None:
+            self._read_produce_frame(conn)
+            return
         try:
             data = conn.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
@@ -392,6 +409,9 @@ class KafkaListener:
                     if reason:
                         self.close_connection(conn, f"{reason} (refused before its {size}-byte frame arrived)")
                         return
+                    if key == ApiKey.PRODUCE and PRODUCE_FRAME_DIRECT[0] <= size <= PRODUCE_FRAME_DIRECT[1]:
+                        self._start_produce_frame(conn, size, start + 4)
+                        return
                 break
             with memoryview(buf) as view:  # one copy of the frame, not two
                 payload = view[start + 4:start + 4 + size].tobytes()
@@ -405,7 +425,56 @@ class KafkaListener:
         if not conn.closed:
             del buf[:start]
 
-    def _on_frame(self, conn: Connection, payload: bytes) -> None:
+    def _start_produce_frame(self, conn: Connection, size: int, at: int) -> None:
+        """Move the start of a large Produce frame (inbuf[at:]) into a buffer of its size;
+        the rest is read into it in place (_read_produce_frame)."""
+        buf, spare = conn.inbuf, conn.spare
+        conn.spare = None
+        if spare is None or len(spare) < size:
+            spare = bytearray(size)
+        frame = memoryview(spare)[:size]
+        got = len(buf) - at
+        frame[:got] = memoryview(buf)[at:]
+        del buf[:]
+        conn.frame, conn.frame_got = frame, got
+
+    def _read_produce_frame(self, conn: Connection) -> None:
+        frame = conn.frame
+        assert frame is not None
+        try:
+            n = conn.sock.recv_into(frame[conn.frame_got:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except (ConnectionResetError, BrokenPipeError):
+            self.close_connection(conn)
+            return
+        except OSError as e:
+            self.close_connection(conn, f"read failed: {e}")
+            return
+        if not n:
+            self.close_connection(conn)
+            return
+        self.counters["kafka_bytes_in"] += n
+        if conn.dark or self._is_cut():
+            conn.dark = True
+            conn.frame = None
+            return
+        conn.frame_got += n
+        if conn.frame_got < len(frame):
+            return
+        conn.frame = None
+        try:
+            self._on_frame(conn, frame)
+        except Exception:  # a bug on a path that has no answer: this connection only
+            self.counters["kafka_request_errors"] += 1
+            log.exception("%s: a request from %s failed", self.server.node, conn.peer)
+            self.close_connection(conn)
+        buffer = frame.obj
+        del frame
+        if len(buffer) <= PRODUCE_FRAME_KEPT and not conn.closed and _unshared(buffer):
+            conn.spare = buffer
+
+    def _on_frame(self, conn: Connection, payload: bytes | bytearray) -> None:
         self.counters["kafka_requests"] += 1
         try:
             header, body_at = parse_request_header(payload)
@@ -415,15 +484,19 @@ class KafkaListener:
             return
         key, version, corr = header.api_key, header.api_version, header.correlation_id
         versions = self.versions()
+        body = memoryview(payload)[body_at:]  # a view: a Produce body is megabytes
         if key == ApiKey.API_VERSIONS:
-            self._api_versions(conn, version, corr, payload[body_at:], versions)
+            self._api_versions(conn, version, corr, body, versions)
             return
         reason = self._refuse(key, version, versions)
         if reason:
             self.close_connection(conn, reason)
             return
         try:
-            request = _decode_lenient(key, version, payload[body_at:])
+            # A Produce is read in place (already the lab version): its records stay views
+            # into the frame, written to the log without a copy.
+            request = read_produce_request(version, body) if key == ApiKey.PRODUCE \
+                else _decode_lenient(key, version, body)
         except (MalformedMessageError, UnsupportedApiError) as e:
             self.counters["kafka_malformed_requests"] += 1
             self.close_connection(conn, str(e))
@@ -462,7 +535,7 @@ class KafkaListener:
                     "the client should have used ApiVersions")
         return ""
 
-    def _api_versions(self, conn: Connection, version: int, corr: int, body: bytes,
+    def _api_versions(self, conn: Connection, version: int, corr: int, body: bytes | memoryview,
                       versions: dict[int, tuple[int, int]]) -> None:
         lo, hi = versions[ApiKey.API_VERSIONS]
         if not lo <= version <= hi:
@@ -605,7 +678,7 @@ def _reader(cls: type) -> Callable[[memoryview, int], tuple[Any, int]]:
     return entity_reader(cls)
 
 
-def _decode_lenient(api_key: int, version: int, body: bytes) -> Any:
+def _decode_lenient(api_key: int, version: int, body: bytes | memoryview) -> Any:
     """Decode a request body, ignoring bytes after the message as Kafka's brokers do.
 
     (librdkafka 2.x sends a few trailing bytes on some Metadata v12 requests; a strict
@@ -629,6 +702,17 @@ def _name(api_key: int) -> str:
         return api_name(api_key)
     except UnsupportedApiError:
         return "unknown"
+
+
+def _unshared(buffer: bytearray) -> bool:
+    """No view of buffer is left (a resize fails while one exists): its bytes may be reused
+    for the next frame without changing records that something still refers to."""
+    try:
+        buffer.append(0)
+    except BufferError:
+        return False
+    buffer.pop()
+    return True
 
 
 def _close_files(chunks: Any) -> None:

@@ -232,6 +232,59 @@ def test_produce_with_acks_0_gets_no_response_and_keeps_the_order(broker) -> Non
     assert corr == 2 and [r[0] for r in fake.requests] == [0, 3]
 
 
+def _produce(index: int, records: bytes, acks: int = 1) -> Any:
+    cls = request_class(0, 9)
+    mod = __import__(cls.__module__, fromlist=["_"])
+    return cls(transactional_id=None, acks=acks, timeout=datetime.timedelta(seconds=1), topic_data=(
+        mod.TopicProduceData(name="t", partition_data=(mod.PartitionProduceData(index=index, records=records),)),))
+
+
+def test_large_produce_frames_arrive_whole_in_pieces_and_held_records_are_never_overwritten(broker) -> None:
+    # Frames of 64 KiB and more are read in place into one buffer, reused for the next frame
+    # only when nothing holds a view of it: this fake broker keeps every request (views and all).
+    fake, listener = broker
+    payloads = [bytes([i]) * (100_000 + i) for i in range(3)]
+    stream = b"".join(encode_request(_produce(i, p), 10 + i) for i, p in enumerate(payloads))
+    stream += encode_request(_metadata_request(12, ["after"]), 20)
+    with _connect(listener) as sock:
+        for at in range(0, len(stream), 7_001):  # frames cut at odd places, sizes in two pieces
+            sock.sendall(stream[at:at + 7_001])
+        corrs = [struct.unpack_from(">i", _read_frame(sock))[0] for _ in range(4)]
+    assert corrs == [10, 11, 12, 20]
+    produced = [bytes(r[2].topic_data[0].partition_data[0].records) for r in fake.requests if r[0] == 0]
+    assert produced == payloads
+
+
+def test_a_produce_frame_buffer_is_reused_once_the_broker_let_go_of_the_records(broker) -> None:
+    fake, listener = broker
+    real, got = fake.handle, []
+
+    def handle(api_key, version, req, reply, *, zero_copy=False):  # a broker that writes and forgets
+        if api_key == 0:
+            got.append(bytes(req.topic_data[0].partition_data[0].records))
+            req = dataclasses.replace(req, topic_data=())
+        return real(api_key, version, req, reply, zero_copy=zero_copy)
+
+    fake.handle = handle
+    payloads = [b"a" * 200_000, b"b" * 150_000]
+    spares = []
+    with _connect(listener) as sock:
+        for corr, payload in enumerate(payloads):
+            frame = encode_request(_produce(0, payload), corr)
+            sock.sendall(frame[:1000])  # the start first: the listener sees a frame still arriving
+            wait_until(lambda: any(c.frame is not None for c in listener.connections.values()), 5,
+                       "the frame read in place")
+            sock.sendall(frame[1000:])
+            _read_frame(sock)
+            (conn,) = listener.connections.values()
+            wait_until(lambda c=conn: c.spare is not None, 5, "the frame's buffer kept for the next")
+            spares.append(conn.spare)
+    assert got == payloads
+    spare = spares[0]
+    assert spares[1] is spare
+    assert len(spare) > 200_000 and conn.spare is spare  # one buffer, reused
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 
