@@ -34,8 +34,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-from kio.schema.fetch.v12 import request as fetch_req
-from kio.schema.fetch.v12 import response as fetch_resp
+
+from kafkalab.protocol.apis import lazy_schema
+
+fetch_req = lazy_schema("kio.schema.fetch.v12.request")
+fetch_resp = lazy_schema("kio.schema.fetch.v12.response")
 
 __all__ = [
     "DEFAULT_CACHE_SLOTS",

@@ -22,9 +22,10 @@ from __future__ import annotations
 import datetime
 import struct
 
-from kio.schema.produce.v9 import request as lab
-
+from kafkalab.protocol.apis import lazy_schema
 from kafkalab.protocol.errors import MalformedMessageError
+
+lab = lazy_schema("kio.schema.produce.v9.request")
 
 __all__ = ["FIRST_FLEXIBLE", "read_produce_request", "write_produce_request"]
 
