@@ -146,3 +146,33 @@ def test_run_forever_until_stop(loop: EventLoop) -> None:
     loop.call_every(0.005, tick)
     loop.run_forever()
     assert len(ticks) == 3
+
+
+def test_an_idle_loop_sleeps_until_stop_or_a_timer_from_another_thread(loop: EventLoop) -> None:
+    """Nothing registered and nothing due: run_forever polls without a timeout (an idle broker
+    costs no wake-ups), and still wakes for a timer set, or stop() called, elsewhere."""
+    import threading
+
+    polls: list[int | None] = []
+    real_poll = loop._poller.poll
+
+    def counting_poll(timeout: int | None = None) -> list:
+        polls.append(timeout)
+        return real_poll(timeout)
+
+    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    ran = threading.Event()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        assert polls == [None]  # one poll, no timeout: asleep
+        loop.call_later(0, ran.set)  # from this thread, as a signal handler would
+        assert ran.wait(2.0)
+        loop.stop()
+        thread.join(2.0)
+        assert not thread.is_alive()
+    finally:
+        loop.stop()
+        thread.join(2.0)
+        loop.close()
