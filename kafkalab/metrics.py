@@ -22,7 +22,14 @@ from .lazy_pandas import pd
 
 # The publishing half lives apart so lab processes need not import pandas; it is re-exported
 # here so `from kafkalab.metrics import MetricsPublisher` keeps working.
-from .metrics_publisher import IDENTITY_KEYS, MetricsPublisher, NullPublisher, content, dumps, state_key
+from .metrics_publisher import (
+    IDENTITY_KEYS,
+    MetricsPublisher,
+    NullPublisher,
+    content,
+    dumps,
+    state_key,
+)
 from .metrics_publisher import _json_default as _json_default
 
 __all__ = [

@@ -16,7 +16,6 @@ import itertools
 import logging
 import math
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
