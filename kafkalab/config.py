@@ -254,7 +254,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "broker.heartbeat.interval.ms": 100,
         "broker.session.timeout.ms": 500,
         "replica.lag.time.max.ms": 1500,
-        "replica.fetch.wait.max.ms": 200,
         "replica.fetch.backoff.ms": 100,
         "metadata.fetch.max.wait.ms": 200,
         "segment.bytes.min": 14,

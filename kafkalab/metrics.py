@@ -92,6 +92,9 @@ THROUGHPUT_COLUMNS = [
 ]
 
 _REPLICA_KEY = ("broker", "topic", "partition")
+# Broker row fields that the replicas' own long polls move while nothing happens: kept, but
+# not news for a dashboard waiting for a change.
+_NOT_NEWS = frozenset({"fetch_requests", "request_latency_ms_p50", "request_latency_ms_p99"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,6 +355,8 @@ class MetricsCollector(MetricsSource):
                 changed = True
             else:
                 said = content(row)
+                if kind == "broker":
+                    said = {k: v for k, v in said.items() if k not in _NOT_NEWS}
                 changed = self._said.get(identity) != said
                 self._said[identity] = said
             if changed:
