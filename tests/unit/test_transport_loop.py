@@ -176,3 +176,16 @@ def test_an_idle_loop_sleeps_until_stop_or_a_timer_from_another_thread(loop: Eve
         loop.stop()
         thread.join(2.0)
         loop.close()
+
+
+def test_periodic_timers_due_within_their_slack_share_one_wake_up(loop: EventLoop) -> None:
+    """Two 100 ms timers set up a few ms apart (a broker's heartbeat and a coordinator's tick)
+    run in one wake-up; a one-shot deadline in the same window waits for its own time."""
+    ran: list[str] = []
+    loop.call_every(0.1, lambda: ran.append("heartbeat"))
+    time.sleep(0.006)
+    loop.call_every(0.1, lambda: ran.append("tick"))
+    time.sleep(0.003)
+    loop.call_later(0.1, lambda: ran.append("deadline"))
+    assert loop.run_once(None) == 2 and ran == ["heartbeat", "tick"]
+    assert loop.run_once(None) == 1 and ran[-1] == "deadline"
