@@ -301,6 +301,11 @@ class View:
             with self._echo_lock:
                 self._watch.echoed(int(message.get("trace_edit_id", -1)))
 
+    def check_browser_model(self) -> bool:
+        """What refresh() does first, for a caller that has nothing new to draw: probe,
+        mark live or replace the chart (see _check_browser_model); True if replaced."""
+        return self._check_browser_model()
+
     def _check_browser_model(self) -> bool:
         """Probe a model that drew but has not yet shown that it hears; mark the box live
         once it has (tests wait on the class); replace it when it is deaf."""

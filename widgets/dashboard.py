@@ -209,12 +209,19 @@ class Dashboard:
             next_look = time.monotonic() + QUIET_CHECK_S
 
     def _look(self) -> None:
-        """Nothing new arrived: redraw only what the clock alone changed (a report turned
-        stale, a process changed state, an action's effect window closed), and freeze the
-        scrolling charts once the cluster has been quiet for QUIET_AFTER_S."""
+        """Nothing new arrived: see that every chart's browser model still hears (base.py,
+        EchoWatch), redraw only what the clock alone changed (a report turned stale, a process
+        changed state, an action's effect window closed), and freeze the scrolling charts
+        once the cluster has been quiet for QUIET_AFTER_S."""
         if getattr(self.cluster, "closed", False):
             self._mark_closed()
             return
+        for view in self.views.values():  # cheap: no figure is computed
+            try:
+                view.check_browser_model()
+            except Exception as exc:
+                self._set_status(f"{type(view).__name__} could not check its chart: "
+                                 f"{type(exc).__name__}: {exc}", ok=False)
         quiet = time.time() - self._last_change >= QUIET_AFTER_S
         if quiet and self.quiet_since is None:
             self.quiet_since = self._last_change
