@@ -227,6 +227,7 @@ class Dashboard:
             self.quiet_since = self._last_change
             self.refresh()
             return
+        self.source.clear()  # the clock has moved since the last refresh's reads
         try:
             inputs = self._latest_inputs()
         except Exception:
