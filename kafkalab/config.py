@@ -255,7 +255,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "broker.session.timeout.ms": 500,
         "replica.lag.time.max.ms": 1500,
         "replica.fetch.backoff.ms": 100,
-        "metadata.fetch.max.wait.ms": 200,
         "segment.bytes.min": 14,
         "log.retention.check.interval.ms": 1000,
         "log.cleaner.backoff.ms": 1000,

@@ -218,7 +218,6 @@ class EventLoop:
         few ms apart. A one-shot timer (a deadline) never runs early."""
         return 0.0 if handle.interval is None else min(TIMER_SLACK_MAX_S, 0.1 * handle.interval)
 
-
     def _next_wake(self, now: float) -> float | None:
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
