@@ -3,10 +3,11 @@ broker a third of a second at start-up). The collecting half is kafkalab.metrics
 
 Processes publish their state on a timer (metrics.publish.interval.ms), but a state row that
 says what its last one said is not sent again until HEARTBEAT_S has passed (`ChangeFilter`):
-a quiet cluster sends a row per replica, group or transaction about once a second, which is
+a quiet cluster sends a row per replica, lag or transaction about once a second, which is
 enough for the views to tell a live replica from a silent one (they call a report older than
-3 s stale). A broker's "broker" row is its keep-alive and always goes out: `describe_topic` waits for one
-newer than its call, and each carries the counters the throughput chart reads.
+3 s stale). A broker's "broker" row is its keep-alive and always goes out (`describe_topic`
+waits for one newer than its call; each carries the counters the throughput chart reads), and
+so does a coordinator's "group" row (`describe_group` waits the same way).
 """
 
 from __future__ import annotations
