@@ -32,7 +32,9 @@ class LeaderEpochCache:
     def __init__(self, directory: str):
         self.path = os.path.join(directory, LEADER_EPOCH_CHECKPOINT)
         self._entries: list[EpochEntry] = []
-        self._synced = True  # the file on disk is fsynced and says what _entries say
+        # The file on disk is fsynced and says what _entries say (a new log's is written at
+        # its first flush, as Kafka keeps one for every partition).
+        self._synced = os.path.exists(self.path)
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 text = f.read()
