@@ -22,7 +22,14 @@ from .lazy_pandas import pd
 
 # The publishing half lives apart so lab processes need not import pandas; it is re-exported
 # here so `from kafkalab.metrics import MetricsPublisher` keeps working.
-from .metrics_publisher import MetricsPublisher, NullPublisher, dumps
+from .metrics_publisher import (
+    IDENTITY_KEYS,
+    MetricsPublisher,
+    NullPublisher,
+    content,
+    dumps,
+    state_key,
+)
 from .metrics_publisher import _json_default as _json_default
 
 __all__ = [
@@ -85,6 +92,9 @@ THROUGHPUT_COLUMNS = [
 ]
 
 _REPLICA_KEY = ("broker", "topic", "partition")
+# Broker row fields that the replicas' own long polls move while nothing happens: kept, but
+# not news for a dashboard waiting for a change.
+_NOT_NEWS = frozenset({"fetch_requests", "request_latency_ms_p50", "request_latency_ms_p99"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +278,9 @@ class MetricsCollector(MetricsSource):
     """Binds a SUB socket on 127.0.0.1 and keeps bounded history per kind.
 
     A daemon thread with its own ZeroMQ context drains the socket; reads copy the rows under
-    the lock and build frames outside it. History is kept as each row's JSON text, decoded when
+    the lock and build frames outside it. `changes` counts the rows that said something new
+    (an event, or a state row unlike its predecessor; a heartbeat repeating it is no change),
+    and listeners (add_listener) are called when it moves: a dashboard sleeps until then. History is kept as each row's JSON text, decoded when
     read: a replica row is ~360 bytes so, ~2.3 KB as a dict, and a 3-broker cluster sends tens
     of them a second, which over `history_seconds` came to tens of MB of the kernel's memory.
     """
@@ -283,6 +295,9 @@ class MetricsCollector(MetricsSource):
         self._rows_by_kind: dict[str, deque[tuple[float, bytes]]] = {}  # (time, JSON)
         self._latest_replica: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._version = 0
+        self._changes = 0
+        self._said: dict[tuple[Any, ...], dict[str, Any]] = {}  # identity -> its last content
+        self._listeners: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._closed = False
         self._ctx = zmq.Context()
@@ -298,6 +313,12 @@ class MetricsCollector(MetricsSource):
             raise
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.port = int(self.endpoint.rsplit(":", 1)[1])
+        # close() wakes the draining thread through this pair, so it can sleep until a row comes.
+        wake = f"inproc://kafkalab-metrics-wake-{id(self)}"
+        self._wake_in = self._ctx.socket(zmq.PAIR)
+        self._wake_in.bind(wake)
+        self._wake_out = self._ctx.socket(zmq.PAIR)
+        self._wake_out.connect(wake)
         self._thread = threading.Thread(target=self._drain, name="kafkalab-metrics", daemon=True)
         self._thread.start()
 
@@ -309,9 +330,11 @@ class MetricsCollector(MetricsSource):
         message.setdefault("time", time.time())
         message.setdefault("node", "notebook")
         message["time"] = float(message["time"])
-        self._append(kind, message, dumps(message))
+        if self._append(kind, message, dumps(message)):
+            self._tell_listeners()
 
-    def _append(self, kind: str, row: dict[str, Any], payload: bytes) -> None:
+    def _append(self, kind: str, row: dict[str, Any], payload: bytes) -> bool:
+        """Keep a row; returns whether it said something new."""
         at = row["time"]
         with self._lock:
             rows = self._rows_by_kind.get(kind)
@@ -327,25 +350,62 @@ class MetricsCollector(MetricsSource):
                 if held is None or held["time"] <= row["time"]:
                     self._latest_replica[key] = row
             self._version += 1
+            identity = state_key(kind, row, IDENTITY_KEYS)
+            if identity is None:
+                changed = True
+            else:
+                said = content(row)
+                if kind == "broker":
+                    said = {k: v for k, v in said.items() if k not in _NOT_NEWS}
+                changed = self._said.get(identity) != said
+                self._said[identity] = said
+            if changed:
+                self._changes += 1
+            return changed
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call callback() (from the collector's thread; keep it short) whenever rows that
+        say something new have arrived."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def _tell_listeners(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            try:
+                callback()
+            except Exception:  # a broken listener must not stop the collector
+                pass
 
     def _drain(self) -> None:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_in, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if not poller.poll(100):
+                if not poller.poll():  # until a row comes or close() wakes us
                     continue
+                changed = False
                 while True:
                     try:
                         frames = self._socket.recv_multipart(flags=zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._ingest(frames)
+                    changed |= self._ingest(frames)
+                if changed:
+                    self._tell_listeners()
         finally:
             self._socket.close(linger=0)
+            self._wake_in.close(linger=0)
             self._ctx.term()
 
-    def _ingest(self, frames: list[bytes]) -> None:
+    def _ingest(self, frames: list[bytes]) -> bool:
         try:
             kind = frames[0].decode()
             row = json.loads(frames[1])
@@ -354,14 +414,19 @@ class MetricsCollector(MetricsSource):
             row["time"] = float(row.get("time", time.time()))
         except (IndexError, UnicodeDecodeError, ValueError, TypeError):
             self.malformed += 1  # a broken sender must not stop the collector
-            return
-        self._append(kind, row, frames[1])
+            return False
+        return self._append(kind, row, frames[1])
 
     # -- reading
 
     @property
     def version(self) -> int:
         return self._version
+
+    @property
+    def changes(self) -> int:
+        """Grows with every row that said something new (see the class's docstring)."""
+        return self._changes
 
     def kinds(self) -> list[str]:
         with self._lock:
@@ -412,6 +477,11 @@ class MetricsCollector(MetricsSource):
             return
         self._closed = True
         self._stop.set()
+        try:
+            self._wake_out.send(b"", flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the thread is gone already
+        self._wake_out.close()  # before the join: the thread's ctx.term() waits for it
         self._thread.join(timeout=5.0)
 
     @property

@@ -1,5 +1,14 @@
 """The publishing half of metrics, for lab processes: no pandas here (it would cost every
-broker a third of a second at start-up). The collecting half is kafkalab.metrics."""
+broker a third of a second at start-up). The collecting half is kafkalab.metrics.
+
+Processes publish their state on a timer (metrics.publish.interval.ms), but a state row that
+says what its last one said is not sent again until HEARTBEAT_S has passed (`ChangeFilter`):
+a quiet cluster sends a row per replica, lag or transaction about once a second, which is
+enough for the views to tell a live replica from a silent one (they call a report older than
+3 s stale). A broker's "broker" row is its keep-alive and always goes out (`describe_topic`
+waits for one newer than its call; each carries the counters the throughput chart reads), and
+so does a coordinator's "group" row (`describe_group` waits the same way).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,28 @@ from typing import Any
 import zmq
 
 _PUBLISH_SNDHWM = 100  # a few seconds of state; older updates are worth nothing once dropped
+
+# An unchanged state row is sent again after this long, so the collector knows its sender is
+# alive; the views' staleness thresholds (widgets: 3 s) allow two of them to be lost.
+HEARTBEAT_S = 1.0
+# What identifies the thing a row of each state kind describes (besides the sending node).
+# Kinds not listed are always sent: events; "broker" and "group" rows, which are their
+# process's and group's keep-alives (describe_topic and describe_group wait for one newer
+# than their call); anything new.
+STATE_KEYS: dict[str, tuple[str, ...]] = {
+    "replica": ("broker", "topic", "partition"),
+    "lag": ("group", "topic", "partition"),
+    "txn": ("transactional_id",),
+    "share_partition": ("broker", "group", "topic", "partition"),
+    "quorum": ("controller_id",),
+    "controller": ("controller_id",),
+    "client": ("client_type",),
+}
+# Every kind whose rows describe a lasting thing, by what identifies it: the collector counts
+# a row that repeats its predecessor as no change (what a dashboard waits for).
+IDENTITY_KEYS: dict[str, tuple[str, ...]] = {**STATE_KEYS, "broker": ("broker",), "group": ("group",)}
+# Fields that move with the clock alone (ms since a follower caught up): not a change.
+VOLATILE_FIELDS = frozenset({"time", "lag_ms", "follower_lag_ms"})
 
 
 def _json_default(value: Any) -> Any:
@@ -28,17 +59,60 @@ def dumps(row: Mapping[str, Any]) -> bytes:
     return json.dumps(row, default=_json_default, separators=(",", ":")).encode()
 
 
+def state_key(kind: str, row: Mapping[str, Any],
+              table: Mapping[str, tuple[str, ...]] = STATE_KEYS) -> tuple[Any, ...] | None:
+    """(kind, node, ids...) of a state row; None for a kind not in `table` (always sent)."""
+    keys = table.get(kind)
+    if keys is None:
+        return None
+    return (kind, row.get("node"), *(_hashable(row.get(k)) for k in keys))
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def content(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row says, without the fields that only tell the time."""
+    return {k: v for k, v in row.items() if k not in VOLATILE_FIELDS}
+
+
+class ChangeFilter:
+    """Which rows to send: a state row that changed, or whose last copy was sent at least
+    `heartbeat_s` ago; every row of any other kind. Pure: the caller passes the time."""
+
+    def __init__(self, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.heartbeat_s = heartbeat_s
+        self._last: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}  # key -> (sent at, content)
+        self.suppressed = 0  # rows not sent because they said nothing new
+
+    def due(self, kind: str, row: Mapping[str, Any], now: float) -> bool:
+        key = state_key(kind, row)
+        if key is None:
+            return True
+        said = content(row)
+        last = self._last.get(key)
+        if last is not None and last[1] == said and now - last[0] < self.heartbeat_s:
+            self.suppressed += 1
+            return False
+        self._last[key] = (now, said)
+        return True
+
+
 class MetricsPublisher:
     """PUB socket a process uses to report its state; never blocks, drops when full.
 
     It connects to the collector (not the other way round), so a restarted process simply
-    connects again. Thread-safe: client threads of one process may share it.
+    connects again. Thread-safe: client threads of one process may share it. State rows that
+    repeat themselves are held back (ChangeFilter) until their heartbeat is due.
     """
 
-    def __init__(self, ctx: zmq.Context | None, endpoint: str, node: str) -> None:
+    def __init__(self, ctx: zmq.Context | None, endpoint: str, node: str,
+                 heartbeat_s: float = HEARTBEAT_S) -> None:
         self.node = node
         self.endpoint = endpoint
         self.dropped = 0
+        self.changes = ChangeFilter(heartbeat_s)
         self._lock = threading.Lock()
         self._socket: zmq.Socket | None = (ctx or zmq.Context.instance()).socket(zmq.PUB)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -49,10 +123,10 @@ class MetricsPublisher:
         message = dict(row)
         message.setdefault("time", time.time())
         message.setdefault("node", self.node)
-        payload = dumps(message)
         with self._lock:
-            if self._socket is None:
+            if self._socket is None or not self.changes.due(kind, message, time.monotonic()):
                 return
+            payload = dumps(message)
             try:
                 self._socket.send_multipart([kind.encode(), payload], flags=zmq.DONTWAIT)
             except zmq.Again:

@@ -77,6 +77,24 @@ def base_layout(title: str, **extra: Any) -> dict[str, Any]:
     return layout
 
 
+def quiet_axis_note(since_s: float) -> str:
+    """What a frozen scrolling chart says under its time axis."""
+    return f"{TIME_AXIS_TITLE} · quiet since {since_s:.0f} s: nothing new"
+
+
+def with_axis_note(data: FigureData, note: str | None) -> FigureData:
+    """`data` with its time axis titled `note` instead (None: unchanged)."""
+    if note is None:
+        return data
+    layout = dict(data.get("layout", {}))
+    for key, axis in layout.items():
+        if key.startswith("xaxis") and isinstance(axis, dict):
+            title = axis.get("title")
+            if isinstance(title, dict) and title.get("text") == TIME_AXIS_TITLE:
+                layout[key] = {**axis, "title": {**title, "text": note}}
+    return {**data, "layout": layout}
+
+
 def empty_note(text: str) -> dict[str, Any]:
     return {"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
             "showarrow": False, "font": {"color": EVENT_LINE}}
@@ -251,6 +269,8 @@ class View:
         # A Dashboard recomputes slow-moving views (1 s lanes, 1 s rates) at most this often.
         self.min_interval_s = 0.0
         self._computed_at = -math.inf
+        # Said under the time axis instead of its title (a Dashboard: "quiet since 84 s").
+        self.axis_note: str | None = None
         self.replaced = 0  # figures swapped out because their browser model went deaf
         self._echo_lock = threading.Lock()  # echoes arrive on the kernel's thread
         data = self.figure_data()
@@ -281,6 +301,11 @@ class View:
             with self._echo_lock:
                 self._watch.echoed(int(message.get("trace_edit_id", -1)))
 
+    def check_browser_model(self) -> bool:
+        """What refresh() does first, for a caller that has nothing new to draw: probe,
+        mark live or replace the chart (see _check_browser_model); True if replaced."""
+        return self._check_browser_model()
+
     def _check_browser_model(self) -> bool:
         """Probe a model that drew but has not yet shown that it hears; mark the box live
         once it has (tests wait on the class); replace it when it is deaf."""
@@ -310,6 +335,10 @@ class View:
     def since(self, now: float) -> float:
         return now - self.window_s
 
+    def recompute(self) -> None:
+        """Let the next refresh() recompute, however soon after the last one."""
+        self._computed_at = -math.inf
+
     def figure_data(self) -> FigureData:
         raise NotImplementedError
 
@@ -332,7 +361,7 @@ class View:
         if now - self._computed_at < self.min_interval_s:
             return replaced
         self._computed_at = now
-        data = self.figure_data()
+        data = with_axis_note(self.figure_data(), self.axis_note)
         if data == self._shown:
             return replaced
         apply_figure(self.figure, data)

@@ -1,12 +1,18 @@
 """Dashboard: controls and live views over one cluster, kept current by one updater thread.
 
-Button callbacks (on the kernel's thread) only enqueue actions. The updater thread runs them,
-then refreshes the views up to `refresh_hz` times a second; it is the only code that mutates
-widgets, so no two threads ever touch a figure at once. Errors go to the status line, never to
-stdout. The panels drawn from the cluster's latest state are redrawn when that state changed:
-an action, a process state, what a replica reports, or which replicas have been silent for
-STALE_AFTER_S (so a node that stops reporting still turns grey), and at least every
-QUIET_INTERVAL_S; the scrolling charts move once a second.
+Button callbacks (on the kernel's thread) only enqueue actions. The updater thread runs them
+and redraws; it is the only code that mutates widgets, so no two threads ever touch a figure
+at once. Errors go to the status line, never to stdout.
+
+It redraws when there is something new, never on a fixed beat: the collector tells it when a
+row that says something new arrives (its heartbeats repeating a state do not count), and it
+redraws then, at most `refresh_hz` times a second. The panels drawn from the cluster's latest
+state are redrawn only when their inputs changed. While nothing arrives it looks once every
+QUIET_CHECK_S at what the clock alone changes (a replica silent for STALE_AFTER_S turns grey,
+a process the notebook killed) and costs nothing else. The scrolling charts stop scrolling
+once the cluster has been quiet for QUIET_AFTER_S and say since when on their time axis, then
+move on with the next change. A source that cannot tell (a saved snapshot) is redrawn at
+`refresh_hz`.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .base import OFFLINE, SharedReads, View
+from .base import OFFLINE, SharedReads, View, quiet_axis_note
 from .controls import Action, BrokerControls, GroupControls, LoadControls, NetworkControls
 from .network import NetworkView
 from .probe import ClusterProbe
@@ -29,10 +35,12 @@ from .story import StoryFeed, observe
 from .timelines import IsrTimeline, RebalanceTimeline
 
 _STOP = object()
+_CHANGED = object()  # the collector has new rows
 FEED_LINES = 40          # the story feed keeps this many lines (it scrolls)
 SLOW_VIEW_INTERVAL_S = 1.0
 EFFECT_WINDOW_S = 20.0   # story lines this soon after an action are reported as its effect
-QUIET_INTERVAL_S = 5.0   # latest-state panels are redrawn at least this often
+QUIET_CHECK_S = 1.0      # while nothing new arrives: how often to look at what the clock changes
+QUIET_AFTER_S = 2.0      # nothing new this long: the scrolling charts stop and say since when
 # Replica report fields that move while nothing happens (ms since a follower caught up).
 _VOLATILE = frozenset({"time", "lag_ms", "follower_lag_ms"})
 _LATEST_STATE_VIEWS = ("network", "replicas", "segments")
@@ -70,8 +78,11 @@ class Dashboard:
         self._effects: list[str] = []
         self._closed_shown = False
         self._inputs: Any = None
-        self._latest_drawn_at = -float("inf")
         self.latest_redraws = 0  # how often the latest-state panels were recomputed
+        self._collector = getattr(self.source.source, "add_listener", None) and self.source.source
+        self._change_queued = threading.Event()  # a _CHANGED is in the queue: one is enough
+        self._last_change = time.time()  # wall time of the newest change seen
+        self.quiet_since: float | None = None  # wall time the scrolling charts froze at
         self.brokers = BrokerControls(cluster, self.source, submit=self.submit, probe=self.probe)
         self.network = NetworkControls(cluster, submit=self.submit)
         self.load = LoadControls(cluster, submit=self.submit, topic=topic)
@@ -149,21 +160,81 @@ class Dashboard:
 
     # -- the updater thread
 
+    def _on_change(self) -> None:
+        """The collector's thread: new rows. Only wakes the updater (once per batch)."""
+        if not self._change_queued.is_set():
+            self._change_queued.set()
+            self._queue.put(_CHANGED)
+
     def _run(self) -> None:
-        next_refresh = 0.0
+        if self._collector is not None:
+            self._collector.add_listener(self._on_change)
+        try:
+            self._update_until_stopped()
+        finally:
+            if self._collector is not None:
+                self._collector.remove_listener(self._on_change)
+
+    def _update_until_stopped(self) -> None:
+        pending, drawn_at, next_look = True, -float("inf"), 0.0
         while not self._stop.is_set():
-            wait = max(0.0, next_refresh - time.monotonic())
+            now = time.monotonic()
+            if pending or self._collector is None:  # a snapshot cannot say: redraw at the cap
+                wait = max(0.0, drawn_at + self.refresh_interval - now)
+            else:
+                wait = max(0.0, next_look - now)
             try:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = None
             if item is _STOP or self._stop.is_set():
                 break
+            if item is _CHANGED:
+                self._change_queued.clear()
+                self._last_change = time.time()
+                pending = True
+                continue
             if item is not None:
                 self._perform(*item)
+                pending = True
                 continue  # drain queued clicks before drawing
+            now = time.monotonic()
+            if pending or self._collector is None:
+                if now < drawn_at + self.refresh_interval:
+                    continue
+                self.refresh()
+                pending, drawn_at = False, now
+            elif now >= next_look:
+                self._look()
+            next_look = time.monotonic() + QUIET_CHECK_S
+
+    def _look(self) -> None:
+        """Nothing new arrived: see that every chart's browser model still hears (base.py,
+        EchoWatch), redraw only what the clock alone changed (a report turned stale, a process
+        changed state, an action's effect window closed), and freeze the scrolling charts
+        once the cluster has been quiet for QUIET_AFTER_S."""
+        if getattr(self.cluster, "closed", False):
+            self._mark_closed()
+            return
+        for view in self.views.values():  # cheap: no figure is computed
+            try:
+                view.check_browser_model()
+            except Exception as exc:
+                self._set_status(f"{type(view).__name__} could not check its chart: "
+                                 f"{type(exc).__name__}: {exc}", ok=False)
+        quiet = time.time() - self._last_change >= QUIET_AFTER_S
+        if quiet and self.quiet_since is None:
+            self.quiet_since = self._last_change
             self.refresh()
-            next_refresh = time.monotonic() + self.refresh_interval
+            return
+        self.source.clear()  # the clock has moved since the last refresh's reads
+        try:
+            inputs = self._latest_inputs()
+        except Exception:
+            inputs = None
+        action_over = self._action is not None and time.time() - self._action[1] > EFFECT_WINDOW_S
+        if inputs is None or inputs != self._inputs or action_over:
+            self.refresh()
 
     def _perform(self, description: str, action: Action) -> None:
         if getattr(self.cluster, "closed", False):
@@ -185,23 +256,32 @@ class Dashboard:
         self.actions_done += 1
 
     def refresh(self) -> None:
-        """Redraw what may have changed (the updater calls this; tests may too): the scrolling
-        charts at their own pace, the latest-state panels when their inputs changed or
-        QUIET_INTERVAL_S passed."""
+        """Redraw what may have changed (the updater calls this; tests may too): the
+        latest-state panels when their inputs changed, the scrolling charts at their own
+        pace (frozen with a note while the cluster is quiet)."""
         if getattr(self.cluster, "closed", False):
             self._mark_closed()
             return
         self.source.clear()
-        now = time.monotonic()
         try:
             inputs = self._latest_inputs()
         except Exception:  # the panels' own refresh then reports what is wrong
             inputs = None
-        latest_due = (inputs is None or inputs != self._inputs
-                      or now - self._latest_drawn_at >= QUIET_INTERVAL_S)
-        parts: list[Any] = [view for name, view in self.views.items() if name not in _LATEST_STATE_VIEWS]
+        latest_due = inputs is None or inputs != self._inputs
+        if self.quiet_since is not None and time.time() - self._last_change < QUIET_AFTER_S:
+            self.quiet_since = None  # news: the charts scroll again
+        note = None if self.quiet_since is None else quiet_axis_note(
+            self.quiet_since - getattr(self.source, "start_time", 0.0))
+        parts: list[Any] = []
+        for name, view in self.views.items():
+            if name in _LATEST_STATE_VIEWS:
+                continue
+            if view.axis_note != note:
+                view.axis_note = note
+                view.recompute()  # the last moves before the quiet are drawn too
+            parts.append(view)
         if latest_due:
-            self._inputs, self._latest_drawn_at = inputs, now
+            self._inputs = inputs
             self.latest_redraws += 1
             parts += [*(self.views[name] for name in _LATEST_STATE_VIEWS), self.brokers]
         parts += [self.network, self.load,
@@ -213,7 +293,7 @@ class Dashboard:
                 self._set_status(f"{type(part).__name__} could not refresh: "
                                  f"{type(exc).__name__}: {exc}", ok=False)
         try:
-            if latest_due:
+            if latest_due or self._action is not None:
                 self._tell_story()
         except Exception as exc:
             self._set_status(f"the story feed could not refresh: {type(exc).__name__}: {exc}",

@@ -24,7 +24,7 @@ THROUGHPUT_TRACES = [
     ("mb_in_per_s", "produced MB/s", "y2", IN_COLOR, "solid"),
     ("mb_out_per_s", "consumed MB/s", "y2", OUT_COLOR, "solid"),
     ("broker_mb_in_per_s", "brokers' MB/s in", "y2", IN_COLOR, "dot"),
-    ("broker_mb_out_per_s", "brokers' MB/s out (incl. replication)", "y2", OUT_COLOR, "dot"),
+    ("broker_mb_out_per_s", "brokers' MB/s out (+ replicas)", "y2", OUT_COLOR, "dot"),
 ]
 
 
@@ -40,6 +40,9 @@ def throughput_figure_data(rates: pd.DataFrame, start_time: float, window_s: flo
         yaxis={"domain": [0.55, 1.0], "title": {"text": "records/s"}, "rangemode": "tozero"},
         xaxis2={"anchor": "y2", "title": {"text": TIME_AXIS_TITLE}},
         yaxis2={"domain": [0.0, 0.45], "title": {"text": "MB/s"}, "rangemode": "tozero"},
+        # Six entries: two a row, below the time axis's title (one a row ran over it).
+        legend={"orientation": "h", "x": -0.1, "y": -0.3, "yanchor": "top", "entrywidth": 0.5,
+                "entrywidthmode": "fraction", "font": {"size": 10}},
     )
     if now is not None and not rates.empty:
         rates = rates[rates["time"] + window_s <= now]

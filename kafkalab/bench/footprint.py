@@ -3,7 +3,11 @@
 A cluster is started from this process (the notebook's stand-in), records are produced and
 consumed, then every process's resident memory (RSS) is read and its CPU time counted over
 `idle_s` seconds while nothing happens. With dashboard=True a Dashboard is bound to the
-cluster in this process, as a learner's notebook would have it. Rows: one per process, the
+cluster in this process, as a learner's notebook would have it. What an idle learner still
+costs is the lab profile's protocol traffic (broker heartbeats every 100 ms, the replicas' and
+the metadata's long polls), the group and transaction coordinators' 100 ms ticks, and each
+process's metrics keep-alive; state rows go out on change, and the Dashboard sleeps until the
+collector has news. Rows: one per process, the
 learner's total, and every lab's peak (kernel + cluster) as the labs' own run last measured
 it, if KAFKALAB_LAB_PEAKS names the JSON file that run wrote (labs/conftest.py).
 """
@@ -93,7 +97,9 @@ def run(brokers: int = 3, records: int = 20_000, idle_s: float = 20.0, dashboard
         try:
             # Process names from the cluster itself: describe_cluster() would import pandas here.
             names = {proc.pid: node for node, proc in cluster.processes.items()}
-            time.sleep(2.0)  # let the traffic's tail (commits, replica fetches) settle
+            # Let the traffic's tail settle (commits, replica fetches) and the Dashboard see
+            # that the cluster went quiet.
+            time.sleep(3.0)
             pids = [me, *descendants(me)]
             before = {pid: cpu_s(pid) for pid in pids}
             t0 = time.monotonic()

@@ -90,8 +90,9 @@ class BrokerServer:
         # The managers, wired to one another.
         self.controller = ControllerChannelManager(
             self._controller_channels(controller_endpoints), clock,
-            # Heartbeats are answered at once, so this long a silence means the controller is gone.
-            silence_s=max(3 * config["broker.heartbeat.interval.ms"], 1.5 * config["metadata.fetch.max.wait.ms"]) / 1000)
+            # Heartbeats are answered at once, so this long a silence means the controller is gone
+            # (whatever the metadata long poll's wait: an idle cluster's polls are long).
+            silence_s=3 * config["broker.heartbeat.interval.ms"] / 1000)
         self.lifecycle = BrokerLifecycleManager(
             broker_id=broker_id, controller=self.controller, metadata_offset=lambda: self.image.offset,
             listeners=(

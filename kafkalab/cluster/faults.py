@@ -1,6 +1,7 @@
 """The cluster's side of network faults: the authoritative FaultTable, published to every
-process (and again every 0.25 s, as PUB/SUB drops what a late subscriber missed), and each
-change awaited until the running brokers apply it."""
+process (and again every REPUBLISH_S, as PUB/SUB drops what a late subscriber missed; a process
+started later gets the table with its arguments), and each change awaited until the running
+brokers apply it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from kafkalab.errors import KafkaLabError
 from kafkalab.metrics import MetricsCollector
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.rpc import FaultPublisher
+
+# Every process wakes to read each copy, so not often: a change itself goes out at once.
+REPUBLISH_S = 1.0
 
 
 class NetworkFaults:
@@ -43,7 +47,7 @@ class NetworkFaults:
                 if self._closed:
                     return
                 self._publisher.publish(self.table)
-            time.sleep(0.25)
+            time.sleep(REPUBLISH_S)
 
     def apply(self, event: str, detail: str, metrics: MetricsCollector, running: list[int]) -> None:
         """Publish the table now and return once every running broker says it applies it, so

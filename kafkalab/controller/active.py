@@ -188,6 +188,17 @@ class ActiveController:
             self._answer_fetches(lambda offset, deadline: offset < self.high_watermark or now_ms >= deadline)
         return self._take()
 
+    def next_tick_ms(self) -> int | None:
+        """When tick() next has something to do on time alone (a broker session ending, a
+        parked fetch's wait), in the wall-clock ms tick() is given; None: nothing is waiting."""
+        if self.controller is None:
+            return None
+        due = [deadline for _request, _offset, deadline in self.parked]
+        session = self.controller.next_tick_ms()
+        if session is not None:
+            due.append(session)
+        return min(due) if due else None
+
     def take(self) -> list[Effect]:
         """Effects the Controller produced outside these calls (events of a request it handled)."""
         return self._take()

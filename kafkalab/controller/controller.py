@@ -124,6 +124,18 @@ class Controller:
             if not reg.fenced and now_ms - last > self.session_timeout_ms:
                 self.fence_broker(broker_id, reason="session timed out")
 
+    def next_tick_ms(self) -> int | None:
+        """When tick() next has something to do: the earliest unfenced broker's session end,
+        or at once for a broker not heard from since this controller started."""
+        due = []
+        for broker_id, reg in self.image.brokers.items():
+            last = self.last_heartbeat_ms.get(broker_id)
+            if last is None:
+                return 0
+            if not reg.fenced:
+                due.append(last + self.session_timeout_ms + 1)
+        return min(due) if due else None
+
     def fence_broker(self, broker_id: int, reason: str) -> None:
         reg = self.image.brokers[broker_id]
         self.commit([{"type": "BrokerRegistrationChangeRecord", "broker_id": broker_id,

@@ -120,7 +120,8 @@ class ControllerServer:
         self.loop.add_due_source(self.server.next_due, self._on_requests)
         self.loop.add_socket(self.fault_sub.socket, self.fault_sub.drain)
         self.loop.add_due_source(lambda now: self.raft.next_deadline_ms() / 1000, self._poll)
-        self.loop.call_every(0.05, self._tick)
+        # The Controller's timers (broker sessions, parked fetches) wake the loop when due.
+        self.loop.add_due_source(self._tick_due, self._tick)
         self.loop.call_every(config["metrics.publish.interval.ms"] / 1000, self._publish)
         self._run(self.raft.start(self._mono_ms()))  # a single voter elects itself here, at once
 
@@ -290,6 +291,11 @@ class ControllerServer:
         return None
 
     # -- timers -----------------------------------------------------------------------------
+    def _tick_due(self, now: float) -> float | None:
+        due_ms = self.active.next_tick_ms()
+        # +1 ms: tick() compares whole wall-clock ms, so it never runs a hair too early.
+        return None if due_ms is None else now + (due_ms + 1 - self.clock.wall_ms()) / 1000
+
     def _tick(self) -> None:
         self._poll()  # a leader that lost its quorum resigns before it fences anyone
         try:

@@ -75,10 +75,14 @@ class OffsetCheckpointFile:
 
     def __init__(self, path: str):
         self.path = path
+        self._synced: dict[tuple[str, int], int] | None = None  # what the file durably says
 
     def write(self, offsets: dict[tuple[str, int], int], *, fsync: bool = True) -> None:
+        if fsync and offsets == self._synced:
+            return  # unchanged since the last durable write: an idle broker writes nothing
         lines = (f"{t} {p} {o}" for (t, p), o in sorted(offsets.items()))
         write_atomic(self.path, format_checkpoint(lines), fsync=fsync)
+        self._synced = dict(offsets) if fsync else None
 
     def read(self) -> dict[tuple[str, int], int]:
         """The entries, or {} when the file does not exist yet."""

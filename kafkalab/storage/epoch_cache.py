@@ -32,6 +32,9 @@ class LeaderEpochCache:
     def __init__(self, directory: str):
         self.path = os.path.join(directory, LEADER_EPOCH_CHECKPOINT)
         self._entries: list[EpochEntry] = []
+        # The file on disk is fsynced and says what _entries say (a new log's is written at
+        # its first flush, as Kafka keeps one for every partition).
+        self._synced = os.path.exists(self.path)
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 text = f.read()
@@ -108,6 +111,10 @@ class LeaderEpochCache:
         # from the batches' partition_leader_epoch after a crash.
         write_atomic(self.path, format_checkpoint(f"{e.epoch} {e.start_offset}" for e in self._entries),
                      fsync=fsync)
+        self._synced = fsync
 
     def flush(self) -> None:
-        self._write(fsync=True)
+        """Make the file durable; nothing to do when it has not changed since (an idle broker
+        flushing every few seconds writes nothing)."""
+        if not self._synced:
+            self._write(fsync=True)

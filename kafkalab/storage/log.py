@@ -533,11 +533,13 @@ class Log:
 
     # -- durability and close ----------------------------------------------
     def flush(self) -> None:
-        """fsync segments up to the log end offset; recovery_point moves there."""
+        """fsync segments up to the log end offset; recovery_point moves there. Nothing
+        appended since the last flush (truncation lowers recovery_point): nothing to sync."""
         leo = self.log_end_offset
-        for seg in self._segments[self._floor_index(self.recovery_point):]:
-            seg.flush()
-        fsync_dir(self.dir)
+        if leo != self.recovery_point:
+            for seg in self._segments[self._floor_index(self.recovery_point):]:
+                seg.flush()
+            fsync_dir(self.dir)
         self.epoch_cache.flush()
         self.recovery_point = leo
 

@@ -3,8 +3,10 @@
 A process's wiring registers its sockets (RpcServer.socket, RpcClient.socket, the fault
 SUB ...) with a callback, its periodic work as timers, and its delay queues as due
 sources, then calls run_forever(). The poll timeout is the earliest timer or due time, so
-the loop sleeps exactly until there is something to do. A callback that raises is logged
-with its traceback and the loop goes on: one bad event must not stop a broker.
+the loop sleeps exactly until there is something to do, however long that is: stop() and a
+timer set from another thread or a signal handler wake it through a socket pair. A callback
+that raises is logged with its traceback and the loop goes on: one bad event must not stop a
+broker.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import heapq
 import itertools
 import logging
 import math
-import time
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = ["EventLoop", "Handle"]
 log = logging.getLogger(__name__)
 
 DueSource = Callable[[float], "float | None"]
+TIMER_SLACK_MAX_S = 0.02
 
 
 class Handle:
@@ -51,10 +54,6 @@ class Handle:
 
 
 class EventLoop:
-    # run_forever() wakes at least this often, so stop() from another thread or a signal
-    # handler takes effect promptly.
-    idle_wake_s = 0.25
-
     def __init__(self, clock: Clock = SYSTEM_CLOCK):
         self.clock = clock  # timers and due sources are in clock.monotonic() seconds
         self._poller = zmq.Poller()
@@ -63,6 +62,12 @@ class EventLoop:
         self._seq = itertools.count()
         self._sources: list[Handle] = []
         self._stopped = False
+        self._polling = False  # inside poll(): a new timer or stop() must wake us
+        self._forever = False  # inside run_forever(): only stop() ends it
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._poller.register(self._wake_r.fileno(), zmq.POLLIN)
 
     def time(self) -> float:
         """Now, on the clock timers are set on."""
@@ -97,6 +102,8 @@ class EventLoop:
         """Run fn() once at loop time `when` (see time())."""
         handle = Handle(fn, when)
         heapq.heappush(self._timers, (when, next(self._seq), handle))
+        if self._polling:  # set from a signal handler or another thread: poll again
+            self.wake()
         return handle
 
     def call_later(self, delay_s: float, fn: Callable[[], Any]) -> Handle:
@@ -138,16 +145,21 @@ class EventLoop:
         else:
             timeout_ms = max(0, math.ceil((wake - now) * 1000))
         ran = 0
-        if not self._callbacks:  # zmq polls an empty set without waiting
-            if timeout_ms is None:
-                return 0  # nothing registered could ever wake us
-            time.sleep(timeout_ms / 1000)
-        for sock, _ in self._poller.poll(timeout_ms) if self._callbacks else ():
+        if timeout_ms is None and not self._callbacks and not self._forever:
+            return 0  # nothing registered could ever wake us (but stop(), in run_forever)
+        self._polling = True
+        try:
+            ready = self._poller.poll(timeout_ms)
+        finally:
+            self._polling = False
+        for sock, _ in ready:
             callback = self._callbacks.get(sock)
             if callback is not None:
                 ran += self._run(callback)
+            elif sock == self._wake_r.fileno():
+                self._drain_wake()
         now = self.time()
-        while self._timers and self._timers[0][0] <= now:
+        while self._timers and self._timers[0][0] <= now + self._slack(self._timers[0][2]):
             _, _, handle = heapq.heappop(self._timers)
             if handle.cancelled:
                 continue
@@ -167,13 +179,44 @@ class EventLoop:
     def run_forever(self) -> None:
         """Run until stop() is called."""
         self._stopped = False
-        while not self._stopped:
-            self.run_once(self.idle_wake_s)
+        self._forever = True
+        try:
+            while not self._stopped:
+                self.run_once()
+        finally:
+            self._forever = False
 
     def stop(self) -> None:
         self._stopped = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Make a poll in progress return now (safe from any thread and signal handlers)."""
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # full (a wake-up is pending anyway) or closed
+
+    def close(self) -> None:
+        self._poller.unregister(self._wake_r.fileno())
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass  # drained
 
     # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _slack(handle: Handle) -> float:
+        """How early a timer may run with others: a periodic one (heartbeats, ticks,
+        publishing) joins a wake-up that comes up to a tenth of its interval (at most 20 ms)
+        before it is due, so timers set up together share one wake-up instead of several a
+        few ms apart. A one-shot timer (a deadline) never runs early."""
+        return 0.0 if handle.interval is None else min(TIMER_SLACK_MAX_S, 0.1 * handle.interval)
 
     def _next_wake(self, now: float) -> float | None:
         while self._timers and self._timers[0][2].cancelled:

@@ -121,8 +121,12 @@ def test_a_metadata_fetch_waits_for_a_commit_or_its_max_wait() -> None:
     assert ac.fetch("behind", 2, 500, now_ms=0) == [AnswerFetch("behind", 2, 4)]  # news already
     assert ac.fetch("caught-up", 4, 500, now_ms=0) == []  # parked: nothing past offset 4 yet
     assert ac.fetch("idle", 4, 100, now_ms=0) == []
+    assert ac.next_tick_ms() == 0  # a broker in the log not heard from yet: look at once
+    assert ac.tick(now_ms=0) == []
+    assert ac.next_tick_ms() == 100  # then the loop sleeps until the shortest wait ends
     assert ac.tick(now_ms=99) == []
     assert ac.tick(now_ms=100) == [AnswerFetch("idle", 4, 4)]  # its wait ended: empty
+    assert ac.next_tick_ms() == 500
     ac.controller.register_broker(3, "tcp://x", "h", 1, now_ms=100)
     ac.respond("req-3", "registered")
     assert ac.handle_commit([], 4) == []  # appended but not committed: brokers see nothing yet

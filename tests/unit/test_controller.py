@@ -127,6 +127,18 @@ def test_session_timeout_fences_and_reelects_from_isr():
     assert ("broker_fenced", {"broker": leader, "detail": "session timed out"}) in events
 
 
+def test_next_tick_is_the_first_session_to_end_so_an_idle_controller_sleeps_until_then():
+    c, image, _, _ = make()
+    beat(c, 400, 2, 3)
+    assert c.next_tick_ms() == 501  # broker 1, last heard at 0, with a 500 ms session
+    c.tick(now_ms=500)
+    assert not image.brokers[1].fenced  # not a moment too early
+    c.tick(now_ms=c.next_tick_ms())
+    assert image.brokers[1].fenced and c.next_tick_ms() == 901  # the fenced wait no longer
+    c.last_heartbeat_ms.pop(2)  # known from the log, not heard since this controller started
+    assert c.next_tick_ms() == 0
+
+
 def test_last_isr_member_is_kept_and_partition_goes_offline():
     c, image, _, _ = make()
     c.create_topic("t", 1, 3)

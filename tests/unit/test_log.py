@@ -318,3 +318,26 @@ def test_leftover_cleaned_deleted_and_swap_files(log):
     assert not [n for n in os.listdir(d) if n.endswith((".cleaned", ".deleted", ".swap"))]
     assert offsets_of(lg.read_bytes(0, 10**6))[0] == last[1].base_offset
     lg.close()
+
+
+def test_a_flush_with_nothing_new_syncs_nothing_and_a_new_append_is_synced(log, tmp_path, monkeypatch):
+    """A broker flushes every few seconds; an idle one must not fsync its files each time."""
+    from kafkalab.storage.checkpoint import OffsetCheckpointFile
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    cp = OffsetCheckpointFile(str(tmp_path / "recovery-point-offset-checkpoint"))
+    log.append(batch(2), leader_epoch=1, now_ms=0)
+    log.flush()
+    cp.write({("orders", 0): log.recovery_point})
+    assert synced and log.recovery_point == 2
+    synced.clear()
+    log.flush()
+    cp.write({("orders", 0): log.recovery_point})
+    assert synced == []  # idle: no segment, directory, epoch cache or checkpoint sync
+    log.append(batch(1), leader_epoch=2, now_ms=0)  # new records and a new epoch
+    log.flush()
+    cp.write({("orders", 0): log.recovery_point})
+    assert len(synced) >= 3 and log.recovery_point == 3
+    assert Log(log.dir, CFG, now_ms=0).epoch_cache.entries == [(1, 0), (2, 2)]

@@ -305,3 +305,39 @@ def test_event_ids_stay_integers_where_some_rows_lack_them():
     ids = events[["partition", "broker", "leader", "leader_epoch"]].to_string()
     assert ".0" not in ids and "NaN" not in ids
     assert len(events[events.broker == 2]) == 1     # masks with missing values still select
+
+
+def test_state_rows_go_out_on_change_and_otherwise_once_a_heartbeat():
+    from kafkalab.metrics_publisher import ChangeFilter
+
+    f = ChangeFilter(heartbeat_s=1.0)
+    row = {"node": "broker-1", "broker": 1, "topic": "t", "partition": 0, "log_end_offset": 5, "isr": [1, 2]}
+    assert f.due("replica", row, now=0.0)
+    # The same state a tick later, even with the clock-only fields moved: held back.
+    assert not f.due("replica", {**row, "time": 0.25, "lag_ms": 250, "follower_lag_ms": {"2": 250}}, now=0.25)
+    assert f.due("replica", {**row, "partition": 1}, now=0.3)  # another replica: its own state
+    assert f.due("replica", {**row, "isr": [1]}, now=0.5)  # a change: at once
+    assert f.due("replica", row, now=0.6)  # and back again: also a change
+    assert not f.due("replica", row, now=1.5)
+    assert f.due("replica", row, now=1.6)  # a heartbeat: a second since the last copy went out
+    assert all(f.due("event", {"event": "isr_shrink"}, now=2.0) for _ in range(3))  # always
+    assert all(f.due("broker", {"broker": 1}, now=2.0) for _ in range(3))  # the keep-alive
+    assert f.suppressed == 2
+
+
+def test_the_collector_tells_listeners_about_news_not_about_heartbeats(collector):
+    told: list[int] = []
+    collector.add_listener(lambda: told.append(collector.changes))
+    replica = {"broker": 1, "topic": "t", "partition": 0, "log_end_offset": 5, "node": "broker-1"}
+    broker = {"broker": 1, "bytes_in": 10, "fetch_requests": 3, "request_latency_ms_p50": 200.1,
+              "node": "broker-1"}
+    collector.record("replica", replica)
+    collector.record("broker", broker)
+    assert told == [1, 2]
+    collector.record("replica", {**replica, "time": time.time() + 1})  # a heartbeat
+    # The followers' own long polls move these while nothing happens.
+    collector.record("broker", {**broker, "fetch_requests": 5, "request_latency_ms_p50": 200.3})
+    assert told == [1, 2] and collector.version == 4
+    collector.record("broker", {**broker, "bytes_in": 20})
+    collector.record("event", {"event": "kill"})
+    assert told == [1, 2, 3, 4]

@@ -146,3 +146,46 @@ def test_run_forever_until_stop(loop: EventLoop) -> None:
     loop.call_every(0.005, tick)
     loop.run_forever()
     assert len(ticks) == 3
+
+
+def test_an_idle_loop_sleeps_until_stop_or_a_timer_from_another_thread(loop: EventLoop) -> None:
+    """Nothing registered and nothing due: run_forever polls without a timeout (an idle broker
+    costs no wake-ups), and still wakes for a timer set, or stop() called, elsewhere."""
+    import threading
+
+    polls: list[int | None] = []
+    real_poll = loop._poller.poll
+
+    def counting_poll(timeout: int | None = None) -> list:
+        polls.append(timeout)
+        return real_poll(timeout)
+
+    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    ran = threading.Event()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        assert polls == [None]  # one poll, no timeout: asleep
+        loop.call_later(0, ran.set)  # from this thread, as a signal handler would
+        assert ran.wait(2.0)
+        loop.stop()
+        thread.join(2.0)
+        assert not thread.is_alive()
+    finally:
+        loop.stop()
+        thread.join(2.0)
+        loop.close()
+
+
+def test_periodic_timers_due_within_their_slack_share_one_wake_up(loop: EventLoop) -> None:
+    """Two 100 ms timers set up a few ms apart (a broker's heartbeat and a coordinator's tick)
+    run in one wake-up; a one-shot deadline in the same window waits for its own time."""
+    ran: list[str] = []
+    loop.call_every(0.1, lambda: ran.append("heartbeat"))
+    time.sleep(0.006)
+    loop.call_every(0.1, lambda: ran.append("tick"))
+    time.sleep(0.003)
+    loop.call_later(0.1, lambda: ran.append("deadline"))
+    assert loop.run_once(None) == 2 and ran == ["heartbeat", "tick"]
+    assert loop.run_once(None) == 1 and ran[-1] == "deadline"

@@ -340,7 +340,6 @@ def test_dashboard_redraws_latest_state_on_change_and_still_marks_a_silent_repli
     from kafkalab.metrics import MetricsCollector
     from widgets.base import IN_SYNC, OFFLINE
 
-    monkeypatch.setattr(dashboard_module, "QUIET_INTERVAL_S", 60.0)
     with MetricsCollector() as metrics:
         metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1]})
         dash = Dashboard(FakeCluster(broker_ids=(1,), metrics=metrics), topic="orders", start=False)
@@ -367,3 +366,37 @@ def test_dashboard_redraws_latest_state_on_change_and_still_marks_a_silent_repli
         assert time.time() - silent_since < dashboard_module.STALE_AFTER_S + 1.0
         assert dash.latest_redraws == drawn + 2
         dash.close()
+
+
+def test_a_quiet_cluster_costs_the_dashboard_no_redraws_and_news_wakes_it(monkeypatch):
+    """Driven by the collector: heartbeats that repeat a state redraw nothing, the scrolling
+    charts freeze and say since when, the next change is drawn at once, and a replica that
+    falls silent still turns grey."""
+    import widgets.dashboard as dashboard_module
+    from kafkalab.metrics import MetricsCollector
+    from widgets.base import OFFLINE
+
+    monkeypatch.setattr(dashboard_module, "QUIET_AFTER_S", 0.3)
+    monkeypatch.setattr(dashboard_module, "QUIET_CHECK_S", 0.1)
+    with MetricsCollector() as metrics:
+        metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1]})
+        dash = Dashboard(FakeCluster(broker_ids=(1,), metrics=metrics), topic="orders", refresh_hz=10)
+        try:
+            axis = lambda: dash.views["isr"].figure.layout.xaxis.title.text  # noqa: E731
+            assert wait_until(lambda: "quiet since" in (axis() or ""))
+            time.sleep(0.3)  # that redraw's end
+            refreshes = dash.refreshes
+            for _ in range(5):  # heartbeats: the same state again
+                metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1]})
+                time.sleep(0.1)
+            assert dash.refreshes == refreshes
+            metrics.record("replica", {**leader_row(time.time(), 1, 0), "isr": [1], "log_end_offset": 42})
+            assert wait_until(lambda: dash.views["replicas"].figure.data[0].y == (42,), timeout=2.0)
+            assert wait_until(lambda: "quiet" not in axis(), timeout=2.0)  # scrolling again
+            # Silence: the replica turns grey with no news at all, from the updater's own look.
+            silent_since = time.time()
+            assert wait_until(lambda: dash.views["replicas"].figure.data[0].marker.color == (OFFLINE,),
+                              timeout=10.0)
+            assert time.time() - silent_since < dashboard_module.STALE_AFTER_S + 2.0
+        finally:
+            dash.close()
