@@ -1,7 +1,7 @@
 """`kafkalab bench footprint`: what one learner costs this machine.
 
 A cluster is started from this process (the notebook's stand-in), records are produced and
-consumed, then every process's resident memory (RSS) is read and its CPU time counted over
+consumed, then every process's resident memory (RSS, and PSS: shared pages split among their sharers) is read and its CPU time counted over
 `idle_s` seconds while nothing happens. With dashboard=True a Dashboard is bound to the
 cluster in this process, as a learner's notebook would have it. What an idle learner still
 costs is the lab profile's protocol traffic (broker heartbeats every 100 ms, the replicas' and
@@ -47,6 +47,21 @@ def descendants(root: int) -> list[int]:
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def pss_mb(pid: int) -> float | None:
+    """Proportional set size: each shared page counted once across the processes sharing it
+    (the interpreter, numpy, zmq, libcrypto ... are shared by every process of every learner on a
+    server), so the sum over a server's processes is its memory. None where the kernel has no
+    smaps_rollup (Linux < 4.14)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def cpu_s(pid: int) -> float:
@@ -109,18 +124,22 @@ def run(brokers: int = 3, records: int = 20_000, idle_s: float = 20.0, dashboard
                 try:
                     cpu = 100 * (cpu_s(pid) - before[pid]) / elapsed
                     mb = rss_mb(pid)
+                    pss = pss_mb(pid)
                 except OSError:
                     continue
                 name = "notebook (this process)" + (" + dashboard" if board else "") if pid == me \
                     else names.get(pid, f"other child process (pid {pid})")
-                rows.append({"process": name, "rss_mb": mb, "idle_cpu_pct": cpu})
+                rows.append({"process": name, "rss_mb": mb, "pss_mb": pss, "idle_cpu_pct": cpu})
         finally:
             if board is not None:
                 board.close()
     rows.sort(key=lambda r: r["process"])
+    pss = [r["pss_mb"] for r in rows]
     rows.append({"process": "one learner (total)", "rss_mb": sum(r["rss_mb"] for r in rows),
+                 "pss_mb": None if None in pss else sum(pss),  # type: ignore[arg-type]
                  "idle_cpu_pct": sum(r["idle_cpu_pct"] for r in rows)})
     for lab, mb in sorted(lab_peaks().items()):
-        rows.append({"process": f"lab {lab} peak (kernel + cluster)", "rss_mb": mb, "idle_cpu_pct": None})
+        rows.append({"process": f"lab {lab} peak (kernel + cluster)", "rss_mb": mb, "pss_mb": None,
+                     "idle_cpu_pct": None})
     return rows
 

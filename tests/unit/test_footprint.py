@@ -93,3 +93,35 @@ def test_metrics_history_keeps_rows_compact_and_reads_them_back_whole():
         assert back["log_end_offset"].tolist() == [n - 2, n - 1]
         assert back["time"].tolist() == [1000.0 + (n - 2) / 40, 1000.0 + (n - 1) / 40]
         assert back["isr"].tolist() == [[1, 2, 3], [1, 2, 3]]
+
+
+def test_pss_counts_a_shared_page_once_across_its_sharers():
+    import mmap
+    import os
+
+    from kafkalab.bench.footprint import pss_mb, rss_mb
+
+    alone = pss_mb(os.getpid())
+    assert alone is not None and 0 < alone <= rss_mb(os.getpid()) + 0.01
+    # 64 MiB touched in a shared mapping, then shared with a forked child: each is charged half.
+    region = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_SHARED)
+    region.write(b"x" * (64 << 20))
+    before = pss_mb(os.getpid())
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # touch every page of the region, then wait to be measured
+        sum(region[i] for i in range(0, 64 << 20, 4096))
+        os.write(ready_w, b"1")
+        os.read(done_r, 1)
+        os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"1"
+        shared = pss_mb(os.getpid())
+        assert before - shared > 25  # ~32 MiB of the region moved to the child's share
+    finally:
+        os.write(done_w, b"1")
+        os.waitpid(child, 0)
+        for fd in (ready_r, ready_w, done_r, done_w):
+            os.close(fd)
+        region.close()
