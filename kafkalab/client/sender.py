@@ -205,7 +205,7 @@ class Sender(IoThread):
         sleep_txn = self._txn_step(now) if self.transactional_id is not None else 0.25
         leader_for = self.net.metadata.leader_for
         sleep_s = 0.25
-        drained: dict[int, list[ProducerBatch]] = {}
+        drained: list[tuple[int, list[ProducerBatch]]] = []  # one Produce request each, in order
         with self.lock:
             expired = self.acc.expire(now_ms)
             if self.idempotent and self.producer_id < 0:
@@ -213,14 +213,23 @@ class Sender(IoThread):
             else:
                 sendable = self._txn_sendable if self.transactional_id is not None else None
                 check = self.acc.ready(now_ms, leader_for, sendable)
-                nodes = []
+                room: dict[int, int] = {}
                 for n in check.ready_nodes:
-                    can_drain = self.net.in_flight(n) < self.max_in_flight
-                    self.acc.update_node_latency(n, now_ms, can_drain)
-                    if can_drain:
-                        nodes.append(n)
-                if nodes:
-                    drained = self.acc.drain(nodes, leader_for, now_ms, self.producer_id, sendable)
+                    room[n] = self.max_in_flight - self.net.in_flight(n)
+                    self.acc.update_node_latency(n, now_ms, room[n] > 0)
+                nodes = [n for n, free in room.items() if free > 0]
+                while nodes:
+                    # One request per node per round; while a node is still ready (another
+                    # full batch waits: the producer outran this thread) and may have more in
+                    # flight, drain again now rather than after another wake-up and lock.
+                    got = self.acc.drain(nodes, leader_for, now_ms, self.producer_id, sendable)
+                    for n, batches in got.items():
+                        drained.append((n, batches))
+                        room[n] -= 1
+                    if not got:
+                        break
+                    again = self.acc.ready(now_ms, leader_for, sendable).ready_nodes
+                    nodes = [n for n in got if room[n] > 0 and n in again]
             if expired:
                 self.memory_freed.notify_all()
         if expired and self.idempotent and self.transactional_id is None:
@@ -236,7 +245,7 @@ class Sender(IoThread):
             sleep_s = min(sleep_s, check.next_ready_in_ms / 1000.0)
         else:
             sleep_s = min(sleep_s, self.backoff_s)
-        for node, batches in drained.items():
+        for node, batches in drained:
             self._send(node, batches, now)
         return min(sleep_s, sleep_txn)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, response_class, schema_module
@@ -46,6 +47,7 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 Records = bytes | memoryview | None
 
 
+@cache  # the lab producer builds a Produce per batch: no import_module lookup each time
 def _module(api_key: int, request: bool) -> Any:
     cls = (request_class if request else response_class)(api_key, ZMQ_VERSIONS[api_key])
     return schema_module(cls)

@@ -48,11 +48,16 @@ _NULL = b"\x01"  # zig-zag varint of -1
 _NO_HEADERS = b"\x00"
 _ATTRIBUTES = b"\x00"
 _INT32_MAX = 0x7FFFFFFF
+_KEEP_GIL = 0  # crc32c's gil_release_mode: never release
 _ATTR_TS = tuple(_ATTRIBUTES + b for b in SMALL_VARINTS)  # attributes byte + timestamp delta
 _ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in SMALL_VARINTS)  # by offset delta
 _NULL_KEY_LIMIT = SMALL_VARINT_LIMIT - 1
 FAST_VALUE_LIMIT = _NULL_KEY_LIMIT - 1  # the longest value BatchBuilder.append_value takes
 _NULL_KEY_VLEN = (_NULL + _NULL,) + tuple(_NULL + b for b in SMALL_VARINTS[:_NULL_KEY_LIMIT])  # by value length + 1
+# by value length + 1: (that piece, the record's bytes after the offset delta), so append_value
+# sums the record's length with one lookup
+_NULL_KEY_VLEN_REST = tuple((kv, len(kv) + max(vl, 0) + len(_NO_HEADERS))
+                            for vl, kv in enumerate(_NULL_KEY_VLEN, start=-1))
 
 
 def timestamp_type_id(timestamp_type: str | int) -> int:
@@ -191,13 +196,15 @@ class BatchBuilder:
         the bytes it added, or 0 if the record does not fit (nothing added)."""
         n = self._count
         tsd = timestamp_ms - self._base_ts
-        if not (n and 0 <= tsd < SMALL_VARINT_LIMIT and n < SMALL_VARINT_LIMIT):
+        if tsd == 0 and 0 < n < SMALL_VARINT_LIMIT:  # the same millisecond as the first record
+            head = _ATTR_TS0_OD[n]
+        elif n and 0 < tsd < SMALL_VARINT_LIMIT and n < SMALL_VARINT_LIMIT:
+            head = _ATTR_TS[tsd] + SMALL_VARINTS[n]
+        else:
             before = self.size
             return self.size - before if self.append(None, value, None, timestamp_ms) else 0
-        vl = len(value)
-        head = _ATTR_TS0_OD[n] if tsd == 0 else _ATTR_TS[tsd] + SMALL_VARINTS[n]
-        kv = _NULL_KEY_VLEN[vl + 1]
-        bl = len(head) + len(kv) + vl + 1
+        kv, rest = _NULL_KEY_VLEN_REST[len(value) + 1]
+        bl = len(head) + rest
         len_b = SMALL_VARINTS[bl] if bl < SMALL_VARINT_LIMIT else varint_bytes(bl)
         added = len(len_b) + bl
         size = self.size + added
@@ -271,5 +278,7 @@ class BatchBuilder:
             raise ValueError(
                 f"a batch header field is out of range ({exc}): check offsets, epochs, producer id and timestamps"
             ) from None
-        crc = crc32c.crc32c(records, crc32c.crc32c(after_crc))
+        # The GIL stays held (mode 0): a hardware CRC of a batch takes microseconds, less than
+        # handing the GIL to the producer's thread and waiting to get it back.
+        crc = crc32c.crc32c(records, crc32c.crc32c(after_crc), _KEEP_GIL)
         return b"".join((prefix, _CRC.pack(crc), after_crc, records))

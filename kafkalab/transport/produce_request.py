@@ -1,4 +1,5 @@
-"""Produce request bodies by hand: read in place, and written in one join.
+"""Produce request bodies by hand (read in place, written in one join), and the lab's Produce
+response read by hand.
 
 Reading: each partition's records stay a view into the frame.
 
@@ -15,6 +16,11 @@ Writing: the lab producer's sender sends a Produce (v9) per batch it drains, hun
 second; kio's generic writer checks every field's type on the way (a quarter of the sender's
 time). write_produce_request writes the same bytes (a unit test holds it to kio's) with the
 records copied once, by the final join.
+
+The response: the sender reads one Produce response (v9) per request it sent. kio's generic
+reader (after protocol.bounds' walk of every length) costs more than the rest of handling the
+response; read_produce_response reads the same fields with every length checked as it goes,
+into the same kio objects (a unit test holds it to kio's decoder).
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from kafkalab.protocol.apis import lazy_schema
 from kafkalab.protocol.errors import MalformedMessageError
 
 lab = lazy_schema("kio.schema.produce.v9.request")
+lab_response = lazy_schema("kio.schema.produce.v9.response")
 
-__all__ = ["FIRST_FLEXIBLE", "read_produce_request", "write_produce_request"]
+__all__ = ["FIRST_FLEXIBLE", "read_produce_request", "read_produce_response", "write_produce_request"]
 
 FIRST_FLEXIBLE = 9  # Produce v9 (KIP-482): compact lengths and tagged fields
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_PARTITION_HEAD = struct.Struct(">ihqqq")  # index, error_code, base_offset, log_append_time_ms, log_start_offset
+_MAX_MILLIS = 253402300799999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
 _ACKS_TIMEOUT = struct.Struct(">hi")
 _NO_TAGS = b"\x00"  # an empty tagged-field section; also a null compact string or bytes
 
@@ -60,6 +69,9 @@ class _Cursor:
 
     def int32(self, what: str) -> int:
         return _INT32.unpack_from(self.buf, self.take(4, what))[0]
+
+    def unpack(self, fmt: struct.Struct, what: str) -> tuple:
+        return fmt.unpack_from(self.buf, self.take(fmt.size, what))
 
     def uvarint(self, what: str) -> int:
         value = shift = 0
@@ -136,6 +148,55 @@ def read_produce_request(version: int, body: memoryview) -> lab.ProduceRequest:
         r.skip_tagged_fields("request")
     return lab.ProduceRequest(transactional_id=transactional_id, acks=acks,  # type: ignore[arg-type]
                               timeout=datetime.timedelta(milliseconds=timeout_ms), topic_data=tuple(topics))
+
+
+def read_produce_response(body: bytes | memoryview) -> lab_response.ProduceResponse:
+    """The Produce v9 response in body, as kio's decoder reads it. MalformedMessageError names
+    the field that does not fit; bytes left after the message are refused, as for every other
+    response the lab's clients decode."""
+    view = memoryview(body)
+    r = _Cursor(view if view.readonly else view.toreadonly(), "response body for Produce v9")
+    m = lab_response
+    error_code = m.ErrorCode
+    topics = []
+    for _ in range(r.count(True, "responses")):
+        name = r.string(True, "topic name string", nullable=False)
+        partitions = []
+        for _ in range(r.count(True, "partition_responses")):
+            index, code, base_offset, append_ms, log_start = r.unpack(_PARTITION_HEAD, "partition response")
+            try:
+                code = error_code(code)
+            except ValueError:
+                raise r.fail(f"error code {code} is not one Kafka defines") from None
+            if append_ms == -1:
+                append_time = None
+            elif 0 <= append_ms <= _MAX_MILLIS:
+                # kio's conversion (through a float: exact to the millisecond for this era's clocks)
+                append_time = datetime.datetime.fromtimestamp(append_ms / 1000, datetime.UTC)
+            else:
+                raise r.fail(f"log_append_time_ms {append_ms} is no timestamp")
+            record_errors = []
+            for _ in range(r.count(True, "record_errors")):
+                batch_index = r.int32("batch_index")
+                message = r.string(True, "batch_index_error_message string", nullable=True)
+                r.skip_tagged_fields("record_errors")
+                record_errors.append(m.BatchIndexAndErrorMessage(
+                    batch_index=batch_index, batch_index_error_message=message))  # type: ignore[arg-type]
+            error_message = r.string(True, "error_message string", nullable=True)
+            r.skip_tagged_fields("partition_responses")
+            partitions.append(m.PartitionProduceResponse(
+                index=index, error_code=code, base_offset=base_offset, log_append_time=append_time,
+                log_start_offset=log_start, record_errors=tuple(record_errors), error_message=error_message))
+        r.skip_tagged_fields("responses")
+        topics.append(m.TopicProduceResponse(name=name, partition_responses=tuple(partitions)))
+    throttle_ms = r.int32("throttle_time_ms")
+    r.skip_tagged_fields("response")
+    if r.pos != r.end:
+        raise MalformedMessageError(
+            f"response body for Produce v9 has {r.end - r.pos} bytes left over after a {r.pos}-byte "
+            "message; the sender used another version")
+    return m.ProduceResponse(responses=tuple(topics),  # type: ignore[arg-type]
+                             throttle_time=datetime.timedelta(milliseconds=throttle_ms))
 
 
 def _uvarint(n: int) -> bytes:

@@ -352,3 +352,25 @@ def test_a_version_the_lab_does_not_speak_is_answered_unsupported_and_never_hand
         old.close(linger=0)
     corr = client.send(build.metadata_request(None))
     assert [e.correlation_id for e in serve_one(server)] == [corr]  # the lab's own version is served
+
+
+def test_a_produce_response_is_read_by_hand_and_a_damaged_one_dropped(
+    server: RpcServer, client: RpcClient
+) -> None:
+    rows = {"orders": {0: {"error_code": 0, "base_offset": 42, "log_append_time_ms": 1_700_000_000_123}}}
+    corr = client.send(build.produce_request(1, 30_000, {"orders": {0: b"batch"}}))
+    (env,) = wait_for(lambda: server.receive(time.monotonic()))
+    assert bytes(env.body.topic_data[0].partition_data[0].records) == b"batch"
+    server.reply(env, build.produce_response(rows))
+    ((got_corr, resp),) = wait_for(lambda: client.receive(time.monotonic()), what="the response")
+    assert got_corr == corr and resp == build.produce_response(rows)
+    assert build.produce_results(resp)["orders"][0]["log_append_time_ms"] == 1_700_000_000_123
+    # The same response cut short: dropped like any malformed response (its request then times out).
+    corr = client.send(build.produce_request(1, 30_000, {"orders": {0: b"batch"}}))
+    (env,) = wait_for(lambda: server.receive(time.monotonic()))
+    body = encode(build.produce_response(rows))
+    server.socket.send_multipart([env.sender.encode(), struct.pack(">h", 0), struct.pack(">h", 9),
+                                  struct.pack(">i", env.correlation_id), body[:-3]])
+    got: list = []
+    wait_for(lambda: got.extend(client.receive(time.monotonic())) or client.pending == 0, what="the reply read")
+    assert got == []
