@@ -349,8 +349,24 @@ class ShareService:
                                   for t, ps in sorted(by_topic.items()) if t in ids), node_endpoints=()))
 
     # -- timers ----------------------------------------------------------------------------------
-    def tick(self, now_ms: int) -> None:
+    def metadata_applied(self) -> None:
+        """The image changed: load or drop share-group state partitions, and forget the share
+        partitions this broker no longer leads."""
         self.state_service.tick()
+        for (_g, topic, p) in list(self.partitions):
+            part = self.broker.rm.partitions.get((topic, p))
+            if part is None or not part.is_leader:
+                del self.partitions[(_g, topic, p)]
+
+    def next_deadline(self, now_ms: int) -> int | None:
+        """When tick() next has something to do: a member's session timeout, an idle share
+        session to drop, or an acquisition lock to expire (None: nothing waits on time)."""
+        times = [t for t in (self.coordinator.next_deadline(now_ms),
+                             *(sp.next_lock_deadline() for sp in self.partitions.values())) if t is not None]
+        times.extend(s.last_used_ms + SESSION_IDLE_MS + 1 for s in self.sessions.values())
+        return min(times, default=None)
+
+    def tick(self, now_ms: int) -> None:
         for group, member in self.coordinator.tick(now_ms):
             self._release(group, member)
         for key, s in list(self.sessions.items()):
@@ -359,12 +375,9 @@ class ShareService:
             if now_ms - s.last_used_ms > SESSION_IDLE_MS:
                 del self.sessions[key]
                 self._release(*key)
-        for (_g, topic, p), sp in list(self.partitions.items()):
-            part = self.broker.rm.partitions.get((topic, p))
-            if part is None or not part.is_leader:
-                del self.partitions[(_g, topic, p)]
-            elif sp.expire_locks(now_ms):
-                self._persist((_g, topic, p))  # delivery counts and archived records must survive
+        for key, sp in list(self.partitions.items()):
+            if sp.expire_locks(now_ms):
+                self._persist(key)  # delivery counts and archived records must survive
 
     def close(self) -> None:
         self.state.close()
