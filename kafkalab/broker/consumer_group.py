@@ -585,6 +585,19 @@ class ConsumerGroupCoordinator:
                     self._publish(g, now_ms)
         return out
 
+    def next_deadline(self, now_ms: int) -> int | None:
+        """When tick() next fences someone (None: no one can be): the first ms past a member's
+        session timeout or its revocation deadline, in the groups this broker coordinates."""
+        times: list[int] = []
+        for g in self.groups.values():
+            if self.owns(g.group_id) != "yes":
+                continue
+            for m in g.members.values():
+                times.append(m.session_deadline_ms + 1)  # tick() fences strictly after it
+                if m.revocation_deadline_ms is not None:
+                    times.append(m.revocation_deadline_ms + 1)
+        return min(times, default=None)
+
     # -- offsets, describe, list ---------------------------------------------------------------
     def is_consumer_group(self, group_id: str) -> bool:
         g = self.groups.get(group_id)

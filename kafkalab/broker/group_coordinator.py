@@ -642,6 +642,24 @@ class GroupCoordinator:
                 self._members_gone(g, expired, now_ms, "missed the session timeout")
             self._maybe_complete_join(g, now_ms)
 
+    def next_deadline(self, now_ms: int) -> int | None:
+        """When tick() next has something to do (None: nothing is waiting on time): the first
+        pending member id or session (of a member not waiting in a JoinGroup) to expire, or a
+        rebalance that completes at its initial delay or its rebalance timeout. At or before
+        now when something is due already."""
+        times: list[int] = []
+        for g in self.groups.values():
+            times.extend(g.pending.values())
+            times.extend(m.session_deadline_ms for m in g.members.values() if m.join_reply is None)
+            if g.state == PREPARING:
+                if g.initial_delay_until_ms is not None and now_ms < g.initial_delay_until_ms:
+                    times.append(g.initial_delay_until_ms)  # nothing completes before it
+                elif g.all_joined():
+                    times.append(now_ms)
+                elif g.join_deadline_ms is not None:
+                    times.append(g.join_deadline_ms)
+        return min(times, default=None)
+
     # -- offsets -----------------------------------------------------------------------------------
     def commit_offsets(self, req: Any, now_ms: int, reply: Callable[[dict[tuple[str, int], ErrorCode]], None]) -> None:
         """Validate, then append one record per partition to __consumer_offsets (acks=all) and

@@ -4,10 +4,12 @@ It answers FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetC
 TxnOffsetCommit, OffsetFetch, DescribeGroups and ListGroups (kio requests in, kio responses
 out), writes the coordinator's records to the replicated, compacted `__consumer_offsets` topic
 through the ReplicaManager's normal produce path (acks=all), creates that topic on first use,
-and every 100 ms loads the groups of partitions this broker has just become leader of
-(replaying their log) and drops those it no longer leads. Between loads it follows each loaded
-partition up to its high watermark for the transaction markers the transaction coordinator
-writes there: they commit or drop transactional offset commits. It also publishes "group"
+and, whenever the metadata image changes, loads the groups of partitions this broker has just
+become leader of (replaying their log) and drops those it no longer leads. Whenever a loaded
+partition's high watermark moves it follows it for the transaction markers the transaction
+coordinator writes there: they commit or drop transactional offset commits. The three
+coordinators' clocks (sessions, rebalances, share acquisition locks) wake the loop exactly
+when their next deadline comes (next_deadline), not on a fixed tick. It also publishes "group"
 and "lag" metric rows (the cluster's describe_group reads them back: kafkalab/cluster/describe.py).
 """
 
@@ -31,7 +33,7 @@ from kafkalab.protocol.apis import response_class, schema_module
 log = logging.getLogger(__name__)
 
 NO_THROTTLE = datetime.timedelta(0)
-LOAD_CHECK_INTERVAL_S = 0.1
+LOAD_RETRY_S = 1.0  # a partition whose replay failed is loaded again after this
 
 
 def _make(cls: type, **kw: Any) -> Any:
@@ -49,6 +51,7 @@ class GroupService(InternalTopicService):
         cfg = broker.config
         super().__init__(broker, OFFSETS_TOPIC, int(cfg["offsets.topic.num.partitions"]))
         self.scanned: dict[int, int] = {}  # loaded partition -> next offset to follow from
+        self.followed_hw: dict[int, int] = {}  # loaded partition -> high watermark last followed to
         self.coordinator = GroupCoordinator(
             num_partitions=self.num_partitions, append=self._append, owns=self._owns,
             publish=self._publish_now, append_batch=self._append_batch, producer_entry=self._producer_entry,
@@ -59,11 +62,14 @@ class GroupService(InternalTopicService):
         self.consumer = ConsumerGroupService(self)  # KIP-848 groups, side by side with classic ones
         self.coordinator.load_other = self.consumer.coordinator.load_record
         self.share = ShareService(self)  # KIP-932 share groups: membership here, records at leaders
-        broker.loop.call_every(LOAD_CHECK_INTERVAL_S, self._tick)
+        broker.loop.add_due_source(self._follow_due, self._follow_all)
+        broker.loop.add_due_source(self._tick_due, self._tick)
         broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- ownership and loading ---------------------------------------------------------------
-    def _tick(self) -> None:
+    def metadata_applied(self) -> None:
+        """The image changed (the broker's metadata listener calls this): load the partitions
+        this broker now leads, drop those it no longer leads; the share service likewise."""
         now = self.broker.clock.wall_ms()
         for p in range(self.num_partitions):
             leads = self._leads(p)
@@ -72,19 +78,46 @@ class GroupService(InternalTopicService):
             elif not leads and p in self.loaded:
                 self.loaded.discard(p)
                 self.scanned.pop(p, None)
+                self.followed_hw.pop(p, None)
                 self.coordinator.unload_partition(p)
                 self.consumer.unload_partition(p)
-            elif leads:
-                self._follow(p, now)
+        self.share.metadata_applied()
+
+    def _tick_due(self, now: float) -> float | None:
+        """Loop time of the coordinators' next deadline (wall-clock ms, as tick() compares)."""
+        wall = self.broker.clock.wall_ms()
+        due = [d for d in (self.coordinator.next_deadline(wall), self.consumer.coordinator.next_deadline(wall),
+                           self.share.next_deadline(wall)) if d is not None]
+        # +1 ms: tick() compares whole wall-clock ms, so it never runs a hair too early.
+        return now + (min(due) + 1 - wall) / 1000 if due else None
+
+    def _tick(self) -> None:
+        now = self.broker.clock.wall_ms()
         self.coordinator.tick(now)
         self.consumer.tick(now)
         self.share.tick(now)
+
+    def _follow_due(self, now: float) -> float | None:
+        """Now, when a loaded partition's high watermark moved since it was last followed."""
+        rm = self.broker.rm
+        for p in self.loaded:
+            part = rm.partitions.get((OFFSETS_TOPIC, p))
+            if part is not None and part.high_watermark != self.followed_hw.get(p):
+                return now
+        return None
+
+    def _follow_all(self) -> None:
+        now = self.broker.clock.wall_ms()
+        for p in list(self.loaded):
+            if self._leads(p):
+                self._follow(p, now)
 
     def _follow(self, p: int, now_ms: int) -> None:
         """Replay the transactional batches and markers appended since the last look, up to
         the high watermark (markers are written with acks=all, so they count from there)."""
         part = self.broker.rm.partitions[(OFFSETS_TOPIC, p)]
         offset, hw = self.scanned.get(p, part.log_end_offset), part.high_watermark
+        self.followed_hw[p] = hw  # followed once per move, even if the replay fails
         try:
             for data, pos, h in self._read_batches(p, offset, hw):
                 self.coordinator.load_batch(data, pos, now_ms, txn_only=True)
@@ -103,6 +136,7 @@ class GroupService(InternalTopicService):
                 offset = h.next_offset
         except Exception:
             log.exception("broker %s: loading __consumer_offsets-%d failed", self.broker.broker_id, p)
+            self.broker.loop.call_later(LOAD_RETRY_S, self.metadata_applied)  # try again
             return
         self.loaded.add(p)
         self.scanned[p] = offset

@@ -164,6 +164,8 @@ class BrokerServer:
         self._propose_isr_changes(self.clock.wall_ms())
         self.fetchers.update()
         self.producer_ids.answer_waiting()
+        self.groups.metadata_applied()  # coordinators load (or drop) the partitions they now lead (or not)
+        self.transactions.metadata_applied()
         if changes:
             self._publish()  # a new leader shows on the charts now, not at the next tick
 

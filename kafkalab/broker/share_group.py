@@ -142,6 +142,12 @@ class ShareGroupCoordinator:
                 self._assign(g)
         return gone
 
+    def next_deadline(self, now_ms: int) -> int | None:
+        """When tick() next drops a silent member (the first ms past its session timeout), in
+        the groups this broker coordinates; None when there is none."""
+        return min((m.session_deadline_ms + 1 for g in self.groups.values() if self.owns(g.group_id) == "yes"
+                    for m in g.members.values()), default=None)
+
     def describe(self, group_id: str) -> dict[str, Any]:
         """ShareGroupDescribe's fields for one group; assignments as (topic id, partition)."""
         g = self.groups.get(group_id)

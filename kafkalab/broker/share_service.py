@@ -25,7 +25,6 @@ from kafkalab.protocol.apis import response_class, schema_module
 from kafkalab.records.scan import iter_batches
 
 NO_THROTTLE = datetime.timedelta(0)
-RETRY_S = 0.05
 SESSION_IDLE_MS = 60_000
 TP = tuple[str, int]  # (topic name, partition)
 
@@ -35,6 +34,17 @@ class ShareSession:
     epoch: int
     partitions: set[TP] = field(default_factory=set)
     last_used_ms: int = 0
+
+
+@dataclass
+class WaitingFetch:
+    """A ShareFetch long poll with nothing to give yet: tried again when its wait ends, a
+    partition of its session gets new records, or any share-partition's state changes."""
+    key: tuple[str, str]  # (group, member)
+    session: ShareSession
+    deadline: float  # loop time
+    attempt: Any  # () -> bool: True once answered
+    seen: tuple[int, dict[TP, int]]  # (ShareService.version, high watermarks) when last tried
 
 
 class ShareService:
@@ -59,6 +69,9 @@ class ShareService:
         self.state_service = ShareStateService(self.broker)  # the share coordinator
         self.state = ShareStateClient(self.broker, self.state_service)
         self.loading: set[tuple[str, str, int]] = set()  # share-partitions whose state is being read
+        self.version = 0  # bumped when a share-partition's records may have become available
+        self.waiting: list[WaitingFetch] = []
+        self.broker.loop.add_due_source(self._waiting_due, self._retry_waiting)
 
     def _other_group(self, group_id: str) -> str | None:
         if self.groups.consumer.coordinator.is_consumer_group(group_id):
@@ -161,6 +174,7 @@ class ShareService:
         part = self.broker.rm.partitions.get(key[1:])
         if code != ErrorCode.none or part is None or not part.is_leader or key in self.partitions:
             return  # asked again on the next fetch
+        self.version += 1
         args = {"lock_duration_ms": self.lock_ms, "delivery_limit": self.delivery_limit,
                 "max_in_flight": self.max_in_flight}
         if state is not None:
@@ -170,6 +184,7 @@ class ShareService:
         self.partitions[key] = SharePartition(start, **args)
 
     def _persist(self, key: tuple[str, str, int], done: Any = None) -> None:
+        self.version += 1  # every change of a share-partition's records is persisted
         sp, part = self.partitions.get(key), self.broker.rm.partitions.get(key[1:])
         if sp is None or part is None or key[1] not in self.broker.image.topics:
             if done is not None:
@@ -254,19 +269,43 @@ class ShareService:
             reply(self._fetch_response(cls, {}, acks))
             return
         clock = self.broker.clock
-        deadline = clock.monotonic() + req.max_wait.total_seconds()
+        deadline = self.broker.loop.time() + req.max_wait.total_seconds()
         max_records = max(1, int(req.max_records) if int(req.max_records) > 0 else 500)
 
-        def attempt() -> None:
+        def attempt() -> bool:
             now = clock.wall_ms()
             got = self._acquire(group, member, session, max_records, int(req.max_bytes), now)
-            if any(ranges for _, ranges, _ in got.values()) or acks or clock.monotonic() >= deadline \
+            if any(ranges for _, ranges, _ in got.values()) or acks or self.broker.loop.time() >= deadline \
                     or self.sessions.get((group, member)) is not session:
                 reply(self._fetch_response(cls, got, acks))
-            else:
-                self.broker.loop.call_later(RETRY_S, attempt)
+                return True
+            return False
 
-        attempt()
+        if not attempt():
+            self.waiting.append(WaitingFetch((group, member), session, deadline, attempt, self._seen(session)))
+
+    def _seen(self, session: ShareSession) -> tuple[int, dict[TP, int]]:
+        rm = self.broker.rm
+        return self.version, {tp: part.high_watermark for tp in session.partitions
+                              if (part := rm.partitions.get(tp)) is not None}
+
+    def _ready(self, w: WaitingFetch, now: float) -> bool:
+        return now >= w.deadline or self.sessions.get(w.key) is not w.session or self._seen(w.session) != w.seen
+
+    def _waiting_due(self, now: float) -> float | None:
+        """Now if a waiting ShareFetch may have something to take, else the end of the first wait."""
+        if not self.waiting:
+            return None
+        return now if any(self._ready(w, now) for w in self.waiting) else min(w.deadline for w in self.waiting)
+
+    def _retry_waiting(self) -> None:
+        now = self.broker.loop.time()
+        for w in list(self.waiting):
+            if self._ready(w, now):
+                if w.attempt():
+                    self.waiting.remove(w)
+                else:
+                    w.seen = self._seen(w.session)  # after the attempt: what it changed, it saw
 
     def _acquire(self, group: str, member: str, session: ShareSession, max_records: int, max_bytes: int,
                  now_ms: int) -> dict[TP, tuple[bytes, list[tuple[int, int, int]], ErrorCode]]:
@@ -276,7 +315,8 @@ class ShareService:
             if sp is None:
                 out[(topic, p)] = (b"", [], code)
                 continue
-            sp.expire_locks(now_ms)
+            if sp.expire_locks(now_ms):
+                self.version += 1  # what they held may go to a fetch that waits
             part = self.broker.rm.partitions[(topic, p)]
             hw = part.high_watermark
             start = sp.candidates(hw)
@@ -349,8 +389,24 @@ class ShareService:
                                   for t, ps in sorted(by_topic.items()) if t in ids), node_endpoints=()))
 
     # -- timers ----------------------------------------------------------------------------------
-    def tick(self, now_ms: int) -> None:
+    def metadata_applied(self) -> None:
+        """The image changed: load or drop share-group state partitions, and forget the share
+        partitions this broker no longer leads."""
         self.state_service.tick()
+        for (_g, topic, p) in list(self.partitions):
+            part = self.broker.rm.partitions.get((topic, p))
+            if part is None or not part.is_leader:
+                del self.partitions[(_g, topic, p)]
+
+    def next_deadline(self, now_ms: int) -> int | None:
+        """When tick() next has something to do: a member's session timeout, an idle share
+        session to drop, or an acquisition lock to expire (None: nothing waits on time)."""
+        times = [t for t in (self.coordinator.next_deadline(now_ms),
+                             *(sp.next_lock_deadline() for sp in self.partitions.values())) if t is not None]
+        times.extend(s.last_used_ms + SESSION_IDLE_MS + 1 for s in self.sessions.values())
+        return min(times, default=None)
+
+    def tick(self, now_ms: int) -> None:
         for group, member in self.coordinator.tick(now_ms):
             self._release(group, member)
         for key, s in list(self.sessions.items()):
@@ -359,12 +415,9 @@ class ShareService:
             if now_ms - s.last_used_ms > SESSION_IDLE_MS:
                 del self.sessions[key]
                 self._release(*key)
-        for (_g, topic, p), sp in list(self.partitions.items()):
-            part = self.broker.rm.partitions.get((topic, p))
-            if part is None or not part.is_leader:
-                del self.partitions[(_g, topic, p)]
-            elif sp.expire_locks(now_ms):
-                self._persist((_g, topic, p))  # delivery counts and archived records must survive
+        for key, sp in list(self.partitions.items()):
+            if sp.expire_locks(now_ms):
+                self._persist(key)  # delivery counts and archived records must survive
 
     def close(self) -> None:
         self.state.close()

@@ -4,10 +4,12 @@ It answers FindCoordinator (key_type 1, transactional ids), InitProducerId with 
 transactional.id, AddPartitionsToTxn, AddOffsetsToTxn and EndTxn (kio requests in, kio
 responses out at the version asked); writes the coordinator's records to the replicated,
 compacted `__transaction_state` topic through the ReplicaManager's produce path (acks=all),
-creating the topic on first use; every 100 ms loads the partitions of that topic this broker
-has just become leader of (replaying their log, then finishing prepared transactions) and
-drops those it no longer leads; sends WriteTxnMarkers to partition leaders (itself directly,
-other brokers over ZeroMQ) and retries until every partition has its marker; keeps its own
+creating the topic on first use; whenever the metadata image changes, loads the partitions of
+that topic this broker has just become leader of (replaying their log, then finishing prepared
+transactions) and drops those it no longer leads; sends WriteTxnMarkers to partition leaders
+(itself directly, other brokers over ZeroMQ) and retries until every partition has its marker
+(after a backoff, or when a partition without a leader gets one); wakes when the
+coordinator's next deadline comes (a transaction timeout, an id expiry, a retry); keeps its own
 the broker's block of producer ids (ProducerIdManager); publishes "txn" rows.
 """
 
@@ -34,7 +36,7 @@ wtm_req = lazy_schema("kio.schema.write_txn_markers.v1.request")
 log = logging.getLogger(__name__)
 
 NO_THROTTLE = datetime.timedelta(0)
-TICK_S = 0.1
+LOAD_RETRY_S = 1.0  # a partition whose replay failed is loaded again after this
 # Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms is 10 s; the lab looks
 # more often so a timed-out transaction is aborted while the learner watches.
 DEFAULT_ABORT_CHECK_MS = 500
@@ -55,6 +57,7 @@ class TransactionService(InternalTopicService):
     def __init__(self, broker: BrokerContext):
         cfg = broker.config
         super().__init__(broker, TRANSACTION_STATE_TOPIC, int(cfg["transaction.state.log.num.partitions"]))
+        abort_ms = cfg.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", DEFAULT_ABORT_CHECK_MS)
         self.jobs: list[MarkerJob] = []
         self.channels: dict[int, Channel] = {}  # broker id -> marker channel
         self.coordinator = TransactionCoordinator(
@@ -62,10 +65,13 @@ class TransactionService(InternalTopicService):
             append=self._append, send_markers=self._send_markers, owns=self._owns,
             next_producer_id=broker.producer_ids.try_next, publish=self._publish_now,
             max_timeout_ms=int(cfg["transaction.max.timeout.ms"]),
-            id_expiration_ms=int(cfg["transactional.id.expiration.ms"]))
-        broker.loop.call_every(TICK_S, self._tick)
-        abort_ms = cfg.get("transaction.abort.timed.out.transaction.cleanup.interval.ms", DEFAULT_ABORT_CHECK_MS)
-        broker.loop.call_every(abort_ms / 1000, lambda: self.coordinator.tick(broker.clock.wall_ms()))
+            id_expiration_ms=int(cfg["transactional.id.expiration.ms"]), complete_retry_ms=int(abort_ms))
+        # The coordinator's clock looks no more often than the cleanup interval (as Kafka's
+        # periodic check), but only when a deadline has come: an idle broker never wakes for it.
+        self.abort_check_s = abort_ms / 1000
+        self._ticked = -self.abort_check_s
+        broker.loop.add_due_source(self._tick_due, self._tick_coordinator)
+        broker.loop.add_due_source(self._markers_due, self._drive_markers)
         broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -155,7 +161,10 @@ class TransactionService(InternalTopicService):
             lambda rf: {"cleanup.policy": "compact", "min.insync.replicas": str(min(min_isr, rf))})
 
     # -- __transaction_state: ownership, loading, appends -----------------------------------
-    def _tick(self) -> None:
+    def metadata_applied(self) -> None:
+        """The image changed (the broker's metadata listener calls this): load the partitions
+        this broker now leads (or leads at a new epoch), drop the others, and send the markers
+        that waited for a partition to get a leader."""
         now = self.broker.clock.wall_ms()
         for p in range(self.num_partitions):
             leads = self._leads(p)
@@ -167,6 +176,18 @@ class TransactionService(InternalTopicService):
                 self.coordinator.unload_partition(p)
         self._drive_markers()
 
+    def _tick_due(self, now: float) -> float | None:
+        wall = self.broker.clock.wall_ms()
+        due_ms = self.coordinator.next_deadline(wall)
+        if due_ms is None:
+            return None
+        # +1 ms: tick() compares whole wall-clock ms, so it never runs a hair too early.
+        return max(now + (due_ms + 1 - wall) / 1000, self._ticked + self.abort_check_s)
+
+    def _tick_coordinator(self) -> None:
+        self._ticked = self.broker.clock.monotonic()
+        self.coordinator.tick(self.broker.clock.wall_ms())
+
     def _load(self, p: int, now_ms: int) -> None:
         part = self.broker.rm.partitions[(TRANSACTION_STATE_TOPIC, p)]
         plog = part.log
@@ -176,6 +197,7 @@ class TransactionService(InternalTopicService):
                 records.extend((r.key, r.value) for r in decode_batch(data, pos).records if r.key is not None)
         except Exception:
             log.exception("broker %s: loading %s-%d failed", self.broker.broker_id, TRANSACTION_STATE_TOPIC, p)
+            self.broker.loop.call_later(LOAD_RETRY_S, self.metadata_applied)  # try again
             return
         self.loaded.add(p)  # before replaying: finishing prepared transactions needs ownership
         n = self.coordinator.load_partition(p, part.leader_epoch, records, now_ms)
@@ -207,6 +229,11 @@ class TransactionService(InternalTopicService):
             if c is not None:
                 self.channels[broker_id] = c
         return c
+
+    def _markers_due(self, now: float) -> float | None:
+        """When a marker job has partitions to send: its backoff's end (or now)."""
+        due = [t for t in (job.next_send(self._leader_of) for job in self.jobs) if t is not None]
+        return max(now, min(due)) if due else None
 
     def _drive_markers(self) -> None:
         now = self.broker.clock.monotonic()

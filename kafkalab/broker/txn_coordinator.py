@@ -151,6 +151,7 @@ class TransactionMetadata:
     pending: TxnState | None = None  # a transition whose log write is in flight
     markers_pending: bool = False  # PrepareX logged, markers not all written yet
     complete_failed: bool = False  # the CompleteX write failed: retried by tick()
+    complete_retry_ms: int = 0  # when a failed CompleteX write is due to be retried
 
     def value(self, state: TxnState, partitions: set[TP], now_ms: int, start_ms: int,
               epoch: int | None = None) -> bytes:
@@ -174,7 +175,8 @@ class TransactionCoordinator:
                  owns: Callable[[int], str],
                  next_producer_id: Callable[[], int | None],
                  publish: Callable[[str, dict[str, Any]], None] = lambda kind, row: None,
-                 max_timeout_ms: int = 900_000, id_expiration_ms: int = 604_800_000):
+                 max_timeout_ms: int = 900_000, id_expiration_ms: int = 604_800_000,
+                 complete_retry_ms: int = 500):
         self.num_partitions = num_partitions
         self.offsets_partitions = offsets_partitions
         self.append = append
@@ -184,6 +186,7 @@ class TransactionCoordinator:
         self.publish = publish
         self.max_timeout_ms = max_timeout_ms
         self.id_expiration_ms = id_expiration_ms
+        self.complete_retry_ms = complete_retry_ms  # how long next_deadline() waits to retry a CompleteX
         self.txns: dict[str, TransactionMetadata] = {}
         self.coordinator_epochs: dict[int, int] = {}  # partition -> leader epoch it was loaded at
 
@@ -415,6 +418,7 @@ class TransactionCoordinator:
     def _complete(self, m: TransactionMetadata, commit: bool, now_ms: int) -> None:
         state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
         m.pending = state
+        m.complete_retry_ms = now_ms + self.complete_retry_ms  # if this write fails
 
         def written(code: ErrorCode) -> None:
             m.pending = None
@@ -441,6 +445,23 @@ class TransactionCoordinator:
                 self._complete(m, m.state == TxnState.PREPARE_COMMIT, now_ms)
             elif m.state in (TxnState.EMPTY, *COMPLETE) and now_ms > m.last_update_ms + self.id_expiration_ms:
                 self._expire(m, now_ms)
+
+    def next_deadline(self, now_ms: int) -> int | None:
+        """When tick() next has something to do for a transaction this broker coordinates
+        (None: nothing waits on time): the first ms past a transaction.timeout.ms or past
+        transactional.id.expiration.ms, or the retry of a failed CompleteX write. A
+        transaction whose log write is in flight waits for that write."""
+        times: list[int] = []
+        for m in self.txns.values():
+            if m.pending is not None or self._check_owner(m.transactional_id) != ErrorCode.none:
+                continue
+            if m.state == TxnState.ONGOING:
+                times.append(m.start_ms + m.timeout_ms + 1)  # tick() aborts strictly after it
+            elif m.complete_failed and m.state in PREPARE:
+                times.append(m.complete_retry_ms)
+            elif m.state in (TxnState.EMPTY, *COMPLETE):
+                times.append(m.last_update_ms + self.id_expiration_ms + 1)
+        return min(times, default=None)
 
     def _expire(self, m: TransactionMetadata, now_ms: int) -> None:
         m.pending = TxnState.DEAD

@@ -55,6 +55,15 @@ class MarkerJob:
             self.in_flight.update(tps)
         return by_leader
 
+    def next_send(self, leader_of: Callable[[TP], int | None]) -> float | None:
+        """When to_send() next has a partition to send (None: nothing until an answer comes
+        or a partition without a leader gets one): the end of the backoff, or at once."""
+        if self.fenced:
+            return None
+        if any(leader_of(tp) != -1 for tp in self.remaining - self.in_flight):
+            return self.retry_at
+        return None
+
     def answered(self, tps: list[TP], codes: dict[TP, ErrorCode], now: float) -> list[TP]:
         """A leader's answer for tps (a partition missing from codes: no answer, retry).
         Returns the partitions marked by it."""
