@@ -5,8 +5,8 @@ consumed, then every process's resident memory (RSS, and PSS: shared pages split
 `idle_s` seconds while nothing happens. With dashboard=True a Dashboard is bound to the
 cluster in this process, as a learner's notebook would have it. What an idle learner still
 costs is the lab profile's protocol traffic (broker heartbeats every 100 ms, the replicas' and
-the metadata's long polls), the group and transaction coordinators' 100 ms ticks, and each
-process's metrics keep-alive; state rows go out on change, and the Dashboard sleeps until the
+the metadata's long polls) and each process's metrics keep-alive (the coordinators wake only
+when a deadline is due); state rows go out on change, and the Dashboard sleeps until the
 collector has news. Rows: one per process, the
 learner's total, and every lab's peak (kernel + cluster) as the labs' own run last measured
 it, if KAFKALAB_LAB_PEAKS names the JSON file that run wrote (labs/conftest.py).
