@@ -6,13 +6,14 @@ catch a broken poll timeout or per-message reconnects, not a benchmark gate.
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import statistics
 import time
 
 import pytest
 import zmq
 
+from kafkalab.process import spawner
 from kafkalab.protocol import build
 from kafkalab.transport.faults import FaultTable
 from kafkalab.transport.loop import EventLoop
@@ -21,10 +22,9 @@ from kafkalab.transport.rpc import RpcClient, RpcServer
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-def serve(port_out, stop) -> None:  # runs in a spawned child process
+def serve(port_file: str) -> None:  # runs in a spawned child process (dies with this one)
     ctx = zmq.Context()
     loop = EventLoop()
-    loop.idle_wake_s = 0.02
     response = build.metadata_response({1: ("127.0.0.1", 1)}, {})
     with RpcServer(ctx, "broker-1", 0, FaultTable()) as server:
 
@@ -33,28 +33,28 @@ def serve(port_out, stop) -> None:  # runs in a spawned child process
                 server.reply(env, response)
 
         loop.add_socket(server.socket, on_readable)
-        loop.call_every(0.02, lambda: stop.is_set() and loop.stop())
-        port_out.send(server.port)
+        with open(port_file + ".tmp", "w") as f:
+            f.write(str(server.port))
+        os.replace(port_file + ".tmp", port_file)  # the port appears whole or not at all
         loop.run_forever()
-    ctx.destroy(linger=0)
 
 
 @pytest.fixture(scope="module")
-def server_port():
-    mp = multiprocessing.get_context("spawn")
-    parent, child = mp.Pipe()
-    stop = mp.Event()
-    proc = mp.Process(target=serve, args=(child, stop), daemon=True)
-    proc.start()
+def server_port(tmp_path_factory):
+    # kafkalab's own spawner, as every lab process: stdlib multiprocessing would leave its
+    # resource-tracker process alive below pytest for the rest of the session.
+    port_file = str(tmp_path_factory.mktemp("perf") / "port")
+    proc = spawner().spawn(serve, "perf-echo", port_file=port_file)
     try:
-        assert parent.poll(30), "echo server did not start"
-        yield parent.recv()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(port_file):
+            assert proc.is_alive() and time.monotonic() < deadline, "echo server did not start"
+            time.sleep(0.01)
+        with open(port_file) as f:
+            yield int(f.read())
     finally:
-        stop.set()
+        proc.kill()
         proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
 
 
 def test_round_trip_latency(server_port: int) -> None:
