@@ -135,7 +135,8 @@ def _uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise MalformedMessageError("request header has a varint longer than 5 bytes")
 
 
-def _put_uvarint(value: int) -> bytes:
+def put_uvarint(value: int) -> bytes:
+    """An unsigned varint, as flexible versions write lengths, counts and tags."""
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -197,10 +198,10 @@ def _encode_request_header(header: RequestHeader) -> bytes:
         raw = header.client_id.encode()
         out += struct.pack(">h", len(raw)) + raw
     if request_header_version(header.api_key, header.api_version) == 2:
-        out += _put_uvarint(len(header.tagged_fields))
+        out += put_uvarint(len(header.tagged_fields))
         for tag in sorted(header.tagged_fields):
             data = header.tagged_fields[tag]
-            out += _put_uvarint(tag) + _put_uvarint(len(data)) + data
+            out += put_uvarint(tag) + put_uvarint(len(data)) + data
     return bytes(out)
 
 

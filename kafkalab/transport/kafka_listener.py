@@ -54,6 +54,7 @@ from kafkalab.protocol.errors import MalformedMessageError, UnsupportedApiError
 from kafkalab.protocol.kafka_framing import (
     encode_response_header,
     parse_request_header,
+    put_uvarint,
     response_header_version,
 )
 from kafkalab.protocol.versions import convertible_versions, request_to, response_to
@@ -143,18 +144,9 @@ FETCH_MAX_VERSION = 12  # the encoder below knows Fetch response v4..v12
 _OWN_CHUNK_BYTES = 1 << 16  # records in memory (sendfile off) this large are a chunk of their own
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _records_prefix(length: int, flexible: bool) -> bytes:
     """Length prefix of a records field: int32, or unsigned varint of length+1 when compact."""
-    return _uvarint(length + 1) if flexible else _SIZE.pack(length)
+    return put_uvarint(length + 1) if flexible else _SIZE.pack(length)
 
 
 def encode_fetch_response(resp: Any, correlation_id: int, version: int | None = None) -> tuple[list[Any], int]:
@@ -176,14 +168,14 @@ def encode_fetch_response(resp: Any, correlation_id: int, version: int | None = 
         out += _I16.pack(int(getattr(resp, "error_code", 0))) + _I32.pack(int(getattr(resp, "session_id", 0)))
 
     def count(n: int) -> bytes:
-        return _uvarint(n + 1) if flexible else _I32.pack(n)
+        return put_uvarint(n + 1) if flexible else _I32.pack(n)
 
     chunks: list[Any] = []
     size = 0
     out += count(len(resp.responses))
     for t in resp.responses:
         name = str(t.topic).encode()
-        out += (_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name
+        out += (put_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name
         out += count(len(t.partitions))
         for p in t.partitions:
             out += _PARTITION_HEAD.pack(int(p.partition_index), int(p.error_code), int(p.high_watermark),
@@ -245,9 +237,9 @@ def _partition_tags(p: Any) -> bytes:
         fields.append((2, _SNAPSHOT.pack(int(s.end_offset), int(s.epoch)) + b"\0"))
     if not fields:
         return b"\0"
-    out = bytearray(_uvarint(len(fields)))
+    out = bytearray(put_uvarint(len(fields)))
     for tag, payload in fields:  # (tag, size, payload) in tag order
-        out += _uvarint(tag) + _uvarint(len(payload)) + payload
+        out += put_uvarint(tag) + put_uvarint(len(payload)) + payload
     return bytes(out)
 
 

@@ -30,6 +30,7 @@ import struct
 
 from kafkalab.protocol.apis import lazy_schema
 from kafkalab.protocol.errors import MalformedMessageError
+from kafkalab.protocol.kafka_framing import put_uvarint
 
 lab = lazy_schema("kio.schema.produce.v9.request")
 lab_response = lazy_schema("kio.schema.produce.v9.response")
@@ -199,18 +200,9 @@ def read_produce_response(body: bytes | memoryview) -> lab_response.ProduceRespo
                              throttle_time=datetime.timedelta(milliseconds=throttle_ms))
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _compact_string(value: str) -> bytes:
     raw = value.encode()
-    return _uvarint(len(raw) + 1) + raw
+    return put_uvarint(len(raw) + 1) + raw
 
 
 def write_produce_request(req: lab.ProduceRequest) -> bytes:
@@ -219,17 +211,17 @@ def write_produce_request(req: lab.ProduceRequest) -> bytes:
     parts: list[bytes | bytearray | memoryview] = [
         _NO_TAGS if txn is None else _compact_string(txn),
         _ACKS_TIMEOUT.pack(req.acks, round(req.timeout.total_seconds() * 1000)),
-        _uvarint(len(req.topic_data) + 1),
+        put_uvarint(len(req.topic_data) + 1),
     ]
     for topic in req.topic_data:
-        parts += (_compact_string(topic.name), _uvarint(len(topic.partition_data) + 1))
+        parts += (_compact_string(topic.name), put_uvarint(len(topic.partition_data) + 1))
         for p in topic.partition_data:
             records = p.records
             parts.append(_INT32.pack(p.index))
             if records is None:
                 parts.append(_NO_TAGS)
             else:
-                parts += (_uvarint(len(records) + 1), records)
+                parts += (put_uvarint(len(records) + 1), records)
             parts.append(_NO_TAGS)
         parts.append(_NO_TAGS)
     parts.append(_NO_TAGS)
