@@ -193,7 +193,9 @@ def test_groups_and_their_offsets_are_deleted_only_when_unused(cluster: Cluster,
     group = f"g-{uuid.uuid4().hex[:6]}"
     consumer = cluster.consumer({"group.id": group, "auto.offset.reset": "earliest"})
     consumer.subscribe([name])
-    wait_until(lambda: consumer.consume(5, timeout=0.5) or consumer.assignment(), 20, "the consumer's assignment")
+    got: list[Any] = []
+    # commit() needs consumed positions: wait for the records, not only the assignment
+    wait_until(lambda: got.extend(consumer.consume(5, timeout=0.5)) or len(got) >= 5, 20, "the consumer's records")
     consumer.commit(asynchronous=False)
     assert kafka_python_admin.delete_groups([group])[group] == NonEmptyGroupError.__name__
     busy = kafka_python_admin.delete_group_offsets(group, [KpTopicPartition(name, 0)])
