@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import ipywidgets as w
 import pandas as pd
-import plotly.graph_objects as go
+
+from .plotly_import import go
 
 FigureData = dict[str, Any]
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import plotly.graph_objects as go
-
 from .base import EVENT_LINE, FIGURE_WIDTH, IN_SYNC, OFFLINE, OUT_OF_SYNC, FigureData, View
+from .plotly_import import go
 from .probe import NODE_HELP, ClusterProbe, leaders_by_broker, node_kind
 from .replicas import STALE_AFTER_S
 
