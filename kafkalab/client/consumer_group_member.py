@@ -161,7 +161,7 @@ class ConsumerGroupMember(Membership):
                 self._lose()
                 self.next_heartbeat = now
             elif code in COORDINATOR_ERRORS:
-                self._coordinator_lost(now)
+                self._coordinator_error(code, now)
             elif code in FATAL_CODES:
                 self._fatal(code, why)
             else:

@@ -199,7 +199,7 @@ class GroupMember(Membership):
             self._fatal(code, "the group refused this consumer's partition.assignment.strategy "
                               "or session.timeout.ms")
         elif code in COORDINATOR_ERRORS:
-            self._coordinator_lost(now)
+            self._coordinator_error(code, now)
         elif code != ErrorCode.rebalance_in_progress:
             self._back_off(now)
 
@@ -238,7 +238,7 @@ class GroupMember(Membership):
             elif code == ErrorCode.fenced_instance_id:
                 self._instance_fenced()
             elif code in COORDINATOR_ERRORS:
-                self._coordinator_lost(now)
+                self._coordinator_error(code, now)
             return
         new = decode_assignment(bytes(resp.assignment))
         self.state = STABLE
@@ -266,5 +266,5 @@ class GroupMember(Membership):
         elif code == ErrorCode.fenced_instance_id:
             self._instance_fenced()
         elif code in COORDINATOR_ERRORS:
-            self._coordinator_lost(now)
+            self._coordinator_error(code, now)
 

@@ -10,8 +10,10 @@ protocols do alike:
 
     no coordinator -> FindCoordinator to any broker; no answer or an error: again after
         retry.backoff.ms (an unsubscribed consumer looks only when commit()/committed() ask)
-    a coordinator error or a lost connection -> forget the coordinator, find it again after
-        retry.backoff.ms; what else the error means is each protocol's rule
+    NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or a lost connection -> forget the coordinator,
+        find it again after retry.backoff.ms; COORDINATOR_LOAD_IN_PROGRESS -> the same coordinator
+        again after retry.backoff.ms (it is the right one, still reading its log: Kafka's
+        AbstractCoordinator); what else an error means is each protocol's rule
     no poll() for max.poll.interval.ms -> leave the group
     a fatal error -> the partitions are lost and the member stops (poll() raises the error)
 
@@ -135,6 +137,14 @@ class Membership:
             return
         self.coordinator = int(c.node_id)
         self.next_heartbeat = now
+
+    def _coordinator_error(self, code: ErrorCode, now: float) -> None:
+        """One of COORDINATOR_ERRORS in an answer from the coordinator."""
+        if code == ErrorCode.coordinator_load_in_progress:
+            self._back_off(now)
+            self.next_heartbeat = self.retry_at  # a failed heartbeat is retried after the backoff
+        else:
+            self._coordinator_lost(now)
 
     def _coordinator_lost(self, now: float) -> None:
         self.coordinator = None

@@ -68,8 +68,10 @@ class ShareMessage(Message):
 class ShareGroupMember:
     """Heartbeats (ShareGroupHeartbeat) for one share-group member. Pure: step(now) out."""
 
-    def __init__(self, group_id: str, member_id: str, heartbeat_s: float = 0.5):
+    def __init__(self, group_id: str, member_id: str, heartbeat_s: float = 0.5,
+                 retry_backoff_s: float = 0.1):
         self.group_id, self.member_id = group_id, member_id
+        self.retry_backoff_s = retry_backoff_s  # retry.backoff.ms
         self.topics: list[str] = []
         self.epoch = 0
         self.assignment: set[tuple[str, int]] = set()  # (topic id, partition)
@@ -103,16 +105,20 @@ class ShareGroupMember:
         if c is not None and c.error_code == ErrorCode.none:
             self.coordinator = int(c.node_id)
         else:
-            self.next_at = now + 0.1
+            self.next_at = now + self.retry_backoff_s
 
     def _on_heartbeat(self, resp: Any, now: float) -> None:
         self.in_flight = False
         if isinstance(resp, Exception):
-            self.coordinator, self.next_at = None, now + 0.1
+            self.coordinator, self.next_at = None, now + self.retry_backoff_s
             return
         code = ErrorCode(resp.error_code)
         if code in COORDINATOR_ERRORS:
-            self.coordinator, self.next_at = None, now + 0.1
+            # A coordinator still loading its log is the right one: ask it again (Kafka's
+            # heartbeat request manager); any other coordinator error means look it up again.
+            if code != ErrorCode.coordinator_load_in_progress:
+                self.coordinator = None
+            self.next_at = now + self.retry_backoff_s
         elif code in (ErrorCode.unknown_member_id, ErrorCode.fenced_member_epoch):
             self.epoch, self.assignment, self.subscription_sent, self.next_at = 0, set(), False, now
         elif code != ErrorCode.none:
@@ -161,7 +167,8 @@ class ShareConsumer:
         self.max_records = int(cfg.get("max.poll.records", 500))
         self.max_wait_ms = int(cfg.get("fetch.max.wait.ms", 500))
         self._ctx = ctx
-        self.member = ShareGroupMember(self.group_id, str(uuid.uuid4()))
+        self.member = ShareGroupMember(self.group_id, str(uuid.uuid4()),
+                                       retry_backoff_s=int(cfg.get("retry.backoff.ms", 100)) / 1000)
         self._io = ShareIo(ctx, int(cfg.get("request.timeout.ms", 30_000)), self.member)
         self._io.start()
         self._io.started_ok.wait()
