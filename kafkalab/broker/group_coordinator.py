@@ -561,8 +561,12 @@ class GroupCoordinator:
                 "assignment": m.assignment}
 
     def _check_member(self, g: Group | None, member_id: str, instance: str | None, generation: int) -> ErrorCode:
-        if g is None or g.state == DEAD:
+        if g is None:
             return ErrorCode.unknown_member_id
+        if g.state == DEAD:
+            # Removed meanwhile (moved to another coordinator, or deleted): Kafka's
+            # GroupMetadataManager tells the member to find its coordinator again.
+            return ErrorCode.coordinator_not_available
         if instance is not None and g.static.get(instance) not in (None, member_id):
             return ErrorCode.fenced_instance_id
         if member_id not in g.members:

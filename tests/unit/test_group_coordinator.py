@@ -127,6 +127,17 @@ def test_errors_unknown_member_illegal_generation_inconsistent_protocol(env):
     assert join(c, 3, protocols=(("roundrobin", b""),))[0]["error_code"] == ErrorCode.inconsistent_group_protocol
 
 
+def test_a_member_of_a_group_marked_dead_is_told_to_find_its_coordinator_again(env):
+    # Kafka's GroupMetadataManager: a Dead group was just removed (moved to another coordinator
+    # or deleted); heartbeat, SyncGroup and OffsetCommit answer COORDINATOR_NOT_AVAILABLE.
+    c, _ = env
+    (r,), a = first_join(c, 0)
+    sync(c, 1, a, 1, {a: b""})
+    c.groups["g"].state = "Dead"
+    assert hb(c, 2, a, 1) == ErrorCode.coordinator_not_available
+    assert sync(c, 2, a, 1)[0]["error_code"] == ErrorCode.coordinator_not_available
+
+
 def test_session_timeout_removes_member_and_rebalances(env):
     c, _ = env
     (r,), a = first_join(c, 0)
