@@ -672,14 +672,29 @@ class GroupCoordinator:
         tps = [(str(t.name), int(p.partition_index), int(p.committed_offset), int(p.committed_leader_epoch),
                 p.committed_metadata) for t in req.topics for p in t.partitions]
         err = self._check_owner(group_id)
-        g = self._group(group_id, create=err == ErrorCode.none)
         generation = int(getattr(req, "generation_id_or_member_epoch", getattr(req, "generation_id", -1)))
         member_id = str(req.member_id or "")
-        if err == ErrorCode.none and (generation >= 0 or member_id):
-            err = self._check_member(g, member_id, getattr(req, "group_instance_id", None), generation)
-            if err == ErrorCode.none and g is not None and g.state == COMPLETING:
+        instance = getattr(req, "group_instance_id", None)
+        # Kafka's OffsetMetadataManager.validateOffsetCommit and ClassicGroup.validateOffsetCommit.
+        g = self._group(group_id) if err == ErrorCode.none else None
+        if err == ErrorCode.none and g is None:
+            if generation >= 0:
+                # A generation for a group that does not exist: OffsetCommit up to v8 answers
+                # ILLEGAL_GENERATION (v9, not served here, GROUP_ID_NOT_FOUND); nothing is created.
+                err = ErrorCode.illegal_generation
+            else:
+                g = self._group(group_id, create=True)  # a simple group: it only stores offsets
+        if err != ErrorCode.none or g is None:
+            pass
+        elif g.state == DEAD:
+            err = ErrorCode.coordinator_not_available
+        elif generation < 0 and g.state == EMPTY:
+            pass  # the admin client, or a consumer without group management: an empty group takes it
+        elif generation >= 0 or member_id or instance is not None:
+            err = self._check_member(g, member_id, instance, generation)
+            if err == ErrorCode.none and g.state == COMPLETING:
                 err = ErrorCode.rebalance_in_progress
-        elif err == ErrorCode.none and g is not None and g.members:
+        else:
             # A simple (assign()-mode) commit may not write over a live group's offsets.
             err = ErrorCode.unknown_member_id
         if err != ErrorCode.none:

@@ -222,6 +222,34 @@ def test_commit_from_a_stale_generation_is_refused(env):
     assert out[0][("t", 0)] == ErrorCode.illegal_generation
 
 
+def commit(c, now, generation, member="", group="g"):
+    out = []
+    c.commit_offsets(oc.OffsetCommitRequest(group_id=group, generation_id_or_member_epoch=generation,
+                                            member_id=member, topics=(oc.OffsetCommitRequestTopic(
+                                                name="t", partitions=(oc.OffsetCommitRequestPartition(
+                                                    partition_index=0, committed_offset=7,
+                                                    committed_metadata=None),)),)), now, out.append)
+    return out[0][("t", 0)]
+
+
+def test_a_generation_for_a_group_that_does_not_exist_is_illegal_and_creates_nothing(env):
+    # Kafka's OffsetMetadataManager: OffsetCommit < v9 answers ILLEGAL_GENERATION; only a commit
+    # without a generation (the admin client, assign() consumers) creates a simple group.
+    c, _ = env
+    assert commit(c, 0, generation=3, member="m-1", group="nobody") == ErrorCode.illegal_generation
+    assert "nobody" not in c.groups
+    assert commit(c, 0, generation=-1, group="simple") == ErrorCode.none
+    assert c.fetch_offsets("simple", [("t", 0)])[1][("t", 0)][0] == 7
+
+
+def test_an_empty_group_takes_a_commit_without_a_generation_whatever_the_member_id(env):
+    c, _ = env
+    assert commit(c, 0, generation=-1, group="g") == ErrorCode.none  # creates the simple group
+    assert commit(c, 1, generation=-1, member="old-member", group="g") == ErrorCode.none
+    (r,), a = first_join(c, 2)
+    assert commit(c, 3, generation=-1, group="g") == ErrorCode.unknown_member_id  # a live group
+
+
 def test_not_coordinator_and_loading():
     state = {"v": "no"}
     c = GroupCoordinator(num_partitions=6, append=lambda *a: None, owns=lambda p: state["v"])
