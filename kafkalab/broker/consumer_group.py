@@ -28,6 +28,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.protocol.kafka_framing import put_uvarint
+
 TP = tuple[str, int]  # (topic id as str, partition)
 Records = list[tuple[bytes, bytes | None]]
 
@@ -104,26 +106,15 @@ def _key(record_type: int, *strings: str) -> bytes:
     return out
 
 
-def _uvarint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
-
-
 def _cstr(s: str | None) -> bytes:
     if s is None:
         return b"\x00"
     b = s.encode()
-    return _uvarint(len(b) + 1) + b
+    return put_uvarint(len(b) + 1) + b
 
 
 def _carray(items: list[bytes]) -> bytes:
-    return _uvarint(len(items) + 1) + b"".join(items)
+    return put_uvarint(len(items) + 1) + b"".join(items)
 
 
 def _topic_partitions(tps: set[TP]) -> bytes:
