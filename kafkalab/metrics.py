@@ -235,18 +235,15 @@ def throughput_from_rows(clients: Iterable[Mapping[str, Any]], brokers: Iterable
     if not steps:
         return []
     columns = THROUGHPUT_COLUMNS[1:]
-    # Compensated (Kahan) sums in this order, as pandas' groupby sum did: the same last digit.
-    sums: dict[int, list[list[float]]] = {}  # bucket -> per column [sum, compensation]
+    sums: dict[int, dict[str, list[float]]] = {}
     for step in steps:
-        bucket = sums.setdefault(int(step["time"] // window_s), [[0.0, 0.0] for _ in columns])
-        for acc, column in zip(bucket, columns, strict=True):
-            y = step.get(column, 0.0) - acc[1]
-            t = acc[0] + y
-            acc[1] = (t - acc[0]) - y
-            acc[0] = t
-    zero = [[0.0, 0.0] for _ in columns]
+        bucket = sums.setdefault(int(step["time"] // window_s), {c: [] for c in columns})
+        for column in columns:
+            bucket[column].append(step.get(column, 0.0))
+    # fsum: correctly rounded whatever the order (pandas' groupby sum differed in the last
+    # digit between its sorted and unsorted paths).
     return [{"time": b * window_s,
-             **{c: acc[0] / window_s for c, acc in zip(columns, sums.get(b, zero), strict=True)}}
+             **{c: (math.fsum(sums[b][c]) if b in sums else 0.0) / window_s for c in columns}}
             for b in range(min(sums), max(sums) + 1)]
 
 
