@@ -9,6 +9,7 @@ read pandas frames from it, or from a `MetricsSnapshot` saved to JSON for static
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -39,7 +40,9 @@ __all__ = [
     "MetricsSnapshot",
     "MetricsSource",
     "NullPublisher",
+    "as_rows",
     "throughput_from_frames",
+    "throughput_from_rows",
 ]
 
 # The columns every named view returns, even when no row of that kind has arrived yet.
@@ -98,7 +101,66 @@ _NOT_NEWS = frozenset({"fetch_requests", "request_latency_ms_p50", "request_late
 
 
 # --------------------------------------------------------------------------------------------
-# Pure derivations over frames (shared by the live collector and saved snapshots)
+# Pure derivations over rows (shared by the live collector and saved snapshots). The views
+# compute on these plain dicts, so a notebook that never asks for a frame never imports
+# pandas; the frame methods are built from the same rows.
+
+
+def _missing(value: Any) -> bool:
+    """None, a float NaN, or pandas' NA/NaT (a frame turned back into rows)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def as_rows(data: Any) -> list[dict[str, Any]]:
+    """Rows as plain dicts from rows or a DataFrame (NaN and NA become None, numpy scalars
+    Python ones), so the views' pure functions take either without importing pandas."""
+    if data is None:
+        return []
+    if hasattr(data, "columns") and hasattr(data, "to_dict"):
+        out = []
+        for row in data.to_dict("records"):
+            clean = {}
+            for k, v in row.items():
+                if hasattr(v, "item") and not isinstance(v, list | dict):
+                    v = v.item()
+                clean[k] = None if _missing(v) else v
+            out.append(clean)
+        return out
+    return [r if isinstance(r, dict) else dict(r) for r in data]
+
+
+def number(value: Any) -> float | None:
+    """A value as a float, None when it is missing or not a number (pandas' to_numeric with
+    errors="coerce")."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return None if isinstance(value, float) and math.isnan(value) else float(value)
+    if isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return None
+        return None if math.isnan(parsed) else parsed
+    return None
+
+
+def _sort_value(value: Any) -> tuple[bool, Any]:
+    """A sort key that puts missing values last, as pandas does."""
+    return (True, 0) if _missing(value) else (False, value)
+
+
+def latest_rows(rows: Iterable[Mapping[str, Any]], keys: list[str] | tuple[str, ...]
+                ) -> list[dict[str, Any]]:
+    """The newest row per key, sorted by key (as `latest_by` on a frame)."""
+    newest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["time"]):
+        newest[tuple(row.get(k) for k in keys)] = dict(row)
+    return [newest[k] for k in sorted(newest, key=lambda key: [_sort_value(v) for v in key])]
 
 
 def _to_frame(rows: Iterable[Mapping[str, Any]], kind: str) -> pd.DataFrame:
@@ -124,65 +186,73 @@ def latest_by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return newest.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _counter_increments(frame: pd.DataFrame, keys: list[str], counters: list[str]) -> pd.DataFrame:
-    """Per-row increments of cumulative counters, per series identified by `keys`.
+def _counter_increments(rows: list[dict[str, Any]], keys: list[str], counters: list[str]
+                        ) -> list[dict[str, float]]:
+    """Per-row increments of cumulative counters, per series identified by `keys`, in time order.
 
     A counter that goes down means its process restarted from zero, so the whole new value
     is the increment. A series' first row only establishes the baseline.
     """
-    frame = frame.sort_values("time", kind="stable")
-    out = pd.DataFrame({"time": frame["time"].astype(float)}, index=frame.index)
-    for counter in counters:
-        values = pd.to_numeric(frame[counter], errors="coerce")
-        previous = values.groupby([frame[k] for k in keys], dropna=False).shift(1)
-        step = values - previous
-        step = step.where(step >= 0, values)  # went down: restarted, counting from zero
-        out[counter] = step.where(previous.notna(), 0.0).fillna(0.0)
+    previous: dict[tuple[Any, ...], dict[str, float | None]] = {}
+    out = []
+    for row in sorted(rows, key=lambda r: float(r["time"])):
+        series = tuple(row.get(k) for k in keys)
+        before = previous.setdefault(series, {})
+        step: dict[str, float] = {"time": float(row["time"])}
+        for counter in counters:
+            value, last = number(row.get(counter)), before.get(counter)
+            if last is None or value is None:
+                step[counter] = 0.0
+            else:
+                step[counter] = value - last if value - last >= 0 else value  # went down: restarted
+            before[counter] = value
+        out.append(step)
     return out
+
+
+def throughput_from_rows(clients: Iterable[Mapping[str, Any]], brokers: Iterable[Mapping[str, Any]],
+                         window_s: float = 1.0) -> list[dict[str, float]]:
+    """Rates per window: records/s and MB/s produced (in) and consumed (out).
+
+    Client counters give the records; brokers' bytes_in/bytes_out (which include replication
+    traffic) are reported alongside. `time` is the window start (epoch seconds); a window in
+    which nothing was reported still happened and shows as zero.
+    """
+    if window_s <= 0:
+        raise ValueError(f"window_s must be positive, got {window_s}")
+    steps: list[dict[str, float]] = []
+    for inc in _counter_increments(
+            list(clients), ["node", "client_type"],
+            ["records_sent", "bytes_sent", "records_received", "bytes_received"]):
+        steps.append({"time": inc["time"], "records_in_per_s": inc["records_sent"],
+                      "mb_in_per_s": inc["bytes_sent"] / 1e6,
+                      "records_out_per_s": inc["records_received"],
+                      "mb_out_per_s": inc["bytes_received"] / 1e6})
+    running = [r for r in brokers if number(r.get("bytes_in")) is not None]
+    for inc in _counter_increments(running, ["broker"], ["bytes_in", "bytes_out"]):
+        steps.append({"time": inc["time"], "broker_mb_in_per_s": inc["bytes_in"] / 1e6,
+                      "broker_mb_out_per_s": inc["bytes_out"] / 1e6})
+    if not steps:
+        return []
+    columns = THROUGHPUT_COLUMNS[1:]
+    sums: dict[int, dict[str, list[float]]] = {}
+    for step in steps:
+        bucket = sums.setdefault(int(step["time"] // window_s), {c: [] for c in columns})
+        for column in columns:
+            bucket[column].append(step.get(column, 0.0))
+    # fsum: correctly rounded whatever the order (pandas' groupby sum differed in the last
+    # digit between its sorted and unsorted paths).
+    return [{"time": b * window_s,
+             **{c: (math.fsum(sums[b][c]) if b in sums else 0.0) / window_s for c in columns}}
+            for b in range(min(sums), max(sums) + 1)]
 
 
 def throughput_from_frames(
     clients: pd.DataFrame, brokers: pd.DataFrame, window_s: float = 1.0
 ) -> pd.DataFrame:
-    """Rates per window: records/s and MB/s produced (in) and consumed (out).
-
-    Client counters give the records; brokers' bytes_in/bytes_out (which include replication
-    traffic) are reported alongside. `time` is the window start (epoch seconds).
-    """
-    if window_s <= 0:
-        raise ValueError(f"window_s must be positive, got {window_s}")
-    parts = []
-    if not clients.empty:
-        inc = _counter_increments(
-            clients, ["node", "client_type"],
-            ["records_sent", "bytes_sent", "records_received", "bytes_received"],
-        )
-        parts.append(pd.DataFrame({
-            "time": inc["time"],
-            "records_in_per_s": inc["records_sent"],
-            "mb_in_per_s": inc["bytes_sent"] / 1e6,
-            "records_out_per_s": inc["records_received"],
-            "mb_out_per_s": inc["bytes_received"] / 1e6,
-        }))
-    if not brokers.empty:
-        running = brokers[pd.to_numeric(brokers["bytes_in"], errors="coerce").notna()]
-        if not running.empty:
-            inc = _counter_increments(running, ["broker"], ["bytes_in", "bytes_out"])
-            parts.append(pd.DataFrame({
-                "time": inc["time"],
-                "broker_mb_in_per_s": inc["bytes_in"] / 1e6,
-                "broker_mb_out_per_s": inc["bytes_out"] / 1e6,
-            }))
-    if not parts:
-        return pd.DataFrame(columns=THROUGHPUT_COLUMNS)
-    steps = pd.concat(parts, ignore_index=True).reindex(columns=THROUGHPUT_COLUMNS).fillna(0.0)
-    bucket = (steps.pop("time") // window_s).astype("int64")
-    sums = steps.groupby(bucket).sum()
-    # Windows in which nothing was reported still happened: they show as zero.
-    sums = sums.reindex(range(int(bucket.min()), int(bucket.max()) + 1), fill_value=0.0)
-    rates = sums / window_s
-    rates.insert(0, "time", rates.index.to_numpy() * window_s)
-    return rates.reset_index(drop=True).reindex(columns=THROUGHPUT_COLUMNS)
+    """`throughput_from_rows` over frames, as a frame (THROUGHPUT_COLUMNS)."""
+    return pd.DataFrame(throughput_from_rows(as_rows(clients), as_rows(brokers), window_s),
+                        columns=THROUGHPUT_COLUMNS)
 
 
 def _int_keys(mapping: Any) -> Any:
@@ -196,7 +266,9 @@ def _int_keys(mapping: Any) -> Any:
 class MetricsSource:
     """The read side shared by the live collector and saved snapshots.
 
-    Subclasses provide `_rows(kind, since)`; every read returns a fresh DataFrame.
+    Subclasses provide `_rows(kind, since)`. `rows(kind)` and the other `*_rows` reads return
+    fresh plain dicts (what the views compute on: no pandas); the frame reads (`replicas()`,
+    `events()`, ...) build a fresh DataFrame from the same rows.
     """
 
     start_time: float = 0.0
@@ -212,14 +284,33 @@ class MetricsSource:
     def kinds(self) -> list[str]:
         raise NotImplementedError
 
+    def rows(self, kind: str, since: float | None = None) -> list[dict[str, Any]]:
+        """Rows of `kind` (since `since`) as plain dicts, oldest first."""
+        rows = self._rows(kind, since)
+        if kind == "controller":
+            for row in rows:
+                row["brokers"] = _int_keys(row.get("brokers"))
+        return rows
+
+    def latest_replica_rows(self) -> list[dict[str, Any]]:
+        """The newest row of every replica as plain dicts, sorted by broker, topic, partition."""
+        return latest_rows(self._rows("replica", None), _REPLICA_KEY)
+
+    def throughput_rows(self, window_s: float = 1.0, since: float | None = None) -> list[dict[str, float]]:
+        """`throughput()` as plain dicts (THROUGHPUT_COLUMNS)."""
+        # Read one row before the window too, so its first increment is not lost.
+        lead_in = None if since is None else since - window_s
+        return throughput_from_rows(self._rows("client", lead_in), self._rows("broker", lead_in),
+                                    window_s)
+
     def frame(self, kind: str, since: float | None = None) -> pd.DataFrame:
-        return _to_frame(self._rows(kind, since), kind)
+        return _to_frame(self.rows(kind, since), kind)
 
     def replicas(self, since: float | None = None) -> pd.DataFrame:
         return self.frame("replica", since)
 
     def latest_replicas(self) -> pd.DataFrame:
-        return latest_by(self.replicas(), list(_REPLICA_KEY))
+        return _to_frame(self.latest_replica_rows(), "replica")
 
     def brokers(self, since: float | None = None) -> pd.DataFrame:
         return self.frame("broker", since)
@@ -240,15 +331,10 @@ class MetricsSource:
         return self.frame("txn", since)
 
     def controller(self, since: float | None = None) -> pd.DataFrame:
-        frame = self.frame("controller", since)
-        if not frame.empty:
-            frame["brokers"] = frame["brokers"].map(_int_keys)
-        return frame
+        return self.frame("controller", since)
 
     def throughput(self, window_s: float = 1.0, since: float | None = None) -> pd.DataFrame:
-        # Read one row before the window too, so its first increment is not lost.
-        lead_in = None if since is None else since - window_s
-        return throughput_from_frames(self.clients(lead_in), self.brokers(lead_in), window_s)
+        return pd.DataFrame(self.throughput_rows(window_s, since), columns=THROUGHPUT_COLUMNS)
 
     def latest_time(self) -> float | None:
         """The newest row time over all kinds (None when empty)."""
@@ -449,17 +535,11 @@ class MetricsCollector(MetricsSource):
             return len(rows) if rows else 0
 
     def latest_replica_rows(self) -> list[dict[str, Any]]:
-        """The newest row of every replica as plain dicts: for checks that need no frame
-        (and so no pandas in a process that never shows one)."""
+        """The newest row of every replica as plain dicts, sorted by broker, topic, partition
+        (kept as rows arrive: no history to scan)."""
         with self._lock:
-            return [dict(r) for r in self._latest_replica.values()]
-
-    def latest_replicas(self) -> pd.DataFrame:
-        with self._lock:
-            rows = list(self._latest_replica.values())
-        frame = _to_frame(rows, "replica")
-        return frame.sort_values(list(_REPLICA_KEY), kind="stable").reset_index(drop=True) \
-            if not frame.empty else frame
+            rows = [dict(r) for r in self._latest_replica.values()]
+        return latest_rows(rows, _REPLICA_KEY)
 
     def wait_for(self, predicate: Callable[[MetricsCollector], bool],
                  timeout: float = 10.0, interval: float = 0.05) -> bool:

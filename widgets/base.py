@@ -2,6 +2,8 @@
 
 A view's pure function returns `FigureData`: {"data": [trace dicts], "layout": {...}}, plain
 Python values only, so tests compare numbers and colours without a kernel or a browser.
+Views compute on the metrics' rows (plain dicts; a pure function also takes a DataFrame), so
+a Dashboard never imports pandas.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections import deque
 from typing import Any, Protocol
 
 import ipywidgets as w
-import pandas as pd
 
+from kafkalab.metrics import as_rows
+
+from . import plotly_numpy  # noqa: F401  (before plotly's widget classes: no numpy)
 from .plotly_import import go
 
 FigureData = dict[str, Any]
@@ -39,18 +43,15 @@ LIVE_CLASS = "kafkalab-chart-live"  # on a view's box while its browser model he
 
 
 class Source(Protocol):
-    """A MetricsCollector or MetricsSnapshot (kafkalab.metrics); views only read it."""
+    """A MetricsCollector or MetricsSnapshot (kafkalab.metrics); views only read its rows."""
 
     start_time: float
 
     def now(self) -> float: ...
-    def latest_replicas(self) -> pd.DataFrame: ...
-    def replicas(self, since: float | None = None) -> pd.DataFrame: ...
-    def events(self, since: float | None = None) -> pd.DataFrame: ...
-    def groups(self, since: float | None = None) -> pd.DataFrame: ...
-    def lag(self, since: float | None = None) -> pd.DataFrame: ...
-    def transactions(self, since: float | None = None) -> pd.DataFrame: ...
-    def throughput(self, window_s: float = 1.0, since: float | None = None) -> pd.DataFrame: ...
+    def rows(self, kind: str, since: float | None = None) -> list[dict[str, Any]]: ...
+    def latest_replica_rows(self) -> list[dict[str, Any]]: ...
+    def throughput_rows(self, window_s: float = 1.0, since: float | None = None
+                        ) -> list[dict[str, float]]: ...
 
 
 def plain(values: Any) -> list[Any]:
@@ -101,22 +102,30 @@ def empty_note(text: str) -> dict[str, Any]:
             "showarrow": False, "font": {"color": EVENT_LINE}}
 
 
-def pick_topic(frame: pd.DataFrame, topic: str | None) -> str | None:
+def is_true(value: Any) -> bool:
+    """A flag of a row: missing is False."""
+    return bool(value) if value is not None else False
+
+
+def pick_topic(rows: Any, topic: str | None) -> str | None:
     """The topic asked for, or the first one the data knows when none was."""
     if topic is not None:
         return topic
-    if frame.empty:
-        return None
-    return str(sorted(frame["topic"].dropna().unique())[0]) if frame["topic"].notna().any() else None
+    topics = {r.get("topic") for r in as_rows(rows)} - {None}
+    return str(sorted(topics)[0]) if topics else None
 
 
-def current_leaders(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows of replicas that lead with the newest epoch; a deposed zombie leader is dropped."""
-    leaders = frame[frame["is_leader"].fillna(False).astype(bool)]
-    if leaders.empty:
-        return leaders
-    newest = leaders.sort_values(["leader_epoch", "time"], kind="stable")
-    return newest.drop_duplicates(["topic", "partition"], keep="last")
+def _epoch_order(value: Any) -> tuple[bool, Any]:
+    return (True, 0) if value is None else (False, value)  # missing last, as pandas sorts
+
+
+def current_leaders(rows: Any) -> list[dict[str, Any]]:
+    """Rows of replicas that lead with the newest epoch; a deposed zombie leader is dropped.
+    In order of (leader_epoch, time), one per topic and partition."""
+    leaders = sorted((r for r in as_rows(rows) if is_true(r.get("is_leader"))),
+                     key=lambda r: (_epoch_order(r.get("leader_epoch")), r["time"]))
+    last = {(r.get("topic"), r.get("partition")): i for i, r in enumerate(leaders)}
+    return [leaders[i] for i in sorted(last.values())]
 
 
 def apply_figure(fig: go.FigureWidget, data: FigureData) -> None:
@@ -225,11 +234,10 @@ class EchoWatch:
 
 class SharedReads:
     """A metrics source whose reads are shared within one refresh: five views asking for the
-    latest replicas build one frame, and every view sees the same `now`. `clear()` starts
+    latest replicas decode them once, and every view sees the same `now`. `clear()` starts
     the next refresh."""
 
-    SHARED = frozenset({"now", "latest_replicas", "replicas", "events", "groups", "lag",
-                        "transactions", "throughput", "brokers", "clients"})
+    SHARED = frozenset({"now", "rows", "latest_replica_rows", "throughput_rows"})
 
     def __init__(self, source: Any) -> None:
         self.source = source
@@ -248,8 +256,8 @@ class SharedReads:
             if key not in self._memo:
                 self._memo[key] = attr(*args, **kwargs)
             value = self._memo[key]
-            # A shallow copy: a view that adds a column does not change what the next sees.
-            return value.copy(deep=False) if isinstance(value, pd.DataFrame) else value
+            # A new list: a view that filters or sorts it does not change what the next sees.
+            return list(value) if isinstance(value, list) else value
         return read
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as w
-import pandas as pd
+
+from kafkalab.metrics import as_rows
 
 from .base import IN_SYNC, OFFLINE, OUT_OF_SYNC, current_leaders
 from .probe import ClusterProbe, node_label
@@ -45,29 +46,28 @@ class TileState:
     color: str
 
 
-def broker_tile_states(broker_ids: list[int], cluster_frame: pd.DataFrame | None,
-                       latest: pd.DataFrame, events: pd.DataFrame,
+def broker_tile_states(broker_ids: list[int], cluster_rows: Any, latest: Any, events: Any,
                        now: float | None = None) -> dict[int, TileState]:
     """Each broker's state and label: "up · leader of 3 partitions", "killed", "paused" ...
 
-    The cluster's own description wins; the latest fault event fills in for a broker it
-    does not describe. Only fresh reports from a running broker count towards leadership.
+    The cluster's own description (its describe_cluster rows, or frame) wins; the latest
+    fault event fills in for a broker it does not describe. Only fresh reports from a
+    running broker count towards leadership.
     """
     states: dict[int, str] = {}
-    if not events.empty and "broker" in events:
-        faults = events[events["event"].isin(list(EVENT_STATES)) & events["broker"].notna()]
-        for _, event in faults.sort_values("time", kind="stable").iterrows():
-            states[int(event["broker"])] = EVENT_STATES[event["event"]]
-    if cluster_frame is not None and not cluster_frame.empty:
-        for broker, state in zip(cluster_frame["broker"], cluster_frame["state"], strict=True):
-            states[int(broker)] = str(state)
-    leaders = current_leaders(latest) if not latest.empty else latest
-    if not leaders.empty and now is not None:
-        leaders = leaders[now - leaders["time"] <= STALE_AFTER_S]
+    faults = [e for e in as_rows(events)
+              if e.get("event") in EVENT_STATES and e.get("broker") is not None]
+    for event in sorted(faults, key=lambda e: e["time"]):
+        states[int(event["broker"])] = EVENT_STATES[event["event"]]
+    for row in as_rows(cluster_rows):
+        states[int(row["broker"])] = str(row["state"])
+    leaders = current_leaders(latest)
+    if now is not None:
+        leaders = [r for r in leaders if now - r["time"] <= STALE_AFTER_S]
     tiles = {}
     for broker in broker_ids:
         state = states.get(broker, "running")
-        count = int((leaders["broker"] == broker).sum()) if not leaders.empty else 0
+        count = sum(1 for r in leaders if r["broker"] == broker)
         if state != "running":
             count = 0
         if state == "running":
@@ -127,12 +127,10 @@ class BrokerControls:
 
     def tile_states(self) -> dict[int, TileState]:
         source = self.source
-        empty = pd.DataFrame(columns=["time", "broker", "event", "topic", "partition",
-                                      "is_leader", "leader_epoch"])
         return broker_tile_states(
-            self.broker_ids, self.probe.read()["cluster_frame"],
-            source.latest_replicas() if source is not None else empty,
-            source.events() if source is not None else empty,
+            self.broker_ids, self.probe.read()["cluster_rows"],
+            source.latest_replica_rows() if source is not None else [],
+            source.rows("event") if source is not None else [],
             source.now() if source is not None else None)
 
     def refresh(self) -> None:

@@ -306,20 +306,19 @@ class Dashboard:
         every replica's newest report without its time, and which reports are older than
         STALE_AFTER_S (the views' staleness rule). None when the source cannot say (a saved
         snapshot): then they are redrawn every time."""
-        read = getattr(self.source.source, "latest_replica_rows", None)
-        if read is None:
-            return None
+        if not hasattr(self.source.source, "add_listener"):
+            return None  # a saved snapshot
         state = self.probe.read()
-        rows, now = read(), self.source.now()
+        rows, now = self.source.latest_replica_rows(), self.source.now()
         replicas = sorted(repr(sorted((k, v) for k, v in row.items() if k not in _VOLATILE))
                           for row in rows)
         silent = sorted((str(row.get("topic")), row.get("partition", -1), row.get("broker", -1))
                         for row in rows if now - row["time"] > STALE_AFTER_S)
-        return (repr({k: v for k, v in state.items() if k != "cluster_frame"}), replicas, silent,
+        return (repr({k: v for k, v in state.items() if k != "cluster_rows"}), replicas, silent,
                 self._action, self.actions_done)
 
     def _tell_story(self) -> None:
-        moment = observe(self.probe.read(), self.source.latest_replicas(), self.source.groups(),
+        moment = observe(self.probe.read(), self.source.latest_replica_rows(), self.source.rows("group"),
                          self.story.moment)
         now = time.time()
         new = self.story.update(moment, now)

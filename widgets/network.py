@@ -223,7 +223,7 @@ def network_figure(cluster: Any, stale_after_s: float = STALE_AFTER_S) -> go.Fig
     state = probe.read()
     metrics = getattr(cluster, "metrics", None)
     leads = ({} if metrics is None or state["closed"] else leaders_by_broker(
-        metrics.latest_replicas(), metrics.now(), stale_after_s, state["brokers"]))
+        metrics.latest_replica_rows(), metrics.now(), stale_after_s, state["brokers"]))
     data = network_figure_data(state, leads)
     return go.Figure(data=data["data"], layout={"width": FIGURE_WIDTH, **data["layout"]})
 
@@ -246,7 +246,7 @@ class NetworkView(View):
         leads: dict[int, list[str]] = {}
         metrics = self.source
         if metrics is not None and not state["closed"]:
-            leads = leaders_by_broker(metrics.latest_replicas(), metrics.now(),
+            leads = leaders_by_broker(metrics.latest_replica_rows(), metrics.now(),
                                       self.stale_after_s, state["brokers"])
         return network_figure_data(state, leads)
 

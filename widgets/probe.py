@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pandas as pd
+from kafkalab.metrics import as_rows
 
 # The cluster's process states in the words the views use.
 PROCESS_STATES = {"running": "up", "crashed": "killed", "killed": "killed", "paused": "paused",
@@ -61,7 +61,8 @@ class ClusterProbe:
 
     closed, brokers {id: "up"|"killed"|"paused"|"stopped"|"fenced"}, controllers
     {name: state}, active_controller (node name or None), nodes [names], node_details
-    {name: "Producer"...}, links (FaultTable.links()), faults_version.
+    {name: "Producer"...}, links (FaultTable.links()), faults_version, cluster_rows (the
+    cluster's describe_cluster rows as dicts, None when closed).
     """
 
     def __init__(self, cluster: Any, max_age_s: float = 0.2) -> None:
@@ -82,15 +83,15 @@ class ClusterProbe:
         if getattr(cluster, "closed", False):
             return {"closed": True, "brokers": {}, "controllers": {}, "active_controller": None,
                     "nodes": [], "node_details": {}, "links": [], "faults_version": None,
-                    "cluster_frame": None}
-        frame = cluster.describe_cluster()
+                    "cluster_rows": None}
+        describe_rows = getattr(cluster, "describe_cluster_rows", None)
+        rows = describe_rows() if describe_rows is not None else as_rows(cluster.describe_cluster())
         brokers: dict[int, str] = {}
-        if frame is not None and not frame.empty:
-            for row in frame.itertuples():
-                state = PROCESS_STATES.get(str(row.state), str(row.state))
-                if state == "up" and bool(getattr(row, "fenced", False)):
-                    state = "fenced"
-                brokers[int(row.broker)] = state
+        for row in rows:
+            state = PROCESS_STATES.get(str(row["state"]), str(row["state"]))
+            if state == "up" and bool(row.get("fenced") or False):
+                state = "fenced"
+            brokers[int(row["broker"])] = state
         controllers: dict[str, str] = {}
         active = None
         if getattr(cluster, "quorum", False):
@@ -108,23 +109,20 @@ class ClusterProbe:
                 "active_controller": active, "nodes": nodes,
                 "node_details": dict(getattr(cluster, "node_details", {}) or {}),
                 "links": faults.links() if faults is not None else [],
-                "faults_version": getattr(faults, "version", None), "cluster_frame": frame}
+                "faults_version": getattr(faults, "version", None), "cluster_rows": rows}
 
 
-def leaders_by_broker(latest: pd.DataFrame, now: float, stale_after_s: float,
+def leaders_by_broker(latest: Any, now: float, stale_after_s: float,
                       brokers: dict[int, str] | None = None) -> dict[int, list[str]]:
     """{broker: ["orders-0", ...]}: partitions each live broker leads (fresh reports only)."""
     from .base import current_leaders
-    if latest.empty:
-        return {}
-    leaders = current_leaders(latest)
-    leaders = leaders[now - leaders["time"] <= stale_after_s]
+    leaders = [r for r in current_leaders(latest) if now - r["time"] <= stale_after_s]
     out: dict[int, list[str]] = {}
-    for row in leaders.sort_values(["topic", "partition"], kind="stable").itertuples():
-        broker = int(row.broker)
+    for row in sorted(leaders, key=lambda r: (r["topic"], r["partition"])):
+        broker = int(row["broker"])
         if brokers is not None and brokers.get(broker, "up") not in ("up", "fenced"):
             continue
-        if str(row.topic).startswith("__"):
+        if str(row["topic"]).startswith("__"):
             continue
-        out.setdefault(broker, []).append(f"{row.topic}-{int(row.partition)}")
+        out.setdefault(broker, []).append(f"{row['topic']}-{int(row['partition'])}")
     return out

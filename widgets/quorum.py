@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import Any
+
+from kafkalab.metrics import as_rows, latest_rows
 
 from .base import (
     HIGH_WATERMARK,
@@ -23,24 +25,23 @@ LEADER_COLOR = "#1f77b4"
 STALE_S = 2.0
 
 
-def quorum_figure_data(frame: pd.DataFrame, now: float | None = None, stale_s: float = STALE_S) -> FigureData:
+def quorum_figure_data(rows: Any, now: float | None = None, stale_s: float = STALE_S) -> FigureData:
     """Bars: each controller's log end offset, coloured by Raft role (blue: the leader, green:
     a follower, orange: electing, grey: silent); red diamonds: the high watermark each one
     knows. The title names the epoch and the active controller."""
     layout = base_layout("Controller quorum (__cluster_metadata)", yaxis={"title": {"text": "offset"}})
-    if frame.empty:
+    rows = as_rows(rows)
+    if not rows:
         layout["annotations"] = [empty_note("no controller quorum has reported (controllers=3)")]
         return {"data": [], "layout": layout}
-    newest = frame.sort_values("time", kind="stable").drop_duplicates("controller_id", keep="last")
-    newest = newest.sort_values("controller_id", kind="stable")
     names, leos, hws, colors, texts, outlines = [], [], [], [], [], []
     active: tuple[int, str] | None = None
-    for row in newest.itertuples():
-        role = str(row.role)
-        silent = now is not None and now - float(row.time) > stale_s
-        names.append(str(row.node))  # "controller" for a single controller (a quorum of one)
-        leos.append(int(row.log_end_offset))
-        hws.append(int(row.high_watermark))
+    for row in latest_rows(rows, ["controller_id"]):
+        role = str(row.get("role"))
+        silent = now is not None and now - float(row["time"]) > stale_s
+        names.append(str(row.get("node")))  # "controller" for a single controller (a quorum of one)
+        leos.append(int(row["log_end_offset"]))
+        hws.append(int(row["high_watermark"]))
         if silent:
             colors.append(OFFLINE)
         elif role == "leader":
@@ -49,12 +50,13 @@ def quorum_figure_data(frame: pd.DataFrame, now: float | None = None, stale_s: f
             colors.append(IN_SYNC)
         else:
             colors.append(OUT_OF_SYNC)
-        is_active = bool(row.active) and not silent
+        is_active = bool(row.get("active")) and not silent
         outlines.append(3 if is_active else 0)
-        texts.append(f"{role}, epoch {int(row.epoch)}" + (" (active)" if is_active else "")
+        epoch = int(row["epoch"])
+        texts.append(f"{role}, epoch {epoch}" + (" (active)" if is_active else "")
                      + (" (silent)" if silent else ""))
-        if is_active and (active is None or int(row.epoch) > active[0]):
-            active = (int(row.epoch), str(row.node))
+        if is_active and (active is None or epoch > active[0]):
+            active = (epoch, str(row.get("node")))
     title = (f"Controller quorum: epoch {active[0]}, active {active[1]}" if active
              else "Controller quorum: no active controller")
     layout["title"] = {"text": title}
@@ -74,5 +76,4 @@ class QuorumView(View):
         super().__init__(source)
 
     def figure_data(self) -> FigureData:
-        frame = self.source.frame("quorum")  # type: ignore[attr-defined]
-        return quorum_figure_data(frame, self.source.now(), self.stale_s)
+        return quorum_figure_data(self.source.rows("quorum"), self.source.now(), self.stale_s)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import Any
+
+from kafkalab.metrics import as_rows
 
 from .base import (
     TIME_AXIS_TITLE,
@@ -28,7 +30,7 @@ THROUGHPUT_TRACES = [
 ]
 
 
-def throughput_figure_data(rates: pd.DataFrame, start_time: float, window_s: float = 1.0,
+def throughput_figure_data(rates: Any, start_time: float, window_s: float = 1.0,
                            now: float | None = None) -> FigureData:
     """Records/s (top) and MB/s (bottom), in and out, per window.
 
@@ -44,40 +46,47 @@ def throughput_figure_data(rates: pd.DataFrame, start_time: float, window_s: flo
         legend={"orientation": "h", "x": -0.1, "y": -0.3, "yanchor": "top", "entrywidth": 0.5,
                 "entrywidthmode": "fraction", "font": {"size": 10}},
     )
-    if now is not None and not rates.empty:
-        rates = rates[rates["time"] + window_s <= now]
-    if rates.empty:
+    rates = as_rows(rates)
+    if now is not None:
+        rates = [r for r in rates if r["time"] + window_s <= now]
+    if not rates:
         layout["annotations"] = [empty_note("no client or broker counters yet")]
-    x = plain(rates["time"] - start_time) if not rates.empty else []
+    x = plain(r["time"] - start_time for r in rates)
     traces = []
     for column, name, axis, color, dash in THROUGHPUT_TRACES:
         traces.append({
             "type": "scatter", "mode": "lines", "name": name,
-            "x": x, "y": plain(rates[column]) if not rates.empty else [],
+            "x": x, "y": plain(r.get(column) for r in rates),
             "xaxis": "x" if axis == "y" else "x2", "yaxis": axis,
             "line": {"color": color, "dash": dash, "shape": "hv"},
         })
     return {"data": traces, "layout": layout}
 
 
-def lag_figure_data(lag: pd.DataFrame, start_time: float, group: str | None = None) -> FigureData:
+def lag_figure_data(lag: Any, start_time: float, group: str | None = None) -> FigureData:
     """A line per (group,) topic and partition: log end offset minus committed offset."""
     title = f"Consumer lag of group {group!r}" if group else "Consumer lag"
     layout = base_layout(title, xaxis={"title": {"text": TIME_AXIS_TITLE}},
                          yaxis={"title": {"text": "records behind"}, "rangemode": "tozero"})
+    lag = as_rows(lag)
     if group is not None:
-        lag = lag[lag["group"] == group]
-    if lag.empty:
+        lag = [r for r in lag if r.get("group") == group]
+    if not lag:
         layout["annotations"] = [empty_note("no committed offsets yet")]
         return {"data": [], "layout": layout}
-    several_groups = lag["group"].nunique() > 1
+    several_groups = len({r.get("group") for r in lag} - {None}) > 1
+    lines: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for row in sorted(lag, key=lambda r: r["time"]):
+        key = (row.get("group"), row.get("topic"), row.get("partition"))
+        if None not in key:  # as pandas' groupby, which leaves out a missing key
+            lines.setdefault(key, []).append(row)
     traces = []
-    lag = lag.sort_values("time", kind="stable")
-    for (g, topic, partition), rows in lag.groupby(["group", "topic", "partition"], sort=True):
+    for (g, topic, partition) in sorted(lines):
+        rows = lines[(g, topic, partition)]
         name = f"{topic}-{partition}"
         traces.append({
             "type": "scatter", "mode": "lines", "name": f"{g}: {name}" if several_groups else name,
-            "x": plain(rows["time"] - start_time), "y": plain(rows["lag"]),
+            "x": plain(r["time"] - start_time for r in rows), "y": plain(r.get("lag") for r in rows),
         })
     return {"data": traces, "layout": layout}
 
@@ -91,7 +100,7 @@ class ThroughputView(View):
 
     def figure_data(self) -> FigureData:
         now = self.source.now()
-        rates = self.source.throughput(self.rate_window_s, since=self.since(now))
+        rates = self.source.throughput_rows(self.rate_window_s, since=self.since(now))
         return throughput_figure_data(rates, self.source.start_time, self.rate_window_s, now)
 
 
@@ -103,5 +112,5 @@ class LagView(View):
         super().__init__(source, window_s)
 
     def figure_data(self) -> FigureData:
-        lag = self.source.lag(since=self.since(self.source.now()))
+        lag = self.source.rows("lag", since=self.since(self.source.now()))
         return lag_figure_data(lag, self.source.start_time, self.group)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
+from kafkalab.metrics import as_rows
 
 from .base import (
     HIGH_WATERMARK,
@@ -19,6 +19,7 @@ from .base import (
     base_layout,
     current_leaders,
     empty_note,
+    is_true,
     pick_topic,
     plain,
 )
@@ -31,33 +32,35 @@ STALE_AFTER_S = 3.0  # processes report several times a second; 3 s of silence m
 SERVING = frozenset({"up", "fenced", "running"})
 
 
-def classify_replicas(latest: pd.DataFrame, topic: str, now: float | None = None,
+CLASSIFIED_COLUMNS = ["partition", "broker", "log_end_offset", "high_watermark", "log_start_offset",
+                      "segments", "size_bytes", "status", "is_leader", "partition_hw", "lag_offsets",
+                      "partition_isr"]
+
+
+def classify_replicas(latest: Any, topic: str, now: float | None = None,
                       stale_after_s: float = STALE_AFTER_S,
-                      broker_states: dict[int, str] | None = None) -> pd.DataFrame:
-    """One row per replica of `topic` with its status, whether it leads, and the partition HW.
+                      broker_states: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """One row (a dict of CLASSIFIED_COLUMNS) per replica of `topic`, by partition and broker,
+    with its status, whether it leads, and the partition HW.
 
     The ISR is the one the current leader (newest epoch) reports; a replica that has not
     reported for `stale_after_s` is offline whatever it last said, and so is one on a broker
     the cluster knows it killed, paused or stopped (`broker_states`), at once, as its tile.
     """
     broker_states = broker_states or {}
-    rows = latest[latest["topic"] == topic].sort_values(["partition", "broker"], kind="stable")
-    columns = ["partition", "broker", "log_end_offset", "high_watermark", "log_start_offset",
-               "segments", "size_bytes", "status", "is_leader", "partition_hw", "lag_offsets",
-               "partition_isr"]
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
+    rows = sorted((r for r in as_rows(latest) if r.get("topic") == topic),
+                  key=lambda r: (r["partition"], r["broker"]))
+    if not rows:
+        return []
     if now is None:
-        now = float(rows["time"].max())
-    leaders = current_leaders(rows)
-    # A boolean Series, not a list: an empty list would select no *columns* when no leader reports.
-    leaders = leaders[leaders["broker"].map(lambda b: broker_states.get(int(b), "up") in SERVING).astype(bool)]
-    leaders = leaders.set_index("partition")
+        now = float(max(r["time"] for r in rows))
+    leaders = {r["partition"]: r for r in current_leaders(rows)
+               if broker_states.get(int(r["broker"]), "up") in SERVING}
     out = []
-    for _, row in rows.iterrows():
+    for row in rows:
         partition = row["partition"]
-        leader = leaders.loc[partition] if partition in leaders.index else None
-        isr_list = list(leader["isr"] if leader is not None else row["isr"] or [])
+        leader = leaders.get(partition)
+        isr_list = list(leader["isr"] if leader is not None else row.get("isr") or [])
         isr = set(isr_list)
         if (now - row["time"] > stale_after_s
                 or broker_states.get(int(row["broker"]), "up") not in SERVING):
@@ -65,26 +68,33 @@ def classify_replicas(latest: pd.DataFrame, topic: str, now: float | None = None
         else:
             status = "in-sync" if row["broker"] in isr else "out-of-sync"
         leads = leader is not None and leader["broker"] == row["broker"] and status != "offline"
-        hw = leader["high_watermark"] if leader is not None else rows.loc[
-            rows["partition"] == partition, "high_watermark"].max()
-        out.append({**{c: row.get(c) for c in columns if c in row}, "status": status,
+        if leader is not None:
+            hw = leader.get("high_watermark")
+        else:
+            marks = [r.get("high_watermark") for r in rows if r["partition"] == partition]
+            hw = max((m for m in marks if m is not None), default=None)
+        out.append({**{c: row.get(c) for c in CLASSIFIED_COLUMNS}, "status": status,
                     "is_leader": leads, "partition_hw": hw, "partition_isr": isr_list})
-    return pd.DataFrame(out, columns=columns)
+    return out
 
 
 PARTITION_OFFLINE = "#d62728"
 
 
-def partition_summary(classified: pd.DataFrame) -> list[dict[str, object]]:
+def partition_summary(classified: list[dict[str, Any]]) -> list[dict[str, object]]:
     """Per partition: leader (None if none), ISR, how many replicas, and a verdict:
     "OFFLINE" (no live replica in the ISR), "under-replicated" (ISR smaller than the
     replicas) or "ok"."""
+    by_partition: dict[Any, list[dict[str, Any]]] = {}
+    for row in classified:
+        by_partition.setdefault(row["partition"], []).append(row)
     out = []
-    for partition, rows in classified.groupby("partition", sort=True):
-        leaders = rows[rows["is_leader"].astype(bool)]
-        leader = int(leaders["broker"].iloc[0]) if not leaders.empty else None
-        isr = [int(b) for b in rows["partition_isr"].iloc[0]]
-        live = set(rows.loc[rows["status"] != "offline", "broker"].astype(int))
+    for partition in sorted(by_partition):
+        rows = by_partition[partition]
+        leaders = [r for r in rows if is_true(r["is_leader"])]
+        leader = int(leaders[0]["broker"]) if leaders else None
+        isr = [int(b) for b in rows[0]["partition_isr"]]
+        live = {int(r["broker"]) for r in rows if r["status"] != "offline"}
         if leader is None and not live & set(isr):
             verdict = "OFFLINE"
         elif leader is not None and len(isr) < len(rows):
@@ -96,7 +106,7 @@ def partition_summary(classified: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
-def _summary_annotations(classified: pd.DataFrame) -> list[dict[str, object]]:
+def _summary_annotations(classified: list[dict[str, Any]]) -> list[dict[str, object]]:
     """A label over each partition's group of bars: its leader and ISR, OFFLINE in red,
     under-replicated in orange. Bars sit one per category, so a partition's centre is the
     mean of its categories' positions on the paper."""
@@ -120,23 +130,26 @@ def _summary_annotations(classified: pd.DataFrame) -> list[dict[str, object]]:
     return notes
 
 
-def _replica_axis(classified: pd.DataFrame) -> list[list[str]]:
+def _replica_axis(classified: list[dict[str, Any]]) -> list[list[str]]:
     """Two-level categories: partition, then broker id (short, so labels never turn sideways)."""
-    return [[f"P{p}" for p in classified["partition"]],
-            [str(b) for b in classified["broker"]]]
+    return [[f"P{r['partition']}" for r in classified], [str(r["broker"]) for r in classified]]
 
 
-def _replica_names(classified: pd.DataFrame) -> list[str]:
-    return [f"P{p}, broker {b}" for p, b in zip(classified["partition"], classified["broker"],
-                                                strict=True)]
+def _replica_names(classified: list[dict[str, Any]]) -> list[str]:
+    return [f"P{r['partition']}, broker {r['broker']}" for r in classified]
 
 
-def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | None = None,
+def _column(rows: list[dict[str, Any]], name: str) -> list[Any]:
+    return plain(r.get(name) for r in rows)
+
+
+def replica_figure_data(latest: Any, topic: str | None, now: float | None = None,
                         stale_after_s: float = STALE_AFTER_S,
                         broker_states: dict[int, str] | None = None) -> FigureData:
     """Bars: each replica's LEO, coloured by ISR status, the leader outlined and labelled;
     markers: the partition's high watermark (what consumers may read up to) on each bar;
     over each partition, its leader and ISR (OFFLINE in red, a shrunk ISR in orange)."""
+    latest = as_rows(latest)
     topic = pick_topic(latest, topic)
     title = f"Replicas of {topic!r}: log end offset, high watermark (red)"
     layout = base_layout(title, barmode="group", yaxis={"title": {"text": "offset"}},
@@ -145,24 +158,24 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
     layout["title"] = {"text": title, "x": 0.01, "y": 0.98, "font": {"size": 14}}
     classified = (classify_replicas(latest, topic, now, stale_after_s, broker_states)
                   if topic else None)
-    if classified is None or classified.empty:
+    if not classified:
         layout["annotations"] = [empty_note("no replica has reported yet")]
         return {"data": [], "layout": layout}
     x = _replica_axis(classified)
-    leader = classified["is_leader"].tolist()
+    leader = [r["is_leader"] for r in classified]
     bars = {
         "type": "bar",
         "name": "log end offset",
         "x": x,
-        "y": plain(classified["log_end_offset"]),
+        "y": _column(classified, "log_end_offset"),
         "marker": {
-            "color": [STATUS_COLORS[s] for s in classified["status"]],
+            "color": [STATUS_COLORS[r["status"]] for r in classified],
             "line": {"color": LEADER_OUTLINE, "width": [3 if lead else 0 for lead in leader]},
         },
         "text": ["leader" if lead else "" for lead in leader],
         "textposition": "outside",
         "customdata": [[name, status] for name, status in zip(
-            _replica_names(classified), plain(classified["status"]), strict=True)],
+            _replica_names(classified), _column(classified, "status"), strict=True)],
         "hovertemplate": "%{customdata[0]}<br>LEO %{y}<br>%{customdata[1]}<extra></extra>",
         "showlegend": False,
     }
@@ -171,7 +184,7 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
         "name": "high watermark",
         "mode": "markers",
         "x": x,
-        "y": plain(classified["partition_hw"]),
+        "y": _column(classified, "partition_hw"),
         "marker": {"symbol": "line-ew", "size": 36,
                    "line": {"width": 3, "color": HIGH_WATERMARK}},
         "customdata": _replica_names(classified),
@@ -187,31 +200,32 @@ def replica_figure_data(latest: pd.DataFrame, topic: str | None, now: float | No
     return {"data": [bars, hw], "layout": layout}
 
 
-def segment_figure_data(latest: pd.DataFrame, topic: str | None, now: float | None = None,
+def segment_figure_data(latest: Any, topic: str | None, now: float | None = None,
                         stale_after_s: float = STALE_AFTER_S,
                         broker_states: dict[int, str] | None = None) -> FigureData:
     """Bars: bytes on disk per replica, labelled with the number of segment files."""
+    latest = as_rows(latest)
     topic = pick_topic(latest, topic)
     layout = base_layout(f"Segments of {topic!r} on disk", barmode="group",
                          yaxis={"title": {"text": "bytes"}},
                          xaxis={"title": {"text": "partition / replica"}})
     classified = (classify_replicas(latest, topic, now, stale_after_s, broker_states)
                   if topic else None)
-    if classified is None or classified.empty:
+    if not classified:
         layout["annotations"] = [empty_note("no replica has reported yet")]
         return {"data": [], "layout": layout}
-    segments = plain(classified["segments"])
+    segments = _column(classified, "segments")
     bars = {
         "type": "bar",
         "name": "size on disk",
         "x": _replica_axis(classified),
-        "y": plain(classified["size_bytes"]),
-        "marker": {"color": [STATUS_COLORS[s] for s in classified["status"]]},
+        "y": _column(classified, "size_bytes"),
+        "marker": {"color": [STATUS_COLORS[r["status"]] for r in classified]},
         "text": [f"{n} segment{'s' if n != 1 else ''}" if n is not None else ""
                  for n in segments],
         "textposition": "outside",
         "customdata": [[s, lso, name] for s, lso, name in zip(
-            segments, plain(classified["log_start_offset"]), _replica_names(classified),
+            segments, _column(classified, "log_start_offset"), _replica_names(classified),
             strict=True)],
         "hovertemplate": ("%{customdata[2]}<br>%{y} bytes in %{customdata[0]} segments"
                           "<br>log start offset %{customdata[1]}<extra></extra>"),
@@ -246,7 +260,7 @@ class ReplicaView(View):
         super().__init__(source)
 
     def figure_data(self) -> FigureData:
-        return replica_figure_data(self.source.latest_replicas(), self.topic,
+        return replica_figure_data(self.source.latest_replica_rows(), self.topic,
                                    self.source.now(), self.stale_after_s,
                                    self.broker_states() if self.broker_states else None)
 
@@ -264,6 +278,6 @@ class SegmentView(View):
         super().__init__(source)
 
     def figure_data(self) -> FigureData:
-        return segment_figure_data(self.source.latest_replicas(), self.topic,
+        return segment_figure_data(self.source.latest_replica_rows(), self.topic,
                                    self.source.now(), self.stale_after_s,
                                    self.broker_states() if self.broker_states else None)

@@ -9,11 +9,10 @@ what it holds now and what it has accepted.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import pandas as pd
-
-from kafkalab.metrics import latest_by
+from kafkalab.metrics import as_rows, latest_rows
 
 from .base import EVENT_LINE, FigureData, Source, View, base_layout, empty_note
 
@@ -27,29 +26,28 @@ def short_member(member_id: str) -> str:
     return str(member_id)[:8]
 
 
-def share_partition_rows(rows: pd.DataFrame, group: str, topic: str | None = None) -> pd.DataFrame:
-    """The newest report per share-partition of `group` (a new leader's report replaces the old one)."""
-    if rows.empty:
-        return rows
-    rows = rows[rows["group"] == group]
-    if topic is not None:
-        rows = rows[rows["topic"] == topic]
-    return latest_by(rows, ["topic", "partition"])
+def share_partition_rows(rows: Any, group: str, topic: str | None = None) -> list[dict[str, Any]]:
+    """The newest report per share-partition of `group` (a new leader's report replaces the
+    old one), by topic and partition."""
+    rows = [r for r in as_rows(rows) if r.get("group") == group
+            and (topic is None or r.get("topic") == topic)]
+    return latest_rows(rows, ["topic", "partition"])
 
 
 def _count(value: Any) -> int:
-    return 0 if value is None or pd.isna(value) else int(value)
+    return 0 if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
 
 
-def _per_member(latest: pd.DataFrame, column: str) -> dict[str, int]:
+def _per_member(latest: list[dict[str, Any]], column: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    for counts in latest[column] if column in latest else []:
+    for row in latest:
+        counts = row.get(column)
         for member, n in (counts if isinstance(counts, dict) else {}).items():
             out[member] = out.get(member, 0) + int(n)
     return out
 
 
-def share_figure_data(rows: pd.DataFrame, group: str, topic: str | None = None) -> FigureData:
+def share_figure_data(rows: Any, group: str, topic: str | None = None) -> FigureData:
     """Left: per share-partition, records available (in flight, or not yet acquired below the
     high watermark), acquired (under a lock now), acknowledged and archived (since the leader
     loaded it), stacked; lock expiries and redeliveries in the hover and above the chart.
@@ -60,22 +58,21 @@ def share_figure_data(rows: pd.DataFrame, group: str, topic: str | None = None) 
                          yaxis={"title": {"text": "records"}},
                          yaxis2={"anchor": "x2", "rangemode": "tozero"})
     latest = share_partition_rows(rows, group, topic)
-    if latest.empty:
+    if not latest:
         layout["annotations"] = [empty_note("no share-partition has reported yet")]
         return {"data": [], "layout": layout}
-    x = [f"{t}-{int(p)}" for t, p in zip(latest["topic"], latest["partition"], strict=True)]
+    x = [f"{r['topic']}-{int(r['partition'])}" for r in latest]
     counts = {
-        "available": [_count(a) + _count(n) for a, n in zip(latest["available"], latest["not_yet_acquired"],
-                                                            strict=True)],
-        "acquired": [_count(v) for v in latest["acquired"]],
-        "acknowledged": [_count(v) for v in latest["acknowledged_total"]],
-        "archived": [_count(v) for v in latest["archived_total"]],
+        "available": [_count(r.get("available")) + _count(r.get("not_yet_acquired")) for r in latest],
+        "acquired": [_count(r.get("acquired")) for r in latest],
+        "acknowledged": [_count(r.get("acknowledged_total")) for r in latest],
+        "archived": [_count(r.get("archived_total")) for r in latest],
     }
-    expiries = [_count(v) for v in latest["lock_expiries"]]
-    redeliveries = [_count(v) for v in latest["redeliveries"]]
-    words = [f"SPSO {_count(s)}, SPEO {_count(e)}; lock expiries {le}, redeliveries {rd}"
-             for s, e, le, rd in zip(latest["start_offset"], latest["end_offset"], expiries, redeliveries,
-                                     strict=True)]
+    expiries = [_count(r.get("lock_expiries")) for r in latest]
+    redeliveries = [_count(r.get("redeliveries")) for r in latest]
+    words = [f"SPSO {_count(r.get('start_offset'))}, SPEO {_count(r.get('end_offset'))}; "
+             f"lock expiries {le}, redeliveries {rd}"
+             for r, le, rd in zip(latest, expiries, redeliveries, strict=True)]
     traces: list[dict[str, Any]] = [
         {"type": "bar", "name": state, "x": x, "y": ys, "marker": {"color": STATE_COLORS[state]},
          "customdata": words, "hovertemplate": f"%{{x}}: %{{y}} {state}<br>%{{customdata}}<extra></extra>"}
@@ -109,5 +106,5 @@ class ShareGroupView(View):
 
     def figure_data(self) -> FigureData:
         now = self.source.now()
-        rows = self.source.frame(SHARE_KIND, self.since(now))  # type: ignore[attr-defined]
+        rows = self.source.rows(SHARE_KIND, self.since(now))
         return share_figure_data(rows, self.group, self.topic)

@@ -11,14 +11,14 @@
 and the lines say effects, not clicks: `broker 2 killed`, `orders-0: leader 2 → 1 (epoch 3)`,
 `orders-0: ISR [2, 1, 3] → [1, 3]`, `orders-1: OFFLINE (no live replica in the ISR)`,
 `cut broker-1 ↔ broker-2`, `group billing: generation 4, 3 members`.
-`observe(...)` builds a moment from a ClusterProbe reading and metrics frames.
+`observe(...)` builds a moment from a ClusterProbe reading and metrics rows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
+from kafkalab.metrics import as_rows
 
 from .base import current_leaders
 from .network import isolated_nodes
@@ -149,7 +149,7 @@ def story_lines(before: dict[str, Any] | None, after: dict[str, Any]) -> list[st
     return lines
 
 
-def partition_moments(latest: pd.DataFrame, brokers: dict[int, str],
+def partition_moments(latest: Any, brokers: dict[int, str],
                       before: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each partition's leader, epoch and ISR from the newest-epoch leader's report.
 
@@ -157,40 +157,37 @@ def partition_moments(latest: pd.DataFrame, brokers: dict[int, str],
     partition is OFFLINE, otherwise the election is under way and the last known state holds.
     """
     out: dict[str, Any] = {}
-    if latest.empty:
-        return out
-    latest = latest[~latest["topic"].astype(str).str.startswith("__")]
-    leaders = current_leaders(latest)
-    for row in leaders.itertuples():
-        name = f"{row.topic}-{int(row.partition)}"
-        isr = [int(b) for b in (row.isr if isinstance(row.isr, list) else [])]
-        leader = int(row.broker)
+    latest = [r for r in as_rows(latest) if not str(r.get("topic")).startswith("__")]
+    for row in current_leaders(latest):
+        name = f"{row['topic']}-{int(row['partition'])}"
+        isr = [int(b) for b in (row.get("isr") if isinstance(row.get("isr"), list) else [])]
+        leader = int(row["broker"])
+        epoch = int(row["leader_epoch"])
         alive = [b for b in isr if brokers.get(b, "up") not in DEAD]
         if brokers.get(leader, "up") not in DEAD:
-            out[name] = {"leader": leader, "epoch": int(row.leader_epoch), "isr": isr,
-                         "offline": False}
+            out[name] = {"leader": leader, "epoch": epoch, "isr": isr, "offline": False}
         elif not alive:
-            out[name] = {"leader": None, "epoch": int(row.leader_epoch), "isr": isr,
-                         "offline": True}
+            out[name] = {"leader": None, "epoch": epoch, "isr": isr, "offline": True}
         elif before is not None and name in before:
             out[name] = before[name]
         else:
-            out[name] = {"leader": leader, "epoch": int(row.leader_epoch), "isr": isr,
-                         "offline": False}
+            out[name] = {"leader": leader, "epoch": epoch, "isr": isr, "offline": False}
     return out
 
 
-def group_moments(groups: pd.DataFrame) -> dict[str, Any]:
-    if groups.empty:
-        return {}
-    newest = groups.sort_values("time", kind="stable").drop_duplicates("group", keep="last")
-    return {str(r.group): {"generation": int(r.generation), "members": member_count(r.members)}
-            for r in newest.itertuples() if pd.notna(r.generation)}
+def group_moments(groups: Any) -> dict[str, Any]:
+    newest: dict[str, dict[str, Any]] = {}
+    for row in sorted(as_rows(groups), key=lambda r: r["time"]):
+        newest.pop(str(row.get("group")), None)  # the newest row's place, as drop_duplicates
+        newest[str(row.get("group"))] = row
+    return {group: {"generation": int(r["generation"]), "members": member_count(r.get("members"))}
+            for group, r in newest.items() if r.get("generation") is not None}
 
 
-def observe(probe_state: dict[str, Any], latest: pd.DataFrame, groups: pd.DataFrame,
+def observe(probe_state: dict[str, Any], latest: Any, groups: Any,
             before: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A moment from a ClusterProbe reading, the latest replica rows and the group rows."""
+    """A moment from a ClusterProbe reading, the latest replica rows and the group rows
+    (plain dicts, or frames)."""
     brokers = dict(probe_state.get("brokers", {}))
     return {
         "closed": bool(probe_state.get("closed")),

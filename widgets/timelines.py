@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-import pandas as pd
+from kafkalab.metrics import as_rows
 
 from .base import (
     EVENT_LINE,
@@ -16,6 +17,7 @@ from .base import (
     View,
     base_layout,
     empty_note,
+    is_true,
     pick_topic,
     plain,
 )
@@ -33,11 +35,15 @@ ISR_EVENTS = frozenset({
 })
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _int(value: Any) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
+    return None if _missing(value) else int(value)
 
 
-def event_words(event: pd.Series | dict[str, Any]) -> str:
+def event_words(event: dict[str, Any]) -> str:
     """An event row in plain words: "broker 2 killed", "orders-0: leader now 1 (epoch 3)"."""
     kind = str(event.get("event"))
     broker = _int(event.get("broker"))
@@ -74,29 +80,27 @@ def event_words(event: pd.Series | dict[str, Any]) -> str:
     return f"{kind} {detail or who}".strip()
 
 
-def event_marks(events: pd.DataFrame, start_time: float, topic: str | None = None,
-                kinds: frozenset[str] | None = ISR_EVENTS) -> pd.DataFrame:
-    """Events of `kinds` (all when None), oldest first, with `x` (seconds since start),
-    `lane` ("P0", or "events" for one about no partition) and `words`; events about another
-    topic are left out."""
-    columns = ["x", "lane", "words", "event"]
-    if kinds is not None and not events.empty:
-        events = events[events["event"].isin(list(kinds))]
-    if topic is not None and not events.empty and "topic" in events:
-        events = events[events["topic"].isna() | (events["topic"] == topic)]
-    if events.empty:
-        return pd.DataFrame(columns=columns)
-    events = events.sort_values("time", kind="stable").tail(MAX_EVENT_MARKS)
-    rows = []
-    for _, event in events.iterrows():
+def event_marks(events: Any, start_time: float, topic: str | None = None,
+                kinds: frozenset[str] | None = ISR_EVENTS) -> list[dict[str, Any]]:
+    """Events of `kinds` (all when None), oldest first, as dicts with `x` (seconds since
+    start), `lane` ("P0", or "events" for one about no partition), `words` and `event`; events
+    about another topic are left out."""
+    events = as_rows(events)
+    if kinds is not None:
+        events = [e for e in events if e.get("event") in kinds]
+    if topic is not None:
+        events = [e for e in events if _missing(e.get("topic")) or e.get("topic") == topic]
+    events = sorted(events, key=lambda e: e["time"])[-MAX_EVENT_MARKS:]
+    out = []
+    for event in events:
         partition = _int(event.get("partition"))
-        rows.append({"x": float(event["time"] - start_time),
-                     "lane": f"P{partition}" if partition is not None else "events",
-                     "words": event_words(event), "event": str(event["event"])})
-    return pd.DataFrame(rows, columns=columns)
+        out.append({"x": float(event["time"] - start_time),
+                    "lane": f"P{partition}" if partition is not None else "events",
+                    "words": event_words(event), "event": str(event["event"])})
+    return out
 
 
-def isr_lanes(replicas: pd.DataFrame, topic: str, times: list[float],
+def isr_lanes(replicas: Any, topic: str, times: list[float],
               stale_after_s: float = STALE_AFTER_S) -> dict[int, list[tuple[int | None, str]]]:
     """Per partition, at each of `times`: (state, hover words). The state is ISR_FULL,
     ISR_SHRUNK or NO_LEADER from the newest-epoch leader's last report before that time;
@@ -105,15 +109,25 @@ def isr_lanes(replicas: pd.DataFrame, topic: str, times: list[float],
     Only reports from the leader of the newest epoch count, so a deposed leader that keeps
     talking (a zombie behind a network cut) does not draw a false ISR.
     """
-    rows = replicas[replicas["topic"] == topic]
+    by_partition: dict[Any, list[dict[str, Any]]] = {}
+    for row in as_rows(replicas):
+        if row.get("topic") == topic and not _missing(row.get("partition")):
+            by_partition.setdefault(row["partition"], []).append(row)
     out: dict[int, list[tuple[int | None, str]]] = {}
-    for partition, part in rows.groupby("partition", sort=True):
-        replicas_n = int(part["broker"].nunique())
-        leads = part[part["is_leader"].fillna(False).astype(bool)].sort_values("time", kind="stable")
-        epochs = leads["leader_epoch"].astype(float)
-        leads = leads[epochs >= epochs.cummax()]
-        report_times = leads["time"].astype(float).tolist()
-        isrs, leaders = leads["isr"].tolist(), leads["broker"].tolist()
+    for partition in sorted(by_partition):
+        part = by_partition[partition]
+        replicas_n = len({r.get("broker") for r in part} - {None})
+        leads = []
+        newest_epoch = -math.inf
+        for r in sorted((r for r in part if is_true(r.get("is_leader"))), key=lambda r: r["time"]):
+            epoch = r.get("leader_epoch")
+            if _missing(epoch):
+                continue  # no epoch: it cannot be the newest
+            newest_epoch = max(newest_epoch, float(epoch))
+            if float(epoch) >= newest_epoch:
+                leads.append(r)
+        report_times = [float(r["time"]) for r in leads]
+        isrs, leaders = [r.get("isr") for r in leads], [r["broker"] for r in leads]
         cells: list[tuple[int | None, str]] = []
         i = -1
         for t in times:
@@ -134,15 +148,16 @@ def isr_lanes(replicas: pd.DataFrame, topic: str, times: list[float],
     return out
 
 
-def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | None,
+def isr_figure_data(replicas: Any, events: Any, topic: str | None,
                     start_time: float, now: float | None = None, window_s: float = 120.0,
                     step_s: float | None = None) -> FigureData:
     """One lane per partition (green: ISR full, orange: shrunk, red: no leader), so no
     partition can hide another; events as markers with their story in the hover. The
     window is fixed, `window_s` up to `now`: it scrolls, it never stretches."""
+    replicas = as_rows(replicas)
     topic = pick_topic(replicas, topic)
     if now is None:
-        now = float(replicas["time"].max()) if not replicas.empty else start_time
+        now = float(max(r["time"] for r in replicas)) if replicas else start_time
     step = step_s or max(window_s / 120.0, 0.25)
     right = now - start_time
     left = right - window_s
@@ -171,14 +186,13 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
                        "z": z, "text": text, "hoverongaps": False, "zmin": -0.5, "zmax": 2.5, "colorscale": scale,
                        "showscale": False, "xgap": 0, "ygap": 3,
                        "hovertemplate": "%{text}<extra></extra>"})
-    marks = event_marks(events, start_time, topic)
-    marks = marks[(marks["x"] >= left) & (marks["lane"].isin([*names, "events"]))] \
-        if not marks.empty else marks
+    marks = [m for m in event_marks(events, start_time, topic)
+             if m["x"] >= left and m["lane"] in (*names, "events")]
     traces.append({"type": "scatter", "mode": "markers", "name": "events",
-                   "x": plain(marks["x"]), "y": plain(marks["lane"]),
+                   "x": plain(m["x"] for m in marks), "y": plain(m["lane"] for m in marks),
                    "marker": {"symbol": "diamond", "size": 9, "color": "#222222",
                               "line": {"color": "white", "width": 1}},
-                   "customdata": plain(marks["words"]),
+                   "customdata": plain(m["words"] for m in marks),
                    "hovertemplate": "%{customdata}<extra></extra>"})
     layout["yaxis"] = {"type": "category", "categoryorder": "array",
                        "categoryarray": [*reversed(names), "events"], "fixedrange": True}
@@ -193,24 +207,28 @@ def isr_figure_data(replicas: pd.DataFrame, events: pd.DataFrame, topic: str | N
     return {"data": traces, "layout": layout}
 
 
-def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None = None,
-                        column: str = "assignment") -> pd.DataFrame:
-    """(member, topic_partition, start, end) spans from a group's assignment reports.
+def _group_rows(groups: Any, group: str) -> list[dict[str, Any]]:
+    return sorted((r for r in as_rows(groups) if r.get("group") == group), key=lambda r: r["time"])
+
+
+def ownership_intervals(groups: Any, group: str, end_time: float | None = None,
+                        column: str = "assignment") -> list[dict[str, Any]]:
+    """(member, topic_partition, start, end) spans, as dicts in that order, from a group's
+    assignment reports, sorted.
 
     Each report's assignment holds until the next report; the last holds until `end_time`
     (default: the last report). `column="revoking"` gives the spans of partitions a
     consumer-protocol member still holds while it gives them up.
     """
-    columns = ["member", "topic_partition", "start", "end"]
-    rows = groups[groups["group"] == group].sort_values("time", kind="stable")
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    times = rows["time"].astype(float).tolist()
+    rows = _group_rows(groups, group)
+    if not rows:
+        return []
+    times = [float(r["time"]) for r in rows]
     ends = times[1:] + [max(end_time if end_time is not None else times[-1], times[-1])]
     open_spans: dict[tuple[str, str], float] = {}
     spans = []
-    values = rows[column] if column in rows else [None] * len(rows)
-    for t, end, assignment in zip(times, ends, values, strict=True):
+    for t, end, row in zip(times, ends, rows, strict=True):
+        assignment = row.get(column)
         owned = {(m, tp) for m, tps in (assignment if isinstance(assignment, dict) else {}).items()
                  for tp in tps}
         for key in list(open_spans):
@@ -220,7 +238,8 @@ def ownership_intervals(groups: pd.DataFrame, group: str, end_time: float | None
             open_spans.setdefault(key, t)
         last_end = end
     spans.extend((*key, start, last_end) for key, start in open_spans.items())
-    return pd.DataFrame(sorted(spans), columns=columns)
+    return [dict(zip(("member", "topic_partition", "start", "end"), span, strict=True))
+            for span in sorted(spans)]
 
 
 _UUID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -250,23 +269,20 @@ def member_count(members: Any) -> int:
     """A group row's members: a count (the coordinator's reports) or a list of ids."""
     if isinstance(members, list | tuple | set):
         return len(members)
-    return 0 if members is None or pd.isna(members) else int(members)
+    return 0 if _missing(members) else int(members)
 
 
 REVOKING_COLOR = "#d62728"
 
 
-def member_epoch_marks(groups: pd.DataFrame, group: str) -> pd.DataFrame:
-    """Consumer-protocol groups (KIP-848): where each member's epoch moved, (time, member,
-    topic_partition, epoch), one per partition it owned then, to label its bars. Empty for
-    classic groups (their reports carry no member epochs)."""
-    columns = ["time", "member", "topic_partition", "epoch"]
-    if "member_epochs" not in groups or groups.empty:
-        return pd.DataFrame(columns=columns)
-    rows = groups[groups["group"] == group].sort_values("time", kind="stable")
+def member_epoch_marks(groups: Any, group: str) -> list[dict[str, Any]]:
+    """Consumer-protocol groups (KIP-848): where each member's epoch moved, dicts of (time,
+    member, topic_partition, epoch), one per partition it owned then, to label its bars.
+    Empty for classic groups (their reports carry no member epochs)."""
     last: dict[str, int] = {}
     out = []
-    for t, epochs, assignment in zip(rows["time"], rows["member_epochs"], rows["assignment"], strict=True):
+    for row in _group_rows(groups, group):
+        epochs, assignment = row.get("member_epochs"), row.get("assignment")
         if not isinstance(epochs, dict):
             continue
         owned = assignment if isinstance(assignment, dict) else {}
@@ -274,16 +290,17 @@ def member_epoch_marks(groups: pd.DataFrame, group: str) -> pd.DataFrame:
             if last.get(member) == epoch:
                 continue
             last[member] = epoch
-            out += [(float(t), member, tp, int(epoch)) for tp in owned.get(member, [])]
-    return pd.DataFrame(out, columns=columns)
+            out += [{"time": float(row["time"]), "member": member, "topic_partition": tp,
+                     "epoch": int(epoch)} for tp in owned.get(member, [])]
+    return out
 
 
-def _new_protocol(rows: pd.DataFrame) -> bool:
-    return "member_epochs" in rows and bool(rows["member_epochs"].map(lambda v: isinstance(v, dict)).any())
+def _new_protocol(rows: list[dict[str, Any]]) -> bool:
+    return any(isinstance(r.get("member_epochs"), dict) for r in rows)
 
 
-def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
-                          now: float | None = None, events: pd.DataFrame | None = None,
+def rebalance_figure_data(groups: Any, group: str, start_time: float,
+                          now: float | None = None, events: Any = None,
                           window_s: float | None = None) -> FigureData:
     """A bar of colour per member along each partition's row; generations and killed or
     departed members as markers on a top row ("group"), their words in the hover. A member's
@@ -301,21 +318,26 @@ def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
     if now is not None and window_s is not None:
         layout["xaxis"].update(range=[now - window_s - start_time, now - start_time],
                                autorange=False)
+    groups = as_rows(groups)
     spans = ownership_intervals(groups, group, now)
     gone: dict[str, tuple[float, str]] = {}  # node -> (time, "killed" | "left")
-    if events is not None and not events.empty:
-        rows = events[events["event"].isin(list(MEMBER_GONE)) & (events["group"] == group)]
-        for _, event in rows.sort_values("time", kind="stable").iterrows():
-            gone.setdefault(str(event["detail"]), (
-                float(event["time"]), "killed" if event["event"] == "member_kill" else "left"))
-    names = member_names(spans["member"].unique().tolist()) if not spans.empty else {}
+    left = sorted((e for e in as_rows(events)
+                   if e.get("event") in MEMBER_GONE and e.get("group") == group),
+                  key=lambda e: e["time"])
+    for event in left:
+        gone.setdefault(str(event.get("detail")), (
+            float(event["time"]), "killed" if event["event"] == "member_kill" else "left"))
+    by_member: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        by_member.setdefault(span["member"], []).append(span)
+    names = member_names(list(by_member))
     traces = []
     marks: list[tuple[float, str, str]] = []  # x, symbol, words
-    for member, rows in spans.groupby("member", sort=True):
+    for member in sorted(by_member):
         died = gone.get(member_node(member))
         x: list[float | None] = []
         y: list[str | None] = []
-        for _, span in rows.iterrows():
+        for span in by_member[member]:
             begin, end = float(span["start"]), float(span["end"])
             if died is not None:
                 end = min(end, died[0])
@@ -328,39 +350,41 @@ def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
                        "hovertemplate": names[member] + " owns %{y}<extra></extra>"})
         if died is not None:
             marks.append((died[0] - start_time, "x", f"{names[member]} {died[1]}"))
-    rows = groups[groups["group"] == group].sort_values("time", kind="stable")
+    rows = _group_rows(groups, group)
     new_protocol = _new_protocol(rows)
     generation = "group epoch" if new_protocol else "generation"
-    if not rows.empty:
-        firsts = rows.drop_duplicates("generation", keep="first")
-        for _, row in firsts.iterrows():
-            members = member_count(row.get("members"))
-            marks.append((float(row["time"] - start_time), "line-ns",
-                          f"{generation} {int(row['generation'])}: {members} member"
-                          f"{'s' if members != 1 else ''}"))
+    seen: set[Any] = set()
+    for row in rows:  # the first report of each generation
+        if row.get("generation") in seen:
+            continue
+        seen.add(row.get("generation"))
+        members = member_count(row.get("members"))
+        marks.append((float(row["time"] - start_time), "line-ns",
+                      f"{generation} {int(row['generation'])}: {members} member"
+                      f"{'s' if members != 1 else ''}"))
     marks.sort()
-    partitions = sorted(spans["topic_partition"].unique().tolist()) if not spans.empty else []
+    partitions = sorted({s["topic_partition"] for s in spans})
     if new_protocol:
         revoking = ownership_intervals(groups, group, now, "revoking")
         x, y, words = [], [], []
-        for _, span in revoking.iterrows():
+        for span in revoking:
             who = names.get(span["member"]) or member_names([span["member"]])[span["member"]]
             x += [float(span["start"]) - start_time, float(span["end"]) - start_time, None]
             y += [span["topic_partition"], span["topic_partition"], None]
             words += [f"{who} revoking {span['topic_partition']}"] * 2 + [None]
-        partitions = sorted({*partitions, *revoking["topic_partition"].tolist()})
+        partitions = sorted({*partitions, *(s["topic_partition"] for s in revoking)})
         traces.append({"type": "scatter", "mode": "lines", "name": "revoking",
                        "x": x, "y": y, "line": {"width": 4, "color": REVOKING_COLOR, "dash": "dot"},
                        "connectgaps": False, "customdata": words,
                        "hovertemplate": "%{customdata}<extra></extra>"})
         labels = member_epoch_marks(groups, group)
         traces.append({"type": "scatter", "mode": "text", "name": "member epochs", "showlegend": False,
-                       "x": [float(t) - start_time for t in labels["time"]],
-                       "y": labels["topic_partition"].tolist(),
-                       "text": [f"e{e}" for e in labels["epoch"]], "textposition": "top right",
+                       "x": [float(m["time"]) - start_time for m in labels],
+                       "y": [m["topic_partition"] for m in labels],
+                       "text": [f"e{m['epoch']}" for m in labels], "textposition": "top right",
                        "textfont": {"size": 9},
-                       "customdata": [f"{names.get(m, m)}: member epoch {e}"
-                                      for m, e in zip(labels["member"], labels["epoch"], strict=True)],
+                       "customdata": [f"{names.get(m['member'], m['member'])}: member epoch {m['epoch']}"
+                                      for m in labels],
                        "hovertemplate": "%{customdata}<extra></extra>"})
     traces.append({"type": "scatter", "mode": "markers", "name": "rebalances",
                    "x": [m[0] for m in marks], "y": ["group"] * len(marks),
@@ -376,7 +400,7 @@ def rebalance_figure_data(groups: pd.DataFrame, group: str, start_time: float,
         "text": key,
         "xref": "paper", "yref": "paper", "x": 1, "y": 1.0, "yanchor": "bottom",
         "xanchor": "right", "showarrow": False, "font": {"size": 10, "color": EVENT_LINE}}]
-    if spans.empty:
+    if not spans:
         layout["annotations"].append(empty_note("no assignment reported yet"))
     return {"data": traces, "layout": layout}
 
@@ -392,7 +416,7 @@ class IsrTimeline(View):
         now = self.source.now()
         # Reports from before the window still say what the ISR was when it opened.
         since = self.since(now) - STALE_AFTER_S
-        return isr_figure_data(self.source.replicas(since), self.source.events(since),
+        return isr_figure_data(self.source.rows("replica", since), self.source.rows("event", since),
                                self.topic, self.source.start_time, now, self.window_s)
 
 
@@ -406,6 +430,6 @@ class RebalanceTimeline(View):
     def figure_data(self) -> FigureData:
         now = self.source.now()
         since = self.since(now)
-        return rebalance_figure_data(self.source.groups(since), self.group,
-                                     self.source.start_time, now, self.source.events(since),
+        return rebalance_figure_data(self.source.rows("group", since), self.group,
+                                     self.source.start_time, now, self.source.rows("event", since),
                                      self.window_s)

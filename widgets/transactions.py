@@ -6,7 +6,8 @@ import html
 from typing import Any
 
 import ipywidgets as w
-import pandas as pd
+
+from kafkalab.metrics import as_rows, latest_rows
 
 from .base import (
     HIGH_WATERMARK,
@@ -22,34 +23,30 @@ from .base import (
 LSO_COLOR = "#17becf"
 
 
-def transaction_figure_data(latest: pd.DataFrame, topic: str | None = None) -> FigureData:
+def transaction_figure_data(latest: Any, topic: str | None = None) -> FigureData:
     """Per partition (leader's report): HW and LSO side by side; the gap is open transactions."""
     layout = base_layout("High watermark vs last stable offset", barmode="group",
                          yaxis={"title": {"text": "offset"}})
     leaders = current_leaders(latest)
-    if topic is not None and not leaders.empty:
-        leaders = leaders[leaders["topic"] == topic]
-    if leaders.empty:
+    if topic is not None:
+        leaders = [r for r in leaders if r.get("topic") == topic]
+    if not leaders:
         layout["annotations"] = [empty_note("no leader has reported yet")]
         return {"data": [], "layout": layout}
-    leaders = leaders.sort_values(["topic", "partition"], kind="stable")
-    x = [f"{t}-{p}" for t, p in zip(leaders["topic"], leaders["partition"], strict=True)]
+    leaders = sorted(leaders, key=lambda r: (r["topic"], r["partition"]))
+    x = [f"{r['topic']}-{r['partition']}" for r in leaders]
     return {"data": [
         {"type": "bar", "name": "high watermark", "x": x,
-         "y": plain(leaders["high_watermark"]), "marker": {"color": HIGH_WATERMARK}},
+         "y": plain(r.get("high_watermark") for r in leaders), "marker": {"color": HIGH_WATERMARK}},
         {"type": "bar", "name": "last stable offset", "x": x,
-         "y": plain(leaders["last_stable_offset"]), "marker": {"color": LSO_COLOR}},
+         "y": plain(r.get("last_stable_offset") for r in leaders), "marker": {"color": LSO_COLOR}},
     ], "layout": layout}
 
 
-def transaction_table_rows(txns: pd.DataFrame) -> list[dict[str, Any]]:
+def transaction_table_rows(txns: Any) -> list[dict[str, Any]]:
     """The newest state per transactional.id."""
-    if txns.empty:
-        return []
-    newest = txns.sort_values("time", kind="stable").drop_duplicates("transactional_id",
-                                                                      keep="last")
     rows = []
-    for _, txn in newest.sort_values("transactional_id").iterrows():
+    for txn in latest_rows(as_rows(txns), ["transactional_id"]):
         partitions = txn.get("partitions")
         rows.append({
             "transactional_id": txn["transactional_id"],
@@ -84,11 +81,11 @@ class TransactionView(View):
         return self.box
 
     def figure_data(self) -> FigureData:
-        return transaction_figure_data(self.source.latest_replicas(), self.topic)
+        return transaction_figure_data(self.source.latest_replica_rows(), self.topic)
 
     def refresh(self) -> bool:
         changed = super().refresh()
-        table = transaction_table_html(transaction_table_rows(self.source.transactions()))
+        table = transaction_table_html(transaction_table_rows(self.source.rows("txn")))
         if table != self.table.value:
             self.table.value = table
             changed = True

@@ -1,6 +1,7 @@
 """The cluster's describe_* frames: a row per partition, broker, config, group member or
 controller, built from the controller's metadata and the processes' metric rows. The one place
-that turns them into pandas frames."""
+that turns them into pandas frames; what it reads and decides works on plain rows, so the
+Dashboard (active_controller, the fresh-metrics wait) never imports pandas."""
 
 from __future__ import annotations
 
@@ -25,11 +26,10 @@ CONFIG_SOURCES = {1: "topic", 4: "broker", 5: "default"}
 def wait_fresh_metrics(metrics: MetricsCollector, running: list[int], since: float, interval_ms: int) -> None:
     """Wait (up to three publish intervals) for a row from every running broker newer than `since`."""
     def fresh() -> bool:
-        rows = metrics.brokers()
-        if rows.empty:
-            return False
-        newest = rows.groupby("broker")["time"].max()
-        return all(b in newest.index and newest[b] >= since for b in running)
+        newest: dict[Any, float] = {}
+        for row in metrics.rows("broker"):
+            newest[row.get("broker")] = max(newest.get(row.get("broker"), row["time"]), row["time"])
+        return all(b in newest and newest[b] >= since for b in running)
     try:
         wait_until(fresh, 3 * interval_ms / 1000 + 1, "fresh metrics")
     except TimeoutError:
@@ -47,14 +47,14 @@ def topic_metadata(name: str, metadata: Any) -> Any:
 def topic_frame(name: str, md: Any, metrics: MetricsCollector, running: list[int]) -> pd.DataFrame:
     """A row per partition: the controller's leader, epoch, replicas and ISR; the leader's
     high watermark and every running replica's log end offset from the brokers' rows."""
-    rows = metrics.latest_replicas()
+    rows = metrics.latest_replica_rows()
     out = []
     for p in sorted(md.partitions, key=lambda p: p.partition_index):
         pid = int(p.partition_index)
-        mine = rows[(rows.topic == name) & (rows.partition == pid)] if not rows.empty else rows
-        leos = {int(r.broker): int(r.log_end_offset) for r in mine.itertuples() if int(r.broker) in running}
-        lead = mine[mine.broker == int(p.leader_id)] if not mine.empty else mine
-        hw = int(lead.iloc[-1].high_watermark) if not lead.empty else -1
+        mine = [r for r in rows if r.get("topic") == name and r.get("partition") == pid]
+        leos = {int(r["broker"]): int(r["log_end_offset"]) for r in mine if int(r["broker"]) in running}
+        lead = [r for r in mine if r["broker"] == int(p.leader_id)]
+        hw = int(lead[-1]["high_watermark"]) if lead else -1
         out.append({"partition": pid, "leader": int(p.leader_id), "leader_epoch": int(p.leader_epoch),
                     "replicas": [int(b) for b in p.replica_nodes], "isr": [int(b) for b in p.isr_nodes],
                     "high_watermark": hw, "log_end_offsets": leos})
@@ -82,19 +82,18 @@ def group_frame(metrics: MetricsCollector, group: str, timeout: float = 5.0) -> 
     since = time.time()
 
     def fresh() -> Any:
-        g = metrics.groups()
-        g = g[(g["group"] == group) & (g["time"] >= since)] if not g.empty else g
-        return None if g.empty else (g,)
+        g = [r for r in metrics.rows("group", since) if r.get("group") == group]
+        return (g,) if g else None
 
     try:
         (groups,) = wait_until(fresh, timeout, f"a fresh state row of group {group!r}")
     except TimeoutError:
         return pd.DataFrame(columns=GROUP_COLUMNS)
-    row = groups.sort_values("time").iloc[-1]
-    kind = {"consumer": "consumer", "share": "share"}.get(str(row["protocol"]), "classic")
+    row = max(groups, key=lambda r: r["time"])
+    kind = {"consumer": "consumer", "share": "share"}.get(str(row.get("protocol")), "classic")
     epochs = row.get("member_epochs") if isinstance(row.get("member_epochs"), dict) else {}
     clients = row.get("client_ids") if isinstance(row.get("client_ids"), dict) else {}
-    assignment = row["assignment"] if isinstance(row["assignment"], dict) else {}
+    assignment = row.get("assignment") if isinstance(row.get("assignment"), dict) else {}
     owners: dict[tuple[str, int], list[str]] = {}
     for m, tps in assignment.items():
         for tp in tps:
@@ -105,14 +104,13 @@ def group_frame(metrics: MetricsCollector, group: str, timeout: float = 5.0) -> 
         for tp, offset in row["committed"].items():
             t, _, p = tp.rpartition("-")
             committed[(t, int(p))] = int(offset)
-    elif not (lag := metrics.lag()).empty:  # a row without the map: the lag rows' history
-        lag = lag[lag["group"] == group].sort_values("time")
-        for _, r in lag.iterrows():
+    else:  # a row without the map: the lag rows' history
+        for r in sorted((r for r in metrics.rows("lag") if r.get("group") == group),
+                        key=lambda r: r["time"]):
             committed[(r["topic"], int(r["partition"]))] = int(r["committed_offset"])
-    reps = metrics.latest_replicas()
     ends: dict[tuple[str, int], int] = {}
-    if not reps.empty:
-        for _, r in reps[reps["is_leader"].astype(bool)].iterrows():
+    for r in metrics.latest_replica_rows():
+        if r.get("is_leader"):
             ends[(r["topic"], int(r["partition"]))] = int(r["high_watermark"])
 
     def member_row(t: str | None, p: int | None, m: str | None) -> dict[str, Any]:
@@ -130,13 +128,9 @@ def group_frame(metrics: MetricsCollector, group: str, timeout: float = 5.0) -> 
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
-def _newest_quorum_rows(metrics: MetricsCollector | None) -> dict[int, Any]:
-    frame = metrics.frame("quorum") if metrics is not None else pd.DataFrame()
-    newest: dict[int, Any] = {}
-    if not frame.empty:
-        for row in frame.sort_values("time", kind="stable").itertuples():
-            newest[int(row.controller_id)] = row
-    return newest
+def _newest_quorum_rows(metrics: MetricsCollector | None) -> dict[int, dict[str, Any]]:
+    rows = metrics.rows("quorum") if metrics is not None else []
+    return {int(row["controller_id"]): row for row in sorted(rows, key=lambda r: r["time"])}
 
 
 def active_controller(metrics: MetricsCollector | None, controller_ids: list[int],
@@ -145,9 +139,9 @@ def active_controller(metrics: MetricsCollector | None, controller_ids: list[int
     newest epoch (a cut-off ex-leader says so until it resigns); None while there is none."""
     best: tuple[int, int] | None = None
     for c, row in _newest_quorum_rows(metrics).items():
-        if bool(row.active) and c in controller_ids and state(c) == "running":
-            if best is None or int(row.epoch) > best[0]:
-                best = (int(row.epoch), c)
+        if bool(row.get("active")) and c in controller_ids and state(c) == "running":
+            if best is None or int(row["epoch"]) > best[0]:
+                best = (int(row["epoch"]), c)
     return None if best is None else best[1]
 
 
@@ -160,10 +154,10 @@ def quorum_frame(metrics: MetricsCollector | None, controller_ids: list[int],
     for c in controller_ids:
         r = newest.get(c)
         rows.append({"controller": c, "state": state(c),
-                     "role": r.role if r is not None else None,
-                     "epoch": int(r.epoch) if r is not None else -1,
-                     "leader": int(r.leader) if r is not None else -1,
-                     "active": bool(r.active) if r is not None else False,
-                     "high_watermark": int(r.high_watermark) if r is not None else -1,
-                     "log_end_offset": int(r.log_end_offset) if r is not None else -1})
+                     "role": r.get("role") if r is not None else None,
+                     "epoch": int(r["epoch"]) if r is not None else -1,
+                     "leader": int(r["leader"]) if r is not None else -1,
+                     "active": bool(r.get("active")) if r is not None else False,
+                     "high_watermark": int(r["high_watermark"]) if r is not None else -1,
+                     "log_end_offset": int(r["log_end_offset"]) if r is not None else -1})
     return pd.DataFrame(rows, columns=QUORUM_COLUMNS)

@@ -187,12 +187,10 @@ class Cluster:
                 if not self._supervisor.is_alive(node):
                     raise KafkaLabError(f"{node} exited during start-up (exit code "
                                         f"{self._supervisor.procs[node].exitcode}): {self._supervisor.exit_reason(node)}")
-            if since is not None:
-                rows = self.metrics.brokers(since=since)
-                if rows.empty or "produce_requests" not in rows:
-                    return False
-                rows = rows[rows.produce_requests.notna() & (rows.state == "running")]
-                if not wanted <= set(rows.broker.astype(int)):
+            if since is not None:  # plain rows: a Dashboard's Restart must not import pandas
+                running = {int(r["broker"]) for r in self.metrics.rows("broker", since)
+                           if r.get("produce_requests") is not None and r.get("state") == "running"}
+                if not wanted <= running:
                     return False
             try:
                 md = self._admin.metadata([])
@@ -332,14 +330,17 @@ class Cluster:
 
     def describe_cluster(self) -> pd.DataFrame:
         """A row per broker: broker, state, fenced, pid, endpoint, kafka port."""
+        return describe.cluster_frame(self.describe_cluster_rows())
+
+    def describe_cluster_rows(self) -> list[dict[str, Any]]:
+        """`describe_cluster()` as plain dicts (what the Dashboard reads: no pandas)."""
         try:
             unfenced = {int(b.node_id) for b in self._topic_admin().client.metadata([]).brokers}
         except KafkaError:
             unfenced = set()
-        return describe.cluster_frame([
-            {"broker": b, "state": self.broker_state(b), "fenced": b not in unfenced,
-             "pid": self._supervisor.procs[broker_node(b)].pid, "endpoint": self.broker_endpoints[b],
-             "kafka_port": self._topology.broker_ports[b][1]} for b in self.broker_ids])
+        return [{"broker": b, "state": self.broker_state(b), "fenced": b not in unfenced,
+                 "pid": self._supervisor.procs[broker_node(b)].pid, "endpoint": self.broker_endpoints[b],
+                 "kafka_port": self._topology.broker_ports[b][1]} for b in self.broker_ids]
 
     def describe_configs(self, topic: str | None = None, *, broker: int | None = None) -> pd.DataFrame:
         """A topic's (or a broker's) configs, a row each: name, value, source (topic, broker or

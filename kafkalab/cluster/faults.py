@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import zmq
 
@@ -57,13 +58,13 @@ class NetworkFaults:
             version = self.table.version
         self.events.event(event, detail)
 
-        def applied() -> bool:
-            rows = metrics.brokers()
-            if rows.empty or "faults_version" not in rows:
-                return False
-            rows = rows[rows.faults_version.notna()]
-            newest = rows.groupby("broker")["faults_version"].max()
-            return all(b in newest.index and newest[b] >= version for b in running)
+        def applied() -> bool:  # plain rows: a Dashboard's Cut button must not import pandas
+            newest: dict[Any, Any] = {}
+            for row in metrics.rows("broker"):
+                if row.get("faults_version") is not None:
+                    b = row.get("broker")
+                    newest[b] = max(newest.get(b, row["faults_version"]), row["faults_version"])
+            return all(b in newest and newest[b] >= version for b in running)
         try:
             wait_until(applied, 3.0, "brokers to apply the new network faults")
         except TimeoutError:

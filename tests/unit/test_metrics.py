@@ -17,6 +17,7 @@ from kafkalab.metrics import (
     MetricsPublisher,
     MetricsSnapshot,
     NullPublisher,
+    as_rows,
     throughput_from_frames,
 )
 
@@ -341,3 +342,47 @@ def test_the_collector_tells_listeners_about_news_not_about_heartbeats(collector
     collector.record("broker", {**broker, "bytes_in": 20})
     collector.record("event", {"event": "kill"})
     assert told == [1, 2, 3, 4]
+
+
+# -- rows (what the views read) and frames (what learners read) are the same rows
+
+
+def test_frames_are_built_from_the_same_rows_the_views_read():
+    rows = [replica_row(1.0, b, p, 10 * b) for b in (1, 2, 3) for p in (0, 1)]
+    rows += [replica_row(2.0, 2, 0, 25), {**replica_row(3.0, 3, 1, 31), "segments": None}]
+    del rows[0]["size_bytes"]  # an older broker that does not report it
+    snap = MetricsSnapshot({"replica": rows, "client": client_rows(
+        "p", "producer", [(100.0 + i / 3, 7 * i * i) for i in range(12)])})
+    latest = snap.latest_replica_rows()
+    assert [(r["broker"], r["partition"]) for r in latest] == [(b, p) for b in (1, 2, 3) for p in (0, 1)]
+    assert [r["log_end_offset"] for r in latest] == [10, 10, 25, 20, 30, 31]
+    blank = dict.fromkeys(KIND_COLUMNS["replica"])
+    assert as_rows(snap.latest_replicas()) == [{**blank, **r} for r in latest]
+    assert as_rows(snap.throughput(0.5)) == snap.throughput_rows(0.5)
+    assert snap.rows("replica", since=2.0) == [rows[-2], rows[-1]]
+
+
+def test_rows_of_a_frame_have_none_for_missing_values_and_python_ints():
+    snap = MetricsSnapshot({"event": [{"time": 1.0, "event": "kill", "broker": 2},
+                                      {"time": 2.0, "event": "heal"}]})
+    first, second = as_rows(snap.events())
+    assert first["broker"] == 2 and type(first["broker"]) is int
+    assert second["broker"] is None and second["topic"] is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(points=st.lists(st.tuples(st.floats(0, 20), st.integers(0, 10**7)), min_size=1, max_size=30),
+       window=st.sampled_from([0.3, 1.0, 2.5]))
+def test_throughput_is_what_pandas_groupby_computed(points, window):
+    """Steps, restarts and windows as the pandas code the rates were computed with before."""
+    import pandas as pd
+
+    rows = [{"time": t, "node": "p", "client_type": "producer", "bytes_sent": n} for t, n in points]
+    frame = pd.DataFrame(rows).sort_values("time", kind="stable")
+    step = frame["bytes_sent"] - frame["bytes_sent"].shift(1)
+    step = step.where(step >= 0, frame["bytes_sent"]).where(frame["bytes_sent"].shift(1).notna(), 0.0)
+    expected = (step / 1e6).groupby((frame["time"] // window).astype("int64")).sum() / window
+    got = {round(r["time"] / window): r["mb_in_per_s"]
+           for r in MetricsSnapshot({"client": rows}).throughput_rows(window)}
+    assert {b: got[b] for b in expected.index} == pytest.approx(expected.to_dict(), rel=1e-12, abs=1e-15)
+    assert set(got) == set(range(min(expected.index), max(expected.index) + 1))  # silent windows: 0

@@ -51,8 +51,8 @@ def test_consumer_protocol_timeline_shows_member_epochs_group_epochs_and_revocat
 def test_member_epoch_marks_only_where_the_epoch_moved_and_none_for_classic_groups():
     rows = [consumer_row(T0, 3, {A: ["orders-0"]}, {A: 3}), consumer_row(T0 + 1, 3, {A: ["orders-0"]}, {A: 3})]
     snap = MetricsSnapshot({"group": rows}, start_time=T0)
-    assert member_epoch_marks(snap.groups(), "pay").values.tolist() == [[T0, A, "orders-0", 3]]
-    assert ownership_intervals(snap.groups(), "pay", column="revoking").empty
+    assert [list(m.values()) for m in member_epoch_marks(snap.groups(), "pay")] == [[T0, A, "orders-0", 3]]
+    assert ownership_intervals(snap.groups(), "pay", column="revoking") == []
     classic = [{"time": T0, "group": "pay", "state": "Stable", "generation": 1, "members": 1,
                 "protocol": "range", "assignment": {A: ["orders-0"]}}]
     data = RebalanceTimeline(MetricsSnapshot({"group": classic}, start_time=T0), "pay").figure_data()

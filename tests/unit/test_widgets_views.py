@@ -132,9 +132,9 @@ def test_replica_view_widget_shows_the_figure_data(cluster_snapshot):
 
 def test_classify_uses_the_newest_epoch_leaders_isr(cluster_snapshot):
     classified = classify_replicas(cluster_snapshot.latest_replicas(), "orders")
-    p0 = classified[classified["partition"] == 0].set_index("broker")
-    assert p0.loc[1, "is_leader"] and not p0.loc[3, "is_leader"]
-    assert set(p0["partition_hw"]) == {110}
+    p0 = {r["broker"]: r for r in classified if r["partition"] == 0}
+    assert p0[1]["is_leader"] and not p0[3]["is_leader"]
+    assert {r["partition_hw"] for r in p0.values()} == {110}
 
 
 def test_empty_sources_render_a_note_not_an_error():
@@ -237,7 +237,7 @@ def test_rebalance_timeline_shows_who_owned_what_and_generations():
             group_row(T0 + 20, 2, {"a": ["orders-0"], "b": ["orders-1"]})]
     snap = MetricsSnapshot({"group": rows}, start_time=T0)
     spans = ownership_intervals(snap.groups(), "billing")
-    assert spans.values.tolist() == [
+    assert [list(span.values()) for span in spans] == [
         ["a", "orders-0", T0, T0 + 20], ["a", "orders-1", T0, T0 + 10],
         ["b", "orders-1", T0 + 10, T0 + 20]]
     data = RebalanceTimeline(snap, "billing").figure_data()
