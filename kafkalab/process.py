@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -69,11 +70,56 @@ def target_name(target: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+def skip_import_extras() -> None:
+    """Leave out what three dependencies load at import and no lab process uses (none patched).
+
+    - hypothesis: kio registers strategies with it when it is importable (the test install).
+    - crc32c's package imports its command line (argparse) and reads its own version through
+      importlib.metadata (email, zipfile, csv, tempfile ...): ~2.5 MB resident for one function.
+      Its C extension is loaded directly and stands for the package: `crc32c.crc32c` is the same
+      function, nothing else of the package is used by a lab process.
+    - kio's writers import asyncio only to name `asyncio.StreamWriter` in a type alias: with
+      asyncio come subprocess, concurrent.futures, ssl ... ~1.5 MB. A stand-in module holds the
+      name while kio imports and is removed after, so a later `import asyncio` gets the real one.
+    Called first in every child (BOOT); a no-op for what is already imported."""
+    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    if "crc32c" not in sys.modules:
+        _load_crc32c_extension()
+    if "asyncio" not in sys.modules and "kio.serial.writers" not in sys.modules:
+        stand_in = types.ModuleType("asyncio", "stand-in while kio.serial.writers imports")
+        stand_in.StreamWriter = type("StreamWriter", (), {})  # type: ignore[attr-defined]
+        sys.modules["asyncio"] = stand_in
+        try:
+            import kio.serial.writers  # noqa: F401
+        finally:
+            if sys.modules.get("asyncio") is stand_in:
+                del sys.modules["asyncio"]
+
+
+def _load_crc32c_extension() -> None:
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("crc32c")  # finds the package without running it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "_crc32c" + suffix)
+            if os.path.exists(path):
+                loader = importlib.machinery.ExtensionFileLoader("crc32c._crc32c", path)
+                module = importlib.util.module_from_spec(
+                    importlib.util.spec_from_file_location("crc32c._crc32c", path, loader=loader))
+                loader.exec_module(module)
+                sys.modules["crc32c._crc32c"] = sys.modules["crc32c"] = module
+                return
+    # Another layout: the package's own import, extras and all.
+
+
 def child_main() -> None:
     """The child's side of BOOT: guard, read the target, run it, exit with its code."""
     stdin = sys.stdin.buffer
     parent_pid, name, target, kwargs = pickle.load(stdin)
     die_with_parent(parent_pid)
+    skip_import_extras()
     null = os.open(os.devnull, os.O_RDONLY)  # stdin was only the way in
     os.dup2(null, 0)
     os.close(null)
