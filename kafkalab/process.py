@@ -21,16 +21,20 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
-import queue
 import select
 import signal
-import subprocess
 import sys
 import threading
-import traceback
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import queue
+    import subprocess
+
+# subprocess and queue serve the parent's side (LabProcess, Spawner) and are imported there: every
+# child imports this module first, and they would cost it ~0.7 MB for nothing.
 
 _PR_SET_PDEATHSIG = 1
 
@@ -133,6 +137,8 @@ def child_main() -> None:
     except SystemExit as e:
         code = e.code
     except BaseException:  # noqa: BLE001 - reported as a failed process is, then exit 1
+        import traceback
+
         sys.stderr.write(f"Process {name}:\n")
         traceback.print_exc()
         code = 1
@@ -159,6 +165,8 @@ class LabProcess:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the process to end (and reap it), at most `timeout` seconds."""
+        import subprocess
+
         if timeout is not None and hasattr(os, "pidfd_open") and self.is_alive():
             # Woken the moment it ends (Popen.wait with a timeout polls, up to 50 ms late).
             try:
@@ -192,6 +200,8 @@ class Spawner:
     """Owns one daemon thread through which every child is started (see module doc)."""
 
     def __init__(self) -> None:
+        import queue
+
         self._requests: queue.Queue[tuple[str, bytes, tuple[int, ...], queue.Queue]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="kafkalab-spawner", daemon=True)
         self._thread.start()
@@ -206,6 +216,8 @@ class Spawner:
 
     @staticmethod
     def _start(name: str, payload: bytes, pass_fds: tuple[int, ...]) -> LabProcess:
+        import subprocess
+
         popen = subprocess.Popen([sys.executable, "-c", BOOT, name], stdin=subprocess.PIPE,
                                  pass_fds=pass_fds)
         try:
@@ -222,6 +234,8 @@ class Spawner:
         `pass_fds`: file descriptors the child inherits (same numbers)."""
         full_name = f"kafkalab-{name}"
         payload = pickle.dumps(sys.path) + pickle.dumps((os.getpid(), full_name, target_name(target), kwargs))
+        import queue
+
         reply: queue.Queue = queue.Queue()
         self._requests.put((full_name, payload, tuple(pass_fds), reply))
         result = reply.get()

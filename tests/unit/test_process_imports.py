@@ -20,10 +20,12 @@ CLOSURE = ("import json, sys\nsys.modules['ssl'] = None\nimport kafkalab.process
 # all of it for the consumer protocol's codec), the notebook side, and the compression codecs,
 # which load with the first compressed batch; and what dependencies import for nothing a lab
 # process uses (process.skip_import_extras): asyncio (kio's writers, for a type alias),
-# importlib.metadata with email and zipfile, and argparse (crc32c's package).
+# importlib.metadata with email and zipfile, and argparse (crc32c's package); subprocess and queue,
+# which only the parent's side of kafkalab.process uses.
 NEVER = ("kafkalab.client", "kafkalab.cluster", "kafkalab.widgets", "kafkalab.metrics", "pandas", "numpy",
          "plotly", "cramjam", "lz4", "zstandard", "multiprocess", "multiprocessing", "dill",
-         "asyncio", "importlib.metadata", "email", "zipfile", "argparse", "hypothesis", "ssl")
+         "asyncio", "importlib.metadata", "email", "zipfile", "argparse", "hypothesis", "ssl", "subprocess",
+         "queue")
 
 # kio schema versions of apis (headers aside) a process may load before it serves anything:
 # the broker's heartbeat, producer-id and Metadata schemas, the controller's LeaderChange and
