@@ -100,6 +100,14 @@ def skip_import_extras() -> None:
                 del sys.modules["asyncio"]
 
 
+def plaintext_only() -> None:
+    """For a process that speaks plaintext only and runs no notebook code (brokers, controllers,
+    load and transactional workers: the lab has no TLS listener): no ssl module. asyncio, which
+    zmq's monitor helpers import in every client, imports ssl when it can, and with it ~4 MB of
+    libssl and libcrypto. Call before anything imports asyncio."""
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+
+
 def _load_crc32c_extension() -> None:
     import importlib.machinery
     import importlib.util

@@ -24,9 +24,10 @@ def consumer_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faul
                     metrics_endpoint: str | None, group: str, topics: list[str], config: dict[str, Any],
                     handler: bytes | None, state_fd: int) -> None:
     """Entry point of a worker process."""
-    import sys
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    from kafkalab.process import plaintext_only
 
+    if handler is None:  # a notebook's handler may want anything, ssl included
+        plaintext_only()
     from kafkalab.client.consumer import Consumer
     from kafkalab.client.context import ClientContext
     from kafkalab.metrics_publisher import MetricsPublisher

@@ -127,3 +127,24 @@ def test_a_worker_shares_its_count_and_status_and_stops_when_asked():
     finally:
         proc.kill()
         proc.join(5)
+
+
+def test_workers_that_run_no_notebook_code_load_no_tls_library():
+    """A load worker and a consumer worker without a handler speak plaintext only: no libssl,
+    though their client imports asyncio (process.plaintext_only)."""
+    with Cluster(brokers=1) as cluster:
+        cluster.create_topic("plain", partitions=1, replication_factor=1)
+        before = set(descendants(os.getpid()))
+        cluster.start_load("plain", rate=200)
+        [worker] = cluster.spawn_consumers("plain-group", 1, ["plain"])
+        try:
+            wait_until(lambda: worker.consumed > 0, 60, "the consumer worker's first records")
+            [load] = set(descendants(os.getpid())) - before - {worker.pid}
+            for pid in (load, worker.pid):
+                with open(f"/proc/{pid}/maps") as f:
+                    maps = f.read()
+                assert "_zmq" in maps  # a live worker's maps, read while it runs
+                assert "libssl" not in maps, f"worker {pid} loaded ssl"
+        finally:
+            worker.stop()
+            cluster.stop_load()
