@@ -101,10 +101,11 @@ def skip_import_extras() -> None:
 
 
 def plaintext_only() -> None:
-    """For a process that speaks plaintext only and runs no notebook code (brokers, controllers,
-    load and transactional workers: the lab has no TLS listener): no ssl module. asyncio, which
-    zmq's monitor helpers import in every client, imports ssl when it can, and with it ~4 MB of
-    libssl and libcrypto. Call before anything imports asyncio."""
+    """For a process that speaks plaintext only (every lab process: the lab has no TLS listener):
+    no ssl module. asyncio, which zmq's monitor helpers import in every client, imports ssl when
+    it can, and with it ~4 MB of libssl and libcrypto. Call before anything imports asyncio; a
+    worker that then runs a notebook's code lifts the block after its own imports
+    (workloads/consumers.py)."""
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 
