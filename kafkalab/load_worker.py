@@ -19,9 +19,6 @@ def producer_worker_main(*, parent_pid: int, node: str, brokers: dict[int, str],
                          faults_json: str, metrics_endpoint: str, topic: str, rate: float,
                          config: dict[str, Any], keys: str, key_count: int, value_bytes: int,
                          seed: int) -> None:
-    from kafkalab.process import plaintext_only
-
-    plaintext_only()  # before the client's imports
     import zmq
 
     from kafkalab.client import Producer

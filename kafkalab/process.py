@@ -19,6 +19,7 @@ long-lived daemon thread), and a poll of getppid() in the child.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import pickle
 import select
@@ -75,38 +76,43 @@ def target_name(target: Callable[..., Any]) -> str:
 
 
 def skip_import_extras() -> None:
-    """Leave out what three dependencies load at import and no lab process uses (none patched).
+    """Leave out what dependencies load at import and no lab process uses (none is patched).
 
     - hypothesis: kio registers strategies with it when it is importable (the test install).
     - crc32c's package imports its command line (argparse) and reads its own version through
       importlib.metadata (email, zipfile, csv, tempfile ...): ~2.5 MB resident for one function.
       Its C extension is loaded directly and stands for the package: `crc32c.crc32c` is the same
       function, nothing else of the package is used by a lab process.
-    - kio's writers import asyncio only to name `asyncio.StreamWriter` in a type alias: with
-      asyncio come subprocess, concurrent.futures, ssl ... ~1.5 MB. A stand-in module holds the
-      name while kio imports and is removed after, so a later `import asyncio` gets the real one.
+    - asyncio (with subprocess, concurrent.futures, ssl ...: ~2 MB), imported only for type
+      annotations: by kio's writers (`asyncio.StreamWriter` in a type alias) and by pyzmq's
+      monitor helpers (`zmq.asyncio.Socket` in an overload; the lab client decodes socket events
+      with them). Each imports with a stand-in module in its place, removed after, so a later
+      `import asyncio` or `import zmq.asyncio` gets the real one.
     Called first in every child (BOOT); a no-op for what is already imported."""
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
     if "crc32c" not in sys.modules:
         _load_crc32c_extension()
-    if "asyncio" not in sys.modules and "kio.serial.writers" not in sys.modules:
-        stand_in = types.ModuleType("asyncio", "stand-in while kio.serial.writers imports")
-        stand_in.StreamWriter = type("StreamWriter", (), {})  # type: ignore[attr-defined]
-        sys.modules["asyncio"] = stand_in
-        try:
-            import kio.serial.writers  # noqa: F401
-        finally:
-            if sys.modules.get("asyncio") is stand_in:
-                del sys.modules["asyncio"]
+    _import_with_stand_in("kio.serial.writers", "asyncio", "StreamWriter")
+    _import_with_stand_in("zmq.utils.monitor", "zmq.asyncio", "Socket")
 
 
-def plaintext_only() -> None:
-    """For a process that speaks plaintext only (every lab process: the lab has no TLS listener):
-    no ssl module. asyncio, which zmq's monitor helpers import in every client, imports ssl when
-    it can, and with it ~4 MB of libssl and libcrypto. Call before anything imports asyncio; a
-    worker that then runs a notebook's code lifts the block after its own imports
-    (workloads/consumers.py)."""
-    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+def _import_with_stand_in(module: str, stand_in_for: str, class_name: str) -> None:
+    """Import `module` while `stand_in_for` is a module holding one empty class `class_name`."""
+    if module in sys.modules or stand_in_for in sys.modules:
+        return
+    parent, _, attr = stand_in_for.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    stand_in = types.ModuleType(stand_in_for, f"stand-in while {module} imports")
+    setattr(stand_in, class_name, type(class_name, (), {}))
+    sys.modules[stand_in_for] = stand_in
+    try:
+        importlib.import_module(module)
+    finally:
+        if sys.modules.get(stand_in_for) is stand_in:
+            del sys.modules[stand_in_for]
+        if parent and getattr(sys.modules[parent], attr, None) is stand_in:
+            delattr(sys.modules[parent], attr)
 
 
 def _load_crc32c_extension() -> None:

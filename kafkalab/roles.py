@@ -6,6 +6,7 @@ the process that plays it (a broker never loads the registry). Nothing below imp
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 ROLES = ("controller", "broker", "schema-registry")
@@ -32,9 +33,9 @@ def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
 def _run_role(role: str, **kwargs: Any) -> None:
     # (hypothesis and the dependencies' other import extras: process.skip_import_extras, in BOOT)
     if role in ("controller", "broker"):
-        from kafkalab.process import plaintext_only
-
-        plaintext_only()
+        # Both speak plaintext only (the lab has no TLS listener): should anything import asyncio,
+        # which imports ssl when it can, ~4 MB of libssl/libcrypto would come for nothing.
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     if role == "controller":
         from kafkalab.controller.server import controller_main
         controller_main(**kwargs)

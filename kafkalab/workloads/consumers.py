@@ -28,18 +28,11 @@ def consumer_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faul
                     metrics_endpoint: str | None, group: str, topics: list[str], config: dict[str, Any],
                     handler: tuple[str, bytes] | None, state_fd: int) -> None:
     """Entry point of a worker process."""
-    import sys
-
-    from kafkalab.process import plaintext_only
-
-    plaintext_only()  # the client's imports leave TLS out (asyncio's included)
     from kafkalab.client.consumer import Consumer
     from kafkalab.client.context import ClientContext
     from kafkalab.metrics_publisher import MetricsPublisher
     from kafkalab.process import die_with_parent
     from kafkalab.transport.faults import FaultTable
-    if handler and sys.modules.get("ssl", 0) is None:
-        del sys.modules["ssl"]  # a notebook's handler may import ssl itself, and gets it
     die_with_parent(parent_pid)
     state = attach(state_fd)
     fn = unpack_handler(handler) if handler else None

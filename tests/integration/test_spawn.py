@@ -134,8 +134,8 @@ def count_nothing(message) -> None:
 
 
 def test_workers_load_no_tls_library():
-    """A load worker and a consumer worker with a handler speak plaintext only: no libssl,
-    though their client imports asyncio (process.plaintext_only)."""
+    """A load worker and a consumer worker with a handler map no libssl: their client imports
+    neither asyncio nor ssl (process.skip_import_extras)."""
     with Cluster(brokers=1) as cluster:
         cluster.create_topic("plain", partitions=1, replication_factor=1)
         before = set(descendants(os.getpid()))

@@ -75,15 +75,30 @@ def test_a_worker_module_imports_neither_the_notebook_side_nor_the_extras(module
     assert pulled == [], f"{module} imports {pulled}"
 
 
+def test_the_lab_client_in_a_worker_imports_no_asyncio():
+    # pyzmq's monitor helpers (the client decodes socket events with them) import asyncio for an
+    # annotation; a worker imports them with a stand-in (process.skip_import_extras).
+    modules = _closure("kafkalab.client.consumer, kafkalab.client.producer, kafkalab.client.context")
+    assert {"kafkalab.client.network", "zmq.utils.monitor"} <= modules
+    assert sorted(m for m in modules if m.split(".")[0] == "asyncio" or m == "zmq.asyncio") == []
+
+
 def test_skipped_extras_leave_crc32c_and_asyncio_working():
     code = ("import sys, kafkalab.process as p\np.skip_import_extras()\n"
             "import crc32c, kio.serial.writers as w\n"
             "print('importlib.metadata' in sys.modules, 'asyncio' in sys.modules)\n"
             "print(hex(crc32c.crc32c(b'123456789')), hex(crc32c.crc32c(b'56789', 0xf63af4ee)))\n"
-            "import asyncio\nprint(hasattr(asyncio, 'run'), asyncio.StreamWriter.__module__)\n")
+            "import asyncio\nprint(hasattr(asyncio, 'run'), asyncio.StreamWriter.__module__)\n"
+            # a socket's events still decode, and the real zmq.asyncio imports when asked for
+            "import zmq, zmq.asyncio\nfrom zmq.utils.monitor import recv_monitor_message\n"
+            "s = zmq.Context.instance().socket(zmq.DEALER)\nm = s.get_monitor_socket()\n"
+            "s.connect('tcp://127.0.0.1:1')\nm.poll(5000)\n"
+            "print(recv_monitor_message(m)['endpoint'], zmq.asyncio.Socket.__module__)\n"
+            "s.close(0)\nm.close(0)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     # RFC 3720's check value for "123456789", whole and continued from the crc of "1234".
-    assert out.splitlines() == ["False False", "0xe3069283 0xe3069283", "True asyncio.streams"]
+    assert out.splitlines() == ["False False", "0xe3069283 0xe3069283", "True asyncio.streams",
+                                "b'tcp://127.0.0.1:1' zmq.asyncio"]
 
 
 def test_kafkalab_client_loads_its_names_on_first_use():
