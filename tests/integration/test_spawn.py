@@ -27,7 +27,6 @@ MACHINERY = ("multiprocess", "multiprocessing", "dill")
 
 def report_modules(*, out: str) -> None:
     """A child's target: import every role's main, then write which of MACHINERY got loaded."""
-    sys.modules.setdefault("hypothesis", None)  # as roles.run_role does
     import kafkalab.broker.server  # noqa: F401
     import kafkalab.controller.server  # noqa: F401
     import kafkalab.load_worker  # noqa: F401
