@@ -8,7 +8,9 @@ of a kernel full of threads): `python -c BOOT NAME`, which reads the parent's sy
 the target ("module:function") and its keyword arguments, as two stdlib pickles on its stdin,
 and calls the target. A child imports only its target's modules: no multiprocessing machinery,
 no helper process, and never the parent's __main__ (a script that starts a cluster without a
-`__main__` guard would start a second one). stdout and stderr are the parent's, as for any
+`__main__` guard would start a second one). Before the target, it imports the two dependencies
+every lab process uses, kio's serializer and pyzmq's monitor helpers, without what they import
+and no lab process needs (skip_import_extras). stdout and stderr are the parent's, as for any
 subprocess: in normal runs a lab process writes nothing to them.
 
 Two guards make a child die with its parent, even when the parent is SIGKILLed: the kernel's
@@ -88,7 +90,7 @@ def skip_import_extras() -> None:
       monitor helpers (`zmq.asyncio.Socket` in an overload; the lab client decodes socket events
       with them). Each imports with a stand-in module in its place, removed after, so a later
       `import asyncio` or `import zmq.asyncio` gets the real one.
-    Called first in every child (BOOT); a no-op for what is already imported."""
+    Called in every child before its target is imported; a no-op for what is imported already."""
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
     if "crc32c" not in sys.modules:
         _load_crc32c_extension()
