@@ -31,7 +31,7 @@ def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
 
 
 def _run_role(role: str, **kwargs: Any) -> None:
-    # (hypothesis and the dependencies' other import extras: process.skip_import_extras, in BOOT)
+    # (hypothesis and the dependencies' other import extras: process.skip_import_extras, first)
     if role in ("controller", "broker"):
         # Both speak plaintext only (the lab has no TLS listener): should anything import asyncio,
         # which imports ssl when it can, ~4 MB of libssl/libcrypto would come for nothing.
