@@ -19,10 +19,6 @@ def producer_worker_main(*, parent_pid: int, node: str, brokers: dict[int, str],
                          faults_json: str, metrics_endpoint: str, topic: str, rate: float,
                          config: dict[str, Any], keys: str, key_count: int, value_bytes: int,
                          seed: int) -> None:
-    import sys
-    # kio registers hypothesis strategies when hypothesis is importable (it is where the tests
-    # are installed): ~0.1 s and ~90 modules for nothing a producer needs.
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
     import zmq
 
     from kafkalab.client import Producer

@@ -8,7 +8,9 @@ of a kernel full of threads): `python -c BOOT NAME`, which reads the parent's sy
 the target ("module:function") and its keyword arguments, as two stdlib pickles on its stdin,
 and calls the target. A child imports only its target's modules: no multiprocessing machinery,
 no helper process, and never the parent's __main__ (a script that starts a cluster without a
-`__main__` guard would start a second one). stdout and stderr are the parent's, as for any
+`__main__` guard would start a second one). Before the target, it imports the two dependencies
+every lab process uses, kio's serializer and pyzmq's monitor helpers, without what they import
+and no lab process needs (skip_import_extras). stdout and stderr are the parent's, as for any
 subprocess: in normal runs a lab process writes nothing to them.
 
 Two guards make a child die with its parent, even when the parent is SIGKILLed: the kernel's
@@ -19,17 +21,23 @@ long-lived daemon thread), and a poll of getppid() in the child.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import pickle
-import queue
 import select
 import signal
-import subprocess
 import sys
 import threading
-import traceback
+import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import queue
+    import subprocess
+
+# subprocess and queue serve the parent's side (LabProcess, Spawner) and are imported there: every
+# child imports this module first, and they would cost it ~0.7 MB for nothing.
 
 _PR_SET_PDEATHSIG = 1
 
@@ -69,11 +77,70 @@ def target_name(target: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+def skip_import_extras() -> None:
+    """Leave out what dependencies load at import and no lab process uses (none is patched).
+
+    - hypothesis: kio registers strategies with it when it is importable (the test install).
+    - crc32c's package imports its command line (argparse) and reads its own version through
+      importlib.metadata (email, zipfile, csv, tempfile ...): ~2.5 MB resident for one function.
+      Its C extension is loaded directly and stands for the package: `crc32c.crc32c` is the same
+      function, nothing else of the package is used by a lab process.
+    - asyncio (with subprocess, concurrent.futures, ssl ...: ~2 MB), imported only for type
+      annotations: by kio's writers (`asyncio.StreamWriter` in a type alias) and by pyzmq's
+      monitor helpers (`zmq.asyncio.Socket` in an overload; the lab client decodes socket events
+      with them). Each imports with a stand-in module in its place, removed after, so a later
+      `import asyncio` or `import zmq.asyncio` gets the real one.
+    Called in every child before its target is imported; a no-op for what is imported already."""
+    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    if "crc32c" not in sys.modules:
+        _load_crc32c_extension()
+    _import_with_stand_in("kio.serial.writers", "asyncio", "StreamWriter")
+    _import_with_stand_in("zmq.utils.monitor", "zmq.asyncio", "Socket")
+
+
+def _import_with_stand_in(module: str, stand_in_for: str, class_name: str) -> None:
+    """Import `module` while `stand_in_for` is a module holding one empty class `class_name`."""
+    if module in sys.modules or stand_in_for in sys.modules:
+        return
+    parent, _, attr = stand_in_for.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    stand_in = types.ModuleType(stand_in_for, f"stand-in while {module} imports")
+    setattr(stand_in, class_name, type(class_name, (), {}))
+    sys.modules[stand_in_for] = stand_in
+    try:
+        importlib.import_module(module)
+    finally:
+        if sys.modules.get(stand_in_for) is stand_in:
+            del sys.modules[stand_in_for]
+        if parent and getattr(sys.modules[parent], attr, None) is stand_in:
+            delattr(sys.modules[parent], attr)
+
+
+def _load_crc32c_extension() -> None:
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("crc32c")  # finds the package without running it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "_crc32c" + suffix)
+            if os.path.exists(path):
+                loader = importlib.machinery.ExtensionFileLoader("crc32c._crc32c", path)
+                module = importlib.util.module_from_spec(
+                    importlib.util.spec_from_file_location("crc32c._crc32c", path, loader=loader))
+                loader.exec_module(module)
+                sys.modules["crc32c._crc32c"] = sys.modules["crc32c"] = module
+                return
+    # Another layout: the package's own import, extras and all.
+
+
 def child_main() -> None:
     """The child's side of BOOT: guard, read the target, run it, exit with its code."""
     stdin = sys.stdin.buffer
     parent_pid, name, target, kwargs = pickle.load(stdin)
     die_with_parent(parent_pid)
+    skip_import_extras()
     null = os.open(os.devnull, os.O_RDONLY)  # stdin was only the way in
     os.dup2(null, 0)
     os.close(null)
@@ -87,6 +154,8 @@ def child_main() -> None:
     except SystemExit as e:
         code = e.code
     except BaseException:  # noqa: BLE001 - reported as a failed process is, then exit 1
+        import traceback
+
         sys.stderr.write(f"Process {name}:\n")
         traceback.print_exc()
         code = 1
@@ -113,6 +182,8 @@ class LabProcess:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the process to end (and reap it), at most `timeout` seconds."""
+        import subprocess
+
         if timeout is not None and hasattr(os, "pidfd_open") and self.is_alive():
             # Woken the moment it ends (Popen.wait with a timeout polls, up to 50 ms late).
             try:
@@ -146,6 +217,8 @@ class Spawner:
     """Owns one daemon thread through which every child is started (see module doc)."""
 
     def __init__(self) -> None:
+        import queue
+
         self._requests: queue.Queue[tuple[str, bytes, tuple[int, ...], queue.Queue]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="kafkalab-spawner", daemon=True)
         self._thread.start()
@@ -160,6 +233,8 @@ class Spawner:
 
     @staticmethod
     def _start(name: str, payload: bytes, pass_fds: tuple[int, ...]) -> LabProcess:
+        import subprocess
+
         popen = subprocess.Popen([sys.executable, "-c", BOOT, name], stdin=subprocess.PIPE,
                                  pass_fds=pass_fds)
         try:
@@ -176,6 +251,8 @@ class Spawner:
         `pass_fds`: file descriptors the child inherits (same numbers)."""
         full_name = f"kafkalab-{name}"
         payload = pickle.dumps(sys.path) + pickle.dumps((os.getpid(), full_name, target_name(target), kwargs))
+        import queue
+
         reply: queue.Queue = queue.Queue()
         self._requests.put((full_name, payload, tuple(pass_fds), reply))
         result = reply.get()

@@ -31,12 +31,10 @@ def run_role(role: str, error_file: str | None = None, **kwargs: Any) -> None:
 
 
 def _run_role(role: str, **kwargs: Any) -> None:
-    # kio registers hypothesis strategies when hypothesis is importable: ~0.1 s per process
-    # for nothing a broker needs.
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    # (hypothesis and the dependencies' other import extras: process.skip_import_extras, first)
     if role in ("controller", "broker"):
-        # Both speak plaintext only (the lab has no TLS listener); kio's writers import asyncio,
-        # which imports ssl when it can: ~4 MB of libssl/libcrypto in every process for nothing.
+        # Both speak plaintext only (the lab has no TLS listener): should anything import asyncio,
+        # which imports ssl when it can, ~4 MB of libssl/libcrypto would come for nothing.
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     if role == "controller":
         from kafkalab.controller.server import controller_main

@@ -12,8 +12,10 @@ entry <= target and the reader scans forward from its position.
 
 While a segment is active its index files are preallocated to `segment.index.bytes`
 (zero-filled, sparse); they are trimmed to their entries when the segment rolls or the log
-closes. A full index forces a roll. Entries are mirrored in memory for bisect lookups; the
-file is written with pwrite straight to the page cache.
+closes. A full index forces a roll. Entries are mirrored in memory for bisect lookups, as
+two arrays of int64 (16 bytes an entry; lists of ints took ~80, 2 MB per 100 MB of log per
+index at the default index.interval.bytes); the file is written through its mapping while
+the segment is active, with pwrite otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import bisect
 import mmap
 import os
 import struct
+from array import array
 
 from kafkalab.errors import CorruptIndexError
 
@@ -39,8 +42,8 @@ class _FixedIndex:
         self.base_offset = base_offset
         self.entry_size = self.ENTRY.size
         self.max_entries = max(max_index_size // self.entry_size, 1)
-        self._keys: list[int] = []
-        self._values: list[int] = []
+        self._keys = array("q")
+        self._values = array("q")
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._mm: mmap.mmap | None = None
         self._load()
@@ -67,8 +70,8 @@ class _FixedIndex:
         zero = self._decode(*self.ENTRY.unpack(bytes(self.entry_size)))
         while entries and entries[-1] == zero:
             entries.pop()
-        self._keys = [k for k, _ in entries]
-        self._values = [v for _, v in entries]
+        self._keys = array("q", [k for k, _ in entries])
+        self._values = array("q", [v for _, v in entries])
         self._misaligned_bytes = len(data) % self.entry_size
 
     def _file_cap(self) -> int:

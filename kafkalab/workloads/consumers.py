@@ -1,8 +1,11 @@
 """Consumer worker processes: members of a group that a lab can kill, pause and resume.
 
 `spawn_consumers(cluster, group, n, topics, config=None, handler=None)` starts n OS processes,
-each a Consumer subscribed to `topics` in `group`, calling handler(message) per record (shipped
-with dill, so a notebook lambda works; a worker without a handler never imports dill). Handles
+each a Consumer subscribed to `topics` in `group`, calling handler(message) per record. A
+handler that needs nothing of the notebook (no global of it, no closure: imports inside, as a
+lab's handlers do) crosses as its code (marshal; the worker runs the same interpreter); any
+other, such as a lambda over a notebook variable, with dill (~1.5 MB more in each worker, so
+only then does a worker import dill). Handles
 expose kill() (SIGKILL: no LeaveGroup, the coordinator notices after session.timeout.ms),
 pause()/resume() (SIGSTOP/SIGCONT), stop() (a clean close: LeaveGroup), and the worker's
 consumed count, member id and assignment (shared with the notebook: workloads/worker_state.py).
@@ -14,6 +17,7 @@ import json
 import os
 import signal
 import time
+import types
 from typing import Any
 
 from kafkalab.process import LabProcess
@@ -22,11 +26,8 @@ from kafkalab.workloads.worker_state import WorkerState, attach, spawn_worker
 
 def consumer_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_json: str,
                     metrics_endpoint: str | None, group: str, topics: list[str], config: dict[str, Any],
-                    handler: bytes | None, state_fd: int) -> None:
+                    handler: tuple[str, bytes] | None, state_fd: int) -> None:
     """Entry point of a worker process."""
-    import sys
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
-
     from kafkalab.client.consumer import Consumer
     from kafkalab.client.context import ClientContext
     from kafkalab.metrics_publisher import MetricsPublisher
@@ -34,10 +35,7 @@ def consumer_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faul
     from kafkalab.transport.faults import FaultTable
     die_with_parent(parent_pid)
     state = attach(state_fd)
-    fn = None
-    if handler:
-        import dill
-        fn = dill.loads(handler)
+    fn = unpack_handler(handler) if handler else None
     metrics = MetricsPublisher(None, metrics_endpoint, node) if metrics_endpoint else None
     ctx = ClientContext(node=node, brokers=brokers, faults=FaultTable.from_json(faults_json), metrics=metrics)
     c = Consumer({**config, "group.id": group}, ctx)
@@ -119,12 +117,64 @@ class ConsumerHandle:
         return f"<ConsumerHandle {self.node} pid={self.pid} consumed={self.consumed}>"
 
 
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME", "STORE_NAME", "DELETE_NAME"})
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The global names a code object and the code nested in it (functions, comprehensions) use."""
+    import dis
+
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_OPS}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _interpreter_builtin(name: str) -> bool:
+    """A name every interpreter's builtins has (not one a notebook adds there, as display)."""
+    import builtins
+
+    return getattr(getattr(builtins, name, None), "__module__", None) == "builtins"
+
+
+def pack_handler(handler: Any) -> tuple[str, bytes]:
+    """("code", marshal) for a function that needs nothing of where it was defined: no closure,
+    every global name it uses one of the interpreter's builtins and not shadowed there, defaults
+    that marshal; else ("dill", ...)."""
+    import marshal
+
+    if type(handler) is types.FunctionType and handler.__closure__ is None and all(
+            name not in handler.__globals__ and _interpreter_builtin(name)
+            for name in _global_names(handler.__code__)):
+        try:
+            return "code", marshal.dumps((handler.__code__, handler.__name__, handler.__defaults__,
+                                          handler.__kwdefaults__))
+        except ValueError:  # a default marshal cannot write
+            pass
+    import dill
+
+    return "dill", dill.dumps(handler, recurse=True)
+
+
+def unpack_handler(packed: tuple[str, bytes]) -> Any:
+    kind, blob = packed
+    if kind == "dill":
+        import dill
+
+        return dill.loads(blob)
+    import builtins
+    import marshal
+
+    code, name, defaults, kwdefaults = marshal.loads(blob)
+    fn = types.FunctionType(code, {"__builtins__": builtins, "__name__": "__main__"}, name, defaults)
+    fn.__kwdefaults__ = kwdefaults
+    return fn
+
+
 def spawn_consumers(cluster: Any, group: str, n: int, topics: list[str], config: dict[str, Any] | None = None,
                     handler: Any = None) -> list[ConsumerHandle]:
-    blob = None
-    if handler is not None:
-        import dill
-        blob = dill.dumps(handler, recurse=True)
+    blob = pack_handler(handler) if handler is not None else None
     handles = []
     for i in range(n):
         node = f"{group}-worker-{i + 1}-{os.getpid()}-{time.monotonic_ns() % 100000}"

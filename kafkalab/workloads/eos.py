@@ -177,9 +177,6 @@ def eos_worker(*, parent_pid: int, node: str, brokers: dict[int, str], faults_js
                metrics_endpoint: str | None, group: str, source: str, sink: str, transactional_id: str,
                consumer_config: dict[str, Any], producer_config: dict[str, Any], state_fd: int) -> None:
     """Entry point of a worker process."""
-    import sys
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
-
     from kafkalab.client.consumer import Consumer
     from kafkalab.client.context import ClientContext
     from kafkalab.client.producer import Producer

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +68,8 @@ class WorkerState:
 
 def spawn_worker(target: Callable[..., Any], name: str, **kwargs: Any) -> tuple[LabProcess, WorkerState]:
     """Start `target(state_fd=N, **kwargs)`; the worker maps it with WorkerState(state_fd)."""
+    import tempfile  # the notebook's side only: a worker imports this module for attach()
+
     with tempfile.TemporaryFile() as f:
         f.truncate(SIZE)
         state = WorkerState(f.fileno())  # the mapping outlives the file's descriptor

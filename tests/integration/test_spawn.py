@@ -27,7 +27,6 @@ MACHINERY = ("multiprocess", "multiprocessing", "dill")
 
 def report_modules(*, out: str) -> None:
     """A child's target: import every role's main, then write which of MACHINERY got loaded."""
-    sys.modules.setdefault("hypothesis", None)  # as roles.run_role does
     import kafkalab.broker.server  # noqa: F401
     import kafkalab.controller.server  # noqa: F401
     import kafkalab.load_worker  # noqa: F401
@@ -127,3 +126,28 @@ def test_a_worker_shares_its_count_and_status_and_stops_when_asked():
     finally:
         proc.kill()
         proc.join(5)
+
+
+def count_nothing(message) -> None:
+    """A consumer worker's handler that needs nothing of its module: it crosses as code."""
+
+
+def test_workers_load_no_tls_library():
+    """A load worker and a consumer worker with a handler map no libssl: their client imports
+    neither asyncio nor ssl (process.skip_import_extras)."""
+    with Cluster(brokers=1) as cluster:
+        cluster.create_topic("plain", partitions=1, replication_factor=1)
+        before = set(descendants(os.getpid()))
+        cluster.start_load("plain", rate=200)
+        [worker] = cluster.spawn_consumers("plain-group", 1, ["plain"], handler=count_nothing)
+        try:
+            wait_until(lambda: worker.consumed > 0, 60, "the consumer worker's first records")
+            [load] = set(descendants(os.getpid())) - before - {worker.pid}
+            for pid in (load, worker.pid):
+                with open(f"/proc/{pid}/maps") as f:
+                    maps = f.read()
+                assert "_zmq" in maps  # a live worker's maps, read while it runs
+                assert "libssl" not in maps, f"worker {pid} loaded ssl"
+        finally:
+            worker.stop()
+            cluster.stop_load()
