@@ -8,7 +8,6 @@ valid key.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +68,8 @@ class ConfigDef:
 
 
 def closest_key(key: str, catalog: Mapping[str, ConfigDef]) -> str | None:
+    import difflib  # only for the error message
+
     found = difflib.get_close_matches(key, list(catalog), n=1, cutoff=0.6)
     return found[0] if found else None
 
@@ -426,4 +427,6 @@ def topic_default_sources(broker: Mapping[str, Any]) -> dict[str, tuple[str, Any
 
 def nearest_key(key: str, catalog: Mapping[str, Any]) -> str:
     """The catalog key closest to a typo - always one, so a config error always names a fix."""
+    import difflib  # only for the error message
+
     return closest_key(key, catalog) or max(catalog, key=lambda k: difflib.SequenceMatcher(None, key, k).ratio())

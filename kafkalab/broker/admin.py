@@ -16,7 +16,6 @@ and state in, a response out.
 from __future__ import annotations
 
 import importlib
-import shutil
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -167,6 +166,7 @@ def describe_log_dirs(req: Any, resp_cls: Any, log_dir: str, partitions: dict[tu
             by_topic.setdefault(topic, []).append(mod.DescribeLogDirsPartition(
                 partition_index=pid, partition_size=part.log.size_bytes, offset_lag=0, is_future_key=False))
     try:
+        import shutil  # here, not at import: it loads bz2 and lzma (~0.7 MB a process)
         usage = shutil.disk_usage(log_dir)
         total, usable = usage.total, usage.free
     except OSError:

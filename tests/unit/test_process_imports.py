@@ -21,11 +21,12 @@ CLOSURE = ("import json, sys\nsys.modules['ssl'] = None\nimport kafkalab.process
 # which load with the first compressed batch; and what dependencies import for nothing a lab
 # process uses (process.skip_import_extras): asyncio (kio's writers, for a type alias),
 # importlib.metadata with email and zipfile, and argparse (crc32c's package); subprocess and queue,
-# which only the parent's side of kafkalab.process uses.
+# which only the parent's side of kafkalab.process uses; shutil (bz2, lzma) and difflib, which a
+# broker needs only to delete a partition, report disk usage or word a config error.
 NEVER = ("kafkalab.client", "kafkalab.cluster", "kafkalab.widgets", "kafkalab.metrics", "pandas", "numpy",
          "plotly", "cramjam", "lz4", "zstandard", "multiprocess", "multiprocessing", "dill",
          "asyncio", "importlib.metadata", "email", "zipfile", "argparse", "hypothesis", "ssl", "subprocess",
-         "queue")
+         "queue", "shutil", "bz2", "lzma", "difflib")
 
 # kio schema versions of apis (headers aside) a process may load before it serves anything:
 # the broker's heartbeat, producer-id and Metadata schemas, the controller's LeaderChange and
