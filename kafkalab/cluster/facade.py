@@ -384,7 +384,8 @@ class Cluster:
     def spawn_consumers(self, group: str, n: int, topics: list[str], config: dict[str, Any] | None = None,
                         handler: Any = None) -> list[Any]:
         """n consumer worker processes in `group`; handles can be killed, paused and resumed.
-        `handler(message)` is any Python callable (shipped to the workers with dill)."""
+        `handler(message)` is any Python callable (a self-contained function crosses to the
+        workers as its code; one that uses the notebook's names, with dill)."""
         # Imported here: a cluster that never spawns a worker leaves the workloads package out.
         from kafkalab.workloads.consumers import spawn_consumers
         return spawn_consumers(self, group, n, topics, client_config(self.profile, "consumer", config), handler)
