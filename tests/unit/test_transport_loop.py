@@ -178,14 +178,69 @@ def test_an_idle_loop_sleeps_until_stop_or_a_timer_from_another_thread(loop: Eve
         loop.close()
 
 
-def test_periodic_timers_due_within_their_slack_share_one_wake_up(loop: EventLoop) -> None:
-    """Two 100 ms timers set up a few ms apart (a broker's heartbeat and a coordinator's tick)
-    run in one wake-up; a one-shot deadline in the same window waits for its own time."""
+def test_periodic_timers_fire_at_multiples_of_their_interval_and_share_wake_ups(loop: EventLoop) -> None:
+    """Timers of one interval set up apart (a broker's heartbeat and a coordinator's tick, or
+    two brokers' heartbeats) fire at the same instants, multiples of the interval on the
+    monotonic clock, so they cost one wake-up; a one-shot deadline waits for its own time."""
     ran: list[str] = []
-    loop.call_every(0.1, lambda: ran.append("heartbeat"))
-    time.sleep(0.006)
-    loop.call_every(0.1, lambda: ran.append("tick"))
-    time.sleep(0.003)
-    loop.call_later(0.1, lambda: ran.append("deadline"))
-    assert loop.run_once(None) == 2 and ran == ["heartbeat", "tick"]
+    heartbeat = loop.call_every(0.05, lambda: ran.append("heartbeat"))
+    time.sleep(0.013)
+    tick = loop.call_every(0.05, lambda: ran.append("tick"))
+    slow = loop.call_every(0.1, lambda: ran.append("publish"))
+    for handle in (heartbeat, tick, slow):
+        assert abs(handle.when / handle.interval - round(handle.when / handle.interval)) < 1e-6
+        assert handle.interval / 2 <= handle.when - loop.time() + 0.02 <= 1.5 * handle.interval + 0.02
+    while heartbeat.when != tick.when:  # set up 13 ms apart: at most one beat out of step
+        loop.run_once(None)
+    ran.clear()
+    counts = [loop.run_once(None) for _ in range(4)]
+    assert ran.count("heartbeat") == ran.count("tick") == 4 and ran.count("publish") == 2
+    assert counts.count(3) == 2 and counts.count(2) == 2  # every wake-up ran both beats
+    loop.call_later(0.001, lambda: ran.append("deadline"))
     assert loop.run_once(None) == 1 and ran[-1] == "deadline"
+
+
+def test_run_forever_asks_due_sources_once_per_wake_up_unless_one_ran(loop: EventLoop) -> None:
+    """Under run_forever a due source is asked once per wake-up (the answers stay good while
+    nothing runs), but again before the next poll once a due source's own callback ran, and
+    after a socket's callback, which may have made something due now."""
+    asked: list[float] = []
+    polls: list[int | None] = []
+    real_poll = loop._poller.poll
+
+    def counting_poll(timeout: int | None = None) -> list:
+        polls.append(timeout)
+        return real_poll(timeout)
+
+    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    flag: list[str] = []
+    fired: list[str] = []
+
+    def quiet_source(now: float) -> float | None:
+        asked.append(now)
+        return None
+
+    def flag_due(now: float) -> float | None:
+        return now if flag else None
+
+    def on_flag() -> None:
+        fired.append(flag.pop())
+        if len(fired) == 1:
+            flag.append("second")  # due at once again: must run without a sleep in between
+        else:
+            loop.stop()
+
+    loop.add_due_source(quiet_source, lambda: fired.append("never"))  # never due
+    loop.add_due_source(flag_due, on_flag)
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 4:
+            flag.append("first")
+
+    loop.call_every(0.01, tick)
+    loop.run_forever()
+    assert fired == ["first", "second"]
+    assert polls[-1] == 0  # the second source run came from a poll that did not sleep
+    assert len(asked) <= len(polls) + 2  # before: twice per wake-up
