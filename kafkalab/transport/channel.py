@@ -142,9 +142,11 @@ class Channel:
             times.append(held)
         return min(times) if times else None
 
-    def attach(self, loop: Any) -> None:
-        """Let an EventLoop run poll() when the socket is readable or something is due."""
-        loop.add_socket(self.client.socket, self.poll)
+    def attach(self, loop: Any, *, wake: bool = True) -> None:
+        """Let an EventLoop run poll() when the socket is readable or something is due.
+        wake=False: a response alone does not wake the loop; it is delivered at the loop's
+        next wake-up for anything else (timeouts and held responses still wake it)."""
+        loop.add_socket(self.client.socket, self.poll, wake=wake)
         loop.add_due_source(self.next_due, self.poll)
 
     def close(self) -> None:

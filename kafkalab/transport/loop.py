@@ -65,6 +65,7 @@ class EventLoop:
         self.clock = clock  # timers and due sources are in clock.monotonic() seconds
         self._poller = zmq.Poller()
         self._callbacks: dict[Any, Callable[[], Any]] = {}
+        self._lazy: dict[zmq.Socket, Callable[[], Any]] = {}  # add_socket(wake=False)
         self._timers: list[tuple[float, int, Handle]] = []
         self._seq = itertools.count()
         self._sources: list[Handle] = []
@@ -84,8 +85,17 @@ class EventLoop:
 
     # -- registration ----------------------------------------------------------------------
 
-    def add_socket(self, sock: Any, callback: Callable[[], Any]) -> None:
-        """Call callback() whenever sock is readable (zmq socket, socket object or fd)."""
+    def add_socket(self, sock: Any, callback: Callable[[], Any], *, wake: bool = True) -> None:
+        """Call callback() whenever sock is readable (zmq socket, socket object or fd).
+
+        wake=False (zmq sockets only): what arrives never wakes the loop by itself; it is
+        taken at the loop's next wake-up for anything else (a broker's heartbeat responses,
+        read at the next beat at the latest, instead of a wake-up each)."""
+        if not wake:
+            if not isinstance(sock, zmq.Socket):
+                raise TypeError(f"add_socket(wake=False) takes a zmq socket, not {type(sock).__name__}")
+            self._lazy[sock] = callback
+            return
         key = self._key(sock)
         self._poller.register(key, zmq.POLLIN)
         self._callbacks[key] = callback
@@ -96,6 +106,8 @@ class EventLoop:
         self._poller.register(sock, flags)
 
     def remove_socket(self, sock: Any) -> None:
+        if self._lazy.pop(sock, None) is not None:
+            return
         key = self._key(sock)
         if self._callbacks.pop(key, None) is not None:
             self._poller.unregister(key)
@@ -178,6 +190,9 @@ class EventLoop:
             elif sock == self._wake_r.fileno():
                 self._drain_wake()
                 woken = True  # another thread or a signal handler may have changed a source
+        for sock, callback in list(self._lazy.items()):
+            if not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                ran += self._run(callback)
         now = self.time()
         while self._timers and self._timers[0][0] <= now + self._slack(self._timers[0][2]):
             _, _, handle = heapq.heappop(self._timers)
@@ -185,7 +200,7 @@ class EventLoop:
                 continue
             if handle.interval is not None:
                 # The next multiple of the interval: a late run never makes the next one bunch up.
-                handle.when = _next_on_grid(handle.when, handle.interval, self.time())
+                handle.when = _next_on_grid(handle.when, handle.interval, now)
                 heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
             ran += self._run(handle.callback)
         if ran or woken or self._dues is None:

@@ -57,7 +57,9 @@ def test_call_every_repeats_until_cancelled(loop: EventLoop) -> None:
     ticks: list[float] = []
     handle = loop.call_every(0.01, lambda: ticks.append(loop.time()))
     run_until(loop, lambda: len(ticks) >= 3)
-    assert all(b - a >= 0.009 for a, b in zip(ticks, ticks[1:], strict=False))
+    # On the interval's grid: after a late run the next may come sooner, but never within
+    # half an interval (less the 1 ms a periodic timer may run early).
+    assert all(b - a >= 0.004 for a, b in zip(ticks, ticks[1:], strict=False))
     handle.cancel()
     count = len(ticks)
     end = time.monotonic() + 0.05
@@ -192,10 +194,12 @@ def test_periodic_timers_fire_at_multiples_of_their_interval_and_share_wake_ups(
         assert handle.interval / 2 <= handle.when - loop.time() + 0.02 <= 1.5 * handle.interval + 0.02
     while heartbeat.when != tick.when:  # set up 13 ms apart: at most one beat out of step
         loop.run_once(None)
-    ran.clear()
-    counts = [loop.run_once(None) for _ in range(4)]
-    assert ran.count("heartbeat") == ran.count("tick") == 4 and ran.count("publish") == 2
-    assert counts.count(3) == 2 and counts.count(2) == 2  # every wake-up ran both beats
+    for _ in range(4):
+        ran.clear()
+        loop.run_once(None)
+        # Both beats in every wake-up (a late one too); the 100 ms timer only with them.
+        assert sorted(ran) in (["heartbeat", "tick"], ["heartbeat", "publish", "tick"])
+        assert heartbeat.when == tick.when and abs(slow.when / 0.1 - round(slow.when / 0.1)) < 1e-6
     loop.call_later(0.001, lambda: ran.append("deadline"))
     assert loop.run_once(None) == 1 and ran[-1] == "deadline"
 
@@ -244,3 +248,29 @@ def test_run_forever_asks_due_sources_once_per_wake_up_unless_one_ran(loop: Even
     assert fired == ["first", "second"]
     assert polls[-1] == 0  # the second source run came from a poll that did not sleep
     assert len(asked) <= len(polls) + 2  # before: twice per wake-up
+
+
+def test_a_socket_added_without_wake_is_read_at_the_next_wake_up_for_anything_else(loop: EventLoop) -> None:
+    ctx = zmq.Context.instance()
+    server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        client.connect(f"tcp://127.0.0.1:{port}")
+        got: list[bytes] = []
+        loop.add_socket(server, lambda: got.append(server.recv()), wake=False)
+        client.send(b"heartbeat answer")
+        loop.call_later(0.3, lambda: None)
+        start = time.monotonic()
+        assert loop.run_once(None) == 2 and got == [b"heartbeat answer"]  # taken with the timer
+        assert time.monotonic() - start >= 0.29  # it arrived at once, but woke no one
+        loop.remove_socket(server)
+        client.send(b"after removal")
+        loop.call_later(0.0, lambda: None)
+        time.sleep(0.05)
+        loop.run_once(1.0)
+        assert got == [b"heartbeat answer"]
+        with pytest.raises(TypeError, match="zmq socket"):
+            loop.add_socket(5, lambda: None, wake=False)
+    finally:
+        server.close(linger=0)
+        client.close(linger=0)
