@@ -38,6 +38,11 @@ from kafkalab.protocol.error_response import error_response
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 from kafkalab.protocol.kafka_framing import MAX_FRAME_BYTES
 from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.heartbeat_codec import (
+    read_heartbeat_request,
+    read_heartbeat_response,
+    write_heartbeat,
+)
 from kafkalab.transport.inbox import Inbox
 
 __all__ = [
@@ -88,12 +93,15 @@ def _header(frames: list[bytes], first: int) -> tuple[int, int, int]:
 
 def _frames(entity: Any, correlation_id: int) -> list[bytes]:
     api_key, version = api_key_of(entity)
+    body = None
     if api_key == ApiKey.PRODUCE and version == 9 and entity.__type__ is EntityType.request:
         # The lab producer's hot path: a Produce per batch, written without kio's per-field
         # checks. Imported here: processes that never send one (the controller) skip it.
         from kafkalab.transport.produce_request import write_produce_request
         body = write_produce_request(entity)
-    else:
+    elif api_key == ApiKey.BROKER_HEARTBEAT:  # an idle cluster's most frequent message
+        body = write_heartbeat(entity)
+    if body is None:
         body = encode(entity)
     return [_I16.pack(api_key), _I16.pack(version), _I32.pack(correlation_id), body]
 
@@ -227,7 +235,11 @@ class RpcServer:
             if ZMQ_VERSIONS.get(api_key) != version:
                 self._unsupported(sender, api_key, version, corr)
                 return None
-            body = decode_request(api_key, version, frames[4])
+            body = None
+            if api_key == ApiKey.BROKER_HEARTBEAT:
+                body = read_heartbeat_request(frames[4])  # None: not the common shape, kio reads it
+            if body is None:
+                body = decode_request(api_key, version, frames[4])
         except (ValueError, KafkaLabError) as e:  # UnicodeDecodeError is a ValueError
             self.malformed += 1
             log.warning("%s: dropped malformed request from %s: %s", self.node, sender, e)
@@ -378,6 +390,10 @@ class RpcClient:
                 # The lab producer's hot path, read by hand (as _frames writes its request).
                 from kafkalab.transport.produce_request import read_produce_response
                 return corr, read_produce_response(frames[3])
+            if api_key == ApiKey.BROKER_HEARTBEAT:
+                response = read_heartbeat_response(frames[3])
+                if response is not None:
+                    return corr, response
             return corr, decode_response(api_key, version, frames[3])
         except (ValueError, KafkaLabError) as e:
             log.warning("%s: dropped malformed response from %s: %s", self.node, self.peer, e)
