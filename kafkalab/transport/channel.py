@@ -136,11 +136,11 @@ class Channel:
         """When poll() has something to deliver: a held response, a timeout, a failure."""
         if self._failed:
             return now
-        times = [call.deadline for call in self._calls.values()]
-        held = self.client.next_due(now)
-        if held is not None:
-            times.append(held)
-        return min(times) if times else None
+        held = self.client.next_due(now)  # asked on every wake-up of the loop: kept lean
+        if not self._calls:
+            return held
+        earliest = min(call.deadline for call in self._calls.values())
+        return earliest if held is None or earliest < held else held
 
     def attach(self, loop: Any, *, wake: bool = True) -> None:
         """Let an EventLoop run poll() when the socket is readable or something is due.
