@@ -7,7 +7,9 @@ cluster in this process, as a learner's notebook would have it. What an idle lea
 costs is the lab profile's protocol traffic (broker heartbeats every 100 ms, the replicas' and
 the metadata's long polls) and each process's metrics keep-alive (the coordinators wake only
 when a deadline is due); state rows go out on change, and the Dashboard sleeps until the
-collector has news. Rows: one per process, the
+collector has news. Periodic timers fire at multiples of their interval, so a process's timers
+share its wake-ups and the controller gets the brokers' heartbeats together; a broker reads a
+heartbeat's answer at its next wake-up rather than waking for it. Rows: one per process, the
 learner's total, and every lab's peak (kernel + cluster) as the labs' own run last measured
 it, if KAFKALAB_LAB_PEAKS names the JSON file that run wrote (labs/conftest.py).
 """

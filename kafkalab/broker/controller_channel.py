@@ -7,6 +7,12 @@ nothing to choose; with a quorum the broker follows the active one: it turns to 
 "not controller" answer names, or to the next in turn when the one it follows is silent for
 too long. Requests in flight to a controller it leaves fail with NOT_CONTROLLER. This is the
 only place the broker knows how many controllers there are.
+
+Heartbeats may go on channels of their own (`heartbeat_channels`, a second socket to each
+controller, named "<broker>/heartbeat" so the fault table treats it as the broker's): their
+answers never wake the broker, which reads them at its next wake-up, the next beat at the
+latest. A broker heartbeating ten times a second then wakes ten times a second for them, not
+twenty.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ from kafkalab.transport.channel import Channel, OnError, OnResponse
 
 
 class ControllerChannelManager:
-    def __init__(self, channels: dict[int, Channel], clock: Clock, silence_s: float):
+    def __init__(self, channels: dict[int, Channel], clock: Clock, silence_s: float,
+                 heartbeat_channels: dict[int, Channel] | None = None):
         if not channels:
             raise ValueError("a broker needs at least one controller to talk to")
+        if heartbeat_channels is not None and set(heartbeat_channels) != set(channels):
+            raise ValueError(f"heartbeat channels to controllers {sorted(heartbeat_channels)} "
+                             f"must match the channels to {sorted(channels)}")
         self.channels = dict(sorted(channels.items()))
+        self.heartbeat_channels = dict(sorted((heartbeat_channels or {}).items()))
         self.clock = clock
         self.active_id = next(iter(self.channels))
         # Heartbeats are answered at once, so this long a silence means the controller is gone.
@@ -35,7 +46,9 @@ class ControllerChannelManager:
     def quorum(self) -> bool:
         return len(self.channels) > 1
 
-    def send(self, request: Any, on_response: OnResponse, on_error: OnError | None = None) -> int:
+    def send(self, request: Any, on_response: OnResponse, on_error: OnError | None = None,
+             *, heartbeat: bool = False) -> int:
+        """Send to the controller followed; heartbeat: on its heartbeat channel, if any."""
         controller = self.active_id
 
         def answered(response: Any) -> None:
@@ -43,7 +56,8 @@ class ControllerChannelManager:
                 self._heard = self.clock.monotonic()
             on_response(response)
 
-        return self.channels[controller].send(request, answered, on_error)
+        channels = self.heartbeat_channels if heartbeat and self.heartbeat_channels else self.channels
+        return channels[controller].send(request, answered, on_error)
 
     def check_silence(self) -> None:
         """Killed, paused or cut off: a quorum broker tries the next controller."""
@@ -64,14 +78,18 @@ class ControllerChannelManager:
         if target == old:
             return
         self.active_id = target
-        self.channels[old].fail_all(KafkaError(
-            ErrorCode.not_controller, f"the broker turned from controller {old} to {target}"))
+        for channels in (self.channels, self.heartbeat_channels):
+            if old in channels:
+                channels[old].fail_all(KafkaError(
+                    ErrorCode.not_controller, f"the broker turned from controller {old} to {target}"))
         self.on_follow()
 
     def attach(self, loop: Any) -> None:
         for channel in self.channels.values():
             channel.attach(loop)
+        for channel in self.heartbeat_channels.values():
+            channel.attach(loop, wake=False)
 
     def close(self) -> None:
-        for channel in self.channels.values():
+        for channel in (*self.channels.values(), *self.heartbeat_channels.values()):
             channel.close()

@@ -90,7 +90,7 @@ class BrokerLifecycleManager:
         req = BrokerHeartbeatRequest(broker_id=self.broker_id, broker_epoch=self.broker_epoch,
                                      current_metadata_offset=self.metadata_offset(), want_fence=False,
                                      want_shut_down=self.want_shut_down)
-        self.controller.send(req, self._on_heartbeat)
+        self.controller.send(req, self._on_heartbeat, heartbeat=not self.want_shut_down)
         self.ensure_metadata_fetch()
 
     def _on_heartbeat(self, resp: Any) -> None:

@@ -62,6 +62,7 @@ REPLICA_CHECK_MIN_S = 0.05
 # few seconds, so a broker restarted after a kill rescans little.
 FLUSH_INTERVAL_S = 5.0
 CONTROLLED_SHUTDOWN_MAX_S = 5.0
+HEARTBEAT_CHANNEL_SUFFIX = "/heartbeat"  # a sender "broker-1/heartbeat" is broker-1 to the fault table
 CREATE_TOPICS_TIMEOUT = datetime.timedelta(seconds=5)
 
 
@@ -92,7 +93,9 @@ class BrokerServer:
             self._controller_channels(controller_endpoints), clock,
             # Heartbeats are answered at once, so this long a silence means the controller is gone
             # (whatever the metadata long poll's wait: an idle cluster's polls are long).
-            silence_s=3 * config["broker.heartbeat.interval.ms"] / 1000)
+            silence_s=3 * config["broker.heartbeat.interval.ms"] / 1000,
+            # Their answers are read at the next wake-up instead of waking the broker each.
+            heartbeat_channels=self._controller_channels(controller_endpoints, suffix=HEARTBEAT_CHANNEL_SUFFIX))
         self.lifecycle = BrokerLifecycleManager(
             broker_id=broker_id, controller=self.controller, metadata_offset=lambda: self.image.offset,
             listeners=(
@@ -138,10 +141,10 @@ class BrokerServer:
         self.lifecycle.register()
 
     # -- channels ----------------------------------------------------------------------------
-    def _controller_channels(self, voters: dict[int, str]) -> dict[int, Channel]:
+    def _controller_channels(self, voters: dict[int, str], suffix: str = "") -> dict[int, Channel]:
         """Every controller voter by id: one (id 0, node "controller") or a quorum's."""
-        return {c: Channel(RpcClient(self.ctx, self.node, controller_node(c), ep, self.faults), self.clock,
-                           self.config["request.timeout.ms"] / 1000)
+        return {c: Channel(RpcClient(self.ctx, self.node + suffix, controller_node(c), ep, self.faults),
+                           self.clock, self.config["request.timeout.ms"] / 1000)
                 for c, ep in voters.items()}
 
     def _connect(self, broker_id: int, endpoint: str, *, suffix: str = "", fail_fast_on_cut: bool = False) -> Channel:

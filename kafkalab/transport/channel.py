@@ -136,15 +136,17 @@ class Channel:
         """When poll() has something to deliver: a held response, a timeout, a failure."""
         if self._failed:
             return now
-        times = [call.deadline for call in self._calls.values()]
-        held = self.client.next_due(now)
-        if held is not None:
-            times.append(held)
-        return min(times) if times else None
+        held = self.client.next_due(now)  # asked on every wake-up of the loop: kept lean
+        if not self._calls:
+            return held
+        earliest = min(call.deadline for call in self._calls.values())
+        return earliest if held is None or earliest < held else held
 
-    def attach(self, loop: Any) -> None:
-        """Let an EventLoop run poll() when the socket is readable or something is due."""
-        loop.add_socket(self.client.socket, self.poll)
+    def attach(self, loop: Any, *, wake: bool = True) -> None:
+        """Let an EventLoop run poll() when the socket is readable or something is due.
+        wake=False: a response alone does not wake the loop; it is delivered at the loop's
+        next wake-up for anything else (timeouts and held responses still wake it)."""
+        loop.add_socket(self.client.socket, self.poll, wake=wake)
         loop.add_due_source(self.next_due, self.poll)
 
     def close(self) -> None:

@@ -7,6 +7,13 @@ the loop sleeps exactly until there is something to do, however long that is: st
 timer set from another thread or a signal handler wake it through a socket pair. A callback
 that raises is logged with its traceback and the loop goes on: one bad event must not stop a
 broker.
+
+An idle process's cost is its wake-ups, so the loop makes few: a periodic timer fires at
+multiples of its interval on the system's monotonic clock, so that every timer of one interval
+(a broker's heartbeat and its coordinators' ticks; every broker's heartbeat on the machine)
+fires in the same instant: one wake-up per process, and the controller receives the brokers'
+heartbeats together. Under run_forever() the due sources are asked once per wake-up, not before
+and after the poll, unless a due source's own callback ran since.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ __all__ = ["EventLoop", "Handle"]
 log = logging.getLogger(__name__)
 
 DueSource = Callable[[float], "float | None"]
-TIMER_SLACK_MAX_S = 0.02
+TIMER_SLACK_MAX_S = 0.05
+TIMER_SLACK_FRACTION = 0.2
 
 
 class Handle:
@@ -58,9 +66,12 @@ class EventLoop:
         self.clock = clock  # timers and due sources are in clock.monotonic() seconds
         self._poller = zmq.Poller()
         self._callbacks: dict[Any, Callable[[], Any]] = {}
+        self._lazy: dict[zmq.Socket, Callable[[], Any]] = {}  # add_socket(wake=False)
         self._timers: list[tuple[float, int, Handle]] = []
         self._seq = itertools.count()
         self._sources: list[Handle] = []
+        # Each source's due time as last asked, while nothing has run since (run_forever only).
+        self._dues: list[tuple[Handle, float | None]] | None = None
         self._stopped = False
         self._polling = False  # inside poll(): a new timer or stop() must wake us
         self._forever = False  # inside run_forever(): only stop() ends it
@@ -75,8 +86,17 @@ class EventLoop:
 
     # -- registration ----------------------------------------------------------------------
 
-    def add_socket(self, sock: Any, callback: Callable[[], Any]) -> None:
-        """Call callback() whenever sock is readable (zmq socket, socket object or fd)."""
+    def add_socket(self, sock: Any, callback: Callable[[], Any], *, wake: bool = True) -> None:
+        """Call callback() whenever sock is readable (zmq socket, socket object or fd).
+
+        wake=False (zmq sockets only): what arrives never wakes the loop by itself; it is
+        taken at the loop's next wake-up for anything else (a broker's heartbeat responses,
+        read at the next beat at the latest, instead of a wake-up each)."""
+        if not wake:
+            if not isinstance(sock, zmq.Socket):
+                raise TypeError(f"add_socket(wake=False) takes a zmq socket, not {type(sock).__name__}")
+            self._lazy[sock] = callback
+            return
         key = self._key(sock)
         self._poller.register(key, zmq.POLLIN)
         self._callbacks[key] = callback
@@ -87,6 +107,8 @@ class EventLoop:
         self._poller.register(sock, flags)
 
     def remove_socket(self, sock: Any) -> None:
+        if self._lazy.pop(sock, None) is not None:
+            return
         key = self._key(sock)
         if self._callbacks.pop(key, None) is not None:
             self._poller.unregister(key)
@@ -110,11 +132,15 @@ class EventLoop:
         return self.call_at(self.time() + delay_s, fn)
 
     def call_every(self, interval_s: float, fn: Callable[[], Any]) -> Handle:
-        """Run fn() every interval_s, first after one interval. Late runs are not bunched up."""
+        """Run fn() every interval_s, at multiples of interval_s on the loop's clock (the
+        first between half an interval and one and a half from now). Late runs are not
+        bunched up."""
         if not interval_s > 0:
             raise ValueError(f"call_every() needs an interval > 0 seconds, not {interval_s!r}")
-        handle = Handle(fn, self.time() + interval_s, interval_s)
+        handle = Handle(fn, _grid_at_or_after(self.time() + interval_s / 2, interval_s), interval_s)
         heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
+        if self._polling:
+            self.wake()
         return handle
 
     def add_due_source(
@@ -127,6 +153,9 @@ class EventLoop:
         """
         handle = Handle(callback, source=fn)
         self._sources.append(handle)
+        self._dues = None
+        if self._polling:
+            self.wake()
         return handle
 
     # -- running ---------------------------------------------------------------------------
@@ -137,6 +166,8 @@ class EventLoop:
         Returns the number of callbacks run.
         """
         now = self.time()
+        if not self._forever:
+            self._dues = None  # the caller may have changed a source's state since
         wake = self._next_wake(now)
         if max_wait_s is not None:
             wake = min(wake, now + max_wait_s) if wake is not None else now + max_wait_s
@@ -152,29 +183,36 @@ class EventLoop:
             ready = self._poller.poll(timeout_ms)
         finally:
             self._polling = False
+        woken = False
         for sock, _ in ready:
             callback = self._callbacks.get(sock)
             if callback is not None:
                 ran += self._run(callback)
             elif sock == self._wake_r.fileno():
                 self._drain_wake()
+                woken = True  # another thread or a signal handler may have changed a source
+        for sock, callback in list(self._lazy.items()):
+            if not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                ran += self._run(callback)
         now = self.time()
         while self._timers and self._timers[0][0] <= now + self._slack(self._timers[0][2]):
             _, _, handle = heapq.heappop(self._timers)
             if handle.cancelled:
                 continue
             if handle.interval is not None:
-                # Fixed delay from this run: a late run never makes the next one bunch up.
-                handle.when = max(handle.when + handle.interval, self.time() + handle.interval * 0.9)
+                # The next multiple of the interval: a late run never makes the next one bunch up.
+                handle.when = _next_on_grid(handle.when, handle.interval, now)
                 heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
             ran += self._run(handle.callback)
-        self._sources = [h for h in self._sources if not h.cancelled]
-        for handle in self._sources:
-            if handle.callback is not None:
-                due = self._due(handle, now)
-                if due is not None and due <= now:
-                    ran += self._run(handle.callback)
-        return ran
+        if ran or woken or self._dues is None:
+            self._dues = self._ask_sources(now)  # what ran may have changed what is due
+        sources_ran = 0
+        for handle, due in self._dues:
+            if handle.callback is not None and not handle.cancelled and due is not None and due <= now:
+                sources_ran += self._run(handle.callback)
+        if sources_ran:
+            self._dues = None  # asked again before the next poll
+        return ran + sources_ran
 
     def run_forever(self) -> None:
         """Run until stop() is called."""
@@ -213,21 +251,24 @@ class EventLoop:
     @staticmethod
     def _slack(handle: Handle) -> float:
         """How early a timer may run with others: a periodic one (heartbeats, ticks,
-        publishing) joins a wake-up that comes up to a tenth of its interval (at most 20 ms)
-        before it is due, so timers set up together share one wake-up instead of several a
-        few ms apart. A one-shot timer (a deadline) never runs early."""
-        return 0.0 if handle.interval is None else min(TIMER_SLACK_MAX_S, 0.1 * handle.interval)
+        publishing) joins a wake-up that comes up to a fifth of its interval (at most 50 ms)
+        before it is due (a 250 ms publish rides the 100 ms heartbeat's wake-ups at 200, 500,
+        700 ...: still four a second, on its own grid), so timers share wake-ups instead of
+        each having its own a few ms apart. A one-shot timer (a deadline) never runs early."""
+        return 0.0 if handle.interval is None else min(TIMER_SLACK_MAX_S, TIMER_SLACK_FRACTION * handle.interval)
 
     def _next_wake(self, now: float) -> float | None:
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
         times = [self._timers[0][0]] if self._timers else []
-        for handle in self._sources:
-            if not handle.cancelled:
-                due = self._due(handle, now)
-                if due is not None:
-                    times.append(due)
+        if self._dues is None:
+            self._dues = self._ask_sources(now)
+        times += [due for handle, due in self._dues if due is not None and not handle.cancelled]
         return min(times) if times else None
+
+    def _ask_sources(self, now: float) -> list[tuple[Handle, float | None]]:
+        self._sources = [h for h in self._sources if not h.cancelled]
+        return [(handle, self._due(handle, now)) for handle in self._sources]
 
     def _due(self, handle: Handle, now: float) -> float | None:
         try:
@@ -245,3 +286,18 @@ class EventLoop:
         except Exception:
             log.exception("event loop callback %r failed; carrying on", callback)
         return 1
+
+
+def _grid_at_or_after(t: float, interval: float) -> float:
+    """The first multiple of interval at or after t."""
+    return math.ceil(t / interval - 1e-9) * interval
+
+
+def _next_on_grid(when: float, interval: float, now: float) -> float:
+    """A periodic timer's next time after running for `when`: one interval on, or, if the
+    run was so late that this is less than half an interval away, the next multiple after
+    that (a skipped beat rather than two runs in a row)."""
+    following = (round(when / interval) + 1) * interval
+    if following < now + interval / 2:
+        following = _grid_at_or_after(now + interval / 2, interval)
+    return following

@@ -1,11 +1,15 @@
 """Kafka API messages over ZeroMQ: RpcServer (ROUTER), RpcClient (DEALER), fault table sync.
 
-Wire format, one ZeroMQ multipart message per request or response:
+Wire format, one ZeroMQ message per request or response, of one frame:
 
-    [api_key: int16 BE][api_version: int16 BE][correlation_id: int32 BE][body]
+    [api_key: int16 BE | api_version: int16 BE | correlation_id: int32 BE | body]
 
-(a ROUTER adds the peer's identity frame in front). The body is the kio-encoded message,
-with no Kafka header: the first three frames are the header. A DEALER's identity is its
+or, for a body of BIG_BODY_BYTES or more (a Produce batch, a Fetch response), of two frames,
+the 8-byte header and the body, so that the body is not copied to be joined (a ROUTER adds
+the peer's identity frame in front). The body is the kio-encoded message, with no Kafka
+header. One frame instead of four: an idle cluster's messages are small and many (30
+heartbeats a second), and each frame is a send, a receive and a "more?" on both sides. A
+DEALER's identity is its
 node name, so the server knows who is talking, and the fault table can be applied to the
 link sender -> receiver on every receive. Faults are enforced by the receiving side only.
 
@@ -38,6 +42,11 @@ from kafkalab.protocol.error_response import error_response
 from kafkalab.protocol.errors import ErrorCode, KafkaError
 from kafkalab.protocol.kafka_framing import MAX_FRAME_BYTES
 from kafkalab.transport.faults import FaultTable
+from kafkalab.transport.heartbeat_codec import (
+    read_heartbeat_request,
+    read_heartbeat_response,
+    write_heartbeat,
+)
 from kafkalab.transport.inbox import Inbox
 
 __all__ = [
@@ -51,8 +60,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
+_HEADER = struct.Struct(">hhi")  # api key, version, correlation id
+# A body this large goes in a frame of its own rather than be copied behind the header.
+BIG_BODY_BYTES = 16384
 _DRAIN_LIMIT = 1000  # messages per receive(); the socket stays readable for the rest
 
 
@@ -76,26 +86,41 @@ def _check_node(node: str) -> bytes:
     return identity
 
 
-def _header(frames: list[bytes], first: int) -> tuple[int, int, int]:
-    api, version, corr = frames[first : first + 3]
-    if len(api) != 2 or len(version) != 2 or len(corr) != 4:
-        raise ValueError(
-            f"header frames are {len(api)}, {len(version)}, {len(corr)} bytes, "
-            "expected 2 (api key), 2 (version), 4 (correlation id)"
-        )
-    return _I16.unpack(api)[0], _I16.unpack(version)[0], _I32.unpack(corr)[0]
+def _split(frames: list[bytes], first: int) -> tuple[int, int, int, bytes | memoryview]:
+    """(api key, version, correlation id, body) of the frames from `first` on: one frame
+    (header and body) or two (header, body). ValueError names what does not fit."""
+    count = len(frames) - first
+    if count == 1:
+        frame = frames[first]
+        if len(frame) < _HEADER.size:
+            raise ValueError(f"a {len(frame)}-byte message, shorter than the {_HEADER.size}-byte header "
+                             "(api key int16, version int16, correlation id int32)")
+        body: bytes | memoryview = memoryview(frame)[_HEADER.size:]
+    elif count == 2:
+        frame, body = frames[first], frames[first + 1]
+        if len(frame) != _HEADER.size:
+            raise ValueError(f"a {len(frame)}-byte header frame, expected {_HEADER.size} "
+                             "(api key int16, version int16, correlation id int32)")
+    else:
+        raise ValueError(f"{count} frames, expected 1 (header and body) or 2 (header, body)")
+    api_key, version, corr = _HEADER.unpack_from(frame)
+    return api_key, version, corr, body
 
 
 def _frames(entity: Any, correlation_id: int) -> list[bytes]:
     api_key, version = api_key_of(entity)
+    body = None
     if api_key == ApiKey.PRODUCE and version == 9 and entity.__type__ is EntityType.request:
         # The lab producer's hot path: a Produce per batch, written without kio's per-field
         # checks. Imported here: processes that never send one (the controller) skip it.
         from kafkalab.transport.produce_request import write_produce_request
         body = write_produce_request(entity)
-    else:
+    elif api_key == ApiKey.BROKER_HEARTBEAT:  # an idle cluster's most frequent message
+        body = write_heartbeat(entity)
+    if body is None:
         body = encode(entity)
-    return [_I16.pack(api_key), _I16.pack(version), _I32.pack(correlation_id), body]
+    header = _HEADER.pack(api_key, version, correlation_id)
+    return [header + body] if len(body) < BIG_BODY_BYTES else [header, body]
 
 
 @dataclass(slots=True)
@@ -215,19 +240,18 @@ class RpcServer:
         sender = "?"
         try:
             sender = frames[0].decode()
-            if len(frames) != 5:
-                raise ValueError(
-                    f"{len(frames) - 1} frames after the identity, expected 4 "
-                    "(api key, version, correlation id, body)"
-                )
-            api_key, version, corr = _header(frames, 1)
+            api_key, version, corr, payload = _split(frames, 1)
             if self.faults.is_cut(sender, self.node):
                 self.inbox.dropped += 1
                 return None
             if ZMQ_VERSIONS.get(api_key) != version:
                 self._unsupported(sender, api_key, version, corr)
                 return None
-            body = decode_request(api_key, version, frames[4])
+            body = None
+            if api_key == ApiKey.BROKER_HEARTBEAT:
+                body = read_heartbeat_request(payload)  # None: not the common shape, kio reads it
+            if body is None:
+                body = decode_request(api_key, version, payload)
         except (ValueError, KafkaLabError) as e:  # UnicodeDecodeError is a ValueError
             self.malformed += 1
             log.warning("%s: dropped malformed request from %s: %s", self.node, sender, e)
@@ -283,7 +307,10 @@ class RpcClient:
         self._next_corr = (corr + 1) & 0x7FFFFFFF
         frames = _frames(request, corr)
         try:
-            self.socket.send_multipart(frames, zmq.NOBLOCK)
+            if len(frames) == 1:
+                self.socket.send(frames[0], zmq.NOBLOCK)
+            else:
+                self.socket.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             raise KafkaError(
                 ErrorCode.network_exception,
@@ -360,9 +387,7 @@ class RpcClient:
 
     def _parse(self, frames: list[bytes]) -> tuple[int, Any] | None:
         try:
-            if len(frames) != 4:
-                raise ValueError(f"{len(frames)} frames, expected 4")
-            api_key, version, corr = _header(frames, 0)
+            api_key, version, corr, payload = _split(frames, 0)
             expected = self._pending.get(corr)
             if expected is None:
                 self.unmatched += 1
@@ -377,8 +402,12 @@ class RpcClient:
             if api_key == ApiKey.PRODUCE and version == 9:
                 # The lab producer's hot path, read by hand (as _frames writes its request).
                 from kafkalab.transport.produce_request import read_produce_response
-                return corr, read_produce_response(frames[3])
-            return corr, decode_response(api_key, version, frames[3])
+                return corr, read_produce_response(payload)
+            if api_key == ApiKey.BROKER_HEARTBEAT:
+                response = read_heartbeat_response(payload)
+                if response is not None:
+                    return corr, response
+            return corr, decode_response(api_key, version, payload)
         except (ValueError, KafkaLabError) as e:
             log.warning("%s: dropped malformed response from %s: %s", self.node, self.peer, e)
             return None

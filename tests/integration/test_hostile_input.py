@@ -132,8 +132,7 @@ def blast_zmq(endpoints: list[str], messages: list[tuple[int, int, bytes]], stat
             socks.append(s)
         for corr, (key, version, body) in enumerate(messages):
             for s in socks:
-                s.send_multipart([struct.pack(">h", key), struct.pack(">h", version),
-                                  struct.pack(">i", corr), body])
+                s.send(struct.pack(">hhi", key, version, corr) + body)
                 while s.poll(0):
                     s.recv_multipart()
             stats["sent"] += 1

@@ -27,9 +27,11 @@ class FakeController:
         self.calls: list[tuple[Any, Any, Any]] = []
         self.followed: list[int | None] = []
         self.silence_checks = 0
+        self.on_heartbeat_channel: list[bool] = []  # per send: on the heartbeat channel?
 
-    def send(self, request: Any, on_response: Any, on_error: Any = None) -> int:
+    def send(self, request: Any, on_response: Any, on_error: Any = None, *, heartbeat: bool = False) -> int:
         self.calls.append((request, on_response, on_error))
+        self.on_heartbeat_channel.append(heartbeat)
         return len(self.calls)
 
     def follow(self, target: int | None) -> None:
@@ -117,6 +119,10 @@ class FakeChannel:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, Any, Any]] = []
         self.failed: list[KafkaError] = []
+        self.attached: list[bool] = []  # wake= of each attach
+
+    def attach(self, loop: Any, *, wake: bool = True) -> None:
+        self.attached.append(wake)
 
     def send(self, request: Any, on_response: Any, on_error: Any = None) -> int:
         self.sent.append((request, on_response, on_error))
@@ -168,6 +174,41 @@ def test_an_answer_from_a_controller_left_behind_does_not_count_as_hearing_from_
     chans[1].sent[0][1]("late answer")
     m.check_silence()
     assert m.active_id == 1  # 2 stayed silent: the broker moved on
+
+
+def test_heartbeats_go_on_their_own_channels_which_never_wake_the_broker() -> None:
+    """The heartbeat channels carry heartbeats only and are attached without wake-ups; a
+    turn to another controller fails what either channel had in flight."""
+    clock = ManualClock()
+    chans = {1: FakeChannel(), 2: FakeChannel()}
+    beats = {1: FakeChannel(), 2: FakeChannel()}
+    m = ControllerChannelManager(chans, clock, silence_s=1.0, heartbeat_channels=beats)  # type: ignore[arg-type]
+    m.attach(object())
+    assert [c.attached for c in (*chans.values(), *beats.values())] == [[True], [True], [False], [False]]
+    m.send("heartbeat", lambda r: None, heartbeat=True)
+    m.send("alter partition", lambda r: None)
+    assert [r for r, _, _ in beats[1].sent] == ["heartbeat"] and [r for r, _, _ in chans[1].sent] == ["alter partition"]
+    clock.advance(0.9)
+    beats[1].sent[0][1]("answer")  # a heartbeat's answer is hearing from the controller
+    clock.advance(0.9)
+    m.check_silence()
+    assert m.active_id == 1
+    m.follow(2)
+    assert [e.code for e in beats[1].failed] == [e.code for e in chans[1].failed] == [ErrorCode.not_controller]
+    with pytest.raises(ValueError, match="must match"):
+        ControllerChannelManager(chans, clock, silence_s=1.0, heartbeat_channels={1: FakeChannel()})  # type: ignore[arg-type]
+
+
+def test_a_broker_heartbeats_on_the_heartbeat_channel_but_asks_to_shut_down_on_the_main_one() -> None:
+    c, later = FakeController(), []
+    lc = lifecycle(c, later)
+    lc.register()
+    c.calls[0][1](NS(error_code=ErrorCode.none, broker_epoch=4))
+    lc.heartbeat()
+    lc.begin_controlled_shutdown()  # its answer is awaited: read as soon as it comes
+    assert [type(r).__name__ for r, _, _ in c.calls] == ["BrokerRegistrationRequest", "BrokerHeartbeatRequest",
+                                                         "BrokerHeartbeatRequest"]
+    assert c.on_heartbeat_channel == [False, True, False]
 
 
 # -- producer ids --------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_the_issue_body_over_zeromq_is_dropped_and_counted(rpc) -> None:
     try:
         evil.connect(server.endpoint)
         for version in (7, 8, 9):
-            evil.send_multipart([struct.pack(">h", 2), struct.pack(">h", version), b"\x00\x00\x00\x01", ISSUE_BODY])
+            evil.send(struct.pack(">hhi", 2, version, 1) + ISSUE_BODY)
         deadline = time.monotonic() + 5
         while server.malformed < 3 and time.monotonic() < deadline:
             assert not server.receive(time.monotonic())

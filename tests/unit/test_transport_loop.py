@@ -57,7 +57,9 @@ def test_call_every_repeats_until_cancelled(loop: EventLoop) -> None:
     ticks: list[float] = []
     handle = loop.call_every(0.01, lambda: ticks.append(loop.time()))
     run_until(loop, lambda: len(ticks) >= 3)
-    assert all(b - a >= 0.009 for a, b in zip(ticks, ticks[1:], strict=False))
+    # On the interval's grid: after a late run the next may come sooner, but never within
+    # half an interval (less the 2 ms a periodic timer may run early to share a wake-up).
+    assert all(b - a >= 0.003 for a, b in zip(ticks, ticks[1:], strict=False))
     handle.cancel()
     count = len(ticks)
     end = time.monotonic() + 0.05
@@ -178,14 +180,97 @@ def test_an_idle_loop_sleeps_until_stop_or_a_timer_from_another_thread(loop: Eve
         loop.close()
 
 
-def test_periodic_timers_due_within_their_slack_share_one_wake_up(loop: EventLoop) -> None:
-    """Two 100 ms timers set up a few ms apart (a broker's heartbeat and a coordinator's tick)
-    run in one wake-up; a one-shot deadline in the same window waits for its own time."""
+def test_periodic_timers_fire_at_multiples_of_their_interval_and_share_wake_ups(loop: EventLoop) -> None:
+    """Timers of one interval set up apart (a broker's heartbeat and a coordinator's tick, or
+    two brokers' heartbeats) fire at the same instants, multiples of the interval on the
+    monotonic clock, so they cost one wake-up; a one-shot deadline waits for its own time."""
     ran: list[str] = []
-    loop.call_every(0.1, lambda: ran.append("heartbeat"))
-    time.sleep(0.006)
-    loop.call_every(0.1, lambda: ran.append("tick"))
-    time.sleep(0.003)
-    loop.call_later(0.1, lambda: ran.append("deadline"))
-    assert loop.run_once(None) == 2 and ran == ["heartbeat", "tick"]
+    heartbeat = loop.call_every(0.05, lambda: ran.append("heartbeat"))
+    time.sleep(0.013)
+    tick = loop.call_every(0.05, lambda: ran.append("tick"))
+    slow = loop.call_every(0.1, lambda: ran.append("publish"))
+    for handle in (heartbeat, tick, slow):
+        assert abs(handle.when / handle.interval - round(handle.when / handle.interval)) < 1e-6
+        assert handle.interval / 2 <= handle.when - loop.time() + 0.02 <= 1.5 * handle.interval + 0.02
+    while heartbeat.when != tick.when:  # set up 13 ms apart: at most one beat out of step
+        loop.run_once(None)
+    for _ in range(4):
+        ran.clear()
+        loop.run_once(None)
+        # Both beats in every wake-up (a late one too); the 100 ms timer only with them.
+        assert sorted(ran) in (["heartbeat", "tick"], ["heartbeat", "publish", "tick"])
+        assert heartbeat.when == tick.when and abs(slow.when / 0.1 - round(slow.when / 0.1)) < 1e-6
+    loop.call_later(0.001, lambda: ran.append("deadline"))
     assert loop.run_once(None) == 1 and ran[-1] == "deadline"
+
+
+def test_run_forever_asks_due_sources_once_per_wake_up_unless_one_ran(loop: EventLoop) -> None:
+    """Under run_forever a due source is asked once per wake-up (the answers stay good while
+    nothing runs), but again before the next poll once a due source's own callback ran, and
+    after a socket's callback, which may have made something due now."""
+    asked: list[float] = []
+    polls: list[int | None] = []
+    real_poll = loop._poller.poll
+
+    def counting_poll(timeout: int | None = None) -> list:
+        polls.append(timeout)
+        return real_poll(timeout)
+
+    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    flag: list[str] = []
+    fired: list[str] = []
+
+    def quiet_source(now: float) -> float | None:
+        asked.append(now)
+        return None
+
+    def flag_due(now: float) -> float | None:
+        return now if flag else None
+
+    def on_flag() -> None:
+        fired.append(flag.pop())
+        if len(fired) == 1:
+            flag.append("second")  # due at once again: must run without a sleep in between
+        else:
+            loop.stop()
+
+    loop.add_due_source(quiet_source, lambda: fired.append("never"))  # never due
+    loop.add_due_source(flag_due, on_flag)
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 4:
+            flag.append("first")
+
+    loop.call_every(0.01, tick)
+    loop.run_forever()
+    assert fired == ["first", "second"]
+    assert polls[-1] == 0  # the second source run came from a poll that did not sleep
+    assert len(asked) <= len(polls) + 2  # before: twice per wake-up
+
+
+def test_a_socket_added_without_wake_is_read_at_the_next_wake_up_for_anything_else(loop: EventLoop) -> None:
+    ctx = zmq.Context.instance()
+    server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        client.connect(f"tcp://127.0.0.1:{port}")
+        got: list[bytes] = []
+        loop.add_socket(server, lambda: got.append(server.recv()), wake=False)
+        client.send(b"heartbeat answer")
+        loop.call_later(0.3, lambda: None)
+        start = time.monotonic()
+        assert loop.run_once(None) == 2 and got == [b"heartbeat answer"]  # taken with the timer
+        assert time.monotonic() - start >= 0.29  # it arrived at once, but woke no one
+        loop.remove_socket(server)
+        client.send(b"after removal")
+        loop.call_later(0.0, lambda: None)
+        time.sleep(0.05)
+        loop.run_once(1.0)
+        assert got == [b"heartbeat answer"]
+        with pytest.raises(TypeError, match="zmq socket"):
+            loop.add_socket(5, lambda: None, wake=False)
+    finally:
+        server.close(linger=0)
+        client.close(linger=0)

@@ -183,16 +183,18 @@ def test_call_waits_for_a_delayed_response(server: RpcServer, ctx: zmq.Context, 
     "frames",
     [
         [os.urandom(37)],
-        [b"\x00\x03", b"\x00\x0c", b"\x00\x00\x00\x01"],  # no body
-        [b"\x00\x03", b"\x00\x0c", b"\x00\x00\x00\x01", b"", b"extra"],
-        [b"\x03", b"\x00\x0c", b"\x00\x00\x00\x01", b"\x00"],  # short header frame
-        [struct.pack(">h", 999), b"\x00\x00", b"\x00\x00\x00\x01", b"\x00"],  # unknown api key
-        [struct.pack(">h", 3), struct.pack(">h", 99), b"\x00\x00\x00\x01", b"\x00"],  # unknown version
-        [struct.pack(">h", 0), struct.pack(">h", 9), b"\x00\x00\x00\x01",
-         encode(build.produce_request(-1, 10, {"t": {0: b"x" * 100}}))[:-30]],  # truncated body
-        [struct.pack(">h", 3), struct.pack(">h", 12), b"\x00\x00\x00\x01", os.urandom(64)],
+        [struct.pack(">hhi", 3, 12, 1), b"\x00", b"extra"],  # three frames
+        [b"\x00\x03", b"\x00\x0c", b"\x00\x00\x00\x01", b"\x00"],  # four: the old split header
+        [b"\x00\x03\x00\x0c\x00\x00\x00"],  # shorter than a header
+        [b"\x00\x03\x00\x0c\x00\x00\x00", b"\x00"],  # a 7-byte header frame
+        [struct.pack(">hhi", 3, 12, 1)],  # a header and no body
+        [struct.pack(">hhi", 999, 0, 1) + b"\x00"],  # unknown api key
+        [struct.pack(">hhi", 3, 99, 1) + b"\x00"],  # unknown version
+        [struct.pack(">hhi", 0, 9, 1) + encode(build.produce_request(-1, 10, {"t": {0: b"x" * 100}}))[:-30]],
+        [struct.pack(">hhi", 3, 12, 1), os.urandom(64)],  # garbage in a body frame of its own
     ],
-    ids=["random", "3-frames", "5-frames", "short-header", "unknown-api", "unknown-version", "truncated", "garbage-body"],
+    ids=["random", "3-frames", "4-frames", "short-message", "short-header-frame", "no-body", "unknown-api",
+         "unknown-version", "truncated", "garbage-body"],
 )  # fmt: skip
 def test_malformed_requests_are_dropped_and_the_server_keeps_serving(
     frames: list[bytes], ctx: zmq.Context, server: RpcServer, client: RpcClient
@@ -345,9 +347,9 @@ def test_a_version_the_lab_does_not_speak_is_answered_unsupported_and_never_hand
         old.send_multipart(_frames(ListGroupsRequest(states_filter=()), 7))
         wait_for(lambda: server.receive(time.monotonic()) or server.malformed == 1)
         assert old.poll(5000), "no answer to an unsupported version"
-        api, version, corr, body = old.recv_multipart()
-        assert (struct.unpack(">hhi", api + version + corr)) == (16, 4, 7)
-        assert decode_response(16, 4, body).error_code == ErrorCode.unsupported_version
+        (message,) = old.recv_multipart()
+        assert (struct.unpack_from(">hhi", message)) == (16, 4, 7)
+        assert decode_response(16, 4, message[8:]).error_code == ErrorCode.unsupported_version
     finally:
         old.close(linger=0)
     corr = client.send(build.metadata_request(None))
@@ -369,8 +371,23 @@ def test_a_produce_response_is_read_by_hand_and_a_damaged_one_dropped(
     corr = client.send(build.produce_request(1, 30_000, {"orders": {0: b"batch"}}))
     (env,) = wait_for(lambda: server.receive(time.monotonic()))
     body = encode(build.produce_response(rows))
-    server.socket.send_multipart([env.sender.encode(), struct.pack(">h", 0), struct.pack(">h", 9),
-                                  struct.pack(">i", env.correlation_id), body[:-3]])
+    server.socket.send_multipart([env.sender.encode(), struct.pack(">hhi", 0, 9, env.correlation_id) + body[:-3]])
     got: list = []
     wait_for(lambda: got.extend(client.receive(time.monotonic())) or client.pending == 0, what="the reply read")
     assert got == []
+
+
+def test_a_message_is_one_frame_and_a_big_body_a_frame_of_its_own(server: RpcServer, client: RpcClient) -> None:
+    """Header and body in one frame (one send and one receive a message); a body of
+    BIG_BODY_BYTES or more goes in a second frame instead of being copied behind the header.
+    Both arrive whole."""
+    from kafkalab.transport.rpc import BIG_BODY_BYTES, _frames
+
+    small = build.produce_request(1, 30_000, {"orders": {0: b"x" * 100}})
+    big = build.produce_request(1, 30_000, {"orders": {0: b"y" * BIG_BODY_BYTES}})
+    assert [len(f) > 8 for f in _frames(small, 1)] == [True]
+    assert [len(f) for f in _frames(big, 1)][0] == 8 and len(_frames(big, 1)) == 2
+    for request, records in ((small, b"x" * 100), (big, b"y" * BIG_BODY_BYTES)):
+        corr = client.send(request)
+        (env,) = wait_for(lambda: server.receive(time.monotonic()))
+        assert env.correlation_id == corr and bytes(env.body.topic_data[0].partition_data[0].records) == records
