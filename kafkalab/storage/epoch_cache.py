@@ -62,9 +62,11 @@ class LeaderEpochCache:
         if last is not None and last.epoch == epoch and start_offset >= last.start_offset:
             return False
         kept = [e for e in self._entries if e.epoch < epoch and e.start_offset < start_offset]
-        if len(kept) != len(self._entries):
-            log.warning("%s: epoch %d at %d replaces %s", self.path, epoch, start_offset,
-                        self._entries[len(kept):])
+        removed = self._entries[len(kept):]
+        # Kafka warns only when data was written under a removed epoch: one entry replaced at
+        # the same start offset (a new leader before any record) is routine.
+        if len(removed) > 1 or (removed and removed[0].start_offset != start_offset):
+            log.warning("%s: epoch %d at %d replaces %s", self.path, epoch, start_offset, removed)
         self._entries = [*kept, EpochEntry(epoch, start_offset)]
         self._write()
         return True

@@ -129,6 +129,19 @@ def test_leader_epoch_checkpoint_format_and_lookups(tmp_path):
     assert LeaderEpochCache(str(tmp_path)).entries == [(2, 12)]
 
 
+def test_a_new_epoch_at_the_same_start_replaces_quietly_and_a_truncation_warns(tmp_path, caplog):
+    # Kafka's LeaderEpochFileCache: only removing entries under which data was written warns.
+    cache = LeaderEpochCache(str(tmp_path))
+    cache.assign(0, 0)
+    with caplog.at_level("WARNING", logger="kafkalab.storage.epoch_cache"):
+        cache.assign(1, 0)  # a second leader before any record: routine
+        assert caplog.records == [] and cache.entries == [(1, 0)]
+        cache.assign(2, 10)
+        cache.assign(3, 4)  # a start before epoch 2's: epoch 2's records are gone
+    assert cache.entries == [(1, 0), (3, 4)]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == ["epoch 3 at 4 replaces [EpochEntry(epoch=2, start_offset=10)]"]
+
+
 def test_producer_snapshot_kafka_layout_and_crc(tmp_path):
     entries = [ProducerStateEntry(1000, 2, 41, 500, 1_700_000_000_000, 3, 480, 4),
                ProducerStateEntry(1001, 0, 9, 510, 1_700_000_000_100)]
