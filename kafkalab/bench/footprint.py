@@ -1,10 +1,11 @@
 """`kafkalab bench footprint`: what one learner costs this machine.
 
 A cluster is started from this process (the notebook's stand-in), records are produced and
-consumed, then every process's resident memory (RSS, and PSS: shared pages split among their sharers) is read and its CPU time counted over
+consumed, then every process's resident memory (RSS, and PSS: shared pages split among their
+sharers) is read and its CPU time counted over
 `idle_s` seconds while nothing happens. With dashboard=True a Dashboard is bound to the
 cluster in this process, as a learner's notebook would have it. What an idle learner still
-costs is the lab profile's protocol traffic (broker heartbeats every 100 ms, the replicas' and
+costs is the lab profile's protocol traffic (broker heartbeats every 250 ms, the replicas' and
 the metadata's long polls) and each process's metrics keep-alive (the coordinators wake only
 when a deadline is due); state rows go out on change, and the Dashboard sleeps until the
 collector has news. Periodic timers fire at multiples of their interval, so a process's timers

@@ -252,7 +252,7 @@ class EventLoop:
     def _slack(handle: Handle) -> float:
         """How early a timer may run with others: a periodic one (heartbeats, ticks,
         publishing) joins a wake-up that comes up to a fifth of its interval (at most 50 ms)
-        before it is due (a 250 ms publish rides the 100 ms heartbeat's wake-ups at 200, 500,
+        before it is due (a 250 ms publish would ride a 100 ms timer's wake-ups at 200, 500,
         700 ...: still four a second, on its own grid), so timers share wake-ups instead of
         each having its own a few ms apart. A one-shot timer (a deadline) never runs early."""
         return 0.0 if handle.interval is None else min(TIMER_SLACK_MAX_S, TIMER_SLACK_FRACTION * handle.interval)

@@ -112,14 +112,17 @@ def test_assign_replicas_is_balanced_and_distinct():
                 assert len(set(replicas)) == rf
 
 
+SESSION_MS = broker_config("lab")["broker.session.timeout.ms"]
+
+
 def test_session_timeout_fences_and_reelects_from_isr():
     c, image, _, events = make()
     c.create_topic("t", 1, 3)
     p = image.topics["t"].partitions[0]
     leader, epoch = p.leader, p.leader_epoch
     others = [b for b in (1, 2, 3) if b != leader]
-    beat(c, 400, *others)
-    c.tick(now_ms=600)  # the leader's last heartbeat was at 0; session is 500 ms
+    beat(c, SESSION_MS - 100, *others)
+    c.tick(now_ms=SESSION_MS + 100)  # the leader's last heartbeat was at 0
     assert image.brokers[leader].fenced
     p = image.topics["t"].partitions[0]
     assert p.leader in others and p.leader_epoch == epoch + 1
@@ -129,12 +132,13 @@ def test_session_timeout_fences_and_reelects_from_isr():
 
 def test_next_tick_is_the_first_session_to_end_so_an_idle_controller_sleeps_until_then():
     c, image, _, _ = make()
-    beat(c, 400, 2, 3)
-    assert c.next_tick_ms() == 501  # broker 1, last heard at 0, with a 500 ms session
-    c.tick(now_ms=500)
+    beat(c, SESSION_MS - 100, 2, 3)
+    assert c.next_tick_ms() == SESSION_MS + 1  # broker 1, last heard at 0
+    c.tick(now_ms=SESSION_MS)
     assert not image.brokers[1].fenced  # not a moment too early
     c.tick(now_ms=c.next_tick_ms())
-    assert image.brokers[1].fenced and c.next_tick_ms() == 901  # the fenced wait no longer
+    # the fenced broker's wait no longer counts: brokers 2 and 3's sessions do
+    assert image.brokers[1].fenced and c.next_tick_ms() == 2 * SESSION_MS - 100 + 1
     c.last_heartbeat_ms.pop(2)  # known from the log, not heard since this controller started
     assert c.next_tick_ms() == 0
 
