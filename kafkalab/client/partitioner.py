@@ -82,7 +82,9 @@ class Partitioner(Protocol):
 class _Sticky:
     partition: int
     produced_bytes: int = 0
-    queue: Any = None  # the producer's cache of this partition's batch queue (its fast path)
+    # The open batch (a BatchBuilder) the producer's fast path appends this topic's null-key
+    # records to, with no partitioner call per record (see open_lane); None: no fast path.
+    lane: Any = None
 
 
 def load_stats(queue_sizes: dict[int, int], partitions_with_queues: int, partition_count: int
@@ -183,6 +185,27 @@ class BuiltInPartitioner:
             return
         self.on_append(topic, partition, appended_bytes, queues.all_batches_full((topic, partition)),
                        partition_count, available, lambda: queues.queue_sizes(topic, leader_for))
+
+    def open_lane(self, topic: str, partition: int, builder: Any) -> None:
+        """Let the producer's fast path append the topic's next sticky records straight into
+        builder (the partition's open batch, just appended to) while no switch can come due:
+        while the batch stays below batch.size (a switch needs its batches full; the record
+        that fills it also wakes the sender) and the bytes produced stay below 2 x batch.size.
+        The fast path adds what it appends to produced_bytes; builder.fast_limit holds it to
+        those bounds, and the record past them takes the general way (and this rule) again."""
+        st = self.sticky.get(topic)
+        if st is None or st.partition != partition:
+            return
+        limit = min(self.batch_size, builder.size + 2 * self.batch_size - st.produced_bytes) - 1
+        if limit > builder.size:
+            builder.fast_limit = limit
+            st.lane = builder
+        else:
+            st.lane = None
+
+    def close_lanes(self) -> None:
+        for st in self.sticky.values():
+            st.lane = None
 
     def on_new_batch(self, topic: str, partition_count: int, available: Sequence[int],
                      previous: int) -> None:

@@ -1,7 +1,9 @@
 """BatchBuilder: the producer's fast path from records to one RecordBatch v2.
 
 Each append encodes its record at once (so the size check is exact), into a list of
-byte strings joined once at build time. Small varints come from a lookup table.
+byte strings joined once at build time. Small varints come from a lookup table; the
+producer's common record (null key, no headers: `append_value`) takes its whole prefix from
+a memo filled as records need it.
 
 A record inside the records section:
 
@@ -52,12 +54,32 @@ _KEEP_GIL = 0  # crc32c's gil_release_mode: never release
 _ATTR_TS = tuple(_ATTRIBUTES + b for b in SMALL_VARINTS)  # attributes byte + timestamp delta
 _ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in SMALL_VARINTS)  # by offset delta
 _NULL_KEY_LIMIT = SMALL_VARINT_LIMIT - 1
-FAST_VALUE_LIMIT = _NULL_KEY_LIMIT - 1  # the longest value BatchBuilder.append_value takes
 _NULL_KEY_VLEN = (_NULL + _NULL,) + tuple(_NULL + b for b in SMALL_VARINTS[:_NULL_KEY_LIMIT])  # by value length + 1
-# by value length + 1: (that piece, the record's bytes after the offset delta), so append_value
-# sums the record's length with one lookup
-_NULL_KEY_VLEN_REST = tuple((kv, len(kv) + max(vl, 0) + len(_NO_HEADERS))
-                            for vl, kv in enumerate(_NULL_KEY_VLEN, start=-1))
+
+# append_value's memo: a null-key, header-less record is (prefix, value, b"\x00"), and its prefix
+# (length, attributes, timestamp delta, offset delta, null key, value length) depends on the
+# value's length, the timestamp delta and the offset delta only. Rows by (value length,
+# timestamp delta) map an offset delta to (prefix, the record's size), filled the first time a
+# record needs them: a producer whose values have a few lengths computes each prefix once,
+# not once per record, and a process that never produces holds none.
+_PREFIX_ROWS: dict[tuple[int, int], dict[int, tuple[bytes, int]]] = {}
+_PREFIXES_MAX = 1 << 13  # at ~120 bytes each: about 1 MB, then the rows start again
+_prefixes = 0
+
+
+def _null_key_prefix(row: dict[int, tuple[bytes, int]], value_len: int, ts_delta: int, offset_delta: int
+                     ) -> tuple[bytes, int]:
+    """The prefix of a null-key, header-less record and the record's size, memoized in row."""
+    global _prefixes
+    if _prefixes >= _PREFIXES_MAX:
+        _PREFIX_ROWS.clear()  # rows in use stay with their builders; new ones start empty
+        _prefixes = 0
+    _prefixes += 1
+    body = _ATTRIBUTES + varint_bytes(ts_delta) + varint_bytes(offset_delta) + _NULL + varint_bytes(value_len)
+    length = len(body) + value_len + len(_NO_HEADERS)
+    len_b = varint_bytes(length)
+    entry = row[offset_delta] = (len_b + body, len(len_b) + length)
+    return entry
 
 
 def timestamp_type_id(timestamp_type: str | int) -> int:
@@ -104,17 +126,25 @@ class BatchBuilder:
     alone (as Kafka's producer does with `batch.size`).
     """
 
-    __slots__ = ("max_bytes", "_parts", "size", "_count", "_base_ts", "_max_ts")
+    __slots__ = ("max_bytes", "fast_limit", "_parts", "size", "_count", "_base_ts", "_max_ts",
+                 "_row", "_row_ts", "_row_len")
 
     def __init__(self, max_bytes: int) -> None:
         if not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive int (like batch.size), got {max_bytes!r}")
         self.max_bytes = max_bytes
+        # append_value keeps the batch at most this big; the producer lowers it (to leave the
+        # record that fills the batch to its general path) and seal() makes it 0
+        self.fast_limit = max_bytes
         self._parts: list[bytes] = []
         self.size = HEADER_SIZE
         self._count = 0
         self._base_ts = 0
         self._max_ts = -1
+        # append_value's current prefix row: the last record's timestamp and value length
+        self._row: dict[int, tuple[bytes, int]] = {}
+        self._row_ts: int | None = None
+        self._row_len = -1
 
     @property
     def estimated_size(self) -> int:
@@ -191,31 +221,47 @@ class BatchBuilder:
         return True
 
     def append_value(self, value: bytes, timestamp_ms: int) -> int:
-        """`append(None, value, None, timestamp_ms)` for the producer's common case (null key,
-        no headers, a value shorter than FAST_VALUE_LIMIT, a batch that has records already):
-        the bytes it added, or 0 if the record does not fit (nothing added)."""
+        """`append(None, value, None, timestamp_ms)` for the producer's common record (null key,
+        no headers) into a batch that has records already: the bytes it added, or 0 (nothing
+        added) if the batch would grow past `fast_limit` or has no record yet."""
         n = self._count
+        if timestamp_ms == self._row_ts and len(value) == self._row_len:
+            # the common case: the same millisecond and value length as the record before
+            try:
+                prefix, added = self._row[n]
+            except KeyError:
+                prefix, added = _null_key_prefix(self._row, self._row_len, timestamp_ms - self._base_ts, n)
+            size = self.size + added
+            if size > self.fast_limit:
+                return 0
+            self._parts += (prefix, value, _NO_HEADERS)
+            self.size = size
+            self._count = n + 1
+            return added
+        if not n:
+            return 0  # the first record sets the base timestamp: append() takes it
+        vlen = len(value)
         tsd = timestamp_ms - self._base_ts
-        if tsd == 0 and 0 < n < SMALL_VARINT_LIMIT:  # the same millisecond as the first record
-            head = _ATTR_TS0_OD[n]
-        elif n and 0 < tsd < SMALL_VARINT_LIMIT and n < SMALL_VARINT_LIMIT:
-            head = _ATTR_TS[tsd] + SMALL_VARINTS[n]
-        else:
-            before = self.size
-            return self.size - before if self.append(None, value, None, timestamp_ms) else 0
-        kv, rest = _NULL_KEY_VLEN_REST[len(value) + 1]
-        bl = len(head) + rest
-        len_b = SMALL_VARINTS[bl] if bl < SMALL_VARINT_LIMIT else varint_bytes(bl)
-        added = len(len_b) + bl
+        key = (vlen, tsd)
+        row = _PREFIX_ROWS.get(key)
+        if row is None:
+            row = _PREFIX_ROWS[key] = {}
+        entry = row.get(n)
+        prefix, added = entry if entry is not None else _null_key_prefix(row, vlen, tsd, n)
         size = self.size + added
-        if size > self.max_bytes:
+        if size > self.fast_limit:
             return 0
-        self._parts += (len_b, head, kv, value, _NO_HEADERS)
+        self._parts += (prefix, value, _NO_HEADERS)
         self.size = size
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
+        self._row, self._row_ts, self._row_len = row, timestamp_ms, vlen
         return added
+
+    def seal(self) -> None:
+        """No more append_value: the batch left its queue (drained, expired or aborted)."""
+        self.fast_limit = 0
 
     def records_section(self) -> bytes:
         """The encoded records, uncompressed, as they follow the 61-byte header."""
