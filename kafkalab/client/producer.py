@@ -22,7 +22,6 @@ from kafkalab.client.accumulator import (
     APPENDED_WAKE,
     NEW_BATCH_NEEDED,
     NO_MEMORY,
-    RECORD_OVERHEAD,
     RecordAccumulator,
     estimate_record_size,
 )
@@ -171,9 +170,11 @@ class Producer:
         self._builtin = isinstance(self._partitioner, BuiltInPartitioner)
         self._batch_size = cfg["batch.size"]
         # produce()'s fast paths: no callback to keep per record, no transaction to check, and
-        # any record that fits in a batch is below max.request.size
+        # no record they take can be over max.request.size: they append only to a batch that
+        # has a record already and stays below batch.size, so a record's estimate (value +
+        # RECORD_OVERHEAD) is below batch.size - 2 * RECORD_OVERHEAD
         self._fast = (self._builtin and cfg["on_delivery"] is None and cfg["transactional.id"] is None
-                      and cfg["max.request.size"] >= cfg["batch.size"] + RECORD_OVERHEAD)
+                      and cfg["max.request.size"] >= cfg["batch.size"])
         self._fast_keyed = self._fast and not cfg["partitioner.ignore.keys"]
         # topic -> the built-in partitioner's sticky state, whose open lane (if any) takes the
         # topic's null-key records (read under self._lock)

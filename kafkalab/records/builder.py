@@ -56,30 +56,25 @@ _ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in SMALL_VARINTS) 
 _NULL_KEY_LIMIT = SMALL_VARINT_LIMIT - 1
 _NULL_KEY_VLEN = (_NULL + _NULL,) + tuple(_NULL + b for b in SMALL_VARINTS[:_NULL_KEY_LIMIT])  # by value length + 1
 
-# append_value's memo: a null-key, header-less record is (prefix, value, b"\x00"), and its prefix
-# (length, attributes, timestamp delta, offset delta, null key, value length) depends on the
-# value's length, the timestamp delta and the offset delta only. Rows by (value length,
-# timestamp delta) map an offset delta to (prefix, the record's size), filled the first time a
-# record needs them: a producer whose values have a few lengths computes each prefix once,
-# not once per record, and a process that never produces holds none.
-_PREFIX_ROWS: dict[tuple[int, int], dict[int, tuple[bytes, int]]] = {}
-_PREFIXES_MAX = 1 << 13  # at ~120 bytes each: about 1 MB, then the rows start again
-_prefixes = 0
+# append_value's offset deltas: built on the first call (only a producer makes one), then
+# held (~0.7 MB); records past them are written without a table.
+_OFFSET_DELTAS: tuple[bytes, ...] = ()
+_OFFSET_DELTAS_SIZE = 1 << 14
 
 
-def _null_key_prefix(row: dict[int, tuple[bytes, int]], value_len: int, ts_delta: int, offset_delta: int
-                     ) -> tuple[bytes, int]:
-    """The prefix of a null-key, header-less record and the record's size, memoized in row."""
-    global _prefixes
-    if _prefixes >= _PREFIXES_MAX:
-        _PREFIX_ROWS.clear()  # rows in use stay with their builders; new ones start empty
-        _prefixes = 0
-    _prefixes += 1
-    body = _ATTRIBUTES + varint_bytes(ts_delta) + varint_bytes(offset_delta) + _NULL + varint_bytes(value_len)
-    length = len(body) + value_len + len(_NO_HEADERS)
-    len_b = varint_bytes(length)
-    entry = row[offset_delta] = (len_b + body, len(len_b) + length)
-    return entry
+def _offset_deltas() -> tuple[bytes, ...]:
+    global _OFFSET_DELTAS
+    if not _OFFSET_DELTAS:
+        _OFFSET_DELTAS = SMALL_VARINTS + tuple(varint_bytes(n) for n in range(SMALL_VARINT_LIMIT, _OFFSET_DELTAS_SIZE))
+    return _OFFSET_DELTAS
+
+
+def _varint_end(n: int) -> int:
+    """The first int above n whose zig-zag varint is longer than n's."""
+    end = 64
+    while end <= n:
+        end <<= 7
+    return end
 
 
 def timestamp_type_id(timestamp_type: str | int) -> int:
@@ -127,7 +122,7 @@ class BatchBuilder:
     """
 
     __slots__ = ("max_bytes", "fast_limit", "_parts", "size", "_count", "_base_ts", "_max_ts",
-                 "_row", "_row_ts", "_row_len")
+                 "_row_ts", "_row_len", "_row_end", "_row_head", "_row_tail", "_row_added")
 
     def __init__(self, max_bytes: int) -> None:
         if not isinstance(max_bytes, int) or max_bytes <= 0:
@@ -141,10 +136,14 @@ class BatchBuilder:
         self._count = 0
         self._base_ts = 0
         self._max_ts = -1
-        # append_value's current prefix row: the last record's timestamp and value length
-        self._row: dict[int, tuple[bytes, int]] = {}
+        # append_value's row: records with this timestamp and value length, and offset deltas
+        # below _row_end (varints of one length), are (_row_head, offset delta, _row_tail,
+        # value, no headers) and _row_added bytes long
         self._row_ts: int | None = None
         self._row_len = -1
+        self._row_end = 0
+        self._row_head = self._row_tail = b""
+        self._row_added = 0
 
     @property
     def estimated_size(self) -> int:
@@ -225,38 +224,38 @@ class BatchBuilder:
         no headers) into a batch that has records already: the bytes it added, or 0 (nothing
         added) if the batch would grow past `fast_limit` or has no record yet."""
         n = self._count
-        if timestamp_ms == self._row_ts and len(value) == self._row_len:
-            # the common case: the same millisecond and value length as the record before
-            try:
-                prefix, added = self._row[n]
-            except KeyError:
-                prefix, added = _null_key_prefix(self._row, self._row_len, timestamp_ms - self._base_ts, n)
-            size = self.size + added
+        if timestamp_ms == self._row_ts and len(value) == self._row_len and n < self._row_end:
+            # the common case: the same millisecond and value length as the record before, so
+            # the same pieces around the offset delta and the same length
+            size = self.size + self._row_added
             if size > self.fast_limit:
                 return 0
-            self._parts += (prefix, value, _NO_HEADERS)
+            self._parts += (self._row_head, _OFFSET_DELTAS[n], self._row_tail, value, _NO_HEADERS)
             self.size = size
             self._count = n + 1
-            return added
+            return self._row_added
         if not n:
             return 0  # the first record sets the base timestamp: append() takes it
         vlen = len(value)
         tsd = timestamp_ms - self._base_ts
-        key = (vlen, tsd)
-        row = _PREFIX_ROWS.get(key)
-        if row is None:
-            row = _PREFIX_ROWS[key] = {}
-        entry = row.get(n)
-        prefix, added = entry if entry is not None else _null_key_prefix(row, vlen, tsd, n)
+        deltas = _offset_deltas()
+        od = deltas[n] if n < _OFFSET_DELTAS_SIZE else varint_bytes(n)
+        ts_b = _ATTR_TS[tsd] if 0 <= tsd < SMALL_VARINT_LIMIT else _ATTRIBUTES + varint_bytes(tsd)
+        tail = _NULL_KEY_VLEN[vlen + 1] if vlen < _NULL_KEY_LIMIT else _NULL + varint_bytes(vlen)
+        length = len(ts_b) + len(od) + len(tail) + vlen + len(_NO_HEADERS)
+        head = varint_bytes(length) + ts_b
+        added = len(head) + length - len(ts_b)
         size = self.size + added
         if size > self.fast_limit:
             return 0
-        self._parts += (prefix, value, _NO_HEADERS)
+        self._parts += (head, od, tail, value, _NO_HEADERS)
         self.size = size
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
-        self._row, self._row_ts, self._row_len = row, timestamp_ms, vlen
+        self._row_ts, self._row_len, self._row_head, self._row_tail, self._row_added = (
+            timestamp_ms, vlen, head, tail, added)
+        self._row_end = min(_varint_end(n), _OFFSET_DELTAS_SIZE)
         return added
 
     def seal(self) -> None:
