@@ -229,18 +229,15 @@ class Producer:
                 if st is not None:
                     # The common case: the record joins the open batch of the topic's sticky
                     # partition, which the built-in partitioner let the fast path fill (its
-                    # lane) while no switch can come due; what it appends counts as produced.
+                    # lane) while no switch can come due. Nothing is counted per record: the
+                    # lane's growth is (close_lane, lane_records).
                     ts = timestamp or _time_ns() // 1_000_000
                     lock = self._lock
                     lock.acquire()  # not `with`: that costs twice as much per record
                     try:
                         lane = st.lane
-                        if lane is not None:
-                            added = lane.append_value(value, ts)
-                            if added:
-                                st.produced_bytes += added
-                                self._outstanding += 1
-                                return
+                        if lane is not None and lane.append_value(value, ts):
+                            return
                     finally:
                         lock.release()
         elif (type(key) is bytes and headers is None and partition < 0 and on_delivery is None and callback is None
@@ -279,6 +276,9 @@ class Producer:
         builtin = self._builtin and partition < 0 and self._partitioner.uses_sticky(key)
         deadline = None
         with self._lock:
+            lane = self._lanes.get(topic)
+            if lane is not None:  # the partitioner reads what the lane appended; this record may join its batch
+                self._outstanding += lane.close_lane()
             if builtin:  # under the lock: another thread may have moved the sticky partition
                 p = self._partitioner.sticky_partition(topic, count, available, self._acc, self._leader_for)
             while True:
@@ -325,6 +325,9 @@ class Producer:
             if not dq or dq[-1].attempts:
                 return False
             builder = dq[-1].builder
+            lane = self._lanes.get(topic)
+            if lane is not None and lane.lane is builder:  # a keyed record is no sticky one
+                self._outstanding += lane.close_lane()
             if not builder.append(key, value, None, ts):
                 return False
             self._outstanding += 1
@@ -340,7 +343,7 @@ class Producer:
             for t in topics:
                 st = self._lanes.get(t)
                 if st is not None:
-                    st.lane = None
+                    self._outstanding += st.close_lane()
 
     def _wait_for_topic(self, topic: str) -> tuple[int, tuple[int, ...]]:
         self._sender.check()
@@ -455,7 +458,8 @@ class Producer:
 
     def __len__(self) -> int:
         """Records produced whose delivery report has not been served yet."""
-        return self._outstanding
+        with self._lock:
+            return self._outstanding + sum(st.lane_records() for st in self._lanes.values())
 
     # ---- transactions --------------------------------------------------------------------
     def _txn_timeout(self, timeout: float | None) -> float:
@@ -661,7 +665,7 @@ class Producer:
             self._fast = self._fast_keyed = False
             self._lanes = {}
             if self._builtin:
-                self._partitioner.close_lanes()
+                self._outstanding += self._partitioner.close_lanes()
         left = self.flush(timeout)
         self._closed = True
         self._sender.closing = True

@@ -122,26 +122,26 @@ class BatchBuilder:
     """
 
     __slots__ = ("max_bytes", "fast_limit", "_parts", "size", "_count", "_base_ts", "_max_ts",
-                 "_row_ts", "_row_len", "_row_end", "_row_head", "_row_tail", "_row_added")
+                 "_row_ts", "_row_len", "_row_limit", "_row_head", "_row_tail", "_row_added")
 
     def __init__(self, max_bytes: int) -> None:
         if not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive int (like batch.size), got {max_bytes!r}")
         self.max_bytes = max_bytes
-        # append_value keeps the batch at most this big; the producer lowers it (to leave the
-        # record that fills the batch to its general path) and seal() makes it 0
+        # append_value keeps the batch at most this big (limit_fast_appends; seal() makes it 0)
         self.fast_limit = max_bytes
         self._parts: list[bytes] = []
         self.size = HEADER_SIZE
         self._count = 0
         self._base_ts = 0
         self._max_ts = -1
-        # append_value's row: records with this timestamp and value length, and offset deltas
-        # below _row_end (varints of one length), are (_row_head, offset delta, _row_tail,
-        # value, no headers) and _row_added bytes long
+        # append_value's row: while records come one after another through append_value with
+        # this timestamp and value length (and offset-delta varints of one length: the batch
+        # up to _row_limit bytes), each is (_row_head, offset delta, _row_tail, value, no
+        # headers) and _row_added bytes long. None: no row (append() and seal() end it).
         self._row_ts: int | None = None
         self._row_len = -1
-        self._row_end = 0
+        self._row_limit = 0
         self._row_head = self._row_tail = b""
         self._row_added = 0
 
@@ -217,23 +217,27 @@ class BatchBuilder:
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
+        self._row_ts = None  # append_value's next record is no longer one after its row
         return True
 
     def append_value(self, value: bytes, timestamp_ms: int) -> int:
         """`append(None, value, None, timestamp_ms)` for the producer's common record (null key,
         no headers) into a batch that has records already: the bytes it added, or 0 (nothing
         added) if the batch would grow past `fast_limit` or has no record yet."""
-        n = self._count
-        if timestamp_ms == self._row_ts and len(value) == self._row_len and n < self._row_end:
+        if timestamp_ms == self._row_ts and len(value) == self._row_len:
             # the common case: the same millisecond and value length as the record before, so
             # the same pieces around the offset delta and the same length
             size = self.size + self._row_added
-            if size > self.fast_limit:
-                return 0
-            self._parts += (self._row_head, _OFFSET_DELTAS[n], self._row_tail, value, _NO_HEADERS)
-            self.size = size
-            self._count = n + 1
-            return self._row_added
+            if size <= self._row_limit:
+                n = self._count
+                self._parts += (self._row_head, _OFFSET_DELTAS[n], self._row_tail, value, _NO_HEADERS)
+                self.size = size
+                self._count = n + 1
+                return self._row_added
+        return self._append_value_new_row(value, timestamp_ms)
+
+    def _append_value_new_row(self, value: bytes, timestamp_ms: int) -> int:
+        n = self._count
         if not n:
             return 0  # the first record sets the base timestamp: append() takes it
         vlen = len(value)
@@ -253,14 +257,21 @@ class BatchBuilder:
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
+        # the row lasts while offset deltas keep their varint length (and the table has them)
+        last = min(_varint_end(n), _OFFSET_DELTAS_SIZE) - 1
         self._row_ts, self._row_len, self._row_head, self._row_tail, self._row_added = (
             timestamp_ms, vlen, head, tail, added)
-        self._row_end = min(_varint_end(n), _OFFSET_DELTAS_SIZE)
+        self._row_limit = min(self.fast_limit, size + (last - n) * added)
         return added
+
+    def limit_fast_appends(self, limit: int) -> None:
+        """append_value keeps the batch at most `limit` bytes from now on."""
+        self.fast_limit = limit
+        self._row_ts = None
 
     def seal(self) -> None:
         """No more append_value: the batch left its queue (drained, expired or aborted)."""
-        self.fast_limit = 0
+        self.limit_fast_appends(0)
 
     def records_section(self) -> bytes:
         """The encoded records, uncompressed, as they follow the 61-byte header."""
