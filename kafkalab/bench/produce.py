@@ -24,16 +24,21 @@ def _lab_producer(cluster: Any, topic: str, n: int, size: int, acks: str, codec:
     producer.produce(topic, value=value)
     if producer.flush(30):
         raise RuntimeError("the lab producer could not deliver its first record")
+    produce, poll = producer.produce, producer.poll
     t0 = time.perf_counter()
-    for i in range(n):
-        while True:
+    for start in range(0, n, 10_000):
+        for _ in range(min(10_000, n - start)):
             try:
-                producer.produce(topic, value=value)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if i % 10000 == 0:
-            producer.poll(0)
+                produce(topic, value=value)
+            except BufferError:  # buffer.memory is full: serve deliveries until it takes the record
+                while True:
+                    poll(0.01)
+                    try:
+                        produce(topic, value=value)
+                        break
+                    except BufferError:
+                        pass
+        poll(0)  # delivery reports, as an application serves them
     left = producer.flush(120)
     elapsed = time.perf_counter() - t0
     producer.close()
