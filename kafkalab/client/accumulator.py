@@ -2,8 +2,9 @@
 
 produce() appends into the last open batch of the record's partition (a BatchBuilder, so sizes
 are exact); only a queue's last batch takes records, and a batch is sealed (no more
-`append_value`) when another opens behind it or it leaves its queue. The sender asks `ready(now)` which brokers have a batch worth sending (full, or
-lingered linger.ms, or flushing), `drain`s one batch per partition for each, and reports back:
+`append_value`) when another opens behind it or it leaves its queue. The sender asks
+`ready(now)` which brokers have a batch worth sending (full, or lingered linger.ms, or
+flushing), `drain`s one batch per partition for each, and reports back:
 `complete` (done, its buffer.memory is freed) or `reenqueue` (retry after retry.backoff.ms, in
 its original place so a partition's records keep their order). `expire` fails batches that
 have waited delivery.timeout.ms.

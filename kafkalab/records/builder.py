@@ -1,9 +1,9 @@
 """BatchBuilder: the producer's fast path from records to one RecordBatch v2.
 
 Each append encodes its record at once (so the size check is exact), into a list of
-byte strings joined once at build time. Small varints come from a lookup table; the
-producer's common record (null key, no headers: `append_value`) takes its whole prefix from
-a memo filled as records need it.
+byte strings joined once at build time. Small varints come from a lookup table. The
+producer's common record (null key, no headers: `append_value`) usually follows one of the
+same millisecond and value length: it reuses the pieces computed for the first of them.
 
 A record inside the records section:
 
