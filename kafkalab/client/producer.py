@@ -325,9 +325,10 @@ class Producer:
             if not dq or dq[-1].attempts:
                 return False
             builder = dq[-1].builder
-            lane = self._lanes.get(topic)
-            if lane is not None and lane.lane is builder:  # a keyed record is no sticky one
-                self._outstanding += lane.close_lane()
+            if builder.fast_limit < self._batch_size:  # it may be a lane (open_lane lowers its limit)
+                lane = self._lanes.get(topic)
+                if lane is not None and lane.lane is builder:  # a keyed record is no sticky one
+                    self._outstanding += lane.close_lane()
             if not builder.append(key, value, None, ts):
                 return False
             self._outstanding += 1

@@ -56,17 +56,21 @@ _ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in SMALL_VARINTS) 
 _NULL_KEY_LIMIT = SMALL_VARINT_LIMIT - 1
 _NULL_KEY_VLEN = (_NULL + _NULL,) + tuple(_NULL + b for b in SMALL_VARINTS[:_NULL_KEY_LIMIT])  # by value length + 1
 
-# append_value's offset deltas: built on the first call (only a producer makes one), then
-# held (~0.7 MB); records past them are written without a table.
+# Offset deltas (and _ATTR_TS0_OD) up to 16,384, for append_value and for batches of more than
+# SMALL_VARINT_LIMIT records: built on first use (only a producer makes such batches), then
+# held (~1.4 MB); past them, no table.
 _OFFSET_DELTAS: tuple[bytes, ...] = ()
+_BIG_ATTR_TS0_OD: tuple[bytes, ...] = ()
 _OFFSET_DELTAS_SIZE = 1 << 14
 
 
-def _offset_deltas() -> tuple[bytes, ...]:
-    global _OFFSET_DELTAS
-    if not _OFFSET_DELTAS:
-        _OFFSET_DELTAS = SMALL_VARINTS + tuple(varint_bytes(n) for n in range(SMALL_VARINT_LIMIT, _OFFSET_DELTAS_SIZE))
-    return _OFFSET_DELTAS
+def _big_tables() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    global _OFFSET_DELTAS, _BIG_ATTR_TS0_OD
+    if not _BIG_ATTR_TS0_OD:
+        deltas = SMALL_VARINTS + tuple(varint_bytes(n) for n in range(SMALL_VARINT_LIMIT, _OFFSET_DELTAS_SIZE))
+        _BIG_ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in deltas)
+        _OFFSET_DELTAS = deltas  # last: append_value's rows read it once it is set
+    return _OFFSET_DELTAS, _BIG_ATTR_TS0_OD
 
 
 def _varint_end(n: int) -> int:
@@ -186,9 +190,13 @@ class BatchBuilder:
             # same millisecond as the first record (the common case): one piece for
             # attributes, timestamp delta and offset delta
             head = _ATTR_TS0_OD[n]
+        elif tsd == 0 and n < _OFFSET_DELTAS_SIZE:  # the same in a big batch
+            head = (_BIG_ATTR_TS0_OD or _big_tables()[1])[n]
         else:
             head = (_ATTR_TS[tsd] if 0 <= tsd < SMALL_VARINT_LIMIT else _ATTRIBUTES + varint_bytes(tsd)) + (
-                small[n] if n < SMALL_VARINT_LIMIT else varint_bytes(n)
+                small[n] if n < SMALL_VARINT_LIMIT
+                else (_OFFSET_DELTAS or _big_tables()[0])[n] if n < _OFFSET_DELTAS_SIZE
+                else varint_bytes(n)
             )
         if value is None:
             value = b""
@@ -242,8 +250,7 @@ class BatchBuilder:
             return 0  # the first record sets the base timestamp: append() takes it
         vlen = len(value)
         tsd = timestamp_ms - self._base_ts
-        deltas = _offset_deltas()
-        od = deltas[n] if n < _OFFSET_DELTAS_SIZE else varint_bytes(n)
+        od = (_OFFSET_DELTAS or _big_tables()[0])[n] if n < _OFFSET_DELTAS_SIZE else varint_bytes(n)
         ts_b = _ATTR_TS[tsd] if 0 <= tsd < SMALL_VARINT_LIMIT else _ATTRIBUTES + varint_bytes(tsd)
         tail = _NULL_KEY_VLEN[vlen + 1] if vlen < _NULL_KEY_LIMIT else _NULL + varint_bytes(vlen)
         length = len(ts_b) + len(od) + len(tail) + vlen + len(_NO_HEADERS)

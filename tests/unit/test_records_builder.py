@@ -192,7 +192,8 @@ def test_fast_appends_stop_at_their_limit_and_when_sealed():
 
 def test_a_process_that_does_not_produce_holds_no_producer_tables():
     """The varint tables every process holds stop at 1,024 entries; append_value's offset
-    deltas (16,384) are built by the first producer that needs them, not at import."""
+    deltas (16,384, and the same with attributes and a zero timestamp delta before them) are
+    built by the first producer that needs them, not at import."""
     import json
     import subprocess
     import sys
@@ -202,6 +203,6 @@ def test_a_process_that_does_not_produce_holds_no_producer_tables():
             "before = len(b._OFFSET_DELTAS)\n"
             "x = b.BatchBuilder(1000); x.append(None, b'v', None, 0); x.append_value(b'v', 0)\n"
             "print(json.dumps([len(v.SMALL_VARINTS), len(b._ATTR_TS), len(b._ATTR_TS0_OD), before,"
-            " len(b._OFFSET_DELTAS)]))\n")
+            " len(b._OFFSET_DELTAS), len(b._BIG_ATTR_TS0_OD)]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == [1024, 1024, 1024, 0, 16_384]
+    assert json.loads(out) == [1024, 1024, 1024, 0, 16_384, 16_384]
