@@ -73,14 +73,6 @@ def _big_tables() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     return _OFFSET_DELTAS, _BIG_ATTR_TS0_OD
 
 
-def _varint_end(n: int) -> int:
-    """The first int above n whose zig-zag varint is longer than n's."""
-    end = 64
-    while end <= n:
-        end <<= 7
-    return end
-
-
 def timestamp_type_id(timestamp_type: str | int) -> int:
     """Map "CreateTime"/"LogAppendTime" (Kafka's message.timestamp.type) or 0/1 to the bit value."""
     if isinstance(timestamp_type, int) and not isinstance(timestamp_type, bool):
@@ -245,30 +237,40 @@ class BatchBuilder:
         return self._append_value_new_row(value, timestamp_ms)
 
     def _append_value_new_row(self, value: bytes, timestamp_ms: int) -> int:
+        # Taken by every record when value lengths vary: tables, no varint loops.
         n = self._count
         if not n:
             return 0  # the first record sets the base timestamp: append() takes it
         vlen = len(value)
         tsd = timestamp_ms - self._base_ts
-        od = (_OFFSET_DELTAS or _big_tables()[0])[n] if n < _OFFSET_DELTAS_SIZE else varint_bytes(n)
+        if n < _OFFSET_DELTAS_SIZE:
+            od = (_OFFSET_DELTAS or _big_tables()[0])[n]
+            # the row lasts while offset deltas keep their varint length (and the table has them)
+            last = 63 if n < 64 else 8191 if n < 8192 else _OFFSET_DELTAS_SIZE - 1
+        else:
+            od = varint_bytes(n)
+            last = n - 1  # no row
         ts_b = _ATTR_TS[tsd] if 0 <= tsd < SMALL_VARINT_LIMIT else _ATTRIBUTES + varint_bytes(tsd)
         tail = _NULL_KEY_VLEN[vlen + 1] if vlen < _NULL_KEY_LIMIT else _NULL + varint_bytes(vlen)
-        length = len(ts_b) + len(od) + len(tail) + vlen + len(_NO_HEADERS)
-        head = varint_bytes(length) + ts_b
+        length = len(ts_b) + len(od) + len(tail) + vlen + 1  # + the header count
+        head = (SMALL_VARINTS[length] if length < SMALL_VARINT_LIMIT else varint_bytes(length)) + ts_b
         added = len(head) + length - len(ts_b)
         size = self.size + added
-        if size > self.fast_limit:
+        fast_limit = self.fast_limit
+        if size > fast_limit:
             return 0
         self._parts += (head, od, tail, value, _NO_HEADERS)
         self.size = size
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
-        # the row lasts while offset deltas keep their varint length (and the table has them)
-        last = min(_varint_end(n), _OFFSET_DELTAS_SIZE) - 1
-        self._row_ts, self._row_len, self._row_head, self._row_tail, self._row_added = (
-            timestamp_ms, vlen, head, tail, added)
-        self._row_limit = min(self.fast_limit, size + (last - n) * added)
+        self._row_ts = timestamp_ms
+        self._row_len = vlen
+        self._row_head = head
+        self._row_tail = tail
+        self._row_added = added
+        row_limit = size + (last - n) * added
+        self._row_limit = row_limit if row_limit < fast_limit else fast_limit
         return added
 
     def limit_fast_appends(self, limit: int) -> None:
