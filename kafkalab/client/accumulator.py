@@ -1,8 +1,10 @@
 """RecordAccumulator: records waiting to be sent, batched per partition. Pure: time passed in.
 
 produce() appends into the last open batch of the record's partition (a BatchBuilder, so sizes
-are exact). The sender asks `ready(now)` which brokers have a batch worth sending (full, or
-lingered linger.ms, or flushing), `drain`s one batch per partition for each, and reports back:
+are exact); only a queue's last batch takes records, and a batch is sealed (no more
+`append_value`) when another opens behind it or it leaves its queue. The sender asks
+`ready(now)` which brokers have a batch worth sending (full, or lingered linger.ms, or
+flushing), `drain`s one batch per partition for each, and reports back:
 `complete` (done, its buffer.memory is freed) or `reenqueue` (retry after retry.backoff.ms, in
 its original place so a partition's records keep their order). `expire` fails batches that
 have waited delivery.timeout.ms.
@@ -152,6 +154,8 @@ class RecordAccumulator:
         need = max(self.batch_size, HEADER_SIZE + estimate_record_size(key, value, headers))
         if need > self.available_memory:
             return NO_MEMORY
+        if dq:
+            dq[-1].builder.seal()  # only a queue's last batch takes records
         builder = BatchBuilder(self.batch_size)
         builder.append(key, value, headers, timestamp_ms)
         self.available_memory -= need
@@ -266,6 +270,7 @@ class RecordAccumulator:
             if out[node] and sizes[node] + head.size > self.max_request_size:
                 continue
             dq.popleft()
+            head.builder.seal()
             sizes[node] += head.size
             out[node].append(head)
             self.in_flight[tp] = self.in_flight.get(tp, 0) + 1
@@ -324,6 +329,7 @@ class RecordAccumulator:
                 dq.clear()
                 dq.extend(keep)
         for b in gone:
+            b.builder.seal()
             self.available_memory += b.reserved
             b.reserved = 0
         return gone
@@ -334,6 +340,7 @@ class RecordAccumulator:
         for dq in self.batches.values():
             dq.clear()
         for b in gone:
+            b.builder.seal()
             self.available_memory += b.reserved
             b.reserved = 0
         return gone
@@ -350,6 +357,7 @@ class RecordAccumulator:
                 dq.extend(kept)
                 gone.extend(out)
         for b in gone:
+            b.builder.seal()
             self.available_memory += b.reserved
             b.reserved = 0
         return gone

@@ -82,7 +82,27 @@ class Partitioner(Protocol):
 class _Sticky:
     partition: int
     produced_bytes: int = 0
-    queue: Any = None  # the producer's cache of this partition's batch queue (its fast path)
+    # The open batch (a BatchBuilder) the producer's fast path appends this topic's null-key
+    # records to with no bookkeeping per record (see BuiltInPartitioner.open_lane); what they
+    # were is the builder's growth past lane_size and lane_count, counted by close_lane.
+    lane: Any = None
+    lane_size: int = 0
+    lane_count: int = 0
+
+    def close_lane(self) -> int:
+        """End the lane, adding its records' bytes to produced_bytes; returns how many records
+        the fast path appended through it."""
+        lane = self.lane
+        if lane is None:
+            return 0
+        self.lane = None
+        self.produced_bytes += lane.size - self.lane_size
+        return lane.record_count - self.lane_count
+
+    def lane_records(self) -> int:
+        """Records the fast path appended through the lane so far."""
+        lane = self.lane
+        return 0 if lane is None else lane.record_count - self.lane_count
 
 
 def load_stats(queue_sizes: dict[int, int], partitions_with_queues: int, partition_count: int
@@ -183,6 +203,25 @@ class BuiltInPartitioner:
             return
         self.on_append(topic, partition, appended_bytes, queues.all_batches_full((topic, partition)),
                        partition_count, available, lambda: queues.queue_sizes(topic, leader_for))
+
+    def open_lane(self, topic: str, partition: int, builder: Any) -> None:
+        """Let the producer's fast path append the topic's next sticky records straight into
+        builder (the partition's open batch, just appended to; the topic's lane closed) while
+        no switch can come due: while the batch stays below batch.size (a switch needs its
+        batches full; the record that fills it also wakes the sender) and the bytes produced
+        stay below 2 x batch.size. builder.fast_limit holds the fast path to those bounds; the
+        record past them takes the general way (and this rule) again."""
+        st = self.sticky.get(topic)
+        if st is None or st.partition != partition or st.lane is not None:
+            return
+        limit = min(self.batch_size, builder.size + 2 * self.batch_size - st.produced_bytes) - 1
+        if limit > builder.size:
+            builder.limit_fast_appends(limit)
+            st.lane, st.lane_size, st.lane_count = builder, builder.size, builder.record_count
+
+    def close_lanes(self) -> int:
+        """close_lane for every topic: the records their lanes took."""
+        return sum(st.close_lane() for st in self.sticky.values())
 
     def on_new_batch(self, topic: str, partition_count: int, available: Sequence[int],
                      previous: int) -> None:

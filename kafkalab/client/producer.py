@@ -22,7 +22,6 @@ from kafkalab.client.accumulator import (
     APPENDED_WAKE,
     NEW_BATCH_NEEDED,
     NO_MEMORY,
-    RECORD_OVERHEAD,
     RecordAccumulator,
     estimate_record_size,
 )
@@ -51,7 +50,6 @@ from kafkalab.protocol.api_keys import ApiKey
 from kafkalab.protocol.apis import ZMQ_VERSIONS, request_class, schema_module
 from kafkalab.protocol.build import ms
 from kafkalab.protocol.errors import ErrorCode, KafkaError
-from kafkalab.records.builder import FAST_VALUE_LIMIT
 
 DeliveryCallback = Callable[[Any, Message], None]
 _time_ns = time.time_ns
@@ -170,12 +168,17 @@ class Producer:
             adaptive=cfg["partitioner.adaptive.partitioning.enable"],
             ignore_keys=cfg["partitioner.ignore.keys"])
         self._builtin = isinstance(self._partitioner, BuiltInPartitioner)
-        # produce()'s fast path: the built-in partitioner's sticky state, read under self._lock
-        self._sticky_states = self._partitioner.sticky if self._builtin else {}
         self._batch_size = cfg["batch.size"]
-        self._fast_max_value = min(cfg["max.request.size"] - RECORD_OVERHEAD, FAST_VALUE_LIMIT)
-        self._fast = self._builtin and cfg["on_delivery"] is None and cfg["transactional.id"] is None
+        # produce()'s fast paths: no callback to keep per record, no transaction to check, and
+        # no record they take can be over max.request.size: they append only to a batch that
+        # has a record already and stays below batch.size, so a record's estimate (value +
+        # RECORD_OVERHEAD) is below batch.size - 2 * RECORD_OVERHEAD
+        self._fast = (self._builtin and cfg["on_delivery"] is None and cfg["transactional.id"] is None
+                      and cfg["max.request.size"] >= cfg["batch.size"])
         self._fast_keyed = self._fast and not cfg["partitioner.ignore.keys"]
+        # topic -> the built-in partitioner's sticky state, whose open lane (if any) takes the
+        # topic's null-key records (read under self._lock)
+        self._lanes = self._partitioner.sticky if self._fast else {}
         self._sticky = isinstance(self._partitioner, StickyPerBatchPartitioner)
         self._default_cb: DeliveryCallback | None = cfg["on_delivery"]
         self._max_block_s = cfg["max.block.ms"] / 1000.0
@@ -195,6 +198,7 @@ class Producer:
         self.closed_because: str | None = None  # set by a Cluster that closes its clients
         self._sender = Sender(ctx, cfg, self._acc, self._lock, self._memory_freed,
                               self._metadata_changed, self._reports)
+        self._sender.on_topic_change = self._topics_changed
         self._topic_info = self._sender.topic_info
         self._sender.start()
         self._sender.started_ok.wait()
@@ -219,44 +223,25 @@ class Producer:
                 on_delivery: DeliveryCallback | None = None, callback: DeliveryCallback | None = None,
                 timestamp: int = 0, headers: Any = None) -> None:
         """Queue one record. Raises BufferError if buffer.memory stays full for max.block.ms."""
-        if (key is None and headers is None and partition < 0 and on_delivery is None and callback is None
-                and self._fast and type(value) is bytes and len(value) <= self._fast_max_value):
-            # The common case (null key, no headers, no callback, an open batch on the built-in
-            # partitioner's sticky partition): one append, no per-record objects. An open batch
-            # means no switch is due (BuiltInPartitioner.sticky_partition).
-            info = self._topic_info.get(topic)
-            if info is not None:
-                ts = timestamp or _time_ns() // 1_000_000
-                bs = self._batch_size
-                added = 0
-                with self._lock:
-                    st = self._sticky_states.get(topic)
-                    if st is not None and st.partition < info[0]:
-                        # The partition's queue, found once per sticky partition (a queue,
-                        # once made, stays the partition's for the accumulator's life).
-                        dq = st.queue
-                        if dq is None:
-                            dq = st.queue = self._acc.batches.get((topic, st.partition))
-                        if dq:
-                            batch = dq[-1]
-                            if not batch.attempts:
-                                builder = batch.builder
-                                added = builder.append_value(value, ts)
-                    if added:
-                        self._outstanding += 1
-                        produced = st.produced_bytes + added
-                        full = builder.size >= bs
-                        if produced < bs or not (full or produced >= 2 * bs):
-                            st.produced_bytes = produced
-                        else:  # a switch is due: the partitioner's own rule
-                            self._partitioner.appended(topic, st.partition, added, info[0], info[1], self._acc,
-                                                       self._leader_for)
-                if added:
-                    if full:
-                        self._sender.waker.wake()
-                    return
+        if key is None and headers is None and partition < 0 and on_delivery is None and callback is None:
+            if type(value) is bytes:
+                st = self._lanes.get(topic)
+                if st is not None:
+                    # The common case: the record joins the open batch of the topic's sticky
+                    # partition, which the built-in partitioner let the fast path fill (its
+                    # lane) while no switch can come due. Nothing is counted per record: the
+                    # lane's growth is (close_lane, lane_records).
+                    ts = timestamp or _time_ns() // 1_000_000
+                    lock = self._lock
+                    lock.acquire()  # not `with`: that costs twice as much per record
+                    try:
+                        lane = st.lane
+                        if lane is not None and lane.append_value(value, ts):
+                            return
+                    finally:
+                        lock.release()
         elif (type(key) is bytes and headers is None and partition < 0 and on_delivery is None and callback is None
-                and self._fast_keyed and type(value) is bytes and len(key) + len(value) <= self._fast_max_value):
+                and self._fast_keyed and type(value) is bytes):
             if self._append_keyed(topic, key, value, timestamp):
                 return
         if self._closed:
@@ -291,6 +276,9 @@ class Producer:
         builtin = self._builtin and partition < 0 and self._partitioner.uses_sticky(key)
         deadline = None
         with self._lock:
+            lane = self._lanes.get(topic)
+            if lane is not None:  # the partitioner reads what the lane appended; this record may join its batch
+                self._outstanding += lane.close_lane()
             if builtin:  # under the lock: another thread may have moved the sticky partition
                 p = self._partitioner.sticky_partition(topic, count, available, self._acc, self._leader_for)
             while True:
@@ -317,6 +305,8 @@ class Producer:
             if builtin:
                 self._partitioner.appended(topic, p, self._acc.last_appended_bytes, count, available,
                                            self._acc, self._leader_for)
+                if self._fast:
+                    self._partitioner.open_lane(topic, p, self._acc.batches[(topic, p)][-1].builder)
             self._outstanding += 1
         if r == APPENDED_WAKE:
             self._sender.waker.wake()
@@ -335,6 +325,10 @@ class Producer:
             if not dq or dq[-1].attempts:
                 return False
             builder = dq[-1].builder
+            if builder.fast_limit < self._batch_size:  # it may be a lane (open_lane lowers its limit)
+                lane = self._lanes.get(topic)
+                if lane is not None and lane.lane is builder:  # a keyed record is no sticky one
+                    self._outstanding += lane.close_lane()
             if not builder.append(key, value, None, ts):
                 return False
             self._outstanding += 1
@@ -342,6 +336,15 @@ class Producer:
         if full:
             self._sender.waker.wake()
         return True
+
+    def _topics_changed(self, topics: list[str]) -> None:
+        """From the sender: these topics' metadata changed (or they are gone). Their records
+        take the general way again, which checks the topic and its partition count."""
+        with self._lock:
+            for t in topics:
+                st = self._lanes.get(t)
+                if st is not None:
+                    self._outstanding += st.close_lane()
 
     def _wait_for_topic(self, topic: str) -> tuple[int, tuple[int, ...]]:
         self._sender.check()
@@ -456,7 +459,8 @@ class Producer:
 
     def __len__(self) -> int:
         """Records produced whose delivery report has not been served yet."""
-        return self._outstanding
+        with self._lock:
+            return self._outstanding + sum(st.lane_records() for st in self._lanes.values())
 
     # ---- transactions --------------------------------------------------------------------
     def _txn_timeout(self, timeout: float | None) -> float:
@@ -658,7 +662,11 @@ class Producer:
         (their reports say why)."""
         if self._closed:
             return 0
-        self._fast = self._fast_keyed = False  # from now on produce() goes the general way, which refuses
+        with self._lock:  # from now on produce() goes the general way, which refuses
+            self._fast = self._fast_keyed = False
+            self._lanes = {}
+            if self._builtin:
+                self._outstanding += self._partitioner.close_lanes()
         left = self.flush(timeout)
         self._closed = True
         self._sender.closing = True

@@ -114,6 +114,8 @@ class Sender(IoThread):
         self.wanted: set[str] = set()
         self.topic_info: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.topic_errors: dict[str, tuple[KafkaError, int]] = {}  # error, answers in a row
+        # Told (outside the lock) which topics' entries in topic_info changed or went away
+        self.on_topic_change: Callable[[list[str]], None] | None = None
         self.need_metadata = False
         self._next_metadata = 0.0  # metadata.max.age.ms
         self._metadata_not_before = 0.0  # retry.backoff.ms between refreshes
@@ -138,16 +140,22 @@ class Sender(IoThread):
     def on_metadata(self, results: dict[str, Any]) -> None:
         assert self.net is not None
         md = self.net.metadata
+        changed = []
         for topic in results["topics"]:
             info = md.partition_info(topic)
             err = md.topic_error(topic)
             if err is not None:
                 seen = self.topic_errors.get(topic, (err, 0))[1]
                 self.topic_errors[topic] = (err, seen + 1)
-                self.topic_info.pop(topic, None)
+                if self.topic_info.pop(topic, None) is not None:
+                    changed.append(topic)
             elif info is not None:
                 self.topic_errors.pop(topic, None)
+                if self.topic_info.get(topic) != info:
+                    changed.append(topic)
                 self.topic_info[topic] = info
+        if changed and self.on_topic_change is not None:
+            self.on_topic_change(changed)
         with self.metadata_changed:
             self.metadata_changed.notify_all()
 

@@ -1,7 +1,9 @@
 """BatchBuilder: the producer's fast path from records to one RecordBatch v2.
 
 Each append encodes its record at once (so the size check is exact), into a list of
-byte strings joined once at build time. Small varints come from a lookup table.
+byte strings joined once at build time. Small varints come from a lookup table. The
+producer's common record (null key, no headers: `append_value`) usually follows one of the
+same millisecond and value length: it reuses the pieces computed for the first of them.
 
 A record inside the records section:
 
@@ -52,12 +54,23 @@ _KEEP_GIL = 0  # crc32c's gil_release_mode: never release
 _ATTR_TS = tuple(_ATTRIBUTES + b for b in SMALL_VARINTS)  # attributes byte + timestamp delta
 _ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in SMALL_VARINTS)  # by offset delta
 _NULL_KEY_LIMIT = SMALL_VARINT_LIMIT - 1
-FAST_VALUE_LIMIT = _NULL_KEY_LIMIT - 1  # the longest value BatchBuilder.append_value takes
 _NULL_KEY_VLEN = (_NULL + _NULL,) + tuple(_NULL + b for b in SMALL_VARINTS[:_NULL_KEY_LIMIT])  # by value length + 1
-# by value length + 1: (that piece, the record's bytes after the offset delta), so append_value
-# sums the record's length with one lookup
-_NULL_KEY_VLEN_REST = tuple((kv, len(kv) + max(vl, 0) + len(_NO_HEADERS))
-                            for vl, kv in enumerate(_NULL_KEY_VLEN, start=-1))
+
+# Offset deltas (and _ATTR_TS0_OD) up to 16,384, for append_value and for batches of more than
+# SMALL_VARINT_LIMIT records: built on first use (only a producer makes such batches), then
+# held (~1.4 MB); past them, no table.
+_OFFSET_DELTAS: tuple[bytes, ...] = ()
+_BIG_ATTR_TS0_OD: tuple[bytes, ...] = ()
+_OFFSET_DELTAS_SIZE = 1 << 14
+
+
+def _big_tables() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    global _OFFSET_DELTAS, _BIG_ATTR_TS0_OD
+    if not _BIG_ATTR_TS0_OD:
+        deltas = SMALL_VARINTS + tuple(varint_bytes(n) for n in range(SMALL_VARINT_LIMIT, _OFFSET_DELTAS_SIZE))
+        _BIG_ATTR_TS0_OD = tuple(_ATTRIBUTES + SMALL_VARINTS[0] + b for b in deltas)
+        _OFFSET_DELTAS = deltas  # last: append_value's rows read it once it is set
+    return _OFFSET_DELTAS, _BIG_ATTR_TS0_OD
 
 
 def timestamp_type_id(timestamp_type: str | int) -> int:
@@ -104,17 +117,29 @@ class BatchBuilder:
     alone (as Kafka's producer does with `batch.size`).
     """
 
-    __slots__ = ("max_bytes", "_parts", "size", "_count", "_base_ts", "_max_ts")
+    __slots__ = ("max_bytes", "fast_limit", "_parts", "size", "_count", "_base_ts", "_max_ts",
+                 "_row_ts", "_row_len", "_row_limit", "_row_head", "_row_tail", "_row_added")
 
     def __init__(self, max_bytes: int) -> None:
         if not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive int (like batch.size), got {max_bytes!r}")
         self.max_bytes = max_bytes
+        # append_value keeps the batch at most this big (limit_fast_appends; seal() makes it 0)
+        self.fast_limit = max_bytes
         self._parts: list[bytes] = []
         self.size = HEADER_SIZE
         self._count = 0
         self._base_ts = 0
         self._max_ts = -1
+        # append_value's row: while records come one after another through append_value with
+        # this timestamp and value length (and offset-delta varints of one length: the batch
+        # up to _row_limit bytes), each is (_row_head, offset delta, _row_tail, value, no
+        # headers) and _row_added bytes long. None: no row (append() and seal() end it).
+        self._row_ts: int | None = None
+        self._row_len = -1
+        self._row_limit = 0
+        self._row_head = self._row_tail = b""
+        self._row_added = 0
 
     @property
     def estimated_size(self) -> int:
@@ -157,9 +182,13 @@ class BatchBuilder:
             # same millisecond as the first record (the common case): one piece for
             # attributes, timestamp delta and offset delta
             head = _ATTR_TS0_OD[n]
+        elif tsd == 0 and n < _OFFSET_DELTAS_SIZE:  # the same in a big batch
+            head = (_BIG_ATTR_TS0_OD or _big_tables()[1])[n]
         else:
             head = (_ATTR_TS[tsd] if 0 <= tsd < SMALL_VARINT_LIMIT else _ATTRIBUTES + varint_bytes(tsd)) + (
-                small[n] if n < SMALL_VARINT_LIMIT else varint_bytes(n)
+                small[n] if n < SMALL_VARINT_LIMIT
+                else (_OFFSET_DELTAS or _big_tables()[0])[n] if n < _OFFSET_DELTAS_SIZE
+                else varint_bytes(n)
             )
         if value is None:
             value = b""
@@ -188,34 +217,70 @@ class BatchBuilder:
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
+        self._row_ts = None  # append_value's next record is no longer one after its row
         return True
 
     def append_value(self, value: bytes, timestamp_ms: int) -> int:
-        """`append(None, value, None, timestamp_ms)` for the producer's common case (null key,
-        no headers, a value shorter than FAST_VALUE_LIMIT, a batch that has records already):
-        the bytes it added, or 0 if the record does not fit (nothing added)."""
+        """`append(None, value, None, timestamp_ms)` for the producer's common record (null key,
+        no headers) into a batch that has records already: the bytes it added, or 0 (nothing
+        added) if the batch would grow past `fast_limit` or has no record yet."""
+        if timestamp_ms == self._row_ts and len(value) == self._row_len:
+            # the common case: the same millisecond and value length as the record before, so
+            # the same pieces around the offset delta and the same length
+            size = self.size + self._row_added
+            if size <= self._row_limit:
+                n = self._count
+                self._parts += (self._row_head, _OFFSET_DELTAS[n], self._row_tail, value, _NO_HEADERS)
+                self.size = size
+                self._count = n + 1
+                return self._row_added
+        return self._append_value_new_row(value, timestamp_ms)
+
+    def _append_value_new_row(self, value: bytes, timestamp_ms: int) -> int:
+        # Taken by every record when value lengths vary: tables, no varint loops.
         n = self._count
+        if not n:
+            return 0  # the first record sets the base timestamp: append() takes it
+        vlen = len(value)
         tsd = timestamp_ms - self._base_ts
-        if tsd == 0 and 0 < n < SMALL_VARINT_LIMIT:  # the same millisecond as the first record
-            head = _ATTR_TS0_OD[n]
-        elif n and 0 < tsd < SMALL_VARINT_LIMIT and n < SMALL_VARINT_LIMIT:
-            head = _ATTR_TS[tsd] + SMALL_VARINTS[n]
+        if n < _OFFSET_DELTAS_SIZE:
+            od = (_OFFSET_DELTAS or _big_tables()[0])[n]
+            # the row lasts while offset deltas keep their varint length (and the table has them)
+            last = 63 if n < 64 else 8191 if n < 8192 else _OFFSET_DELTAS_SIZE - 1
         else:
-            before = self.size
-            return self.size - before if self.append(None, value, None, timestamp_ms) else 0
-        kv, rest = _NULL_KEY_VLEN_REST[len(value) + 1]
-        bl = len(head) + rest
-        len_b = SMALL_VARINTS[bl] if bl < SMALL_VARINT_LIMIT else varint_bytes(bl)
-        added = len(len_b) + bl
+            od = varint_bytes(n)
+            last = n - 1  # no row
+        ts_b = _ATTR_TS[tsd] if 0 <= tsd < SMALL_VARINT_LIMIT else _ATTRIBUTES + varint_bytes(tsd)
+        tail = _NULL_KEY_VLEN[vlen + 1] if vlen < _NULL_KEY_LIMIT else _NULL + varint_bytes(vlen)
+        length = len(ts_b) + len(od) + len(tail) + vlen + 1  # + the header count
+        head = (SMALL_VARINTS[length] if length < SMALL_VARINT_LIMIT else varint_bytes(length)) + ts_b
+        added = len(head) + length - len(ts_b)
         size = self.size + added
-        if size > self.max_bytes:
+        fast_limit = self.fast_limit
+        if size > fast_limit:
             return 0
-        self._parts += (len_b, head, kv, value, _NO_HEADERS)
+        self._parts += (head, od, tail, value, _NO_HEADERS)
         self.size = size
         self._count = n + 1
         if timestamp_ms > self._max_ts:
             self._max_ts = timestamp_ms
+        self._row_ts = timestamp_ms
+        self._row_len = vlen
+        self._row_head = head
+        self._row_tail = tail
+        self._row_added = added
+        row_limit = size + (last - n) * added
+        self._row_limit = row_limit if row_limit < fast_limit else fast_limit
         return added
+
+    def limit_fast_appends(self, limit: int) -> None:
+        """append_value keeps the batch at most `limit` bytes from now on."""
+        self.fast_limit = limit
+        self._row_ts = None
+
+    def seal(self) -> None:
+        """No more append_value: the batch left its queue (drained, expired or aborted)."""
+        self.limit_fast_appends(0)
 
     def records_section(self) -> bytes:
         """The encoded records, uncompressed, as they follow the 61-byte header."""

@@ -225,6 +225,48 @@ def test_fast_path_for_keys_writes_what_the_general_path_writes(make_producer, c
     assert sum(len(stored(cluster, ("w", p))) for p in range(3)) == len(records)
 
 
+def test_fast_path_counts_its_records_and_keeps_order_with_keyed_ones(cluster, make_producer):
+    """Null-key records join the sticky partition's open batch with nothing counted per record;
+    keyed records into that batch and a metadata change end that (the counts are settled):
+    len() counts every record all along, and each partition keeps them in produced order."""
+    import random
+
+    cluster.create_topic("one", 1)
+    p = make_producer({"linger.ms": 5000, "batch.size": 3000})
+    rng = random.Random(5)
+    sent = []
+    for i in range(600):
+        key = b"k%d" % i if rng.random() < 0.1 else None
+        value = b"%05d" % i * rng.choice((1, 1, 4))
+        p.produce("one", value=value, key=key)
+        sent.append((key, value))
+        if i == 300:
+            cluster.create_topic("one", 2)  # the topic grows: the producer's metadata changes
+            assert p.list_topics("one").topics["one"].partitions.keys() == {0, 1}
+        assert len(p) == i + 1
+    assert p.flush(10) == 0 and len(p) == 0
+    got = {part: [(r.key, r.value) for r in stored(cluster, ("one", part))] for part in (0, 1)}
+    assert sorted(got[0] + got[1], key=repr) == sorted(sent, key=repr)
+    for part in (0, 1):
+        assert got[part] == [r for r in sent if r in got[part]]
+    assert got[1]  # records went to the new partition too
+
+
+def test_a_topic_gone_from_the_metadata_stops_the_fast_path(cluster, make_producer):
+    """Records of a topic the metadata no longer has get produce()'s clear error, not a place in
+    the batch the fast path was filling."""
+    cluster.create_topic("gone", 1)
+    p = make_producer({"linger.ms": 5000, "retry.backoff.ms": 10})
+    for _ in range(10):
+        p.produce("gone", value=b"x")
+    with cluster.lock:
+        del cluster.leaders[("gone", 0)]
+    p.list_topics("gone")
+    with pytest.raises(KafkaError, match="create it first"):
+        p.produce("gone", value=b"x")
+    assert len(p) == 10
+
+
 def test_metrics_are_published(cluster, make_producer):
     rows = Rows()
     p = make_producer({"linger.ms": 0}, metrics=rows)

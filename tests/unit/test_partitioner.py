@@ -186,3 +186,59 @@ def test_keyed_partitions_come_from_a_bounded_cache_of_hashes(monkeypatch):
             assert mod.murmur2_partition(k, 7) == (mod.murmur2(bytes(k)) & 0x7FFFFFFF) % 7
             assert len(mod._HASHES) <= 8
     assert b"x" * 300 not in mod._HASHES
+
+
+def _drive(values: list[bytes], drain_at: set[int], seed: int, *, lanes: bool, batch_size: int = 2000):
+    """Null-key records through the built-in partitioner and an accumulator as produce()
+    drives them: the general way for every record, or (lanes) into the topic's open lane
+    first, the general way only when it refuses. Returns where each record went, every
+    batch's bytes and the bytes the partitioner counted as produced at the end; and how many
+    records the lanes took."""
+    from kafkalab.client.accumulator import APPENDED, APPENDED_WAKE
+
+    part = BuiltInPartitioner(random.Random(seed), batch_size=batch_size)
+    acc = RecordAccumulator(batch_size=batch_size, linger_ms=1e9)
+
+    def leader_for(topic, p):
+        return p % 2
+
+    placed, drained, records, fast = [], [], 0, 0
+    for i, value in enumerate(values):
+        ts = 1_000 + i // 7  # a new millisecond every seven records
+        if i in drain_at:  # the sender takes a batch per partition (at the same records both ways)
+            for batches in acc.drain([0, 1], leader_for, 0.0).values():
+                drained += [b.builder.build() for b in batches]
+        st = part.sticky.get("t")
+        if lanes and st is not None and st.lane is not None and st.lane.append_value(value, ts):
+            placed.append(st.partition)
+            fast += 1
+            continue
+        if st is not None:
+            records += st.close_lane()
+        p = part.sticky_partition("t", 4, (0, 1, 2, 3), acc, leader_for)
+        assert acc.try_append("t", p, None, value, None, ts, None, 0.0) in (APPENDED, APPENDED_WAKE)
+        records += 1
+        part.appended("t", p, acc.last_appended_bytes, 4, (0, 1, 2, 3), acc, leader_for)
+        if lanes:
+            part.open_lane("t", p, acc.batches[("t", p)][-1].builder)
+        placed.append(p)
+    records += part.sticky["t"].close_lane()
+    assert records == len(values)  # the lanes' records, counted when they close
+    left = {tp: [b.builder.build() for b in dq] for tp, dq in acc.batches.items()}
+    return (placed, drained, left, part.sticky["t"].produced_bytes), fast
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_fast_path_lane_places_records_as_the_rule_does(seed):
+    """produce()'s fast path appends into the sticky partition's open batch with no partitioner
+    call per record (BuiltInPartitioner.open_lane). The lane's bounds must keep every switch
+    decision on the general path: record for record, the same partitions (adaptive weights
+    included), the same batches and the same produced bytes as calling the rule every time."""
+    rng = random.Random(seed)
+    values = [rng.randbytes(rng.choice((20, 20, 20, 60, 300))) for _ in range(3000)]
+    drain_at = set(rng.sample(range(3000), 150))
+    general, _ = _drive(values, drain_at, seed, lanes=False)
+    fast, through_lanes = _drive(values, drain_at, seed, lanes=True)
+    assert fast == general
+    assert len(set(general[0])) == 4  # it did switch, among all four partitions
+    assert through_lanes > 0.9 * len(values)  # and most records took the lane

@@ -120,3 +120,89 @@ def test_append_value_past_the_small_varint_tables():
         assert fast.append_value(b"v", ts) and slow.append(None, b"v", None, ts)
     assert fast.build() == slow.build()
     assert [r.offset for r in decode_batch(fast.build()).records] == list(range(17_000))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.sampled_from([0, 17, 99, 100, 300]), st.integers(0, 3),
+                          st.booleans()), min_size=1, max_size=40), st.integers(2_000, 60_000))
+def test_append_value_runs_of_one_shape_and_appends_between_them(runs, max_bytes):
+    """Runs of records with one timestamp and value length take append_value's row (no
+    encoding per record); a keyed append() between them ends the row. Byte for byte what
+    append() writes, refused exactly when append() refuses."""
+    fast, slow = BatchBuilder(max_bytes), BatchBuilder(max_bytes)
+    base = 1_700_000_000_000
+    assert fast.append(None, b"first", None, base) and slow.append(None, b"first", None, base)
+    for i, (count, size, dt, keyed_after) in enumerate(runs):
+        for j in range(count):
+            value = bytes([(i + j) % 251]) * size
+            added = fast.append_value(value, base + dt)
+            assert (added > 0) == slow.append(None, value, None, base + dt)
+            if not added:
+                break
+        if keyed_after:
+            assert fast.append(b"k", b"v", None, base + dt) == slow.append(b"k", b"v", None, base + dt)
+        assert fast.estimated_size == slow.estimated_size
+    assert fast.build() == slow.build()
+
+
+def test_appends_between_fast_ones_end_the_row():
+    """Keyed records between null-key ones of one shape move the offset delta on without the
+    row's size: past the one-byte offset deltas (64) the row's length would be wrong."""
+    fast, slow = BatchBuilder(1 << 20), BatchBuilder(1 << 20)
+    for b in (fast, slow):
+        b.append(None, b"v" * 100, None, 1000)
+    for i in range(200):
+        if 10 <= i < 13:
+            assert fast.append(b"k", b"", None, 1000) and slow.append(b"k", b"", None, 1000)
+        else:
+            assert fast.append_value(b"v" * 100, 1000) and slow.append(None, b"v" * 100, None, 1000)
+    assert fast.build() == slow.build()
+
+
+def test_append_value_row_across_offset_delta_varint_lengths():
+    """One timestamp for 17,000 records: offset deltas grow from one to three varint bytes
+    (at 64 and 8,192) and pass the offset-delta table (16,384); the row follows each step."""
+    fast, slow = BatchBuilder(1 << 24), BatchBuilder(1 << 24)
+    for b in (fast, slow):
+        b.append(None, b"v", None, 1000)
+    for _ in range(1, 17_000):
+        assert fast.append_value(b"v", 1000) and slow.append(None, b"v", None, 1000)
+    assert fast.estimated_size == slow.estimated_size == len(fast.build())
+    assert fast.build() == slow.build()
+
+
+def test_fast_appends_stop_at_their_limit_and_when_sealed():
+    value = b"x" * 50
+    b = BatchBuilder(10_000)
+    assert b.append_value(value, 5) == 0 and b.record_count == 0  # the first record goes through append()
+    assert b.append(None, value, None, 5)
+    record = b.estimated_size - HEADER_SIZE  # 57 bytes: the value and seven of varints and flags
+    b.limit_fast_appends(b.estimated_size + 3 * record + record - 1)  # room for three more, not four
+    sizes = []
+    while added := b.append_value(value, 5):
+        sizes.append(added)
+    assert sizes == [record] * 3 and b.record_count == 4
+    assert b.append(None, value, None, 5)  # append() keeps to max_bytes only
+    b.seal()
+    before = (b.estimated_size, b.record_count, b.records_section())
+    assert b.append_value(value, 5) == 0 and b.append_value(b"", 6) == 0
+    assert (b.estimated_size, b.record_count, b.records_section()) == before
+    assert [r.value for r in decode_batch(b.build()).records] == [value] * 5
+
+
+def test_a_process_that_does_not_produce_holds_no_producer_tables():
+    """The varint tables every process holds stop at 1,024 entries; append_value's offset
+    deltas (16,384, and the same with attributes and a zero timestamp delta before them) are
+    built by the first producer that needs them, not at import."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nsys.modules['hypothesis'] = None\nimport kafkalab.broker.server\n"
+            "import kafkalab.records.builder as b, kafkalab.records.varint as v\n"
+            "before = len(b._OFFSET_DELTAS)\n"
+            "x = b.BatchBuilder(1000); x.append(None, b'v', None, 0); x.append_value(b'v', 0)\n"
+            "print(json.dumps([len(v.SMALL_VARINTS), len(b._ATTR_TS), len(b._ATTR_TS0_OD), before,"
+            " len(b._OFFSET_DELTAS), len(b._BIG_ATTR_TS0_OD)]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [1024, 1024, 1024, 0, 16_384, 16_384]
