@@ -18,7 +18,6 @@ import ipywidgets as w
 
 from kafkalab.metrics import as_rows
 
-from . import plotly_numpy  # noqa: F401  (before plotly's widget classes: no numpy)
 from .plotly_import import go
 
 FigureData = dict[str, Any]

@@ -35,6 +35,19 @@ def run_until(loop: EventLoop, condition, timeout_s: float = 5.0) -> None:
         loop.run_once(0.05)
 
 
+def record_polls(loop: EventLoop) -> list[int | None]:
+    """The timeout of every poll the loop makes from now on, in order."""
+    polls: list[int | None] = []
+    real_poll = loop._poller.poll
+
+    def counting_poll(timeout: int | None = None) -> list:
+        polls.append(timeout)
+        return real_poll(timeout)
+
+    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    return polls
+
+
 def test_timers_run_in_time_order_and_cancel(loop: EventLoop) -> None:
     ran: list[str] = []
     loop.call_later(0.03, lambda: ran.append("second"))
@@ -155,14 +168,7 @@ def test_an_idle_loop_sleeps_until_stop_or_a_timer_from_another_thread(loop: Eve
     costs no wake-ups), and still wakes for a timer set, or stop() called, elsewhere."""
     import threading
 
-    polls: list[int | None] = []
-    real_poll = loop._poller.poll
-
-    def counting_poll(timeout: int | None = None) -> list:
-        polls.append(timeout)
-        return real_poll(timeout)
-
-    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    polls = record_polls(loop)
     ran = threading.Event()
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
@@ -209,14 +215,7 @@ def test_run_forever_asks_due_sources_once_per_wake_up_unless_one_ran(loop: Even
     nothing runs), but again before the next poll once a due source's own callback ran, and
     after a socket's callback, which may have made something due now."""
     asked: list[float] = []
-    polls: list[int | None] = []
-    real_poll = loop._poller.poll
-
-    def counting_poll(timeout: int | None = None) -> list:
-        polls.append(timeout)
-        return real_poll(timeout)
-
-    loop._poller.poll = counting_poll  # type: ignore[method-assign]
+    polls = record_polls(loop)
     flag: list[str] = []
     fired: list[str] = []
 

@@ -297,7 +297,6 @@ def echo_server(ctx: zmq.Context, port: int = 0) -> Iterator[int]:
     """An RpcServer on its own EventLoop thread, answering Metadata with the sender's name."""
     ready: list[int] = []
     loop = EventLoop()
-    loop.idle_wake_s = 0.01
 
     def run() -> None:
         with RpcServer(ctx, "broker-1", port, FaultTable()) as srv:
