@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "SYSTEM_CLOCK"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "SYSTEM_CLOCK", "long_poll_deadline_ms"]
 
 
 class Clock(Protocol):
@@ -55,3 +55,15 @@ class ManualClock:
         if seconds < 0:
             raise ValueError(f"a clock never goes back: advance({seconds!r}) needs seconds >= 0")
         self._monotonic += seconds
+
+
+def long_poll_deadline_ms(now_ms: int, max_wait_ms: int) -> int:
+    """When a cluster-internal long poll parked at now_ms (a follower's fetch, a broker's fetch
+    of the metadata log) ends if nothing arrives: the last multiple of half its max wait, in
+    wall-clock ms, at or before now + max wait. So it waits between half and all of its max wait
+    (a max wait is a maximum), and an idle cluster's polls end together, on the grid its
+    periodic timers (heartbeats, metrics) fire on: one wake-up for all of them instead of one
+    each. Clients' fetches keep their exact wait."""
+    end = now_ms + max_wait_ms
+    step = max_wait_ms // 2
+    return end - end % step if step > 0 else end

@@ -492,16 +492,24 @@ class MetricsCollector(MetricsSource):
             self._ctx.term()
 
     def _ingest(self, frames: list[bytes]) -> bool:
-        try:
-            kind = frames[0].decode()
-            row = json.loads(frames[1])
-            if not isinstance(row, dict):
-                raise ValueError("row is not an object")
-            row["time"] = float(row.get("time", time.time()))
-        except (IndexError, UnicodeDecodeError, ValueError, TypeError):
+        """One message: (kind, row) pairs of frames (a process's tick sends its rows together)."""
+        if not frames or len(frames) % 2:
             self.malformed += 1  # a broken sender must not stop the collector
             return False
-        return self._append(kind, row, frames[1])
+        changed = False
+        for i in range(0, len(frames), 2):
+            payload = frames[i + 1]
+            try:
+                kind = frames[i].decode()
+                row = json.loads(payload)
+                if not isinstance(row, dict):
+                    raise ValueError("row is not an object")
+                row["time"] = float(row.get("time", time.time()))
+            except (UnicodeDecodeError, ValueError, TypeError):
+                self.malformed += 1
+                continue
+            changed |= self._append(kind, row, payload)
+        return changed
 
     # -- reading
 

@@ -64,7 +64,6 @@ class GroupService(InternalTopicService):
         self.share = ShareService(self)  # KIP-932 share groups: membership here, records at leaders
         broker.loop.add_due_source(self._follow_due, self._follow_all)
         broker.loop.add_due_source(self._tick_due, self._tick)
-        broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- ownership and loading ---------------------------------------------------------------
     def metadata_applied(self) -> None:
@@ -333,7 +332,8 @@ class GroupService(InternalTopicService):
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
         self.broker.metrics.publish(kind, {**row, "broker": self.broker.broker_id})
 
-    def _publish_state(self) -> None:
+    def publish_state(self) -> None:
+        """The groups' and share partitions' rows, on the broker's metrics tick."""
         now = self.broker.clock.wall_ms()
         rm = self.broker.rm
         cg = self.consumer.coordinator

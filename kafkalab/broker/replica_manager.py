@@ -21,6 +21,7 @@ from kio.schema.errors import ErrorCode
 from kafkalab.broker.fetch_session import DEFAULT_CACHE_SLOTS, FetchContext, FetchSessionCache
 from kafkalab.broker.partition import Partition
 from kafkalab.broker.producer_state import ProducerStateManager
+from kafkalab.clock import long_poll_deadline_ms
 from kafkalab.config import topic_config
 from kafkalab.errors import CorruptRecordError, OffsetOutOfRangeError
 from kafkalab.metadata.image import MetadataImage
@@ -360,7 +361,8 @@ class ReplicaManager:
                         part.record_follower_fetch(replica_id, int(p.fetch_offset), now_ms)
             self.try_complete(now_ms)  # a follower's progress may complete acks=all produces
         wait_ms = int(req.max_wait.total_seconds() * 1000)
-        op = DelayedFetch(req, now_ms + wait_ms, on_done, replica_id, zero_copy=zero_copy, session=session)
+        deadline = now_ms + wait_ms if replica_id < 0 else long_poll_deadline_ms(now_ms, wait_ms)
+        op = DelayedFetch(req, deadline, on_done, replica_id, zero_copy=zero_copy, session=session)
         resp, size, has_error = self._fetch_response(op)
         # Nothing to read (a session error, no partitions): answered at once, as Kafka does.
         if size >= int(req.min_bytes) or has_error or wait_ms <= 0 or not req.topics:

@@ -31,7 +31,7 @@ from kafkalab.broker.controller_channel import ControllerChannelManager
 from kafkalab.broker.groups import GroupService
 from kafkalab.broker.lifecycle import BrokerLifecycleManager
 from kafkalab.broker.metadata_listener import BrokerMetadataListener
-from kafkalab.broker.metrics_rows import broker_row, replica_row
+from kafkalab.broker.metrics_rows import broker_row, replica_row, replica_signature
 from kafkalab.broker.producer_id_manager import ProducerIdManager
 from kafkalab.broker.replica_fetcher import ReplicaFetcherManager
 from kafkalab.broker.replica_manager import NO_THROTTLE, TP, ReplicaManager
@@ -39,6 +39,7 @@ from kafkalab.broker.transactions import TransactionService
 from kafkalab.clock import SYSTEM_CLOCK, Clock
 from kafkalab.metadata.image import MetadataImage
 from kafkalab.metadata.responses import metadata_response
+from kafkalab.metrics_publisher import HEARTBEAT_S as METRICS_HEARTBEAT_S
 from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import broker_node, controller_node
 from kafkalab.process import die_with_parent, parent_alive
@@ -87,6 +88,7 @@ class BrokerServer:
         self.image = MetadataImage()
         self.latencies: deque[float] = deque(maxlen=1000)  # the latest requests' latencies, ms
         self._replicas_checked = 0.0  # loop time of the last _check_replicas
+        self._replicas_said: dict[TP, tuple[tuple[Any, ...], float]] = {}  # signature, sent at (monotonic)
 
         # The managers, wired to one another.
         self.controller = ControllerChannelManager(
@@ -264,10 +266,22 @@ class BrokerServer:
                                        "detail": str(detail.get("detail", ""))})
 
     def _publish(self) -> None:
-        now = self.clock.wall_ms()
-        for part in self.rm.partitions.values():
-            self.metrics.publish("replica", replica_row(self.broker_id, part, now))
-        self._publish_broker()
+        """One tick's rows, as one message: the replicas that changed (or whose keep-alive is
+        due), this broker's row, its coordinators' groups and transactions."""
+        now, mono = self.clock.wall_ms(), self.clock.monotonic()
+        if len(self._replicas_said) > len(self.rm.partitions):  # some were deleted or moved away
+            self._replicas_said = {tp: v for tp, v in self._replicas_said.items() if tp in self.rm.partitions}
+        with self.metrics.batch():
+            for tp, part in self.rm.partitions.items():
+                signature = replica_signature(part)
+                said = self._replicas_said.get(tp)
+                if said is not None and said[0] == signature and mono - said[1] < METRICS_HEARTBEAT_S:
+                    continue  # unchanged since its last row: not worth building one
+                self._replicas_said[tp] = (signature, mono)
+                self.metrics.publish("replica", replica_row(self.broker_id, part, now))
+            self._publish_broker()
+            self.groups.publish_state()
+            self.transactions.publish_state()
 
     def _publish_broker(self) -> None:
         self.metrics.publish("broker", broker_row(

@@ -72,7 +72,6 @@ class TransactionService(InternalTopicService):
         self._ticked = -self.abort_check_s
         broker.loop.add_due_source(self._tick_due, self._tick_coordinator)
         broker.loop.add_due_source(self._markers_due, self._drive_markers)
-        broker.loop.call_every(cfg["metrics.publish.interval.ms"] / 1000, self._publish_state)
 
     # -- dispatch ----------------------------------------------------------------------------
     def accepts(self, api_key: int, req: Any) -> bool:
@@ -294,7 +293,8 @@ class TransactionService(InternalTopicService):
     def _publish_now(self, kind: str, row: dict[str, Any]) -> None:
         self.broker.metrics.publish(kind, {**row, "broker": self.broker.broker_id})
 
-    def _publish_state(self) -> None:
+    def publish_state(self) -> None:
+        """The transactions' rows, on the broker's metrics tick."""
         for row in self.coordinator.describe():
             self._publish_now("txn", row)
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafkalab.clock import long_poll_deadline_ms
 from kafkalab.controller.controller import Controller
 from kafkalab.controller.raft_log import CommittedBatch
 from kafkalab.metadata.image import MetadataImage, decode_record, encode_record
@@ -178,7 +179,7 @@ class ActiveController:
         elif offset < self.high_watermark or max_wait_ms <= 0:
             self._out.append(AnswerFetch(request, offset, self.high_watermark))
         else:
-            self.parked.append((request, offset, now_ms + max_wait_ms))
+            self.parked.append((request, offset, long_poll_deadline_ms(now_ms, max_wait_ms)))
         return self._take()
 
     def tick(self, now_ms: int) -> list[Effect]:

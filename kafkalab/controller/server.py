@@ -310,6 +310,10 @@ class ControllerServer:
         if self.raft.role is Role.LEADER:
             ends[self.node_id] = d["log_end_offset"]
         active = self.active.active
+        with self.metrics.batch():  # one message a tick
+            self._publish_rows(d, ends, active)
+
+    def _publish_rows(self, d: dict[str, Any], ends: dict[int, int], active: bool) -> None:
         self.metrics.publish("quorum", {
             "controller_id": self.node_id, "role": d["role"], "epoch": d["epoch"], "leader": d["leader_id"],
             "active": active, "high_watermark": d["high_watermark"], "log_end_offset": d["log_end_offset"],

@@ -8,11 +8,12 @@ timer set from another thread or a signal handler wake it through a socket pair.
 that raises is logged with its traceback and the loop goes on: one bad event must not stop a
 broker.
 
-An idle process's cost is its wake-ups, so the loop makes few: a periodic timer fires at
-multiples of its interval on the system's monotonic clock, so that every timer of one interval
-(a broker's heartbeat and its coordinators' ticks; every broker's heartbeat on the machine)
-fires in the same instant: one wake-up per process, and the controller receives the brokers'
-heartbeats together. Under run_forever() the due sources are asked once per wake-up, not before
+An idle process's cost is its wake-ups, so the loop makes few: a periodic timer fires when the
+wall clock is at a multiple of its interval (kept on the monotonic clock, which never jumps;
+the two are paired once when the loop starts), so that every timer of one interval (a broker's
+heartbeat and its metrics; every broker's heartbeat on the machine) fires in the same instant:
+one wake-up per process, and the controller receives the brokers' heartbeats together. The
+cluster's internal long polls end on the same grid (clock.long_poll_deadline_ms). Under run_forever() the due sources are asked once per wake-up, not before
 and after the poll, unless a due source's own callback ran since.
 """
 
@@ -64,6 +65,8 @@ class Handle:
 class EventLoop:
     def __init__(self, clock: Clock = SYSTEM_CLOCK):
         self.clock = clock  # timers and due sources are in clock.monotonic() seconds
+        # Wall-clock seconds minus monotonic seconds: where the wall clock's multiples fall.
+        self.grid_phase = clock.wall_ms() / 1000 - clock.monotonic()
         self._poller = zmq.Poller()
         self._callbacks: dict[Any, Callable[[], Any]] = {}
         self._lazy: dict[zmq.Socket, Callable[[], Any]] = {}  # add_socket(wake=False)
@@ -132,12 +135,13 @@ class EventLoop:
         return self.call_at(self.time() + delay_s, fn)
 
     def call_every(self, interval_s: float, fn: Callable[[], Any]) -> Handle:
-        """Run fn() every interval_s, at multiples of interval_s on the loop's clock (the
+        """Run fn() every interval_s, when the wall clock is at a multiple of interval_s (the
         first between half an interval and one and a half from now). Late runs are not
         bunched up."""
         if not interval_s > 0:
             raise ValueError(f"call_every() needs an interval > 0 seconds, not {interval_s!r}")
-        handle = Handle(fn, _grid_at_or_after(self.time() + interval_s / 2, interval_s), interval_s)
+        first = _grid_at_or_after(self.time() + interval_s / 2 + self.grid_phase, interval_s) - self.grid_phase
+        handle = Handle(fn, first, interval_s)
         heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
         if self._polling:
             self.wake()
@@ -201,7 +205,8 @@ class EventLoop:
                 continue
             if handle.interval is not None:
                 # The next multiple of the interval: a late run never makes the next one bunch up.
-                handle.when = _next_on_grid(handle.when, handle.interval, now)
+                phase = self.grid_phase
+                handle.when = _next_on_grid(handle.when + phase, handle.interval, now + phase) - phase
                 heapq.heappush(self._timers, (handle.when, next(self._seq), handle))
             ran += self._run(handle.callback)
         if ran or woken or self._dues is None:
