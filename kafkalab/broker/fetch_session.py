@@ -6,7 +6,7 @@ and the time in, the request to serve and the response to send out; session ids 
 
 A Fetch request names its session and epoch (v7+; older versions mean "no session"):
 - session 0, epoch -1 (FINAL_EPOCH): sessionless, the request lists every partition (librdkafka,
-  followers, v4-v6 clients);
+  v4-v6 clients; followers open sessions, see fetch_session_handler.py);
 - epoch 0 (INITIAL_EPOCH) or -1 with a session id: a *full* request; the named session is closed,
   and with epoch 0 the broker tries to open a new one and answers its id (0 when the cache is
   full and nothing may be evicted);

@@ -19,6 +19,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.fetch_session import DEFAULT_CACHE_SLOTS, FetchContext, FetchSessionCache
+from kafkalab.broker.fetch_session_handler import FetchRequestData, FetchSessionHandler
 from kafkalab.broker.partition import Partition
 from kafkalab.broker.producer_state import ProducerStateManager
 from kafkalab.clock import long_poll_deadline_ms
@@ -558,32 +559,38 @@ class ReplicaManager:
             self.try_complete(now_ms)  # a larger ISR may complete acks=all produces now
 
     # -- follower side ---------------------------------------------------------------------
-    def follower_fetch_request(self, tps: set[TP], config: dict[str, Any]) -> fetch_req.FetchRequest | None:
+    def follower_fetch_request(self, tps: set[TP], config: dict[str, Any],
+                               session: FetchSessionHandler | None = None) -> fetch_req.FetchRequest | None:
         """The Fetch a follower sends its leader: its LEO as the fetch offset, and the epoch
-        of its last batch so the leader can spot a divergent tail."""
-        topics: dict[str, list[fetch_req.FetchPartition]] = {}
+        of its last batch so the leader can spot a divergent tail. With the fetch `session` to
+        that leader (KIP-227), only what changed since the last request; without, everything.
+        None: nothing to ask."""
+        wanted: dict[TP, fetch_req.FetchPartition] = {}
         for tp in sorted(tps):
             part = self.partitions.get(tp)
             if part is None or part.is_leader:
                 continue
             latest = part.latest_epoch
-            topics.setdefault(tp[0], []).append(fetch_req.FetchPartition(
+            wanted[tp] = fetch_req.FetchPartition(
                 partition=tp[1], current_leader_epoch=part.leader_epoch,
                 fetch_offset=part.log_end_offset, last_fetched_epoch=-1 if latest is None else latest,
                 log_start_offset=part.log_start_offset,
-                partition_max_bytes=config["replica.fetch.max.bytes"]))
-        if not topics:
+                partition_max_bytes=config["replica.fetch.max.bytes"])
+        data = FetchRequestData.sessionless(wanted) if session is None else session.build(wanted)
+        if data.empty:
             return None
-        return fetch_req.FetchRequest(
+        return data.request(
             replica_id=self.broker_id,
-            max_wait=datetime.timedelta(milliseconds=config["replica.fetch.wait.max.ms"]),
-            min_bytes=1, topics=tuple(fetch_req.FetchTopic(topic=t, partitions=tuple(ps))
-                                      for t, ps in topics.items()),
-            forgotten_topics_data=())
+            max_wait=datetime.timedelta(milliseconds=config["replica.fetch.wait.max.ms"]), min_bytes=1)
 
-    def apply_fetch_response(self, leader: int, resp: fetch_resp.FetchResponse, now_ms: int) -> bool:
+    def apply_fetch_response(self, leader: int, resp: fetch_resp.FetchResponse, now_ms: int,
+                             session: FetchSessionHandler | None = None) -> bool:
         """A follower applies what its leader sent: truncate a divergent tail, or append.
-        Returns True if some partition failed (the caller backs off)."""
+        Returns True if some partition failed (the caller backs off). A partition the
+        response leaves out (an incremental one answers only news) is left as it is; a
+        response its `session` refuses is not applied, and the session starts over."""
+        if session is not None and not session.handle_response(resp):
+            return False  # as Kafka's fetcher: nothing applied, the next (full) request goes at once
         failed = False
         for t in resp.responses:
             for p in t.partitions:

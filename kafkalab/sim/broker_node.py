@@ -18,6 +18,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from kafkalab.broker.fetch_session_handler import FetchSessionHandler
 from kafkalab.broker.replica_manager import ReplicaManager
 from kafkalab.metadata.image import NO_LEADER, MetadataImage
 from kafkalab.metadata.replay import apply_batches
@@ -56,6 +57,7 @@ class SimBroker(SimNode):
         self.broker_epoch = -1
         self.fenced = True
         self._fetching: set[int] = set()  # leaders with a replica fetch in flight
+        self._fetch_sessions: dict[int, FetchSessionHandler] = {}  # by leader (KIP-227)
         self._metadata_in_flight = False
         self._last_flush = 0
         self._registering = False
@@ -71,6 +73,7 @@ class SimBroker(SimNode):
         self.image = MetadataImage()
         self.broker_epoch, self.fenced, self._registering = -1, True, False
         self._fetching, self._metadata_in_flight = set(), False
+        self._fetch_sessions = {}
         self._ctrl_heard = self.sched.now_ms
         self._last_flush = self.sched.now_ms
         self._register()
@@ -196,10 +199,13 @@ class SimBroker(SimNode):
         for tp, part in rm.partitions.items():
             if not part.is_leader and part.leader != NO_LEADER:
                 by_leader.setdefault(part.leader, set()).add(tp)
-        for leader, tps in sorted(by_leader.items()):
+        # A leader no longer followed still gets one request: it forgets the session's partitions.
+        leaders = set(by_leader) | {b for b, s in self._fetch_sessions.items() if s.session_partitions}
+        for leader in sorted(leaders):
             if leader in self._fetching:
                 continue
-            req = rm.follower_fetch_request(tps, self.config)
+            session = self._fetch_sessions.setdefault(leader, FetchSessionHandler(leader))
+            req = rm.follower_fetch_request(by_leader.get(leader, set()), self.config, session)
             if req is None:
                 continue
             self._fetching.add(leader)
@@ -211,7 +217,10 @@ class SimBroker(SimNode):
         self._fetching.discard(leader)
         rm = self.rm
         assert rm is not None
-        failed = resp is None or rm.apply_fetch_response(leader, resp, self.sched.now_ms)
+        session = self._fetch_sessions[leader]
+        if resp is None:
+            session.start_over()  # lost or timed out: the leader may have counted its epoch
+        failed = resp is None or rm.apply_fetch_response(leader, resp, self.sched.now_ms, session)
         if failed:
             self.timer(self.config["replica.fetch.backoff.ms"], "fetch backoff", self._send_fetches)
         else:

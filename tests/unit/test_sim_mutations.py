@@ -27,12 +27,12 @@ def _hw_is_leader_leo(self: Partition) -> bool:
 _apply_fetch_response = ReplicaManager.apply_fetch_response
 
 
-def _ignore_diverging_epoch(self: ReplicaManager, leader: int, resp: Any, now_ms: int) -> bool:
+def _ignore_diverging_epoch(self: ReplicaManager, leader: int, resp: Any, now_ms: int, *session: Any) -> bool:
     """Divergence truncation broken: the follower takes a DivergingEpoch answer as a plain one."""
     resp = dataclasses.replace(resp, responses=tuple(
         dataclasses.replace(t, partitions=tuple(dataclasses.replace(p, diverging_epoch=None) for p in t.partitions))
         for t in resp.responses))
-    return _apply_fetch_response(self, leader, resp, now_ms)
+    return _apply_fetch_response(self, leader, resp, now_ms, *session)
 
 
 _register_broker = Controller.register_broker
