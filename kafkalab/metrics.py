@@ -24,6 +24,7 @@ from .lazy_pandas import pd
 # The publishing half lives apart so lab processes need not import pandas; it is re-exported
 # here so `from kafkalab.metrics import MetricsPublisher` keeps working.
 from .metrics_publisher import (
+    BROKER_NOT_NEWS,
     IDENTITY_KEYS,
     MetricsPublisher,
     NullPublisher,
@@ -95,9 +96,6 @@ THROUGHPUT_COLUMNS = [
 ]
 
 _REPLICA_KEY = ("broker", "topic", "partition")
-# Broker row fields that the replicas' own long polls move while nothing happens: kept, but
-# not news for a dashboard waiting for a change.
-_NOT_NEWS = frozenset({"fetch_requests", "request_latency_ms_p50", "request_latency_ms_p99"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +440,7 @@ class MetricsCollector(MetricsSource):
             else:
                 said = content(row)
                 if kind == "broker":
-                    said = {k: v for k, v in said.items() if k not in _NOT_NEWS}
+                    said = {k: v for k, v in said.items() if k not in BROKER_NOT_NEWS}
                 changed = self._said.get(identity) != said
                 self._said[identity] = said
             if changed:

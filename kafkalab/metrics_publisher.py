@@ -3,11 +3,11 @@ broker a third of a second at start-up). The collecting half is kafkalab.metrics
 
 Processes publish their state on a timer (metrics.publish.interval.ms), but a state row that
 says what its last one said is not sent again until HEARTBEAT_S has passed (`ChangeFilter`):
-a quiet cluster sends a row per replica, lag or transaction about once a second, which is
-enough for the views to tell a live replica from a silent one (they call a report older than
-3 s stale). A broker's "broker" row is its keep-alive and always goes out (`describe_topic`
-waits for one newer than its call; each carries the counters the throughput chart reads), and
-so does a coordinator's "group" row (`describe_group` waits the same way).
+a quiet cluster sends a row per replica, group, lag or transaction about once a second, which
+is enough for the views to tell a live replica from a silent one (they call a report older than
+3 s stale). A broker decides about its own "broker" row the same way (its counters move with
+the replicas' long polls: not news). A `describe_*` call that waits for rows newer than itself
+asks every process to publish now, through the Cluster's fault channel (`batch(force=True)`).
 
 A message is one or more (kind, row) pairs of frames: what a process publishes on one tick goes
 out as one message (`batch()`), one wake-up of ZeroMQ's I/O threads and of the collector
@@ -42,12 +42,17 @@ STATE_KEYS: dict[str, tuple[str, ...]] = {
     "quorum": ("controller_id",),
     "controller": ("controller_id",),
     "client": ("client_type",),
+    "group": ("group",),
 }
 # Every kind whose rows describe a lasting thing, by what identifies it: the collector counts
 # a row that repeats its predecessor as no change (what a dashboard waits for).
-IDENTITY_KEYS: dict[str, tuple[str, ...]] = {**STATE_KEYS, "broker": ("broker",), "group": ("group",)}
+IDENTITY_KEYS: dict[str, tuple[str, ...]] = {**STATE_KEYS, "broker": ("broker",)}
 # Fields that move with the clock alone (ms since a follower caught up): not a change.
 VOLATILE_FIELDS = frozenset({"time", "lag_ms", "follower_lag_ms"})
+# Broker row fields that the replicas' own long polls move while nothing happens: sent, but
+# not news (for the broker deciding to send its row, and for a dashboard waiting for a change).
+BROKER_NOT_NEWS = frozenset({"fetch_requests", "incremental_fetch_requests", "request_latency_ms_p50",
+                             "request_latency_ms_p99"})
 
 
 def _json_default(value: Any) -> Any:
@@ -120,6 +125,7 @@ class MetricsPublisher:
         self.changes = ChangeFilter(heartbeat_s)
         self._lock = threading.Lock()
         self._held: list[bytes] | None = None  # frames kept for one message, inside batch()
+        self._forced = False  # inside batch(force=True): every row goes out
         self._socket: zmq.Socket | None = (ctx or zmq.Context.instance()).socket(zmq.PUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SNDHWM, _PUBLISH_SNDHWM)
@@ -130,7 +136,11 @@ class MetricsPublisher:
         message.setdefault("time", time.time())
         message.setdefault("node", self.node)
         with self._lock:
-            if self._socket is None or not self.changes.due(kind, message, time.monotonic()):
+            if self._socket is None:
+                return
+            if self._forced:
+                self.changes.due(kind, message, time.monotonic())  # sent: its keep-alive restarts
+            elif not self.changes.due(kind, message, time.monotonic()):
                 return
             frames = [kind.encode(), dumps(message)]
             if self._held is not None:
@@ -139,15 +149,16 @@ class MetricsPublisher:
                 self._send(frames)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Rows published inside go out together as one message when it ends (not nested)."""
+    def batch(self, force: bool = False) -> Iterator[None]:
+        """Rows published inside go out together as one message when it ends (not nested);
+        force: every row, also those that say what their last copy said."""
         with self._lock:
-            self._held = []
+            self._held, self._forced = [], force
         try:
             yield
         finally:
             with self._lock:
-                frames, self._held = self._held, None
+                frames, self._held, self._forced = self._held, None, False
                 if frames and self._socket is not None:
                     self._send(frames)
 
@@ -184,7 +195,7 @@ class NullPublisher:
         pass
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, force: bool = False) -> Iterator[None]:
         yield
 
     def close(self) -> None:

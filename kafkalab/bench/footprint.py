@@ -5,12 +5,14 @@ consumed, then every process's resident memory (RSS, and PSS: shared pages split
 sharers) is read and its CPU time counted over
 `idle_s` seconds while nothing happens. With dashboard=True a Dashboard is bound to the
 cluster in this process, as a learner's notebook would have it. What an idle learner still
-costs is the lab profile's protocol traffic (broker heartbeats every 250 ms, the replicas' and
-the metadata's long polls) and each process's metrics keep-alive (the coordinators wake only
-when a deadline is due); state rows go out on change, and the Dashboard sleeps until the
-collector has news. Periodic timers fire at multiples of their interval, so a process's timers
-share its wake-ups and the controller gets the brokers' heartbeats together; a broker reads a
-heartbeat's answer at its next wake-up rather than waking for it. Rows: one per process, the
+costs is the lab profile's protocol traffic (broker heartbeats every 500 ms, the replicas' and
+the metadata's long polls, incremental fetch sessions) and the metrics keep-alives (the
+coordinators wake only when a deadline is due); state rows go out on change, a tick's rows as
+one message, and the Dashboard sleeps until the collector has news. Periodic timers fire when
+the wall clock is at a multiple of their interval and the internal long polls end on the same
+grid, so a process's work shares its wake-ups, every process wakes at the same instants, and the
+controller gets the brokers' heartbeats together; a broker reads a heartbeat's answer at its
+next wake-up rather than waking for it. Rows: one per process, the
 learner's total, and every lab's peak (kernel + cluster) as the labs' own run last measured
 it, if KAFKALAB_LAB_PEAKS names the JSON file that run wrote (labs/conftest.py).
 """

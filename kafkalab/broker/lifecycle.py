@@ -4,7 +4,10 @@ Registration (BrokerRegistration, with a fresh incarnation id per process start,
 the broker epoch), heartbeats every broker.heartbeat.interval.ms (which carry how far this
 broker has replayed the metadata log; the answer says whether it is fenced), a new
 registration when the controller no longer knows the epoch, and controlled shutdown: heartbeats
-that ask to shut down until the controller has moved leadership away and says so.
+that ask to shut down until the controller has moved leadership away and says so. As Kafka's,
+a broker starting up heartbeats at once when registered and then 10 ms after each answer until
+the controller says it has caught up with the metadata log (and unfences it): start-up does
+not wait for the heartbeat interval.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ CLUSTER_ID = "kafkalab"
 # After "not controller" the next controller may be active at once; after another error, wait.
 RETRY_NOT_CONTROLLER_S = 0.05
 RETRY_ERROR_S = 0.2
+STARTING_HEARTBEAT_S = 0.01  # Kafka's BrokerLifecycleManager while STARTING
 
 
 class BrokerLifecycleManager:
@@ -44,6 +48,7 @@ class BrokerLifecycleManager:
         self.broker_epoch = -1
         self.registered = False
         self.fenced = True
+        self.caught_up = False  # Kafka's STARTING state until a heartbeat's answer says caught up
         self.want_shut_down = False
         self._registering = False
         self.on_registered: Callable[[], None] = lambda: None  # start following the metadata
@@ -74,7 +79,9 @@ class BrokerLifecycleManager:
             return
         self.broker_epoch = int(resp.broker_epoch)
         self.registered = True
+        self.caught_up = False
         self.on_registered()
+        self.heartbeat()
 
     def _register_unless_busy(self) -> None:
         if not self.registered and not self._registering:
@@ -90,7 +97,9 @@ class BrokerLifecycleManager:
         req = BrokerHeartbeatRequest(broker_id=self.broker_id, broker_epoch=self.broker_epoch,
                                      current_metadata_offset=self.metadata_offset(), want_fence=False,
                                      want_shut_down=self.want_shut_down)
-        self.controller.send(req, self._on_heartbeat, heartbeat=not self.want_shut_down)
+        # A beat's answer is read at the broker's next wake-up, but while shutting down or
+        # starting the answer is awaited: it wakes the broker.
+        self.controller.send(req, self._on_heartbeat, heartbeat=self.caught_up and not self.want_shut_down)
         self.ensure_metadata_fetch()
 
     def _on_heartbeat(self, resp: Any) -> None:
@@ -101,8 +110,17 @@ class BrokerLifecycleManager:
             self.register()
             return
         self.fenced = bool(resp.is_fenced)
+        if not self.caught_up:
+            if resp.is_caught_up:
+                self.caught_up = True
+            else:
+                self.call_later(STARTING_HEARTBEAT_S, self._heartbeat_while_starting)
         if self.want_shut_down and resp.should_shut_down:
             self.on_shut_down()
+
+    def _heartbeat_while_starting(self) -> None:
+        if self.registered and not self.caught_up:
+            self.heartbeat()
 
     def begin_controlled_shutdown(self) -> None:
         """SIGTERM: ask the controller to move leadership away before this broker exits."""

@@ -39,8 +39,8 @@ from kafkalab.broker.transactions import TransactionService
 from kafkalab.clock import SYSTEM_CLOCK, Clock
 from kafkalab.metadata.image import MetadataImage
 from kafkalab.metadata.responses import metadata_response
+from kafkalab.metrics_publisher import BROKER_NOT_NEWS, publisher_for
 from kafkalab.metrics_publisher import HEARTBEAT_S as METRICS_HEARTBEAT_S
-from kafkalab.metrics_publisher import publisher_for
 from kafkalab.nodes import broker_node, controller_node
 from kafkalab.process import die_with_parent, parent_alive
 from kafkalab.protocol.api_keys import ApiKey
@@ -88,7 +88,8 @@ class BrokerServer:
         self.image = MetadataImage()
         self.latencies: deque[float] = deque(maxlen=1000)  # the latest requests' latencies, ms
         self._replicas_checked = 0.0  # loop time of the last _check_replicas
-        self._replicas_said: dict[TP, tuple[tuple[Any, ...], float]] = {}  # signature, sent at (monotonic)
+        # Per replica and for "broker": the signature of the last row sent and when (monotonic).
+        self._said: dict[Any, tuple[tuple[Any, ...], float]] = {}
 
         # The managers, wired to one another.
         self.controller = ControllerChannelManager(
@@ -157,7 +158,10 @@ class BrokerServer:
         return channel
 
     def _on_faults(self) -> None:
-        if not self.fault_sub.drain():
+        changed = self.fault_sub.drain()
+        if self.fault_sub.take_publish_request():
+            self._publish(force=True)
+        if not changed:
             return
         self._publish_broker()  # tells the Cluster this broker now applies the new table
         # A link came back (or went): requests lost on a cut link would otherwise wait for
@@ -265,23 +269,38 @@ class BrokerServer:
         self.metrics.publish("event", {"event": event, "broker": self.broker_id, **detail,
                                        "detail": str(detail.get("detail", ""))})
 
-    def _publish(self) -> None:
-        """One tick's rows, as one message: the replicas that changed (or whose keep-alive is
-        due), this broker's row, its coordinators' groups and transactions."""
+    def _publish(self, force: bool = False) -> None:
+        """One tick's rows, as one message: the replicas and this broker's row if they changed
+        or their keep-alive is due, its coordinators' groups and transactions (which the
+        publisher filters likewise); force: all of them (the Cluster asked)."""
         now, mono = self.clock.wall_ms(), self.clock.monotonic()
-        if len(self._replicas_said) > len(self.rm.partitions):  # some were deleted or moved away
-            self._replicas_said = {tp: v for tp, v in self._replicas_said.items() if tp in self.rm.partitions}
-        with self.metrics.batch():
+        if len(self._said) > len(self.rm.partitions) + 1:  # some were deleted or moved away
+            self._said = {k: v for k, v in self._said.items() if k in self.rm.partitions or k == "broker"}
+        with self.metrics.batch(force=force):
             for tp, part in self.rm.partitions.items():
-                signature = replica_signature(part)
-                said = self._replicas_said.get(tp)
-                if said is not None and said[0] == signature and mono - said[1] < METRICS_HEARTBEAT_S:
-                    continue  # unchanged since its last row: not worth building one
-                self._replicas_said[tp] = (signature, mono)
-                self.metrics.publish("replica", replica_row(self.broker_id, part, now))
-            self._publish_broker()
+                if self._worth_a_row(tp, replica_signature(part), mono, force):
+                    self.metrics.publish("replica", replica_row(self.broker_id, part, now))
+            if self._worth_a_row("broker", self._broker_signature(), mono, force):
+                self._publish_broker()
             self.groups.publish_state()
             self.transactions.publish_state()
+
+    def _worth_a_row(self, key: Any, signature: tuple[Any, ...], mono: float, force: bool) -> bool:
+        """Whether to build and send a row whose content `signature` stands for: it changed,
+        its keep-alive is due, or force. Building rows to find them unchanged was most of an
+        idle broker's metrics cost."""
+        said = self._said.get(key)
+        if not force and said is not None and said[0] == signature and mono - said[1] < METRICS_HEARTBEAT_S:
+            return False
+        self._said[key] = (signature, mono)
+        return True
+
+    def _broker_signature(self) -> tuple[Any, ...]:
+        """What the broker row says but for what the replicas' long polls move (not news)."""
+        counters = self.rm.counters
+        return (self.lifecycle.fenced, self.faults.version, self.image.offset, self.server.malformed,
+                self.server.request_errors,
+                *(v for k, v in counters.items() if k not in BROKER_NOT_NEWS))
 
     def _publish_broker(self) -> None:
         self.metrics.publish("broker", broker_row(

@@ -71,15 +71,18 @@ def configs_frame(result: Any) -> pd.DataFrame:
                           "read_only": bool(c.read_only), "doc": c.documentation or ""} for c in result.configs])
 
 
-def group_frame(metrics: MetricsCollector, group: str, timeout: float = 5.0) -> pd.DataFrame:
+def group_frame(metrics: MetricsCollector, group: str, timeout: float = 5.0,
+                publish_now: Callable[[], None] | None = None) -> pd.DataFrame:
     """A row per member and partition it is assigned or the group has committed: the group's
     type ("classic", "consumer" (KIP-848) or "share" (KIP-932)), state and generation (the
     group epoch of the new protocols), member id, client id, member epoch (consumer and share
     groups), committed offset, log end offset (the leader's high watermark) and lag. A member
     with no partition has one row; share groups commit no offsets (many members may share a
     partition). Built from the coordinator's "group" and "lag" rows and the brokers' replica
-    rows (a state row newer than the call is awaited)."""
+    rows (a state row newer than the call is awaited; publish_now asks the coordinators for it)."""
     since = time.time()
+    if publish_now is not None:
+        publish_now()
 
     def fresh() -> Any:
         g = [r for r in metrics.rows("group", since) if r.get("group") == group]

@@ -322,6 +322,8 @@ class Cluster:
         """A row per partition: partition, leader (-1 if none), leader_epoch, replicas, isr,
         high_watermark, log_end_offsets {broker: LEO}."""
         since = time.time()
+        if fresh:
+            self._network.publish_metrics_now()  # rows newer than the call, without waiting for a tick
         md = describe.topic_metadata(name, self._topic_admin().client.metadata([name]))
         if fresh:
             describe.wait_fresh_metrics(self.metrics, self._running_brokers(), since,
@@ -351,7 +353,7 @@ class Cluster:
         """A row per member and partition (classic, consumer or share group): type, state,
         generation or group epoch, member, client id, member epoch, committed offset, log end
         offset, lag."""
-        return describe.group_frame(self.metrics, group)
+        return describe.group_frame(self.metrics, group, publish_now=self._network.publish_metrics_now)
 
     @property
     def active_controller(self) -> int | None:

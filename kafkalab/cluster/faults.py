@@ -1,7 +1,8 @@
 """The cluster's side of network faults: the authoritative FaultTable, published to every
-process (and again every REPUBLISH_S, as PUB/SUB drops what a late subscriber missed; a process
-started later gets the table with its arguments), and each change awaited until the running
-brokers apply it."""
+process (and again, as PUB/SUB drops what a late subscriber missed: every REPUBLISH_S while a
+fault is set or a change is recent, every QUIET_REPUBLISH_S otherwise; a process started later
+gets the table with its arguments), and each change awaited until the running brokers apply
+it. The same channel carries the Cluster's "publish your metric rows now"."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from kafkalab.transport.rpc import FaultPublisher
 
 # Every process wakes to read each copy, so not often: a change itself goes out at once.
 REPUBLISH_S = 1.0
+RECENT_CHANGE_S = 5.0  # a process started just before a change may have missed it
+QUIET_REPUBLISH_S = 10.0  # no fault and no recent change: every process has the empty table
 
 
 class NetworkFaults:
@@ -31,6 +34,8 @@ class NetworkFaults:
         self.table, self.lock, self.events = table, lock, events
         self._publisher: FaultPublisher | None = None
         self._closed = False
+        self._changed_at = time.monotonic()
+        self._wake = threading.Event()  # close() ends the republisher's wait
 
     def start(self, ctx: zmq.Context) -> None:
         self._publisher = FaultPublisher(ctx)
@@ -48,7 +53,14 @@ class NetworkFaults:
                 if self._closed:
                     return
                 self._publisher.publish(self.table)
-            time.sleep(REPUBLISH_S)
+                busy = bool(self.table) or time.monotonic() - self._changed_at < RECENT_CHANGE_S
+            self._wake.wait(REPUBLISH_S if busy else QUIET_REPUBLISH_S)
+
+    def publish_metrics_now(self) -> None:
+        """Ask every process for its metric rows now (a describe_* call is waiting for them)."""
+        with self.lock:
+            if self._publisher is not None and not self._closed:
+                self._publisher.publish_metrics_now()
 
     def apply(self, event: str, detail: str, metrics: MetricsCollector, running: list[int]) -> None:
         """Publish the table now and return once every running broker says it applies it, so
@@ -56,6 +68,7 @@ class NetworkFaults:
         with self.lock:
             self._publisher.publish(self.table)
             version = self.table.version
+            self._changed_at = time.monotonic()
         self.events.event(event, detail)
 
         def applied() -> bool:  # plain rows: a Dashboard's Cut button must not import pandas
@@ -108,5 +121,6 @@ class NetworkFaults:
     def close(self) -> None:
         with self.lock:
             self._closed = True
+        self._wake.set()
         if self._publisher is not None:
             self._publisher.close()

@@ -106,12 +106,14 @@ class Controller:
                 p.leader == broker_id for t in self.image.topics.values() for p in t.partitions.values()
             )
             return HeartbeatResult(ErrorCode.none, caught_up, True, not still_leads)
-        if reg.fenced and caught_up:
+        fenced = reg.fenced
+        if fenced and caught_up:
             self.commit([{"type": "BrokerRegistrationChangeRecord", "broker_id": broker_id,
                           "broker_epoch": epoch, "fenced": UNFENCE}])
             self.on_event("broker_unfenced", {"broker": broker_id})
             self._elect_offline_partitions()
-        return HeartbeatResult(ErrorCode.none, caught_up, reg.fenced, False)
+            fenced = False  # the answer tells the state this heartbeat led to, as Kafka's does
+        return HeartbeatResult(ErrorCode.none, caught_up, fenced, False)
 
     def tick(self, now_ms: int) -> None:
         """Fence every broker whose session expired, then re-elect what it led."""

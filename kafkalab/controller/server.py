@@ -118,7 +118,7 @@ class ControllerServer:
             self.peers[vid].attach(self.loop)
         self.loop.add_socket(self.server.socket, self._on_requests)
         self.loop.add_due_source(self.server.next_due, self._on_requests)
-        self.loop.add_socket(self.fault_sub.socket, self.fault_sub.drain)
+        self.loop.add_socket(self.fault_sub.socket, self._on_faults)
         self.loop.add_due_source(lambda now: self.raft.next_deadline_ms() / 1000, self._poll)
         # The Controller's timers (broker sessions, parked fetches) wake the loop when due.
         self.loop.add_due_source(self._tick_due, self._tick)
@@ -304,13 +304,18 @@ class ControllerServer:
             self._run()
         self._apply(effects)
 
-    def _publish(self) -> None:
+    def _on_faults(self) -> None:
+        self.fault_sub.drain()
+        if self.fault_sub.take_publish_request():
+            self._publish(force=True)
+
+    def _publish(self, force: bool = False) -> None:
         d = self.raft.describe()
         ends = {int(k): int(v) for k, v in d["voter_end_offsets"].items()}
         if self.raft.role is Role.LEADER:
             ends[self.node_id] = d["log_end_offset"]
         active = self.active.active
-        with self.metrics.batch():  # one message a tick
+        with self.metrics.batch(force=force):  # one message a tick
             self._publish_rows(d, ends, active)
 
     def _publish_rows(self, d: dict[str, Any], ends: dict[int, int], active: bool) -> None:

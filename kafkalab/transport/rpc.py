@@ -413,6 +413,9 @@ class RpcClient:
             return None
 
 
+# On the fault channel, beside the tables (which are JSON objects): "publish your metric rows now".
+PUBLISH_METRICS_NOW = b"publish-metrics"
+
 class FaultPublisher:
     """PUB socket that broadcasts the authoritative FaultTable (the Cluster owns one)."""
 
@@ -424,8 +427,16 @@ class FaultPublisher:
 
     def publish(self, table: FaultTable) -> None:
         """Send the table; republish periodically, as a SUB that joins late misses earlier ones."""
+        self._send(table.to_json().encode())
+
+    def publish_metrics_now(self) -> None:
+        """Ask every process to publish its metric rows now, not at its next tick (a
+        `describe_*` call waits for rows newer than itself)."""
+        self._send(PUBLISH_METRICS_NOW)
+
+    def _send(self, data: bytes) -> None:
         try:
-            self.socket.send(table.to_json().encode(), zmq.NOBLOCK)
+            self.socket.send(data, zmq.NOBLOCK)
         except zmq.Again:  # PUB drops rather than blocks; kept for safety
             pass
 
@@ -434,10 +445,12 @@ class FaultPublisher:
 
 
 class FaultSubscriber:
-    """SUB socket that keeps `table` up to date with what a FaultPublisher sends."""
+    """SUB socket that keeps `table` up to date with what a FaultPublisher sends, and notes
+    when the Cluster asked for metric rows now (`take_publish_request()`)."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, table: FaultTable):
         self.table = table
+        self._publish_requested = False
         self.socket = ctx.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RECONNECT_IVL, 50)
@@ -456,10 +469,18 @@ class FaultSubscriber:
                 data = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return changed
+            if data == PUBLISH_METRICS_NOW:
+                self._publish_requested = True
+                continue
             try:
                 changed |= self.table.update_from(FaultTable.from_json(data))
             except ValueError as e:
                 log.warning("ignored a bad fault table update: %s", e)
+
+    def take_publish_request(self) -> bool:
+        """Whether the Cluster asked for metric rows now since the last call (drain() first)."""
+        requested, self._publish_requested = self._publish_requested, False
+        return requested
 
     def close(self) -> None:
         self.socket.close(linger=0)

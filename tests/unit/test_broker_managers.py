@@ -12,7 +12,11 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from kafkalab.broker.controller_channel import ControllerChannelManager
-from kafkalab.broker.lifecycle import RETRY_NOT_CONTROLLER_S, BrokerLifecycleManager
+from kafkalab.broker.lifecycle import (
+    RETRY_NOT_CONTROLLER_S,
+    STARTING_HEARTBEAT_S,
+    BrokerLifecycleManager,
+)
 from kafkalab.broker.producer_id_manager import PREFETCH_WHEN_LEFT, ProducerIdManager
 from kafkalab.broker.replica_fetcher import FetcherState
 from kafkalab.broker.txn_markers import RETRY_BACKOFF_S, MarkerJob
@@ -68,9 +72,28 @@ def test_registration_carries_the_injected_incarnation_id_and_yields_the_epoch()
     assert c.calls == []
     ok(NS(error_code=ErrorCode.none, broker_epoch=12))
     assert (lc.registered, lc.broker_epoch, lc.events) == (True, 12, ["registered"])
-    lc.heartbeat()
-    ((hb, _ok, _e),) = c.take("BrokerHeartbeatRequest")
+    ((hb, _ok, _e),) = c.take("BrokerHeartbeatRequest")  # at once, not at the next tick
     assert (hb.broker_epoch, hb.current_metadata_offset, hb.want_shut_down) == (12, 41, False)
+
+
+def test_a_starting_broker_heartbeats_every_10_ms_until_caught_up_then_at_its_interval() -> None:
+    """Kafka's BrokerLifecycleManager in STARTING: a heartbeat when registered, the next 10 ms
+    after each answer until the controller says caught up (and unfences), each answer awaited
+    on the main channel; from then on the heartbeat channel's beats at the interval."""
+    c, later = FakeController(), []
+    lc = lifecycle(c, later)
+    lc.register()
+    c.take("BrokerRegistrationRequest")[0][1](NS(error_code=ErrorCode.none, broker_epoch=5))
+    ((_hb, ok, _e),) = c.take("BrokerHeartbeatRequest")
+    ok(NS(error_code=ErrorCode.none, is_caught_up=False, is_fenced=True, should_shut_down=False))
+    assert [d for d, _ in later] == [STARTING_HEARTBEAT_S] and lc.fenced
+    later.pop()[1]()
+    ((_hb, ok, _e),) = c.take("BrokerHeartbeatRequest")
+    ok(NS(error_code=ErrorCode.none, is_caught_up=True, is_fenced=False, should_shut_down=False))
+    assert later == [] and not lc.fenced and lc.caught_up
+    lc.heartbeat()  # the periodic beat
+    assert len(c.take("BrokerHeartbeatRequest")) == 1
+    assert c.on_heartbeat_channel == [False, False, False, True]
 
 
 def test_not_controller_turns_to_the_next_controller_and_registers_again_shortly() -> None:
@@ -99,10 +122,11 @@ def test_a_stale_epoch_registers_again_and_controlled_shutdown_ends_when_the_con
     lc = lifecycle(c, later)
     lc.register()
     c.take("BrokerRegistrationRequest")[0][1](NS(error_code=ErrorCode.none, broker_epoch=3))
-    lc.heartbeat()
     c.take("BrokerHeartbeatRequest")[0][1](NS(error_code=ErrorCode.stale_broker_epoch))
     assert not lc.registered
     c.take("BrokerRegistrationRequest")[0][1](NS(error_code=ErrorCode.none, broker_epoch=4))
+    c.take("BrokerHeartbeatRequest")[0][1](NS(error_code=ErrorCode.none, is_caught_up=True, is_fenced=False,
+                                              should_shut_down=False))
     lc.begin_controlled_shutdown()
     ((hb, ok, _e),) = c.take("BrokerHeartbeatRequest")
     assert hb.want_shut_down and hb.broker_epoch == 4
@@ -204,11 +228,11 @@ def test_a_broker_heartbeats_on_the_heartbeat_channel_but_asks_to_shut_down_on_t
     lc = lifecycle(c, later)
     lc.register()
     c.calls[0][1](NS(error_code=ErrorCode.none, broker_epoch=4))
+    c.calls[1][1](NS(error_code=ErrorCode.none, is_caught_up=True, is_fenced=False, should_shut_down=False))
     lc.heartbeat()
     lc.begin_controlled_shutdown()  # its answer is awaited: read as soon as it comes
-    assert [type(r).__name__ for r, _, _ in c.calls] == ["BrokerRegistrationRequest", "BrokerHeartbeatRequest",
-                                                         "BrokerHeartbeatRequest"]
-    assert c.on_heartbeat_channel == [False, True, False]
+    assert [type(r).__name__ for r, _, _ in c.calls] == ["BrokerRegistrationRequest", *["BrokerHeartbeatRequest"] * 3]
+    assert c.on_heartbeat_channel == [False, False, True, False]
 
 
 # -- producer ids --------------------------------------------------------------------------------

@@ -330,14 +330,15 @@ def test_the_collector_tells_listeners_about_news_not_about_heartbeats(collector
     told: list[int] = []
     collector.add_listener(lambda: told.append(collector.changes))
     replica = {"broker": 1, "topic": "t", "partition": 0, "log_end_offset": 5, "node": "broker-1"}
-    broker = {"broker": 1, "bytes_in": 10, "fetch_requests": 3, "request_latency_ms_p50": 200.1,
-              "node": "broker-1"}
+    broker = {"broker": 1, "bytes_in": 10, "fetch_requests": 3, "incremental_fetch_requests": 2,
+              "request_latency_ms_p50": 200.1, "node": "broker-1"}
     collector.record("replica", replica)
     collector.record("broker", broker)
     assert told == [1, 2]
     collector.record("replica", {**replica, "time": time.time() + 1})  # a heartbeat
     # The followers' own long polls move these while nothing happens.
-    collector.record("broker", {**broker, "fetch_requests": 5, "request_latency_ms_p50": 200.3})
+    collector.record("broker", {**broker, "fetch_requests": 5, "incremental_fetch_requests": 4,
+                                "request_latency_ms_p50": 200.3})
     assert told == [1, 2] and collector.version == 4
     collector.record("broker", {**broker, "bytes_in": 20})
     collector.record("event", {"event": "kill"})
