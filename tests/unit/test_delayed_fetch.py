@@ -72,3 +72,21 @@ def test_a_parked_fetch_answers_empty_at_its_deadline(tmp_path) -> None:
     assert out == []
     rm.try_complete(500)
     assert len(out) == 1 and out[0].responses[0].partitions[0].records == b""
+
+
+def test_an_idle_follower_fetch_ends_on_the_shared_grid_and_a_consumer_fetch_waits_its_own_time(tmp_path) -> None:
+    """A cluster-internal long poll ends at the last multiple of half its max wait before the
+    max wait is up (so the idle cluster's polls end together, with the timers' wake-ups); a
+    client's fetch waits exactly its max wait."""
+    rm = _leader_of_two_partitions(tmp_path, [1, 2])
+    follower: list[fs.FetchResponse] = []
+    consumer: list[fs.FetchResponse] = []
+    rm.fetch(_fetch(0, replica_id=2), 1_130, follower.append)  # parked at 1,130: ends at 1,500
+    rm.fetch(_fetch(1), 1_130, consumer.append)  # ends at 1,630
+    assert rm.next_deadline_ms() == 1_500
+    rm.try_complete(1_499)
+    assert follower == []
+    rm.try_complete(1_500)
+    assert len(follower) == 1 and consumer == [] and rm.next_deadline_ms() == 1_630
+    rm.try_complete(1_630)
+    assert len(consumer) == 1

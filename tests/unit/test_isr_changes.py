@@ -124,3 +124,34 @@ def test_a_parked_follower_fetch_completes_as_soon_as_an_acks_1_produce_appends(
     assert got == []  # nothing new: parked for up to a minute
     s.produce(1, [b"b"], acks=1)
     assert len(got) == 1 and got[0].responses[0].partitions[0].records
+
+
+def test_a_replica_signature_moves_exactly_when_its_row_says_something_new(tmp_path):
+    """The broker builds a replica row only when the signature moved (or a keep-alive is due):
+    equal signatures must mean equal rows but for the ms-since fields (a signature may move
+    for a row that did not: one row too many, never one too few)."""
+    from kafkalab.broker.metrics_rows import replica_row, replica_signature
+    from kafkalab.metrics_publisher import content
+
+    s = Sim(tmp_path)
+    seen: list[tuple[tuple, dict]] = []
+
+    def look(broker: int) -> None:
+        part = s.part(broker)
+        seen.append((replica_signature(part), content(replica_row(broker, part, s.now))))
+
+    look(1)
+    s.now += 700  # only time passes
+    look(1)
+    s.produce(1, [b"a"])  # the log end moves
+    look(1)
+    s.fetch_round(2, 1)  # a follower's progress (its lag at the leader)
+    look(1)
+    s.fetch_round(2, 1)  # the high watermark
+    look(1)
+    shrink_3(s)
+    s.rms[1].alter_partition_requests(0, s.now)
+    look(1)
+    for (sig_a, row_a), (sig_b, row_b) in zip(seen, seen[1:], strict=False):
+        assert sig_a != sig_b or row_a == row_b  # a new row always has a new signature
+    assert seen[0][0] == seen[1][0]  # time alone moves nothing

@@ -18,6 +18,7 @@ from kafkalab.metrics import (
     MetricsSnapshot,
     NullPublisher,
     as_rows,
+    dumps,
     throughput_from_frames,
 )
 
@@ -387,3 +388,52 @@ def test_throughput_is_what_pandas_groupby_computed(points, window):
            for r in MetricsSnapshot({"client": rows}).throughput_rows(window)}
     assert {b: got[b] for b in expected.index} == pytest.approx(expected.to_dict(), rel=1e-12, abs=1e-15)
     assert set(got) == set(range(min(expected.index), max(expected.index) + 1))  # silent windows: 0
+
+
+def test_a_batch_is_one_message_of_kind_row_pairs_and_force_sends_unchanged_rows():
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    port = sub.bind_to_random_port("tcp://127.0.0.1")
+    pub = MetricsPublisher(ctx, f"tcp://127.0.0.1:{port}", node="broker-1")
+    try:
+        deadline = time.monotonic() + 10
+        while not sub.poll(20):  # the slow joiner: events are always sent
+            assert time.monotonic() < deadline, "the publisher never connected"
+            pub.publish("event", {"event": "hello"})
+        while sub.poll(50):
+            sub.recv_multipart()
+        replica = {"broker": 1, "topic": "t", "partition": 0, "log_end_offset": 5}
+        with pub.batch():
+            pub.publish("replica", replica)
+            pub.publish("broker", {"broker": 1})
+            pub.publish("replica", replica)  # says nothing new: held back
+        frames = sub.recv_multipart()
+        assert frames[::2] == [b"replica", b"broker"] and json.loads(frames[1])["log_end_offset"] == 5
+        with pub.batch():
+            pub.publish("replica", replica)  # unchanged within its keep-alive: no message at all
+        with pub.batch(force=True):
+            pub.publish("replica", replica)
+        assert sub.recv_multipart()[::2] == [b"replica"]
+        assert not sub.poll(100)
+    finally:
+        pub.close()
+        sub.close(linger=0)
+        ctx.term()
+
+
+def test_the_collector_takes_every_pair_of_a_message_and_counts_a_broken_pair(collector):
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.PUB)
+    raw.connect(collector.endpoint)
+    try:
+        def arrived(c):
+            raw.send_multipart([b"broker", dumps({"broker": 3, "node": "broker-3"}),
+                                b"replica", dumps({"broker": 3, "topic": "t", "partition": 1, "node": "broker-3"}),
+                                b"replica", b"{not json"])
+            return c.row_count("replica") > 0 and c.row_count("broker") > 0 and c.malformed > 0
+        assert collector.wait_for(arrived, timeout=10.0)
+        assert collector.rows("replica")[0]["partition"] == 1
+    finally:
+        raw.close(linger=0)
+        ctx.term()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
+from kafkalab.clock import long_poll_deadline_ms
 from kafkalab.transport.loop import EventLoop, Handle
 
 pytestmark = pytest.mark.timeout(30)
@@ -277,3 +278,14 @@ def test_a_socket_added_without_wake_is_read_at_the_next_wake_up_for_anything_el
     finally:
         server.close(linger=0)
         client.close(linger=0)
+
+
+@pytest.mark.parametrize("max_wait_ms", [500, 501, 2, 1000])
+def test_an_internal_long_poll_ends_on_the_grid_of_half_its_max_wait(max_wait_ms: int) -> None:
+    step = max_wait_ms // 2
+    for now in range(0, 3 * max_wait_ms, 7):
+        end = long_poll_deadline_ms(now, max_wait_ms)
+        assert end % step == 0 and now + max_wait_ms - step < end <= now + max_wait_ms
+    # Parked apart within one half-window, two polls end together.
+    assert long_poll_deadline_ms(1_010, 500) == long_poll_deadline_ms(1_240, 500) == 1_500
+    assert long_poll_deadline_ms(5, 1) == 6  # too short to split: exact

@@ -390,3 +390,25 @@ def test_a_message_is_one_frame_and_a_big_body_a_frame_of_its_own(server: RpcSer
         corr = client.send(request)
         (env,) = wait_for(lambda: server.receive(time.monotonic()))
         assert env.correlation_id == corr and bytes(env.body.topic_data[0].partition_data[0].records) == records
+
+
+def test_the_fault_channel_carries_a_request_for_metric_rows_beside_the_tables(ctx: zmq.Context) -> None:
+    pub = FaultPublisher(ctx)
+    table = FaultTable()
+    sub = FaultSubscriber(ctx, pub.endpoint, table)
+    try:
+        def heard() -> bool:  # the slow-joiner: ask until heard
+            pub.publish_metrics_now()
+            sub.socket.poll(20)
+            sub.drain()
+            return sub.take_publish_request()
+
+        wait_for(heard, what="the subscriber to hear the request")
+        assert not table and table.version == 0  # not a table
+        while sub.socket.poll(50):  # the requests that were still on their way
+            sub.drain()
+        sub.take_publish_request()
+        assert not sub.take_publish_request()  # taken once
+    finally:
+        sub.close()
+        pub.close()
