@@ -102,9 +102,19 @@ class BrokerLifecycleManager:
         self.controller.send(req, self._on_heartbeat, heartbeat=self.caught_up and not self.want_shut_down)
         self.ensure_metadata_fetch()
 
+    def heartbeat_soon(self) -> None:
+        """A beat shortly, not at the next interval (a new controller followed; one that was
+        not the active one), as Kafka's next communication after a failure."""
+        self.call_later(RETRY_NOT_CONTROLLER_S, self._heartbeat_if_registered)
+
+    def _heartbeat_if_registered(self) -> None:
+        if self.registered:
+            self.heartbeat()
+
     def _on_heartbeat(self, resp: Any) -> None:
         if resp.error_code == ErrorCode.not_controller:
-            self.ensure_metadata_fetch()
+            self.ensure_metadata_fetch()  # its answer names the active controller
+            self.heartbeat_soon()
             return
         if resp.error_code == ErrorCode.stale_broker_epoch:
             self.register()

@@ -95,8 +95,9 @@ class BrokerServer:
         self.controller = ControllerChannelManager(
             self._controller_channels(controller_endpoints), clock,
             # Heartbeats are answered at once, so this long a silence means the controller is gone
-            # (whatever the metadata long poll's wait: an idle cluster's polls are long).
-            silence_s=3 * config["broker.heartbeat.interval.ms"] / 1000,
+            # (whatever the metadata long poll's wait: an idle cluster's polls are long); well
+            # inside the session, so that the next controller hears from us before it ends.
+            silence_s=min(3 * config["broker.heartbeat.interval.ms"], config["broker.session.timeout.ms"] / 2) / 1000,
             # Their answers are read at the next wake-up instead of waking the broker each.
             heartbeat_channels=self._controller_channels(controller_endpoints, suffix=HEARTBEAT_CHANNEL_SUFFIX))
         self.lifecycle = BrokerLifecycleManager(
@@ -113,7 +114,7 @@ class BrokerServer:
             connect=self._connect)
         self.producer_ids = ProducerIdManager(broker_id=broker_id, controller=self.controller,
                                               broker_epoch=lambda: self.lifecycle.broker_epoch)
-        self.controller.on_follow = self.metadata.refetch
+        self.controller.on_follow = self._controller_changed
         self.lifecycle.on_registered = self.metadata.start
         self.lifecycle.ensure_metadata_fetch = self.metadata.ensure_fetching
         self.lifecycle.on_shut_down = self.loop.stop
@@ -156,6 +157,12 @@ class BrokerServer:
                           fail_fast_on_cut=fail_fast_on_cut)
         channel.attach(self.loop)
         return channel
+
+    def _controller_changed(self) -> None:
+        """A new controller is followed: learn from it now, and heartbeat it before its session
+        for this broker (fresh when it became active) runs out."""
+        self.metadata.refetch()
+        self.lifecycle.heartbeat_soon()
 
     def _on_faults(self) -> None:
         changed = self.fault_sub.drain()

@@ -107,6 +107,19 @@ def test_not_controller_turns_to_the_next_controller_and_registers_again_shortly
     assert len(c.take("BrokerRegistrationRequest")) == 1
 
 
+def test_a_heartbeat_answered_not_controller_is_sent_again_shortly_not_at_the_next_tick() -> None:
+    """A broker following a controller that is no longer active must reach the active one
+    before that one's session for it ends (Kafka: the next communication after a failure)."""
+    c, later = FakeController(), []
+    lc = lifecycle(c, later)
+    lc.register()
+    c.take("BrokerRegistrationRequest")[0][1](NS(error_code=ErrorCode.none, broker_epoch=5))
+    c.take("BrokerHeartbeatRequest")[0][1](NS(error_code=ErrorCode.not_controller))
+    assert [d for d, _ in later] == [RETRY_NOT_CONTROLLER_S]
+    later.pop()[1]()
+    assert len(c.take("BrokerHeartbeatRequest")) == 1
+
+
 def test_a_lost_registration_is_sent_again_by_the_next_heartbeat_tick() -> None:
     c, later = FakeController(), []
     lc = lifecycle(c, later)
