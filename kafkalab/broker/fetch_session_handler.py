@@ -56,7 +56,7 @@ class FetchRequestData:
 
     @property
     def full(self) -> bool:
-        return self.epoch in (INITIAL_EPOCH, FINAL_EPOCH)
+        return _full(self.epoch)
 
     @property
     def empty(self) -> bool:
@@ -88,7 +88,7 @@ class FetchSessionHandler:
     @property
     def full(self) -> bool:
         """Is the next request a full one?"""
-        return self.epoch in (INITIAL_EPOCH, FINAL_EPOCH)
+        return _full(self.epoch)
 
     def build(self, wanted: Mapping[TP, Any]) -> FetchRequestData:
         """The next request, for `wanted` ((topic, partition) -> FetchPartition, in the order to
@@ -149,6 +149,11 @@ class FetchSessionHandler:
 
     def _initial(self) -> None:
         self.session_id, self.epoch = INVALID_SESSION_ID, INITIAL_EPOCH
+
+
+def _full(epoch: int) -> bool:
+    """A request at this epoch lists every partition (it opens a session, or stays outside one)."""
+    return epoch in (INITIAL_EPOCH, FINAL_EPOCH)
 
 
 def _topics(parts: Iterable[tuple[TP, Any]]) -> tuple[fetch_req.FetchTopic, ...]:

@@ -302,18 +302,20 @@ class BrokerServer:
         self._said[key] = (signature, mono)
         return True
 
+    def _broker_state(self) -> dict[str, Any]:
+        """The broker row's fields besides its counters and latencies."""
+        return {"fenced": self.lifecycle.fenced, "faults_version": self.faults.version,
+                "metadata_offset": self.image.offset, "rpc_malformed_requests": self.server.malformed,
+                "rpc_request_errors": self.server.request_errors}
+
     def _broker_signature(self) -> tuple[Any, ...]:
         """What the broker row says but for what the replicas' long polls move (not news)."""
-        counters = self.rm.counters
-        return (self.lifecycle.fenced, self.faults.version, self.image.offset, self.server.malformed,
-                self.server.request_errors,
-                *(v for k, v in counters.items() if k not in BROKER_NOT_NEWS))
+        return (*self._broker_state().values(),
+                *(v for k, v in self.rm.counters.items() if k not in BROKER_NOT_NEWS))
 
     def _publish_broker(self) -> None:
         self.metrics.publish("broker", broker_row(
-            self.broker_id, fenced=self.lifecycle.fenced, counters=self.rm.counters, latencies_ms=self.latencies,
-            faults_version=self.faults.version, metadata_offset=self.image.offset,
-            rpc_malformed_requests=self.server.malformed, rpc_request_errors=self.server.request_errors))
+            self.broker_id, counters=self.rm.counters, latencies_ms=self.latencies, **self._broker_state()))
 
     def shutdown_gracefully(self) -> None:
         """SIGTERM: controlled shutdown, moving leadership away before exiting."""

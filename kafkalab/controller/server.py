@@ -316,20 +316,17 @@ class ControllerServer:
             ends[self.node_id] = d["log_end_offset"]
         active = self.active.active
         with self.metrics.batch(force=force):  # one message a tick
-            self._publish_rows(d, ends, active)
-
-    def _publish_rows(self, d: dict[str, Any], ends: dict[int, int], active: bool) -> None:
-        self.metrics.publish("quorum", {
-            "controller_id": self.node_id, "role": d["role"], "epoch": d["epoch"], "leader": d["leader_id"],
-            "active": active, "high_watermark": d["high_watermark"], "log_end_offset": d["log_end_offset"],
-            "voter_end_offsets": ends,
-        })
-        self.metrics.publish("controller", {
-            "controller_id": self.node_id, "active": active, "metadata_offset": d["high_watermark"],
-            "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
-            "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced")
-                        for b in self.active.committed.brokers.values()},
-        })
+            self.metrics.publish("quorum", {
+                "controller_id": self.node_id, "role": d["role"], "epoch": d["epoch"], "leader": d["leader_id"],
+                "active": active, "high_watermark": d["high_watermark"], "log_end_offset": d["log_end_offset"],
+                "voter_end_offsets": ends,
+            })
+            self.metrics.publish("controller", {
+                "controller_id": self.node_id, "active": active, "metadata_offset": d["high_watermark"],
+                "rpc_request_errors": self.server.request_errors, "rpc_malformed_requests": self.server.malformed,
+                "brokers": {b.broker_id: ("fenced" if b.fenced else "unfenced")
+                            for b in self.active.committed.brokers.values()},
+            })
 
     def shutdown_gracefully(self) -> None:
         """SIGTERM: a leader resigns with EndQuorumEpoch so a successor need not time out."""

@@ -416,6 +416,7 @@ class RpcClient:
 # On the fault channel, beside the tables (which are JSON objects): "publish your metric rows now".
 PUBLISH_METRICS_NOW = b"publish-metrics"
 
+
 class FaultPublisher:
     """PUB socket that broadcasts the authoritative FaultTable (the Cluster owns one)."""
 
